@@ -1,0 +1,181 @@
+//! The resolved run configuration ([`StyleConfig`]) with its defaults and validation.
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, Pooling};
+
+/// The largest output side accepted (pixels). Larger requests are refused as absurd.
+pub const MAX_SIZE: u32 = 16_384;
+
+/// Which optimiser changes the pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Optimizer {
+    /// Limited-memory BFGS with `history` correction pairs.
+    Lbfgs {
+        /// Number of (s, y) pairs kept (jcjohnson's `-lbfgs_num_correction`).
+        history: usize,
+    },
+    /// Adam with the given learning rate (in units of the 0..1 pixel scale).
+    Adam {
+        /// Step size.
+        learning_rate: f32,
+    },
+}
+
+/// Where the optimisation starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// The (resized) content image. Best quality, the default.
+    Content,
+    /// Uniform noise around mid-grey, from [`StyleConfig::seed`].
+    Noise,
+    /// A given image (resized to the output size), RGB 0..1.
+    Image(image::Rgb32FImage),
+}
+
+/// Everything that decides a run, resolved and validated. `Default` gives the tuned defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StyleConfig {
+    /// Longest side of the output in pixels; the content image is resized to it.
+    pub size: u32,
+    /// Optimiser iterations (L-BFGS iterations, not function evaluations).
+    pub iterations: usize,
+    /// Weight of the content loss (alpha).
+    pub content_weight: f32,
+    /// Weight of the style loss (beta).
+    pub style_weight: f32,
+    /// Weight of the total-variation loss.
+    pub tv_weight: f32,
+    /// Layers whose features make the content loss.
+    pub content_layers: Vec<String>,
+    /// Layers whose Gram matrices make the style loss.
+    pub style_layers: Vec<String>,
+    /// One weight per style layer; `None` means all 1.
+    pub style_layer_weights: Option<Vec<f32>>,
+    /// One blend weight per style image (normalised to sum 1); `None` means equal.
+    pub style_blend: Option<Vec<f32>>,
+    /// Style image size relative to the output size (1.0 = same longest side).
+    pub style_scale: f32,
+    /// The optimiser.
+    pub optimizer: Optimizer,
+    /// The starting image.
+    pub init: Init,
+    /// Seed for the noise init (and anything else random).
+    pub seed: u64,
+    /// The network.
+    pub model: Arch,
+    /// Max or average pooling.
+    pub pooling: Pooling,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for StyleConfig {
+    fn default() -> Self {
+        StyleConfig {
+            size: 512,
+            iterations: 500,
+            content_weight: 5.0,
+            style_weight: 100.0,
+            tv_weight: 1e-3,
+            content_layers: vec!["relu4_2".into()],
+            style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
+            style_layer_weights: None,
+            style_blend: None,
+            style_scale: 1.0,
+            optimizer: Optimizer::Lbfgs { history: 100 },
+            init: Init::Content,
+            seed: 0,
+            model: Arch::Vgg16,
+            pooling: Pooling::Max,
+            threads: 0,
+        }
+    }
+}
+
+fn bad(what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Config { what, reason: reason.into() }
+}
+
+fn check_weight(what: &'static str, v: f32) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad(what, format!("{v} (must be a finite number ≥ 0)")));
+    }
+    Ok(())
+}
+
+impl StyleConfig {
+    /// Checks every value that does not need the images or the network: sizes, weights, counts, layer names.
+    /// `n_styles` is the number of style images the run will get.
+    pub fn validate(&self, n_styles: usize) -> Result<()> {
+        if self.size == 0 || self.size > MAX_SIZE {
+            return Err(bad("size", format!("{} (must be between 1 and {MAX_SIZE} pixels)", self.size)));
+        }
+        if self.size < 16 {
+            return Err(bad(
+                "size",
+                format!("{} (VGG needs at least 16 pixels on the longest side)", self.size),
+            ));
+        }
+        check_weight("content weight", self.content_weight)?;
+        check_weight("style weight", self.style_weight)?;
+        check_weight("TV weight", self.tv_weight)?;
+        if self.content_layers.is_empty() && self.style_layers.is_empty() {
+            return Err(bad("layers", "no content and no style layers: nothing to optimise"));
+        }
+        for name in self.content_layers.iter().chain(&self.style_layers) {
+            self.model.layer_index(name)?;
+        }
+        if let Some(w) = &self.style_layer_weights {
+            if w.len() != self.style_layers.len() {
+                return Err(bad(
+                    "style layer weights",
+                    format!("{} weights for {} style layers", w.len(), self.style_layers.len()),
+                ));
+            }
+            for &v in w {
+                check_weight("style layer weight", v)?;
+            }
+        }
+        if n_styles == 0 && self.style_weight > 0.0 && !self.style_layers.is_empty() {
+            return Err(bad("style images", "at least one style image is needed"));
+        }
+        if let Some(b) = &self.style_blend {
+            if b.len() != n_styles {
+                return Err(bad(
+                    "style blend weights",
+                    format!("{} weights for {} style images", b.len(), n_styles),
+                ));
+            }
+            for &v in b {
+                check_weight("style blend weight", v)?;
+            }
+            if b.iter().sum::<f32>() <= 0.0 {
+                return Err(bad("style blend weights", "they sum to 0"));
+            }
+        }
+        if !self.style_scale.is_finite() || self.style_scale <= 0.0 || self.style_scale > 8.0 {
+            return Err(bad("style scale", format!("{} (must be in (0, 8])", self.style_scale)));
+        }
+        match self.optimizer {
+            Optimizer::Lbfgs { history } if history == 0 || history > 10_000 => {
+                return Err(bad("L-BFGS history", format!("{history} (must be 1..=10000)")));
+            }
+            Optimizer::Adam { learning_rate } if !learning_rate.is_finite() || learning_rate <= 0.0 => {
+                return Err(bad("learning rate", format!("{learning_rate} (must be > 0)")));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The blend weights normalised to sum 1 (equal weights when none were given).
+    pub fn normalised_blend(&self, n_styles: usize) -> Vec<f32> {
+        match &self.style_blend {
+            Some(b) => {
+                let s: f32 = b.iter().sum();
+                b.iter().map(|v| v / s).collect()
+            }
+            None => vec![1.0 / n_styles.max(1) as f32; n_styles],
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The library's error type: one enum whose variants name the file, layer, key and shapes involved.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in impasto. Each message is one line meant for the end user.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("cannot read", "cannot write", ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image file could not be decoded (missing, corrupt, truncated or unsupported).
+    #[error("cannot decode image {path}: {reason}")]
+    ImageDecode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's reason.
+        reason: String,
+    },
+    /// An image could not be encoded or written.
+    #[error("cannot write image {path}: {reason}")]
+    ImageEncode {
+        /// The output file.
+        path: PathBuf,
+        /// The encoder's reason.
+        reason: String,
+    },
+    /// The weights file is not a readable safetensors file.
+    #[error("weights file {path} is not a valid safetensors file: {reason}")]
+    WeightsFormat {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the model needs is missing from the weights file.
+    #[error(
+        "weights file {path} has no tensor `{key}` (needed for layer {layer} of {model}); is it a {model} checkpoint?"
+    )]
+    WeightsMissingKey {
+        /// The weights file.
+        path: PathBuf,
+        /// The missing key, e.g. `features.0.weight`.
+        key: String,
+        /// The layer that needs it, e.g. `conv1_1`.
+        layer: String,
+        /// The architecture being loaded.
+        model: String,
+    },
+    /// A tensor in the weights file has the wrong shape or dtype.
+    #[error(
+        "weights file {path}: tensor `{key}` (layer {layer}) has shape {actual:?} {dtype}, expected {expected:?} F32"
+    )]
+    WeightsShape {
+        /// The weights file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The layer that needs it.
+        layer: String,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The shape found in the file.
+        actual: Vec<usize>,
+        /// The dtype found in the file.
+        dtype: String,
+    },
+    /// No weights file was found in any of the places searched.
+    #[error(
+        "no {model} weights found (looked in: {searched}); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)"
+    )]
+    WeightsNotFound {
+        /// The architecture wanted.
+        model: String,
+        /// The places searched, comma separated.
+        searched: String,
+    },
+    /// A layer name that the network does not have.
+    #[error("unknown layer `{name}` for {model} (known: {known})")]
+    UnknownLayer {
+        /// The name given.
+        name: String,
+        /// The architecture.
+        model: String,
+        /// The valid names, comma separated.
+        known: String,
+    },
+    /// An invalid configuration value.
+    #[error("invalid {what}: {reason}")]
+    Config {
+        /// Which setting (e.g. "size", "style blend weights").
+        what: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The loss or its gradient became NaN or infinite. `last_good` holds the last image with a finite loss.
+    #[error(
+        "the loss became non-finite at iteration {iteration} ({what}); try lower weights or a smaller learning rate"
+    )]
+    NonFinite {
+        /// The iteration at which it happened.
+        iteration: usize,
+        /// What was non-finite.
+        what: &'static str,
+        /// The last image whose loss was finite (RGB, 0..1).
+        last_good: Box<image::Rgb32FImage>,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The last good image carried by a [`Error::NonFinite`] error, if any.
+    pub fn last_good_image(&self) -> Option<&image::Rgb32FImage> {
+        match self {
+            Error::NonFinite { last_good, .. } => Some(last_good),
+            _ => None,
+        }
+    }
+}

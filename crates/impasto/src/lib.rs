@@ -1,0 +1,53 @@
+//! impasto: neural style transfer (Gatys, Ecker & Bethge 2015) on the CPU.
+//!
+//! The library takes a configuration and images in, and gives an image out. A fixed, ImageNet-trained
+//! VGG network ([`Vgg`]) measures *content* (features at deep layers, default `relu4_2`) and *style*
+//! (Gram matrices of features at several layers, default `relu1_1` … `relu5_1`); the pixels of the
+//! output are optimised with L-BFGS or Adam until the output has the content of one image and the style
+//! of the others.
+//!
+//! # Losses
+//! Every term is a per-element mean, so a weight means the same at every image size:
+//! * content: `α · Σ_l mean((F_l(x) − F_l(c))²)` over the content layers;
+//! * style: `β · Σ_l w_l · mean((G_l(x) − A_l)²)` with `G = F·Fᵀ / (C·H·W)` and
+//!   `A_l = Σ_k b_k · G_l(s_k)` the blend of the style images' Grams;
+//! * total variation: `λ · Σ (x[i,j+1] − x[i,j])² + (x[i+1,j] − x[i,j])² / (3·H·W)` on the RGB 0..1 image.
+//!
+//! # Example
+//! ```no_run
+//! use impasto::{Arch, NoObserver, Pooling, StyleConfig, Vgg, load_image, save_image, stylize};
+//! # fn main() -> impasto::Result<()> {
+//! let config = StyleConfig { size: 256, iterations: 200, ..StyleConfig::default() };
+//! let net = Vgg::load("vgg16-conv-imagenet.safetensors".as_ref(), Arch::Vgg16, Pooling::Max, None, "relu5_1")?;
+//! let content = load_image("photo.jpg".as_ref())?;
+//! let style = load_image("painting.jpg".as_ref())?;
+//! let out = stylize(&net, &config, &content, &[style], &mut NoObserver)?;
+//! save_image(&out.image, "out.png".as_ref())?;
+//! # Ok(()) }
+//! ```
+//!
+//! Progress and cancellation go through an [`Observer`]. Nothing in this crate prints, reads the
+//! environment or exits the process.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod io;
+mod loss;
+mod model;
+mod observer;
+mod optim;
+mod pixels;
+mod run;
+
+pub use config::{Init, MAX_SIZE, Optimizer, StyleConfig};
+pub use error::{Error, Result};
+pub use image;
+pub use io::{MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, check_writable, load_image, save_image};
+pub use loss::{Objective, gram_matrix};
+pub use model::{Arch, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name, locate_weights};
+pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason};
+pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
+pub use run::{Stylized, stylize};

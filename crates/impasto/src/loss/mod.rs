@@ -1,0 +1,127 @@
+//! The objective minimised over the pixels: weighted content, style and total-variation losses on VGG
+//! features, each a per-element mean so that a weight means the same at every image size.
+
+mod content;
+mod style;
+mod tv;
+
+pub use style::gram_matrix;
+
+use crate::model::Vgg;
+use crate::observer::Losses;
+
+/// A content target: the features of the content image at one layer.
+#[derive(Debug, Clone)]
+pub(crate) struct ContentTarget {
+    pub(crate) layer: usize,
+    pub(crate) features: Vec<f32>,
+    pub(crate) weight: f32,
+}
+
+/// A style target: the (blended) Gram matrix of the style images at one layer.
+#[derive(Debug, Clone)]
+pub(crate) struct StyleTarget {
+    pub(crate) layer: usize,
+    pub(crate) gram: Vec<f32>,
+    pub(crate) weight: f32,
+}
+
+/// The loss of one image size: content, style and TV terms against fixed targets, with its gradient.
+///
+/// [`stylize`](crate::stylize) builds one internally; it is public so that custom optimisers, tests and
+/// tools can evaluate the same objective. Pixels are planar RGB 0..1 (`3·H·W` values, R plane first).
+#[derive(Debug)]
+pub struct Objective<'a> {
+    pub(crate) net: &'a Vgg,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) content: Vec<ContentTarget>,
+    pub(crate) style: Vec<StyleTarget>,
+    pub(crate) tv_weight: f32,
+}
+
+impl<'a> Objective<'a> {
+    /// An objective with no terms for `width`×`height` images.
+    pub fn new(net: &'a Vgg, width: usize, height: usize) -> Objective<'a> {
+        Objective { net, height, width, content: Vec::new(), style: Vec::new(), tv_weight: 0.0 }
+    }
+
+    /// Adds `weight · mean((F_layer(x) − target)²)`. `target` must have the layer's size.
+    pub fn add_content(&mut self, layer: &str, target: Vec<f32>, weight: f32) -> crate::Result<()> {
+        let layer = self.net.layer_index(layer)?;
+        self.content.push(ContentTarget { layer, features: target, weight });
+        Ok(())
+    }
+
+    /// Adds `weight · mean((G_layer(x) − target)²)` with `G = F·Fᵀ/(C·H·W)`; `target` is C×C.
+    pub fn add_style(&mut self, layer: &str, target: Vec<f32>, weight: f32) -> crate::Result<()> {
+        let layer = self.net.layer_index(layer)?;
+        self.style.push(StyleTarget { layer, gram: target, weight });
+        Ok(())
+    }
+
+    /// Sets the total-variation weight.
+    pub fn set_tv_weight(&mut self, weight: f32) {
+        self.tv_weight = weight;
+    }
+
+    /// The deepest layer any term needs.
+    fn last_layer(&self) -> Option<usize> {
+        self.content.iter().map(|t| t.layer).chain(self.style.iter().map(|t| t.layer)).max()
+    }
+
+    /// Loss terms at `pixels` (planar RGB 0..1) and the gradient of their sum with respect to the pixels.
+    pub fn evaluate(&self, pixels: &[f32]) -> (Losses, Vec<f32>) {
+        let (h, w) = (self.height, self.width);
+        let mut losses = Losses::default();
+        let mut grad = match self.last_layer() {
+            Some(last) => {
+                let mut wanted = vec![false; last + 1];
+                for l in self.content.iter().map(|t| t.layer).chain(self.style.iter().map(|t| t.layer)) {
+                    wanted[l] = true;
+                }
+                let acts = self.net.forward(pixels, h, w, last, &wanted);
+                self.net.backward(&acts, last, |i, g| {
+                    for t in self.content.iter().filter(|t| t.layer == i) {
+                        losses.content += content::content_loss(acts.get(i), &t.features, t.weight, g);
+                    }
+                    for t in self.style.iter().filter(|t| t.layer == i) {
+                        let (c, lh, lw) = acts.shape[i];
+                        losses.style += style::style_loss(acts.get(i), c, lh * lw, &t.gram, t.weight, g);
+                    }
+                })
+            }
+            None => vec![0.0; pixels.len()],
+        };
+        losses.tv = tv::tv_loss(pixels, h, w, self.tv_weight, &mut grad);
+        (losses, grad)
+    }
+}
+
+/// Features of `pixels` at the given layers (for content targets), in the order given.
+pub(crate) fn features_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
+    let Some(&last) = layers.iter().max() else { return Vec::new() };
+    let mut wanted = vec![false; last + 1];
+    for &l in layers {
+        wanted[l] = true;
+    }
+    let acts = net.forward(pixels, h, w, last, &wanted);
+    layers.iter().map(|&l| acts.get(l).to_vec()).collect()
+}
+
+/// Normalised Gram matrices of `pixels` at the given layers, in the order given.
+pub(crate) fn grams_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
+    let Some(&last) = layers.iter().max() else { return Vec::new() };
+    let mut wanted = vec![false; last + 1];
+    for &l in layers {
+        wanted[l] = true;
+    }
+    let acts = net.forward(pixels, h, w, last, &wanted);
+    layers
+        .iter()
+        .map(|&l| {
+            let (c, lh, lw) = acts.shape[l];
+            gram_matrix(acts.get(l), c, lh * lw)
+        })
+        .collect()
+}

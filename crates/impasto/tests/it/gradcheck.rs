@@ -1,0 +1,55 @@
+//! The whole objective's gradient (preprocessing, convolutions, ReLU, pooling, Gram, content, TV) against
+//! central finite differences on single pixels, on small random networks (VGG-16 and VGG-19 layouts).
+
+use impasto::{Arch, Objective, Pooling, Vgg, gram_matrix};
+
+use crate::common::{Lcg, random_vgg};
+
+fn objective<'a>(net: &'a Vgg, w: usize, h: usize, rng: &mut Lcg) -> Objective<'a> {
+    let mut obj = Objective::new(net, w, h);
+    let px = rng.vec(3 * w * h, 0.5).into_iter().map(|v| v + 0.5).collect::<Vec<_>>();
+    let feats = net.features(&px, w, h, &["relu1_1", "relu2_1", "relu2_2", "pool2"]).unwrap();
+    // Content target: perturbed features of another image; style targets: Grams of it.
+    let (f, _) = &feats[2];
+    obj.add_content("relu2_2", f.iter().map(|v| v * 0.7).collect(), 3.0).unwrap();
+    for (name, (f, [c, fh, fw])) in
+        ["relu1_1", "relu2_1", "pool2"].iter().zip([&feats[0], &feats[1], &feats[3]])
+    {
+        obj.add_style(name, gram_matrix(f, *c, fh * fw), 50.0).unwrap();
+    }
+    obj.set_tv_weight(0.5);
+    obj
+}
+
+fn check(arch: Arch, pooling: Pooling, seed: u64) {
+    let (w, h) = (9, 8);
+    let net = random_vgg(arch, pooling, 4, seed);
+    let mut rng = Lcg(seed ^ 0x9e37_79b9);
+    let obj = objective(&net, w, h, &mut rng);
+    let x: Vec<f32> = rng.vec(3 * w * h, 0.4).into_iter().map(|v| v + 0.5).collect();
+    let (_, grad) = obj.evaluate(&x);
+    let gmax = grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let eps = 1e-3f32;
+    let mut worst = 0.0f32;
+    for i in (0..x.len()).step_by(7) {
+        let mut xp = x.clone();
+        xp[i] += eps;
+        let mut xm = x.clone();
+        xm[i] -= eps;
+        let fd = ((obj.evaluate(&xp).0.total() - obj.evaluate(&xm).0.total()) / (2.0 * eps as f64)) as f32;
+        let err = (fd - grad[i]).abs() / gmax;
+        worst = worst.max(err);
+    }
+    eprintln!("{arch} {pooling:?}: worst |fd − grad| / max|grad| = {worst:.2e}");
+    assert!(worst < 2e-2, "{arch} {pooling:?}: finite differences disagree ({worst:e})");
+}
+
+#[test]
+fn objective_gradient_matches_finite_differences_vgg16_avg() {
+    check(Arch::Vgg16, Pooling::Avg, 1);
+}
+
+#[test]
+fn objective_gradient_matches_finite_differences_vgg19_max() {
+    check(Arch::Vgg19, Pooling::Max, 2);
+}
