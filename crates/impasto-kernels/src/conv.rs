@@ -1,0 +1,205 @@
+//! `Conv3x3`: 3×3, stride 1, zero-pad 1 convolution (forward and gradient to
+//! the input) as tiled im2col + `sgemm`.
+//!
+//! The output pixels are cut into tiles whose column matrix fits in
+//! [`COL_BUDGET_BYTES`]; tiles run in order, parallelism comes from the GEMM
+//! and the im2col packing. Bias rides along as an extra GEMM row of ones, and
+//! the ReLU is applied to each output tile while it is still in cache.
+
+use std::fmt;
+
+use rayon::prelude::*;
+
+use crate::im2col::{col_stride, pack_tile};
+use crate::par::worth_parallel;
+use crate::relu::relu_slice;
+use crate::sgemm::sgemm;
+
+/// Upper bound (bytes) for one tile's im2col buffer, whatever the image size
+/// (exceeded only when even [`MIN_TILE_PIXELS`] pixels need more).
+pub(crate) const COL_BUDGET_BYTES: usize = 4 << 20;
+
+/// Smallest tile width (pixels) so that the GEMM `n` stays reasonable.
+const MIN_TILE_PIXELS: usize = 64;
+
+/// A 3×3 convolution, stride 1, zero padding 1, with bias, PyTorch `conv2d`
+/// (cross-correlation) semantics on single CHW images:
+/// `y[o,i,j] = b[o] + Σ_{c,ky,kx} w[o,c,ky,kx] · x[c, i+ky−1, j+kx−1]`.
+///
+/// Weights are rearranged once in [`Conv3x3::new`] for both the forward pass
+/// and the gradient to the input.
+///
+/// Each call allocates one im2col tile buffer of at most about 4 MiB,
+/// whatever the image size; the output pixels are processed tile by tile, in
+/// order, with the GEMM (and the packing) running on the current rayon pool.
+#[derive(Clone)]
+pub struct Conv3x3 {
+    c_in: usize,
+    c_out: usize,
+    /// Forward GEMM matrix, `c_out × (9·c_in + 1)` row-major: the OIHW weights
+    /// of output channel `o` followed by `bias[o]`.
+    fwd: Vec<f32>,
+    /// Backward GEMM matrix, `c_in × 9·c_out` row-major:
+    /// `w'[c, o, ky, kx] = w[o, c, 2 − ky, 2 − kx]` (no bias).
+    bwd: Vec<f32>,
+}
+
+impl fmt::Debug for Conv3x3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conv3x3")
+            .field("c_in", &self.c_in)
+            .field("c_out", &self.c_out)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conv3x3 {
+    /// Build from OIHW `weight` (`c_out·c_in·9` floats) and `bias` (`c_out`).
+    ///
+    /// # Panics
+    /// If `weight` or `bias` has the wrong length.
+    pub fn new(c_in: usize, c_out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        let k = 9 * c_in;
+        assert_eq!(
+            weight.len(),
+            c_out * k,
+            "Conv3x3::new: weight must have c_out*c_in*9 = {}*{}*9 floats",
+            c_out,
+            c_in
+        );
+        assert_eq!(bias.len(), c_out, "Conv3x3::new: bias must have c_out = {c_out} floats");
+        let mut fwd = Vec::with_capacity(c_out * (k + 1));
+        for (o, &b_o) in bias.iter().enumerate() {
+            fwd.extend_from_slice(&weight[o * k..(o + 1) * k]);
+            fwd.push(b_o);
+        }
+        let mut bwd = vec![0.0; c_in * 9 * c_out];
+        for o in 0..c_out {
+            for c in 0..c_in {
+                for tap in 0..9 {
+                    bwd[(c * c_out + o) * 9 + (8 - tap)] = weight[(o * c_in + c) * 9 + tap];
+                }
+            }
+        }
+        Self { c_in, c_out, fwd, bwd }
+    }
+
+    /// Number of input channels.
+    pub fn c_in(&self) -> usize {
+        self.c_in
+    }
+
+    /// Number of output channels.
+    pub fn c_out(&self) -> usize {
+        self.c_out
+    }
+
+    /// `y` (`c_out·h·w`, overwritten) = conv(`x`) + bias, then `max(·, 0)` if
+    /// `relu`. `x` is `c_in·h·w`.
+    ///
+    /// # Panics
+    /// If a slice length differs from the stated size.
+    pub fn forward(&self, x: &[f32], h: usize, w: usize, relu: bool, y: &mut [f32]) {
+        let hw = h * w;
+        assert_eq!(x.len(), self.c_in * hw, "Conv3x3::forward: x must be c_in*h*w");
+        assert_eq!(y.len(), self.c_out * hw, "Conv3x3::forward: y must be c_out*h*w");
+        conv3x3_tiled(&self.fwd, self.c_out, self.c_in, true, x, h, w, relu, y);
+    }
+
+    /// Gradient to the input only: `dx` (`c_in·h·w`, overwritten) =
+    /// conv_transpose(`dy`), `dy` is `c_out·h·w`. Computed as a 3×3 convolution
+    /// of `dy` with the flipped, transposed weights.
+    ///
+    /// # Panics
+    /// If a slice length differs from the stated size.
+    pub fn backward_input(&self, dy: &[f32], h: usize, w: usize, dx: &mut [f32]) {
+        let hw = h * w;
+        assert_eq!(dy.len(), self.c_out * hw, "Conv3x3::backward_input: dy must be c_out*h*w");
+        assert_eq!(dx.len(), self.c_in * hw, "Conv3x3::backward_input: dx must be c_in*h*w");
+        conv3x3_tiled(&self.bwd, self.c_in, self.c_out, false, dy, h, w, false, dx);
+    }
+}
+
+/// Pixels per tile for a column matrix with `k` rows over `hw` pixels:
+/// tiles as equal as possible, each within the byte budget.
+pub(crate) fn tile_pixels(k: usize, hw: usize) -> usize {
+    let max_p = (COL_BUDGET_BYTES / 4 / k.max(1)).max(MIN_TILE_PIXELS);
+    let n_tiles = hw.div_ceil(max_p).max(1);
+    hw.div_ceil(n_tiles)
+}
+
+/// `dst` (`m × h·w`) = `wmat` (`m × k`) · im2col(`src`) (+ relu), where
+/// `k = 9·c_src (+ 1 if ones_row)`; the extra ones row carries the bias.
+fn conv3x3_tiled(
+    wmat: &[f32],
+    m: usize,
+    c_src: usize,
+    ones_row: bool,
+    src: &[f32],
+    h: usize,
+    w: usize,
+    relu: bool,
+    dst: &mut [f32],
+) {
+    let hw = h * w;
+    if hw == 0 || m == 0 {
+        return;
+    }
+    let k_taps = 9 * c_src;
+    let k = k_taps + usize::from(ones_row);
+    let tile = tile_pixels(k, hw);
+    let ld = col_stride(tile);
+    let mut col = vec![0.0f32; k * ld];
+    // The ones row (bias) is the same for every tile.
+    col[k_taps * ld..].fill(1.0);
+    let mut p0 = 0;
+    while p0 < hw {
+        let p1 = (p0 + tile).min(hw);
+        let p = p1 - p0;
+        pack_tile(src, c_src, h, w, p0, p1, &mut col[..k_taps * ld], ld);
+        sgemm(m, p, k, 1.0, wmat, k, &col, ld, false, &mut dst[p0..], hw);
+        if relu {
+            relu_tile(dst, hw, p0, p1);
+        }
+        p0 = p1;
+    }
+}
+
+/// ReLU over pixels `p0..p1` of every channel plane of `dst` (planes of `hw`).
+fn relu_tile(dst: &mut [f32], hw: usize, p0: usize, p1: usize) {
+    if worth_parallel(dst.len() / hw * (p1 - p0)) {
+        dst.par_chunks_exact_mut(hw).for_each(|plane| relu_slice(&mut plane[p0..p1]));
+    } else {
+        for plane in dst.chunks_exact_mut(hw) {
+            relu_slice(&mut plane[p0..p1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_stay_within_budget_for_huge_images() {
+        for c_src in [1, 3, 64, 128, 256, 512] {
+            let k = 9 * c_src + 1;
+            for (h, w) in [(2048, 2048), (1, 1 << 20), (4096, 3), (7, 5)] {
+                let hw = h * w;
+                let tile = tile_pixels(k, hw);
+                assert!(tile >= 1 && tile <= hw);
+                let bytes = k * col_stride(tile) * 4;
+                // Budget, plus the stride padding (< 32 floats a row).
+                assert!(bytes <= COL_BUDGET_BYTES + k * 32 * 4, "k={k} {h}x{w}: {bytes} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn col_stride_avoids_multiples_of_256() {
+        for p in 1..5000 {
+            let ld = col_stride(p);
+            assert!(ld >= p && ld.is_multiple_of(16) && !ld.is_multiple_of(256));
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! CPU kernels of impasto: the `sgemm` entry point, 3×3 convolution (forward
+//! and gradient to the input), ReLU, 2×2 pooling and Gram matrices.
+//!
+//! # Layout and conventions
+//!
+//! * Every activation is a **single image in CHW layout**: contiguous `f32`,
+//!   channel-major, then row, then column. Element `(c, i, j)` of a `c×h×w`
+//!   tensor is at index `(c·h + i)·w + j`. Matrices are row-major.
+//! * Output buffers are **overwritten** unless a function takes an
+//!   `accumulate` flag. Buffer sizes are passed explicitly; a slice of the
+//!   wrong length is a programming error and panics with a message naming it.
+//! * Semantics follow PyTorch: [`Conv3x3`] is `conv2d` (cross-correlation,
+//!   stride 1, zero padding 1, bias); pooling is 2×2 stride 2 with `floor`
+//!   output size; the max-pool gradient goes to the first maximum of a window
+//!   in row-major order.
+//! * Only gradients with respect to **inputs** are provided: the network
+//!   weights are frozen in style transfer.
+//!
+//! # GEMM
+//!
+//! [`sgemm`] is the single matrix-multiply entry point of the whole project
+//! (it wraps the `gemm` crate). It and every parallel kernel here run on the
+//! *current* rayon pool; install a pool (`ThreadPool::install`) to control
+//! the thread count.
+//!
+//! # Determinism
+//!
+//! For a fixed rayon thread count every kernel is bitwise reproducible: no
+//! reduction is split in a way that depends on scheduling.
+//!
+//! # Safety
+//!
+//! This is the only crate of the workspace allowed `unsafe`; it is confined
+//! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks.
+//!
+//! # Reference implementations
+//!
+//! [`naive`] holds obviously-correct twins of every kernel (f64
+//! accumulation) for tests, including other crates' tests.
+
+#![deny(missing_docs)]
+
+mod conv;
+mod gram;
+mod im2col;
+pub mod naive;
+mod par;
+mod pool;
+mod relu;
+mod sgemm;
+
+pub use conv::Conv3x3;
+pub use gram::{gram, gram_backward};
+pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
+pub use relu::{relu_backward_inplace, relu_inplace};
+pub use sgemm::sgemm;
