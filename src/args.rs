@@ -1,0 +1,245 @@
+//! The raw command line: clap derive structs only. Values are parsed but not resolved or
+//! cross-checked here; `settings.rs` turns them into an `impasto::StyleConfig`.
+//!
+//! Defaults come from `impasto::StyleConfig::default()` where it has the value; the few that clap can
+//! only take as literal text (lists, enums) are checked against it by a unit test in `settings.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+use impasto::StyleConfig;
+
+/// The Adam step size used when `--learning-rate` is not given (the library's `Optimizer::Adam` has no
+/// default of its own because L-BFGS is the default optimiser).
+pub const DEFAULT_LEARNING_RATE: f32 = 0.02;
+
+/// Every plain log line is printed at this iteration interval unless `--print-every` says otherwise.
+pub const DEFAULT_PRINT_EVERY: usize = 50;
+
+fn defaults() -> StyleConfig {
+    StyleConfig::default()
+}
+
+fn default_lbfgs_history() -> usize {
+    match defaults().optimizer {
+        impasto::Optimizer::Lbfgs { history } => history,
+        impasto::Optimizer::Adam { .. } => 100,
+    }
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  impasto photo.jpg starry_night.jpg -o out.png
+  impasto photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --size 768 -o out.jpg
+  impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
+
+Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
+(~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19):
+a safetensors file with torchvision key names (features.N.weight|bias).
+
+Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
+is written; press Ctrl-C twice to quit at once).";
+
+/// The whole command line.
+///
+/// Subcommands (`bench`, `models`, `serve`, ...) will go into an optional `command` field; the settings
+/// below already make the style-transfer arguments conflict with, and stop being required by, a subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "impasto",
+    version,
+    about = "Neural style transfer (Gatys et al.) on the CPU: repaints CONTENT in the style of the STYLE images.",
+    long_about = None,
+    after_help = AFTER_HELP,
+    max_term_width = 100,
+    args_override_self = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// The style-transfer run (the default command).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Arguments of a style-transfer run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Image whose content (shapes, layout) is kept
+    #[arg(value_name = "CONTENT", required = true)]
+    pub content: Option<PathBuf>,
+
+    /// One or more images whose style is painted onto the content (mixed by --style-blend)
+    #[arg(value_name = "STYLE", required = true, num_args = 1..)]
+    pub styles: Vec<PathBuf>,
+
+    /// Output image: .png, .jpg, .jpeg, .webp, .tif, .tiff or .bmp
+    #[arg(short, long, value_name = "OUT", required = true, help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Longest side of the output in pixels
+    #[arg(short, long, value_name = "PX", default_value_t = defaults().size.into(), allow_negative_numbers = true, help_heading = "Output")]
+    pub size: i64,
+
+    /// Also write the image every N iterations: out.png → out_0100.png (0 = never)
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Output")]
+    pub save_every: usize,
+
+    /// Weight of the content loss
+    #[arg(long, value_name = "W", default_value_t = defaults().content_weight, allow_negative_numbers = true, help_heading = "Loss")]
+    pub content_weight: f32,
+
+    /// Weight of the style loss
+    #[arg(long, value_name = "W", default_value_t = defaults().style_weight, allow_negative_numbers = true, help_heading = "Loss")]
+    pub style_weight: f32,
+
+    /// Weight of the total-variation loss (smoothness)
+    #[arg(long, value_name = "W", default_value_t = defaults().tv_weight, allow_negative_numbers = true, help_heading = "Loss")]
+    pub tv_weight: f32,
+
+    /// Layers that measure content, comma separated
+    #[arg(
+        long,
+        value_name = "LAYERS",
+        value_delimiter = ',',
+        default_value = "relu4_2",
+        help_heading = "Loss"
+    )]
+    pub content_layers: Vec<String>,
+
+    /// Layers that measure style, comma separated
+    #[arg(
+        long,
+        value_name = "LAYERS",
+        value_delimiter = ',',
+        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+        help_heading = "Loss"
+    )]
+    pub style_layers: Vec<String>,
+
+    /// One weight per style layer, comma separated [default: all 1]
+    #[arg(
+        long,
+        value_name = "W,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        help_heading = "Loss"
+    )]
+    pub style_layer_weights: Option<Vec<f32>>,
+
+    /// One weight per style image, comma separated, normalised [default: equal]
+    #[arg(
+        long,
+        value_name = "W,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        help_heading = "Loss"
+    )]
+    pub style_blend: Option<Vec<f32>>,
+
+    /// Style image size relative to the output size
+    #[arg(long, value_name = "X", default_value_t = defaults().style_scale, allow_negative_numbers = true, help_heading = "Loss")]
+    pub style_scale: f32,
+
+    /// Optimiser iterations
+    #[arg(short = 'n', long, value_name = "N", default_value_t = defaults().iterations, help_heading = "Optimisation")]
+    pub iterations: usize,
+
+    /// L-BFGS (best per iteration) or Adam (cheaper iterations, needs more)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "lbfgs|adam",
+        hide_possible_values = true,
+        default_value = "lbfgs",
+        help_heading = "Optimisation"
+    )]
+    pub optimizer: OptimizerArg,
+
+    /// Adam step size on the 0..1 pixel scale (Adam only)
+    #[arg(long, value_name = "LR", default_value_t = DEFAULT_LEARNING_RATE, allow_negative_numbers = true, help_heading = "Optimisation")]
+    pub learning_rate: f32,
+
+    /// L-BFGS history length (L-BFGS only)
+    #[arg(long, value_name = "N", default_value_t = default_lbfgs_history(), help_heading = "Optimisation")]
+    pub lbfgs_history: usize,
+
+    /// Start from the content image, seeded noise, or an image file
+    #[arg(long, value_name = "content|noise|FILE", default_value = "content", help_heading = "Optimisation")]
+    pub init: String,
+
+    /// Seed for --init noise
+    #[arg(long, value_name = "N", default_value_t = defaults().seed, help_heading = "Optimisation")]
+    pub seed: u64,
+
+    /// Network (VGG-19 is the one of Gatys et al.)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "vgg16|vgg19",
+        hide_possible_values = true,
+        default_value = "vgg16",
+        help_heading = "Model"
+    )]
+    pub model: ModelArg,
+
+    /// Weights file (safetensors) [default: see below]
+    #[arg(long, value_name = "FILE", help_heading = "Model")]
+    pub weights: Option<PathBuf>,
+
+    /// Input convention of the weights: caffe (BGR 0..255 minus the mean) or torch (RGB 0..1,
+    /// mean/std) [default: what the weights file declares, else caffe]
+    #[arg(long, value_enum, value_name = "caffe|torch", hide_possible_values = true, help_heading = "Model")]
+    pub preprocess: Option<PreprocessArg>,
+
+    /// Pooling: max (as trained) or avg (smoother)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "max|avg",
+        hide_possible_values = true,
+        default_value = "max",
+        help_heading = "Model"
+    )]
+    pub pooling: PoolingArg,
+
+    /// Worker threads (0 = one per core)
+    #[arg(long, value_name = "N", default_value_t = defaults().threads, help_heading = "Run")]
+    pub threads: usize,
+
+    /// Without a terminal, log a line every N iterations (0 = never)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PRINT_EVERY, help_heading = "Run")]
+    pub print_every: usize,
+
+    /// Print nothing but errors
+    #[arg(short, long, help_heading = "Run")]
+    pub quiet: bool,
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Lbfgs,
+    Adam,
+}
+
+/// `--model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    Vgg16,
+    Vgg19,
+}
+
+/// `--preprocess`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreprocessArg {
+    Caffe,
+    Torch,
+}
+
+/// `--pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolingArg {
+    Max,
+    Avg,
+}

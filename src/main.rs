@@ -1,0 +1,52 @@
+//! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
+//! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
+
+mod args;
+mod interrupt;
+mod progress;
+mod run;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::Cli;
+use crate::run::Outcome;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with status 0; usage errors to stderr with status 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run::run(cli.run, &settings::Env::from_process()) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(interrupt::EXIT_INTERRUPTED),
+        Err(e) => {
+            progress::note(&error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `impasto: error: outer: inner: cause`, always one line.
+fn error_line(e: &anyhow::Error) -> String {
+    let chain = format!("{e:#}");
+    let one_line: Vec<&str> = chain.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    format!("impasto: error: {}", one_line.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line() {
+        let e = anyhow::anyhow!("bad thing\n  at line 2\n").context("content image");
+        assert_eq!(error_line(&e), "impasto: error: content image: bad thing at line 2");
+    }
+}

@@ -1,0 +1,260 @@
+//! Runs that work: a tiny end-to-end run with the real weights, and quick runs with tiny weights for the
+//! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Run, Sandbox, TINY_LAYERS, real_weights, shared_image};
+
+fn dims(path: &std::path::Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
+fn tiny() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 20);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    sb
+}
+
+fn run_tiny(sb: &Sandbox, extra: &[&str]) -> Run {
+    let mut args =
+        vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32", "-n", "3"];
+    args.extend(TINY_LAYERS);
+    args.extend(extra);
+    sb.run(&args)
+}
+
+#[test]
+fn real_weights_end_to_end() {
+    let Some(weights) = real_weights() else { return };
+    let sb = Sandbox::new();
+    let (content, style) = (shared_image("astronaut.png"), shared_image("starry_night.jpg"));
+    let out: Run = sb
+        .cmd()
+        .arg(&content)
+        .arg(&style)
+        .args(["-o", "out.png", "--size", "48", "-n", "3", "--save-every", "2", "--print-every", "1"])
+        .env("IMPASTO_WEIGHTS", &weights)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_ok();
+    assert_eq!(dims(&sb.path("out.png")), (48, 48));
+    assert_eq!(dims(&sb.path("out_0002.png")), (48, 48));
+    assert!(!sb.path("out_0001.png").exists() && !sb.path("out_0003.png").exists());
+    assert!(out.stderr.contains("\niter 1/3  content "), "{}", out.stderr);
+    assert!(out.stderr.contains("\nwrote out.png (48x48, 3 iterations, content "), "{}", out.stderr);
+}
+
+#[test]
+fn output_keeps_the_aspect_ratio() {
+    let sb = tiny();
+    run_tiny(&sb, &[]).assert_ok();
+    assert_eq!(dims(&sb.path("out.png")), (32, 16));
+}
+
+#[test]
+fn output_formats_follow_the_extension() {
+    let sb = tiny();
+    for name in ["out.jpg", "out.tif", "out.webp", "out.bmp"] {
+        run_tiny(&sb, &["-o", name, "-q"]).assert_ok();
+        assert_eq!(dims(&sb.path(name)), (32, 16), "{name}");
+    }
+}
+
+#[test]
+fn save_every_writes_numbered_files() {
+    let sb = tiny();
+    run_tiny(&sb, &["-n", "5", "--save-every", "2", "--optimizer", "adam"]).assert_ok();
+    let mut names: Vec<String> = std::fs::read_dir(sb.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.png", "out_0002.png", "out_0004.png"]);
+    assert_eq!(dims(&sb.path("out_0004.png")), (32, 16));
+}
+
+#[test]
+fn save_every_failure_stops_the_run_but_writes_the_image() {
+    let sb = tiny();
+    std::fs::create_dir(sb.path("out_0002.png")).unwrap(); // a folder where the snapshot should go
+    let out = run_tiny(&sb, &["-n", "5", "--save-every", "2", "--optimizer", "adam", "-q"]);
+    let line = out.error_line(1);
+    assert!(line.starts_with("impasto: error: cannot write ") && line.contains("out_0002.png"), "{line}");
+    assert!(line.ends_with("; stopped at iteration 2 and wrote the current image to out.png"), "{line}");
+    assert_eq!(dims(&sb.path("out.png")), (32, 16));
+}
+
+#[test]
+fn plain_log_lines() {
+    let sb = tiny();
+    let out = run_tiny(&sb, &["-n", "5", "--print-every", "2", "--optimizer", "adam"]);
+    out.assert_ok();
+    let filters = vec![
+        (r"\d\.\d{3}e-?\d+", "[L]"),
+        (r"\d+\.\d+ s/it", "[T] s/it"),
+        (r"eta \d+s", "eta [ETA]"),
+        (r", \d+\.\d s\)", ", [T] s)"),
+    ];
+    insta::with_settings!({ filters => filters }, { insta::assert_snapshot!(out.stderr, @"
+    start 32x16, 5 iterations  content [L]  style [L]  tv [L]  total [L]
+    iter 2/5  content [L]  style [L]  tv [L]  total [L]  [T] s/it  eta [ETA]
+    iter 4/5  content [L]  style [L]  tv [L]  total [L]  [T] s/it  eta [ETA]
+    iter 5/5  content [L]  style [L]  tv [L]  total [L]  [T] s/it  eta [ETA]
+    wrote out.png (32x16, 5 iterations, content [L], style [L], tv [L], [T] s)
+    ") });
+}
+
+#[test]
+fn print_every_zero_leaves_only_the_summary() {
+    let out = run_tiny(&tiny(), &["--print-every", "0"]);
+    out.assert_ok();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("wrote out.png (32x16, 3 iterations, "), "{}", out.stderr);
+}
+
+#[test]
+fn quiet_prints_nothing() {
+    let sb = tiny();
+    let out = run_tiny(&sb, &["--quiet", "--save-every", "1"]);
+    out.assert_ok();
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+    assert!(sb.path("out.png").is_file() && sb.path("out_0003.png").is_file());
+}
+
+#[test]
+fn init_noise_and_init_file() {
+    let sb = tiny();
+    run_tiny(&sb, &["--init", "noise", "--seed", "7", "-q"]).assert_ok();
+    sb.png("start.png", 10, 10); // any size: it is resized to the output
+    run_tiny(&sb, &["--init", "start.png", "-o", "b.png", "-q"]).assert_ok();
+    assert_eq!(dims(&sb.path("b.png")), (32, 16));
+}
+
+#[test]
+fn other_model_options_run() {
+    let sb = tiny();
+    run_tiny(&sb, &["--model", "vgg19", "--pooling", "avg", "--preprocess", "torch", "--threads", "2", "-q"])
+        .assert_ok();
+    run_tiny(&sb, &["--style-layer-weights", "2", "--style-scale", "0.75", "--tv-weight", "0", "-q"])
+        .assert_ok();
+    sb.png("s2.png", 30, 18);
+    let mut args =
+        vec!["c.png", "s.png", "s2.png", "-o", "blend.png", "--weights", "w.safetensors", "--size", "32"];
+    args.extend(TINY_LAYERS);
+    args.extend(["-n", "2", "--style-blend", "3,1", "-q"]);
+    sb.run(&args).assert_ok();
+}
+
+#[test]
+fn weights_from_the_environment_and_the_cache() {
+    let sb = tiny();
+    let mut args = vec!["c.png", "s.png", "-o", "out.png", "--size", "32", "-n", "1", "-q"];
+    args.extend(TINY_LAYERS);
+    let env_run: Run = sb.cmd().args(&args).env("IMPASTO_WEIGHTS", "w.safetensors").output().unwrap().into();
+    env_run.assert_ok();
+
+    std::fs::create_dir_all(sb.cache_dir()).unwrap();
+    std::fs::copy(sb.path("w.safetensors"), sb.cache_dir().join("vgg16-conv-imagenet.safetensors")).unwrap();
+    sb.run(&args).assert_ok();
+
+    // --weights wins over an IMPASTO_WEIGHTS that names nothing.
+    args.extend(["--weights", "w.safetensors"]);
+    let flag_run: Run = sb.cmd().args(&args).env("IMPASTO_WEIGHTS", "missing").output().unwrap().into();
+    flag_run.assert_ok();
+}
+
+/// Starts a long Adam run and waits for its first log line; returns the child and its stderr reader.
+#[cfg(unix)]
+fn start_long_run(
+    sb: &Sandbox,
+) -> (std::process::Child, std::thread::JoinHandle<String>, std::sync::mpsc::Receiver<()>) {
+    let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+    args.extend(TINY_LAYERS);
+    args.extend(["-n", "100000000", "--optimizer", "adam", "--print-every", "1"]);
+    let mut child = sb.cmd().args(&args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.starts_with("iter ") {
+                let _ = started_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (child, reader, started_rx)
+}
+
+#[cfg(unix)]
+fn sigint(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[cfg(unix)]
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("impasto did not stop within {limit:?} of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_the_current_image_and_exits_130() {
+    let sb = tiny();
+    let (mut child, reader, started) = start_long_run(&sb);
+    started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+    sigint(&child);
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("impasto: stopping after this iteration (press Ctrl-C again to quit at once)"),
+        "{stderr}"
+    );
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("interrupted: wrote current image to out.png (iteration "), "{stderr}");
+    assert_eq!(dims(&sb.path("out.png")), (32, 16));
+}
+
+#[cfg(unix)]
+#[test]
+fn second_ctrl_c_exits_at_once() {
+    let sb = tiny();
+    let (mut child, reader, started) = start_long_run(&sb);
+    started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+    sigint(&child);
+    sigint(&child);
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+}
+
+#[test]
+fn early_convergence_is_reported() {
+    // With every weight 0 the loss and its gradient are 0: L-BFGS stops before its first step.
+    let out = run_tiny(&tiny(), &["--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"]);
+    out.assert_ok();
+    let last = out.stderr.lines().last().unwrap();
+    insta::with_settings!({ filters => vec![(r", \d+\.\d s\)", ", [T] s)")] }, { insta::assert_snapshot!(last, @"wrote out.png (32x16, 0 iterations, content 0.000e0, style 0.000e0, tv 0.000e0, [T] s); stopped early: converged") });
+}
