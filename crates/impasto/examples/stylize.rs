@@ -9,7 +9,7 @@ struct Print;
 impl Observer for Print {
     #[allow(clippy::print_stderr)]
     fn on_step(&mut self, s: &Step<'_>) -> ControlFlow<()> {
-        if s.iteration % 10 == 0 || s.iteration == s.iterations {
+        if s.iteration.is_multiple_of(10) || s.iteration == s.iterations {
             let l = s.losses;
             eprintln!(
                 "iter {:>4}/{}  content {:.3e}  style {:.3e}  tv {:.3e}  {:.2} s/it",

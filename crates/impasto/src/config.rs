@@ -1,5 +1,6 @@
 //! The resolved run configuration ([`StyleConfig`]) with its defaults and validation.
 
+use crate::color::{ColorMatch, ColorMode};
 use crate::error::{Error, Result};
 use crate::model::{Arch, Pooling};
 
@@ -67,6 +68,34 @@ pub struct StyleConfig {
     pub pooling: Pooling,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Multi-scale: the smallest scale's longest side. Outputs at least `scale_ratio` times larger are
+    /// optimised coarse-to-fine, starting here; set it to `size` or more to optimise at one scale.
+    pub min_size: u32,
+    /// Multi-scale: the size ratio between successive scales (> 1).
+    pub scale_ratio: f32,
+    /// Multi-scale: iterations at each scale after the first; `None` halves them at each scale
+    /// (at least 50), as the classic high-resolution recipes do.
+    pub scale_iterations: Option<usize>,
+    /// Adam only: decay of the exponential moving average of the image that is returned (0 = off).
+    pub ema_decay: f32,
+    /// Stop and return the current image after this much optimisation time.
+    pub time_limit: Option<std::time::Duration>,
+    /// Where the output's colours come from.
+    pub color: ColorMode,
+    /// Recolour the style images to the content's colour statistics before the run.
+    pub color_match: Option<ColorMatch>,
+    /// Write the optimisation state here every `checkpoint_every` iterations and when the run stops
+    /// early (cancelled, time limit, non-finite loss).
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Iterations between checkpoints (0 = only when the run stops early).
+    pub checkpoint_every: usize,
+    /// Continue from this checkpoint (written by a run with the same settings and images).
+    pub resume: Option<std::path::PathBuf>,
+    /// Where the content gets stylised (white = fully, black = kept as the content; any size, it is
+    /// resized to the output at every scale).
+    pub mask: Option<crate::AlphaPlane>,
+    /// One mask per style image: where on the output each style applies (resized like `mask`).
+    pub style_masks: Option<Vec<crate::AlphaPlane>>,
 }
 
 impl Default for StyleConfig {
@@ -76,7 +105,7 @@ impl Default for StyleConfig {
             iterations: 500,
             content_weight: 5.0,
             style_weight: 100.0,
-            tv_weight: 1e-3,
+            tv_weight: 1e6,
             content_layers: vec!["relu4_2".into()],
             style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
             style_layer_weights: None,
@@ -88,6 +117,18 @@ impl Default for StyleConfig {
             model: Arch::Vgg16,
             pooling: Pooling::Max,
             threads: 0,
+            min_size: 512,
+            scale_ratio: 2.0,
+            scale_iterations: None,
+            ema_decay: 0.99,
+            time_limit: None,
+            color: ColorMode::Style,
+            color_match: None,
+            checkpoint: None,
+            checkpoint_every: 0,
+            resume: None,
+            mask: None,
+            style_masks: None,
         }
     }
 }
@@ -153,8 +194,22 @@ impl StyleConfig {
                 return Err(bad("style blend weights", "they sum to 0"));
             }
         }
+        if let Some(m) = &self.style_masks
+            && m.len() != n_styles
+        {
+            return Err(bad("style masks", format!("{} masks for {} style images", m.len(), n_styles)));
+        }
         if !self.style_scale.is_finite() || self.style_scale <= 0.0 || self.style_scale > 8.0 {
             return Err(bad("style scale", format!("{} (must be in (0, 8])", self.style_scale)));
+        }
+        if self.min_size == 0 {
+            return Err(bad("min size", "0 (must be ≥ 1)"));
+        }
+        if !self.scale_ratio.is_finite() || self.scale_ratio <= 1.0 || self.scale_ratio > 16.0 {
+            return Err(bad("scale ratio", format!("{} (must be in (1, 16])", self.scale_ratio)));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(bad("EMA decay", format!("{} (must be in [0, 1))", self.ema_decay)));
         }
         match self.optimizer {
             Optimizer::Lbfgs { history } if history == 0 || history > 10_000 => {
@@ -166,6 +221,57 @@ impl StyleConfig {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The multi-scale schedule: (longest side, iterations) for each scale, smallest first. One entry
+    /// when `size` is less than `scale_ratio · min_size`.
+    pub fn scales(&self) -> Vec<(u32, usize)> {
+        let mut sizes = vec![self.size];
+        loop {
+            let next = (*sizes.last().unwrap_or(&self.size) as f32 / self.scale_ratio).round() as u32;
+            if next < self.min_size || next < 16 || sizes.len() >= 16 {
+                break;
+            }
+            sizes.push(next);
+        }
+        sizes.reverse();
+        let mut iters = self.iterations;
+        sizes
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i > 0 {
+                    iters = self.scale_iterations.unwrap_or((iters / 2).max(50).min(iters));
+                }
+                (s, iters)
+            })
+            .collect()
+    }
+
+    /// A stable text of the settings that decide the result (not threads, time limit or checkpoint
+    /// paths), used to check that a checkpoint belongs to this run.
+    pub(crate) fn result_key(&self) -> String {
+        let mut c = self.clone();
+        c.threads = 0;
+        c.time_limit = None;
+        c.checkpoint = None;
+        c.checkpoint_every = 0;
+        c.resume = None;
+        let mut key = String::new();
+        for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {
+            key.push_str(&format!(" mask {}x{} {:08x}", m.width(), m.height(), {
+                let mut fp = crate::checkpoint::Fingerprint::new();
+                fp.add_f32s(m.as_raw());
+                fp.0
+            }));
+        }
+        c.mask = None;
+        c.style_masks = None;
+        if let Init::Image(img) = &c.init {
+            key = format!(" init image {}x{}", img.width(), img.height());
+            c.init = Init::Content;
+        }
+        format!("{c:?}{key}")
     }
 
     /// The blend weights normalised to sum 1 (equal weights when none were given).

@@ -101,6 +101,14 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// A checkpoint could not be written or read, or does not belong to this run.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The loss or its gradient became NaN or infinite. `last_good` holds the last image with a finite loss.
     #[error(
         "the loss became non-finite at iteration {iteration} ({what}); try lower weights or a smaller learning rate"

@@ -32,6 +32,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bench;
+mod checkpoint;
+mod color;
 mod config;
 mod error;
 mod io;
@@ -42,12 +45,16 @@ mod optim;
 mod pixels;
 mod run;
 
+pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, MAX_SIZE, Optimizer, StyleConfig};
 pub use error::{Error, Result};
 pub use image;
-pub use io::{MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, check_writable, load_image, save_image};
+pub use io::{
+    AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, SOFTWARE, SaveOptions, check_writable,
+    load_image, load_image_with_alpha, save_image, save_image_with,
+};
 pub use loss::{Objective, gram_matrix};
 pub use model::{Arch, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name, locate_weights};
 pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
-pub use run::{Stylized, stylize};
+pub use run::{Stylized, score, stylize};

@@ -28,26 +28,34 @@ pub struct RunInfo {
     pub width: u32,
     /// Output height in pixels.
     pub height: u32,
-    /// Iterations planned.
+    /// Iterations planned, all scales together.
     pub iterations: usize,
-    /// The losses of the initial image.
+    /// The multi-scale schedule: (width, height, iterations) of each scale, smallest first.
+    pub scales: Vec<(u32, u32, usize)>,
+    /// The losses of the initial image at the first scale.
     pub initial: Losses,
 }
 
 /// One finished optimiser iteration.
 #[derive(Debug)]
 pub struct Step<'a> {
-    /// 1-based iteration number.
+    /// 1-based iteration number, counted across all scales.
     pub iteration: usize,
-    /// Iterations planned.
+    /// Iterations planned, all scales together.
     pub iterations: usize,
+    /// 0-based index of the current scale.
+    pub scale: usize,
+    /// Number of scales.
+    pub scales: usize,
     /// The losses at the current image.
     pub losses: Losses,
     /// Time since the optimisation started.
     pub elapsed: Duration,
     pub(crate) pixels: &'a [f32],
-    pub(crate) width: u32,
-    pub(crate) height: u32,
+    /// Width of the current scale's image.
+    pub width: u32,
+    /// Height of the current scale's image.
+    pub height: u32,
 }
 
 impl Step<'_> {
@@ -66,6 +74,8 @@ pub trait Observer: Send {
     fn on_step(&mut self, _step: &Step<'_>) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
+    /// Called after a checkpoint was written (after `iteration` iterations).
+    fn on_checkpoint(&mut self, _iteration: usize, _path: &std::path::Path) {}
 }
 
 /// An observer that ignores everything.
@@ -83,4 +93,6 @@ pub enum StopReason {
     Converged,
     /// The observer asked to stop.
     Cancelled,
+    /// The time limit was reached.
+    TimeLimit,
 }

@@ -1,18 +1,21 @@
-//! The style-transfer run: resize inputs, compute content and style targets, initialise the image and
-//! optimise it, reporting to an [`Observer`].
+//! The style-transfer run: for each scale of the schedule, resize the inputs, compute content and style
+//! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
 
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::time::Instant;
 
 use image::Rgb32FImage;
 use rand::{RngExt, SeedableRng};
 
+use crate::checkpoint::{self, Fingerprint, OptState, State};
+use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig};
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
 use crate::model::Vgg;
 use crate::observer::{Losses, Observer, RunInfo, Step, StopReason};
-use crate::optim::{Adam, Lbfgs, LbfgsStep, all_finite};
+use crate::optim::{Adam, Ema, Lbfgs, LbfgsStep, all_finite};
 use crate::pixels::{fit_longest_side, resize, to_image, to_planar};
 
 /// The result of a run.
@@ -20,9 +23,9 @@ use crate::pixels::{fit_longest_side, resize, to_image, to_planar};
 pub struct Stylized {
     /// The stylised image, RGB 0..1.
     pub image: Rgb32FImage,
-    /// The losses of the returned image.
+    /// The losses of the returned image (exactly this image: it never leaves 0..1).
     pub losses: Losses,
-    /// Iterations done.
+    /// Iterations done, all scales together.
     pub iterations: usize,
     /// Why the run ended.
     pub stop: StopReason,
@@ -43,8 +46,9 @@ fn check_min_side(what: &'static str, w: u32, h: u32, pools: u32) -> Result<()> 
 
 /// Runs Gatys et al. style transfer: returns `content` repainted in the style of `styles`.
 ///
-/// Images are RGB 0..1; the output's longest side is `config.size`. Runs on `config.threads` threads
-/// (0 = one per core). Deterministic: the same inputs, config and thread count give the same bits.
+/// Images are RGB 0..1; the output's longest side is `config.size`. Large outputs are optimised
+/// coarse-to-fine ([`StyleConfig::scales`]). Runs on `config.threads` threads (0 = one per core).
+/// Deterministic: the same inputs, config and thread count give the same bits.
 pub fn stylize(
     net: &Vgg,
     config: &StyleConfig,
@@ -53,163 +57,424 @@ pub fn stylize(
     observer: &mut dyn Observer,
 ) -> Result<Stylized> {
     config.validate(styles.len())?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads)
-        .build()
-        .map_err(|e| Error::Config { what: "threads", reason: e.to_string() })?;
-    pool.install(|| stylize_inner(net, config, content, styles, observer))
+    with_threads(config.threads, || {
+        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
+        let config = config_in.as_ref().unwrap_or(config);
+        let plan = Plan::new(net, config, &content_in)?;
+        let mut out = plan.run(&content_in, &styles_in, observer)?;
+        if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
+            out.image = preserve_colors(&out.image, content);
+        }
+        Ok(out)
+    })
 }
 
-fn stylize_inner(
+/// The images (and config, when the init image changes) the optimisation sees under the colour options.
+fn color_inputs(
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+) -> (Rgb32FImage, Vec<Rgb32FImage>, Option<StyleConfig>) {
+    if config.color == ColorMode::Luminance {
+        let grey_styles = styles.iter().map(|s| match_luminance(s, content)).collect();
+        let cfg = match &config.init {
+            Init::Image(img) => Some(StyleConfig { init: Init::Image(luminance(img)), ..config.clone() }),
+            _ => None,
+        };
+        return (luminance(content), grey_styles, cfg);
+    }
+    let styles = match config.color_match {
+        Some(m) => styles.iter().map(|s| match_colors(s, content, m)).collect(),
+        None => styles.to_vec(),
+    };
+    (content.clone(), styles, None)
+}
+
+/// The losses of an existing image (e.g. a saved result) under `config`'s objective at the image's own
+/// size: the same numbers a run reports, so reported and saved results can be compared.
+pub fn score(
     net: &Vgg,
     config: &StyleConfig,
     content: &Rgb32FImage,
     styles: &[Rgb32FImage],
-    observer: &mut dyn Observer,
-) -> Result<Stylized> {
-    let content_layers: Vec<usize> =
-        config.content_layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
-    let style_layers: Vec<usize> = if config.style_weight > 0.0 {
-        config.style_layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
-    let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
-    let pools = net.pools_before(deepest + 1);
-
-    let (width, height) = fit_longest_side(content.width(), content.height(), config.size);
-    check_min_side("output size", width, height, pools)?;
-    let (w, h) = (width as usize, height as usize);
-    let content_px = to_planar(&resize(content, width, height));
-
-    let content_targets = features_at(net, &content_px, h, w, &content_layers)
-        .into_iter()
-        .zip(&content_layers)
-        .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })
-        .collect();
-
-    let layer_w = config.style_layer_weights.clone().unwrap_or_else(|| vec![1.0; config.style_layers.len()]);
-    let mut style_targets: Vec<StyleTarget> = style_layers
-        .iter()
-        .zip(&layer_w)
-        .map(|(&layer, &lw)| StyleTarget { layer, gram: Vec::new(), weight: config.style_weight * lw })
-        .collect();
-    let style_long = ((config.size as f32 * config.style_scale).round() as u32).max(1);
-    for (img, blend) in styles.iter().zip(config.normalised_blend(styles.len())) {
-        if style_targets.is_empty() {
-            break;
-        }
-        let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
-        check_min_side("style image size (after --style-scale)", sw, sh, pools)?;
-        let px = to_planar(&resize(img, sw, sh));
-        let grams = grams_at(net, &px, sh as usize, sw as usize, &style_layers);
-        for (t, g) in style_targets.iter_mut().zip(grams) {
-            if t.gram.is_empty() {
-                t.gram = vec![0.0; g.len()];
-            }
-            for (a, b) in t.gram.iter_mut().zip(&g) {
-                *a += blend * b;
-            }
-        }
-    }
-
-    let objective = Objective {
-        net,
-        height: h,
-        width: w,
-        content: content_targets,
-        style: style_targets,
-        tv_weight: config.tv_weight,
-    };
-
-    let mut x = initial_pixels(config, &content_px, width, height);
-    optimise(&objective, config, &mut x, width, height, observer)
+    image: &Rgb32FImage,
+) -> Result<Losses> {
+    config.validate(styles.len())?;
+    with_threads(config.threads, || {
+        let plan = Plan::new(net, config, content)?;
+        let long = image.width().max(image.height());
+        let objective = plan.objective(content, styles, long)?;
+        let px = to_planar(&resize(image, objective.width as u32, objective.height as u32));
+        Ok(objective.evaluate(&px).0)
+    })
 }
 
-fn initial_pixels(config: &StyleConfig, content_px: &[f32], width: u32, height: u32) -> Vec<f32> {
-    match &config.init {
-        Init::Content => content_px.to_vec(),
-        Init::Noise => {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-            (0..content_px.len()).map(|_| 0.5 + 0.25 * (rng.random::<f32>() - 0.5)).collect()
-        }
-        Init::Image(img) => to_planar(&resize(img, width, height)),
-    }
+fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Config { what: "threads", reason: e.to_string() })?;
+    pool.install(f)
 }
 
-fn optimise(
-    objective: &Objective<'_>,
-    config: &StyleConfig,
-    x: &mut Vec<f32>,
-    width: u32,
-    height: u32,
-    observer: &mut dyn Observer,
-) -> Result<Stylized> {
-    let start = Instant::now();
-    let non_finite = |iteration, what, good: &[f32]| Error::NonFinite {
-        iteration,
-        what,
-        last_good: Box::new(to_image(good, width, height)),
-    };
-    let (mut losses, mut g) = objective.evaluate(x);
-    if !losses.total().is_finite() {
-        return Err(non_finite(0, "loss", x));
-    }
-    if !all_finite(&g) {
-        return Err(non_finite(0, "gradient", x));
-    }
-    observer.on_start(&RunInfo { width, height, iterations: config.iterations, initial: losses });
-    let mut f = losses.total();
-    let mut stop = StopReason::Finished;
-    let mut done = 0;
-    let mut lbfgs = match config.optimizer {
-        Optimizer::Lbfgs { history } => Some(Lbfgs::new(history)),
-        Optimizer::Adam { .. } => None,
-    };
-    let mut adam = match config.optimizer {
-        Optimizer::Adam { learning_rate } => Some(Adam::new(x.len(), learning_rate)),
-        Optimizer::Lbfgs { .. } => None,
-    };
-    for it in 1..=config.iterations {
-        if let Some(opt) = lbfgs.as_mut() {
-            let mut last = losses;
-            let outcome = opt.step(x, &mut f, &mut g, |p| {
-                let (l, grad) = objective.evaluate(p);
-                last = l;
-                (l.total(), grad)
-            });
-            match outcome {
-                LbfgsStep::Moved => losses = last,
-                LbfgsStep::Converged => {
-                    stop = StopReason::Converged;
-                    break;
-                }
-                LbfgsStep::NonFinite => return Err(non_finite(it, "loss or gradient", x)),
-            }
-        } else if let Some(opt) = adam.as_mut() {
-            let previous = x.clone();
-            opt.step(x, &g);
-            let (l, grad) = objective.evaluate(x);
-            if !l.total().is_finite() || !all_finite(&grad) {
-                return Err(non_finite(it, "loss or gradient", &previous));
-            }
-            losses = l;
-            g = grad;
-        }
-        done = it;
-        let step = Step {
-            iteration: it,
-            iterations: config.iterations,
-            losses,
-            elapsed: start.elapsed(),
-            pixels: x,
-            width,
-            height,
+/// What a run needs besides the images: the network, the config and the resolved layer indices.
+struct Plan<'a> {
+    net: &'a Vgg,
+    config: &'a StyleConfig,
+    content_layers: Vec<usize>,
+    style_layers: Vec<usize>,
+    pools: u32,
+    /// (longest side, width, height, iterations) per scale.
+    scales: Vec<(u32, u32, u32, usize)>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(net: &'a Vgg, config: &'a StyleConfig, content: &Rgb32FImage) -> Result<Plan<'a>> {
+        let content_layers: Vec<usize> =
+            config.content_layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
+        let style_layers: Vec<usize> = if config.style_weight > 0.0 {
+            config.style_layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?
+        } else {
+            Vec::new()
         };
-        if let ControlFlow::Break(()) = observer.on_step(&step) {
-            stop = StopReason::Cancelled;
-            break;
+        let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
+        let pools = net.pools_before(deepest + 1);
+        let mut scales = Vec::new();
+        for (long, iters) in config.scales() {
+            let (w, h) = fit_longest_side(content.width(), content.height(), long);
+            if scales.is_empty() || long == config.size {
+                check_min_side("output size", w, h, pools)?;
+            }
+            if w.min(h) >= 1 << pools {
+                scales.push((long, w, h, iters));
+            }
+        }
+        Ok(Plan { net, config, content_layers, style_layers, pools, scales })
+    }
+
+    /// The objective at the scale whose longest side is `long`.
+    fn objective(&self, content: &Rgb32FImage, styles: &[Rgb32FImage], long: u32) -> Result<Objective<'a>> {
+        let (net, config) = (self.net, self.config);
+        let (width, height) = fit_longest_side(content.width(), content.height(), long);
+        let (w, h) = (width as usize, height as usize);
+        let content_px = to_planar(&resize(content, width, height));
+        let content_targets = features_at(net, &content_px, h, w, &self.content_layers)
+            .into_iter()
+            .zip(&self.content_layers)
+            .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })
+            .collect();
+
+        let pixel_mask = config.mask.as_ref().map(|m| mask_at(m, width, height));
+        let layer_mask = |m: &[f32], layer: usize| {
+            let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
+            for _ in 0..net.pools_before(layer) {
+                let mut out = vec![0.0; (mh / 2) * (mw / 2)];
+                impasto_kernels::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
+                (mh, mw, v) = (mh / 2, mw / 2, out);
+            }
+            v
+        };
+        // Without style masks, one blended target per layer over the whole (content-masked) output;
+        // with them, one target per style and layer, each over its own region.
+        let regions: Vec<Option<Vec<f32>>> = match &config.style_masks {
+            None => vec![pixel_mask.clone()],
+            Some(ms) => ms
+                .iter()
+                .map(|m| {
+                    let mut v = mask_at(m, width, height);
+                    if let Some(cm) = &pixel_mask {
+                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
+                    }
+                    Some(v)
+                })
+                .collect(),
+        };
+        let layer_w =
+            config.style_layer_weights.clone().unwrap_or_else(|| vec![1.0; config.style_layers.len()]);
+        let blend = config.normalised_blend(styles.len());
+        let mut style_targets: Vec<StyleTarget> = Vec::new();
+        for (r, region) in regions.iter().enumerate() {
+            let region_w = if config.style_masks.is_some() { blend[r] * styles.len() as f32 } else { 1.0 };
+            for (&layer, &lw) in self.style_layers.iter().zip(&layer_w) {
+                let mask = region.as_ref().map(|m| layer_mask(m, layer));
+                let weight = config.style_weight * lw * region_w;
+                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask });
+            }
+        }
+        let style_long = ((long as f32 * config.style_scale).round() as u32).max(1);
+        let nl = self.style_layers.len();
+        for (k, (img, b)) in styles.iter().zip(&blend).enumerate() {
+            if nl == 0 {
+                break;
+            }
+            let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
+            check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
+            let px = to_planar(&resize(img, sw, sh));
+            let grams = grams_at(net, &px, sh as usize, sw as usize, &self.style_layers);
+            // Style k feeds region k when masked, else the blend of the single region.
+            let (targets, factor) = match &config.style_masks {
+                Some(_) => (&mut style_targets[k * nl..(k + 1) * nl], 1.0),
+                None => (&mut style_targets[..nl], *b),
+            };
+            for (t, g) in targets.iter_mut().zip(grams) {
+                if t.gram.is_empty() {
+                    t.gram = vec![0.0; g.len()];
+                }
+                for (a, v) in t.gram.iter_mut().zip(&g) {
+                    *a += factor * v;
+                }
+            }
+        }
+        Ok(Objective {
+            net,
+            height: h,
+            width: w,
+            content: content_targets,
+            style: style_targets,
+            tv_weight: config.tv_weight,
+            pixel_mask,
+        })
+    }
+
+    fn initial_pixels(&self, content: &Rgb32FImage, width: u32, height: u32) -> Vec<f32> {
+        match &self.config.init {
+            Init::Content => to_planar(&resize(content, width, height)),
+            Init::Noise => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.config.seed);
+                (0..3 * (width * height) as usize).map(|_| 0.5 + 0.25 * (rng.random::<f32>() - 0.5)).collect()
+            }
+            Init::Image(img) => to_planar(&resize(img, width, height)),
         }
     }
-    Ok(Stylized { image: to_image(x, width, height), losses, iterations: done, stop })
+
+    fn fingerprint(&self, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> u64 {
+        let mut fp = Fingerprint::new();
+        fp.add(self.config.result_key().as_bytes());
+        fp.add(self.net.arch().name().as_bytes());
+        for img in std::iter::once(content).chain(styles) {
+            fp.add(&img.width().to_le_bytes());
+            fp.add(&img.height().to_le_bytes());
+            fp.add_f32s(img.as_raw());
+        }
+        if let Init::Image(img) = &self.config.init {
+            fp.add_f32s(img.as_raw());
+        }
+        fp.0
+    }
+
+    fn fresh_optimiser(&self, x: &[f32]) -> OptState {
+        match self.config.optimizer {
+            Optimizer::Lbfgs { history } => OptState::Lbfgs(Lbfgs::new(history)),
+            Optimizer::Adam { learning_rate } => {
+                OptState::Adam(Adam::new(x.len(), learning_rate), Ema::new(x, self.config.ema_decay))
+            }
+        }
+    }
+
+    fn read_resume(&self, path: &Path, fingerprint: u64) -> Result<State> {
+        let (history, lr) = match self.config.optimizer {
+            Optimizer::Lbfgs { history } => (history, 0.0),
+            Optimizer::Adam { learning_rate } => (1, learning_rate),
+        };
+        let state = checkpoint::read(path, history, lr, self.config.ema_decay)?;
+        let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
+        if state.fingerprint != fingerprint {
+            return Err(err(
+                "it was made with other settings or images (same flags, images and model needed)",
+            ));
+        }
+        match self.scales.get(state.scale) {
+            Some(&(_, w, h, _)) if (w, h) == (state.width, state.height) => {}
+            _ => return Err(err("its scale does not match this run's schedule")),
+        }
+        match (&state.opt, self.config.optimizer) {
+            (OptState::Lbfgs(_), Optimizer::Lbfgs { .. }) | (OptState::Adam(..), Optimizer::Adam { .. }) => {
+                Ok(state)
+            }
+            _ => Err(err("it was made with the other optimizer")),
+        }
+    }
+
+    fn run(
+        &self,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        observer: &mut dyn Observer,
+    ) -> Result<Stylized> {
+        let start = Instant::now();
+        let total: usize = self.scales.iter().map(|s| s.3).sum();
+        let fingerprint = self.fingerprint(content, styles);
+        let mut resume = match &self.config.resume {
+            Some(p) => Some(self.read_resume(p, fingerprint)?),
+            None => None,
+        };
+        let first = resume.as_ref().map_or(0, |r| r.scale);
+        let mut done = resume.as_ref().map_or(0, |r| r.done);
+        let mut prev: Option<Stylized> = None;
+        for k in first..self.scales.len() {
+            let (long, width, height, iters) = self.scales[k];
+            let objective = self.objective(content, styles, long)?;
+            let state = match resume.take() {
+                Some(state) => state,
+                None => {
+                    let mut x = match &prev {
+                        None => self.initial_pixels(content, width, height),
+                        Some(p) => to_planar(&resize(&p.image, width, height)),
+                    };
+                    let content_px = to_planar(&resize(content, width, height));
+                    keep_unmasked(&mut x, &content_px, objective.pixel_mask.as_deref());
+                    let opt = self.fresh_optimiser(&x);
+                    State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt }
+                }
+            };
+            let scale =
+                ScaleRun { objective: &objective, config: self.config, scales: &self.scales, total, start };
+            let out = scale.optimise(state, iters, observer, k == first)?;
+            done = out.iterations;
+            let stop = out.stop;
+            prev = Some(out);
+            if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
+                break;
+            }
+        }
+        prev.ok_or_else(|| Error::Config { what: "output size", reason: "no scale to optimise".into() })
+    }
+}
+
+/// A mask resized to `width`×`height`, values clamped to 0..1, as one plane.
+fn mask_at(mask: &crate::AlphaPlane, width: u32, height: u32) -> Vec<f32> {
+    let m = if (mask.width(), mask.height()) == (width, height) {
+        mask.clone()
+    } else {
+        image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
+    };
+    m.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
+}
+
+/// Keeps the content where the mask is 0: `x = m·x + (1 − m)·content`.
+fn keep_unmasked(x: &mut [f32], content_px: &[f32], mask: Option<&[f32]>) {
+    let Some(m) = mask else { return };
+    let n = m.len();
+    for (i, (xv, &cv)) in x.iter_mut().zip(content_px).enumerate() {
+        let mv = m[i % n];
+        *xv = mv * *xv + (1.0 - mv) * cv;
+    }
+}
+
+/// One scale's optimisation.
+struct ScaleRun<'o, 'a> {
+    objective: &'o Objective<'a>,
+    config: &'o StyleConfig,
+    scales: &'o [(u32, u32, u32, usize)],
+    total: usize,
+    start: Instant,
+}
+
+impl ScaleRun<'_, '_> {
+    fn save_checkpoint(&self, state: &State, observer: &mut dyn Observer) -> Result<()> {
+        if let Some(path) = &self.config.checkpoint {
+            checkpoint::write(path, state)?;
+            observer.on_checkpoint(state.done, path);
+        }
+        Ok(())
+    }
+
+    fn optimise(
+        &self,
+        mut state: State,
+        iterations: usize,
+        observer: &mut dyn Observer,
+        announce: bool,
+    ) -> Result<Stylized> {
+        let (width, height) = (state.width, state.height);
+        let (mut losses, mut g) = self.objective.evaluate(&state.x);
+        let non_finite = |iteration, what, good: &[f32]| Error::NonFinite {
+            iteration,
+            what,
+            last_good: Box::new(to_image(good, width, height)),
+        };
+        if !losses.total().is_finite() {
+            return Err(non_finite(state.done, "loss", &state.x));
+        }
+        if !all_finite(&g) {
+            return Err(non_finite(state.done, "gradient", &state.x));
+        }
+        if announce {
+            let scales = self.scales.iter().map(|&(_, w, h, i)| (w, h, i)).collect();
+            observer.on_start(&RunInfo { width, height, iterations: self.total, scales, initial: losses });
+        }
+        let mut f = losses.total();
+        let mut stop = StopReason::Finished;
+        while state.scale_done < iterations {
+            match &mut state.opt {
+                OptState::Lbfgs(opt) => {
+                    let mut last = losses;
+                    let outcome = opt.step(&mut state.x, &mut f, &mut g, |p| {
+                        let (l, grad) = self.objective.evaluate(p);
+                        last = l;
+                        (l.total(), grad)
+                    });
+                    match outcome {
+                        LbfgsStep::Moved => losses = last,
+                        LbfgsStep::Converged => {
+                            stop = StopReason::Converged;
+                            break;
+                        }
+                        LbfgsStep::NonFinite => {
+                            self.save_checkpoint(&state, observer)?;
+                            return Err(non_finite(state.done + 1, "loss or gradient", &state.x));
+                        }
+                    }
+                }
+                OptState::Adam(opt, ema) => {
+                    let previous = state.x.clone();
+                    opt.step(&mut state.x, &g);
+                    ema.update(&state.x);
+                    let (l, grad) = self.objective.evaluate(&state.x);
+                    if !l.total().is_finite() || !all_finite(&grad) {
+                        return Err(non_finite(state.done + 1, "loss or gradient", &previous));
+                    }
+                    losses = l;
+                    g = grad;
+                }
+            }
+            state.done += 1;
+            state.scale_done += 1;
+            let step = Step {
+                iteration: state.done,
+                iterations: self.total,
+                scale: state.scale,
+                scales: self.scales.len(),
+                losses,
+                elapsed: self.start.elapsed(),
+                pixels: &state.x,
+                width,
+                height,
+            };
+            if let ControlFlow::Break(()) = observer.on_step(&step) {
+                stop = StopReason::Cancelled;
+            } else if self.config.time_limit.is_some_and(|t| self.start.elapsed() >= t) {
+                stop = StopReason::TimeLimit;
+            }
+            let every = self.config.checkpoint_every;
+            if stop != StopReason::Finished || (every > 0 && state.done.is_multiple_of(every)) {
+                self.save_checkpoint(&state, observer)?;
+            }
+            if stop != StopReason::Finished {
+                break;
+            }
+        }
+        let mut x = state.x;
+        if let OptState::Adam(_, ema) = &state.opt
+            && let Some(avg) = ema.value()
+        {
+            // Return the averaged image if it scores better than the last iterate (it usually does).
+            let (l, _) = self.objective.evaluate(&avg);
+            if l.total().is_finite() && l.total() <= losses.total() {
+                x = avg;
+                losses = l;
+            }
+        }
+        Ok(Stylized { image: to_image(&x, width, height), losses, iterations: state.done, stop })
+    }
 }

@@ -24,6 +24,8 @@ pub(crate) struct StyleTarget {
     pub(crate) layer: usize,
     pub(crate) gram: Vec<f32>,
     pub(crate) weight: f32,
+    /// Region of the output this target applies to, at the layer's resolution (None = everywhere).
+    pub(crate) mask: Option<Vec<f32>>,
 }
 
 /// The loss of one image size: content, style and TV terms against fixed targets, with its gradient.
@@ -38,12 +40,22 @@ pub struct Objective<'a> {
     pub(crate) content: Vec<ContentTarget>,
     pub(crate) style: Vec<StyleTarget>,
     pub(crate) tv_weight: f32,
+    /// Per-pixel factor on the gradient (0 = the pixel never changes), at the image's resolution.
+    pub(crate) pixel_mask: Option<Vec<f32>>,
 }
 
 impl<'a> Objective<'a> {
     /// An objective with no terms for `width`×`height` images.
     pub fn new(net: &'a Vgg, width: usize, height: usize) -> Objective<'a> {
-        Objective { net, height, width, content: Vec::new(), style: Vec::new(), tv_weight: 0.0 }
+        Objective {
+            net,
+            height,
+            width,
+            content: Vec::new(),
+            style: Vec::new(),
+            tv_weight: 0.0,
+            pixel_mask: None,
+        }
     }
 
     /// Adds `weight · mean((F_layer(x) − target)²)`. `target` must have the layer's size.
@@ -56,7 +68,7 @@ impl<'a> Objective<'a> {
     /// Adds `weight · mean((G_layer(x) − target)²)` with `G = F·Fᵀ/(C·H·W)`; `target` is C×C.
     pub fn add_style(&mut self, layer: &str, target: Vec<f32>, weight: f32) -> crate::Result<()> {
         let layer = self.net.layer_index(layer)?;
-        self.style.push(StyleTarget { layer, gram: target, weight });
+        self.style.push(StyleTarget { layer, gram: target, weight, mask: None });
         Ok(())
     }
 
@@ -87,13 +99,22 @@ impl<'a> Objective<'a> {
                     }
                     for t in self.style.iter().filter(|t| t.layer == i) {
                         let (c, lh, lw) = acts.shape[i];
-                        losses.style += style::style_loss(acts.get(i), c, lh * lw, &t.gram, t.weight, g);
+                        let mask = t.mask.as_deref();
+                        losses.style +=
+                            style::style_loss(acts.get(i), c, lh * lw, &t.gram, t.weight, mask, g);
                     }
                 })
             }
             None => vec![0.0; pixels.len()],
         };
         losses.tv = tv::tv_loss(pixels, h, w, self.tv_weight, &mut grad);
+        if let Some(m) = &self.pixel_mask {
+            for plane in grad.chunks_exact_mut(h * w) {
+                for (gv, &mv) in plane.iter_mut().zip(m) {
+                    *gv *= mv;
+                }
+            }
+        }
         (losses, grad)
     }
 }

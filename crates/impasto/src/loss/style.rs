@@ -11,15 +11,49 @@ pub fn gram_matrix(f: &[f32], c: usize, n: usize) -> Vec<f32> {
 }
 
 /// Returns `weight · mean((G(f) - target)²)` and adds its gradient with respect to `f` into `grad`.
+///
+/// With a `mask` (one value per pixel, at this layer's resolution) the Gram matrix is that of the
+/// masked features, normalised by the mask's area: `G = (F∘m)(F∘m)ᵀ / (C·Σm)`, so a region is compared
+/// with the style as if it were a whole image.
 pub(crate) fn style_loss(
     f: &[f32],
     c: usize,
     n: usize,
     target: &[f32],
     weight: f32,
+    mask: Option<&[f32]>,
     grad: &mut [f32],
 ) -> f64 {
-    let g = gram_matrix(f, c, n);
+    if let Some(m) = mask {
+        let area: f64 = m.iter().map(|&v| v as f64).sum();
+        if area <= 1e-6 {
+            return 0.0;
+        }
+        let fm: Vec<f32> = f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b)).collect();
+        let mut gm = vec![0.0f32; f.len()];
+        let loss = style_loss_scaled(&fm, c, n, (c as f64 * area) as f32, target, weight, &mut gm);
+        for (row_g, row_gm) in grad.chunks_exact_mut(n).zip(gm.chunks_exact(n)) {
+            for ((gv, &d), &mv) in row_g.iter_mut().zip(row_gm).zip(m) {
+                *gv += d * mv;
+            }
+        }
+        return loss;
+    }
+    style_loss_scaled(f, c, n, (c * n) as f32, target, weight, grad)
+}
+
+/// The style loss with `G = F·Fᵀ / norm`.
+fn style_loss_scaled(
+    f: &[f32],
+    c: usize,
+    n: usize,
+    norm: f32,
+    target: &[f32],
+    weight: f32,
+    grad: &mut [f32],
+) -> f64 {
+    let mut g = vec![0.0; c * c];
+    k::gram(f, c, n, 1.0 / norm, &mut g);
     let cc = (c * c) as f64;
     let mut sum = 0.0f64;
     let mut dg = vec![0.0f32; c * c];
@@ -29,6 +63,6 @@ pub(crate) fn style_loss(
         sum += (diff as f64) * (diff as f64);
         *d = scale * diff;
     }
-    k::gram_backward(f, c, n, &dg, 1.0 / (c * n) as f32, true, grad);
+    k::gram_backward(f, c, n, &dg, 1.0 / norm, true, grad);
     weight as f64 * sum / cc
 }

@@ -21,10 +21,18 @@ pub struct Vgg {
 }
 
 /// The outputs of a forward pass, by layer index; `None` where an output was not kept.
+///
+/// Kept: the outputs the caller flagged as wanted, and what the backward needs. The backward needs
+/// every ReLU output as a mask, except for a ReLU followed by a max pool: that pool records its
+/// argmax in one byte per output (`pool_idx`) with the ReLU mask folded in, so the ReLU output
+/// itself (the largest tensor of each block) is not kept unless wanted.
 #[derive(Debug)]
 pub(crate) struct Activations {
     /// Output of each layer (fused conv+ReLU stores its output at the ReLU's index only).
     pub(crate) out: Vec<Option<Vec<f32>>>,
+    /// For a max pool whose input ReLU was folded: the argmax of each window (see
+    /// [`k::max_pool2x2_forward_argmax`]).
+    pool_idx: Vec<Option<Vec<u8>>>,
     /// (channels, height, width) of each layer's output.
     pub(crate) shape: Vec<(usize, usize, usize)>,
     /// (height, width) of the input.
@@ -35,6 +43,37 @@ impl Activations {
     /// The kept output of layer `i`. Panics if it was not kept (a planning bug).
     pub(crate) fn get(&self, i: usize) -> &[f32] {
         self.out[i].as_deref().expect("activation requested but not kept")
+    }
+
+    /// Bytes held by the kept tensors (for memory accounting).
+    pub(crate) fn bytes(&self) -> usize {
+        let f = self.out.iter().flatten().map(|v| v.len() * 4).sum::<usize>();
+        f + self.pool_idx.iter().flatten().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Where the current layer's input lives during the forward pass.
+enum Cur {
+    /// A buffer owned by the loop (not kept).
+    Owned(Vec<f32>),
+    /// The kept output of a layer.
+    Kept(usize),
+}
+
+impl Cur {
+    fn view<'a>(&'a self, acts: &'a Activations) -> &'a [f32] {
+        match self {
+            Cur::Owned(v) => v,
+            Cur::Kept(i) => acts.get(*i),
+        }
+    }
+
+    /// An owned copy to modify in place (a copy only if the buffer is kept).
+    fn into_owned(self, acts: &Activations) -> Vec<f32> {
+        match self {
+            Cur::Owned(v) => v,
+            Cur::Kept(i) => acts.get(i).to_vec(),
+        }
     }
 }
 
@@ -162,8 +201,8 @@ impl Vgg {
         Ok(idx.iter().map(|&i| (acts.get(i).to_vec(), acts.shape[i].into())).collect())
     }
 
-    /// Forward pass of planar RGB 0..1 (`3·h·w`) through layers `0..=last`. Keeps every ReLU output (the
-    /// backward needs them) and the outputs of the layers flagged in `wanted`.
+    /// Forward pass of planar RGB 0..1 (`3·h·w`) through layers `0..=last`. Keeps what the backward
+    /// needs (see [`Activations`]) and the outputs of the layers flagged in `wanted`.
     pub(crate) fn forward(
         &self,
         rgb: &[f32],
@@ -174,54 +213,109 @@ impl Vgg {
     ) -> Activations {
         let mut x = vec![0.0; rgb.len()];
         self.preprocess.forward(rgb, &mut x);
-        let mut acts =
-            Activations { out: vec![None; last + 1], shape: vec![(0, 0, 0); last + 1], input_hw: (h, w) };
+        let mut acts = Activations {
+            out: vec![None; last + 1],
+            pool_idx: vec![None; last + 1],
+            shape: vec![(0, 0, 0); last + 1],
+            input_hw: (h, w),
+        };
         let (mut c, mut h, mut w) = (3, h, w);
-        let mut cur = x; // the current layer's input
+        let mut cur = Cur::Owned(x); // the current layer's input
+        // Keeps `y` as the output of layer `j` if the backward or the caller needs it.
+        let keep = |acts: &mut Activations, j: usize, y: Vec<f32>| -> Cur {
+            if wanted[j] || self.needs_relu_output(j, last, wanted) {
+                acts.out[j] = Some(y);
+                Cur::Kept(j)
+            } else {
+                Cur::Owned(y)
+            }
+        };
         let mut i = 0;
         while i <= last {
             match self.layers[i].kind {
                 LayerKind::Conv { conv, c_out, .. } => {
                     let fuse = i < last && !wanted[i];
                     let mut y = vec![0.0; c_out * h * w];
-                    self.convs[conv].forward(&cur, h, w, fuse, &mut y);
+                    let algo = self.forward_algo(i);
+                    self.convs[conv].forward_with(algo, cur.view(&acts), h, w, fuse, &mut y);
+                    drop(cur);
                     c = c_out;
                     acts.shape[i] = (c, h, w);
                     if fuse {
                         acts.shape[i + 1] = (c, h, w);
-                        acts.out[i + 1] = Some(y.clone());
-                        cur = y;
+                        cur = keep(&mut acts, i + 1, y);
                         i += 2;
                         continue;
                     }
-                    if wanted[i] {
-                        acts.out[i] = Some(y.clone());
-                    }
-                    cur = y;
+                    cur = if wanted[i] {
+                        acts.out[i] = Some(y);
+                        Cur::Kept(i)
+                    } else {
+                        Cur::Owned(y)
+                    };
                 }
                 LayerKind::Relu => {
-                    k::relu_inplace(&mut cur);
+                    let mut y = cur.into_owned(&acts);
+                    k::relu_inplace(&mut y);
                     acts.shape[i] = (c, h, w);
-                    acts.out[i] = Some(cur.clone());
+                    cur = keep(&mut acts, i, y);
                 }
                 LayerKind::Pool => {
                     let (ho, wo) = (h / 2, w / 2);
                     let mut y = vec![0.0; c * ho * wo];
+                    let x = cur.view(&acts);
                     match self.pooling {
-                        Pooling::Max => k::max_pool2x2_forward(&cur, c, h, w, &mut y),
-                        Pooling::Avg => k::avg_pool2x2_forward(&cur, c, h, w, &mut y),
+                        Pooling::Max if self.folds_relu(i, wanted) => {
+                            let mut idx = vec![0u8; c * ho * wo];
+                            k::max_pool2x2_forward_argmax(x, c, h, w, &mut y, &mut idx);
+                            acts.pool_idx[i] = Some(idx);
+                        }
+                        Pooling::Max => k::max_pool2x2_forward(x, c, h, w, &mut y),
+                        Pooling::Avg => k::avg_pool2x2_forward(x, c, h, w, &mut y),
                     }
                     (h, w) = (ho, wo);
                     acts.shape[i] = (c, h, w);
-                    if wanted[i] {
-                        acts.out[i] = Some(y.clone());
-                    }
-                    cur = y;
+                    cur = if wanted[i] {
+                        acts.out[i] = Some(y);
+                        Cur::Kept(i)
+                    } else {
+                        Cur::Owned(y)
+                    };
                 }
             }
             i += 1;
         }
         acts
+    }
+
+    /// The algorithm of the forward convolution at layer `i`: Winograd where it wins, except for the
+    /// convolution feeding the first max pool. Flat image regions (solid backgrounds, clipped
+    /// highlights) give exactly tied pool windows there; im2col computes identical neighbourhoods
+    /// bitwise identically, so those ties resolve to the first maximum as in PyTorch, whereas
+    /// Winograd's position-dependent rounding would break them at random (a valid but different
+    /// subgradient). Deeper pools see no exact ties in practice.
+    fn forward_algo(&self, i: usize) -> k::ConvAlgo {
+        let first_pool = self.layers.iter().position(|l| l.kind == LayerKind::Pool);
+        if self.pooling == Pooling::Max && first_pool == Some(i + 2) {
+            k::ConvAlgo::Im2col
+        } else {
+            k::ConvAlgo::Auto
+        }
+    }
+
+    /// Whether the max pool at `i` folds the ReLU before it into its argmax: that ReLU's output is
+    /// then neither needed by the backward nor given a loss gradient of its own.
+    fn folds_relu(&self, i: usize, wanted: &[bool]) -> bool {
+        self.pooling == Pooling::Max && i > 0 && self.layers[i - 1].kind == LayerKind::Relu && !wanted[i - 1]
+    }
+
+    /// Whether the backward needs the f32 output of layer `j` (a ReLU mask, or a max pool's input).
+    fn needs_relu_output(&self, j: usize, last: usize, wanted: &[bool]) -> bool {
+        if self.layers[j].kind != LayerKind::Relu {
+            return false;
+        }
+        let next_is_pool = j < last && self.layers[j + 1].kind == LayerKind::Pool;
+        !(next_is_pool && self.folds_relu(j + 1, wanted))
     }
 
     /// Backward pass from layer `last` to the RGB 0..1 input. `add_loss_grad(i, grad)` is called for every
@@ -236,31 +330,50 @@ impl Vgg {
         let (h0, w0) = acts.input_hw;
         let (c, h, w) = acts.shape[last];
         let mut grad = vec![0.0f32; c * h * w];
-        for i in (0..=last).rev() {
-            add_loss_grad(i, &mut grad);
-            let (in_c, in_h, in_w) = if i == 0 { (3, h0, w0) } else { acts.shape[i - 1] };
-            match self.layers[i].kind {
-                LayerKind::Relu => k::relu_backward_inplace(&mut grad, acts.get(i)),
+        // The other of two buffers reused for every layer's input gradient.
+        let mut spare: Vec<f32> = Vec::new();
+        let mut i = last as isize;
+        while i >= 0 {
+            let iu = i as usize;
+            add_loss_grad(iu, &mut grad);
+            let (in_c, in_h, in_w) = if iu == 0 { (3, h0, w0) } else { acts.shape[iu - 1] };
+            let mut step = 1;
+            match self.layers[iu].kind {
+                LayerKind::Relu => k::relu_backward_inplace(&mut grad, acts.get(iu)),
                 LayerKind::Conv { conv, .. } => {
-                    let (_, h, w) = acts.shape[i];
-                    let mut dx = vec![0.0; in_c * h * w];
-                    self.convs[conv].backward_input(&grad, h, w, &mut dx);
-                    grad = dx;
+                    let (_, h, w) = acts.shape[iu];
+                    resize_uninit(&mut spare, in_c * h * w);
+                    self.convs[conv].backward_input(&grad, h, w, &mut spare);
+                    std::mem::swap(&mut grad, &mut spare);
                 }
                 LayerKind::Pool => {
-                    let mut dx = vec![0.0; in_c * in_h * in_w];
-                    match self.pooling {
-                        Pooling::Max => {
-                            k::max_pool2x2_backward(acts.get(i - 1), in_c, in_h, in_w, &grad, &mut dx)
+                    resize_uninit(&mut spare, in_c * in_h * in_w);
+                    match (self.pooling, &acts.pool_idx[iu]) {
+                        (Pooling::Max, Some(idx)) => {
+                            // The ReLU before the pool is folded in: skip it (it has no loss term).
+                            k::max_pool2x2_backward_argmax(idx, in_c, in_h, in_w, &grad, &mut spare);
+                            step = 2;
                         }
-                        Pooling::Avg => k::avg_pool2x2_backward(in_c, in_h, in_w, &grad, &mut dx),
+                        (Pooling::Max, None) => {
+                            k::max_pool2x2_backward(acts.get(iu - 1), in_c, in_h, in_w, &grad, &mut spare)
+                        }
+                        (Pooling::Avg, _) => k::avg_pool2x2_backward(in_c, in_h, in_w, &grad, &mut spare),
                     }
-                    grad = dx;
+                    std::mem::swap(&mut grad, &mut spare);
                 }
             }
+            i -= step;
         }
+        drop(spare);
         let mut grad_rgb = vec![0.0; grad.len()];
         self.preprocess.backward(&grad, &mut grad_rgb);
         grad_rgb
     }
+}
+
+/// Sets `v`'s length to `n` for a kernel that overwrites every element: no reallocation when the
+/// capacity suffices (the buffers only grow as the backward climbs to full resolution).
+fn resize_uninit(v: &mut Vec<f32>, n: usize) {
+    v.truncate(n);
+    v.resize(n, 0.0);
 }

@@ -7,9 +7,9 @@ pub(crate) struct Adam {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    t: i32,
+    pub(crate) m: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) t: i32,
 }
 
 impl Adam {

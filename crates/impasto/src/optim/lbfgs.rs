@@ -1,5 +1,11 @@
-//! Limited-memory BFGS (Nocedal's two-loop recursion) with a backtracking Armijo line search that
-//! normally accepts the unit step, so one iteration costs one function evaluation as in torch's L-BFGS.
+//! Limited-memory BFGS (Nocedal's two-loop recursion) for pixels boxed in 0..1, with a backtracking
+//! Armijo line search along the projected path that normally accepts the unit step, so one iteration
+//! costs one function evaluation as in torch's L-BFGS.
+//!
+//! The box is handled the projected-quasi-Newton way: variables at a bound whose gradient pushes them
+//! outwards form the active set; the two-loop recursion runs on the gradient with those entries zeroed,
+//! the direction is zeroed there too, and every trial point is projected back into the box. So the
+//! image the optimiser reports is always a valid image, and saving it loses nothing to clamping.
 
 use std::collections::VecDeque;
 
@@ -19,25 +25,42 @@ pub(crate) enum LbfgsStep {
 /// L-BFGS state: the last `history` correction pairs.
 #[derive(Debug, Clone)]
 pub(crate) struct Lbfgs {
-    history: usize,
-    s: VecDeque<Vec<f32>>,
-    y: VecDeque<Vec<f32>>,
-    rho: VecDeque<f64>,
-    first: bool,
+    pub(crate) history: usize,
+    lo: f32,
+    hi: f32,
+    pub(crate) s: VecDeque<Vec<f32>>,
+    pub(crate) y: VecDeque<Vec<f32>>,
+    pub(crate) rho: VecDeque<f64>,
+    /// Largest pixel change of the next step taken without curvature pairs; doubles after each
+    /// accepted one, since near the content image the loss is often concave along −g.
+    pub(crate) sd_step: f64,
 }
 
 /// Largest change of any pixel (0..1 scale) below which a step counts as no progress.
 const MIN_STEP: f64 = 1e-7;
+/// Largest pixel change (0..1 scale) of a step taken without curvature information.
+const FIRST_STEP: f64 = 1.0 / 255.0;
+/// Cap on `sd_step`.
+const MAX_SD_STEP: f64 = 0.25;
 /// Backtracking halvings tried before giving up on a direction.
 const MAX_BACKTRACK: usize = 12;
 
 impl Lbfgs {
     /// A fresh optimiser keeping `history` pairs.
     pub(crate) fn new(history: usize) -> Lbfgs {
-        Lbfgs { history, s: VecDeque::new(), y: VecDeque::new(), rho: VecDeque::new(), first: true }
+        Lbfgs {
+            history,
+            lo: 0.0,
+            hi: 1.0,
+            s: VecDeque::new(),
+            y: VecDeque::new(),
+            rho: VecDeque::new(),
+            sd_step: FIRST_STEP,
+        }
     }
 
     /// The quasi-Newton direction `-H·g` from the two-loop recursion.
+    #[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
     fn direction(&self, g: &[f32]) -> Vec<f32> {
         let mut q: Vec<f32> = g.iter().map(|v| -v).collect();
         let k = self.s.len();
@@ -74,39 +97,55 @@ impl Lbfgs {
         g: &mut Vec<f32>,
         mut eval: impl FnMut(&[f32]) -> (f64, Vec<f32>),
     ) -> LbfgsStep {
-        let mut d = self.direction(g);
+        let (lo, hi) = (self.lo, self.hi);
+        let active: Vec<bool> = x
+            .iter()
+            .zip(g.iter())
+            .map(|(&xi, &gi)| (xi <= lo && gi > 0.0) || (xi >= hi && gi < 0.0))
+            .collect();
+        let g_free: Vec<f32> = g.iter().zip(&active).map(|(&gi, &a)| if a { 0.0 } else { gi }).collect();
+        let mut d = self.direction(&g_free);
+        for (di, &a) in d.iter_mut().zip(&active) {
+            if a {
+                *di = 0.0;
+            }
+        }
         let mut gtd = dot(g, &d);
         if gtd >= 0.0 || !gtd.is_finite() {
-            // Not a descent direction: forget the history and use steepest descent.
+            // Not a descent direction: forget the history and use projected steepest descent.
             self.s.clear();
             self.y.clear();
             self.rho.clear();
-            self.first = true;
-            d = g.iter().map(|v| -v).collect();
+            d = g_free.iter().map(|v| -v).collect();
             gtd = dot(g, &d);
             if gtd >= 0.0 {
                 return LbfgsStep::Converged;
             }
         }
-        let mut t = if self.first {
-            let l1: f64 = g.iter().map(|v| v.abs() as f64).sum();
-            (1.0f64).min(1.0 / l1.max(1e-30))
-        } else {
-            1.0
-        };
         let dmax = d.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+        // Without curvature information, take a steepest-descent step that moves no pixel by more
+        // than `sd_step` (torch's 1/|g|₁ shrinks with the pixel count and stalls large images).
+        let steepest = self.s.is_empty();
+        let mut t = if steepest { self.sd_step / dmax.max(1e-30) } else { 1.0 };
         let mut any_finite = false;
         for _ in 0..=MAX_BACKTRACK {
             if t * dmax < MIN_STEP {
                 break;
             }
-            let x_new: Vec<f32> = x.iter().zip(&d).map(|(&xi, &di)| xi + (t as f32) * di).collect();
+            let x_new: Vec<f32> =
+                x.iter().zip(&d).map(|(&xi, &di)| (xi + (t as f32) * di).clamp(lo, hi)).collect();
+            let s: Vec<f32> = x_new.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
+            if s.iter().all(|v| (v.abs() as f64) < MIN_STEP) {
+                break;
+            }
             let (f_new, g_new) = eval(&x_new);
             let finite = f_new.is_finite() && all_finite(&g_new);
             any_finite |= finite;
-            if finite && f_new <= *f + 1e-4 * t * gtd {
-                let s: Vec<f32> = x_new.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
+            if finite && f_new <= *f + 1e-4 * dot(g, &s).min(0.0) {
                 let y: Vec<f32> = g_new.iter().zip(g.iter()).map(|(a, b)| a - b).collect();
+                if steepest {
+                    self.sd_step = (2.0 * t * dmax).min(MAX_SD_STEP);
+                }
                 let ys = dot(&y, &s);
                 if ys > 1e-10 {
                     if self.s.len() == self.history {
@@ -118,7 +157,6 @@ impl Lbfgs {
                     self.y.push_back(y);
                     self.rho.push_back(1.0 / ys);
                 }
-                self.first = false;
                 *x = x_new;
                 *f = f_new;
                 *g = g_new;
@@ -126,14 +164,46 @@ impl Lbfgs {
             }
             t *= 0.5;
         }
+        if steepest {
+            self.sd_step = FIRST_STEP;
+        }
         if !self.s.is_empty() {
             // The quasi-Newton model was poor here: drop it and retry once as steepest descent.
             self.s.clear();
             self.y.clear();
             self.rho.clear();
-            self.first = true;
             return self.step(x, f, g, eval);
         }
         if any_finite { LbfgsStep::Converged } else { LbfgsStep::NonFinite }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² with some cᵢ outside the box: the answer is clamp(c, 0, 1).
+    #[test]
+    fn bounded_quadratic_converges_to_the_clamped_minimum() {
+        let n = 50;
+        let c: Vec<f32> = (0..n).map(|i| i as f32 / 20.0 - 0.7).collect();
+        let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32).collect();
+        let eval = |x: &[f32]| {
+            let f = x.iter().zip(&c).zip(&w).map(|((&a, &b), &k)| (k * (a - b) * (a - b)) as f64).sum();
+            let g = x.iter().zip(&c).zip(&w).map(|((&a, &b), &k)| 2.0 * k * (a - b)).collect();
+            (f, g)
+        };
+        let mut x = vec![0.5f32; n];
+        let (mut f, mut g) = eval(&x);
+        let mut opt = Lbfgs::new(5);
+        for _ in 0..100 {
+            assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
+            if opt.step(&mut x, &mut f, &mut g, eval) == LbfgsStep::Converged {
+                break;
+            }
+        }
+        for (xi, ci) in x.iter().zip(&c) {
+            assert!((xi - ci.clamp(0.0, 1.0)).abs() < 1e-4, "{xi} vs {ci}");
+        }
     }
 }

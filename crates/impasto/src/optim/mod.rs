@@ -1,9 +1,11 @@
 //! Gradient-based optimisers over the flat pixel buffer: L-BFGS and Adam.
 
 mod adam;
+mod ema;
 mod lbfgs;
 
 pub(crate) use adam::Adam;
+pub(crate) use ema::Ema;
 pub(crate) use lbfgs::{Lbfgs, LbfgsStep};
 
 /// `Σ a·b` accumulated in f64 (deterministic order).

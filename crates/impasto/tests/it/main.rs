@@ -1,7 +1,13 @@
 //! The library's one integration-test binary: fixtures against PyTorch, gradient checks, end-to-end runs.
 
+// Tests report measured errors on stderr (shown with `--show-output`).
+#![allow(clippy::print_stderr)]
+
 mod common;
 mod config;
 mod fixtures;
 mod gradcheck;
+mod io;
+mod masks;
+mod resume;
 mod stylize;

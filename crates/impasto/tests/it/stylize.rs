@@ -48,7 +48,8 @@ fn style_loss_falls_and_output_is_deterministic() {
 
     // Same inputs, seed and thread count: identical output file bytes; another seed: different ones.
     let png = |config: &StyleConfig, name: &str| {
-        let out = impasto::stylize(&net, config, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
+        let out =
+            impasto::stylize(&net, config, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
         let path = dir.path().join(name);
         impasto::save_image(&out.image, &path).unwrap();
         std::fs::read(path).unwrap()

@@ -1,0 +1,211 @@
+//! Checkpoints: the whole optimisation state (image, scale, iteration, L-BFGS history or Adam moments
+//! and the image average) saved atomically as a safetensors file, and read back to resume a run so
+//! that it ends with the same bits as an uninterrupted one.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::error::{Error, Result};
+use crate::optim::{Adam, Ema, Lbfgs};
+
+const FORMAT: &str = "impasto-checkpoint-1";
+
+/// The optimiser's state between two iterations.
+#[derive(Debug, Clone)]
+pub(crate) enum OptState {
+    /// L-BFGS and its correction pairs.
+    Lbfgs(Lbfgs),
+    /// Adam's moments and the running image average.
+    Adam(Adam, Ema),
+}
+
+/// Everything a run needs to continue exactly where it stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    /// Fingerprint of the config and inputs the state belongs to.
+    pub(crate) fingerprint: u64,
+    /// 0-based scale index.
+    pub(crate) scale: usize,
+    /// Iterations done within this scale.
+    pub(crate) scale_done: usize,
+    /// Iterations done over all scales.
+    pub(crate) done: usize,
+    /// Image size at this scale.
+    pub(crate) width: u32,
+    /// Image size at this scale.
+    pub(crate) height: u32,
+    /// The image (planar RGB 0..1).
+    pub(crate) x: Vec<f32>,
+    /// The optimiser.
+    pub(crate) opt: OptState,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint (not a security hash) of config text and image bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fingerprint(pub(crate) u64);
+
+impl Fingerprint {
+    pub(crate) fn new() -> Fingerprint {
+        Fingerprint(0xcbf2_9ce4_8422_2325)
+    }
+    pub(crate) fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    pub(crate) fn add_f32s(&mut self, v: &[f32]) {
+        for x in v {
+            self.add(&x.to_le_bytes());
+        }
+    }
+}
+
+fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Writes `state` to `path` atomically (a temporary file in the same folder, then a rename).
+pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = Vec::new();
+    let mut f32s = |name: String, v: &[f32]| {
+        tensors.push((name, vec![v.len()], bytemuck::cast_slice(v).to_vec(), Dtype::F32));
+    };
+    f32s("x".into(), &state.x);
+    let mut meta = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("fingerprint".to_string(), format!("{:016x}", state.fingerprint)),
+        ("scale".to_string(), state.scale.to_string()),
+        ("scale_done".to_string(), state.scale_done.to_string()),
+        ("done".to_string(), state.done.to_string()),
+        ("width".to_string(), state.width.to_string()),
+        ("height".to_string(), state.height.to_string()),
+    ]);
+    match &state.opt {
+        OptState::Lbfgs(l) => {
+            meta.insert("optimizer".into(), "lbfgs".into());
+            meta.insert("lbfgs.pairs".into(), l.s.len().to_string());
+            meta.insert("lbfgs.sd_step".into(), format!("{:016x}", l.sd_step.to_bits()));
+            for (i, (s, y)) in l.s.iter().zip(&l.y).enumerate() {
+                f32s(format!("lbfgs.s.{i}"), s);
+                f32s(format!("lbfgs.y.{i}"), y);
+            }
+            let rho: Vec<f64> = l.rho.iter().copied().collect();
+            if !rho.is_empty() {
+                tensors.push((
+                    "lbfgs.rho".into(),
+                    vec![rho.len()],
+                    bytemuck::cast_slice(&rho).to_vec(),
+                    Dtype::F64,
+                ));
+            }
+        }
+        OptState::Adam(a, e) => {
+            meta.insert("optimizer".into(), "adam".into());
+            meta.insert("adam.t".into(), a.t.to_string());
+            meta.insert("ema.weight".into(), format!("{:016x}", e.weight.to_bits()));
+            f32s("adam.m".into(), &a.m);
+            f32s("adam.v".into(), &a.v);
+            f32s("ema.avg".into(), &e.avg);
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, bytes, dt)| {
+            Ok((
+                n.clone(),
+                TensorView::new(*dt, shape.clone(), bytes).map_err(|e| ckpt_err(path, e.to_string()))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ckpt_err(path, format!("cannot write: {e}"))
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ckpt_err(path, format!("cannot write: {e}"))
+    })
+}
+
+/// Reads a checkpoint written by [`write`]. `history`, `lr` and `ema_decay` come from the config.
+pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Result<State> {
+    let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, format!("cannot read: {e}")))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| ckpt_err(path, format!("not a checkpoint: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| meta.get(k).ok_or_else(|| ckpt_err(path, format!("missing `{k}`")));
+    if get("format")? != FORMAT {
+        return Err(ckpt_err(path, "not an impasto checkpoint"));
+    }
+    let num = |k: &str| get(k)?.parse::<usize>().map_err(|_| ckpt_err(path, format!("bad `{k}`")));
+    let hex = |k: &str| u64::from_str_radix(get(k)?, 16).map_err(|_| ckpt_err(path, format!("bad `{k}`")));
+    let f32s = |k: &str| -> Result<Vec<f32>> {
+        let t = st.tensor(k).map_err(|_| ckpt_err(path, format!("missing tensor `{k}`")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(ckpt_err(path, format!("tensor `{k}` is not F32")));
+        }
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    let x = f32s("x")?;
+    let opt = match get("optimizer")?.as_str() {
+        "lbfgs" => {
+            let pairs = num("lbfgs.pairs")?;
+            let mut l = Lbfgs::new(history);
+            l.sd_step = f64::from_bits(hex("lbfgs.sd_step")?);
+            if pairs > 0 {
+                let t = st.tensor("lbfgs.rho").map_err(|_| ckpt_err(path, "missing tensor `lbfgs.rho`"))?;
+                let rho: Vec<f64> = t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .collect();
+                if rho.len() != pairs {
+                    return Err(ckpt_err(path, "inconsistent L-BFGS history"));
+                }
+                l.rho = VecDeque::from(rho);
+            }
+            for i in 0..pairs {
+                l.s.push_back(f32s(&format!("lbfgs.s.{i}"))?);
+                l.y.push_back(f32s(&format!("lbfgs.y.{i}"))?);
+            }
+            while l.s.len() > history {
+                l.s.pop_front();
+                l.y.pop_front();
+                l.rho.pop_front();
+            }
+            OptState::Lbfgs(l)
+        }
+        "adam" => {
+            let mut a = Adam::new(x.len(), lr);
+            a.t = num("adam.t")? as i32;
+            a.m = f32s("adam.m")?;
+            a.v = f32s("adam.v")?;
+            let mut e = Ema::new(&x, ema_decay);
+            e.avg = f32s("ema.avg")?;
+            e.weight = f64::from_bits(hex("ema.weight")?);
+            OptState::Adam(a, e)
+        }
+        other => return Err(ckpt_err(path, format!("unknown optimizer `{other}`"))),
+    };
+    let state = State {
+        fingerprint: hex("fingerprint")?,
+        scale: num("scale")?,
+        scale_done: num("scale_done")?,
+        done: num("done")?,
+        width: num("width")? as u32,
+        height: num("height")? as u32,
+        x,
+        opt,
+    };
+    if state.x.len() != 3 * (state.width * state.height) as usize {
+        return Err(ckpt_err(path, "image size does not match"));
+    }
+    Ok(state)
+}

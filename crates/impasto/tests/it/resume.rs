@@ -1,0 +1,85 @@
+//! Checkpoints: a run interrupted and resumed from its checkpoint ends with exactly the bits of an
+//! uninterrupted run (L-BFGS and Adam, across a multi-scale schedule); a checkpoint from other settings
+//! is refused.
+
+use std::ops::ControlFlow;
+
+use impasto::{Arch, Error, NoObserver, Observer, Optimizer, Pooling, Step, StopReason, StyleConfig, Vgg};
+
+use crate::common::{random_vgg, shared_dir};
+
+struct StopAt(usize);
+
+impl Observer for StopAt {
+    fn on_step(&mut self, s: &Step<'_>) -> ControlFlow<()> {
+        if s.iteration == self.0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+}
+
+fn bits(img: &impasto::image::Rgb32FImage) -> Vec<u32> {
+    img.iter().map(|v| v.to_bits()).collect()
+}
+
+fn interrupted_equals_uninterrupted(net: &Vgg, base: StyleConfig, stop_at: usize) {
+    let img = |n: &str| impasto::load_image(&shared_dir().join("images").join(n)).unwrap();
+    let (content, style) = (img("chelsea.png"), img("the_scream.jpg"));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+
+    let full = impasto::stylize(net, &base, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
+
+    let first = StyleConfig { checkpoint: Some(ckpt.clone()), checkpoint_every: 5, ..base.clone() };
+    let part =
+        impasto::stylize(net, &first, &content, std::slice::from_ref(&style), &mut StopAt(stop_at)).unwrap();
+    assert_eq!(part.stop, StopReason::Cancelled);
+    assert!(ckpt.is_file());
+
+    let second = StyleConfig { resume: Some(ckpt.clone()), ..base.clone() };
+    let rest =
+        impasto::stylize(net, &second, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
+    assert_eq!(rest.iterations, full.iterations);
+    assert!(bits(&rest.image) == bits(&full.image), "resumed run differs from the uninterrupted one");
+
+    // A checkpoint from other settings is refused with a clear error.
+    let other = StyleConfig { style_weight: 7.0, resume: Some(ckpt), ..base };
+    let err = impasto::stylize(net, &other, &content, &[style], &mut NoObserver).unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }) && err.to_string().contains("other settings"), "{err}");
+}
+
+fn small(optimizer: Optimizer) -> StyleConfig {
+    StyleConfig {
+        size: 48,
+        min_size: 24,
+        iterations: 12,
+        scale_iterations: Some(10),
+        optimizer,
+        content_layers: vec!["relu2_2".into()],
+        style_layers: vec!["relu1_1".into(), "relu2_1".into()],
+        threads: 2,
+        ..StyleConfig::default()
+    }
+}
+
+#[test]
+fn lbfgs_resume_is_bit_exact_across_scales() {
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 4, 11);
+    let config = small(Optimizer::Lbfgs { history: 5 });
+    assert_eq!(config.scales(), vec![(24, 12), (48, 10)]);
+    interrupted_equals_uninterrupted(&net, config.clone(), 7); // inside the first scale
+    interrupted_equals_uninterrupted(&net, config, 16); // inside the second
+}
+
+#[test]
+fn adam_resume_is_bit_exact() {
+    let net = random_vgg(Arch::Vgg16, Pooling::Avg, 4, 12);
+    interrupted_equals_uninterrupted(&net, small(Optimizer::Adam { learning_rate: 0.02 }), 9);
+}
+
+#[test]
+fn schedule_is_single_scale_up_to_twice_min_size() {
+    let c = |size| StyleConfig { size, ..StyleConfig::default() }.scales();
+    assert_eq!(c(512), vec![(512, 500)]);
+    assert_eq!(c(1000), vec![(1000, 500)]);
+    assert_eq!(c(1024), vec![(512, 500), (1024, 250)]);
+    assert_eq!(c(2048), vec![(512, 500), (1024, 250), (2048, 125)]);
+}
