@@ -7,7 +7,10 @@ use std::fmt;
 use std::sync::LazyLock;
 
 use divan::Bencher;
-use impasto_kernels::{Conv3x3, gram, gram_backward, max_pool2x2_backward, max_pool2x2_forward, sgemm};
+use impasto_kernels::{
+    Conv3x3, ConvAlgo, gram, gram_backward, max_pool2x2_backward, max_pool2x2_backward_argmax,
+    max_pool2x2_forward, max_pool2x2_forward_argmax, sgemm,
+};
 
 fn main() {
     divan::main();
@@ -91,6 +94,21 @@ fn conv_forward_backward(bencher: Bencher, l: Layer) {
     });
 }
 
+/// The two conv algorithms side by side at every VGG shape (`Auto` above picks per shape).
+const ALGOS: [ConvAlgo; 2] = [ConvAlgo::Im2col, ConvAlgo::Winograd];
+
+#[divan::bench(args = LAYERS, consts = [0, 1], sample_count = 10, sample_size = 1)]
+fn conv_forward_algo<const A: usize>(bencher: Bencher, l: Layer) {
+    let (conv, x, mut y) = conv_setup(l);
+    bencher.bench_local(|| POOL.install(|| conv.forward_with(ALGOS[A], &x, l.size, l.size, true, &mut y)));
+}
+
+#[divan::bench(args = LAYERS, consts = [0, 1], sample_count = 10, sample_size = 1)]
+fn conv_backward_input_algo<const A: usize>(bencher: Bencher, l: Layer) {
+    let (conv, mut dx, dy) = conv_setup(l);
+    bencher.bench_local(|| POOL.install(|| conv.backward_input_with(ALGOS[A], &dy, l.size, l.size, &mut dx)));
+}
+
 /// (m, n, k): the conv-forward GEMM of 128→128 @64² and of 512→512 @16².
 #[divan::bench(args = [(128, 4096, 1153), (512, 256, 4609)], sample_count = 20)]
 fn sgemm_vgg(bencher: Bencher, (m, n, k): (usize, usize, usize)) {
@@ -135,4 +153,27 @@ fn max_pool_backward(bencher: Bencher) {
     let dy = data(c * (h / 2) * (w / 2), 11);
     let mut dx = vec![0.0f32; c * h * w];
     bencher.bench_local(|| POOL.install(|| max_pool2x2_backward(&x, c, h, w, &dy, &mut dx)));
+}
+
+/// Max pool 2×2 forward recording the argmax (ReLU folded), over 64 × 256².
+#[divan::bench(sample_count = 20)]
+fn max_pool_forward_argmax(bencher: Bencher) {
+    let (c, h, w) = (64, 256, 256);
+    let x: Vec<f32> = data(c * h * w, 10).into_iter().map(|v| v.max(0.0)).collect();
+    let mut y = vec![0.0f32; c * (h / 2) * (w / 2)];
+    let mut idx = vec![0u8; c * (h / 2) * (w / 2)];
+    bencher.bench_local(|| POOL.install(|| max_pool2x2_forward_argmax(&x, c, h, w, &mut y, &mut idx)));
+}
+
+/// Max pool 2×2 backward from the recorded argmax, over 64 × 256².
+#[divan::bench(sample_count = 20)]
+fn max_pool_backward_argmax(bencher: Bencher) {
+    let (c, h, w) = (64, 256, 256);
+    let x: Vec<f32> = data(c * h * w, 10).into_iter().map(|v| v.max(0.0)).collect();
+    let mut y = vec![0.0f32; c * (h / 2) * (w / 2)];
+    let mut idx = vec![0u8; c * (h / 2) * (w / 2)];
+    max_pool2x2_forward_argmax(&x, c, h, w, &mut y, &mut idx);
+    let dy = data(c * (h / 2) * (w / 2), 11);
+    let mut dx = vec![0.0f32; c * h * w];
+    bencher.bench_local(|| POOL.install(|| max_pool2x2_backward_argmax(&idx, c, h, w, &dy, &mut dx)));
 }

@@ -31,7 +31,14 @@
 //! # Safety
 //!
 //! This is the only crate of the workspace allowed `unsafe`; it is confined
-//! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks.
+//! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks, and
+//! to calling `#[target_feature]` builds of safe kernel bodies after runtime
+//! feature detection (`simd.rs`).
+//!
+//! # Algorithms
+//!
+//! [`Conv3x3`] runs Winograd F(4×4, 3×3) (`winograd.rs`, 4× fewer multiplies)
+//! where it wins and tiled im2col + GEMM otherwise; [`ConvAlgo`] forces one.
 //!
 //! # Reference implementations
 //!
@@ -46,11 +53,15 @@ mod im2col;
 pub mod naive;
 mod par;
 mod pool;
+mod pool_argmax;
 mod relu;
 mod sgemm;
+mod simd;
+mod winograd;
 
-pub use conv::Conv3x3;
+pub use conv::{Conv3x3, ConvAlgo};
 pub use gram::{gram, gram_backward};
 pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
+pub use pool_argmax::{NO_GRADIENT, max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
 pub use relu::{relu_backward_inplace, relu_inplace};
 pub use sgemm::sgemm;

@@ -215,6 +215,13 @@ pub fn max_pool2x2_backward<T: Real>(x: &[T], c: usize, h: usize, w: usize, dy: 
     }
 }
 
+/// Naive [`crate::max_pool2x2_backward_argmax`] (with the forward it replaces): the max-pool
+/// backward of the ReLU output `x`, then the ReLU backward (`x > 0`), composed from the twins above.
+pub fn relu_max_pool2x2_backward<T: Real>(x: &[T], c: usize, h: usize, w: usize, dy: &[T], dx: &mut [T]) {
+    max_pool2x2_backward(x, c, h, w, dy, dx);
+    relu_backward_inplace(dx, x);
+}
+
 /// Naive [`crate::avg_pool2x2_forward`].
 pub fn avg_pool2x2_forward<T: Real>(x: &[T], c: usize, h: usize, w: usize, y: &mut [T]) {
     let (oh, ow) = (h / 2, w / 2);

@@ -8,3 +8,4 @@ mod gram;
 mod pool;
 mod relu;
 mod sgemm;
+mod winograd;

@@ -178,3 +178,46 @@ proptest! {
         check_all(c, h, w, seed);
     }
 }
+
+/// `max_pool2x2_forward_argmax` + `max_pool2x2_backward_argmax` against the naive max pool and the
+/// naive ReLU-then-pool backward, on ReLU outputs with ties at zero and odd sizes.
+fn check_argmax(c: usize, h: usize, w: usize, seed: u64) {
+    use impasto_kernels::{max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
+    let (oh, ow) = (h / 2, w / 2);
+    let mut rng = Rng::new(seed);
+    // ReLU output: about half zeros, so all-zero windows and ties at 0 occur.
+    let x: Vec<f32> = rng.vec(c * h * w).into_iter().map(|v| v.max(0.0)).collect();
+    let dy = rng.vec(c * oh * ow);
+    let (mut y, mut yw) = (vec![f32::NAN; c * oh * ow], vec![0.0; c * oh * ow]);
+    let mut idx = vec![9u8; c * oh * ow];
+    max_pool2x2_forward_argmax(&x, c, h, w, &mut y, &mut idx);
+    naive::max_pool2x2_forward(&x, c, h, w, &mut yw);
+    assert_eq!(y, yw, "argmax pool forward c={c} {h}x{w}");
+    let (mut dx, mut dxw) = (vec![f32::NAN; c * h * w], vec![0.0; c * h * w]);
+    max_pool2x2_backward_argmax(&idx, c, h, w, &dy, &mut dx);
+    naive::relu_max_pool2x2_backward(&x, c, h, w, &dy, &mut dxw);
+    assert_eq!(dx, dxw, "argmax pool backward c={c} {h}x{w}");
+}
+
+#[test]
+fn argmax_pool_matches_naive() {
+    let mut seed = 1000;
+    for &c in &[1usize, 3, 65] {
+        for &h in &SIZES {
+            for &w in &SIZES {
+                seed += 1;
+                check_argmax(c, h, w, seed);
+            }
+        }
+    }
+    pool(2).install(|| check_argmax(64, 130, 67, 1));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn prop_argmax_pool_matches_naive(c in 1usize..5, h in 0usize..12, w in 0usize..12, seed: u64) {
+        check_argmax(c, h, w, seed);
+    }
+}
