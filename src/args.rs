@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use impasto::StyleConfig;
+
+use crate::bench::BenchArgs;
 
 /// The Adam step size used when `--learning-rate` is not given (the library's `Optimizer::Adam` has no
 /// default of its own because L-BFGS is the default optimiser).
@@ -32,18 +34,19 @@ Examples:
   impasto photo.jpg starry_night.jpg -o out.png
   impasto photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --size 768 -o out.jpg
   impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
+  impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
+  impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
+  impasto bench --sizes 256,512
 
 Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
 (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19):
 a safetensors file with torchvision key names (features.N.weight|bias).
 
 Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
-is written; press Ctrl-C twice to quit at once).";
+and the --checkpoint are written; press Ctrl-C twice to quit at once).";
 
-/// The whole command line.
-///
-/// Subcommands (`bench`, `models`, `serve`, ...) will go into an optional `command` field; the settings
-/// below already make the style-transfer arguments conflict with, and stop being required by, a subcommand.
+/// The whole command line: a subcommand, or else the arguments of a style-transfer run (which conflict
+/// with, and stop being required by, a subcommand).
 #[derive(Debug, Parser)]
 #[command(
     name = "impasto",
@@ -54,12 +57,24 @@ is written; press Ctrl-C twice to quit at once).";
     max_term_width = 100,
     args_override_self = true,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
+    /// A subcommand instead of a run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The style-transfer run (the default command).
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure the speed of one iteration on this machine (random weights, no files needed)
+    Bench(BenchArgs),
 }
 
 /// Arguments of a style-transfer run.
@@ -84,6 +99,20 @@ pub struct RunArgs {
     /// Also write the image every N iterations: out.png → out_0100.png (0 = never)
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Output")]
     pub save_every: usize,
+
+    /// JPEG quality, 1..=100 (JPEG output only)
+    #[arg(long, value_name = "N", default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100), help_heading = "Output")]
+    pub quality: u8,
+
+    /// Bits per channel: 8, or 16 (.png and .tif only)
+    #[arg(
+        long,
+        value_name = "8|16",
+        default_value = "8",
+        value_parser = parse_depth,
+        help_heading = "Output"
+    )]
+    pub depth: u8,
 
     /// Weight of the content loss
     #[arg(long, value_name = "W", default_value_t = defaults().content_weight, allow_negative_numbers = true, help_heading = "Loss")]
@@ -172,6 +201,54 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = defaults().seed, help_heading = "Optimisation")]
     pub seed: u64,
 
+    /// Return a moving average of the Adam iterates with this decay (Adam only; 0 = off)
+    #[arg(long, value_name = "X", default_value_t = defaults().ema_decay, allow_negative_numbers = true, help_heading = "Optimisation")]
+    pub ema_decay: f32,
+
+    /// Optimise coarse-to-fine from this longest side up (when --size is at least
+    /// --scale-ratio times larger)
+    #[arg(long, value_name = "PX", default_value_t = defaults().min_size, help_heading = "Multi-scale")]
+    pub min_size: u32,
+
+    /// Size ratio between successive scales
+    #[arg(long, value_name = "X", default_value_t = defaults().scale_ratio, allow_negative_numbers = true, help_heading = "Multi-scale")]
+    pub scale_ratio: f32,
+
+    /// Iterations at each scale after the first [default: half the previous scale's, at least 50]
+    #[arg(long, value_name = "N", help_heading = "Multi-scale")]
+    pub scale_iterations: Option<usize>,
+
+    /// Optimise at the output size only
+    #[arg(long, conflicts_with = "min_size", help_heading = "Multi-scale")]
+    pub no_multiscale: bool,
+
+    /// Keep the content's colours: the result's luminance with the content's chroma
+    #[arg(long, help_heading = "Colour")]
+    pub preserve_colors: bool,
+
+    /// Transfer luminance only (grey content and style), then put the content's chroma back
+    #[arg(long, conflicts_with = "preserve_colors", help_heading = "Colour")]
+    pub luminance_only: bool,
+
+    /// Recolour the style images to the content's colour statistics first
+    #[arg(
+        long,
+        value_enum,
+        value_name = "cholesky|pca",
+        hide_possible_values = true,
+        conflicts_with = "luminance_only",
+        help_heading = "Colour"
+    )]
+    pub color_transfer: Option<ColorTransferArg>,
+
+    /// Where to stylise: a greyscale image, white = stylised, black = kept as the content
+    #[arg(long, value_name = "FILE", help_heading = "Masks")]
+    pub mask: Option<PathBuf>,
+
+    /// Where each style applies (white = there); give one per style image, in order
+    #[arg(long, value_name = "FILE", help_heading = "Masks")]
+    pub style_mask: Vec<PathBuf>,
+
     /// Network (VGG-19 is the one of Gatys et al.)
     #[arg(
         long,
@@ -203,6 +280,29 @@ pub struct RunArgs {
     )]
     pub pooling: PoolingArg,
 
+    /// Stop after this much optimisation time and write the image: 90s, 5m, 1h30m or seconds
+    #[arg(long, value_name = "DURATION", help_heading = "Time and checkpoints")]
+    pub time_limit: Option<String>,
+
+    /// Save the optimisation state to FILE (every --checkpoint-every iterations, and when the run
+    /// stops early or is interrupted)
+    #[arg(long, value_name = "FILE", help_heading = "Time and checkpoints")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Iterations between checkpoints (0 = only when the run stops early)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "checkpoint",
+        help_heading = "Time and checkpoints"
+    )]
+    pub checkpoint_every: usize,
+
+    /// Continue from a checkpoint (give the same images and settings as the run that wrote it)
+    #[arg(long, value_name = "FILE", help_heading = "Time and checkpoints")]
+    pub resume: Option<PathBuf>,
+
     /// Worker threads (0 = one per core)
     #[arg(long, value_name = "N", default_value_t = defaults().threads, help_heading = "Run")]
     pub threads: usize,
@@ -214,6 +314,15 @@ pub struct RunArgs {
     /// Print nothing but errors
     #[arg(short, long, help_heading = "Run")]
     pub quiet: bool,
+}
+
+/// `--depth`: 8 or 16.
+fn parse_depth(v: &str) -> Result<u8, String> {
+    match v {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err("must be 8 or 16".into()),
+    }
 }
 
 /// `--optimizer`.
@@ -235,6 +344,13 @@ pub enum ModelArg {
 pub enum PreprocessArg {
     Caffe,
     Torch,
+}
+
+/// `--color-transfer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorTransferArg {
+    Cholesky,
+    Pca,
 }
 
 /// `--pooling`.

@@ -1,8 +1,12 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
+//! `impasto bench` is the one subcommand; without one, the arguments are a style-transfer run.
 
 mod args;
+mod bench;
+mod inputs;
 mod interrupt;
+mod params;
 mod progress;
 mod run;
 mod settings;
@@ -11,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 use crate::run::Outcome;
 
 fn main() -> ExitCode {
@@ -23,7 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    match run::run(cli.run, &settings::Env::from_process()) {
+    let outcome = match cli.command {
+        Some(Command::Bench(args)) => bench::run(&args).map(|()| Outcome::Done),
+        None => run::run(cli.run, &settings::Env::from_process()),
+    };
+    match outcome {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(interrupt::EXIT_INTERRUPTED),
         Err(e) => {

@@ -1,5 +1,6 @@
 //! What the user sees while a run goes: the `impasto::Observer` that draws an indicatif bar on a terminal or
-//! logs plain lines otherwise, writes the `--save-every` snapshots and turns a Ctrl-C into a stop request.
+//! logs plain lines otherwise, writes the `--save-every` snapshots, logs the checkpoints the library
+//! writes and turns a Ctrl-C into a stop request.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use impasto::{Losses, Observer, RunInfo, Step};
+use impasto::{Losses, Observer, RunInfo, SaveOptions, Step};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How progress is shown.
@@ -90,6 +91,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     save_every: usize,
     output: PathBuf,
+    /// How the `--save-every` snapshots are written (the final image's options).
+    save: SaveOptions,
     stop_requested: &'static AtomicBool,
     save_error: Option<impasto::Error>,
     /// Pixels and iterations of each scale, for an ETA that knows later scales cost more.
@@ -115,6 +118,7 @@ impl Progress {
             bar,
             save_every,
             output: output.to_path_buf(),
+            save: SaveOptions::default(),
             stop_requested,
             save_error: None,
             schedule: Vec::new(),
@@ -125,6 +129,21 @@ impl Progress {
     pub fn stage(&self, what: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(what.to_string());
+        }
+    }
+
+    /// Sets how the `--save-every` snapshots are written (alpha and metadata are known once the inputs
+    /// and the network are loaded).
+    pub fn set_save_options(&mut self, save: SaveOptions) {
+        self.save = save;
+    }
+
+    /// A line of its own: above the bar, or on stderr; nothing when quiet.
+    fn line(&self, text: &str) {
+        match (&self.bar, self.display) {
+            (_, Display::Quiet) => {}
+            (Some(bar), _) => bar.println(text),
+            (None, _) => note(text),
         }
     }
 
@@ -245,7 +264,7 @@ impl Observer for Progress {
         self.log_step(step);
         if self.save_every > 0 && step.iteration.is_multiple_of(self.save_every) {
             let path = numbered_path(&self.output, step.iteration, step.iterations);
-            if let Err(e) = impasto::save_image(&step.image(), &path) {
+            if let Err(e) = impasto::save_image_with(&step.image(), &path, &self.save) {
                 self.save_error = Some(e);
                 return ControlFlow::Break(());
             }
@@ -254,6 +273,10 @@ impl Observer for Progress {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
+    }
+
+    fn on_checkpoint(&mut self, iteration: usize, path: &Path) {
+        self.line(&format!("wrote checkpoint {} (iteration {iteration})", path.display()));
     }
 }
 

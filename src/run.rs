@@ -1,17 +1,18 @@
-//! The style-transfer command: checks everything cheap first (settings, output folder, weights file),
-//! then loads the images and the network, runs `impasto::stylize` and writes the result, also when the
-//! run is interrupted or its loss becomes non-finite.
+//! The style-transfer command: checks everything cheap first (settings, output file and its options,
+//! weights file), then loads the images and the network, runs `impasto::stylize` and writes the result
+//! (with the content's alpha and the run's parameters), also when the run is interrupted, reaches its
+//! time limit or its loss becomes non-finite.
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
-use impasto::{Init, StopReason, Stylized, Vgg};
+use anyhow::{Result, anyhow};
+use impasto::{SaveOptions, StopReason, Stylized, Vgg};
 
 use crate::args::RunArgs;
-use crate::interrupt;
 use crate::progress::{Display, Progress, fmt_loss, note};
-use crate::settings::{self, Env, InitSource, Settings};
+use crate::settings::{self, Env, Settings};
+use crate::{inputs, interrupt, params};
 
 /// How a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub enum Outcome {
 pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     let s = settings::resolve(args, env)?;
     impasto::check_writable(&s.output)?;
+    s.save.check(&s.output)?;
     let weights = s.weights.locate(s.config.model)?;
     let quiet = s.display == Display::Quiet;
     interrupt::install(s.display);
@@ -33,18 +35,22 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     let mut progress = Progress::new(s.display, s.save_every, &s.output, &interrupt::STOP_REQUESTED);
     let result = load_and_stylize(&s, &weights, &mut progress);
     progress.finish();
-    let Some((result, seconds)) = result? else {
+    let Some(Finished { result, save, seconds, size }) = result? else {
         if !quiet {
             note("interrupted before the first iteration: nothing written");
         }
         return Ok(Outcome::Interrupted);
     };
 
-    let out = match result {
+    let mut out = match result {
         Ok(out) => out,
-        Err(e) => return Err(write_last_good(e, &s.output)),
+        Err(e) => return Err(write_last_good(e, &s.output, &save)),
     };
-    impasto::save_image(&out.image, &s.output)?;
+    // A run stopped early at a coarse scale is written at the size asked for.
+    if out.image.dimensions() != size {
+        out.image = impasto::resize(&out.image, size.0, size.1);
+    }
+    impasto::save_image_with(&out.image, &s.output, &save)?;
     if let Some(e) = progress.take_save_error() {
         return Err(anyhow!(
             "{e}; stopped at iteration {} and wrote the current image to {}",
@@ -54,8 +60,12 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     }
     if out.stop == StopReason::Cancelled {
         if !quiet {
+            let checkpoint = match &s.config.checkpoint {
+                Some(p) => format!(" and checkpoint {} (continue with --resume {0})", p.display()),
+                None => String::new(),
+            };
             note(&format!(
-                "interrupted: wrote current image to {} (iteration {})",
+                "interrupted: wrote current image to {} (iteration {}){checkpoint}",
                 s.output.display(),
                 out.iterations
             ));
@@ -68,36 +78,46 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// What [`load_and_stylize`] gives.
+struct Finished {
+    /// The library's result, kept apart so that a non-finite loss can still write an image.
+    result: impasto::Result<Stylized>,
+    /// How to write images.
+    save: SaveOptions,
+    /// Seconds of optimisation.
+    seconds: f64,
+    /// The output size asked for.
+    size: (u32, u32),
+}
+
 /// Loads the inputs and runs the optimisation. `Ok(None)`: Ctrl-C came before the first iteration.
-/// The inner result is the library's, kept apart so that a non-finite loss can still write an image.
-fn load_and_stylize(
-    s: &Settings,
-    weights: &Path,
-    progress: &mut Progress,
-) -> Result<Option<(impasto::Result<Stylized>, f64)>> {
+fn load_and_stylize(s: &Settings, weights: &Path, progress: &mut Progress) -> Result<Option<Finished>> {
     progress.stage("loading images");
-    let content = impasto::load_image(&s.content).context("content image")?;
-    let styles =
-        s.styles.iter().map(|p| impasto::load_image(p).context("style image")).collect::<Result<Vec<_>>>()?;
-    let mut config = s.config.clone();
-    if let InitSource::File(p) = &s.init {
-        config.init = Init::Image(impasto::load_image(p).context("--init image")?);
-    }
+    let inputs = inputs::load(s)?;
+    let config = &inputs.config;
     progress.stage("loading weights");
     let net = Vgg::load(weights, config.model, config.pooling, s.preprocess, &s.deepest_layer)?;
+    let save = SaveOptions {
+        alpha: inputs.alpha.clone(),
+        metadata: vec![(params::KEY.into(), params::text(s, weights, net.preprocess()))],
+        ..s.save.clone()
+    };
+    progress.set_save_options(save.clone());
     if interrupt::requested() {
         return Ok(None);
     }
     progress.stage("computing the content and style targets");
     let start = Instant::now();
-    let result = impasto::stylize(&net, &config, &content, &styles, progress);
-    Ok(Some((result, start.elapsed().as_secs_f64())))
+    let result = impasto::stylize(&net, config, &inputs.content, &inputs.styles, progress);
+    let seconds = start.elapsed().as_secs_f64();
+    let size = impasto::fit_longest_side(inputs.content.width(), inputs.content.height(), config.size);
+    Ok(Some(Finished { result, save, seconds, size }))
 }
 
 /// On a non-finite loss, writes the last good image the error carries and says so in the message.
-fn write_last_good(e: impasto::Error, output: &Path) -> anyhow::Error {
+fn write_last_good(e: impasto::Error, output: &Path, save: &SaveOptions) -> anyhow::Error {
     let Some(img) = e.last_good_image() else { return e.into() };
-    match impasto::save_image(img, output) {
+    match impasto::save_image_with(img, output, save) {
         Ok(()) => anyhow!("{e}; wrote the last good image to {}", output.display()),
         Err(save) => anyhow!("{e}; could not write the last good image either: {save}"),
     }
@@ -117,7 +137,12 @@ fn summary(s: &Settings, out: &Stylized, seconds: f64) -> String {
     );
     match out.stop {
         StopReason::Converged => line.push_str("; stopped early: converged"),
-        StopReason::TimeLimit => line.push_str("; stopped early: time limit"),
+        StopReason::TimeLimit => {
+            line.push_str("; stopped early: time limit");
+            if let Some(p) = &s.config.checkpoint {
+                line.push_str(&format!(" (continue with --resume {})", p.display()));
+            }
+        }
         StopReason::Finished | StopReason::Cancelled => {}
     }
     line

@@ -5,11 +5,14 @@
 //! is reported before any heavy work starts.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
-use impasto::{Arch, Init, MAX_SIZE, Optimizer, Pooling, Preprocess, StyleConfig};
+use impasto::{
+    Arch, ColorMatch, ColorMode, Init, MAX_SIZE, Optimizer, Pooling, Preprocess, SaveOptions, StyleConfig,
+};
 
-use crate::args::{ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs};
+use crate::args::{ColorTransferArg, ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs};
 use crate::progress::Display;
 
 /// The environment variable naming a weights file.
@@ -90,6 +93,15 @@ pub struct Settings {
     pub deepest_layer: String,
     /// `--save-every` (0 = never).
     pub save_every: usize,
+    /// How images are written: `--quality` and `--depth` (alpha and metadata are added once the inputs
+    /// are loaded).
+    pub save: SaveOptions,
+    /// `--mask`: the stylised region (loaded into `config.mask` with the images).
+    pub mask: Option<PathBuf>,
+    /// `--style-mask`, one per style image or none (loaded into `config.style_masks`).
+    pub style_masks: Vec<PathBuf>,
+    /// `--time-limit` as the user wrote it (for the metadata; the value is in `config.time_limit`).
+    pub time_limit_text: Option<String>,
     /// How progress is shown.
     pub display: Display,
 }
@@ -108,6 +120,15 @@ impl From<PoolingArg> for Pooling {
         match p {
             PoolingArg::Max => Pooling::Max,
             PoolingArg::Avg => Pooling::Avg,
+        }
+    }
+}
+
+impl From<ColorTransferArg> for ColorMatch {
+    fn from(c: ColorTransferArg) -> ColorMatch {
+        match c {
+            ColorTransferArg::Cholesky => ColorMatch::Cholesky,
+            ColorTransferArg::Pca => ColorMatch::Pca,
         }
     }
 }
@@ -147,6 +168,79 @@ fn resolve_init(value: &str) -> Result<InitSource> {
     }
 }
 
+/// Parses `--time-limit`: `90s`, `5m`, `1h30m`, `1.5h`, `250ms` or plain seconds (`90`, `2.5`).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "invalid --time-limit `{text}`: {why}; expected a duration like 90s, 5m, 1h30m or plain seconds"
+        )
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad("empty"));
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return seconds(secs).ok_or_else(|| bad("not a finite number ≥ 0"));
+    }
+    let mut total = 0.0f64;
+    let mut rest = t;
+    let mut last_unit = f64::INFINITY;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_len);
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let value: f64 = num.parse().map_err(|_| bad("a number is missing or malformed"))?;
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" | "min" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "" => return Err(bad("a unit is missing after a number")),
+            other => return Err(bad(&format!("unknown unit `{other}` (use h, m, s or ms)"))),
+        };
+        if scale >= last_unit {
+            return Err(bad("units must go from larger to smaller, each once"));
+        }
+        last_unit = scale;
+        total += value * scale;
+        rest = after;
+    }
+    seconds(total).ok_or_else(|| bad("too long"))
+}
+
+fn seconds(s: f64) -> Option<Duration> {
+    (s.is_finite() && s >= 0.0).then(|| Duration::try_from_secs_f64(s).ok()).flatten()
+}
+
+/// Checks that `--resume` names a file (its contents are checked against the run by the library).
+fn resolve_resume(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(p) = &path {
+        if !p.exists() {
+            bail!("invalid --resume `{}`: no such file", p.display());
+        }
+        if p.is_dir() {
+            bail!("invalid --resume `{}`: it is a folder", p.display());
+        }
+    }
+    Ok(path)
+}
+
+/// Checks that `--checkpoint` can be written: not a folder, in a folder that exists.
+pub fn check_checkpoint_path(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("invalid --checkpoint `{}`: it is a folder", path.display());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("invalid --checkpoint `{}`: folder {} does not exist", path.display(), dir.display());
+    }
+    Ok(())
+}
+
 /// The deepest of the content and style layers of a validated config (the network is cut after it).
 pub fn deepest_layer(config: &StyleConfig) -> Result<String> {
     let mut deepest: Option<(usize, &str)> = None;
@@ -173,8 +267,27 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         OptimizerArg::Adam => Optimizer::Adam { learning_rate: args.learning_rate },
     };
     let init = resolve_init(&args.init)?;
+    let size = resolve_size(args.size)?;
+    let time_limit = args.time_limit.as_deref().map(parse_duration).transpose()?;
+    if !args.style_mask.is_empty() && args.style_mask.len() != args.styles.len() {
+        bail!(
+            "invalid --style-mask: {} masks for {} style images (give one per style image, in order)",
+            args.style_mask.len(),
+            args.styles.len()
+        );
+    }
+    if let Some(p) = &args.checkpoint {
+        check_checkpoint_path(p)?;
+    }
+    let color = if args.luminance_only {
+        ColorMode::Luminance
+    } else if args.preserve_colors {
+        ColorMode::PreserveContent
+    } else {
+        ColorMode::Style
+    };
     let config = StyleConfig {
-        size: resolve_size(args.size)?,
+        size,
         iterations: args.iterations,
         content_weight: args.content_weight,
         style_weight: args.style_weight,
@@ -193,8 +306,19 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         model: args.model.into(),
         pooling: args.pooling.into(),
         threads: args.threads,
-        // Settings without a flag yet (multi-scale, EMA, time limit) keep the library's defaults.
-        ..StyleConfig::default()
+        min_size: if args.no_multiscale { size } else { args.min_size },
+        scale_ratio: args.scale_ratio,
+        scale_iterations: args.scale_iterations,
+        ema_decay: args.ema_decay,
+        time_limit,
+        color,
+        color_match: args.color_transfer.map(ColorMatch::from),
+        checkpoint: args.checkpoint,
+        checkpoint_every: args.checkpoint_every,
+        resume: resolve_resume(args.resume)?,
+        // Loaded with the images.
+        mask: None,
+        style_masks: None,
     };
     config.validate(args.styles.len())?;
     let display = if args.quiet {
@@ -218,6 +342,10 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         },
         preprocess: args.preprocess.map(Preprocess::from),
         save_every: args.save_every,
+        save: SaveOptions { quality: args.quality, depth: args.depth, ..SaveOptions::default() },
+        mask: args.mask,
+        style_masks: args.style_mask,
+        time_limit_text: args.time_limit,
         display,
     })
 }
@@ -281,6 +409,19 @@ mod tests {
             "--threads=3",
             "--save-every=5",
             "--quiet",
+            "--quality=80",
+            "--depth=16",
+            "--ema-decay=0.5",
+            "--min-size=100",
+            "--scale-ratio=1.5",
+            "--scale-iterations=20",
+            "--preserve-colors",
+            "--color-transfer=pca",
+            "--mask=m.png",
+            "--style-mask=sm.png",
+            "--time-limit=1m30s",
+            "--checkpoint=ck",
+            "--checkpoint-every=4",
         ]);
         let c = &s.config;
         assert_eq!((c.size, c.iterations), (64, 7));
@@ -296,6 +437,58 @@ mod tests {
         assert_eq!(s.save_every, 5);
         assert_eq!(s.display, Display::Quiet);
         assert_eq!(s.deepest_layer, "relu3_2");
+        assert_eq!((s.save.quality, s.save.depth), (80, 16));
+        assert_eq!((c.ema_decay, c.min_size, c.scale_ratio, c.scale_iterations), (0.5, 100, 1.5, Some(20)));
+        assert_eq!((c.color, c.color_match), (ColorMode::PreserveContent, Some(ColorMatch::Pca)));
+        assert_eq!(
+            (s.mask.as_deref(), &s.style_masks[..]),
+            (Some(Path::new("m.png")), &[PathBuf::from("sm.png")][..])
+        );
+        assert_eq!(c.time_limit, Some(Duration::from_secs(90)));
+        assert_eq!((c.checkpoint.as_deref(), c.checkpoint_every), (Some(Path::new("ck")), 4));
+        assert_eq!(resolve_ok(&["--luminance-only"]).config.color, ColorMode::Luminance);
+        assert_eq!(resolve_ok(&["--size=2048", "--no-multiscale"]).config.min_size, 2048);
+    }
+
+    #[test]
+    fn durations() {
+        let d = |t: &str| parse_duration(t).map_err(|e| e.to_string());
+        assert_eq!(d("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(d("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("1m250ms"), Ok(Duration::from_millis(60_250)));
+        assert_eq!(d("0s"), Ok(Duration::ZERO));
+        let err = |t: &str| d(t).expect_err(t);
+        assert!(err("5x").contains("unknown unit `x`"));
+        assert!(err("m").contains("a number is missing"));
+        assert!(err("5m1h").contains("larger to smaller"));
+        assert!(err("5s5s").contains("larger to smaller"));
+        assert!(err("-3").contains("not a finite number"));
+        assert!(err("").contains("empty"));
+        assert!(err("1e400").contains("not a finite number"));
+    }
+
+    #[test]
+    fn masks_must_match_the_styles() {
+        let e = resolve_err(&["--style-mask=a.png", "--style-mask=b.png"]);
+        assert_eq!(
+            e,
+            "invalid --style-mask: 2 masks for 1 style images (give one per style image, in order)"
+        );
+    }
+
+    #[test]
+    fn checkpoint_and_resume_paths_are_checked() {
+        let e = resolve_err(&["--resume=nope.ckpt"]);
+        assert_eq!(e, "invalid --resume `nope.ckpt`: no such file");
+        let e = resolve_err(&["--checkpoint=nodir/ck"]);
+        assert_eq!(e, "invalid --checkpoint `nodir/ck`: folder nodir does not exist");
+        let dir = tempfile::tempdir().unwrap();
+        let e = resolve_err(&["--checkpoint", dir.path().to_str().unwrap()]);
+        assert!(e.ends_with("it is a folder"), "{e}");
     }
 
     #[test]

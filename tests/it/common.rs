@@ -198,3 +198,34 @@ pub fn write_safetensors(path: &Path, tensors: &[Tensor], metadata: &[(&str, &st
     bytes.extend_from_slice(&data);
     std::fs::write(path, bytes).expect("write safetensors");
 }
+
+/// The tEXt chunks of a PNG file as (key, value) pairs, read by hand (the `image` crate does not expose them).
+pub fn png_text(path: &Path) -> Vec<(String, String)> {
+    let bytes = std::fs::read(path).expect("read png");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", path.display());
+    let mut out = Vec::new();
+    let mut i = 8;
+    while i + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        let (kind, data) = (&bytes[i + 4..i + 8], &bytes[i + 8..i + 8 + len]);
+        if kind == b"tEXt"
+            && let Some(nul) = data.iter().position(|&b| b == 0)
+        {
+            let text = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+            out.push((text(&data[..nul]), text(&data[nul + 1..])));
+        }
+        i += 12 + len;
+    }
+    out
+}
+
+/// The value of one tEXt key of a PNG file.
+pub fn png_text_value(path: &Path, key: &str) -> Option<String> {
+    png_text(path).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Writes a `w`×`h` grey PNG of one level (0 = black, 255 = white) and returns its name.
+pub fn grey_png(sb: &Sandbox, name: &str, w: u32, h: u32, level: u8) -> String {
+    image::GrayImage::from_pixel(w, h, image::Luma([level])).save(sb.path(name)).expect("write grey png");
+    name.to_string()
+}

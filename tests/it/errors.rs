@@ -320,6 +320,67 @@ fn negative_and_bad_values() {
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid L-BFGS history: 0 (must be 1..=10000)");
 }
 
+#[test]
+fn multi_scale_and_ema_values() {
+    let out = run(&setup(), &["c.png", "s.png"], &["--min-size", "0"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid min size: 0 (must be ≥ 1)");
+    let out = run(&setup(), &["c.png", "s.png"], &["--scale-ratio", "1"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid scale ratio: 1 (must be in (1, 16])");
+    let out = run(&setup(), &["c.png", "s.png"], &["--ema-decay", "1", "--optimizer", "adam"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid EMA decay: 1 (must be in [0, 1))");
+}
+
+#[test]
+fn time_limit_malformed() {
+    let out = run(&setup(), &["c.png", "s.png"], &["--time-limit", "5x"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --time-limit `5x`: unknown unit `x` (use h, m, s or ms); expected a duration like 90s, 5m, 1h30m or plain seconds");
+    let out = run(&setup(), &["c.png", "s.png"], &["--time-limit", "10m1h"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --time-limit `10m1h`: units must go from larger to smaller, each once; expected a duration like 90s, 5m, 1h30m or plain seconds");
+}
+
+#[test]
+fn depth_16_needs_png_or_tiff() {
+    let out = run(&setup(), &["c.png", "s.png"], &["-o", "out.jpg", "--depth", "16"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out.jpg: 16-bit output needs a .png or .tif file (.jpg is 8-bit only)");
+    let out = run(&setup(), &["c.png", "s.png"], &["-o", "out.webp", "--depth", "16"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out.webp: 16-bit output needs a .png or .tif file (.webp is 8-bit only)");
+}
+
+// ---- masks --------------------------------------------------------------------------------------
+
+#[test]
+fn style_mask_count_mismatch() {
+    let sb = setup();
+    sb.png("m.png", 8, 8);
+    let out = run(&sb, &["c.png", "s.png", "s.png"], &["--style-mask", "m.png"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --style-mask: 1 masks for 2 style images (give one per style image, in order)");
+}
+
+#[test]
+fn mask_files_missing_or_corrupt() {
+    let sb = setup();
+    let out = run(&sb, &["c.png", "s.png"], &["--mask", "nomask.png"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: --mask image: cannot decode image nomask.png: no such file");
+    sb.file("corrupt.png", CORRUPT_PNG);
+    let out = run(&sb, &["c.png", "s.png"], &["--style-mask", "corrupt.png"]);
+    assert!(
+        out.error_line(1)
+            .starts_with("impasto: error: --style-mask image: cannot decode image corrupt.png: ")
+    );
+}
+
+// ---- checkpoints --------------------------------------------------------------------------------
+
+#[test]
+fn checkpoint_folder_missing_or_a_folder() {
+    let sb = setup();
+    let out = run(&sb, &["c.png", "s.png"], &["--checkpoint", "nodir/run.ckpt"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --checkpoint `nodir/run.ckpt`: folder nodir does not exist");
+    std::fs::create_dir(sb.path("ckdir")).unwrap();
+    let out = run(&sb, &["c.png", "s.png"], &["--checkpoint", "ckdir"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --checkpoint `ckdir`: it is a folder");
+}
+
 // ---- non-finite loss ----------------------------------------------------------------------------
 
 #[test]
@@ -370,6 +431,13 @@ fn output_is_checked_before_images_and_weights() {
     let sb = Sandbox::new();
     let out = sb.run(&["nope.png", "nope2.png", "-o", "nodir/out.png"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image nodir/out.png: folder nodir does not exist");
+}
+
+#[test]
+fn output_options_are_checked_before_images_and_weights() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["nope.png", "nope2.png", "-o", "out.jpg", "--depth", "16"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out.jpg: 16-bit output needs a .png or .tif file (.jpg is 8-bit only)");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Command-line parsing: `--help` (snapshotted; the README's flag table comes from it), `--version`, and
-//! clap's own usage errors (exit status 2).
+//! clap's own usage errors (exit status 2): bad values, unknown flags, conflicting flags.
 
 use crate::common::Sandbox;
 
@@ -12,6 +12,10 @@ fn help() {
     Neural style transfer (Gatys et al.) on the CPU: repaints CONTENT in the style of the STYLE images.
 
     Usage: impasto [OPTIONS] --output <OUT> <CONTENT> <STYLE>...
+           impasto <COMMAND>
+
+    Commands:
+      bench  Measure the speed of one iteration on this machine (random weights, no files needed)
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept
@@ -26,6 +30,8 @@ fn help() {
       -s, --size <PX>       Longest side of the output in pixels [default: 512]
           --save-every <N>  Also write the image every N iterations: out.png → out_0100.png (0 = never)
                             [default: 0]
+          --quality <N>     JPEG quality, 1..=100 (JPEG output only) [default: 95]
+          --depth <8|16>    Bits per channel: 8, or 16 (.png and .tif only) [default: 8]
 
     Loss:
           --content-weight <W>           Weight of the content loss [default: 5]
@@ -50,6 +56,30 @@ fn help() {
           --init <content|noise|FILE>  Start from the content image, seeded noise, or an image file
                                        [default: content]
           --seed <N>                   Seed for --init noise [default: 0]
+          --ema-decay <X>              Return a moving average of the Adam iterates with this decay
+                                       (Adam only; 0 = off) [default: 0.99]
+
+    Multi-scale:
+          --min-size <PX>         Optimise coarse-to-fine from this longest side up (when --size is at
+                                  least --scale-ratio times larger) [default: 512]
+          --scale-ratio <X>       Size ratio between successive scales [default: 2]
+          --scale-iterations <N>  Iterations at each scale after the first [default: half the previous
+                                  scale's, at least 50]
+          --no-multiscale         Optimise at the output size only
+
+    Colour:
+          --preserve-colors                Keep the content's colours: the result's luminance with the
+                                           content's chroma
+          --luminance-only                 Transfer luminance only (grey content and style), then put
+                                           the content's chroma back
+          --color-transfer <cholesky|pca>  Recolour the style images to the content's colour statistics
+                                           first
+
+    Masks:
+          --mask <FILE>        Where to stylise: a greyscale image, white = stylised, black = kept as
+                               the content
+          --style-mask <FILE>  Where each style applies (white = there); give one per style image, in
+                               order
 
     Model:
           --model <vgg16|vgg19>       Network (VGG-19 is the one of Gatys et al.) [default: vgg16]
@@ -58,6 +88,16 @@ fn help() {
                                       or torch (RGB 0..1, mean/std) [default: what the weights file
                                       declares, else caffe]
           --pooling <max|avg>         Pooling: max (as trained) or avg (smoother) [default: max]
+
+    Time and checkpoints:
+          --time-limit <DURATION>  Stop after this much optimisation time and write the image: 90s, 5m,
+                                   1h30m or seconds
+          --checkpoint <FILE>      Save the optimisation state to FILE (every --checkpoint-every
+                                   iterations, and when the run stops early or is interrupted)
+          --checkpoint-every <N>   Iterations between checkpoints (0 = only when the run stops early)
+                                   [default: 0]
+          --resume <FILE>          Continue from a checkpoint (give the same images and settings as the
+                                   run that wrote it)
 
     Run:
           --threads <N>      Worker threads (0 = one per core) [default: 0]
@@ -68,13 +108,16 @@ fn help() {
       impasto photo.jpg starry_night.jpg -o out.png
       impasto photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --size 768 -o out.jpg
       impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
+      impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
+      impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
+      impasto bench --sizes 256,512
 
     Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
     (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19):
     a safetensors file with torchvision key names (features.N.weight|bias).
 
     Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
-    is written; press Ctrl-C twice to quit at once).
+    and the --checkpoint are written; press Ctrl-C twice to quit at once).
     ");
 }
 
@@ -152,9 +195,70 @@ fn unknown_flag() {
     insta::assert_snapshot!(out.stderr, @"
     error: unexpected argument '--colour' found
 
-      tip: to pass '--colour' as a value, use '-- --colour'
+      tip: a similar argument exists: '--color-transfer'
 
-    Usage: impasto --output <OUT> <CONTENT> <STYLE>...
+    Usage: impasto --output <OUT> --color-transfer <cholesky|pca> <CONTENT> <STYLE>...
+
+    For more information, try '--help'.
+    ");
+}
+
+#[test]
+fn conflicting_flags() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--luminance-only", "--preserve-colors"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: the argument '--luminance-only' cannot be used with '--preserve-colors'
+
+    Usage: impasto --output <OUT> --luminance-only <CONTENT> <STYLE>...
+
+    For more information, try '--help'.
+    ");
+    let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--color-transfer", "pca", "--luminance-only"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: the argument '--color-transfer <cholesky|pca>' cannot be used with '--luminance-only'
+
+    Usage: impasto --output <OUT> --color-transfer <cholesky|pca> <CONTENT> <STYLE>...
+
+    For more information, try '--help'.
+    ");
+    let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--no-multiscale", "--min-size", "256"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: the argument '--no-multiscale' cannot be used with '--min-size <PX>'
+
+    Usage: impasto --output <OUT> --no-multiscale <CONTENT> <STYLE>...
+
+    For more information, try '--help'.
+    ");
+    let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--checkpoint-every", "10"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: the following required arguments were not provided:
+      --checkpoint <FILE>
+
+    Usage: impasto --output <OUT> --checkpoint <FILE> --checkpoint-every <N> <CONTENT> <STYLE>...
+
+    For more information, try '--help'.
+    ");
+}
+
+#[test]
+fn quality_and_depth_values() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["c.png", "s.png", "-o", "o.jpg", "--quality", "101"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: invalid value '101' for '--quality <N>': 101 is not in 1..=100
+
+    For more information, try '--help'.
+    ");
+    let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--depth", "12"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"
+    error: invalid value '12' for '--depth <8|16>': must be 8 or 16
 
     For more information, try '--help'.
     ");

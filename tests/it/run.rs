@@ -1,5 +1,6 @@
 //! Runs that work: a tiny end-to-end run with the real weights, and quick runs with tiny weights for the
-//! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C.
+//! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C (with and
+//! without `--checkpoint`).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -175,10 +176,12 @@ fn weights_from_the_environment_and_the_cache() {
 #[cfg(unix)]
 fn start_long_run(
     sb: &Sandbox,
+    extra: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<String>, std::sync::mpsc::Receiver<()>) {
     let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
     args.extend(TINY_LAYERS);
     args.extend(["-n", "100000000", "--optimizer", "adam", "--print-every", "1"]);
+    args.extend(extra);
     let mut child = sb.cmd().args(&args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -222,7 +225,7 @@ fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option
 #[test]
 fn ctrl_c_writes_the_current_image_and_exits_130() {
     let sb = tiny();
-    let (mut child, reader, started) = start_long_run(&sb);
+    let (mut child, reader, started) = start_long_run(&sb, &[]);
     started.recv_timeout(Duration::from_secs(60)).expect("the run started");
     sigint(&child);
     let code = wait_with_timeout(&mut child, Duration::from_secs(30));
@@ -239,9 +242,30 @@ fn ctrl_c_writes_the_current_image_and_exits_130() {
 
 #[cfg(unix)]
 #[test]
+fn ctrl_c_with_a_checkpoint_writes_both() {
+    let sb = tiny();
+    let (mut child, reader, started) = start_long_run(&sb, &["--checkpoint", "run.ckpt"]);
+    started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+    sigint(&child);
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let n = lines.len();
+    assert!(lines[n - 2].starts_with("wrote checkpoint run.ckpt (iteration "), "{stderr}");
+    assert!(lines[n - 1].starts_with("interrupted: wrote current image to out.png (iteration "), "{stderr}");
+    assert!(
+        lines[n - 1].ends_with(") and checkpoint run.ckpt (continue with --resume run.ckpt)"),
+        "{stderr}"
+    );
+    assert!(sb.path("run.ckpt").is_file() && sb.path("out.png").is_file());
+}
+
+#[cfg(unix)]
+#[test]
 fn second_ctrl_c_exits_at_once() {
     let sb = tiny();
-    let (mut child, reader, started) = start_long_run(&sb);
+    let (mut child, reader, started) = start_long_run(&sb, &[]);
     started.recv_timeout(Duration::from_secs(60)).expect("the run started");
     sigint(&child);
     sigint(&child);

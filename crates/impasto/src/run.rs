@@ -429,11 +429,11 @@ impl ScaleRun<'_, '_> {
                 OptState::Adam(opt, ema) => {
                     let previous = state.x.clone();
                     opt.step(&mut state.x, &g);
-                    ema.update(&state.x);
                     let (l, grad) = self.objective.evaluate(&state.x);
                     if !l.total().is_finite() || !all_finite(&grad) {
                         return Err(non_finite(state.done + 1, "loss or gradient", &previous));
                     }
+                    ema.update(&state.x, l.total());
                     losses = l;
                     g = grad;
                 }
@@ -468,9 +468,10 @@ impl ScaleRun<'_, '_> {
         if let OptState::Adam(_, ema) = &state.opt
             && let Some(avg) = ema.value()
         {
-            // Return the averaged image if it scores better than the last iterate (it usually does).
+            // Adam returns the iterate average (smoother than any single iterate, though its loss is
+            // usually a little higher), or with decay 0 the best iterate seen.
             let (l, _) = self.objective.evaluate(&avg);
-            if l.total().is_finite() && l.total() <= losses.total() {
+            if l.total().is_finite() {
                 x = avg;
                 losses = l;
             }

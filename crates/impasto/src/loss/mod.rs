@@ -119,30 +119,32 @@ impl<'a> Objective<'a> {
     }
 }
 
-/// Features of `pixels` at the given layers (for content targets), in the order given.
-pub(crate) fn features_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
+/// Outputs of `pixels` at the given layer indices with their (channels, height, width), in order.
+pub(crate) fn outputs_at(
+    net: &Vgg,
+    pixels: &[f32],
+    h: usize,
+    w: usize,
+    layers: &[usize],
+) -> Vec<(Vec<f32>, (usize, usize, usize))> {
     let Some(&last) = layers.iter().max() else { return Vec::new() };
     let mut wanted = vec![false; last + 1];
     for &l in layers {
         wanted[l] = true;
     }
     let acts = net.forward(pixels, h, w, last, &wanted);
-    layers.iter().map(|&l| acts.get(l).to_vec()).collect()
+    layers.iter().map(|&l| (acts.get(l).to_vec(), acts.shape[l])).collect()
+}
+
+/// Features of `pixels` at the given layers (for content targets), in the order given.
+pub(crate) fn features_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
+    outputs_at(net, pixels, h, w, layers).into_iter().map(|(f, _)| f).collect()
 }
 
 /// Normalised Gram matrices of `pixels` at the given layers, in the order given.
 pub(crate) fn grams_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
-    let Some(&last) = layers.iter().max() else { return Vec::new() };
-    let mut wanted = vec![false; last + 1];
-    for &l in layers {
-        wanted[l] = true;
-    }
-    let acts = net.forward(pixels, h, w, last, &wanted);
-    layers
-        .iter()
-        .map(|&l| {
-            let (c, lh, lw) = acts.shape[l];
-            gram_matrix(acts.get(l), c, lh * lw)
-        })
+    outputs_at(net, pixels, h, w, layers)
+        .into_iter()
+        .map(|(f, (c, lh, lw))| gram_matrix(&f, c, lh * lw))
         .collect()
 }

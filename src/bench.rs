@@ -1,0 +1,213 @@
+//! `impasto bench`: its arguments, and a table (or JSON lines) of the time of one style-transfer
+//! iteration per model and size, measured with `impasto::bench` (random weights, no files), with the
+//! effective GFLOP/s, the peak resident memory and the machine's `sgemm` rate for reference.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use impasto::bench::{BenchResult, BenchSpec};
+use impasto::{Arch, MAX_SIZE};
+use serde_json::json;
+
+use crate::args::ModelArg;
+
+const AFTER_HELP: &str = "\
+Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
+style-transfer iteration (forward to relu5_1, content and style losses, backward to the input) with
+the fastest and slowest, the effective GFLOP/s (direct-convolution FLOPs over the median time) and
+the peak resident memory (n/a where the system does not tell it).
+
+Examples:
+  impasto bench
+  impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
+  impasto bench --json > bench.jsonl";
+
+/// Arguments of `impasto bench`.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// Image sides to measure (square images), comma separated
+    #[arg(long, value_name = "PX,...", value_delimiter = ',', default_value = "256,512,1024")]
+    pub sizes: Vec<usize>,
+
+    /// Networks to measure, comma separated
+    #[arg(
+        long,
+        value_enum,
+        value_name = "vgg16,vgg19",
+        value_delimiter = ',',
+        hide_possible_values = true,
+        default_value = "vgg16,vgg19"
+    )]
+    pub model: Vec<ModelArg>,
+
+    /// Worker threads (0 = one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Timed iterations per model and size (the median is reported)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub reps: usize,
+
+    /// Untimed iterations before them
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub warmup: usize,
+
+    /// Print one JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Writes one line to stdout (the benchmark's output), ignoring a closed stdout.
+fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// The specs to measure, checked before anything is measured.
+fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
+    if args.reps == 0 {
+        bail!("invalid --reps: 0 (must be at least 1)");
+    }
+    for &size in &args.sizes {
+        if !(16..=MAX_SIZE as usize).contains(&size) {
+            bail!("invalid --sizes: {size} (each must be between 16 and {MAX_SIZE} pixels)");
+        }
+    }
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let mut specs = Vec::new();
+    for &model in &args.model {
+        for &size in &args.sizes {
+            let arch = Arch::from(model);
+            specs.push(BenchSpec { arch, size, threads, warmup: args.warmup, reps: args.reps });
+        }
+    }
+    Ok(specs)
+}
+
+/// Runs `impasto bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let specs = specs(args)?;
+    let threads = specs.first().map_or(1, |s| s.threads);
+    let sgemm = impasto::bench::sgemm_gflops(threads);
+    if args.json {
+        out(&json!({ "kind": "sgemm", "threads": threads, "gflops": sgemm }).to_string());
+    } else {
+        out(&format!("sgemm 512x1024x4608 on {threads} threads: {sgemm:.1} GFLOP/s"));
+        out(&format!(
+            "{:<6} {:>5}  {:<26} {:>8}  {:>9}",
+            "model", "size", "s/iteration (min–max)", "GFLOP/s", "peak RSS"
+        ));
+    }
+    for spec in &specs {
+        reset_peak_rss();
+        let r = impasto::bench::run(spec)?;
+        let peak = peak_rss_bytes();
+        if args.json {
+            out(&json_line(&r, peak));
+        } else {
+            out(&table_row(&r, peak));
+        }
+    }
+    Ok(())
+}
+
+fn json_line(r: &BenchResult, peak: Option<u64>) -> String {
+    json!({
+        "kind": "iteration",
+        "model": r.spec.arch.name(),
+        "size": r.spec.size,
+        "threads": r.spec.threads,
+        "warmup": r.spec.warmup,
+        "reps": r.spec.reps,
+        "median_s": r.median_s,
+        "min_s": r.min_s,
+        "max_s": r.max_s,
+        "samples_s": r.samples_s,
+        "flops": r.flops,
+        "gflops": r.gflops,
+        "peak_rss_bytes": peak,
+    })
+    .to_string()
+}
+
+fn table_row(r: &BenchResult, peak: Option<u64>) -> String {
+    let times = format!("{} ({}–{})", secs(r.median_s), secs(r.min_s), secs(r.max_s));
+    let peak = peak.map_or_else(|| "n/a".to_string(), |b| format!("{} MiB", b >> 20));
+    format!("{:<6} {:>5}  {times:<26} {:>8.1}  {peak:>9}", r.spec.arch.name(), r.spec.size, r.gflops)
+}
+
+/// Seconds with three significant digits: `12.3`, `0.412`, `0.00213`.
+fn secs(s: f64) -> String {
+    if !s.is_finite() || s <= 0.0 {
+        return format!("{s}");
+    }
+    let decimals = (2 - s.log10().floor() as i32).max(0) as usize;
+    format!("{s:.decimals$}")
+}
+
+/// Resets the kernel's peak-resident-memory mark, so that each measurement has its own (Linux ≥ 4.0;
+/// elsewhere, or if it fails, the peak is the process's so far).
+fn reset_peak_rss() {
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory in bytes (`VmHWM`), where the system tells it.
+fn peak_rss_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_have_three_digits() {
+        assert_eq!(secs(12.345), "12.3");
+        assert_eq!(secs(0.41234), "0.412");
+        assert_eq!(secs(0.0021345), "0.00213");
+        assert_eq!(secs(1234.5), "1234");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_memory_is_read() {
+        reset_peak_rss();
+        assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn rows_line_up_with_the_header() {
+        let r = BenchResult {
+            spec: BenchSpec { arch: Arch::Vgg19, size: 512, threads: 2, warmup: 1, reps: 3 },
+            median_s: 0.5,
+            min_s: 0.45,
+            max_s: 0.61,
+            samples_s: vec![0.45, 0.5, 0.61],
+            flops: 10_000_000_000,
+            gflops: 20.0,
+        };
+        assert_eq!(
+            table_row(&r, Some(300 << 20)),
+            "vgg19    512  0.500 (0.450–0.610)            20.0    300 MiB"
+        );
+        assert_eq!(table_row(&r, None), "vgg19    512  0.500 (0.450–0.610)            20.0        n/a");
+        let j: serde_json::Value = serde_json::from_str(&json_line(&r, None)).unwrap();
+        assert_eq!(
+            (j["model"].as_str(), j["size"].as_u64(), j["peak_rss_bytes"].is_null()),
+            (Some("vgg19"), Some(512), true)
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Never losing work, with tiny weights: `--time-limit` writes the image and says so, `--checkpoint`
+//! files are written and logged, and `--resume` from a run stopped by its time limit ends with exactly
+//! the pixels of an uninterrupted run; a checkpoint of other settings is refused on one line.
+
+use crate::common::{Run, Sandbox, TINY_LAYERS};
+
+/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
+fn tiny() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 20);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    sb
+}
+
+/// A 6-iteration run on 2 threads, 16-bit output (so that equal files mean equal optimiser bits).
+fn run6(sb: &Sandbox, output: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "c.png",
+        "s.png",
+        "-o",
+        output,
+        "--weights",
+        "w.safetensors",
+        "--size",
+        "32",
+        "-n",
+        "6",
+        "--threads",
+        "2",
+        "--depth",
+        "16",
+        "--print-every",
+        "0",
+        "--style-weight",
+        "1e4",
+    ];
+    args.extend(TINY_LAYERS);
+    args.extend(extra);
+    sb.run(&args)
+}
+
+fn pixels(sb: &Sandbox, name: &str) -> image::ImageBuffer<image::Rgb<u16>, Vec<u16>> {
+    image::open(sb.path(name)).unwrap_or_else(|e| panic!("{name}: {e}")).to_rgb16()
+}
+
+fn resume_gives_the_uninterrupted_result(optimizer: &'static str, multi_scale: &[&'static str]) {
+    let sb = tiny();
+    let mut base = vec!["--optimizer", optimizer];
+    base.extend(multi_scale);
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = base.clone();
+        v.extend(extra);
+        v
+    };
+    // A time limit of 0 stops after the first iteration, writing the image and the checkpoint.
+    let stopped = run6(&sb, "stopped.png", &with(&["--checkpoint", "run.ckpt", "--time-limit", "0s"]));
+    stopped.assert_ok();
+    let lines: Vec<&str> = stopped.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", stopped.stderr);
+    assert_eq!(lines[0], "wrote checkpoint run.ckpt (iteration 1)");
+    assert!(lines[1].starts_with("wrote stopped.png (32x16, 1 iterations, "), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("; stopped early: time limit (continue with --resume run.ckpt)"),
+        "{}",
+        lines[1]
+    );
+    assert!(sb.path("stopped.png").is_file() && sb.path("run.ckpt").is_file());
+
+    let resumed = run6(&sb, "resumed.png", &with(&["--checkpoint", "run.ckpt", "--resume", "run.ckpt"]));
+    resumed.assert_ok();
+    assert!(resumed.stderr.starts_with("wrote resumed.png (32x16, "), "{}", resumed.stderr);
+    run6(&sb, "whole.png", &base).assert_ok();
+    assert!(pixels(&sb, "resumed.png") == pixels(&sb, "whole.png"), "resumed run differs ({optimizer})");
+    assert!(pixels(&sb, "stopped.png") != pixels(&sb, "whole.png"));
+}
+
+#[test]
+fn lbfgs_resume_is_exact() {
+    resume_gives_the_uninterrupted_result("lbfgs", &[]);
+}
+
+#[test]
+fn adam_resume_is_exact() {
+    resume_gives_the_uninterrupted_result("adam", &[]);
+}
+
+#[test]
+fn multi_scale_resume_is_exact() {
+    resume_gives_the_uninterrupted_result("adam", &["--min-size", "16", "--scale-iterations", "3"]);
+}
+
+#[test]
+fn checkpoint_every_is_logged_unless_quiet() {
+    let sb = tiny();
+    let out = run6(&sb, "out.png", &["--checkpoint", "ck.bin", "--checkpoint-every", "3"]);
+    out.assert_ok();
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["wrote checkpoint ck.bin (iteration 3)", "wrote checkpoint ck.bin (iteration 6)"],
+        "{}",
+        out.stderr
+    );
+    assert!(sb.path("ck.bin").is_file());
+    let quiet = run6(&sb, "out.png", &["--checkpoint", "ck2.bin", "--checkpoint-every", "3", "-q"]);
+    quiet.assert_ok();
+    assert_eq!(quiet.stderr, "");
+    assert!(sb.path("ck2.bin").is_file());
+}
+
+#[test]
+fn resume_with_other_settings_is_refused() {
+    let sb = tiny();
+    run6(&sb, "a.png", &["--checkpoint", "run.ckpt", "--time-limit", "0", "-q"]).assert_ok();
+    let out = run6(&sb, "b.png", &["--resume", "run.ckpt", "--style-weight", "5"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint run.ckpt: it was made with other settings or images (same flags, images and model needed)");
+    let out = run6(&sb, "b.png", &["--resume", "run.ckpt", "--optimizer", "adam"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint run.ckpt: it was made with other settings or images (same flags, images and model needed)");
+    sb.png("other.png", 44, 22);
+    let mut args = vec!["other.png", "s.png", "-o", "b.png", "--weights", "w.safetensors", "--size", "32"];
+    args.extend(["-n", "6", "--style-weight", "1e4", "--resume", "run.ckpt"]);
+    args.extend(TINY_LAYERS);
+    let out = sb.run(&args);
+    assert!(out.error_line(1).contains("it was made with other settings or images"));
+    assert!(!sb.path("b.png").exists());
+}
+
+#[test]
+fn resume_of_a_file_that_is_no_checkpoint() {
+    let sb = tiny();
+    let out = run6(&sb, "b.png", &["--resume", "c.png"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint c.png: not a checkpoint: header too large");
+    let out = run6(&sb, "b.png", &["--resume", "missing.ckpt"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --resume `missing.ckpt`: no such file");
+}
