@@ -189,7 +189,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "LR", default_value_t = DEFAULT_LEARNING_RATE, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub learning_rate: f32,
 
-    /// L-BFGS history length (L-BFGS only)
+    /// L-BFGS history length (L-BFGS only; capped so the pairs fit in 768 MiB: 32 at 1024 px)
     #[arg(long, value_name = "N", default_value_t = default_lbfgs_history(), help_heading = "Optimisation")]
     pub lbfgs_history: usize,
 

@@ -52,7 +52,8 @@ fn help() {
                                        more) [default: lbfgs]
           --learning-rate <LR>         Adam step size on the 0..1 pixel scale (Adam only) [default:
                                        0.02]
-          --lbfgs-history <N>          L-BFGS history length (L-BFGS only) [default: 100]
+          --lbfgs-history <N>          L-BFGS history length (L-BFGS only; capped so the pairs fit in
+                                       768 MiB: 32 at 1024 px) [default: 100]
           --init <content|noise|FILE>  Start from the content image, seeded noise, or an image file
                                        [default: content]
           --seed <N>                   Seed for --init noise [default: 0]

@@ -7,10 +7,23 @@ use crate::model::{Arch, Pooling};
 /// The largest output side accepted (pixels). Larger requests are refused as absurd.
 pub const MAX_SIZE: u32 = 16_384;
 
+/// Memory the L-BFGS correction pairs may take (bytes). Each pair holds two f32 copies of the image
+/// (24 MiB at 1024²), so the default history of 100 is kept up to about 650 px and shortened above
+/// (32 pairs at 1024², 8 at 2048²), the way the high-resolution recipes lower
+/// `-lbfgs_num_correction`; it never goes below 5.
+pub const LBFGS_MEMORY: usize = 768 << 20;
+
+/// The L-BFGS history actually used for an image of `values` floats: `history` capped by [`LBFGS_MEMORY`].
+pub fn lbfgs_history_for(history: usize, values: usize) -> usize {
+    let pair = 2 * 4 * values.max(1);
+    history.min((LBFGS_MEMORY / pair).max(5))
+}
+
 /// Which optimiser changes the pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
-    /// Limited-memory BFGS with `history` correction pairs.
+    /// Limited-memory BFGS with up to `history` correction pairs (fewer on large images, so that
+    /// the pairs fit in [`LBFGS_MEMORY`]).
     Lbfgs {
         /// Number of (s, y) pairs kept (jcjohnson's `-lbfgs_num_correction`).
         history: usize,

@@ -46,7 +46,7 @@ mod pixels;
 mod run;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-pub use config::{Init, MAX_SIZE, Optimizer, StyleConfig};
+pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, Optimizer, StyleConfig, lbfgs_history_for};
 pub use error::{Error, Result};
 pub use image;
 pub use io::{

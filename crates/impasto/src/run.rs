@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-use crate::config::{Init, Optimizer, StyleConfig};
+use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
 use crate::model::Vgg;
@@ -264,7 +264,7 @@ impl<'a> Plan<'a> {
 
     fn fresh_optimiser(&self, x: &[f32]) -> OptState {
         match self.config.optimizer {
-            Optimizer::Lbfgs { history } => OptState::Lbfgs(Lbfgs::new(history)),
+            Optimizer::Lbfgs { history } => OptState::Lbfgs(Lbfgs::new(lbfgs_history_for(history, x.len()))),
             Optimizer::Adam { learning_rate } => {
                 OptState::Adam(Adam::new(x.len(), learning_rate), Ema::new(x, self.config.ema_decay))
             }
@@ -276,7 +276,10 @@ impl<'a> Plan<'a> {
             Optimizer::Lbfgs { history } => (history, 0.0),
             Optimizer::Adam { learning_rate } => (1, learning_rate),
         };
-        let state = checkpoint::read(path, history, lr, self.config.ema_decay)?;
+        let mut state = checkpoint::read(path, history, lr, self.config.ema_decay)?;
+        if let OptState::Lbfgs(l) = &mut state.opt {
+            l.set_history(lbfgs_history_for(history, state.x.len()));
+        }
         let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
         if state.fingerprint != fingerprint {
             return Err(err(

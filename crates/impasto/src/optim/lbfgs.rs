@@ -59,6 +59,16 @@ impl Lbfgs {
         }
     }
 
+    /// Changes the number of pairs kept, dropping the oldest if there are more.
+    pub(crate) fn set_history(&mut self, history: usize) {
+        self.history = history.max(1);
+        while self.s.len() > self.history {
+            self.s.pop_front();
+            self.y.pop_front();
+            self.rho.pop_front();
+        }
+    }
+
     /// The quasi-Newton direction `-H·g` from the two-loop recursion.
     #[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
     fn direction(&self, g: &[f32]) -> Vec<f32> {

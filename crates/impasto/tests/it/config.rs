@@ -126,3 +126,13 @@ fn weights_lookup_order_and_message() {
         impasto::locate_weights(Arch::Vgg16, None, Some(&missing), Some(dir.path())).unwrap_err().to_string();
     assert!(err.contains("IMPASTO_WEIGHTS") && err.contains("nope.safetensors"), "{err}");
 }
+
+#[test]
+fn lbfgs_history_is_capped_by_memory_on_large_images() {
+    let px = |side: usize| 3 * side * side;
+    assert_eq!(impasto::lbfgs_history_for(100, px(512)), 100);
+    assert_eq!(impasto::lbfgs_history_for(100, px(1024)), 32);
+    assert_eq!(impasto::lbfgs_history_for(100, px(2048)), 8);
+    assert_eq!(impasto::lbfgs_history_for(100, px(8192)), 5);
+    assert_eq!(impasto::lbfgs_history_for(3, px(8192)), 3);
+}
