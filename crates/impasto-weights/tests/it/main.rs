@@ -1,0 +1,10 @@
+//! Integration tests of impasto-weights, all offline: checkpoint reading against committed
+//! fixtures (tests/data, written by make_fixtures.py), conversion, and downloads from a loopback
+//! HTTP server.
+
+mod convert;
+mod download;
+mod fixtures;
+mod http_server;
+mod models;
+mod pth;
