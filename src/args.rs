@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use impasto::StyleConfig;
 
 use crate::bench::BenchArgs;
+use crate::models::ModelsArgs;
 
 /// The Adam step size used when `--learning-rate` is not given (the library's `Optimizer::Adam` has no
 /// default of its own because L-BFGS is the default optimiser).
@@ -37,10 +38,14 @@ Examples:
   impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
   impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
   impasto bench --sizes 256,512
+  impasto models download vgg19
 
 Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
-(~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19):
-a safetensors file with torchvision key names (features.N.weight|bias).
+(~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;
+$IMPASTO_CACHE_DIR replaces the folder): a safetensors file with torchvision key names
+(features.N.weight|bias). When there is none, the first run downloads the model (over 500 MB,
+once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions, unless --offline or
+IMPASTO_OFFLINE=1. See `impasto models --help` to download or import weights beforehand.
 
 Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
 and the --checkpoint are written; press Ctrl-C twice to quit at once).";
@@ -75,6 +80,8 @@ pub struct Cli {
 pub enum Command {
     /// Measure the speed of one iteration on this machine (random weights, no files needed)
     Bench(BenchArgs),
+    /// List, download, locate or import the network weights (the user cache folder)
+    Models(ModelsArgs),
 }
 
 /// Arguments of a style-transfer run.
@@ -263,6 +270,10 @@ pub struct RunArgs {
     /// Weights file (safetensors) [default: see below]
     #[arg(long, value_name = "FILE", help_heading = "Model")]
     pub weights: Option<PathBuf>,
+
+    /// Never download the weights; fail naming what is missing (also IMPASTO_OFFLINE=1)
+    #[arg(long, help_heading = "Model")]
+    pub offline: bool,
 
     /// Input convention of the weights: caffe (BGR 0..255 minus the mean) or torch (RGB 0..1,
     /// mean/std) [default: what the weights file declares, else caffe]

@@ -1,15 +1,19 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench` is the one subcommand; without one, the arguments are a style-transfer run.
+//! `impasto bench` and `impasto models` are the subcommands; without one, the arguments are a
+//! style-transfer run.
 
 mod args;
 mod bench;
+mod import;
 mod inputs;
 mod interrupt;
+mod models;
 mod params;
 mod progress;
 mod run;
 mod settings;
+mod weights;
 
 use std::process::ExitCode;
 
@@ -29,6 +33,9 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Some(Command::Bench(args)) => bench::run(&args).map(|()| Outcome::Done),
+        Some(Command::Models(args)) => {
+            models::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
+        }
         None => run::run(cli.run, &settings::Env::from_process()),
     };
     match outcome {

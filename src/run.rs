@@ -1,7 +1,8 @@
 //! The style-transfer command: checks everything cheap first (settings, output file and its options,
 //! weights file), then loads the images and the network, runs `impasto::stylize` and writes the result
 //! (with the content's alpha and the run's parameters), also when the run is interrupted, reaches its
-//! time limit or its loss becomes non-finite.
+//! time limit or its loss becomes non-finite. Weights found nowhere are downloaded once the images
+//! have been read, so a mistyped file name never costs a download.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,8 +11,10 @@ use anyhow::{Result, anyhow};
 use impasto::{SaveOptions, StopReason, Stylized, Vgg};
 
 use crate::args::RunArgs;
+use crate::inputs::Inputs;
 use crate::progress::{Display, Progress, fmt_loss, note};
 use crate::settings::{self, Env, Settings};
+use crate::weights::Located;
 use crate::{inputs, interrupt, params};
 
 /// How a run ended without an error.
@@ -28,12 +31,20 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     let s = settings::resolve(args, env)?;
     impasto::check_writable(&s.output)?;
     s.save.check(&s.output)?;
-    let weights = s.weights.locate(s.config.model)?;
+    // Downloading comes before the Ctrl-C handler: a Ctrl-C then ends it at once, and the partial
+    // download is resumed by the next run.
+    let (weights, inputs) = match s.weights.locate(s.config.model)? {
+        Located::File(p) => (p, None),
+        Located::Missing(missing) => {
+            let inputs = inputs::load(&s)?;
+            (missing.get(s.display)?, Some(inputs))
+        }
+    };
     let quiet = s.display == Display::Quiet;
     interrupt::install(s.display);
 
     let mut progress = Progress::new(s.display, s.save_every, &s.output, &interrupt::STOP_REQUESTED);
-    let result = load_and_stylize(&s, &weights, &mut progress);
+    let result = load_and_stylize(&s, &weights, inputs, &mut progress);
     progress.finish();
     let Some(Finished { result, save, seconds, size }) = result? else {
         if !quiet {
@@ -90,10 +101,21 @@ struct Finished {
     size: (u32, u32),
 }
 
-/// Loads the inputs and runs the optimisation. `Ok(None)`: Ctrl-C came before the first iteration.
-fn load_and_stylize(s: &Settings, weights: &Path, progress: &mut Progress) -> Result<Option<Finished>> {
-    progress.stage("loading images");
-    let inputs = inputs::load(s)?;
+/// Loads the inputs (unless they were loaded already) and runs the optimisation. `Ok(None)`: Ctrl-C
+/// came before the first iteration.
+fn load_and_stylize(
+    s: &Settings,
+    weights: &Path,
+    inputs: Option<Inputs>,
+    progress: &mut Progress,
+) -> Result<Option<Finished>> {
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => {
+            progress.stage("loading images");
+            inputs::load(s)?
+        }
+    };
     let config = &inputs.config;
     progress.stage("loading weights");
     let net = Vgg::load(weights, config.model, config.pooling, s.preprocess, &s.deepest_layer)?;

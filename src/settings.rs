@@ -14,17 +14,20 @@ use impasto::{
 
 use crate::args::{ColorTransferArg, ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs};
 use crate::progress::Display;
-
-/// The environment variable naming a weights file.
-pub const WEIGHTS_ENV: &str = "IMPASTO_WEIGHTS";
+use crate::weights::{self, WEIGHTS_ENV, WeightsSearch};
 
 /// What the CLI reads from its environment. Gathered once in `main`, passed in, so resolving is testable.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     /// `IMPASTO_WEIGHTS`, if set and not empty.
     pub weights: Option<PathBuf>,
-    /// The user's cache folder for impasto (e.g. `~/.cache/impasto`), if there is a home folder.
+    /// `IMPASTO_CACHE_DIR`, else the user's cache folder for impasto (e.g. `~/.cache/impasto`), if there
+    /// is a home folder.
     pub cache_dir: Option<PathBuf>,
+    /// `IMPASTO_OFFLINE` is set (to anything but `0`, `false`, `no`, `off`): never download.
+    pub offline: bool,
+    /// `IMPASTO_MODEL_URL`, if set and not empty: where downloads come from instead.
+    pub model_url: Option<String>,
     /// Whether stderr is a terminal (progress bar) or not (plain log lines).
     pub stderr_is_terminal: bool,
 }
@@ -35,8 +38,21 @@ impl Env {
         use std::io::IsTerminal;
         Env {
             weights: std::env::var_os(WEIGHTS_ENV).filter(|v| !v.is_empty()).map(PathBuf::from),
-            cache_dir: directories::ProjectDirs::from("", "", "impasto").map(|d| d.cache_dir().to_path_buf()),
+            cache_dir: weights::cache_dir_from_env(),
+            offline: std::env::var(weights::OFFLINE_ENV).is_ok_and(|v| weights::is_truthy(&v)),
+            model_url: std::env::var(weights::MODEL_URL_ENV).ok().filter(|v| !v.trim().is_empty()),
             stderr_is_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// How progress is shown by a command with a `--quiet` flag.
+    pub fn display(&self, quiet: bool, print_every: usize) -> Display {
+        if quiet {
+            Display::Quiet
+        } else if self.stderr_is_terminal {
+            Display::Bar
+        } else {
+            Display::Plain { every: print_every }
         }
     }
 }
@@ -50,26 +66,6 @@ pub enum InitSource {
     Noise,
     /// `--init FILE`.
     File(PathBuf),
-}
-
-/// The places the weights file may be, in the order `impasto::locate_weights` tries them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightsSearch {
-    /// `--weights`.
-    pub explicit: Option<PathBuf>,
-    /// `IMPASTO_WEIGHTS`.
-    pub env: Option<PathBuf>,
-    /// The user cache folder.
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl WeightsSearch {
-    /// Finds the weights file for `arch`.
-    pub fn locate(&self, arch: Arch) -> Result<PathBuf> {
-        let (explicit, env, cache) =
-            (self.explicit.as_deref(), self.env.as_deref(), self.cache_dir.as_deref());
-        Ok(impasto::locate_weights(arch, explicit, env, cache)?)
-    }
 }
 
 /// Everything a run needs, resolved and validated.
@@ -321,12 +317,13 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         style_masks: None,
     };
     config.validate(args.styles.len())?;
-    let display = if args.quiet {
-        Display::Quiet
-    } else if env.stderr_is_terminal {
-        Display::Bar
+    let display = env.display(args.quiet, args.print_every);
+    let offline = if args.offline {
+        Some("--offline")
+    } else if env.offline {
+        Some("IMPASTO_OFFLINE is set")
     } else {
-        Display::Plain { every: args.print_every }
+        None
     };
     Ok(Settings {
         deepest_layer: deepest_layer(&config)?,
@@ -339,6 +336,8 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
             explicit: args.weights,
             env: env.weights.clone(),
             cache_dir: env.cache_dir.clone(),
+            offline,
+            model_url: env.model_url.clone(),
         },
         preprocess: args.preprocess.map(Preprocess::from),
         save_every: args.save_every,
@@ -524,6 +523,8 @@ mod tests {
         let env = Env {
             weights: Some("/w/env.safetensors".into()),
             cache_dir: Some("/cache".into()),
+            offline: true,
+            model_url: Some("http://mirror/".into()),
             stderr_is_terminal: true,
         };
         let s = resolve(parse(&["--weights", "/w/flag.safetensors"]), &env).unwrap();
@@ -531,6 +532,10 @@ mod tests {
         assert_eq!(s.weights.env.as_deref(), Some(Path::new("/w/env.safetensors")));
         assert_eq!(s.weights.cache_dir.as_deref(), Some(Path::new("/cache")));
         assert_eq!(s.display, Display::Bar);
+        assert_eq!(s.weights.offline, Some("IMPASTO_OFFLINE is set"));
+        assert_eq!(s.weights.model_url.as_deref(), Some("http://mirror/"));
+        let s = resolve(parse(&["--offline"]), &Env::default()).unwrap();
+        assert_eq!((s.weights.offline, s.weights.model_url), (Some("--offline"), None));
     }
 
     #[test]

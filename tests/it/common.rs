@@ -96,14 +96,27 @@ impl Sandbox {
         self.path("cache/impasto")
     }
 
-    /// The built binary, run in the sandbox with a clean environment for what it reads.
+    /// The built binary, run in the sandbox with a clean environment for what it reads. It is offline
+    /// (`IMPASTO_OFFLINE=1`), and its download source is a closed loopback port besides, so that no test
+    /// can reach the internet; [`Sandbox::online`] lets one download from a loopback server.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_impasto"));
         cmd.current_dir(self.root())
             .env_remove("IMPASTO_WEIGHTS")
+            .env_remove("IMPASTO_CACHE_DIR")
             .env_remove("COLUMNS")
+            .env("IMPASTO_OFFLINE", "1")
+            .env("IMPASTO_MODEL_URL", "http://127.0.0.1:9/{file}")
             .env("HOME", self.path("home"))
             .env("XDG_CACHE_HOME", self.path("cache"));
+        cmd
+    }
+
+    /// Like [`Sandbox::cmd`], but allowed to download, from `model_url` (a loopback server's URL).
+    pub fn online(&self, model_url: &str) -> Command {
+        assert!(model_url.starts_with("http://127.0.0.1:"), "tests download from loopback only");
+        let mut cmd = self.cmd();
+        cmd.env_remove("IMPASTO_OFFLINE").env("IMPASTO_MODEL_URL", model_url);
         cmd
     }
 

@@ -117,7 +117,7 @@ fn weights_found_nowhere() {
     let sb = setup();
     let out = run_without_weights_flag(&sb, &[]);
     let (line, root) = (out.error_line(1), sb.root_regex());
-    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg16 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)") });
+    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg16 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them; get them with `impasto models download vgg16` while online, or `impasto models import FILE` from a vgg16 checkpoint you have, or pass --weights FILE") });
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn weights_found_nowhere_names_the_vgg19_file() {
     let sb = setup();
     let out = run_without_weights_flag(&sb, &["--model", "vgg19"]);
     let (line, root) = (out.error_line(1), sb.root_regex());
-    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)") });
+    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them; get them with `impasto models download vgg19` while online, or `impasto models import FILE` from a vgg19 checkpoint you have, or pass --weights FILE") });
 }
 
 #[test]

@@ -15,7 +15,8 @@ fn help() {
            impasto <COMMAND>
 
     Commands:
-      bench  Measure the speed of one iteration on this machine (random weights, no files needed)
+      bench   Measure the speed of one iteration on this machine (random weights, no files needed)
+      models  List, download, locate or import the network weights (the user cache folder)
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept
@@ -85,6 +86,8 @@ fn help() {
     Model:
           --model <vgg16|vgg19>       Network (VGG-19 is the one of Gatys et al.) [default: vgg16]
           --weights <FILE>            Weights file (safetensors) [default: see below]
+          --offline                   Never download the weights; fail naming what is missing (also
+                                      IMPASTO_OFFLINE=1)
           --preprocess <caffe|torch>  Input convention of the weights: caffe (BGR 0..255 minus the mean)
                                       or torch (RGB 0..1, mean/std) [default: what the weights file
                                       declares, else caffe]
@@ -112,10 +115,14 @@ fn help() {
       impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
       impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
       impasto bench --sizes 256,512
+      impasto models download vgg19
 
     Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
-    (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19):
-    a safetensors file with torchvision key names (features.N.weight|bias).
+    (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;
+    $IMPASTO_CACHE_DIR replaces the folder): a safetensors file with torchvision key names
+    (features.N.weight|bias). When there is none, the first run downloads the model (over 500 MB,
+    once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions, unless --offline or
+    IMPASTO_OFFLINE=1. See `impasto models --help` to download or import weights beforehand.
 
     Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
     and the --checkpoint are written; press Ctrl-C twice to quit at once).

@@ -1,10 +1,13 @@
 //! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs,
-//! run options, checkpoints and `impasto bench`.
+//! run options, checkpoints, `impasto bench`, and `impasto models` with the first run's download.
 
 mod bench;
 mod checkpoint;
 mod common;
 mod errors;
 mod help;
+mod http_server;
+mod models;
 mod options;
+mod pth;
 mod run;
