@@ -94,6 +94,30 @@ fn conv_forward_backward(bencher: Bencher, l: Layer) {
     });
 }
 
+/// Forward + backward on the GEMM path `P` (0: AVX-512F micro-kernel where the CPU has it, 1:
+/// forced portable `gemm` crate), on the bench pool; Winograd weights are laid out for the path
+/// at construction.
+#[divan::bench(
+    args = [layer(64, 64, 256), layer(128, 128, 128), layer(256, 256, 64), layer(512, 512, 32)],
+    consts = [0, 1],
+    sample_count = 10,
+    sample_size = 1
+)]
+fn conv_forward_backward_path<const P: usize>(bencher: Bencher, l: Layer) {
+    impasto_kernels::set_force_portable(P == 1);
+    let (conv, x, mut y) = conv_setup(l);
+    let mut dx = x.clone();
+    bencher.bench_local(|| {
+        impasto_kernels::set_force_portable(P == 1);
+        POOL.install(|| {
+            conv.forward(&x, l.size, l.size, true, &mut y);
+            conv.backward_input(&y, l.size, l.size, &mut dx);
+        });
+        impasto_kernels::set_force_portable(false);
+    });
+    impasto_kernels::set_force_portable(false);
+}
+
 /// The two conv algorithms side by side at every VGG shape (`Auto` above picks per shape).
 const ALGOS: [ConvAlgo; 2] = [ConvAlgo::Im2col, ConvAlgo::Winograd];
 
@@ -116,6 +140,29 @@ fn sgemm_vgg(bencher: Bencher, (m, n, k): (usize, usize, usize)) {
     let b = data(k * n, 6);
     let mut c = vec![0.0f32; m * n];
     bencher.bench_local(|| POOL.install(|| sgemm(m, n, k, 1.0, &a, k, &b, n, false, &mut c, n)));
+}
+
+/// One-thread pool: single-threaded GEMMs run the micro-kernel path (as Winograd's do).
+static POOL1: LazyLock<rayon::ThreadPool> =
+    LazyLock::new(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("build bench pool"));
+
+/// (m, n, k): Winograd batched-GEMM shapes (m = c_out, n = tile block, k = c_in) at 512² input,
+/// plus a large square-ish one; one thread. `P` = 0: AVX-512F micro-kernel where the CPU has it,
+/// 1: forced portable path (the `gemm` crate).
+#[divan::bench(
+    args = [(64, 640, 64), (128, 640, 128), (256, 512, 256), (512, 256, 512), (512, 64, 512), (512, 1024, 1024)],
+    consts = [0, 1],
+    sample_count = 20
+)]
+fn sgemm_1thread<const P: usize>(bencher: Bencher, (m, n, k): (usize, usize, usize)) {
+    let a = data(m * k, 5);
+    let b = data(k * n, 6);
+    let mut c = vec![0.0f32; m * n];
+    bencher.counter(divan::counter::ItemsCount::new(2 * m * n * k)).bench_local(|| {
+        impasto_kernels::set_force_portable(P == 1);
+        POOL1.install(|| sgemm(m, n, k, 1.0, &a, k, &b, n, false, &mut c, n));
+        impasto_kernels::set_force_portable(false);
+    });
 }
 
 /// (c, h·w): style layers conv1_1 @256², conv3_1 @64², conv5_1 @16².

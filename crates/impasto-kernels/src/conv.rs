@@ -15,7 +15,7 @@ use crate::im2col::{col_stride, pack_tile};
 use crate::par::worth_parallel;
 use crate::relu::relu_slice;
 use crate::sgemm::sgemm;
-use crate::winograd::{conv3x3_winograd, transform_weights};
+use crate::winograd::{WinoWeights, conv3x3_winograd};
 
 /// Upper bound (bytes) for one tile's im2col buffer, whatever the image size
 /// (exceeded only when even [`MIN_TILE_PIXELS`] pixels need more).
@@ -45,9 +45,9 @@ pub struct Conv3x3 {
     /// `w'[c, o, ky, kx] = w[o, c, 2 − ky, 2 − kx]` (no bias).
     bwd: Vec<f32>,
     /// Winograd F(4×4, 3×3) weights of the forward (`36 × c_out × c_in`), built on first use.
-    wino_fwd: OnceLock<Vec<f32>>,
+    wino_fwd: OnceLock<WinoWeights>,
     /// Winograd weights of the backward (`36 × c_in × c_out`), built on first use.
-    wino_bwd: OnceLock<Vec<f32>>,
+    wino_bwd: OnceLock<WinoWeights>,
 }
 
 /// How a [`Conv3x3`] computes a pass.
@@ -152,7 +152,7 @@ impl Conv3x3 {
             ConvAlgo::Winograd => {
                 let u = self
                     .wino_fwd
-                    .get_or_init(|| transform_weights(&self.fwd, 9 * self.c_in + 1, self.c_out, self.c_in));
+                    .get_or_init(|| WinoWeights::new(&self.fwd, 9 * self.c_in + 1, self.c_out, self.c_in));
                 let bias = (0..self.c_out)
                     .map(|o| self.fwd[o * (9 * self.c_in + 1) + 9 * self.c_in])
                     .collect::<Vec<_>>();
@@ -184,7 +184,7 @@ impl Conv3x3 {
             ConvAlgo::Winograd => {
                 let u = self
                     .wino_bwd
-                    .get_or_init(|| transform_weights(&self.bwd, 9 * self.c_out, self.c_in, self.c_out));
+                    .get_or_init(|| WinoWeights::new(&self.bwd, 9 * self.c_out, self.c_in, self.c_out));
                 conv3x3_winograd(u, self.c_in, self.c_out, None, dy, h, w, false, dx);
             }
             _ => conv3x3_tiled(&self.bwd, self.c_in, self.c_out, false, dy, h, w, false, dx),

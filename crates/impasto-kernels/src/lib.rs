@@ -18,10 +18,11 @@
 //!
 //! # GEMM
 //!
-//! [`sgemm`] is the single matrix-multiply entry point of the whole project
-//! (it wraps the `gemm` crate). It and every parallel kernel here run on the
-//! *current* rayon pool; install a pool (`ThreadPool::install`) to control
-//! the thread count.
+//! [`sgemm`] is the single matrix-multiply entry point of the whole project.
+//! On x86-64 CPUs with AVX-512F it runs the crate's own packed, register-blocked
+//! micro-kernel (`microkernel.rs`, 14×32 tiles); elsewhere it wraps the `gemm`
+//! crate. It and every parallel kernel here run on the *current* rayon pool;
+//! install a pool (`ThreadPool::install`) to control the thread count.
 //!
 //! # Determinism
 //!
@@ -31,9 +32,11 @@
 //! # Safety
 //!
 //! This is the only crate of the workspace allowed `unsafe`; it is confined
-//! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks, and
-//! to calling `#[target_feature]` builds of safe kernel bodies after runtime
-//! feature detection (`simd.rs`).
+//! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks, to
+//! calling `#[target_feature]` builds of safe kernel bodies after runtime
+//! feature detection (`simd.rs`), and to the AVX-512F GEMM micro-kernel and
+//! its packing (`microkernel.rs`, `pack.rs`: raw-pointer loads and stores
+//! inside bounds-checked panels, run only after `is_x86_feature_detected!`).
 //!
 //! # Algorithms
 //!
@@ -50,7 +53,9 @@
 mod conv;
 mod gram;
 mod im2col;
+mod microkernel;
 pub mod naive;
+mod pack;
 mod par;
 mod pool;
 mod pool_argmax;
@@ -61,6 +66,7 @@ mod winograd;
 
 pub use conv::{Conv3x3, ConvAlgo};
 pub use gram::{gram, gram_backward};
+pub use microkernel::{avx512_gemm_active, set_force_portable};
 pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
 pub use pool_argmax::{NO_GRADIENT, max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
 pub use relu::{relu_backward_inplace, relu_inplace};

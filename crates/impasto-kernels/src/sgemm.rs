@@ -1,6 +1,9 @@
-//! The project's single GEMM entry point: row-major f32 `sgemm` over the `gemm` crate.
+//! The project's single GEMM entry point: row-major f32 `sgemm`, on the AVX-512F micro-kernel
+//! (`microkernel.rs`) where the CPU has it, over the `gemm` crate otherwise.
 
 use gemm::Parallelism;
+
+use crate::microkernel;
 
 /// Multiply-add count (m·n·k) under which a GEMM runs single-threaded.
 const GEMM_PAR_MIN_WORK: usize = 1 << 20;
@@ -62,7 +65,8 @@ fn required_len(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 /// C (m×n, row-major, row stride `ldc`) = (accumulate ? C : 0) + alpha·A·B with
 /// arbitrary (non-negative) strides for A (m×k) and B (k×n).
 ///
-/// Bounds are checked here; this is the one place that calls into `gemm`.
+/// Bounds are checked here; this is the one place that calls into `gemm` (or, where available,
+/// the AVX-512F micro-kernel, on `parallelism`'s thread count).
 pub(crate) fn gemm_strided(
     m: usize,
     n: usize,
@@ -91,6 +95,14 @@ pub(crate) fn gemm_strided(
                 row[..n].fill(0.0);
             }
         }
+        return;
+    }
+    let threads = match parallelism {
+        Parallelism::Rayon(0) => rayon::current_num_threads(),
+        Parallelism::Rayon(t) => t,
+        _ => 1,
+    };
+    if microkernel::gemm(m, n, k, alpha, a, b, accumulate, c, ldc, threads) {
         return;
     }
     let as_isize = |v: usize| isize::try_from(v).expect("sgemm: stride overflows isize");

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::microkernel::{self, PackedA, gemm_packed};
 use crate::sgemm::{MatRef, gemm_strided};
 use crate::simd::multiversion;
 
@@ -67,6 +68,31 @@ pub(crate) fn transform_weights(w: &[f32], ld: usize, m: usize, c: usize) -> Vec
     u
 }
 
+/// The transformed weights of one convolution direction, laid out for the GEMM path chosen when
+/// they were built.
+#[derive(Clone, Debug)]
+pub(crate) enum WinoWeights {
+    /// 36 row-major `m × c` matrices, for the portable GEMM.
+    Plain(Vec<f32>),
+    /// The same 36 matrices packed for the AVX-512F micro-kernel.
+    Packed(Vec<PackedA>),
+}
+
+impl WinoWeights {
+    /// [`transform_weights`], packed when the AVX-512F GEMM is available.
+    pub(crate) fn new(w: &[f32], ld: usize, m: usize, c: usize) -> Self {
+        let u = transform_weights(w, ld, m, c);
+        if microkernel::available() {
+            let pack = |xi: usize| {
+                PackedA::new(m, c, MatRef { data: &u[xi * m * c..(xi + 1) * m * c], rs: c, cs: 1 })
+            };
+            Self::Packed((0..NXI).map(pack).collect())
+        } else {
+            Self::Plain(u)
+        }
+    }
+}
+
 /// Number of tiles along a side of `n` pixels.
 fn tiles(n: usize) -> usize {
     n.div_ceil(M_TILE)
@@ -79,9 +105,9 @@ fn block_rows(c: usize, m: usize, tw: usize, th: usize) -> usize {
 }
 
 /// `dst` (`m·h·w`, overwritten) = conv(`src`) (+ `bias`, then ReLU if `relu`) with transformed
-/// weights `u` from [`transform_weights`]; `src` is `c·h·w`.
+/// weights `u` from [`WinoWeights::new`]; `src` is `c·h·w`.
 pub(crate) fn conv3x3_winograd(
-    u: &[f32],
+    u: &WinoWeights,
     m: usize,
     c: usize,
     bias: Option<&[f32]>,
@@ -91,7 +117,9 @@ pub(crate) fn conv3x3_winograd(
     relu: bool,
     dst: &mut [f32],
 ) {
-    debug_assert_eq!(u.len(), NXI * m * c);
+    if let WinoWeights::Plain(u) = u {
+        debug_assert_eq!(u.len(), NXI * m * c);
+    }
     debug_assert_eq!(src.len(), c * h * w);
     debug_assert_eq!(dst.len(), m * h * w);
     if h == 0 || w == 0 || m == 0 {
@@ -132,9 +160,14 @@ pub(crate) fn conv3x3_winograd(
         );
         let vv: &[f32] = v;
         mm.par_chunks_exact_mut(m * tb).enumerate().for_each(|(xi, mc)| {
-            let a = MatRef { data: &u[xi * m * c..(xi + 1) * m * c], rs: c, cs: 1 };
             let b = MatRef { data: &vv[xi * tb..], rs: NXI * tb, cs: 1 };
-            gemm_strided(m, tb, c, 1.0, a, b, false, mc, tb, gemm::Parallelism::None);
+            match u {
+                WinoWeights::Plain(u) => {
+                    let a = MatRef { data: &u[xi * m * c..(xi + 1) * m * c], rs: c, cs: 1 };
+                    gemm_strided(m, tb, c, 1.0, a, b, false, mc, tb, gemm::Parallelism::None);
+                }
+                WinoWeights::Packed(p) => gemm_packed(&p[xi], tb, 1.0, b, false, mc, tb),
+            }
         });
         let mr: &[f32] = mm;
         dst.par_chunks_exact_mut(hw).enumerate().for_each_init(

@@ -3,8 +3,19 @@
 /// SplitMix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);
 
+/// `IMPASTO_KERNELS_NO_AVX512=1` runs every test on the portable GEMM path (read once).
+pub fn apply_env_knobs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("IMPASTO_KERNELS_NO_AVX512").is_some_and(|v| !v.is_empty() && v != "0") {
+            impasto_kernels::set_force_portable(true);
+        }
+    });
+}
+
 impl Rng {
     pub fn new(seed: u64) -> Self {
+        apply_env_knobs();
         Self(seed)
     }
 
@@ -78,6 +89,7 @@ pub fn fd_grad(x: &[f64], eps: f64, mut loss: impl FnMut(&[f64]) -> f64) -> Vec<
 }
 
 pub fn pool(threads: usize) -> rayon::ThreadPool {
+    apply_env_knobs();
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("build rayon pool")
 }
 

@@ -5,6 +5,7 @@ mod common;
 mod conv;
 mod determinism;
 mod gram;
+mod microkernel;
 mod pool;
 mod relu;
 mod sgemm;
