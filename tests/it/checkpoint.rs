@@ -2,16 +2,7 @@
 //! files are written and logged, and `--resume` from a run stopped by its time limit ends with exactly
 //! the pixels of an uninterrupted run; a checkpoint of other settings is refused on one line.
 
-use crate::common::{Run, Sandbox, TINY_LAYERS};
-
-/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
-fn tiny() -> Sandbox {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 20);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    sb
-}
+use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
 
 /// A 6-iteration run on 2 threads, 16-bit output (so that equal files mean equal optimiser bits).
 fn run6(sb: &Sandbox, output: &str, extra: &[&str]) -> Run {

@@ -242,3 +242,21 @@ pub fn grey_png(sb: &Sandbox, name: &str, w: u32, h: u32, level: u8) -> String {
     image::GrayImage::from_pixel(w, h, image::Luma([level])).save(sb.path(name)).expect("write grey png");
     name.to_string()
 }
+
+/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
+pub fn tiny() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 20);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    sb
+}
+
+/// Runs impasto on the `tiny()` sandbox at 32 px for 3 iterations with the tiny layers, plus `extra`.
+pub fn run_tiny(sb: &Sandbox, extra: &[&str]) -> Run {
+    let mut args =
+        vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32", "-n", "3"];
+    args.extend(TINY_LAYERS);
+    args.extend(extra);
+    sb.run(&args)
+}

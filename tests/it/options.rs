@@ -3,24 +3,7 @@
 
 use image::GenericImageView;
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, grey_png, png_text_value};
-
-/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
-fn tiny() -> Sandbox {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 20);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    sb
-}
-
-fn run_tiny(sb: &Sandbox, extra: &[&str]) -> Run {
-    let mut args =
-        vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32", "-n", "3"];
-    args.extend(TINY_LAYERS);
-    args.extend(extra);
-    sb.run(&args)
-}
+use crate::common::{Sandbox, TINY_LAYERS, grey_png, png_text_value, run_tiny, tiny};
 
 fn rgb8(sb: &Sandbox, name: &str) -> image::RgbImage {
     image::open(sb.path(name)).unwrap_or_else(|e| panic!("{name}: {e}")).to_rgb8()

@@ -6,28 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, real_weights, shared_image};
+use crate::common::{Run, Sandbox, TINY_LAYERS, real_weights, run_tiny, shared_image, tiny};
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
     (img.width(), img.height())
-}
-
-/// A sandbox with a 40×20 content image, a 24×24 style image and tiny weights.
-fn tiny() -> Sandbox {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 20);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    sb
-}
-
-fn run_tiny(sb: &Sandbox, extra: &[&str]) -> Run {
-    let mut args =
-        vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32", "-n", "3"];
-    args.extend(TINY_LAYERS);
-    args.extend(extra);
-    sb.run(&args)
 }
 
 #[test]
