@@ -7,7 +7,7 @@
 //! the ReLU is applied to each output tile while it is still in cache.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -192,6 +192,9 @@ impl Conv3x3 {
     }
 }
 
+/// The column buffer of [`conv3x3_tiled`], at most [`COL_BUDGET_BYTES`] plus stride padding.
+static COL_SCRATCH: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
 /// Pixels per tile for a column matrix with `k` rows over `hw` pixels:
 /// tiles as equal as possible, each within the byte budget.
 pub(crate) fn tile_pixels(k: usize, hw: usize) -> usize {
@@ -221,7 +224,16 @@ fn conv3x3_tiled(
     let k = k_taps + usize::from(ones_row);
     let tile = tile_pixels(k, hw);
     let ld = col_stride(tile);
-    let mut col = vec![0.0f32; k * ld];
+    // Kept between calls so that each call does not fault in fresh pages; a call that finds it busy
+    // (concurrent convolutions) allocates its own. Stale contents are never read: every tile packs
+    // the columns the GEMM reads.
+    let mut guard = COL_SCRATCH.try_lock().ok();
+    let mut own = Vec::new();
+    let col: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut own);
+    if col.len() < k * ld {
+        col.resize(k * ld, 0.0);
+    }
+    let col = &mut col[..k * ld];
     // The ones row (bias) is the same for every tile.
     col[k_taps * ld..].fill(1.0);
     let mut p0 = 0;

@@ -161,7 +161,7 @@ pub fn activation_memory(arch: Arch, size: usize) -> Result<ActivationMemory> {
         wanted[net.layer_index(name)?] = true;
     }
     let pixels = random_vec(3 * size * size, 0.0, 1.0, 7);
-    let acts = net.forward(&pixels, size, size, last, &wanted);
+    let acts = net.forward(&pixels, size, size, last, &wanted, &crate::model::BufferPool::default());
     drop(obj);
     let relu_bytes = |want_relu: bool| {
         net.layers()[..=last]

@@ -233,6 +233,7 @@ impl<'a> Plan<'a> {
             style: style_targets,
             tv_weight: config.tv_weight,
             pixel_mask,
+            buffers: Default::default(),
         })
     }
 

@@ -7,7 +7,7 @@ mod tv;
 
 pub use style::gram_matrix;
 
-use crate::model::Vgg;
+use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
 
 /// A content target: the features of the content image at one layer.
@@ -42,6 +42,8 @@ pub struct Objective<'a> {
     pub(crate) tv_weight: f32,
     /// Per-pixel factor on the gradient (0 = the pixel never changes), at the image's resolution.
     pub(crate) pixel_mask: Option<Vec<f32>>,
+    /// Memory reused from one evaluation to the next.
+    pub(crate) buffers: BufferPool,
 }
 
 impl<'a> Objective<'a> {
@@ -55,6 +57,7 @@ impl<'a> Objective<'a> {
             style: Vec::new(),
             tv_weight: 0.0,
             pixel_mask: None,
+            buffers: BufferPool::default(),
         }
     }
 
@@ -92,8 +95,8 @@ impl<'a> Objective<'a> {
                 for l in self.content.iter().map(|t| t.layer).chain(self.style.iter().map(|t| t.layer)) {
                     wanted[l] = true;
                 }
-                let acts = self.net.forward(pixels, h, w, last, &wanted);
-                self.net.backward(&acts, last, |i, g| {
+                let acts = self.net.forward(pixels, h, w, last, &wanted, &self.buffers);
+                let grad = self.net.backward(&acts, last, &self.buffers, |i, g| {
                     for t in self.content.iter().filter(|t| t.layer == i) {
                         losses.content += content::content_loss(acts.get(i), &t.features, t.weight, g);
                     }
@@ -103,7 +106,9 @@ impl<'a> Objective<'a> {
                         losses.style +=
                             style::style_loss(acts.get(i), c, lh * lw, &t.gram, t.weight, mask, g);
                     }
-                })
+                });
+                acts.recycle(&self.buffers);
+                grad
             }
             None => vec![0.0; pixels.len()],
         };
@@ -132,7 +137,7 @@ pub(crate) fn outputs_at(
     for &l in layers {
         wanted[l] = true;
     }
-    let acts = net.forward(pixels, h, w, last, &wanted);
+    let acts = net.forward(pixels, h, w, last, &wanted, &BufferPool::default());
     layers.iter().map(|&l| (acts.get(l).to_vec(), acts.shape[l])).collect()
 }
 

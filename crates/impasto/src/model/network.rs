@@ -6,6 +6,7 @@ use std::path::Path;
 use impasto_kernels as k;
 
 use super::arch::{Arch, Layer, LayerKind, Pooling};
+use super::buffers::BufferPool;
 use super::preprocess::Preprocess;
 use super::weights::{ConvWeights, read_conv_weights};
 use crate::error::Result;
@@ -68,12 +69,19 @@ impl Cur {
         }
     }
 
-    /// An owned copy to modify in place (a copy only if the buffer is kept).
-    fn into_owned(self, acts: &Activations) -> Vec<f32> {
-        match self {
-            Cur::Owned(v) => v,
-            Cur::Kept(i) => acts.get(i).to_vec(),
+    /// Hands an owned (scratch) buffer back to the pool; a kept one stays in the activations.
+    fn release(self, pool: &BufferPool) {
+        if let Cur::Owned(v) = self {
+            pool.give_scratch(v);
         }
+    }
+}
+
+impl Activations {
+    /// Hands every buffer back to `pool` for the next evaluation.
+    pub(crate) fn recycle(self, pool: &BufferPool) {
+        self.out.into_iter().flatten().for_each(|v| pool.give(v));
+        self.pool_idx.into_iter().flatten().for_each(|v| pool.give_bytes(v));
     }
 }
 
@@ -197,12 +205,13 @@ impl Vgg {
         for &i in &idx {
             wanted[i] = true;
         }
-        let acts = self.forward(rgb, height, width, last, &wanted);
+        let acts = self.forward(rgb, height, width, last, &wanted, &BufferPool::default());
         Ok(idx.iter().map(|&i| (acts.get(i).to_vec(), acts.shape[i].into())).collect())
     }
 
     /// Forward pass of planar RGB 0..1 (`3·h·w`) through layers `0..=last`. Keeps what the backward
-    /// needs (see [`Activations`]) and the outputs of the layers flagged in `wanted`.
+    /// needs (see [`Activations`]) and the outputs of the layers flagged in `wanted`. Buffers come from
+    /// `pool` (see [`Activations::recycle`]).
     pub(crate) fn forward(
         &self,
         rgb: &[f32],
@@ -210,8 +219,9 @@ impl Vgg {
         w: usize,
         last: usize,
         wanted: &[bool],
+        pool: &BufferPool,
     ) -> Activations {
-        let mut x = vec![0.0; rgb.len()];
+        let mut x = pool.scratch(rgb.len());
         self.preprocess.forward(rgb, &mut x);
         let mut acts = Activations {
             out: vec![None; last + 1],
@@ -221,9 +231,12 @@ impl Vgg {
         };
         let (mut c, mut h, mut w) = (3, h, w);
         let mut cur = Cur::Owned(x); // the current layer's input
-        // Keeps `y` as the output of layer `j` if the backward or the caller needs it.
-        let keep = |acts: &mut Activations, j: usize, y: Vec<f32>| -> Cur {
-            if wanted[j] || self.needs_relu_output(j, last, wanted) {
+        // Whether the output of layer `j` is kept (the backward or the caller needs it). Kept outputs
+        // live in exact-size pool buffers, the others in the two scratch buffers.
+        let kept = |j: usize| wanted[j] || self.needs_relu_output(j, last, wanted);
+        let alloc = |j: usize, n: usize| if kept(j) { pool.floats(n) } else { pool.scratch(n) };
+        let settle = |acts: &mut Activations, j: usize, y: Vec<f32>| -> Cur {
+            if kept(j) {
                 acts.out[j] = Some(y);
                 Cur::Kept(j)
             } else {
@@ -235,38 +248,43 @@ impl Vgg {
             match self.layers[i].kind {
                 LayerKind::Conv { conv, c_out, .. } => {
                     let fuse = i < last && !wanted[i];
-                    let mut y = vec![0.0; c_out * h * w];
+                    // The fused conv+ReLU output is layer i + 1's.
+                    let out = if fuse { i + 1 } else { i };
+                    let mut y = alloc(out, c_out * h * w);
                     let algo = self.forward_algo(i);
                     self.convs[conv].forward_with(algo, cur.view(&acts), h, w, fuse, &mut y);
-                    drop(cur);
+                    cur.release(pool);
                     c = c_out;
                     acts.shape[i] = (c, h, w);
-                    if fuse {
-                        acts.shape[i + 1] = (c, h, w);
-                        cur = keep(&mut acts, i + 1, y);
-                        i += 2;
-                        continue;
-                    }
-                    cur = if wanted[i] {
-                        acts.out[i] = Some(y);
-                        Cur::Kept(i)
-                    } else {
-                        Cur::Owned(y)
-                    };
+                    acts.shape[out] = (c, h, w);
+                    cur = settle(&mut acts, out, y);
+                    i = out;
                 }
                 LayerKind::Relu => {
-                    let mut y = cur.into_owned(&acts);
-                    k::relu_inplace(&mut y);
+                    let y = match cur {
+                        Cur::Owned(mut y) if !kept(i) => {
+                            k::relu_inplace(&mut y);
+                            y
+                        }
+                        _ => {
+                            let x = cur.view(&acts);
+                            let mut y = alloc(i, x.len());
+                            y.copy_from_slice(x);
+                            k::relu_inplace(&mut y);
+                            cur.release(pool);
+                            y
+                        }
+                    };
                     acts.shape[i] = (c, h, w);
-                    cur = keep(&mut acts, i, y);
+                    cur = settle(&mut acts, i, y);
                 }
                 LayerKind::Pool => {
                     let (ho, wo) = (h / 2, w / 2);
-                    let mut y = vec![0.0; c * ho * wo];
+                    let mut y = alloc(i, c * ho * wo);
                     let x = cur.view(&acts);
                     match self.pooling {
                         Pooling::Max if self.folds_relu(i, wanted) => {
-                            let mut idx = vec![0u8; c * ho * wo];
+                            let mut idx = pool.bytes(c * ho * wo);
                             k::max_pool2x2_forward_argmax(x, c, h, w, &mut y, &mut idx);
                             acts.pool_idx[i] = Some(idx);
                         }
@@ -275,16 +293,13 @@ impl Vgg {
                     }
                     (h, w) = (ho, wo);
                     acts.shape[i] = (c, h, w);
-                    cur = if wanted[i] {
-                        acts.out[i] = Some(y);
-                        Cur::Kept(i)
-                    } else {
-                        Cur::Owned(y)
-                    };
+                    cur.release(pool);
+                    cur = settle(&mut acts, i, y);
                 }
             }
             i += 1;
         }
+        cur.release(pool);
         acts
     }
 
@@ -320,18 +335,18 @@ impl Vgg {
 
     /// Backward pass from layer `last` to the RGB 0..1 input. `add_loss_grad(i, grad)` is called for every
     /// layer `i` from `last` down to 0 with the gradient buffer of that layer's output, so the loss can add
-    /// its gradient there. Returns d(loss)/d(rgb), planar, `3·h·w`.
+    /// its gradient there. Returns d(loss)/d(rgb), planar, `3·h·w`. Buffers come from `pool`.
     pub(crate) fn backward(
         &self,
         acts: &Activations,
         last: usize,
+        pool: &BufferPool,
         mut add_loss_grad: impl FnMut(usize, &mut [f32]),
     ) -> Vec<f32> {
         let (h0, w0) = acts.input_hw;
         let (c, h, w) = acts.shape[last];
-        let mut grad = vec![0.0f32; c * h * w];
-        // The other of two buffers reused for every layer's input gradient.
-        let mut spare: Vec<f32> = Vec::new();
+        let mut grad = pool.scratch(c * h * w);
+        grad.fill(0.0);
         let mut i = last as isize;
         while i >= 0 {
             let iu = i as usize;
@@ -342,12 +357,12 @@ impl Vgg {
                 LayerKind::Relu => k::relu_backward_inplace(&mut grad, acts.get(iu)),
                 LayerKind::Conv { conv, .. } => {
                     let (_, h, w) = acts.shape[iu];
-                    resize_uninit(&mut spare, in_c * h * w);
+                    let mut spare = pool.scratch(in_c * h * w);
                     self.convs[conv].backward_input(&grad, h, w, &mut spare);
-                    std::mem::swap(&mut grad, &mut spare);
+                    pool.give_scratch(std::mem::replace(&mut grad, spare));
                 }
                 LayerKind::Pool => {
-                    resize_uninit(&mut spare, in_c * in_h * in_w);
+                    let mut spare = pool.scratch(in_c * in_h * in_w);
                     match (self.pooling, &acts.pool_idx[iu]) {
                         (Pooling::Max, Some(idx)) => {
                             // The ReLU before the pool is folded in: skip it (it has no loss term).
@@ -359,21 +374,14 @@ impl Vgg {
                         }
                         (Pooling::Avg, _) => k::avg_pool2x2_backward(in_c, in_h, in_w, &grad, &mut spare),
                     }
-                    std::mem::swap(&mut grad, &mut spare);
+                    pool.give_scratch(std::mem::replace(&mut grad, spare));
                 }
             }
             i -= step;
         }
-        drop(spare);
         let mut grad_rgb = vec![0.0; grad.len()];
         self.preprocess.backward(&grad, &mut grad_rgb);
+        pool.give_scratch(grad);
         grad_rgb
     }
-}
-
-/// Sets `v`'s length to `n` for a kernel that overwrites every element: no reallocation when the
-/// capacity suffices (the buffers only grow as the backward climbs to full resolution).
-fn resize_uninit(v: &mut Vec<f32>, n: usize) {
-    v.truncate(n);
-    v.resize(n, 0.0);
 }
