@@ -241,7 +241,7 @@ fn conv3x3_tiled(
         let p1 = (p0 + tile).min(hw);
         let p = p1 - p0;
         pack_tile(src, c_src, h, w, p0, p1, &mut col[..k_taps * ld], ld);
-        sgemm(m, p, k, 1.0, wmat, k, &col, ld, false, &mut dst[p0..], hw);
+        sgemm(m, p, k, 1.0, wmat, k, col, ld, false, &mut dst[p0..], hw);
         if relu {
             relu_tile(dst, hw, p0, p1);
         }
