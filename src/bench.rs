@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use impasto::bench::{BenchResult, BenchSpec};
+use impasto::bench::{BenchResult, BenchSpec, LayerTiming};
 use impasto::{Arch, MAX_SIZE};
 use serde_json::json;
 
@@ -21,7 +21,8 @@ the peak resident memory (n/a where the system does not tell it).
 Examples:
   impasto bench
   impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
-  impasto bench --json > bench.jsonl";
+  impasto bench --json > bench.jsonl
+  impasto bench --sizes 512 --model vgg16 --layers";
 
 /// Arguments of `impasto bench`.
 #[derive(Debug, Args)]
@@ -57,6 +58,10 @@ pub struct BenchArgs {
     /// Print one JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
+    #[arg(long)]
+    pub layers: bool,
 }
 
 /// Writes one line to stdout (the benchmark's output), ignoring a closed stdout.
@@ -111,8 +116,50 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         } else {
             out(&table_row(&r, peak));
         }
+        if args.layers {
+            for l in impasto::bench::layers(spec)? {
+                if args.json {
+                    out(&layer_json(spec, &l).to_string());
+                } else {
+                    out(&layer_row(&l));
+                }
+            }
+        }
     }
     Ok(())
+}
+
+fn layer_json(spec: &BenchSpec, l: &LayerTiming) -> serde_json::Value {
+    json!({
+        "kind": "layer",
+        "model": spec.arch.name(),
+        "size": spec.size,
+        "threads": spec.threads,
+        "layer": l.name,
+        "c_in": l.c_in,
+        "c_out": l.c_out,
+        "height": l.hw.0,
+        "width": l.hw.1,
+        "forward_s": l.forward_s,
+        "backward_s": l.backward_s,
+        "flops": l.flops,
+    })
+}
+
+fn layer_row(l: &LayerTiming) -> String {
+    let gflops = |s: f64| l.flops as f64 / s / 1e9;
+    format!(
+        "  {:<8} {:>3}→{:<3} {:>4}x{:<4}  fwd {:>8} s {:>6.1} GFLOP/s  bwd {:>8} s {:>6.1} GFLOP/s",
+        l.name,
+        l.c_in,
+        l.c_out,
+        l.hw.1,
+        l.hw.0,
+        secs(l.forward_s),
+        gflops(l.forward_s),
+        secs(l.backward_s),
+        gflops(l.backward_s)
+    )
 }
 
 fn json_line(r: &BenchResult, peak: Option<u64>) -> String {

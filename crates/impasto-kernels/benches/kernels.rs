@@ -166,7 +166,8 @@ fn sgemm_1thread<const P: usize>(bencher: Bencher, (m, n, k): (usize, usize, usi
 }
 
 /// (c, h·w): style layers conv1_1 @256², conv3_1 @64², conv5_1 @16².
-const GRAMS: [(usize, usize); 3] = [(64, 256 * 256), (256, 64 * 64), (512, 16 * 16)];
+const GRAMS: [(usize, usize); 5] =
+    [(64, 512 * 512), (128, 256 * 256), (256, 128 * 128), (512, 64 * 64), (512, 32 * 32)];
 
 #[divan::bench(args = GRAMS, sample_count = 20)]
 fn gram_forward(bencher: Bencher, (c, n): (usize, usize)) {

@@ -1,5 +1,5 @@
 //! `Conv3x3`: 3×3, stride 1, zero-pad 1 convolution (forward and gradient to
-//! the input) as tiled im2col + `sgemm`.
+//! the input) as tiled im2col + `sgemm` (or `sgemm` + col2im), or Winograd.
 //!
 //! The output pixels are cut into tiles whose column matrix fits in
 //! [`COL_BUDGET_BYTES`]; tiles run in order, parallelism comes from the GEMM
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::im2col::{col_stride, pack_tile};
 use crate::par::worth_parallel;
 use crate::relu::relu_slice;
-use crate::sgemm::sgemm;
+use crate::sgemm::{MatRef, auto_parallelism, gemm_strided, sgemm};
 use crate::winograd::{WinoWeights, conv3x3_winograd};
 
 /// Upper bound (bytes) for one tile's im2col buffer, whatever the image size
@@ -31,9 +31,12 @@ const MIN_TILE_PIXELS: usize = 64;
 /// Weights are rearranged once in [`Conv3x3::new`] for both the forward pass
 /// and the gradient to the input.
 ///
-/// Each call allocates one im2col tile buffer of at most about 4 MiB,
-/// whatever the image size; the output pixels are processed tile by tile, in
-/// order, with the GEMM (and the packing) running on the current rayon pool.
+/// The GEMM paths use one column buffer of at most about 4 MiB, whatever the
+/// image size, kept between calls; the output pixels are processed tile by
+/// tile, in order, with the GEMM (and the packing) running on the current
+/// rayon pool. The gradient to an input with fewer channels than the output
+/// (the first layer) multiplies first and adds the taps back (col2im), so its
+/// buffer has `9·c_in` rows rather than `9·c_out`.
 #[derive(Clone)]
 pub struct Conv3x3 {
     c_in: usize,
@@ -187,8 +190,77 @@ impl Conv3x3 {
                     .get_or_init(|| WinoWeights::new(&self.bwd, 9 * self.c_out, self.c_in, self.c_out));
                 conv3x3_winograd(u, self.c_in, self.c_out, None, dy, h, w, false, dx);
             }
+            _ if self.c_in < self.c_out => {
+                let wt = MatRef { data: &self.fwd, rs: 1, cs: 9 * self.c_in + 1 };
+                backward_col2im(wt, self.c_in, self.c_out, dy, h, w, dx);
+            }
             _ => conv3x3_tiled(&self.bwd, self.c_in, self.c_out, false, dy, h, w, false, dx),
         }
+    }
+}
+
+/// Gradient to the input when it has fewer channels than the output (the first layer: 64 → 3):
+/// `Z = Wᵀ·dy` (`9·c_in × pixels`, a row per input channel and tap) over tiles of whole rows,
+/// then each tap's row of `Z` is added to `dx` shifted by the tap (col2im). The buffer is
+/// `9·c_in` rows instead of im2col's `9·c_out`, and `dy` is read once.
+///
+/// `wt` is `Wᵀ`: element (`ci·9 + tap`, `o`) is `w[o, ci, tap]`.
+fn backward_col2im(
+    wt: MatRef<'_>,
+    c_in: usize,
+    c_out: usize,
+    dy: &[f32],
+    h: usize,
+    w: usize,
+    dx: &mut [f32],
+) {
+    let hw = h * w;
+    dx.fill(0.0);
+    if hw == 0 || c_in == 0 {
+        return;
+    }
+    let kz = 9 * c_in;
+    let rows = (COL_BUDGET_BYTES / 4 / (kz * w).max(1)).clamp(1, h);
+    let mut guard = COL_SCRATCH.try_lock().ok();
+    let mut own = Vec::new();
+    let z: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut own);
+    if z.len() < kz * rows * w {
+        z.resize(kz * rows * w, 0.0);
+    }
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + rows).min(h);
+        let n = (y1 - y0) * w;
+        let z = &mut z[..kz * n];
+        let b = MatRef { data: &dy[y0 * w..], rs: hw, cs: 1 };
+        gemm_strided(kz, n, c_out, 1.0, wt, b, false, z, n, auto_parallelism(kz, n, c_out));
+        // dx[ci][y + ky − 1][x + kx − 1] += Z[ci·9 + ky·3 + kx][y][x], in a fixed order.
+        let zr: &[f32] = z;
+        let scatter = |(ci, plane): (usize, &mut [f32])| {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let zrow = &zr[(ci * 9 + ky * 3 + kx) * n..][..n];
+                    for y in y0..y1 {
+                        let Some(ty) = (y + ky).checked_sub(1).filter(|&t| t < h) else { continue };
+                        let src = &zrow[(y - y0) * w..(y - y0 + 1) * w];
+                        let dst = &mut plane[ty * w..(ty + 1) * w];
+                        // Target column x + kx − 1 for source column x.
+                        let (s, d) = match kx {
+                            0 => (&src[1..], &mut dst[..w - 1]),
+                            1 => (src, &mut dst[..]),
+                            _ => (&src[..w - 1], &mut dst[1..]),
+                        };
+                        d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                    }
+                }
+            }
+        };
+        if worth_parallel(kz * n) {
+            dx.par_chunks_exact_mut(hw).enumerate().for_each(scatter);
+        } else {
+            dx.chunks_exact_mut(hw).enumerate().for_each(scatter);
+        }
+        y0 = y1;
     }
 }
 

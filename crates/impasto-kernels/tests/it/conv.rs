@@ -77,8 +77,12 @@ fn backward_matches_naive() {
 #[test]
 fn multi_tile_images_match_naive() {
     // Tiles end mid-row (63*65 pixels, k = 9*65+1) and within a single long
-    // row (1×5000, k = 9*64+1); 512 input channels give many small tiles.
+    // row (1×5000, k = 9*64+1); 512 input channels give many small tiles. Backward with fewer
+    // input than output channels runs GEMM-then-col2im over tiles of whole rows (200×700 with
+    // 3 channels: four row tiles whose taps overlap); with more, im2col tiles (65 ← 64).
     pool(2).install(|| {
+        check_backward(3, 8, 200, 700, 7);
+        check_backward(65, 64, 63, 65, 8);
         check_forward(65, 3, 63, 65, true, 1);
         check_backward(3, 65, 63, 65, 2);
         check_forward(64, 2, 1, 5000, false, 3);
