@@ -1,4 +1,5 @@
 //! `impasto bench`: its help, a tiny JSON run whose lines parse and carry every field, the table form,
+//! the per-convolution times (`--layers`),
 //! and its argument errors (checked before anything is measured).
 
 use crate::common::Sandbox;
@@ -21,6 +22,8 @@ fn bench_help() {
                                  5]
           --warmup <N>           Untimed iterations before them [default: 1]
           --json                 Print one JSON object per line instead of a table
+          --layers               Also time every convolution on its own (forward with bias and ReLU,
+                                 backward to the input)
       -h, --help                 Print help
 
     Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
@@ -32,6 +35,7 @@ fn bench_help() {
       impasto bench
       impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
       impasto bench --json > bench.jsonl
+      impasto bench --sizes 512 --model vgg16 --layers
     ");
 }
 
@@ -64,6 +68,46 @@ fn bench_json_lines() {
     } else {
         assert!(row["peak_rss_bytes"].is_null());
     }
+}
+
+#[test]
+fn bench_layers() {
+    let args = ["bench", "--sizes", "32", "--model", "vgg16", "--reps", "1", "--warmup", "0", "--layers"];
+    let out = Sandbox::new().run(&args);
+    out.assert_ok();
+    let convs: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("  conv")).collect();
+    let names: Vec<&str> = convs.iter().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
+            "conv4_2", "conv4_3", "conv5_1"
+        ],
+        "{}",
+        out.stdout
+    );
+    assert!(
+        convs[0].contains("3→64") && convs[0].contains("32x32") && convs[0].contains(" bwd "),
+        "{}",
+        convs[0]
+    );
+    let json = Sandbox::new().run(&[&args[..], &["--json"]].concat());
+    json.assert_ok();
+    let layers: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter(|v: &serde_json::Value| v["kind"] == "layer")
+        .collect();
+    assert_eq!(layers.len(), 11, "{}", json.stdout);
+    let l = &layers[10];
+    assert_eq!(
+        (l["layer"].as_str(), l["c_in"].as_u64(), l["height"].as_u64()),
+        (Some("conv5_1"), Some(512), Some(2))
+    );
+    assert!(
+        l["forward_s"].as_f64().is_some_and(|s| s > 0.0) && l["backward_s"].as_f64().is_some_and(|s| s > 0.0)
+    );
 }
 
 #[test]
