@@ -1,11 +1,16 @@
 //! The VGG network: architectures, weights, preprocessing, forward and backward passes.
 
 mod arch;
+mod compact;
 mod network;
 mod preprocess;
 mod weights;
 
 pub use arch::{Arch, Layer, LayerKind, Pooling};
+pub use compact::{
+    COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER, COMPACT_STYLE_LAYERS,
+    EMBEDDED_LABEL, check_compact_depth, embedded_model, pack_compact, quantize_channel,
+};
 pub use network::Vgg;
 pub use preprocess::Preprocess;
 pub use weights::{cache_file_name, locate_weights};
