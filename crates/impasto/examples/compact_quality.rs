@@ -8,6 +8,8 @@
 //! the compact weights, both results scored with the full weights (`impasto::score`), and optionally
 //! a side-by-side picture (full | compact).
 //!
+//! `join LEFT RIGHT OUT`: only the side-by-side picture of two saved images.
+//!
 //! `cargo run --release -p impasto --example compact_quality -- features WEIGHTS 256 a.png b.png`
 //!
 //! Set `IMPASTO_COMPACT=FILE` to measure a packed file instead of the built-in one.
@@ -92,17 +94,23 @@ fn stylize(full_path: &str, size: u32, iterations: usize, files: &[String]) -> R
         results.push(saved);
     }
     if let Some(path) = rest.first() {
-        let (a, b) = (&results[0], &results[1]);
-        let gap = 8;
-        let mut img = impasto::image::Rgb32FImage::from_pixel(
-            a.width() + b.width() + gap,
-            a.height().max(b.height()),
-            impasto::image::Rgb([1.0, 1.0, 1.0]),
-        );
-        impasto::image::imageops::replace(&mut img, a, 0, 0);
-        impasto::image::imageops::replace(&mut img, b, i64::from(a.width() + gap), 0);
-        impasto::save_image(&img, path.as_ref())?;
+        join(&results[0], &results[1], path)?;
     }
+    Ok(())
+}
+
+/// Writes `a | b` side by side with a white gap (a JPEG at quality 90).
+fn join(a: &impasto::image::Rgb32FImage, b: &impasto::image::Rgb32FImage, path: &str) -> Res<()> {
+    let gap = 8;
+    let mut img = impasto::image::Rgb32FImage::from_pixel(
+        a.width() + b.width() + gap,
+        a.height().max(b.height()),
+        impasto::image::Rgb([1.0, 1.0, 1.0]),
+    );
+    impasto::image::imageops::replace(&mut img, a, 0, 0);
+    impasto::image::imageops::replace(&mut img, b, i64::from(a.width() + gap), 0);
+    let options = impasto::SaveOptions { quality: 90, ..impasto::SaveOptions::default() };
+    impasto::save_image_with(&img, path.as_ref(), &options)?;
     Ok(())
 }
 
@@ -113,8 +121,12 @@ fn main() -> Res<()> {
         [mode, full, size, iterations, files @ ..] if mode == "stylize" => {
             stylize(full, size.parse()?, iterations.parse()?, files)
         }
+        [mode, a, b, out] if mode == "join" => {
+            join(&impasto::load_image(a.as_ref())?, &impasto::load_image(b.as_ref())?, out)
+        }
         _ => Err("usage: compact_quality features FULL SIZE IMAGE... | \
-                  compact_quality stylize FULL SIZE ITERATIONS CONTENT STYLE OUT_FULL OUT_COMPACT [SIDE_BY_SIDE]"
+                  compact_quality stylize FULL SIZE ITERATIONS CONTENT STYLE OUT_FULL OUT_COMPACT [SIDE_BY_SIDE] | \
+                  compact_quality join LEFT RIGHT SIDE_BY_SIDE"
             .into()),
     }
 }
