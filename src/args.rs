@@ -44,8 +44,10 @@ Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user c
 (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;
 $IMPASTO_CACHE_DIR replaces the folder): a safetensors file with torchvision key names
 (features.N.weight|bias). When there is none, the first run downloads the model (over 500 MB,
-once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions, unless --offline or
-IMPASTO_OFFLINE=1. See `impasto models --help` to download or import weights beforehand.
+once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions. Offline (--offline,
+IMPASTO_OFFLINE=1, or no network), a VGG-16 run uses the compact VGG-16 built into impasto
+instead (8-bit, layers up to relu4_2; style layers relu1_1..relu4_1), as does --weights builtin.
+See `impasto models --help` to download or import weights beforehand.
 
 Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
 and the --checkpoint are written; press Ctrl-C twice to quit at once).";
@@ -143,15 +145,10 @@ pub struct RunArgs {
     )]
     pub content_layers: Vec<String>,
 
-    /// Layers that measure style, comma separated
-    #[arg(
-        long,
-        value_name = "LAYERS",
-        value_delimiter = ',',
-        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
-        help_heading = "Loss"
-    )]
-    pub style_layers: Vec<String>,
+    /// Layers that measure style, comma separated [default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1;
+    /// relu1_1,relu2_1,relu3_1,relu4_1 with the built-in model]
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', help_heading = "Loss")]
+    pub style_layers: Option<Vec<String>>,
 
     /// One weight per style layer, comma separated [default: all 1]
     #[arg(
@@ -267,11 +264,13 @@ pub struct RunArgs {
     )]
     pub model: ModelArg,
 
-    /// Weights file (safetensors) [default: see below]
+    /// Weights file (safetensors), or `builtin`: the compact VGG-16 built into impasto [default: see
+    /// below]
     #[arg(long, value_name = "FILE", help_heading = "Model")]
     pub weights: Option<PathBuf>,
 
-    /// Never download the weights; fail naming what is missing (also IMPASTO_OFFLINE=1)
+    /// Never download the weights; without any, use the built-in compact VGG-16 (also
+    /// IMPASTO_OFFLINE=1)
     #[arg(long, help_heading = "Model")]
     pub offline: bool,
 

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use impasto::Arch;
 use impasto_weights::{KNOWN_MODELS, known_model};
@@ -14,12 +14,14 @@ use crate::args::{ModelArg, PreprocessArg};
 use crate::import;
 use crate::progress::{Display, note};
 use crate::settings::Env;
-use crate::weights::{self, CACHE_DIR_ENV, MODEL_URL_ENV, OFFLINE_ENV, WEIGHTS_ENV};
+use crate::weights::{self, BUILTIN, CACHE_DIR_ENV, MODEL_URL_ENV, OFFLINE_ENV, WEIGHTS_ENV};
 
 const AFTER_HELP: &str = "\
 The cache folder is ~/.cache/impasto on Linux ($XDG_CACHE_HOME/impasto; the platform's user cache
 folder elsewhere), or $IMPASTO_CACHE_DIR. A run without --weights and $IMPASTO_WEIGHTS uses
-<model>-conv-imagenet.safetensors there, and downloads it on first use unless offline.
+<model>-conv-imagenet.safetensors there, and downloads it on first use unless offline. Offline (or
+without network), a vgg16 run uses the compact VGG-16 built into impasto (`builtin`: 8-bit, layers
+up to relu4_2), made by `impasto models pack`.
 
 Environment:
   IMPASTO_CACHE_DIR  use this folder as the cache
@@ -32,7 +34,8 @@ Examples:
   impasto models download vgg19
   impasto models import vgg16-00b39a1b.pth
   impasto models import vgg16-397923af.pth --preprocess torch
-  impasto models path vgg16";
+  impasto models path vgg16
+  impasto models pack --weights vgg16-conv-imagenet.safetensors -o vgg16-q8.safetensors";
 
 /// Arguments of `impasto models`.
 #[derive(Debug, Args)]
@@ -56,6 +59,25 @@ pub enum ModelsCommand {
     /// Convert a VGG checkpoint you have (.pth, or .safetensors with torchvision key names) into the
     /// cache
     Import(ImportArgs),
+    /// Make the compact VGG-16 built into impasto from full VGG-16 weights: conv1_1..conv4_2,
+    /// quantised to 8 bits per output channel
+    Pack(PackArgs),
+}
+
+/// Arguments of `impasto models pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The full VGG-16 weights (safetensors, f32) [default: $IMPASTO_WEIGHTS, else the cached vgg16]
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// Where to write the compact file (the one built in is crates/impasto/assets/vgg16-q8.safetensors)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `impasto models download`.
@@ -124,25 +146,74 @@ pub fn run(args: ModelsArgs, env: &Env) -> Result<()> {
             let dir = cache_dir(env)?;
             import::import(&a, dir, env.display(a.quiet, 0)).map(|_| ())
         }
+        ModelsCommand::Pack(a) => pack(&a, env),
     }
+}
+
+/// `impasto models pack`: the full weights (`--weights`, `IMPASTO_WEIGHTS` or the cache) → the compact
+/// file, written atomically.
+fn pack(args: &PackArgs, env: &Env) -> Result<()> {
+    let input = match (&args.weights, &env.weights) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => {
+            let file = weights::cached_file(cache_dir(env)?, Arch::Vgg16);
+            if !file.is_file() {
+                bail!(
+                    "no VGG-16 weights to pack: pass --weights FILE, set {WEIGHTS_ENV}, or get them with \
+                     `impasto models download vgg16`"
+                );
+            }
+            file
+        }
+    };
+    let full = std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?;
+    let packed =
+        impasto::pack_compact(&full, &input).with_context(|| format!("cannot pack {}", input.display()))?;
+    let tmp = args.output.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, &packed)
+        .and_then(|()| std::fs::rename(&tmp, &args.output))
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    if !args.quiet {
+        note(&format!(
+            "packed {} ({}) into {} ({}): conv1_1..conv4_2, 8 bits per output channel",
+            input.display(),
+            weights::mib(full.len() as u64),
+            args.output.display(),
+            weights::mib(packed.len() as u64)
+        ));
+    }
+    Ok(())
 }
 
 /// `impasto models list`.
 fn list(env: &Env) -> Result<()> {
     let dir = cache_dir(env)?;
     out(&format!("cache folder: {}", dir.display()));
-    out(&format!("{:<6}  {:<6}  {:<5}  {:>9}  file", "model", "cached", "input", "size"));
+    out(&format!("{:<7}  {:<6}  {:<5}  {:>9}  file", "model", "cached", "input", "size"));
     for m in KNOWN_MODELS {
         let Some(arch) = Arch::from_name(m.arch) else { continue };
         let file = weights::cached_file(dir, arch);
         if file.is_file() {
             let input = import::declared_preprocessing(&file).unwrap_or_else(|| "?".into());
             let size = weights::size_text(&file);
-            out(&format!("{:<6}  {:<6}  {input:<5}  {size:>9}  {}", m.name, "yes", file.display()));
+            out(&format!("{:<7}  {:<6}  {input:<5}  {size:>9}  {}", m.name, "yes", file.display()));
         } else {
             let hint = format!("(get it with: impasto models download {})", m.name);
-            out(&format!("{:<6}  {:<6}  {:<5}  {:>9}  {hint}", m.name, "no", "-", "-"));
+            out(&format!("{:<7}  {:<6}  {:<5}  {:>9}  {hint}", m.name, "no", "-", "-"));
         }
+    }
+    if let Some(bytes) = impasto::embedded_model() {
+        let size = weights::mib(bytes.len() as u64);
+        let input = safetensors::SafeTensors::read_metadata(bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().as_ref()?.get("preprocessing").cloned())
+            .unwrap_or_else(|| "?".into());
+        out(&format!(
+            "{BUILTIN:<7}  {:<6}  {input:<5}  {size:>9}  (in impasto: VGG-16 up to {}, 8-bit; the offline \
+             fallback, or --weights {BUILTIN})",
+            "-",
+            impasto::COMPACT_LAST_LAYER
+        ));
     }
     if let Some(w) = &env.weights {
         out(&format!("note: {WEIGHTS_ENV}={} is set: runs use it instead of the cache", w.display()));

@@ -8,6 +8,7 @@ use std::path::Path;
 use impasto::{ColorMatch, ColorMode, Init, Optimizer, Pooling, Preprocess};
 
 use crate::settings::{InitSource, Settings};
+use crate::weights::{BUILTIN, Source};
 
 /// The metadata key of the parameters text (the name other image tools use for generation settings).
 pub const KEY: &str = "parameters";
@@ -30,7 +31,7 @@ fn list<T: ToString>(values: &[T]) -> String {
 
 /// The parameters text of a run whose network was loaded from `weights` with input convention
 /// `preprocess` (known only once the weights file is read).
-pub fn text(s: &Settings, weights: &Path, preprocess: Preprocess) -> String {
+pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
     let c = &s.config;
     let mut t = String::from("impasto");
     let mut arg = |flag: &str, value: String| {
@@ -106,8 +107,10 @@ pub fn text(s: &Settings, weights: &Path, preprocess: Preprocess) -> String {
         arg("--style-mask", path(m));
     }
     arg("--model", c.model.name().into());
-    if let Some(w) = &s.weights.explicit {
-        arg("--weights", path(w));
+    match (weights, &s.weights.explicit) {
+        (Source::Builtin, _) => arg("--weights", BUILTIN.into()),
+        (Source::File(_), Some(w)) => arg("--weights", path(w)),
+        (Source::File(_), None) => {}
     }
     arg(
         "--preprocess",
@@ -136,7 +139,10 @@ pub fn text(s: &Settings, weights: &Path, preprocess: Preprocess) -> String {
         arg("--resume", path(p));
     }
     arg("--threads", c.threads.to_string());
-    let weights_name = weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let weights_name = match weights {
+        Source::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        Source::Builtin => format!("{BUILTIN} ({})", impasto::COMPACT_FORMAT),
+    };
     let _ = write!(t, " # {}, weights {weights_name}", impasto::SOFTWARE);
     t
 }
@@ -153,7 +159,8 @@ mod tests {
         let mut argv = vec!["impasto", "c.png", "my style.png", "-o", "o.png"];
         argv.extend_from_slice(extra);
         let s = resolve(Cli::try_parse_from(argv).expect("parses").run, &Env::default()).expect("resolves");
-        text(&s, Path::new("/cache/impasto/vgg16-conv-imagenet.safetensors"), Preprocess::Caffe)
+        let file = Source::File("/cache/impasto/vgg16-conv-imagenet.safetensors".into());
+        text(&s, &file, Preprocess::Caffe)
     }
 
     #[test]

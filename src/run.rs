@@ -14,7 +14,7 @@ use crate::args::RunArgs;
 use crate::inputs::Inputs;
 use crate::progress::{Display, Progress, fmt_loss, note};
 use crate::settings::{self, Env, Settings};
-use crate::weights::Located;
+use crate::weights::{Got, Located, Source};
 use crate::{inputs, interrupt, params};
 
 /// How a run ended without an error.
@@ -28,16 +28,27 @@ pub enum Outcome {
 
 /// Runs the command line `args` in environment `env`.
 pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
-    let s = settings::resolve(args, env)?;
+    let mut s = settings::resolve(args, env)?;
     impasto::check_writable(&s.output)?;
     s.save.check(&s.output)?;
     // Downloading comes before the Ctrl-C handler: a Ctrl-C then ends it at once, and the partial
     // download is resumed by the next run.
     let (weights, inputs) = match s.weights.locate(s.config.model)? {
-        Located::File(p) => (p, None),
+        Located::File(p) => (Source::File(p), None),
+        Located::Builtin => (Source::Builtin, None),
         Located::Missing(missing) => {
-            let inputs = inputs::load(&s)?;
-            (missing.get(s.display)?, Some(inputs))
+            let mut inputs = inputs::load(&s)?;
+            match missing.get(s.display)? {
+                Got::File(p) => (Source::File(p), Some(inputs)),
+                Got::Builtin(why) => {
+                    s.use_builtin()?;
+                    inputs.config.style_layers = s.config.style_layers.clone();
+                    if s.display != Display::Quiet {
+                        note(&builtin_notice(&why, &s));
+                    }
+                    (Source::Builtin, Some(inputs))
+                }
+            }
         }
     };
     let quiet = s.display == Display::Quiet;
@@ -89,6 +100,21 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// The one line that says a run falls back to the built-in model, why, and how to get the full one.
+fn builtin_notice(why: &str, s: &Settings) -> String {
+    let layers = if s.style_layers_given {
+        String::new()
+    } else {
+        format!("; style layers {}", s.config.style_layers.join(","))
+    };
+    format!(
+        "{why}: using {} (8-bit, layers up to {}{layers}); for the full model run \
+         `impasto models download vgg16` or pass --weights FILE",
+        impasto::EMBEDDED_LABEL,
+        impasto::COMPACT_LAST_LAYER
+    )
+}
+
 /// What [`load_and_stylize`] gives.
 struct Finished {
     /// The library's result, kept apart so that a non-finite loss can still write an image.
@@ -105,7 +131,7 @@ struct Finished {
 /// came before the first iteration.
 fn load_and_stylize(
     s: &Settings,
-    weights: &Path,
+    weights: &Source,
     inputs: Option<Inputs>,
     progress: &mut Progress,
 ) -> Result<Option<Finished>> {
@@ -118,7 +144,10 @@ fn load_and_stylize(
     };
     let config = &inputs.config;
     progress.stage("loading weights");
-    let net = Vgg::load(weights, config.model, config.pooling, s.preprocess, &s.deepest_layer)?;
+    let net = match weights {
+        Source::File(p) => Vgg::load(p, config.model, config.pooling, s.preprocess, &s.deepest_layer)?,
+        Source::Builtin => Vgg::embedded(config.pooling, &s.deepest_layer)?,
+    };
     let save = SaveOptions {
         alpha: inputs.alpha.clone(),
         metadata: vec![(params::KEY.into(), params::text(s, weights, net.preprocess()))],

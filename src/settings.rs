@@ -14,7 +14,7 @@ use impasto::{
 
 use crate::args::{ColorTransferArg, ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs};
 use crate::progress::Display;
-use crate::weights::{self, WEIGHTS_ENV, WeightsSearch};
+use crate::weights::{self, BUILTIN, WEIGHTS_ENV, WeightsSearch};
 
 /// What the CLI reads from its environment. Gathered once in `main`, passed in, so resolving is testable.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +87,8 @@ pub struct Settings {
     pub preprocess: Option<Preprocess>,
     /// The deepest layer the run uses: the network is loaded up to it.
     pub deepest_layer: String,
+    /// Whether `--style-layers` was given (else the built-in model gets its own default).
+    pub style_layers_given: bool,
     /// `--save-every` (0 = never).
     pub save_every: usize,
     /// How images are written: `--quality` and `--depth` (alpha and metadata are added once the inputs
@@ -289,7 +291,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         style_weight: args.style_weight,
         tv_weight: args.tv_weight,
         content_layers: args.content_layers,
-        style_layers: args.style_layers,
+        style_layers: args.style_layers.clone().unwrap_or_else(|| StyleConfig::default().style_layers),
         style_layer_weights: args.style_layer_weights,
         style_blend: args.style_blend,
         style_scale: args.style_scale,
@@ -325,15 +327,18 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
     } else {
         None
     };
-    Ok(Settings {
+    let builtin = args.weights.as_deref() == Some(Path::new(BUILTIN));
+    let mut settings = Settings {
         deepest_layer: deepest_layer(&config)?,
+        style_layers_given: args.style_layers.is_some(),
         config,
         content,
         styles: args.styles,
         init,
         output,
         weights: WeightsSearch {
-            explicit: args.weights,
+            explicit: args.weights.filter(|_| !builtin),
+            builtin,
             env: env.weights.clone(),
             cache_dir: env.cache_dir.clone(),
             offline,
@@ -346,7 +351,32 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         style_masks: args.style_mask,
         time_limit_text: args.time_limit,
         display,
-    })
+    };
+    if builtin {
+        settings.use_builtin()?;
+    }
+    Ok(settings)
+}
+
+impl Settings {
+    /// Switches the run to the built-in compact VGG-16: its default style layers (relu1_1..relu4_1)
+    /// unless `--style-layers` was given, and a check that every layer is one it has.
+    pub fn use_builtin(&mut self) -> Result<()> {
+        if let Some(p) = self.preprocess.filter(|&p| p != Preprocess::Caffe) {
+            bail!(
+                "--preprocess {} does not apply to {}: it takes caffe input",
+                p.name(),
+                impasto::EMBEDDED_LABEL
+            );
+        }
+        if !self.style_layers_given {
+            self.config.style_layers = impasto::COMPACT_STYLE_LAYERS.iter().map(|l| l.to_string()).collect();
+            self.config.validate(self.styles.len())?;
+        }
+        self.deepest_layer = deepest_layer(&self.config)?;
+        impasto::check_compact_depth(impasto::EMBEDDED_LABEL, self.config.model, &self.deepest_layer)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -536,6 +566,26 @@ mod tests {
         assert_eq!(s.weights.model_url.as_deref(), Some("http://mirror/"));
         let s = resolve(parse(&["--offline"]), &Env::default()).unwrap();
         assert_eq!((s.weights.offline, s.weights.model_url), (Some("--offline"), None));
+    }
+
+    #[test]
+    fn builtin_weights_take_their_own_style_layers() {
+        let s = resolve_ok(&["--weights", "builtin"]);
+        assert!(s.weights.builtin && s.weights.explicit.is_none());
+        assert_eq!(s.config.style_layers, impasto::COMPACT_STYLE_LAYERS);
+        assert_eq!(s.config.content_layers, ["relu4_2"]);
+        assert_eq!(s.deepest_layer, "relu4_2");
+        let s = resolve_ok(&["--weights", "builtin", "--style-layers", "relu2_1"]);
+        assert_eq!(
+            (&s.config.style_layers[..], s.deepest_layer.as_str()),
+            (&["relu2_1".to_string()][..], "relu4_2")
+        );
+        let s = resolve_ok(&["--weights", "./builtin"]);
+        assert!(!s.weights.builtin);
+        assert_eq!(s.weights.explicit.as_deref(), Some(Path::new("./builtin")));
+        assert_eq!(s.deepest_layer, "relu5_1");
+        let e = resolve_err(&["--weights", "builtin", "--style-layers", "relu5_1"]);
+        assert!(e.starts_with("the built-in compact VGG-16 stops at relu4_2; relu5_1 needs"), "{e}");
     }
 
     #[test]

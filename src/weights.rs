@@ -17,6 +17,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::progress::{Display, note};
 
+/// The `--weights` value that selects the compact VGG-16 built into impasto.
+pub const BUILTIN: &str = "builtin";
 /// The environment variable naming a weights file.
 pub const WEIGHTS_ENV: &str = "IMPASTO_WEIGHTS";
 /// The environment variable that replaces the user cache folder.
@@ -56,8 +58,10 @@ pub fn cached_file(cache_dir: &Path, arch: Arch) -> PathBuf {
 /// do when it is nowhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WeightsSearch {
-    /// `--weights`.
+    /// `--weights` (a file).
     pub explicit: Option<PathBuf>,
+    /// `--weights builtin`.
+    pub builtin: bool,
     /// `IMPASTO_WEIGHTS`.
     pub env: Option<PathBuf>,
     /// The user cache folder.
@@ -73,6 +77,8 @@ pub struct WeightsSearch {
 pub enum Located {
     /// The weights file.
     File(PathBuf),
+    /// `--weights builtin`.
+    Builtin,
     /// Nothing (no `--weights`, no `IMPASTO_WEIGHTS`, nothing cached): a known model to download.
     Missing(Missing),
 }
@@ -90,6 +96,9 @@ impl WeightsSearch {
     /// Finds the weights file for `arch`. A `--weights` or `IMPASTO_WEIGHTS` that names no file is an
     /// error; an empty cache is [`Located::Missing`] (an error without a cache folder).
     pub fn locate(&self, arch: Arch) -> Result<Located> {
+        if self.builtin {
+            return Ok(Located::Builtin);
+        }
         let (explicit, env, cache) =
             (self.explicit.as_deref(), self.env.as_deref(), self.cache_dir.as_deref());
         match impasto::locate_weights(arch, explicit, env, cache) {
@@ -114,17 +123,42 @@ impl WeightsSearch {
     }
 }
 
+/// Where a run's network comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A weights file.
+    File(PathBuf),
+    /// The compact VGG-16 built into impasto.
+    Builtin,
+}
+
+/// The weights a run gets when none were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    /// The downloaded file.
+    File(PathBuf),
+    /// The built-in compact VGG-16, because of this (`offline mode (--offline) and no vgg16 weights
+    /// found`, `cannot download the vgg16 weights (…)`).
+    Builtin(String),
+}
+
 impl Missing {
-    /// Downloads the weights into the cache and returns the cached file, or explains what is missing
-    /// when offline.
-    pub fn get(&self, display: Display) -> Result<PathBuf> {
+    /// Downloads the weights into the cache and returns the cached file. Offline, or when the server
+    /// cannot be reached, a VGG-16 run falls back to the built-in compact model; otherwise the error
+    /// says what is missing.
+    pub fn get(&self, display: Display) -> Result<Got> {
         let name = self.arch.name();
         let file = cached_file(&self.cache_dir, self.arch);
+        let builtin = self.arch == Arch::Vgg16 && impasto::embedded_model().is_some();
         if let Some(why) = self.offline {
+            if builtin {
+                return Ok(Got::Builtin(format!("offline mode ({why}) and no {name} weights found")));
+            }
             bail!(
                 "no {name} weights found (looked in: --weights (not given), {WEIGHTS_ENV} (not set), {}) \
-                 and offline mode ({why}) forbids downloading them; get them with `impasto models download {name}` \
-                 while online, or `impasto models import FILE` from a {name} checkpoint you have, or pass --weights FILE",
+                 and offline mode ({why}) forbids downloading them (the built-in compact model is a VGG-16); \
+                 get them with `impasto models download {name}` while online, or `impasto models import FILE` \
+                 from a {name} checkpoint you have, or pass --weights FILE",
                 file.display()
             );
         }
@@ -132,13 +166,26 @@ impl Missing {
         if display != Display::Quiet {
             note(&format!("no {name} weights in {} yet: downloading them once", self.cache_dir.display()));
         }
-        download(m, &self.cache_dir, self.model_url.as_deref(), display).with_context(|| {
-            format!(
+        match download(m, &self.cache_dir, self.model_url.as_deref(), display) {
+            Ok(p) => Ok(Got::File(p)),
+            Err(e) if builtin && unreachable(&e) => {
+                Ok(Got::Builtin(format!("cannot download the {name} weights ({e:#})")))
+            }
+            Err(e) => Err(e.context(format!(
                 "cannot get the {name} weights (retry, or run `impasto models import FILE` with a {name} \
                  checkpoint you have, or pass --weights FILE)"
-            )
-        })
+            ))),
+        }
     }
+}
+
+/// Whether a download failed for lack of network (no connection, no answer), rather than because of
+/// what the server answered.
+fn unreachable(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<impasto_weights::Error>(),
+        Some(impasto_weights::Error::Network { .. } | impasto_weights::Error::Timeout { .. })
+    )
 }
 
 /// The file name a download is saved under and the SHA-256 prefix it must have: the table's, unless

@@ -113,19 +113,11 @@ fn run_without_weights_flag(sb: &Sandbox, extra: &[&str]) -> Run {
 }
 
 #[test]
-fn weights_found_nowhere() {
-    let sb = setup();
-    let out = run_without_weights_flag(&sb, &[]);
-    let (line, root) = (out.error_line(1), sb.root_regex());
-    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg16 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them; get them with `impasto models download vgg16` while online, or `impasto models import FILE` from a vgg16 checkpoint you have, or pass --weights FILE") });
-}
-
-#[test]
 fn weights_found_nowhere_names_the_vgg19_file() {
     let sb = setup();
     let out = run_without_weights_flag(&sb, &["--model", "vgg19"]);
     let (line, root) = (out.error_line(1), sb.root_regex());
-    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them; get them with `impasto models download vgg19` while online, or `impasto models import FILE` from a vgg19 checkpoint you have, or pass --weights FILE") });
+    insta::with_settings!({ filters => vec![(root.as_str(), "[SANDBOX]")] }, { insta::assert_snapshot!(line, @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them (the built-in compact model is a VGG-16); get them with `impasto models download vgg19` while online, or `impasto models import FILE` from a vgg19 checkpoint you have, or pass --weights FILE") });
 }
 
 #[test]

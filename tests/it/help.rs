@@ -41,7 +41,8 @@ fn help() {
                                          1000000]
           --content-layers <LAYERS>      Layers that measure content, comma separated [default: relu4_2]
           --style-layers <LAYERS>        Layers that measure style, comma separated [default:
-                                         relu1_1,relu2_1,relu3_1,relu4_1,relu5_1]
+                                         relu1_1,relu2_1,relu3_1,relu4_1,relu5_1;
+                                         relu1_1,relu2_1,relu3_1,relu4_1 with the built-in model]
           --style-layer-weights <W,...>  One weight per style layer, comma separated [default: all 1]
           --style-blend <W,...>          One weight per style image, comma separated, normalised
                                          [default: equal]
@@ -85,9 +86,10 @@ fn help() {
 
     Model:
           --model <vgg16|vgg19>       Network (VGG-19 is the one of Gatys et al.) [default: vgg16]
-          --weights <FILE>            Weights file (safetensors) [default: see below]
-          --offline                   Never download the weights; fail naming what is missing (also
-                                      IMPASTO_OFFLINE=1)
+          --weights <FILE>            Weights file (safetensors), or `builtin`: the compact VGG-16 built
+                                      into impasto [default: see below]
+          --offline                   Never download the weights; without any, use the built-in compact
+                                      VGG-16 (also IMPASTO_OFFLINE=1)
           --preprocess <caffe|torch>  Input convention of the weights: caffe (BGR 0..255 minus the mean)
                                       or torch (RGB 0..1, mean/std) [default: what the weights file
                                       declares, else caffe]
@@ -121,8 +123,10 @@ fn help() {
     (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;
     $IMPASTO_CACHE_DIR replaces the folder): a safetensors file with torchvision key names
     (features.N.weight|bias). When there is none, the first run downloads the model (over 500 MB,
-    once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions, unless --offline or
-    IMPASTO_OFFLINE=1. See `impasto models --help` to download or import weights beforehand.
+    once; $IMPASTO_MODEL_URL sets another source) and caches its convolutions. Offline (--offline,
+    IMPASTO_OFFLINE=1, or no network), a VGG-16 run uses the compact VGG-16 built into impasto
+    instead (8-bit, layers up to relu4_2; style layers relu1_1..relu4_1), as does --weights builtin.
+    See `impasto models --help` to download or import weights beforehand.
 
     Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
     and the --checkpoint are written; press Ctrl-C twice to quit at once).

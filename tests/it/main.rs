@@ -1,7 +1,9 @@
 //! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs,
-//! run options, checkpoints, `impasto bench`, and `impasto models` with the first run's download.
+//! run options, checkpoints, `impasto bench`, `impasto models` with the first run's download, and the
+//! built-in compact model.
 
 mod bench;
+mod builtin;
 mod checkpoint;
 mod common;
 mod errors;

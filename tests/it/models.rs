@@ -62,13 +62,17 @@ fn help() {
                 cached)
       import    Convert a VGG checkpoint you have (.pth, or .safetensors with torchvision key names)
                 into the cache
+      pack      Make the compact VGG-16 built into impasto from full VGG-16 weights: conv1_1..conv4_2,
+                quantised to 8 bits per output channel
 
     Options:
       -h, --help  Print help
 
     The cache folder is ~/.cache/impasto on Linux ($XDG_CACHE_HOME/impasto; the platform's user cache
     folder elsewhere), or $IMPASTO_CACHE_DIR. A run without --weights and $IMPASTO_WEIGHTS uses
-    <model>-conv-imagenet.safetensors there, and downloads it on first use unless offline.
+    <model>-conv-imagenet.safetensors there, and downloads it on first use unless offline. Offline (or
+    without network), a vgg16 run uses the compact VGG-16 built into impasto (`builtin`: 8-bit, layers
+    up to relu4_2), made by `impasto models pack`.
 
     Environment:
       IMPASTO_CACHE_DIR  use this folder as the cache
@@ -82,6 +86,7 @@ fn help() {
       impasto models import vgg16-00b39a1b.pth
       impasto models import vgg16-397923af.pth --preprocess torch
       impasto models path vgg16
+      impasto models pack --weights vgg16-conv-imagenet.safetensors -o vgg16-q8.safetensors
     ");
 }
 
@@ -119,9 +124,10 @@ fn list_and_path_of_an_empty_cache() {
     insta::with_settings!({ filters => f.iter().map(|(a, b)| (a.as_str(), *b)) }, {
         insta::assert_snapshot!(out.stdout, @"
         cache folder: [SANDBOX]/cache/impasto
-        model   cached  input       size  file
-        vgg16   no      -              -  (get it with: impasto models download vgg16)
-        vgg19   no      -              -  (get it with: impasto models download vgg19)
+        model    cached  input       size  file
+        vgg16    no      -              -  (get it with: impasto models download vgg16)
+        vgg19    no      -              -  (get it with: impasto models download vgg19)
+        builtin  -       caffe    5.0 MiB  (in impasto: VGG-16 up to relu4_2, 8-bit; the offline fallback, or --weights builtin)
         note: IMPASTO_OFFLINE is set: nothing is downloaded
         note: IMPASTO_MODEL_URL=http://[SERVER]/{file} is set: downloads come from there
         ");
@@ -149,9 +155,10 @@ fn import_a_pth_then_run_from_the_cache() {
         out.assert_ok();
         insta::assert_snapshot!(out.stdout, @"
         cache folder: [SANDBOX]/cache/impasto
-        model   cached  input       size  file
-        vgg16   yes     caffe   15.2 KiB  [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
-        vgg19   no      -              -  (get it with: impasto models download vgg19)
+        model    cached  input       size  file
+        vgg16    yes     caffe   15.2 KiB  [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
+        vgg19    no      -              -  (get it with: impasto models download vgg19)
+        builtin  -       caffe    5.0 MiB  (in impasto: VGG-16 up to relu4_2, 8-bit; the offline fallback, or --weights builtin)
         note: IMPASTO_OFFLINE is set: nothing is downloaded
         note: IMPASTO_MODEL_URL=http://[SERVER]/{file} is set: downloads come from there
         ");
@@ -193,7 +200,7 @@ fn import_a_safetensors_keeps_its_declaration() {
     assert!(keys.iter().all(|k| k.starts_with("features.")), "{keys:?}");
     assert_eq!(meta["preprocessing"], "torch");
     let list = sb.run(&["models", "list"]).stdout;
-    assert!(list.lines().any(|l| l.starts_with("vgg16   yes     torch")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("vgg16    yes     torch")), "{list}");
 }
 
 #[test]
@@ -339,11 +346,13 @@ fn first_run_checks_the_images_before_downloading() {
 
 #[test]
 fn first_run_offline_says_what_is_missing() {
-    let (sb, args) = run_setup();
+    // VGG-16 runs fall back to the built-in model (`builtin.rs`); VGG-19 has none.
+    let (sb, mut args) = run_setup();
+    args.extend(["--model", "vgg19"]);
     let f = filters(&sb);
     insta::with_settings!({ filters => f.iter().map(|(a, b)| (a.as_str(), *b)) }, {
-        insta::assert_snapshot!(sb.run(&args).error_line(1), @"impasto: error: no vgg16 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them; get them with `impasto models download vgg16` while online, or `impasto models import FILE` from a vgg16 checkpoint you have, or pass --weights FILE");
+        insta::assert_snapshot!(sb.run(&args).error_line(1), @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors) and offline mode (IMPASTO_OFFLINE is set) forbids downloading them (the built-in compact model is a VGG-16); get them with `impasto models download vgg19` while online, or `impasto models import FILE` from a vgg19 checkpoint you have, or pass --weights FILE");
         let out = run_cmd(&mut sb.online("http://127.0.0.1:9/{file}"), &[&args[..], &["--offline"]].concat());
-        insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg16 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors) and offline mode (--offline) forbids downloading them; get them with `impasto models download vgg16` while online, or `impasto models import FILE` from a vgg16 checkpoint you have, or pass --weights FILE");
+        insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg19 weights found (looked in: --weights (not given), IMPASTO_WEIGHTS (not set), [SANDBOX]/cache/impasto/vgg19-conv-imagenet.safetensors) and offline mode (--offline) forbids downloading them (the built-in compact model is a VGG-16); get them with `impasto models download vgg19` while online, or `impasto models import FILE` from a vgg19 checkpoint you have, or pass --weights FILE");
     });
 }

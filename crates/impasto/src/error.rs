@@ -57,7 +57,7 @@ pub enum Error {
     },
     /// A tensor in the weights file has the wrong shape or dtype.
     #[error(
-        "weights file {path}: tensor `{key}` (layer {layer}) has shape {actual:?} {dtype}, expected {expected:?} F32"
+        "weights file {path}: tensor `{key}` (layer {layer}) has shape {actual:?} {dtype}, expected {expected:?} {expected_dtype}"
     )]
     WeightsShape {
         /// The weights file.
@@ -72,6 +72,8 @@ pub enum Error {
         actual: Vec<usize>,
         /// The dtype found in the file.
         dtype: String,
+        /// The dtype expected (`F32`; `I8` for the quantised weights of a compact file).
+        expected_dtype: String,
     },
     /// No weights file was found in any of the places searched.
     #[error(
@@ -83,6 +85,23 @@ pub enum Error {
         /// The places searched, comma separated.
         searched: String,
     },
+    /// The weights end before a layer the run needs: the compact VGG-16 stops at `relu4_2`.
+    #[error(
+        "{weights} stops at {last}; {layer} needs the full {model} weights: get them with `impasto models download {model}` or pass --weights FILE"
+    )]
+    WeightsTooShallow {
+        /// The weights, e.g. "the built-in compact VGG-16".
+        weights: String,
+        /// The deepest layer they have, e.g. `relu4_2`.
+        last: String,
+        /// The layer asked for, e.g. `relu5_1`.
+        layer: String,
+        /// The architecture.
+        model: String,
+    },
+    /// This build of the library has no built-in model (its `embedded-model` feature is off).
+    #[error("this build of impasto has no built-in model (the `embedded-model` feature is off)")]
+    NoEmbeddedModel,
     /// A layer name that the network does not have.
     #[error("unknown layer `{name}` for {model} (known: {known})")]
     UnknownLayer {

@@ -54,7 +54,11 @@ pub use io::{
     load_image, load_image_with_alpha, save_image, save_image_with,
 };
 pub use loss::{Objective, gram_matrix};
-pub use model::{Arch, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name, locate_weights};
+pub use model::{
+    Arch, COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER,
+    COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,
+    check_compact_depth, embedded_model, locate_weights, pack_compact, quantize_channel,
+};
 pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize};

@@ -2,12 +2,17 @@
 
 mod arch;
 mod buffers;
+mod compact;
 mod network;
 mod preprocess;
 mod weights;
 
 pub use arch::{Arch, Layer, LayerKind, Pooling};
 pub(crate) use buffers::BufferPool;
+pub use compact::{
+    COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER, COMPACT_STYLE_LAYERS,
+    EMBEDDED_LABEL, check_compact_depth, embedded_model, pack_compact, quantize_channel,
+};
 pub use network::Vgg;
 pub use preprocess::Preprocess;
 pub use weights::{cache_file_name, locate_weights};

@@ -7,6 +7,7 @@ use impasto_kernels as k;
 
 use super::arch::{Arch, Layer, LayerKind, Pooling};
 use super::buffers::BufferPool;
+use super::compact::read_embedded;
 use super::preprocess::Preprocess;
 use super::weights::{ConvWeights, read_conv_weights};
 use crate::error::Result;
@@ -99,8 +100,20 @@ impl Vgg {
         let last = arch.layer_index(deepest)?;
         let layers: Vec<Layer> = arch.layers().into_iter().take(last + 1).collect();
         let n_convs = layers.iter().filter(|l| matches!(l.kind, LayerKind::Conv { .. })).count();
-        let (weights, declared) = read_conv_weights(path, arch, n_convs)?;
+        let (weights, declared) = read_conv_weights(path, arch, n_convs, deepest)?;
         Ok(Self::from_parts(arch, pooling, preprocess.or(declared).unwrap_or_default(), layers, weights))
+    }
+
+    /// Loads the built-in compact VGG-16 (see [`crate::embedded_model`]) up to and including layer
+    /// `deepest`, dequantised to f32. It stops at `relu4_2`: a deeper layer is
+    /// [`crate::Error::WeightsTooShallow`]; a library built without the `embedded-model` feature gives
+    /// [`crate::Error::NoEmbeddedModel`].
+    pub fn embedded(pooling: Pooling, deepest: &str) -> Result<Vgg> {
+        let arch = Arch::Vgg16;
+        let last = arch.layer_index(deepest)?;
+        let (weights, declared) = read_embedded(deepest)?;
+        let layers = arch.layers().into_iter().take(last + 1).collect();
+        Ok(Self::from_parts(arch, pooling, declared.unwrap_or_default(), layers, weights))
     }
 
     /// Builds a network from in-memory OIHW weights for the first `weights.len()` convolutions of `arch`
@@ -128,6 +141,7 @@ impl Vgg {
                         expected: vec![c_out, c_in, 3, 3],
                         actual: vec![w.len() / 9, 1, 3, 3],
                         dtype: "F32".into(),
+                        expected_dtype: "F32".into(),
                     });
                 }
                 convs.push(ConvWeights { c_in, c_out, weight: w.clone(), bias: b.clone() });

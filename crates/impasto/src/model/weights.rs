@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
 
 use super::arch::{Arch, LayerKind};
+use super::compact;
 use super::preprocess::Preprocess;
 use crate::error::{Error, Result};
 
@@ -55,23 +57,41 @@ pub fn locate_weights(
     Err(Error::WeightsNotFound { model: arch.name().into(), searched: searched.join(", ") })
 }
 
-/// Reads the convolutions `0..n_convs` of `arch` from a safetensors file, checking every tensor's
-/// presence, dtype and shape. Also returns the preprocessing the file declares in its metadata
-/// (`preprocessing = caffe|torch`, or an `input` text mentioning BGR), if any.
+/// Reads the convolutions `0..n_convs` of `arch` from a safetensors file (f32, or the compact 8-bit
+/// form of [`super::compact`]), checking every tensor's presence, dtype and shape. Also returns the
+/// preprocessing the file declares in its metadata (`preprocessing = caffe|torch`, or an `input` text
+/// mentioning BGR), if any. `deepest` names the layer that needs the last of them (for errors).
 pub(crate) fn read_conv_weights(
     path: &Path,
     arch: Arch,
     n_convs: usize,
+    deepest: &str,
 ) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         action: "cannot read weights",
         path: path.into(),
         source: e,
     })?;
+    parse_conv_weights(&bytes, path, arch, n_convs, deepest)
+}
+
+/// [`read_conv_weights`] on the bytes of a file; `path` only names it in errors.
+pub(crate) fn parse_conv_weights(
+    bytes: &[u8],
+    path: &Path,
+    arch: Arch,
+    n_convs: usize,
+    deepest: &str,
+) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
     let format_err = |reason: String| Error::WeightsFormat { path: path.into(), reason };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format_err(e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(e.to_string()))?;
-    let preprocess = meta.metadata().as_ref().and_then(declared_preprocess);
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format_err(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let preprocess = declared_preprocess(&meta);
+    if compact::is_compact(&meta) {
+        let convs = compact::read(&st, &meta, path, arch, n_convs, deepest)?;
+        return Ok((convs, preprocess));
+    }
     let mut out = Vec::with_capacity(n_convs);
     for layer in arch.layers() {
         let LayerKind::Conv { conv, torch_index, c_in, c_out } = layer.kind else { continue };
@@ -80,24 +100,8 @@ pub(crate) fn read_conv_weights(
         }
         let read = |suffix: &str, shape: Vec<usize>| -> Result<Vec<f32>> {
             let key = format!("features.{torch_index}.{suffix}");
-            let view = st.tensor(&key).map_err(|_| Error::WeightsMissingKey {
-                path: path.into(),
-                key: key.clone(),
-                layer: layer.name.clone(),
-                model: arch.name().into(),
-            })?;
-            if view.shape() != shape.as_slice() || view.dtype() != safetensors::Dtype::F32 {
-                return Err(Error::WeightsShape {
-                    path: path.into(),
-                    key,
-                    layer: layer.name.clone(),
-                    expected: shape,
-                    actual: view.shape().to_vec(),
-                    dtype: format!("{:?}", view.dtype()),
-                });
-            }
-            let values: Vec<f32> =
-                view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let view = tensor(&st, path, &key, &layer.name, arch, &shape, Dtype::F32)?;
+            let values = f32_values(view.data());
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 return Err(format_err(format!("tensor `{key}` has a non-finite value at position {i}")));
             }
@@ -108,6 +112,41 @@ pub(crate) fn read_conv_weights(
         out.push(ConvWeights { c_in, c_out, weight, bias });
     }
     Ok((out, preprocess))
+}
+
+/// The tensor `key` of `st`, checked to have `shape` and `dtype` (`layer` is the layer that needs it).
+pub(crate) fn tensor<'a>(
+    st: &'a SafeTensors<'a>,
+    path: &Path,
+    key: &str,
+    layer: &str,
+    arch: Arch,
+    shape: &[usize],
+    dtype: Dtype,
+) -> Result<TensorView<'a>> {
+    let view = st.tensor(key).map_err(|_| Error::WeightsMissingKey {
+        path: path.into(),
+        key: key.into(),
+        layer: layer.into(),
+        model: arch.name().into(),
+    })?;
+    if view.shape() != shape || view.dtype() != dtype {
+        return Err(Error::WeightsShape {
+            path: path.into(),
+            key: key.into(),
+            layer: layer.into(),
+            expected: shape.to_vec(),
+            actual: view.shape().to_vec(),
+            dtype: format!("{:?}", view.dtype()),
+            expected_dtype: format!("{dtype:?}"),
+        });
+    }
+    Ok(view)
+}
+
+/// Little-endian f32 values.
+pub(crate) fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 fn declared_preprocess(meta: &HashMap<String, String>) -> Option<Preprocess> {

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)]
 
 mod common;
+mod compact;
 mod config;
 mod fixtures;
 mod gradcheck;
