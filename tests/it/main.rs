@@ -1,5 +1,6 @@
 //! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs,
-//! run options, checkpoints, `impasto bench`, and `impasto models` with the first run's download.
+//! run options, checkpoints, `impasto bench`, `impasto models` with the first run's download, and
+//! `impasto serve`.
 
 mod bench;
 mod checkpoint;
@@ -11,3 +12,4 @@ mod models;
 mod options;
 mod pth;
 mod run;
+mod serve;
