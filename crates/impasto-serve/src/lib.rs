@@ -46,7 +46,7 @@ use impasto::Vgg;
 
 pub use error::ServeError;
 pub use jobs::JobState;
-pub use settings::{Limits, Settings};
+pub use settings::{InitChoice, Limits, OptimizerChoice, Settings};
 
 /// The shortest time between two preview images of a run (each costs a PNG encoding).
 pub const PREVIEW_INTERVAL: Duration = Duration::from_millis(250);

@@ -1,8 +1,8 @@
 //! The page end to end in a real headless Chromium with the real VGG-16: see a fake image refused with
-//! the server's message, then pick two images from
-//! ../shared/images, start a small coarse-to-fine run, see two different preview frames, raise the style
-//! weight with the keyboard mid-run and see the style loss drop by that factor, see the second scale,
-//! pause, download a PNG that decodes, resume and cancel. Writes a screenshot (the README's
+//! the server's message, then pick two images from ../shared/images, start a small coarse-to-fine run,
+//! see two different preview frames, lower the style weight with the keyboard mid-run and see the style
+//! loss drop by that factor at the next step, see the second scale, pause, download a PNG that decodes,
+//! reload the page and find the run again, resume and cancel. Writes a screenshot (the README's
 //! docs/serve.png is one). Without Chromium it skips, except under CI=true, where it fails.
 
 use std::collections::HashSet;
@@ -26,8 +26,8 @@ const FRAME: &str = "(() => { const i = document.querySelector('#preview');
 /// The style loss of the first step under new weights over that of the step before, from the page's
 /// own history (null until both are there).
 const JUMP: &str = "(() => { const m = marks.filter((m) => m.kind === 'weights').pop(); if (!m) return null;
-  const at = Math.floor(m.at); const a = history.find((s) => s.iteration === at);
-  const b = history.find((s) => s.iteration === at + 1); return a && b ? b.style / a.style : null; })()";
+  const at = Math.floor(m.at); const a = steps.find((s) => s.iteration === at);
+  const b = steps.find((s) => s.iteration === at + 1); return a && b ? b.style / a.style : null; })()";
 
 fn text_of(selector: &str) -> String {
     format!("document.querySelector('{selector}').textContent")
@@ -121,6 +121,15 @@ fn the_page_runs_watches_steers_pauses_and_downloads_in_chromium() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve.png");
     std::fs::write(&path, &shot).unwrap();
     eprintln!("screenshot: {} ({} bytes)", path.display(), shot.len());
+
+    // A reloaded page finds its run again (the job is in the address) and shows where it stands.
+    b.eval("location.reload()").unwrap();
+    b.wait(
+        &format!("{} === 'paused' && {} === {at}", text_of("#state"), text_of("#iteration")),
+        30,
+        "the reload",
+    );
+    b.wait(FRAME, 10, "the preview after the reload");
 
     b.click("#resume");
     b.wait(&format!("{} === 'running'", text_of("#state")), 30, "the resume");
