@@ -11,6 +11,7 @@ use impasto::StyleConfig;
 
 use crate::bench::BenchArgs;
 use crate::models::ModelsArgs;
+use crate::serve::ServeArgs;
 
 /// The Adam step size used when `--learning-rate` is not given (the library's `Optimizer::Adam` has no
 /// default of its own because L-BFGS is the default optimiser).
@@ -39,6 +40,7 @@ Examples:
   impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
   impasto bench --sizes 256,512
   impasto models download vgg19
+  impasto serve --open
 
 Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
 (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;
@@ -84,6 +86,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// List, download, locate or import the network weights (the user cache folder)
     Models(ModelsArgs),
+    /// Start the web UI: run, watch and steer style transfers in the browser
+    Serve(ServeArgs),
 }
 
 /// Arguments of a style-transfer run.

@@ -1,7 +1,7 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench` and `impasto models` are the subcommands; without one, the arguments are a
-//! style-transfer run.
+//! `impasto bench`, `impasto models` and `impasto serve` are the subcommands; without one, the
+//! arguments are a style-transfer run.
 
 mod args;
 mod bench;
@@ -12,6 +12,7 @@ mod models;
 mod params;
 mod progress;
 mod run;
+mod serve;
 mod settings;
 mod weights;
 
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench::run(&args).map(|()| Outcome::Done),
         Some(Command::Models(args)) => {
             models::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
+        }
+        Some(Command::Serve(args)) => {
+            serve::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
         }
         None => run::run(cli.run, &settings::Env::from_process()),
     };

@@ -17,6 +17,7 @@ fn help() {
     Commands:
       bench   Measure the speed of one iteration on this machine (random weights, no files needed)
       models  List, download, locate or import the network weights (the user cache folder)
+      serve   Start the web UI: run, watch and steer style transfers in the browser
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept
@@ -118,6 +119,7 @@ fn help() {
       impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
       impasto bench --sizes 256,512
       impasto models download vgg19
+      impasto serve --open
 
     Weights are looked for in --weights FILE, else $IMPASTO_WEIGHTS, else the user cache folder
     (~/.cache/impasto/vgg16-conv-imagenet.safetensors on Linux; vgg19-... for --model vgg19;

@@ -1,6 +1,6 @@
 //! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs,
-//! run options, checkpoints, `impasto bench`, `impasto models` with the first run's download, and the
-//! built-in compact model.
+//! run options, checkpoints, `impasto bench`, `impasto models` with the first run's download, the
+//! built-in compact model, and `impasto serve`.
 
 mod bench;
 mod builtin;
@@ -13,3 +13,4 @@ mod models;
 mod options;
 mod pth;
 mod run;
+mod serve;

@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 pub use image;
 pub use io::{
     AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, SOFTWARE, SaveOptions, check_writable,
-    load_image, load_image_with_alpha, save_image, save_image_with,
+    decode_image, load_image, load_image_with_alpha, save_image, save_image_with,
 };
 pub use loss::{Objective, gram_matrix};
 pub use model::{
@@ -59,6 +59,6 @@ pub use model::{
     COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,
     check_compact_depth, embedded_model, locate_weights, pack_compact, quantize_channel,
 };
-pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason};
+pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason, Weights};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize};

@@ -1,4 +1,5 @@
-//! Progress reporting and cancellation: the [`Observer`] trait every client (CLI, tests, web UI) implements.
+//! Progress reporting, cancellation and steering: the [`Observer`] trait every client (CLI, tests, web UI)
+//! implements.
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -18,6 +19,24 @@ impl Losses {
     /// The total loss that is minimised.
     pub fn total(&self) -> f64 {
         self.content + self.style + self.tv
+    }
+}
+
+/// The three loss weights, as given to [`Observer::steer`] to change them during a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Weight of the content loss (alpha, [`StyleConfig::content_weight`](crate::StyleConfig::content_weight)).
+    pub content: f32,
+    /// Weight of the style loss (beta, [`StyleConfig::style_weight`](crate::StyleConfig::style_weight)).
+    pub style: f32,
+    /// Weight of the total-variation loss ([`StyleConfig::tv_weight`](crate::StyleConfig::tv_weight)).
+    pub tv: f32,
+}
+
+impl Weights {
+    /// The weights a config starts with.
+    pub fn of(config: &crate::StyleConfig) -> Weights {
+        Weights { content: config.content_weight, style: config.style_weight, tv: config.tv_weight }
     }
 }
 
@@ -65,7 +84,12 @@ impl Step<'_> {
     }
 }
 
-/// Receives progress and may stop the run. All methods have defaults that do nothing.
+/// Receives progress, may stop the run and may change its loss weights. All methods have defaults that
+/// do nothing.
+///
+/// An observer may also block inside [`on_step`](Observer::on_step) to pause the run (the web UI does):
+/// nothing happens until it returns. A [`StyleConfig::time_limit`](crate::StyleConfig::time_limit)
+/// counts wall-clock time, pauses included, and so does [`Step::elapsed`].
 pub trait Observer: Send {
     /// Called once before the first iteration.
     fn on_start(&mut self, _info: &RunInfo) {}
@@ -73,6 +97,19 @@ pub trait Observer: Send {
     /// the run then returns the current image as a normal result with [`StopReason::Cancelled`].
     fn on_step(&mut self, _step: &Step<'_>) -> ControlFlow<()> {
         ControlFlow::Continue(())
+    }
+    /// Polled after every iteration whose `on_step` continued. Returning new weights changes the
+    /// objective from the next iteration on: the run keeps its current image, re-evaluates it under the
+    /// new weights, starts the L-BFGS history afresh (its curvature pairs belong to the old objective;
+    /// Adam keeps its moments, and a best-iterate keeper starts over), and later scales of a
+    /// multi-scale run use the new weights too. The reported losses are weighted by the new weights.
+    ///
+    /// The weights must be finite and ≥ 0 (else the run ends with [`Error::Config`](crate::Error::Config)).
+    /// A run whose config has a style weight of 0 has no style terms at all, so steering its style
+    /// weight changes nothing. Steered weights are not recorded in checkpoints: a resumed run starts
+    /// again from its config's weights.
+    fn steer(&mut self) -> Option<Weights> {
+        None
     }
     /// Called after a checkpoint was written (after `iteration` iterations).
     fn on_checkpoint(&mut self, _iteration: usize, _path: &std::path::Path) {}

@@ -14,7 +14,7 @@ use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
 use crate::model::Vgg;
-use crate::observer::{Losses, Observer, RunInfo, Step, StopReason};
+use crate::observer::{Losses, Observer, RunInfo, Step, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs, LbfgsStep, all_finite};
 use crate::pixels::{fit_longest_side, resize, to_image, to_planar};
 
@@ -315,9 +315,12 @@ impl<'a> Plan<'a> {
         let first = resume.as_ref().map_or(0, |r| r.scale);
         let mut done = resume.as_ref().map_or(0, |r| r.done);
         let mut prev: Option<Stylized> = None;
+        // The weights in force: the config's until an observer steers them, then kept across scales.
+        let mut weights = Weights::of(self.config);
         for k in first..self.scales.len() {
             let (long, width, height, iters) = self.scales[k];
-            let objective = self.objective(content, styles, long)?;
+            let mut objective = Steerable::new(self.objective(content, styles, long)?, self.config);
+            objective.set(weights);
             let state = match resume.take() {
                 Some(state) => state,
                 None => {
@@ -326,14 +329,14 @@ impl<'a> Plan<'a> {
                         Some(p) => to_planar(&resize(&p.image, width, height)),
                     };
                     let content_px = to_planar(&resize(content, width, height));
-                    keep_unmasked(&mut x, &content_px, objective.pixel_mask.as_deref());
+                    keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
                     let opt = self.fresh_optimiser(&x);
                     State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt }
                 }
             };
-            let scale =
-                ScaleRun { objective: &objective, config: self.config, scales: &self.scales, total, start };
-            let out = scale.optimise(state, iters, observer, k == first)?;
+            let scale = ScaleRun { config: self.config, scales: &self.scales, total, start };
+            let out = scale.optimise(&mut objective, state, iters, observer, k == first)?;
+            weights = objective.weights;
             done = out.iterations;
             let stop = out.stop;
             prev = Some(out);
@@ -365,16 +368,65 @@ fn keep_unmasked(x: &mut [f32], content_px: &[f32], mask: Option<&[f32]>) {
     }
 }
 
+/// An objective whose content, style and TV weights can be changed during a run: it remembers the
+/// style targets' weights as built from the config (each is the config's style weight times a layer
+/// and region factor), so that any new style weight, 0 included, can be applied and undone exactly.
+struct Steerable<'a> {
+    objective: Objective<'a>,
+    /// The style targets' weights as built, under the config's style weight.
+    built_style: Vec<f32>,
+    /// The config's style weight.
+    config_style: f32,
+    /// The weights in force.
+    weights: Weights,
+}
+
+impl<'a> Steerable<'a> {
+    fn new(objective: Objective<'a>, config: &StyleConfig) -> Steerable<'a> {
+        let built_style = objective.style.iter().map(|t| t.weight).collect();
+        Steerable { objective, built_style, config_style: config.style_weight, weights: Weights::of(config) }
+    }
+
+    /// Applies `w`. The objective is left untouched when `w` is what is in force already, so a run that
+    /// is never steered evaluates exactly the objective it built.
+    fn set(&mut self, w: Weights) {
+        if w == self.weights {
+            return;
+        }
+        self.weights = w;
+        for t in &mut self.objective.content {
+            t.weight = w.content;
+        }
+        // A config style weight of 0 built no style targets, so there is nothing to divide by zero.
+        for (t, &built) in self.objective.style.iter_mut().zip(&self.built_style) {
+            t.weight = built / self.config_style * w.style;
+        }
+        self.objective.tv_weight = w.tv;
+    }
+}
+
+/// Checks weights given by [`Observer::steer`].
+fn check_steered(w: Weights) -> Result<()> {
+    for (what, v) in [("content", w.content), ("style", w.style), ("TV", w.tv)] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(Error::Config {
+                what: "steered weights",
+                reason: format!("{what} weight {v} (must be a finite number ≥ 0)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One scale's optimisation.
-struct ScaleRun<'o, 'a> {
-    objective: &'o Objective<'a>,
+struct ScaleRun<'o> {
     config: &'o StyleConfig,
     scales: &'o [(u32, u32, u32, usize)],
     total: usize,
     start: Instant,
 }
 
-impl ScaleRun<'_, '_> {
+impl ScaleRun<'_> {
     fn save_checkpoint(&self, state: &State, observer: &mut dyn Observer) -> Result<()> {
         if let Some(path) = &self.config.checkpoint {
             checkpoint::write(path, state)?;
@@ -385,13 +437,14 @@ impl ScaleRun<'_, '_> {
 
     fn optimise(
         &self,
+        steerable: &mut Steerable<'_>,
         mut state: State,
         iterations: usize,
         observer: &mut dyn Observer,
         announce: bool,
     ) -> Result<Stylized> {
         let (width, height) = (state.width, state.height);
-        let (mut losses, mut g) = self.objective.evaluate(&state.x);
+        let (mut losses, mut g) = steerable.objective.evaluate(&state.x);
         let non_finite = |iteration, what, good: &[f32]| Error::NonFinite {
             iteration,
             what,
@@ -413,8 +466,9 @@ impl ScaleRun<'_, '_> {
             match &mut state.opt {
                 OptState::Lbfgs(opt) => {
                     let mut last = losses;
+                    let objective = &steerable.objective;
                     let outcome = opt.step(&mut state.x, &mut f, &mut g, |p| {
-                        let (l, grad) = self.objective.evaluate(p);
+                        let (l, grad) = objective.evaluate(p);
                         last = l;
                         (l.total(), grad)
                     });
@@ -433,7 +487,7 @@ impl ScaleRun<'_, '_> {
                 OptState::Adam(opt, ema) => {
                     let previous = state.x.clone();
                     opt.step(&mut state.x, &g);
-                    let (l, grad) = self.objective.evaluate(&state.x);
+                    let (l, grad) = steerable.objective.evaluate(&state.x);
                     if !l.total().is_finite() || !all_finite(&grad) {
                         return Err(non_finite(state.done + 1, "loss or gradient", &previous));
                     }
@@ -467,6 +521,22 @@ impl ScaleRun<'_, '_> {
             if stop != StopReason::Finished {
                 break;
             }
+            if let Some(w) = observer.steer() {
+                check_steered(w)?;
+                if w != steerable.weights {
+                    steerable.set(w);
+                    // The same image under the new objective; the old curvature pairs no longer hold.
+                    (losses, g) = steerable.objective.evaluate(&state.x);
+                    f = losses.total();
+                    if !f.is_finite() || !all_finite(&g) {
+                        return Err(non_finite(state.done, "loss or gradient", &state.x));
+                    }
+                    match &mut state.opt {
+                        OptState::Lbfgs(opt) => *opt = Lbfgs::new(opt.history),
+                        OptState::Adam(_, ema) => ema.restart_best(),
+                    }
+                }
+            }
         }
         let mut x = state.x;
         if let OptState::Adam(_, ema) = &state.opt
@@ -474,7 +544,7 @@ impl ScaleRun<'_, '_> {
         {
             // Adam returns the iterate average (smoother than any single iterate, though its loss is
             // usually a little higher), or with decay 0 the best iterate seen.
-            let (l, _) = self.objective.evaluate(&avg);
+            let (l, _) = steerable.objective.evaluate(&avg);
             if l.total().is_finite() {
                 x = avg;
                 losses = l;

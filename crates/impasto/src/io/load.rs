@@ -1,5 +1,6 @@
 //! Decoding image files: format sniffing, size limits, EXIF orientation, ICC conversion and the alpha plane.
 
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
 use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageReader, Rgb32FImage};
@@ -35,11 +36,25 @@ pub fn load_image_with_alpha(path: &Path) -> Result<(Rgb32FImage, Option<AlphaPl
     load(path, true)
 }
 
+/// Decodes an image file's bytes held in memory (an upload, say) exactly as [`load_image`] reads a file,
+/// with the same limits. `name` stands for the file in error messages.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb32FImage> {
+    decode(ImageReader::new(Cursor::new(bytes)), Path::new(name), false).map(|(rgb, _)| rgb)
+}
+
 fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
     let reader = ImageReader::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => decode_err(path, "no such file"),
         _ => Error::Io { action: "cannot read", path: path.to_path_buf(), source: e },
     })?;
+    decode(reader, path, want_alpha)
+}
+
+fn decode<R: BufRead + Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+    want_alpha: bool,
+) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
     let mut reader = reader.with_guessed_format().map_err(|e| decode_err(path, e))?;
     if reader.format().is_none() {
         return Err(decode_err(path, "unrecognised or unsupported image format"));

@@ -2,7 +2,8 @@
 //!
 //! * [`load_image`] / [`load_image_with_alpha`] read PNG, JPEG, WebP, TIFF, GIF and BMP (8/16-bit, grey,
 //!   grey+alpha, palette, RGB(A), CMYK JPEG), apply the EXIF orientation, convert an embedded ICC
-//!   profile to sRGB and return RGB 0..1 (plus the alpha plane when there is one).
+//!   profile to sRGB and return RGB 0..1 (plus the alpha plane when there is one); [`decode_image`]
+//!   does the same for a file's bytes in memory.
 //! * [`save_image`] / [`save_image_with`] write PNG, JPEG, WebP, TIFF or BMP, chosen by extension,
 //!   8- or 16-bit, with the alpha plane re-applied and the run's parameters embedded as metadata,
 //!   atomically (temporary file in the same folder, then rename).
@@ -16,7 +17,7 @@ use std::path::Path;
 
 use crate::error::Error;
 
-pub use load::{load_image, load_image_with_alpha};
+pub use load::{decode_image, load_image, load_image_with_alpha};
 pub use save::{SaveOptions, check_writable, save_image, save_image_with};
 
 /// Largest width or height accepted from an image file (a decompression-bomb guard).

@@ -34,6 +34,14 @@ impl Ema {
         self.weight = d as f64 * self.weight + (1.0 - d as f64);
     }
 
+    /// After the objective changed: a best-iterate keeper forgets its best (its loss was measured under
+    /// the old objective) and keeps the next iterate; an average goes on.
+    pub(crate) fn restart_best(&mut self) {
+        if self.decay == 0.0 {
+            self.weight = f64::INFINITY;
+        }
+    }
+
     /// The bias-corrected average (or the best iterate); `None` before the first update.
     pub(crate) fn value(&self) -> Option<Vec<f32>> {
         if self.decay == 0.0 {

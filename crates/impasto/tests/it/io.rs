@@ -113,6 +113,21 @@ fn exif_orientation_6_rotates_a_jpeg() {
     assert_px(&img, 4, 13, [0.0, 0.0, 1.0], 0.1);
 }
 
+#[test]
+fn bytes_in_memory_decode_like_the_file() {
+    let d = dir();
+    let src = image::RgbImage::from_fn(16, 8, |x, y| Rgb([x as u8 * 16, y as u8 * 32, 7]));
+    let mut bytes = Vec::new();
+    let mut enc = JpegEncoder::new_with_quality(&mut bytes, 90);
+    enc.set_exif_metadata(exif_orientation(6)).unwrap();
+    enc.write_image(src.as_raw(), 16, 8, ExtendedColorType::Rgb8).unwrap();
+    let from_file = load_image(&write(d.path(), "a.jpg", &bytes)).unwrap();
+    let from_memory = impasto::decode_image(&bytes, "upload.jpg").unwrap();
+    assert!(from_file == from_memory, "decoding from memory differs from reading the file");
+    let err = impasto::decode_image(b"not an image", "notes.txt").unwrap_err().to_string();
+    assert_eq!(err, "cannot decode image notes.txt: unrecognised or unsupported image format");
+}
+
 // ---------------------------------------------------------------- ICC
 
 fn png_with_icc(rgb: &[u8], w: u32, h: u32, icc: Vec<u8>, color: ExtendedColorType) -> Vec<u8> {

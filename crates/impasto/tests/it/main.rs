@@ -11,4 +11,5 @@ mod gradcheck;
 mod io;
 mod masks;
 mod resume;
+mod steer;
 mod stylize;

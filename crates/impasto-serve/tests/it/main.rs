@@ -1,0 +1,8 @@
+//! impasto-serve's one integration-test binary: HTTP limits and bad requests, runs through the API, and
+//! the page end to end in headless Chromium.
+
+mod browser;
+mod cdp;
+mod common;
+mod http;
+mod jobs;

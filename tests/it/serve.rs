@@ -1,0 +1,126 @@
+//! `impasto serve`: starts on a free loopback port, prints its URL, serves the page and its limits from
+//! the flags, stops cleanly on Ctrl-C (SIGINT); bad flags, missing weights and a taken port are one-line
+//! errors. (The server itself is tested in crates/impasto-serve.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::{Run, Sandbox, real_weights};
+
+/// A GET over a plain socket: the whole answer, headers included.
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("the server accepts");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("an answer");
+    answer
+}
+
+/// The first stdout line of a child, within 60 s.
+fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("impasto serve printed its URL")
+}
+
+#[test]
+fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
+    let Some(weights) = real_weights() else { return };
+    let sb = Sandbox::new();
+    let w = weights.to_string_lossy().into_owned();
+    let mut child = sb
+        .cmd()
+        .args(["serve", "--port", "0", "--weights", &w, "--max-size", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("impasto serve starts");
+    let line = first_line(&mut child);
+    let addr = line
+        .strip_prefix("impasto serve: open http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "binds loopback by default: {line}");
+
+    let page = get(&addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>impasto</title>"));
+    let limits = get(&addr, "/api/limits");
+    assert!(limits.contains(r#""max_size":300"#), "{limits}");
+    let missing = get(&addr, "/api/jobs/1");
+    assert!(missing.starts_with("HTTP/1.1 404") && missing.contains(r#"{"error":"no job 1"#), "{missing}");
+
+    // Ctrl-C: a clean stop with status 0.
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
+    let out: Run = child.wait_with_output().expect("impasto serve ends").into();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stderr.trim(), "impasto serve: stopped");
+}
+
+#[test]
+fn serve_offline_without_weights_uses_the_built_in_model() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .cmd()
+        .args(["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("impasto serve starts");
+    let line = first_line(&mut child);
+    let addr = line
+        .strip_prefix("impasto serve: open http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    assert!(get(&addr, "/api/limits").starts_with("HTTP/1.1 200"));
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
+    let out: Run = child.wait_with_output().expect("impasto serve ends").into();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let notice = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        notice.contains("no vgg16 weights found: using the built-in compact VGG-16")
+            && notice.contains("style layers relu1_1,relu2_1,relu3_1,relu4_1"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn serve_reports_bad_flags_missing_weights_and_a_taken_port_in_one_line() {
+    let sb = Sandbox::new();
+    let e = sb.run(&["serve", "--max-size", "99999"]).error_line(1).to_owned();
+    assert_eq!(e, "impasto: error: invalid --max-size 99999: it must be between 16 and 16384 pixels");
+    // Offline with an empty cache: VGG-19's weights are nowhere (there is no built-in VGG-19).
+    let out = sb.run(&["serve", "--port", "0", "--model", "vgg19"]);
+    let e = out.error_line(1);
+    assert!(e.starts_with("impasto: error: no vgg19 weights found") && e.contains("offline"), "{e}");
+    let e = sb.run(&["serve", "--model", "vgg19", "--weights", "builtin"]).error_line(1).to_owned();
+    assert_eq!(e, "impasto: error: --weights builtin is a VGG-16; it cannot serve --model vgg19");
+    let out = sb.run(&["serve", "--host", "not-an-address"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("invalid value 'not-an-address' for '--host <ADDR>'"), "{}", out.stderr);
+
+    let Some(weights) = real_weights() else { return };
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let w = weights.to_string_lossy().into_owned();
+    let out = sb.run(&["serve", "--port", &port, "--weights", &w]);
+    let e = out.error_line(1);
+    assert!(
+        e.starts_with(&format!("impasto: error: impasto serve: cannot listen on 127.0.0.1:{port}: ")),
+        "{e}"
+    );
+}
