@@ -36,5 +36,5 @@ pub use download::{FetchOptions, fetch, fetch_with};
 pub use error::{Error, Result};
 pub use lock::FileLock;
 pub use models::{KNOWN_MODELS, KnownModel, arch_for_conv_count, known_model, model_url};
-pub use pth::{read_pth, read_pth_filtered};
+pub use pth::{TensorSpec, read_pth, read_pth_bytes, read_pth_filtered, read_state_dict_pickle};
 pub use tensor::{DType, StateDict, Tensor};

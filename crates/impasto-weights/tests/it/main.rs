@@ -6,5 +6,6 @@ mod convert;
 mod download;
 mod fixtures;
 mod http_server;
+mod memory;
 mod models;
 mod pth;
