@@ -68,9 +68,19 @@ pub(crate) fn read_conv_weights(
         path: path.into(),
         source: e,
     })?;
+    conv_weights_from_bytes(&bytes, path, arch, n_convs)
+}
+
+/// [`read_conv_weights`] on the bytes of a safetensors file; `path` only names it in errors.
+pub(crate) fn conv_weights_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    arch: Arch,
+    n_convs: usize,
+) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
     let format_err = |reason: String| Error::WeightsFormat { path: path.into(), reason };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format_err(e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format_err(e.to_string()))?;
     let preprocess = meta.metadata().as_ref().and_then(declared_preprocess);
     let mut out = Vec::with_capacity(n_convs);
     for layer in arch.layers() {
