@@ -5,6 +5,8 @@
 //! The library never prints and never reads the environment: progress goes to a callback, and
 //! environment values (`IMPASTO_MODEL_URL`, an offline switch, a proxy) are the caller's to pass in.
 //!
+//! Downloading needs the default feature `download`; reading and converting checkpoints do not.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use impasto_weights::{known_model, model_url, fetch, read_pth_filtered, to_conv_safetensors};
@@ -22,6 +24,7 @@
 
 mod checksum;
 mod convert;
+#[cfg(feature = "download")]
 mod download;
 mod error;
 mod lock;
@@ -32,9 +35,10 @@ mod tensor;
 
 pub use checksum::{sha256_file, sha256_matches, sha256_prefix_from_file_name};
 pub use convert::{Preprocessing, conv_indices, to_conv_safetensors};
+#[cfg(feature = "download")]
 pub use download::{FetchOptions, fetch, fetch_with};
 pub use error::{Error, Result};
 pub use lock::FileLock;
 pub use models::{KNOWN_MODELS, KnownModel, arch_for_conv_count, known_model, model_url};
-pub use pth::{read_pth, read_pth_filtered};
+pub use pth::{TensorSpec, read_pth, read_pth_bytes, read_pth_filtered, read_state_dict_pickle};
 pub use tensor::{DType, StateDict, Tensor};

@@ -6,13 +6,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::pickle::{self, Loaded, TensorRef, Value};
+use crate::pickle::{self, TensorRef, Value};
 use crate::tensor::{DType, StateDict, Tensor, gather};
+
+/// The name errors give to a checkpoint read from memory ([`read_pth_bytes`], [`read_state_dict_pickle`]).
+const MEMORY: &str = "<memory>";
 
 /// The legacy format's magic number, the first pickle of the file.
 const LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
@@ -20,6 +23,11 @@ const LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 const LEGACY_PROTOCOL: i128 = 1001;
 /// How deep nested dicts are followed when collecting tensors (`{"state_dict": {...}}`).
 const MAX_DEPTH: usize = 16;
+/// At most this many bytes of f32 values are decoded per byte of checkpoint file: the 1024:1
+/// expansion a zip entry may claim, times 4 for byte-sized storages widened to f32. Only a hostile
+/// file comes near it (a view repeating one element a billion times through a zero stride, or the
+/// same compressed storage named by a thousand tensors); it is refused before anything is allocated.
+const MAX_EXPANSION: u64 = 4096;
 
 /// Reads every tensor of a PyTorch checkpoint (zip or legacy format) as f32.
 ///
@@ -34,15 +42,75 @@ pub fn read_pth(path: &Path) -> Result<StateDict> {
 /// Like [`read_pth`], but only reads the storages of tensors whose name passes `keep`: converting
 /// the 13 convolutions of a 528 MB VGG-16 checkpoint then never reads its 500 MB classifier.
 pub fn read_pth_filtered(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
-    let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
+    read_checkpoint(path, file, len, keep)
+}
+
+/// Like [`read_pth_filtered`], but reads a checkpoint (zip or legacy format) held in memory; errors
+/// name the file `<memory>`. Whatever the bytes, it returns an error rather than panicking, and it
+/// never allocates much more than the checkpoint's declared contents can justify.
+///
+/// ```
+/// let err = impasto_weights::read_pth_bytes(b"not a checkpoint", &|_| true).unwrap_err();
+/// assert!(err.to_string().contains("neither a zip archive"));
+/// ```
+pub fn read_pth_bytes(bytes: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
+    read_checkpoint(Path::new(MEMORY), Cursor::new(bytes), bytes.len() as u64, keep)
+}
+
+/// A tensor as a checkpoint's state-dict pickle declares it, before any storage bytes are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// The state-dict name, nested dicts flattened with dots (as [`read_pth`] names it).
+    pub name: String,
+    /// The storage's element type.
+    pub dtype: DType,
+    /// The dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The key of the storage holding its values (`<prefix>/data/<key>` in a zip checkpoint).
+    pub storage_key: String,
+}
+
+/// Unpickles a state-dict pickle on its own (a zip checkpoint's `<prefix>/data.pkl`) with the
+/// restricted unpickler and lists the tensors it declares, in pickle order, without reading any
+/// storage. Refuses foreign globals as [`read_pth`] does; errors name the file `<memory>`.
+///
+/// ```
+/// // The pickle of `{}`: protocol 2, EMPTY_DICT, STOP.
+/// assert!(impasto_weights::read_state_dict_pickle(b"\x80\x02}.")?.is_empty());
+/// # Ok::<(), impasto_weights::Error>(())
+/// ```
+pub fn read_state_dict_pickle(bytes: &[u8]) -> Result<Vec<TensorSpec>> {
+    let path = Path::new(MEMORY);
+    let loaded = pickle::load(&mut &bytes[..], path)?;
+    let tensors = collect_tensors(path, &loaded.value)?;
+    Ok(tensors
+        .into_iter()
+        .map(|(name, t)| TensorSpec {
+            name,
+            dtype: t.storage.dtype,
+            shape: t.shape.clone(),
+            storage_key: t.storage.key.clone(),
+        })
+        .collect())
+}
+
+/// Tells the format from the first bytes of `file` (`file_len` bytes long) and reads it.
+fn read_checkpoint<R: Read + Seek>(
+    path: &Path,
+    mut file: R,
+    file_len: u64,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<StateDict> {
     let mut head = [0u8; 4];
     let n = read_up_to(&mut file, &mut head).map_err(|e| Error::io("cannot read", path, e))?;
     file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("cannot read", path, e))?;
     let format_err = |reason: &str| Error::Format { path: path.to_path_buf(), reason: reason.into() };
     if n == 4 && head == *b"PK\x03\x04" {
-        read_zip(path, file, keep)
+        read_zip(path, file, file_len, keep)
     } else if n >= 2 && head[0] == 0x80 {
-        read_legacy(path, file, keep)
+        read_legacy(path, file, file_len, keep)
     } else if is_tar(&mut file) {
         Err(format_err(
             "it is the tar format of PyTorch < 0.4, which is not supported; re-save it with torch.save",
@@ -65,7 +133,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn is_tar(file: &mut File) -> bool {
+fn is_tar(file: &mut (impl Read + Seek)) -> bool {
     let mut b = [0u8; 262];
     let ok = read_up_to(file, &mut b).is_ok_and(|n| n == b.len()) && &b[257..262] == b"ustar";
     let _ = file.seek(SeekFrom::Start(0));
@@ -113,8 +181,10 @@ fn collect_tensors(path: &Path, root: &Value) -> Result<Vec<(String, Rc<TensorRe
 }
 
 /// Turns the tensors that pass `keep` into f32, fetching each storage once through `storage`.
+/// Refuses to decode more than [`MAX_EXPANSION`] times `file_len` bytes in all.
 fn materialize(
     path: &Path,
+    file_len: u64,
     tensors: Vec<(String, Rc<TensorRef>)>,
     keep: &dyn Fn(&str) -> bool,
     big_endian: bool,
@@ -122,10 +192,31 @@ fn materialize(
 ) -> Result<StateDict> {
     let mut cache: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
     let mut out = StateDict::new();
+    let budget = file_len.saturating_mul(MAX_EXPANSION);
+    let mut decoded = 0u64;
     for (name, t) in tensors {
         if !keep(&name) {
             continue;
         }
+        let tensor_err = |reason: String| Error::Tensor {
+            path: path.to_path_buf(),
+            key: name.clone(),
+            shape: t.shape.clone(),
+            reason,
+        };
+        decoded = t
+            .shape
+            .iter()
+            .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
+            .and_then(|b| b.checked_add(decoded))
+            .filter(|&total| total <= budget)
+            .ok_or_else(|| {
+                tensor_err(format!(
+                    "decoding it would bring the tensors read to more than {budget} bytes of f32, \
+                     {MAX_EXPANSION} times the checkpoint's {file_len} bytes (a view repeating its \
+                     storage through zero strides, or a decompression bomb)"
+                ))
+            })?;
         let s = &t.storage;
         let bytes = match cache.get(&s.key) {
             Some(b) => b.clone(),
@@ -134,12 +225,6 @@ fn materialize(
                 cache.insert(s.key.clone(), b.clone());
                 b
             }
-        };
-        let tensor_err = |reason: String| Error::Tensor {
-            path: path.to_path_buf(),
-            key: name.clone(),
-            shape: t.shape.clone(),
-            reason,
         };
         let es = s.dtype.size() as u64;
         if s.view.is_none() && (bytes.len() as u64) < s.numel.saturating_mul(es) {
@@ -171,10 +256,14 @@ fn materialize(
     Ok(out)
 }
 
-fn read_zip(path: &Path, file: File, keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
+fn read_zip<R: Read + Seek>(
+    path: &Path,
+    file: R,
+    file_len: u64,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<StateDict> {
     let zip_err = |source| Error::Zip { path: path.to_path_buf(), source };
     let format_err = |reason: String| Error::Format { path: path.to_path_buf(), reason };
-    let file_len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
     let names = zip.file_names().collect::<Result<Vec<_>, _>>().map_err(zip_err)?;
     let pkl = names
@@ -212,48 +301,52 @@ fn read_zip(path: &Path, file: File, keep: &dyn Fn(&str) -> bool) -> Result<Stat
             other => return Err(format_err(format!("byteorder is {:?}", String::from_utf8_lossy(other)))),
         },
     };
-    let Loaded { value, .. } = pickle::load(&mut pickle_bytes.as_slice(), path)?;
-    let tensors = collect_tensors(path, &value)?;
-    materialize(path, tensors, keep, big_endian, |key, _| {
+    let loaded = pickle::load(&mut pickle_bytes.as_slice(), path)?;
+    let tensors = collect_tensors(path, &loaded.value)?;
+    materialize(path, file_len, tensors, keep, big_endian, |key, _| {
         let name = format!("{prefix}data/{key}");
         read_entry(&name)?.ok_or_else(|| format_err(format!("storage entry `{name}` is missing")))
     })
 }
 
-fn read_legacy(path: &Path, file: File, keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
+fn read_legacy<R: Read + Seek>(
+    path: &Path,
+    file: R,
+    file_len: u64,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<StateDict> {
     let format_err = |reason: String| Error::Format { path: path.to_path_buf(), reason };
     let io_err = |e: std::io::Error| Error::io("cannot read", path, e);
-    let file_len = file.metadata().map_err(io_err)?.len();
     let mut r = BufReader::new(file);
-    let magic = pickle::load(&mut r, path)?.value;
-    if magic.as_int() != Some(LEGACY_MAGIC) {
+    if pickle::load(&mut r, path)?.value.as_int() != Some(LEGACY_MAGIC) {
         return Err(format_err("a pickle stream without PyTorch's magic number".into()));
     }
-    let protocol = pickle::load(&mut r, path)?.value;
-    if protocol.as_int() != Some(LEGACY_PROTOCOL) {
+    let protocol = pickle::load(&mut r, path)?.value.as_int();
+    if protocol != Some(LEGACY_PROTOCOL) {
         return Err(format_err(format!(
             "legacy protocol {}, expected {LEGACY_PROTOCOL}",
-            protocol.as_int().map_or_else(|| "(not an int)".to_string(), |p| p.to_string())
+            protocol.map_or_else(|| "(not an int)".to_string(), |p| p.to_string())
         )));
     }
-    let sys_info = pickle::load(&mut r, path)?.value;
-    if let Value::Dict(d) = &sys_info {
+    let sys_info = pickle::load(&mut r, path)?;
+    if let Value::Dict(d) = &sys_info.value {
         let little =
             d.borrow().iter().find(|(k, _)| k.as_str() == Some("little_endian")).map(|(_, v)| v.as_int());
         if little == Some(Some(0)) {
             return Err(format_err("big-endian legacy checkpoints are not supported".into()));
         }
     }
-    let Loaded { value, storages } = pickle::load(&mut r, path)?;
-    let keys = pickle::load(&mut r, path)?.value;
-    let keys = keys
+    let state = pickle::load(&mut r, path)?;
+    let keys = pickle::load(&mut r, path)?
+        .value
         .items()
         .and_then(|k| k.iter().map(|k| k.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
         .ok_or_else(|| format_err("the storage-key list is not a list of strings".into()))?;
     // Where each storage's bytes start, and how many elements it holds.
     let mut located: HashMap<String, (u64, u64)> = HashMap::new();
     for key in keys {
-        let dtype = *storages
+        let dtype = *state
+            .storages
             .get(&key)
             .ok_or_else(|| format_err(format!("storage `{key}` is listed but no tensor names it")))?;
         let mut n = [0u8; 8];
@@ -272,8 +365,8 @@ fn read_legacy(path: &Path, file: File, keep: &dyn Fn(&str) -> bool) -> Result<S
         r.seek_relative(len as i64).map_err(io_err)?;
         located.insert(key, (start, numel));
     }
-    let tensors = collect_tensors(path, &value)?;
-    materialize(path, tensors, keep, false, |key, dtype| {
+    let tensors = collect_tensors(path, &state.value)?;
+    materialize(path, file_len, tensors, keep, false, |key, dtype| {
         let &(start, numel) =
             located.get(key).ok_or_else(|| format_err(format!("storage `{key}` is not in the file")))?;
         r.seek(SeekFrom::Start(start)).map_err(io_err)?;

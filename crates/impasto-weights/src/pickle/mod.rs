@@ -18,13 +18,39 @@ mod value;
 use value::allowed_global;
 pub(crate) use value::{Global, StorageRef, TensorRef, Value};
 
-/// One unpickled object and the storages its persistent ids named.
+/// One unpickled object and the storages its persistent ids named. Borrow `value`, don't move it
+/// out (the `Drop` forbids that): dropping a `Loaded` empties every list and dict the pickle built.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     /// The object.
     pub(crate) value: Value,
     /// Every storage named, by key (with its element type), whether or not a tensor uses it.
     pub(crate) storages: HashMap<String, DType>,
+    /// Every list and dict the pickle built, emptied on drop (see [`break_cycles`]).
+    containers: Vec<Value>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        break_cycles(&mut self.containers);
+    }
+}
+
+/// Empties every list and dict in `containers`. A pickle can append a list to itself (or build
+/// any other reference cycle through lists and dicts), which reference counting alone would never
+/// free: the unpickler keeps each container it builds, and this breaks every cycle when the result
+/// (or the failed unpickler) is dropped.
+fn break_cycles(containers: &mut Vec<Value>) {
+    for c in containers.drain(..) {
+        let items = match &c {
+            Value::List(l) => std::mem::take(&mut *l.borrow_mut()),
+            Value::Dict(d) => {
+                std::mem::take(&mut *d.borrow_mut()).into_iter().flat_map(|(k, v)| [k, v]).collect()
+            }
+            _ => Vec::new(),
+        };
+        drop(items);
+    }
 }
 
 /// Reads one pickle (up to and including its STOP opcode) from `r`. `path` only names the file in
@@ -38,9 +64,14 @@ pub(crate) fn load(r: &mut impl Read, path: &Path) -> Result<Loaded> {
         marks: Vec::new(),
         memo: HashMap::new(),
         storages: HashMap::new(),
+        containers: Vec::new(),
     };
     let value = u.run()?;
-    Ok(Loaded { value, storages: u.storages })
+    Ok(Loaded {
+        value,
+        storages: std::mem::take(&mut u.storages),
+        containers: std::mem::take(&mut u.containers),
+    })
 }
 
 struct Unpickler<'a, R: Read> {
@@ -51,9 +82,32 @@ struct Unpickler<'a, R: Read> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: HashMap<String, DType>,
+    /// Every list and dict built so far, so that cycles among them can be broken.
+    containers: Vec<Value>,
+}
+
+/// A failed unpickling frees its containers too.
+impl<R: Read> Drop for Unpickler<'_, R> {
+    fn drop(&mut self) {
+        break_cycles(&mut self.containers);
+    }
 }
 
 impl<R: Read> Unpickler<'_, R> {
+    /// A new list holding `items`, tracked for [`break_cycles`].
+    fn new_list(&mut self, items: Vec<Value>) -> Value {
+        let l = Value::List(Rc::new(RefCell::new(items)));
+        self.containers.push(l.clone());
+        l
+    }
+
+    /// A new dict holding `items`, tracked for [`break_cycles`].
+    fn new_dict(&mut self, items: Vec<(Value, Value)>) -> Value {
+        let d = Value::Dict(Rc::new(RefCell::new(items)));
+        self.containers.push(d.clone());
+        d
+    }
+
     fn err(&self, reason: impl Into<String>) -> Error {
         Error::Pickle { path: self.path.to_path_buf(), offset: self.pos, reason: reason.into() }
     }
@@ -288,10 +342,14 @@ impl<R: Read> Unpickler<'_, R> {
                     self.stack.push(Value::Tuple(Rc::new(items)));
                 }
                 b'(' => self.marks.push(self.stack.len()),
-                b']' | 0x8f => self.stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+                b']' | 0x8f => {
+                    let l = self.new_list(Vec::new());
+                    self.stack.push(l);
+                }
                 b'l' | 0x91 => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    let l = self.new_list(items);
+                    self.stack.push(l);
                 }
                 b'a' => {
                     let v = self.pop()?;
@@ -303,10 +361,13 @@ impl<R: Read> Unpickler<'_, R> {
                     let list = self.top()?.clone();
                     self.append(&list, items)?;
                 }
-                b'}' => self.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => {
+                    let d = self.new_dict(Vec::new());
+                    self.stack.push(d);
+                }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let d = Value::Dict(Rc::new(RefCell::new(Vec::new())));
+                    let d = self.new_dict(Vec::new());
                     self.set_items(&d, items)?;
                     self.stack.push(d);
                 }
@@ -386,7 +447,7 @@ impl<R: Read> Unpickler<'_, R> {
         }
     }
 
-    fn reduce(&self, func: Value, args: Value) -> Result<Value> {
+    fn reduce(&mut self, func: Value, args: Value) -> Result<Value> {
         let Value::Global(g) = func else {
             return Err(self.err(format!("REDUCE calls a {}, not an allowed global", func.kind())));
         };
@@ -395,21 +456,18 @@ impl<R: Read> Unpickler<'_, R> {
         };
         match g {
             Global::OrderedDict => {
-                let d = Rc::new(RefCell::new(Vec::new()));
-                match args.first() {
-                    None => {}
-                    // Python 2 pickles an OrderedDict as OrderedDict([[k, v], ...]).
-                    Some(pairs) => {
-                        let pairs = pairs.items().ok_or_else(|| self.err("OrderedDict argument"))?;
-                        for p in pairs {
-                            match p.items().as_deref() {
-                                Some([k, v]) => d.borrow_mut().push((k.clone(), v.clone())),
-                                _ => return Err(self.err("OrderedDict item is not a pair")),
-                            }
+                let mut items = Vec::new();
+                // Python 2 pickles an OrderedDict as OrderedDict([[k, v], ...]).
+                if let Some(pairs) = args.first() {
+                    let pairs = pairs.items().ok_or_else(|| self.err("OrderedDict argument"))?;
+                    for p in pairs {
+                        match p.items().as_deref() {
+                            Some([k, v]) => items.push((k.clone(), v.clone())),
+                            _ => return Err(self.err("OrderedDict item is not a pair")),
                         }
                     }
                 }
-                Ok(Value::Dict(d))
+                Ok(self.new_dict(items))
             }
             Global::RebuildTensor => {
                 let [storage, offset, size, stride, ..] = args.as_slice() else {
@@ -490,3 +548,6 @@ impl<R: Read> Unpickler<'_, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

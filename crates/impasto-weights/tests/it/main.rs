@@ -3,8 +3,11 @@
 //! HTTP server.
 
 mod convert;
+#[cfg(feature = "download")]
 mod download;
 mod fixtures;
+#[cfg(feature = "download")]
 mod http_server;
+mod memory;
 mod models;
 mod pth;

@@ -9,7 +9,7 @@ use super::arch::{Arch, Layer, LayerKind, Pooling};
 use super::buffers::BufferPool;
 use super::compact::read_embedded;
 use super::preprocess::Preprocess;
-use super::weights::{ConvWeights, read_conv_weights};
+use super::weights::{ConvWeights, parse_conv_weights, read_conv_weights};
 use crate::error::Result;
 
 /// A loaded VGG network, cut after the deepest layer it was loaded for.
@@ -97,11 +97,38 @@ impl Vgg {
         preprocess: Option<Preprocess>,
         deepest: &str,
     ) -> Result<Vgg> {
+        let (layers, n_convs) = Self::layers_to(arch, deepest)?;
+        let (weights, declared) = read_conv_weights(path, arch, n_convs, deepest)?;
+        Ok(Self::from_parts(arch, pooling, preprocess.or(declared).unwrap_or_default(), layers, weights))
+    }
+
+    /// Like [`Vgg::load`], but from the bytes of a safetensors file held in memory; errors name the
+    /// file `<memory>`. Every key, dtype and shape is checked against `arch` as `load` checks them,
+    /// and any bytes give an error rather than a panic.
+    ///
+    /// ```
+    /// use impasto::{Arch, Pooling, Vgg};
+    /// let err = Vgg::from_safetensors_bytes(b"not safetensors", Arch::Vgg16, Pooling::Max, None, "relu1_1");
+    /// assert!(err.unwrap_err().to_string().contains("not a valid safetensors file"));
+    /// ```
+    pub fn from_safetensors_bytes(
+        bytes: &[u8],
+        arch: Arch,
+        pooling: Pooling,
+        preprocess: Option<Preprocess>,
+        deepest: &str,
+    ) -> Result<Vgg> {
+        let (layers, n_convs) = Self::layers_to(arch, deepest)?;
+        let (weights, declared) = parse_conv_weights(bytes, Path::new("<memory>"), arch, n_convs, deepest)?;
+        Ok(Self::from_parts(arch, pooling, preprocess.or(declared).unwrap_or_default(), layers, weights))
+    }
+
+    /// The layers of `arch` up to and including `deepest`, and how many convolutions they hold.
+    fn layers_to(arch: Arch, deepest: &str) -> Result<(Vec<Layer>, usize)> {
         let last = arch.layer_index(deepest)?;
         let layers: Vec<Layer> = arch.layers().into_iter().take(last + 1).collect();
         let n_convs = layers.iter().filter(|l| matches!(l.kind, LayerKind::Conv { .. })).count();
-        let (weights, declared) = read_conv_weights(path, arch, n_convs, deepest)?;
-        Ok(Self::from_parts(arch, pooling, preprocess.or(declared).unwrap_or_default(), layers, weights))
+        Ok((layers, n_convs))
     }
 
     /// Loads the built-in compact VGG-16 (see [`crate::embedded_model`]) up to and including layer

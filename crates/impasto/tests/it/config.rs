@@ -136,3 +136,47 @@ fn lbfgs_history_is_capped_by_memory_on_large_images() {
     assert_eq!(impasto::lbfgs_history_for(100, px(8192)), 5);
     assert_eq!(impasto::lbfgs_history_for(3, px(8192)), 3);
 }
+
+#[test]
+fn weights_from_bytes_are_checked_as_files_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vgg19.safetensors");
+    write_weights(&path, Arch::Vgg19, 2, None);
+    let bytes = std::fs::read(&path).unwrap();
+    let net = Vgg::from_safetensors_bytes(&bytes, Arch::Vgg19, Pooling::Max, None, "relu1_2").unwrap();
+    assert_eq!(net.preprocess(), impasto::Preprocess::Torch);
+    assert_eq!(net.layers().last().unwrap().name, "relu1_2");
+    let err = Vgg::from_safetensors_bytes(&bytes, Arch::Vgg19, Pooling::Max, None, "relu2_1").unwrap_err();
+    assert!(matches!(&err, Error::WeightsMissingKey { key, .. } if key == "features.5.weight"), "{err}");
+    assert!(err.to_string().contains("<memory>"), "{err}");
+    // Every truncation is an error, never a panic.
+    for cut in (0..bytes.len()).step_by(997) {
+        assert!(
+            Vgg::from_safetensors_bytes(&bytes[..cut], Arch::Vgg19, Pooling::Max, None, "relu1_1").is_err()
+        );
+    }
+}
+
+#[test]
+fn huge_or_overflowing_declared_tensors_are_errors_not_allocations() {
+    /// A safetensors file whose header declares `features.0.weight` of `shape` at bytes `0..end`,
+    /// followed by `present` bytes.
+    fn file(shape: &str, end: u64, present: usize) -> Vec<u8> {
+        let header =
+            format!(r#"{{"features.0.weight":{{"dtype":"F32","shape":{shape},"data_offsets":[0,{end}]}}}}"#);
+        [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &vec![0u8; present]].concat()
+    }
+    for bytes in [
+        // 1 TB declared, in the shape and the offsets, with 16 bytes present.
+        file("[262144,1048576,1,1]", 1 << 40, 16),
+        file("[262144,1048576,1,1]", 16, 16),
+        // An element count that overflows.
+        file("[4294967296,4294967296,4294967296,3]", 16, 16),
+        // A header length of 2^63.
+        [&(1u64 << 63).to_le_bytes()[..], b"{}"].concat(),
+    ] {
+        let err =
+            Vgg::from_safetensors_bytes(&bytes, Arch::Vgg16, Pooling::Max, None, "relu1_1").unwrap_err();
+        assert!(matches!(err, Error::WeightsFormat { .. }), "{err}");
+    }
+}
