@@ -32,14 +32,12 @@ fn first_line(child: &mut Child) -> String {
     rx.recv_timeout(Duration::from_secs(60)).expect("impasto serve printed its URL")
 }
 
-#[test]
-fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
-    let Some(weights) = real_weights() else { return };
-    let sb = Sandbox::new();
-    let w = weights.to_string_lossy().into_owned();
+/// Starts `impasto serve ARGS` in `sb`; returns the child and the `host:port` of the URL it printed.
+fn start(sb: &Sandbox, args: &[&str]) -> (Child, String) {
     let mut child = sb
         .cmd()
-        .args(["serve", "--port", "0", "--weights", &w, "--max-size", "300"])
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -50,7 +48,25 @@ fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
-    assert!(addr.starts_with("127.0.0.1:"), "binds loopback by default: {line}");
+    (child, addr)
+}
+
+/// Ctrl-C to the server: it must stop cleanly with status 0.
+fn interrupt(child: Child) -> Run {
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
+    let out: Run = child.wait_with_output().expect("impasto serve ends").into();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    out
+}
+
+#[test]
+fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
+    let Some(weights) = real_weights() else { return };
+    let sb = Sandbox::new();
+    let w = weights.to_string_lossy().into_owned();
+    let (child, addr) = start(&sb, &["--port", "0", "--weights", &w, "--max-size", "300"]);
+    assert!(addr.starts_with("127.0.0.1:"), "binds loopback by default: {addr}");
 
     let page = get(&addr, "/");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
@@ -61,34 +77,16 @@ fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
     assert!(missing.starts_with("HTTP/1.1 404") && missing.contains(r#"{"error":"no job 1"#), "{missing}");
 
     // Ctrl-C: a clean stop with status 0.
-    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
-    let out: Run = child.wait_with_output().expect("impasto serve ends").into();
-    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let out = interrupt(child);
     assert_eq!(out.stderr.trim(), "impasto serve: stopped");
 }
 
 #[test]
 fn serve_offline_without_weights_uses_the_built_in_model() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .cmd()
-        .args(["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("impasto serve starts");
-    let line = first_line(&mut child);
-    let addr = line
-        .strip_prefix("impasto serve: open http://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
+    let (child, addr) = start(&sb, &["--port", "0"]);
     assert!(get(&addr, "/api/limits").starts_with("HTTP/1.1 200"));
-    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
-    let out: Run = child.wait_with_output().expect("impasto serve ends").into();
-    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let out = interrupt(child);
     let notice = out.stderr.lines().next().unwrap_or_default();
     assert!(
         notice.contains("no vgg16 weights found: using the built-in compact VGG-16")
