@@ -86,11 +86,13 @@ pub struct ServeArgs {
     )]
     pub model: ModelArg,
 
-    /// Weights file (safetensors) [default: as for a run, see `impasto --help`]
+    /// Weights file (safetensors), or `builtin`: the compact VGG-16 built into impasto [default: as
+    /// for a run, see `impasto --help`]
     #[arg(long, value_name = "FILE", help_heading = "Model")]
     pub weights: Option<PathBuf>,
 
-    /// Never download the weights; fail naming what is missing (also IMPASTO_OFFLINE=1)
+    /// Never download the weights; without any, serve the built-in compact VGG-16 (also
+    /// IMPASTO_OFFLINE=1)
     #[arg(long, help_heading = "Model")]
     pub offline: bool,
 
