@@ -220,13 +220,13 @@ fn schedule_text(info: &RunInfo) -> String {
     if info.scales.len() <= 1 {
         return String::new();
     }
-    let parts: Vec<String> = info.scales.iter().map(|(w, h, n)| format!("{w}x{h} ×{n}")).collect();
+    let parts: Vec<String> = info.scales.iter().map(|s| format!("{}x{} ×{}", s.width, s.height, s.iterations)).collect();
     format!(" in {} scales ({})", info.scales.len(), parts.join(", "))
 }
 
 impl Observer for Progress {
     fn on_start(&mut self, info: &RunInfo) {
-        self.schedule = info.scales.iter().map(|&(w, h, n)| (f64::from(w) * f64::from(h), n)).collect();
+        self.schedule = info.scales.iter().map(|s| (s.pixels() as f64, s.iterations)).collect();
         match self.display {
             Display::Quiet => {}
             Display::Plain { every } => {
@@ -322,7 +322,7 @@ mod tests {
             width: 1024,
             height: 768,
             iterations: scales.iter().map(|s| s.2).sum(),
-            scales,
+            scales: scales.into_iter().map(|(width, height, iterations)| impasto::Scale { width, height, iterations }).collect(),
             initial: Losses::default(),
         };
         assert_eq!(schedule_text(&info(vec![(1024, 768, 500)])), "");

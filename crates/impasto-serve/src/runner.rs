@@ -123,7 +123,7 @@ impl Observer for Watcher<'_> {
         let scales = info
             .scales
             .iter()
-            .map(|&(width, height, iterations)| ScaleInfo { width, height, iterations })
+            .map(|s| ScaleInfo { width: s.width, height: s.height, iterations: s.iterations })
             .collect();
         self.job.started(Started {
             width: info.width,
@@ -200,11 +200,11 @@ impl Eta {
             return None;
         }
         let per_iteration = (elapsed - t0) / done as f64;
-        let pixels = |k: usize| info.scales.get(k).map_or(1.0, |&(w, h, _)| w as f64 * h as f64);
-        let scale_end: usize = info.scales.iter().take(scale + 1).map(|s| s.2).sum();
+        let pixels = |k: usize| info.scales.get(k).map_or(1.0, |s| s.pixels() as f64);
+        let scale_end: usize = info.scales.iter().take(scale + 1).map(|s| s.iterations).sum();
         let mut left = per_iteration * scale_end.saturating_sub(step.iteration) as f64;
         for k in scale + 1..info.scales.len() {
-            left += per_iteration * pixels(k) / pixels(scale) * info.scales[k].2 as f64;
+            left += per_iteration * pixels(k) / pixels(scale) * info.scales[k].iterations as f64;
         }
         Some(left)
     }

@@ -7,6 +7,11 @@ use crate::model::{Arch, Pooling};
 /// The largest output side accepted (pixels). Larger requests are refused as absurd.
 pub const MAX_SIZE: u32 = 16_384;
 
+/// The most worker threads accepted. More threads than cores only slow a run down (512 threads make
+/// a 64 px run about 13 times slower than one per core), and tens of thousands take longer to start
+/// than any run takes, so larger counts are refused as absurd.
+pub const MAX_THREADS: usize = 1024;
+
 /// Memory the L-BFGS correction pairs may take (bytes). Each pair holds two f32 copies of the image
 /// (24 MiB at 1024²), so the default history of 100 is kept up to about 650 px and shortened above
 /// (32 pairs at 1024², 8 at 2048²), the way the high-resolution recipes lower
@@ -170,6 +175,12 @@ impl StyleConfig {
                 format!("{} (VGG needs at least 16 pixels on the longest side)", self.size),
             ));
         }
+        if self.threads > MAX_THREADS {
+            return Err(bad(
+                "threads",
+                format!("{} (must be at most {MAX_THREADS}; 0 = one per core)", self.threads),
+            ));
+        }
         check_weight("content weight", self.content_weight)?;
         check_weight("style weight", self.style_weight)?;
         check_weight("TV weight", self.tv_weight)?;
@@ -237,8 +248,17 @@ impl StyleConfig {
     }
 
     /// The multi-scale schedule: (longest side, iterations) for each scale, smallest first. One entry
-    /// when `size` is less than `scale_ratio · min_size`.
+    /// when `size` is less than `scale_ratio · min_size`. A run drops the coarse scales at which the
+    /// content (or a style image) would be too small for the network, and then starts with the
+    /// smallest scale left, which gets `iterations` (see [`RunInfo::scales`](crate::RunInfo::scales)).
     pub fn scales(&self) -> Vec<(u32, usize)> {
+        let sizes = self.scale_sizes();
+        let iters = self.scale_iteration_counts(sizes.len());
+        sizes.into_iter().zip(iters).collect()
+    }
+
+    /// The longest side of each scale, smallest first, ending with `size`.
+    pub(crate) fn scale_sizes(&self) -> Vec<u32> {
         let mut sizes = vec![self.size];
         loop {
             let next = (*sizes.last().unwrap_or(&self.size) as f32 / self.scale_ratio).round() as u32;
@@ -248,23 +268,31 @@ impl StyleConfig {
             sizes.push(next);
         }
         sizes.reverse();
-        let mut iters = self.iterations;
         sizes
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
+    }
+
+    /// The iterations of each of `n` scales: `iterations` at the first, then `scale_iterations`, or
+    /// half the previous scale's (at least 50, at most the previous).
+    pub(crate) fn scale_iteration_counts(&self, n: usize) -> Vec<usize> {
+        let mut iters = self.iterations;
+        (0..n)
+            .map(|i| {
                 if i > 0 {
                     iters = self.scale_iterations.unwrap_or((iters / 2).max(50).min(iters));
                 }
-                (s, iters)
+                iters
             })
             .collect()
     }
 
-    /// A stable text of the settings that decide the result (not threads, time limit or checkpoint
-    /// paths), used to check that a checkpoint belongs to this run.
+    /// A stable text of the settings that decide the objective and the images of each scale, used to
+    /// check that a checkpoint belongs to this run. Not in it: how long the run goes on (iterations,
+    /// per-scale iterations, time limit), threads and the checkpoint paths, so that a stopped run can
+    /// be resumed for longer.
     pub(crate) fn result_key(&self) -> String {
         let mut c = self.clone();
+        c.iterations = 0;
+        c.scale_iterations = None;
         c.threads = 0;
         c.time_limit = None;
         c.checkpoint = None;

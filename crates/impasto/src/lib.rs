@@ -46,7 +46,7 @@ mod pixels;
 mod run;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, Optimizer, StyleConfig, lbfgs_history_for};
+pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};
 pub use error::{Error, Result};
 pub use image;
 pub use io::{
@@ -59,6 +59,6 @@ pub use model::{
     COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,
     check_compact_depth, embedded_model, locate_weights, pack_compact, quantize_channel,
 };
-pub use observer::{Losses, NoObserver, Observer, RunInfo, Step, StopReason, Weights};
+pub use observer::{Losses, NoObserver, Observer, RunInfo, Scale, Step, StopReason, Weights};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize};

@@ -49,10 +49,33 @@ pub struct RunInfo {
     pub height: u32,
     /// Iterations planned, all scales together.
     pub iterations: usize,
-    /// The multi-scale schedule: (width, height, iterations) of each scale, smallest first.
-    pub scales: Vec<(u32, u32, usize)>,
+    /// The multi-scale schedule, smallest scale first (one entry for a single-scale run).
+    pub scales: Vec<Scale>,
     /// The losses of the initial image at the first scale.
     pub initial: Losses,
+}
+
+/// One scale of a run's schedule: the image size it is optimised at and its iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Image width at this scale.
+    pub width: u32,
+    /// Image height at this scale.
+    pub height: u32,
+    /// Iterations planned at this scale.
+    pub iterations: usize,
+}
+
+impl Scale {
+    /// The longest side of the image at this scale.
+    pub fn long_side(&self) -> u32 {
+        self.width.max(self.height)
+    }
+
+    /// Pixels at this scale.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
 }
 
 /// One finished optimiser iteration.

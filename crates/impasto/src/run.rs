@@ -1,7 +1,9 @@
 //! The style-transfer run: for each scale of the schedule, resize the inputs, compute content and style
 //! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
+//! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
-use std::ops::ControlFlow;
+mod scale;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -14,9 +16,10 @@ use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
 use crate::model::Vgg;
-use crate::observer::{Losses, Observer, RunInfo, Step, StopReason, Weights};
-use crate::optim::{Adam, Ema, Lbfgs, LbfgsStep, all_finite};
-use crate::pixels::{fit_longest_side, resize, to_image, to_planar};
+use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
+use crate::optim::{Adam, Ema, Lbfgs};
+use crate::pixels::{fit_longest_side, resize, to_planar};
+use scale::{ScaleRun, Steerable};
 
 /// The result of a run.
 #[derive(Debug, Clone)]
@@ -60,7 +63,7 @@ pub fn stylize(
     with_threads(config.threads, || {
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
-        let plan = Plan::new(net, config, &content_in)?;
+        let plan = Plan::new(net, config, &content_in, &styles_in)?;
         let mut out = plan.run(&content_in, &styles_in, observer)?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
@@ -101,7 +104,7 @@ pub fn score(
 ) -> Result<Losses> {
     config.validate(styles.len())?;
     with_threads(config.threads, || {
-        let plan = Plan::new(net, config, content)?;
+        let plan = Plan::new(net, config, content, styles)?;
         let long = image.width().max(image.height());
         let objective = plan.objective(content, styles, long)?;
         let px = to_planar(&resize(image, objective.width as u32, objective.height as u32));
@@ -124,12 +127,17 @@ struct Plan<'a> {
     content_layers: Vec<usize>,
     style_layers: Vec<usize>,
     pools: u32,
-    /// (longest side, width, height, iterations) per scale.
-    scales: Vec<(u32, u32, u32, usize)>,
+    /// The schedule, smallest scale first.
+    scales: Vec<Scale>,
 }
 
 impl<'a> Plan<'a> {
-    fn new(net: &'a Vgg, config: &'a StyleConfig, content: &Rgb32FImage) -> Result<Plan<'a>> {
+    fn new(
+        net: &'a Vgg,
+        config: &'a StyleConfig,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+    ) -> Result<Plan<'a>> {
         let content_layers: Vec<usize> =
             config.content_layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
         let style_layers: Vec<usize> = if config.style_weight > 0.0 {
@@ -139,17 +147,48 @@ impl<'a> Plan<'a> {
         };
         let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
         let pools = net.pools_before(deepest + 1);
-        let mut scales = Vec::new();
-        for (long, iters) in config.scales() {
-            let (w, h) = fit_longest_side(content.width(), content.height(), long);
-            if scales.is_empty() || long == config.size {
-                check_min_side("output size", w, h, pools)?;
-            }
-            if w.min(h) >= 1 << pools {
-                scales.push((long, w, h, iters));
-            }
-        }
-        Ok(Plan { net, config, content_layers, style_layers, pools, scales })
+        let mut plan = Plan { net, config, content_layers, style_layers, pools, scales: Vec::new() };
+        let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
+        check_min_side("output size", out_w, out_h, pools)?;
+        // Coarse scales at which the content or a style image would be too small for the deepest
+        // layer are left out (a very wide image, say); the schedule starts at the smallest one left.
+        // The output size is always kept: a style image too small there is an error of `objective`.
+        let sizes: Vec<u32> = config
+            .scale_sizes()
+            .into_iter()
+            .filter(|&long| long == config.size || plan.fits(content, styles, long))
+            .collect();
+        let iterations = config.scale_iteration_counts(sizes.len());
+        plan.scales = sizes
+            .into_iter()
+            .zip(iterations)
+            .map(|(long, iterations)| {
+                let (width, height) = fit_longest_side(content.width(), content.height(), long);
+                Scale { width, height, iterations }
+            })
+            .collect();
+        Ok(plan)
+    }
+
+    /// The smallest side the deepest layer used needs.
+    fn min_side(&self) -> u32 {
+        1 << self.pools
+    }
+
+    /// The longest side of the style images at the scale whose longest side is `long`.
+    fn style_long(&self, long: u32) -> u32 {
+        ((long as f32 * self.config.style_scale).round() as u32).max(1)
+    }
+
+    /// Whether the content and every style image are large enough for the network at scale `long`.
+    fn fits(&self, content: &Rgb32FImage, styles: &[Rgb32FImage], long: u32) -> bool {
+        let big_enough = |img: &Rgb32FImage, long| {
+            let (w, h) = fit_longest_side(img.width(), img.height(), long);
+            w.min(h) >= self.min_side()
+        };
+        big_enough(content, long)
+            && (self.style_layers.is_empty()
+                || styles.iter().all(|s| big_enough(s, self.style_long(long))))
     }
 
     /// The objective at the scale whose longest side is `long`.
@@ -201,7 +240,7 @@ impl<'a> Plan<'a> {
                 style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask });
             }
         }
-        let style_long = ((long as f32 * config.style_scale).round() as u32).max(1);
+        let style_long = self.style_long(long);
         let nl = self.style_layers.len();
         for (k, (img, b)) in styles.iter().zip(&blend).enumerate() {
             if nl == 0 {
@@ -284,11 +323,12 @@ impl<'a> Plan<'a> {
         let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
         if state.fingerprint != fingerprint {
             return Err(err(
-                "it was made with other settings or images (same flags, images and model needed)",
+                "it was made with other settings or images (the same images, model and flags are needed; \
+                 only --iterations, --time-limit, the checkpoint and output flags may change)",
             ));
         }
         match self.scales.get(state.scale) {
-            Some(&(_, w, h, _)) if (w, h) == (state.width, state.height) => {}
+            Some(s) if (s.width, s.height) == (state.width, state.height) => {}
             _ => return Err(err("its scale does not match this run's schedule")),
         }
         match (&state.opt, self.config.optimizer) {
@@ -306,7 +346,7 @@ impl<'a> Plan<'a> {
         observer: &mut dyn Observer,
     ) -> Result<Stylized> {
         let start = Instant::now();
-        let total: usize = self.scales.iter().map(|s| s.3).sum();
+        let total: usize = self.scales.iter().map(|s| s.iterations).sum();
         let fingerprint = self.fingerprint(content, styles);
         let mut resume = match &self.config.resume {
             Some(p) => Some(self.read_resume(p, fingerprint)?),
@@ -318,7 +358,8 @@ impl<'a> Plan<'a> {
         // The weights in force: the config's until an observer steers them, then kept across scales.
         let mut weights = Weights::of(self.config);
         for k in first..self.scales.len() {
-            let (long, width, height, iters) = self.scales[k];
+            let Scale { width, height, iterations } = self.scales[k];
+            let long = self.scales[k].long_side();
             let mut objective = Steerable::new(self.objective(content, styles, long)?, self.config);
             objective.set(weights);
             let state = match resume.take() {
@@ -334,8 +375,9 @@ impl<'a> Plan<'a> {
                     State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt }
                 }
             };
-            let scale = ScaleRun { config: self.config, scales: &self.scales, total, start };
-            let out = scale.optimise(&mut objective, state, iters, observer, k == first)?;
+            let last = k + 1 == self.scales.len();
+            let scale = ScaleRun { config: self.config, scales: &self.scales, total, start, last };
+            let out = scale.optimise(&mut objective, state, iterations, observer, k == first)?;
             weights = objective.weights;
             done = out.iterations;
             let stop = out.stop;
@@ -365,191 +407,5 @@ fn keep_unmasked(x: &mut [f32], content_px: &[f32], mask: Option<&[f32]>) {
     for (i, (xv, &cv)) in x.iter_mut().zip(content_px).enumerate() {
         let mv = m[i % n];
         *xv = mv * *xv + (1.0 - mv) * cv;
-    }
-}
-
-/// An objective whose content, style and TV weights can be changed during a run: it remembers the
-/// style targets' weights as built from the config (each is the config's style weight times a layer
-/// and region factor), so that any new style weight, 0 included, can be applied and undone exactly.
-struct Steerable<'a> {
-    objective: Objective<'a>,
-    /// The style targets' weights as built, under the config's style weight.
-    built_style: Vec<f32>,
-    /// The config's style weight.
-    config_style: f32,
-    /// The weights in force.
-    weights: Weights,
-}
-
-impl<'a> Steerable<'a> {
-    fn new(objective: Objective<'a>, config: &StyleConfig) -> Steerable<'a> {
-        let built_style = objective.style.iter().map(|t| t.weight).collect();
-        Steerable { objective, built_style, config_style: config.style_weight, weights: Weights::of(config) }
-    }
-
-    /// Applies `w`. The objective is left untouched when `w` is what is in force already, so a run that
-    /// is never steered evaluates exactly the objective it built.
-    fn set(&mut self, w: Weights) {
-        if w == self.weights {
-            return;
-        }
-        self.weights = w;
-        for t in &mut self.objective.content {
-            t.weight = w.content;
-        }
-        // A config style weight of 0 built no style targets, so there is nothing to divide by zero.
-        for (t, &built) in self.objective.style.iter_mut().zip(&self.built_style) {
-            t.weight = built / self.config_style * w.style;
-        }
-        self.objective.tv_weight = w.tv;
-    }
-}
-
-/// Checks weights given by [`Observer::steer`].
-fn check_steered(w: Weights) -> Result<()> {
-    for (what, v) in [("content", w.content), ("style", w.style), ("TV", w.tv)] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(Error::Config {
-                what: "steered weights",
-                reason: format!("{what} weight {v} (must be a finite number ≥ 0)"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// One scale's optimisation.
-struct ScaleRun<'o> {
-    config: &'o StyleConfig,
-    scales: &'o [(u32, u32, u32, usize)],
-    total: usize,
-    start: Instant,
-}
-
-impl ScaleRun<'_> {
-    fn save_checkpoint(&self, state: &State, observer: &mut dyn Observer) -> Result<()> {
-        if let Some(path) = &self.config.checkpoint {
-            checkpoint::write(path, state)?;
-            observer.on_checkpoint(state.done, path);
-        }
-        Ok(())
-    }
-
-    fn optimise(
-        &self,
-        steerable: &mut Steerable<'_>,
-        mut state: State,
-        iterations: usize,
-        observer: &mut dyn Observer,
-        announce: bool,
-    ) -> Result<Stylized> {
-        let (width, height) = (state.width, state.height);
-        let (mut losses, mut g) = steerable.objective.evaluate(&state.x);
-        let non_finite = |iteration, what, good: &[f32]| Error::NonFinite {
-            iteration,
-            what,
-            last_good: Box::new(to_image(good, width, height)),
-        };
-        if !losses.total().is_finite() {
-            return Err(non_finite(state.done, "loss", &state.x));
-        }
-        if !all_finite(&g) {
-            return Err(non_finite(state.done, "gradient", &state.x));
-        }
-        if announce {
-            let scales = self.scales.iter().map(|&(_, w, h, i)| (w, h, i)).collect();
-            observer.on_start(&RunInfo { width, height, iterations: self.total, scales, initial: losses });
-        }
-        let mut f = losses.total();
-        let mut stop = StopReason::Finished;
-        while state.scale_done < iterations {
-            match &mut state.opt {
-                OptState::Lbfgs(opt) => {
-                    let mut last = losses;
-                    let objective = &steerable.objective;
-                    let outcome = opt.step(&mut state.x, &mut f, &mut g, |p| {
-                        let (l, grad) = objective.evaluate(p);
-                        last = l;
-                        (l.total(), grad)
-                    });
-                    match outcome {
-                        LbfgsStep::Moved => losses = last,
-                        LbfgsStep::Converged => {
-                            stop = StopReason::Converged;
-                            break;
-                        }
-                        LbfgsStep::NonFinite => {
-                            self.save_checkpoint(&state, observer)?;
-                            return Err(non_finite(state.done + 1, "loss or gradient", &state.x));
-                        }
-                    }
-                }
-                OptState::Adam(opt, ema) => {
-                    let previous = state.x.clone();
-                    opt.step(&mut state.x, &g);
-                    let (l, grad) = steerable.objective.evaluate(&state.x);
-                    if !l.total().is_finite() || !all_finite(&grad) {
-                        return Err(non_finite(state.done + 1, "loss or gradient", &previous));
-                    }
-                    ema.update(&state.x, l.total());
-                    losses = l;
-                    g = grad;
-                }
-            }
-            state.done += 1;
-            state.scale_done += 1;
-            let step = Step {
-                iteration: state.done,
-                iterations: self.total,
-                scale: state.scale,
-                scales: self.scales.len(),
-                losses,
-                elapsed: self.start.elapsed(),
-                pixels: &state.x,
-                width,
-                height,
-            };
-            if let ControlFlow::Break(()) = observer.on_step(&step) {
-                stop = StopReason::Cancelled;
-            } else if self.config.time_limit.is_some_and(|t| self.start.elapsed() >= t) {
-                stop = StopReason::TimeLimit;
-            }
-            let every = self.config.checkpoint_every;
-            if stop != StopReason::Finished || (every > 0 && state.done.is_multiple_of(every)) {
-                self.save_checkpoint(&state, observer)?;
-            }
-            if stop != StopReason::Finished {
-                break;
-            }
-            if let Some(w) = observer.steer() {
-                check_steered(w)?;
-                if w != steerable.weights {
-                    steerable.set(w);
-                    // The same image under the new objective; the old curvature pairs no longer hold.
-                    (losses, g) = steerable.objective.evaluate(&state.x);
-                    f = losses.total();
-                    if !f.is_finite() || !all_finite(&g) {
-                        return Err(non_finite(state.done, "loss or gradient", &state.x));
-                    }
-                    match &mut state.opt {
-                        OptState::Lbfgs(opt) => *opt = Lbfgs::new(opt.history),
-                        OptState::Adam(_, ema) => ema.restart_best(),
-                    }
-                }
-            }
-        }
-        let mut x = state.x;
-        if let OptState::Adam(_, ema) = &state.opt
-            && let Some(avg) = ema.value()
-        {
-            // Adam returns the iterate average (smoother than any single iterate, though its loss is
-            // usually a little higher), or with decay 0 the best iterate seen.
-            let (l, _) = steerable.objective.evaluate(&avg);
-            if l.total().is_finite() {
-                x = avg;
-                losses = l;
-            }
-        }
-        Ok(Stylized { image: to_image(&x, width, height), losses, iterations: state.done, stop })
     }
 }

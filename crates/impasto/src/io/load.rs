@@ -1,9 +1,10 @@
-//! Decoding image files: format sniffing, size limits, EXIF orientation, ICC conversion and the alpha plane.
+//! Decoding image files: format sniffing, size limits, refusing truncated files, EXIF orientation, ICC
+//! conversion and the alpha plane.
 
-use std::io::{BufRead, Cursor, Seek};
+use std::io::Cursor;
 use std::path::Path;
 
-use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageReader, Rgb32FImage};
+use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Rgb32FImage};
 
 use super::{AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, decode_err, icc};
 use crate::error::{Error, Result};
@@ -31,7 +32,9 @@ pub fn load_image(path: &Path) -> Result<Rgb32FImage> {
 /// Files wider or taller than [`MAX_INPUT_SIDE`], or whose decoding needs more than
 /// [`MAX_INPUT_ALLOC`] bytes, are refused before their pixels are decoded. Every failure (missing,
 /// unrecognised, corrupt, truncated, too large) is an [`Error::ImageDecode`], except an operating
-/// system error reading an existing file, which is an [`Error::Io`].
+/// system error reading an existing file, which is an [`Error::Io`]. A PNG or JPEG file that ends
+/// before its end marker (IEND chunk, EOI marker) is refused as truncated even where the decoder
+/// would fill the missing rows in, so a partial image is never returned.
 pub fn load_image_with_alpha(path: &Path) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
     load(path, true)
 }
@@ -39,26 +42,37 @@ pub fn load_image_with_alpha(path: &Path) -> Result<(Rgb32FImage, Option<AlphaPl
 /// Decodes an image file's bytes held in memory (an upload, say) exactly as [`load_image`] reads a file,
 /// with the same limits. `name` stands for the file in error messages.
 pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb32FImage> {
-    decode(ImageReader::new(Cursor::new(bytes)), Path::new(name), false).map(|(rgb, _)| rgb)
+    decode(bytes, Path::new(name), false).map(|(rgb, _)| rgb)
 }
 
 fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
-    let reader = ImageReader::open(path).map_err(|e| match e.kind() {
+    let io_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => decode_err(path, "no such file"),
         _ => Error::Io { action: "cannot read", path: path.to_path_buf(), source: e },
-    })?;
-    decode(reader, path, want_alpha)
+    };
+    let len = std::fs::metadata(path).map_err(io_err)?.len();
+    if len > MAX_INPUT_ALLOC {
+        return Err(decode_err(
+            path,
+            format!("too large: the file is {} MiB, over the limit of {} MiB", len >> 20, MAX_INPUT_ALLOC >> 20),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    decode(&bytes, path, want_alpha)
 }
 
-fn decode<R: BufRead + Seek>(
-    reader: ImageReader<R>,
-    path: &Path,
-    want_alpha: bool,
-) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
-    let mut reader = reader.with_guessed_format().map_err(|e| decode_err(path, e))?;
-    if reader.format().is_none() {
+fn decode(bytes: &[u8], path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| decode_err(path, e))?;
+    let Some(format) = reader.format() else {
         return Err(decode_err(path, "unrecognised or unsupported image format"));
-    }
+    };
+    let complete = match format {
+        ImageFormat::Jpeg => jpeg_complete(bytes),
+        ImageFormat::Png => png_complete(bytes),
+        _ => Ok(()),
+    };
+    complete.map_err(|why| decode_err(path, format!("the file is truncated ({why})")))?;
     // The header is read with only the allocation limit so that an oversized image gets the clear
     // message below rather than the decoder's generic one; the full limits are set before decoding.
     let mut header_limits = image::Limits::default();
@@ -146,5 +160,70 @@ fn image_err(path: &Path, e: ImageError) -> Error {
             decode_err(path, format!("the file is truncated ({io})"))
         }
         e => decode_err(path, e),
+    }
+}
+
+/// Checks that a JPEG file's segments and entropy-coded data run up to its end-of-image marker: some
+/// decoders fill a scan that is cut short with grey and report nothing. Data after the marker is
+/// allowed (some cameras append some).
+fn jpeg_complete(b: &[u8]) -> std::result::Result<(), &'static str> {
+    const CUT: &str = "the JPEG data ends before its end-of-image marker";
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return Ok(()); // not a JPEG stream the decoder accepts: it reports what is wrong
+    }
+    let mut i = 2;
+    loop {
+        // The next marker: 0xFF, any fill 0xFF bytes, then the marker's code. Stray bytes between
+        // segments are skipped, as decoders do.
+        i += b.get(i..).and_then(|r| r.iter().position(|&x| x == 0xFF)).ok_or(CUT)?;
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let marker = *b.get(i).ok_or(CUT)?;
+        i += 1;
+        match marker {
+            0xD9 => return Ok(()),
+            // Markers without a length: TEM, RSTn, and a stray 0x00 after 0xFF.
+            0x00 | 0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let len = match b.get(i..i + 2) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => return Err(CUT),
+        };
+        i += len;
+        if i > b.len() {
+            return Err(CUT);
+        }
+        if marker == 0xDA {
+            // Start of scan: entropy-coded data up to the next marker that is not a stuffed 0xFF00
+            // or a restart marker.
+            loop {
+                i += b.get(i..).and_then(|r| r.iter().position(|&x| x == 0xFF)).ok_or(CUT)?;
+                match *b.get(i + 1).ok_or(CUT)? {
+                    0x00 | 0xD0..=0xD7 => i += 2,
+                    0xFF => i += 1,
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// Checks that a PNG file's chunks run whole up to its IEND chunk.
+fn png_complete(b: &[u8]) -> std::result::Result<(), &'static str> {
+    const CUT: &str = "the PNG data ends before its IEND chunk";
+    let mut i = 8;
+    loop {
+        let header = b.get(i..i + 8).ok_or(CUT)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let end = (i + 12).checked_add(len).ok_or(CUT)?;
+        if end > b.len() {
+            return Err(CUT);
+        }
+        if &header[4..8] == b"IEND" {
+            return Ok(());
+        }
+        i = end;
     }
 }

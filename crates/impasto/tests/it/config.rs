@@ -8,6 +8,7 @@ use safetensors::tensor::{Dtype, TensorView};
 #[test]
 fn defaults_are_valid_and_bad_values_are_refused() {
     StyleConfig::default().validate(1).unwrap();
+    StyleConfig { threads: impasto::MAX_THREADS, ..Default::default() }.validate(1).unwrap();
     let cases: Vec<(StyleConfig, usize, &str)> = vec![
         (StyleConfig { size: 0, ..Default::default() }, 1, "size"),
         (StyleConfig { size: 100_000, ..Default::default() }, 1, "size"),
@@ -21,6 +22,7 @@ fn defaults_are_valid_and_bad_values_are_refused() {
         ),
         (StyleConfig { content_layers: vec!["relu9_9".into()], ..Default::default() }, 1, "relu9_9"),
         (StyleConfig::default(), 0, "style image"),
+        (StyleConfig { threads: impasto::MAX_THREADS + 1, ..Default::default() }, 1, "at most 1024"),
     ];
     for (cfg, n, needle) in cases {
         let err = cfg.validate(n).expect_err(needle).to_string();

@@ -556,10 +556,12 @@ fn corrupt_and_truncated_files_are_errors_not_panics() {
                 Err(e) => panic!("{ext} cut at {cut}: {e:?}"),
             }
         }
-        // A truncated PNG is always an error.
-        if ext == "png" {
-            std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-            decode_reason(load_image(&bad));
+        // A PNG or JPEG cut anywhere is always an error: nothing partial is ever returned.
+        if ext == "png" || ext == "jpg" {
+            for cut in 0..bytes.len() {
+                std::fs::write(&bad, &bytes[..cut]).unwrap();
+                decode_reason(load_image(&bad));
+            }
         }
         // Flipped bytes after the header.
         for i in (8..bytes.len()).step_by(5) {
@@ -577,3 +579,30 @@ fn corrupt_and_truncated_files_are_errors_not_panics() {
     let reason = decode_reason(load_image(&d.path().join("missing.png")));
     assert!(reason.contains("no such file"), "{reason}");
 }
+
+#[test]
+fn a_jpeg_or_png_cut_short_is_refused_as_truncated() {
+    let d = dir();
+    // Large enough that a cut mid-scan leaves whole rows the decoder could fill with grey.
+    let img = gradient(64, 48);
+    for (ext, why) in
+        [("jpg", "the JPEG data ends before its end-of-image marker"), ("png", "the PNG data ends before its IEND chunk")]
+    {
+        let good = d.path().join(format!("good.{ext}"));
+        save_image(&img, &good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        for cut in [bytes.len() * 2 / 3, bytes.len() - 2, bytes.len() - 1] {
+            let p = write(d.path(), &format!("cut.{ext}"), &bytes[..cut]);
+            let reason = decode_reason(load_image(&p));
+            assert_eq!(reason, format!("the file is truncated ({why})"), "{ext} cut at {cut}/{}", bytes.len());
+            let reason = decode_reason(impasto::decode_image(&bytes[..cut], "upload"));
+            assert!(reason.starts_with("the file is truncated"), "{reason}");
+        }
+        // Data after the end marker (some cameras append some) is fine.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"trailing bytes");
+        let p = write(d.path(), &format!("trailing.{ext}"), &longer);
+        assert_eq!(load_image(&p).unwrap().dimensions(), (64, 48));
+    }
+}
+

@@ -11,5 +11,6 @@ mod gradcheck;
 mod io;
 mod masks;
 mod resume;
+mod schedule;
 mod steer;
 mod stylize;

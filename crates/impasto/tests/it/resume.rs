@@ -83,3 +83,62 @@ fn schedule_is_single_scale_up_to_twice_min_size() {
     assert_eq!(c(1024), vec![(512, 500), (1024, 250)]);
     assert_eq!(c(2048), vec![(512, 500), (1024, 250), (2048, 125)]);
 }
+
+/// A run stopped (or finished) with a checkpoint and resumed with more iterations ends with exactly
+/// the bits of an uninterrupted run of the larger count: the resumed scale goes on to its new count.
+fn resumed_for_longer_equals_a_longer_run(
+    net: &Vgg,
+    short: StyleConfig,
+    longer: StyleConfig,
+    stop_at: Option<usize>,
+) {
+    let img = |n: &str| impasto::load_image(&shared_dir().join("images").join(n)).unwrap();
+    let (content, style) = (img("chelsea.png"), img("the_scream.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+
+    let first = StyleConfig { checkpoint: Some(ckpt.clone()), ..short.clone() };
+    let part = match stop_at {
+        Some(n) => impasto::stylize(net, &first, &content, styles, &mut StopAt(n)).unwrap(),
+        None => impasto::stylize(net, &first, &content, styles, &mut NoObserver).unwrap(),
+    };
+    match stop_at {
+        Some(_) => assert_eq!(part.stop, StopReason::Cancelled),
+        None => assert!(matches!(part.stop, StopReason::Finished | StopReason::Converged)),
+    }
+    assert!(ckpt.is_file(), "a finished run writes its checkpoint at the end");
+
+    // Only how long the run goes on differs (and the time limit may).
+    let hour = Some(std::time::Duration::from_secs(3600));
+    let resumed = StyleConfig { resume: Some(ckpt), time_limit: hour, ..longer.clone() };
+    let rest = impasto::stylize(net, &resumed, &content, styles, &mut NoObserver).unwrap();
+    let full = impasto::stylize(net, &longer, &content, styles, &mut NoObserver).unwrap();
+    assert_eq!((rest.iterations, rest.stop), (full.iterations, StopReason::Finished));
+    assert!(bits(&rest.image) == bits(&full.image), "resumed run differs from the longer uninterrupted one");
+    assert!(bits(&part.image) != bits(&full.image));
+}
+
+#[test]
+fn a_finished_run_resumes_for_more_iterations() {
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 4, 11);
+    let single = StyleConfig { min_size: 48, ..small(Optimizer::Lbfgs { history: 5 }) };
+    let more = |c: &StyleConfig, iterations| StyleConfig { iterations, ..c.clone() };
+    resumed_for_longer_equals_a_longer_run(&net, more(&single, 6), more(&single, 10), None);
+    let adam = StyleConfig { min_size: 48, ..small(Optimizer::Adam { learning_rate: 0.02 }) };
+    resumed_for_longer_equals_a_longer_run(&net, more(&adam, 6), more(&adam, 9), None);
+}
+
+#[test]
+fn a_stopped_multi_scale_run_resumes_for_more_iterations() {
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 4, 11);
+    let config = StyleConfig { iterations: 8, ..small(Optimizer::Lbfgs { history: 5 }) };
+    assert_eq!(config.scales(), vec![(24, 8), (48, 10)]);
+    // Stopped in the first scale: it goes on to 14 iterations, then the second scale runs.
+    let longer = StyleConfig { iterations: 14, ..config.clone() };
+    resumed_for_longer_equals_a_longer_run(&net, config.clone(), longer, Some(5));
+    // Stopped in the last scale, 2 of its 4 iterations done: it goes on to its new count, 7.
+    let short = StyleConfig { scale_iterations: Some(4), ..config };
+    let longer = StyleConfig { scale_iterations: Some(7), ..short.clone() };
+    resumed_for_longer_equals_a_longer_run(&net, short, longer, Some(10));
+}
