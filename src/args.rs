@@ -201,7 +201,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = default_lbfgs_history(), help_heading = "Optimisation")]
     pub lbfgs_history: usize,
 
-    /// Start from the content image, seeded noise, or an image file
+    /// Start from the content image, seeded noise, or an image file (neural-style's `image` and
+    /// `random` are taken as content and noise)
     #[arg(long, value_name = "content|noise|FILE", default_value = "content", help_heading = "Optimisation")]
     pub init: String,
 
@@ -298,12 +299,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Time and checkpoints")]
     pub time_limit: Option<String>,
 
-    /// Save the optimisation state to FILE (every --checkpoint-every iterations, and when the run
-    /// stops early or is interrupted)
+    /// Save the optimisation state to FILE (every --checkpoint-every iterations, when the run ends,
+    /// and when it stops early or is interrupted)
     #[arg(long, value_name = "FILE", help_heading = "Time and checkpoints")]
     pub checkpoint: Option<PathBuf>,
 
-    /// Iterations between checkpoints (0 = only when the run stops early)
+    /// Iterations between checkpoints (0 = only at the end or when the run stops early)
     #[arg(
         long,
         value_name = "N",
@@ -313,11 +314,13 @@ pub struct RunArgs {
     )]
     pub checkpoint_every: usize,
 
-    /// Continue from a checkpoint (give the same images and settings as the run that wrote it)
+    /// Continue from a checkpoint: the same images and settings as the run that wrote it, except
+    /// --iterations (a larger -n continues it for longer), --time-limit and the output, logging and
+    /// checkpoint flags
     #[arg(long, value_name = "FILE", help_heading = "Time and checkpoints")]
     pub resume: Option<PathBuf>,
 
-    /// Worker threads (0 = one per core)
+    /// Worker threads (0 = one per core; at most 1024, and more than the cores only slow a run down)
     #[arg(long, value_name = "N", default_value_t = defaults().threads, help_heading = "Run")]
     pub threads: usize,
 

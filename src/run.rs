@@ -52,6 +52,9 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
         }
     };
     let quiet = s.display == Display::Quiet;
+    if !quiet && let Some(line) = threads_notice(s.config.threads, cores()) {
+        note(&line);
+    }
     interrupt::install(s.display);
 
     let mut progress = Progress::new(s.display, s.save_every, &s.output, &interrupt::STOP_REQUESTED);
@@ -98,6 +101,21 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
         note(&summary(&s, &out, seconds));
     }
     Ok(Outcome::Done)
+}
+
+/// The cores this process may use (1 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The line that says `--threads` asks for more threads than there are cores, which only slows a run.
+fn threads_notice(threads: usize, cores: usize) -> Option<String> {
+    (threads > cores).then(|| {
+        format!(
+            "note: --threads {threads} is more than the {cores} cores here: the extra threads slow the run \
+             down (--threads 0 uses one per core)"
+        )
+    })
 }
 
 /// The one line that says a run falls back to the built-in model, why, and how to get the full one.

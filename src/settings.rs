@@ -147,10 +147,12 @@ fn resolve_size(size: i64) -> Result<u32> {
     }
 }
 
+/// `--init`: a keyword, or else an image file. jcjohnson/neural-style's `-init random|image` are taken
+/// as `noise` and `content`.
 fn resolve_init(value: &str) -> Result<InitSource> {
     match value {
-        "content" => Ok(InitSource::Content),
-        "noise" => Ok(InitSource::Noise),
+        "content" | "image" => Ok(InitSource::Content),
+        "noise" | "random" => Ok(InitSource::Noise),
         path => {
             let p = Path::new(path);
             if !p.exists() {
@@ -542,6 +544,10 @@ mod tests {
         let s = resolve_ok(&["--init", file.to_str().unwrap()]);
         assert_eq!(s.init, InitSource::File(file));
         assert_eq!(s.config.init, Init::Content);
+        assert_eq!(resolve_ok(&["--init", "random"]).init, InitSource::Noise);
+        assert_eq!(resolve_ok(&["--init", "random"]).config.init, Init::Noise);
+        assert_eq!(resolve_ok(&["--init", "image"]).init, InitSource::Content);
+        assert_eq!(resolve_ok(&["--init", "image"]).config.init, Init::Content);
         let e = resolve_err(&["--init", "nosie"]);
         assert_eq!(e, "invalid --init `nosie`: expected `content`, `noise` or an image file (no such file)");
         let e = resolve_err(&["--init", dir.path().to_str().unwrap()]);
@@ -596,6 +602,13 @@ mod tests {
             ..StyleConfig::default()
         };
         assert_eq!(deepest_layer(&config).unwrap(), "conv5_1");
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_refused() {
+        assert_eq!(resolve_ok(&["--threads", "1024"]).config.threads, 1024);
+        let e = resolve_err(&["--threads", "100000"]);
+        assert_eq!(e, "invalid threads: 100000 (must be at most 1024; 0 = one per core)");
     }
 
     #[test]

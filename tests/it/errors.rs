@@ -61,7 +61,27 @@ fn style_image_truncated() {
     let sb = setup();
     truncated_png(&sb, "half.png");
     let out = run(&sb, &["c.png", "half.png"], &[]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: style image: cannot decode image half.png: the file is truncated (unexpected end of file)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: style image: cannot decode image half.png: the file is truncated (the PNG data ends before its IEND chunk)");
+}
+
+#[test]
+fn content_jpeg_cut_mid_scan_is_refused() {
+    let sb = setup();
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
+    img.save(sb.path("full.jpg")).unwrap();
+    let bytes = std::fs::read(sb.path("full.jpg")).unwrap();
+    // Cut in the scan data: the decoder would fill the rest with grey.
+    sb.file("cut.jpg", &bytes[..bytes.len() * 2 / 3]);
+    let out = run(&sb, &["cut.jpg", "s.png"], &[]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: content image: cannot decode image cut.jpg: the file is truncated (the JPEG data ends before its end-of-image marker)");
+    assert!(!sb.path("out.png").exists());
+}
+
+#[test]
+fn absurd_thread_count() {
+    let sb = setup();
+    let out = run(&sb, &["c.png", "s.png"], &["--threads", "100000"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid threads: 100000 (must be at most 1024; 0 = one per core)");
 }
 
 #[test]

@@ -58,7 +58,8 @@ fn help() {
           --lbfgs-history <N>          L-BFGS history length (L-BFGS only; capped so the pairs fit in
                                        768 MiB: 32 at 1024 px) [default: 100]
           --init <content|noise|FILE>  Start from the content image, seeded noise, or an image file
-                                       [default: content]
+                                       (neural-style's `image` and `random` are taken as content and
+                                       noise) [default: content]
           --seed <N>                   Seed for --init noise [default: 0]
           --ema-decay <X>              Return a moving average of the Adam iterates with this decay
                                        (Adam only; 0 = off) [default: 0.99]
@@ -100,14 +101,17 @@ fn help() {
           --time-limit <DURATION>  Stop after this much optimisation time and write the image: 90s, 5m,
                                    1h30m or seconds
           --checkpoint <FILE>      Save the optimisation state to FILE (every --checkpoint-every
-                                   iterations, and when the run stops early or is interrupted)
-          --checkpoint-every <N>   Iterations between checkpoints (0 = only when the run stops early)
-                                   [default: 0]
-          --resume <FILE>          Continue from a checkpoint (give the same images and settings as the
-                                   run that wrote it)
+                                   iterations, when the run ends, and when it stops early or is
+                                   interrupted)
+          --checkpoint-every <N>   Iterations between checkpoints (0 = only at the end or when the run
+                                   stops early) [default: 0]
+          --resume <FILE>          Continue from a checkpoint: the same images and settings as the run
+                                   that wrote it, except --iterations (a larger -n continues it for
+                                   longer), --time-limit and the output, logging and checkpoint flags
 
     Run:
-          --threads <N>      Worker threads (0 = one per core) [default: 0]
+          --threads <N>      Worker threads (0 = one per core; at most 1024, and more than the cores
+                             only slow a run down) [default: 0]
           --print-every <N>  Without a terminal, log a line every N iterations (0 = never) [default: 50]
       -q, --quiet            Print nothing but errors
 

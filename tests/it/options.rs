@@ -188,3 +188,41 @@ fn parameters_are_embedded_in_every_image() {
         Some(format!("impasto {}", env!("CARGO_PKG_VERSION")))
     );
 }
+
+/// More threads than cores are allowed, with a note that they slow the run down.
+#[test]
+fn more_threads_than_cores_get_a_note() {
+    let sb = tiny();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores + 1).to_string();
+    let out = run_tiny(&sb, &["--threads", &threads]);
+    out.assert_ok();
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "note: --threads {threads} is more than the {cores} cores here: the extra threads slow the run down \
+             (--threads 0 uses one per core)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run_tiny(&sb, &["--threads", &threads, "-q"]);
+    out.assert_ok();
+    assert_eq!(out.stderr, "");
+    let out = run_tiny(&sb, &["--threads", "1"]);
+    assert!(!out.stderr.contains("note: --threads"), "{}", out.stderr);
+}
+
+/// jcjohnson/neural-style's `--init random` and `--init image` are noise and content.
+#[test]
+fn init_random_and_image_are_synonyms() {
+    let sb = tiny();
+    for (synonym, keyword) in [("random", "noise"), ("image", "content")] {
+        run_tiny(&sb, &["--init", synonym, "-o", "a.png", "-q"]).assert_ok();
+        run_tiny(&sb, &["--init", keyword, "-o", "b.png", "-q"]).assert_ok();
+        assert!(rgb8(&sb, "a.png") == rgb8(&sb, "b.png"), "--init {synonym} differs from {keyword}");
+        let params = png_text_value(&sb.path("a.png"), "parameters").unwrap();
+        assert!(params.contains(&format!(" --init {keyword} ")), "{params}");
+    }
+}

@@ -102,12 +102,15 @@ pub struct StyleConfig {
     pub color: ColorMode,
     /// Recolour the style images to the content's colour statistics before the run.
     pub color_match: Option<ColorMatch>,
-    /// Write the optimisation state here every `checkpoint_every` iterations and when the run stops
-    /// early (cancelled, time limit, non-finite loss).
+    /// Write the optimisation state here every `checkpoint_every` iterations, at the end of the run,
+    /// and when the run stops early (cancelled, time limit, non-finite loss).
     pub checkpoint: Option<std::path::PathBuf>,
     /// Iterations between checkpoints (0 = only when the run stops early).
     pub checkpoint_every: usize,
-    /// Continue from this checkpoint (written by a run with the same settings and images).
+    /// Continue from this checkpoint, written by a run with the same settings and images; only
+    /// `iterations`, `scale_iterations`, `time_limit`, `threads` and the checkpoint settings may differ.
+    /// The scale the checkpoint is in goes on to its count under this config, so more iterations
+    /// continue a stopped or finished run for longer.
     pub resume: Option<std::path::PathBuf>,
     /// Where the content gets stylised (white = fully, black = kept as the content; any size, it is
     /// resized to the output at every scale).
