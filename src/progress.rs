@@ -220,7 +220,8 @@ fn schedule_text(info: &RunInfo) -> String {
     if info.scales.len() <= 1 {
         return String::new();
     }
-    let parts: Vec<String> = info.scales.iter().map(|s| format!("{}x{} ×{}", s.width, s.height, s.iterations)).collect();
+    let parts: Vec<String> =
+        info.scales.iter().map(|s| format!("{}x{} ×{}", s.width, s.height, s.iterations)).collect();
     format!(" in {} scales ({})", info.scales.len(), parts.join(", "))
 }
 
@@ -322,7 +323,10 @@ mod tests {
             width: 1024,
             height: 768,
             iterations: scales.iter().map(|s| s.2).sum(),
-            scales: scales.into_iter().map(|(width, height, iterations)| impasto::Scale { width, height, iterations }).collect(),
+            scales: scales
+                .into_iter()
+                .map(|(width, height, iterations)| impasto::Scale { width, height, iterations })
+                .collect(),
             initial: Losses::default(),
         };
         assert_eq!(schedule_text(&info(vec![(1024, 768, 500)])), "");

@@ -61,7 +61,7 @@ fn style_image_truncated() {
     let sb = setup();
     truncated_png(&sb, "half.png");
     let out = run(&sb, &["c.png", "half.png"], &[]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: style image: cannot decode image half.png: the file is truncated (the PNG data ends before its IEND chunk)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: style image: cannot decode image half.png: the file is truncated (unexpected end of file)");
 }
 
 #[test]

@@ -187,8 +187,7 @@ impl<'a> Plan<'a> {
             w.min(h) >= self.min_side()
         };
         big_enough(content, long)
-            && (self.style_layers.is_empty()
-                || styles.iter().all(|s| big_enough(s, self.style_long(long))))
+            && (self.style_layers.is_empty() || styles.iter().all(|s| big_enough(s, self.style_long(long))))
     }
 
     /// The objective at the scale whose longest side is `long`.

@@ -54,7 +54,11 @@ fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane
     if len > MAX_INPUT_ALLOC {
         return Err(decode_err(
             path,
-            format!("too large: the file is {} MiB, over the limit of {} MiB", len >> 20, MAX_INPUT_ALLOC >> 20),
+            format!(
+                "too large: the file is {} MiB, over the limit of {} MiB",
+                len >> 20,
+                MAX_INPUT_ALLOC >> 20
+            ),
         ));
     }
     let bytes = std::fs::read(path).map_err(io_err)?;
@@ -62,17 +66,15 @@ fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane
 }
 
 fn decode(bytes: &[u8], path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
-    let mut reader =
-        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| decode_err(path, e))?;
+    // The extension names the format unless the contents say otherwise.
+    let mut reader = ImageReader::new(Cursor::new(bytes));
+    if let Ok(format) = ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader = reader.with_guessed_format().map_err(|e| decode_err(path, e))?;
     let Some(format) = reader.format() else {
         return Err(decode_err(path, "unrecognised or unsupported image format"));
     };
-    let complete = match format {
-        ImageFormat::Jpeg => jpeg_complete(bytes),
-        ImageFormat::Png => png_complete(bytes),
-        _ => Ok(()),
-    };
-    complete.map_err(|why| decode_err(path, format!("the file is truncated ({why})")))?;
     // The header is read with only the allocation limit so that an oversized image gets the clear
     // message below rather than the decoder's generic one; the full limits are set before decoding.
     let mut header_limits = image::Limits::default();
@@ -89,13 +91,13 @@ fn decode(bytes: &[u8], path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, O
     if w == 0 || h == 0 {
         return Err(decode_err(path, "the image is empty"));
     }
-    let bytes = decoder.total_bytes();
-    if bytes > MAX_INPUT_ALLOC {
+    let decoded_bytes = decoder.total_bytes();
+    if decoded_bytes > MAX_INPUT_ALLOC {
         return Err(decode_err(
             path,
             format!(
                 "too large: {w}×{h} needs {} MiB to decode, over the limit of {} MiB",
-                bytes >> 20,
+                decoded_bytes >> 20,
                 MAX_INPUT_ALLOC >> 20
             ),
         ));
@@ -109,6 +111,14 @@ fn decode(bytes: &[u8], path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, O
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let profile = decoder.icc_profile().ok().flatten();
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| image_err(path, e))?;
+    // The decoder's own errors come first (they say more); a file it decoded is then checked to be
+    // whole, since a JPEG decoder fills a scan cut short with grey and says nothing.
+    let complete = match format {
+        ImageFormat::Jpeg => jpeg_complete(bytes),
+        ImageFormat::Png => png_complete(bytes),
+        _ => Ok(()),
+    };
+    complete.map_err(|why| decode_err(path, format!("the file is truncated ({why})")))?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(decode_err(path, "the image is empty"));

@@ -147,7 +147,9 @@ impl ScaleRun<'_> {
             }
             self.steer(steerable, &mut state, &mut point, observer)?;
         }
-        if self.last && matches!(stop, StopReason::Finished | StopReason::Converged) && saved_at != Some(state.done)
+        if self.last
+            && matches!(stop, StopReason::Finished | StopReason::Converged)
+            && saved_at != Some(state.done)
         {
             self.save_checkpoint(&state, observer)?;
         }

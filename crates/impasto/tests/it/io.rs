@@ -585,16 +585,21 @@ fn a_jpeg_or_png_cut_short_is_refused_as_truncated() {
     let d = dir();
     // Large enough that a cut mid-scan leaves whole rows the decoder could fill with grey.
     let img = gradient(64, 48);
-    for (ext, why) in
-        [("jpg", "the JPEG data ends before its end-of-image marker"), ("png", "the PNG data ends before its IEND chunk")]
-    {
+    for (ext, why) in [
+        ("jpg", "the JPEG data ends before its end-of-image marker"),
+        ("png", "the PNG data ends before its IEND chunk"),
+    ] {
         let good = d.path().join(format!("good.{ext}"));
         save_image(&img, &good).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         for cut in [bytes.len() * 2 / 3, bytes.len() - 2, bytes.len() - 1] {
             let p = write(d.path(), &format!("cut.{ext}"), &bytes[..cut]);
             let reason = decode_reason(load_image(&p));
-            assert_eq!(reason, format!("the file is truncated ({why})"), "{ext} cut at {cut}/{}", bytes.len());
+            // The decoder's own message when it notices, else the missing end marker.
+            assert!(reason.starts_with("the file is truncated ("), "{ext} cut at {cut}: {reason}");
+            if ext == "jpg" {
+                assert_eq!(reason, format!("the file is truncated ({why})"), "cut at {cut}/{}", bytes.len());
+            }
             let reason = decode_reason(impasto::decode_image(&bytes[..cut], "upload"));
             assert!(reason.starts_with("the file is truncated"), "{reason}");
         }
@@ -605,4 +610,3 @@ fn a_jpeg_or_png_cut_short_is_refused_as_truncated() {
         assert_eq!(load_image(&p).unwrap().dimensions(), (64, 48));
     }
 }
-
