@@ -4,30 +4,60 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The real VGG-16 weights, found like the CLI finds them (`IMPASTO_WEIGHTS`). `None` (with a note) when
-/// they are not there, except under CI, where their absence is a failure.
+/// The real VGG-16 weights, found like the CLI finds them (`IMPASTO_WEIGHTS`), without a note.
+fn find_real_weights() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os("IMPASTO_WEIGHTS").filter(|v| !v.is_empty())?);
+    // CI gives the path relative to the repository root; cargo runs tests from the package root too.
+    let p = if p.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join(p) } else { p };
+    p.is_file().then_some(p)
+}
+
+/// Whether this is CI (`CI=true`), where missing real weights are a failure, never a skip or a fallback.
+fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The real VGG-16 weights, for the tests that need the full file (packing, fixtures). `None` (with a
+/// note) when they are not there, except under CI, where their absence is a failure.
 #[allow(clippy::print_stderr)] // the note on why a test did nothing
 pub fn real_weights() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("IMPASTO_WEIGHTS").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        // CI gives the path relative to the repository root; cargo runs tests from the package root too.
-        let p = if p.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join(p) } else { p };
-        if p.is_file() {
-            return Some(p);
-        }
+    if let Some(p) = find_real_weights() {
+        return Some(p);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("IMPASTO_WEIGHTS missing under CI");
-    }
+    assert!(!under_ci(), "IMPASTO_WEIGHTS missing under CI");
     eprintln!(
         "note: IMPASTO_WEIGHTS is not set to an existing file; skipping a test that needs the real weights"
     );
     None
 }
 
+/// The `--weights` value for end-to-end runs: the real VGG-16 weights when `IMPASTO_WEIGHTS` names them,
+/// else (with a note; under CI a failure) `builtin`, the compact VGG-16 built into impasto, so that a
+/// fresh clone without `../shared` still runs these tests.
+#[allow(clippy::print_stderr)] // the note on which model ran
+pub fn run_weights() -> String {
+    if let Some(p) = find_real_weights() {
+        return p.to_string_lossy().into_owned();
+    }
+    assert!(!under_ci(), "IMPASTO_WEIGHTS missing under CI");
+    eprintln!("note: IMPASTO_WEIGHTS is not set to an existing file; running on the built-in compact model");
+    "builtin".to_string()
+}
+
 /// A file of the shared test images (`../shared/images/NAME`, next to the repository).
 pub fn shared_image(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/images").join(name)
+}
+
+/// [`shared_image`] when `../shared` is there, else a `size`×`size` test PNG written into the sandbox
+/// (a fresh clone has no `../shared`; under CI its absence is a failure).
+pub fn shared_image_or_png(sb: &Sandbox, name: &str, size: u32) -> PathBuf {
+    let shared = shared_image(name);
+    if shared.is_file() {
+        return shared;
+    }
+    assert!(!under_ci(), "CI=true but {} is missing", shared.display());
+    sb.path(&sb.png(&format!("{name}.png"), size, size))
 }
 
 /// What a finished command gave.

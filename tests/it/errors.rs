@@ -1,7 +1,7 @@
 //! Every user mistake ends with exit status 1 and one `impasto: error:` line on stderr naming the file,
 //! value or layer involved, and is caught before any heavy work. Uses tiny images and weights only.
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, Tensor, conv1_1, real_weights, write_safetensors};
+use crate::common::{Run, Sandbox, TINY_LAYERS, Tensor, conv1_1, run_weights, write_safetensors};
 
 /// A sandbox with a 40×30 content image `c.png`, a 24×24 style image `s.png` and tiny weights `w.safetensors`.
 fn setup() -> Sandbox {
@@ -408,10 +408,10 @@ fn non_finite_loss_writes_the_last_good_image() {
 }
 
 #[test]
-fn non_finite_loss_with_the_real_weights() {
-    let Some(weights) = real_weights() else { return };
+fn non_finite_loss_with_the_real_or_the_built_in_weights() {
+    let weights = run_weights();
     let sb = setup();
-    let w = weights.to_str().unwrap();
+    let w = weights.as_str();
     let out = sb.run(&[
         "c.png",
         "s.png",

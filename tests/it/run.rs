@@ -1,4 +1,4 @@
-//! Runs that work: a tiny end-to-end run with the real weights, and quick runs with tiny weights for the
+//! Runs that work: a tiny end-to-end run with the real weights (or the built-in model on a fresh clone), and quick runs with tiny weights for the
 //! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C (with and
 //! without `--checkpoint`).
 
@@ -6,24 +6,26 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, real_weights, run_tiny, shared_image, tiny};
+use crate::common::{Run, Sandbox, TINY_LAYERS, run_tiny, run_weights, shared_image_or_png, tiny};
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
     (img.width(), img.height())
 }
 
+/// A real run end to end: the real weights when `IMPASTO_WEIGHTS` names them, else the built-in model.
 #[test]
-fn real_weights_end_to_end() {
-    let Some(weights) = real_weights() else { return };
+fn end_to_end_with_the_real_or_the_built_in_weights() {
+    let weights = run_weights();
     let sb = Sandbox::new();
-    let (content, style) = (shared_image("astronaut.png"), shared_image("starry_night.jpg"));
+    let content = shared_image_or_png(&sb, "astronaut.png", 64);
+    let style = shared_image_or_png(&sb, "starry_night.jpg", 64);
     let out: Run = sb
         .cmd()
         .arg(&content)
         .arg(&style)
         .args(["-o", "out.png", "--size", "48", "-n", "3", "--save-every", "2", "--print-every", "1"])
-        .env("IMPASTO_WEIGHTS", &weights)
+        .args(["--weights", &weights])
         .output()
         .unwrap()
         .into();

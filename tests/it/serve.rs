@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::{Run, Sandbox, real_weights};
+use crate::common::{Run, Sandbox, run_weights};
 
 /// A GET over a plain socket: the whole answer, headers included.
 fn get(addr: &str, path: &str) -> String {
@@ -62,9 +62,8 @@ fn interrupt(child: Child) -> Run {
 
 #[test]
 fn serve_prints_its_url_serves_the_page_and_stops_on_ctrl_c() {
-    let Some(weights) = real_weights() else { return };
+    let w = run_weights();
     let sb = Sandbox::new();
-    let w = weights.to_string_lossy().into_owned();
     let (child, addr) = start(&sb, &["--port", "0", "--weights", &w, "--max-size", "300"]);
     assert!(addr.starts_with("127.0.0.1:"), "binds loopback by default: {addr}");
 
@@ -111,10 +110,9 @@ fn serve_reports_bad_flags_missing_weights_and_a_taken_port_in_one_line() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("invalid value 'not-an-address' for '--host <ADDR>'"), "{}", out.stderr);
 
-    let Some(weights) = real_weights() else { return };
+    let w = run_weights();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let w = weights.to_string_lossy().into_owned();
     let out = sb.run(&["serve", "--port", &port, "--weights", &w]);
     let e = out.error_line(1);
     assert!(

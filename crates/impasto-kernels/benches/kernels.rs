@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 
 use divan::Bencher;
 use impasto_kernels::{
-    Conv3x3, ConvAlgo, gram, gram_backward, max_pool2x2_backward, max_pool2x2_backward_argmax,
-    max_pool2x2_forward, max_pool2x2_forward_argmax, sgemm,
+    Conv3x3, ConvAlgo, SimdLevel, gram, gram_backward, max_pool2x2_backward, max_pool2x2_backward_argmax,
+    max_pool2x2_forward, max_pool2x2_forward_argmax, sgemm, with_simd_level,
 };
 
 fn main() {
@@ -94,9 +94,9 @@ fn conv_forward_backward(bencher: Bencher, l: Layer) {
     });
 }
 
-/// Forward + backward on the GEMM path `P` (0: AVX-512F micro-kernel where the CPU has it, 1:
-/// forced portable `gemm` crate), on the bench pool; Winograd weights are laid out for the path
-/// at construction.
+/// Forward + backward at SIMD level `P` (0: the CPU's best, with the AVX-512F micro-kernel where
+/// the CPU has it; 1: capped at AVX2+FMA, the `gemm` crate), on the bench pool; Winograd weights
+/// are laid out for the level at construction.
 #[divan::bench(
     args = [layer(64, 64, 256), layer(128, 128, 128), layer(256, 256, 64), layer(512, 512, 32)],
     consts = [0, 1],
@@ -104,18 +104,17 @@ fn conv_forward_backward(bencher: Bencher, l: Layer) {
     sample_size = 1
 )]
 fn conv_forward_backward_path<const P: usize>(bencher: Bencher, l: Layer) {
-    impasto_kernels::set_force_portable(P == 1);
-    let (conv, x, mut y) = conv_setup(l);
+    let level = if P == 1 { SimdLevel::Avx2Fma } else { SimdLevel::Avx512 };
+    let (conv, x, mut y) = with_simd_level(level, || conv_setup(l));
     let mut dx = x.clone();
     bencher.bench_local(|| {
-        impasto_kernels::set_force_portable(P == 1);
         POOL.install(|| {
-            conv.forward(&x, l.size, l.size, true, &mut y);
-            conv.backward_input(&y, l.size, l.size, &mut dx);
+            with_simd_level(level, || {
+                conv.forward(&x, l.size, l.size, true, &mut y);
+                conv.backward_input(&y, l.size, l.size, &mut dx);
+            });
         });
-        impasto_kernels::set_force_portable(false);
     });
-    impasto_kernels::set_force_portable(false);
 }
 
 /// The two conv algorithms side by side at every VGG shape (`Auto` above picks per shape).
@@ -148,7 +147,7 @@ static POOL1: LazyLock<rayon::ThreadPool> =
 
 /// (m, n, k): Winograd batched-GEMM shapes (m = c_out, n = tile block, k = c_in) at 512² input,
 /// plus a large square-ish one; one thread. `P` = 0: AVX-512F micro-kernel where the CPU has it,
-/// 1: forced portable path (the `gemm` crate).
+/// 1: capped at AVX2+FMA (the `gemm` crate).
 #[divan::bench(
     args = [(64, 640, 64), (128, 640, 128), (256, 512, 256), (512, 256, 512), (512, 64, 512), (512, 1024, 1024)],
     consts = [0, 1],
@@ -159,9 +158,8 @@ fn sgemm_1thread<const P: usize>(bencher: Bencher, (m, n, k): (usize, usize, usi
     let b = data(k * n, 6);
     let mut c = vec![0.0f32; m * n];
     bencher.counter(divan::counter::ItemsCount::new(2 * m * n * k)).bench_local(|| {
-        impasto_kernels::set_force_portable(P == 1);
-        POOL1.install(|| sgemm(m, n, k, 1.0, &a, k, &b, n, false, &mut c, n));
-        impasto_kernels::set_force_portable(false);
+        let level = if P == 1 { SimdLevel::Avx2Fma } else { SimdLevel::Avx512 };
+        POOL1.install(|| with_simd_level(level, || sgemm(m, n, k, 1.0, &a, k, &b, n, false, &mut c, n)));
     });
 }
 

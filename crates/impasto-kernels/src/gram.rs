@@ -4,6 +4,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::sgemm::{MatRef, auto_parallelism, gemm_strided, sgemm};
+use crate::simd::{self, in_level};
 
 /// Column-chunk length of the split reduction used when `c` is small.
 const GRAM_CHUNK: usize = 8192;
@@ -31,10 +32,12 @@ pub fn gram(f: &[f32], c: usize, n: usize, scale: f32, g: &mut [f32]) {
     let n_chunks = n.div_ceil(GRAM_CHUNK);
     if c <= GRAM_SPLIT_MAX_C && n_chunks >= 2 {
         let mut partial = vec![0.0f32; n_chunks * c * c];
+        let cap = simd::cap();
         partial.par_chunks_exact_mut(c * c).enumerate().for_each(|(t, part)| {
             let j0 = t * GRAM_CHUNK;
             let len = GRAM_CHUNK.min(n - j0);
-            gemm_strided(c, c, len, 1.0, f_rows(j0), f_t(j0), false, part, c, Parallelism::None);
+            let (a, b) = (f_rows(j0), f_t(j0));
+            in_level(cap, || gemm_strided(c, c, len, 1.0, a, b, false, part, c, Parallelism::None));
         });
         let (first, rest) = partial.split_at(c * c);
         g.copy_from_slice(first);

@@ -26,8 +26,17 @@
 //!
 //! # Determinism
 //!
-//! For a fixed rayon thread count every kernel is bitwise reproducible: no
-//! reduction is split in a way that depends on scheduling.
+//! For a fixed rayon thread count and SIMD level every kernel is bitwise
+//! reproducible: no reduction is split in a way that depends on scheduling.
+//!
+//! # SIMD levels
+//!
+//! Kernels pick AVX-512, AVX2+FMA or portable code at run time ([`SimdLevel`],
+//! [`simd_level`]); [`with_simd_level`] caps the level for one call, so tests
+//! and benchmarks can run every level the CPU supports. The Winograd
+//! transforms give identical bits at every level; the GEMM does not (the
+//! AVX-512F micro-kernel sums in another order than the `gemm` crate), so
+//! results at the AVX-512 level differ in the last bits from those below it.
 //!
 //! # Safety
 //!
@@ -36,7 +45,8 @@
 //! calling `#[target_feature]` builds of safe kernel bodies after runtime
 //! feature detection (`simd.rs`), and to the AVX-512F GEMM micro-kernel and
 //! its packing (`microkernel.rs`, `pack.rs`: raw-pointer loads and stores
-//! inside bounds-checked panels, run only after `is_x86_feature_detected!`).
+//! inside bounds-checked panels, run only at the AVX-512 level, which is never
+//! above what `is_x86_feature_detected!` reported).
 //!
 //! # Algorithms
 //!
@@ -66,8 +76,8 @@ mod winograd;
 
 pub use conv::{Conv3x3, ConvAlgo};
 pub use gram::{gram, gram_backward};
-pub use microkernel::{avx512_gemm_active, set_force_portable};
 pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
 pub use pool_argmax::{NO_GRADIENT, max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
 pub use relu::{relu_backward_inplace, relu_inplace};
 pub use sgemm::sgemm;
+pub use simd::{SimdLevel, simd_level, supported_simd_levels, with_simd_level};

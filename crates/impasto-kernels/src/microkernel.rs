@@ -21,10 +21,10 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::pack::pack_a_panel;
 use crate::sgemm::MatRef;
+use crate::simd::{SimdLevel, simd_level};
 
 /// Rows of the micro-kernel (A panel height).
 pub(crate) const MR: usize = 14;
@@ -40,33 +40,11 @@ const KC_MAX: usize = 640;
 /// Budget (floats) of one packed B block `kc × nc` (512 KiB, half of L2).
 const B_BLOCK_FLOATS: usize = 128 * 1024;
 
-/// When set, [`available`] reports false and every GEMM takes the portable path.
-static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
-
-/// Forces (or stops forcing) the portable GEMM path, whatever the CPU supports. For tests and
-/// benchmarks that compare the two paths; process-wide.
-#[doc(hidden)]
-pub fn set_force_portable(on: bool) {
-    FORCE_PORTABLE.store(on, Ordering::Relaxed);
-}
-
-/// True if the AVX-512F GEMM runs on this CPU (and is not disabled by [`set_force_portable`]).
-#[doc(hidden)]
-pub fn avx512_gemm_active() -> bool {
-    available()
-}
-
-/// True if the AVX-512F path is usable now.
+/// True if the AVX-512F path is usable now: the CPU has AVX-512F and [`simd_level`] (the
+/// calling thread's level, see `simd.rs`) is not capped below it.
 #[inline]
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        !FORCE_PORTABLE.load(Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    simd_level() == SimdLevel::Avx512
 }
 
 /// The depth block size for depth `k`: equal blocks of at most [`KC_MAX`].
@@ -486,10 +464,10 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// `gemm_packed` against a plain f64 product, on the micro-kernel and on the portable
-    /// panel-by-panel fallback (the only unit test of this crate that touches the toggle).
+    /// `gemm_packed` against a plain f64 product at every level the CPU runs: the micro-kernel
+    /// and the portable panel-by-panel fallback.
     #[test]
-    fn packed_a_matches_reference_on_both_paths() {
+    fn packed_a_matches_reference_at_every_level() {
         let mut s = 1u32;
         let mut rnd = move || {
             s ^= s << 13;
@@ -504,12 +482,12 @@ mod tests {
             let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
             let pa = PackedA::new(m, k, MatRef { data: &a, rs: lda, cs: 1 });
             let bm = MatRef { data: &b, rs: ldb, cs: 1 };
-            for portable in [false, true] {
+            for level in crate::simd::supported_simd_levels() {
                 for accumulate in [false, true] {
-                    set_force_portable(portable);
                     let mut c = c0.clone();
-                    gemm_packed(&pa, n, 0.5, bm, accumulate, &mut c, ldc);
-                    set_force_portable(false);
+                    crate::simd::with_simd_level(level, || {
+                        gemm_packed(&pa, n, 0.5, bm, accumulate, &mut c, ldc)
+                    });
                     for i in 0..m {
                         for j in 0..ldc {
                             let got = c[i * ldc + j];
@@ -523,7 +501,7 @@ mod tests {
                             let tol = 1e-5 * (k as f64).sqrt().max(1.0);
                             assert!(
                                 (f64::from(got) - want).abs() <= tol,
-                                "m={m} n={n} k={k} portable={portable} acc={accumulate} ({i},{j}): {got} vs {want}"
+                                "m={m} n={n} k={k} level={level:?} acc={accumulate} ({i},{j}): {got} vs {want}"
                             );
                         }
                     }

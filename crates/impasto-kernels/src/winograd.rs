@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::microkernel::{self, PackedA, gemm_packed};
 use crate::sgemm::{MatRef, gemm_strided};
-use crate::simd::multiversion;
+use crate::simd::{self, in_level, multiversion};
 
 /// Output tile side.
 const M_TILE: usize = 4;
@@ -145,6 +145,8 @@ pub(crate) fn conv3x3_winograd(
     // Both halves are fully overwritten for every block before being read.
     let (v, mm) = buf[..need].split_at_mut(c * NXI * tb_max);
     let hw = h * w;
+    // The caller's SIMD level, for the parallel tasks.
+    let cap = simd::cap();
     let mut ty0 = 0;
     while ty0 < th {
         let ty1 = (ty0 + rows).min(th);
@@ -155,26 +157,26 @@ pub(crate) fn conv3x3_winograd(
             || vec![0.0f32; 6 * 4 * (tw + 1) + 4 * (tw + 1) + w],
             |scratch, (ci, vc)| {
                 let plane = &src[ci * hw..(ci + 1) * hw];
-                input_transform(plane, h, w, tw, ty0, ty1, vc, scratch);
+                in_level(cap, || input_transform(plane, h, w, tw, ty0, ty1, vc, scratch));
             },
         );
         let vv: &[f32] = v;
         mm.par_chunks_exact_mut(m * tb).enumerate().for_each(|(xi, mc)| {
             let b = MatRef { data: &vv[xi * tb..], rs: NXI * tb, cs: 1 };
-            match u {
+            in_level(cap, || match u {
                 WinoWeights::Plain(u) => {
                     let a = MatRef { data: &u[xi * m * c..(xi + 1) * m * c], rs: c, cs: 1 };
                     gemm_strided(m, tb, c, 1.0, a, b, false, mc, tb, gemm::Parallelism::None);
                 }
                 WinoWeights::Packed(p) => gemm_packed(&p[xi], tb, 1.0, b, false, mc, tb),
-            }
+            });
         });
         let mr: &[f32] = mm;
         dst.par_chunks_exact_mut(hw).enumerate().for_each_init(
             || vec![0.0f32; 6 * 4 * tw + 16 * tw],
             |scratch, (o, plane)| {
                 let b = bias.map_or(0.0, |b| b[o]);
-                output_transform(mr, m, o, tb, h, w, tw, ty0, ty1, b, relu, plane, scratch);
+                in_level(cap, || output_transform(mr, m, o, tb, h, w, tw, ty0, ty1, b, relu, plane, scratch));
             },
         );
         ty0 = ty1;
@@ -358,4 +360,65 @@ fn output_transform(
         }
     }
 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::{supported_simd_levels, with_simd_level};
+
+    /// Values in [-1, 1) with every mantissa bit in play (xorshift).
+    fn data(n: usize, mut s: u32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The claim of `simd.rs`: the `multiversion!` transforms give the same bits at every level
+    /// the CPU supports (no FMA contraction), on partial tiles and more than one tile row.
+    #[test]
+    fn transforms_give_the_same_bits_at_every_level() {
+        for &(h, w) in &[(1, 1), (5, 7), (13, 37), (16, 64)] {
+            let (th, tw) = (tiles(h), tiles(w));
+            let plane = data(h * w, 7 + h as u32);
+            let m = 3;
+            let mm = data(NXI * m * th * tw, 11 + w as u32);
+            let run = |level| {
+                with_simd_level(level, || {
+                    let mut vc = vec![f32::NAN; NXI * th * tw];
+                    let mut scratch = vec![f32::NAN; 6 * 4 * (tw + 1) + 4 * (tw + 1) + w];
+                    input_transform(&plane, h, w, tw, 0, th, &mut vc, &mut scratch);
+                    let mut out = vec![f32::NAN; h * w];
+                    let mut scratch = vec![f32::NAN; 6 * 4 * tw + 16 * tw];
+                    output_transform(
+                        &mm,
+                        m,
+                        1,
+                        th * tw,
+                        h,
+                        w,
+                        tw,
+                        0,
+                        th,
+                        0.25,
+                        false,
+                        &mut out,
+                        &mut scratch,
+                    );
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    (bits(&vc), bits(&out))
+                })
+            };
+            let levels = supported_simd_levels();
+            let first = run(levels[0]);
+            for &level in &levels[1..] {
+                assert!(run(level) == first, "{h}x{w}: {level:?} differs from {:?}", levels[0]);
+            }
+        }
+    }
 }

@@ -1,21 +1,21 @@
-//! Shared test helpers: a tiny deterministic RNG, tolerance checks, thread pools.
+//! Shared test helpers: a tiny deterministic RNG, tolerance checks, thread pools, SIMD levels.
+
+use impasto_kernels::{SimdLevel, supported_simd_levels, with_simd_level};
 
 /// SplitMix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);
 
-/// `IMPASTO_KERNELS_NO_AVX512=1` runs every test on the portable GEMM path (read once).
-pub fn apply_env_knobs() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("IMPASTO_KERNELS_NO_AVX512").is_some_and(|v| !v.is_empty() && v != "0") {
-            impasto_kernels::set_force_portable(true);
-        }
-    });
+/// Runs `f` at every SIMD level this CPU supports, best first (AVX-512, AVX2+FMA, portable), with
+/// the level capped on the calling thread, so the kernels' checks cover every dispatch path on
+/// every machine. Call it inside `ThreadPool::install`, not around it (the cap is per thread).
+pub fn each_level(mut f: impl FnMut(SimdLevel)) {
+    for level in supported_simd_levels() {
+        with_simd_level(level, || f(level));
+    }
 }
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        apply_env_knobs();
         Self(seed)
     }
 
@@ -89,7 +89,6 @@ pub fn fd_grad(x: &[f64], eps: f64, mut loss: impl FnMut(&[f64]) -> f64) -> Vec<
 }
 
 pub fn pool(threads: usize) -> rayon::ThreadPool {
-    apply_env_knobs();
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("build rayon pool")
 }
 

@@ -1,10 +1,10 @@
-//! `Conv3x3` forward and backward_input against the naive twins, the adjoint
+//! `Conv3x3` forward and backward_input against the naive twins at every SIMD level, the adjoint
 //! identity, finite differences, tiling edge cases and proptest shapes.
 
 use impasto_kernels::{Conv3x3, naive};
 use proptest::prelude::*;
 
-use crate::common::{Rng, assert_close, assert_close_f64, dot_f64, fd_grad, pool, to_f64};
+use crate::common::{Rng, assert_close, assert_close_f64, dot_f64, each_level, fd_grad, pool, to_f64};
 
 struct Case {
     conv: Conv3x3,
@@ -19,27 +19,40 @@ fn make(c_in: usize, c_out: usize, seed: u64) -> Case {
     Case { conv: Conv3x3::new(c_in, c_out, weight.clone(), bias.clone()), weight, bias }
 }
 
+/// The forward pass at every SIMD level (the weights laid out at that level) against the naive twin.
 fn check_forward(c_in: usize, c_out: usize, h: usize, w: usize, relu: bool, seed: u64) {
-    let case = make(c_in, c_out, seed);
+    let Case { weight, bias, .. } = make(c_in, c_out, seed);
     let x = Rng::new(seed ^ 0xABCD).vec(c_in * h * w);
-    let mut got = vec![f32::NAN; c_out * h * w];
-    case.conv.forward(&x, h, w, relu, &mut got);
     let mut want = vec![0.0; c_out * h * w];
-    naive::conv3x3_forward(&x, c_in, c_out, h, w, &case.weight, &case.bias, relu, &mut want);
-    assert_close(&got, &want, 1e-5, &format!("conv forward {c_in}->{c_out} {h}x{w} relu={relu}"));
-    if relu {
-        assert!(got.iter().all(|&v| v >= 0.0));
-    }
+    naive::conv3x3_forward(&x, c_in, c_out, h, w, &weight, &bias, relu, &mut want);
+    each_level(|level| {
+        let conv = Conv3x3::new(c_in, c_out, weight.clone(), bias.clone());
+        let mut got = vec![f32::NAN; c_out * h * w];
+        conv.forward(&x, h, w, relu, &mut got);
+        assert_close(
+            &got,
+            &want,
+            1e-5,
+            &format!("conv forward {level:?} {c_in}->{c_out} {h}x{w} relu={relu}"),
+        );
+        if relu {
+            assert!(got.iter().all(|&v| v >= 0.0));
+        }
+    });
 }
 
+/// The backward pass at every SIMD level against the naive twin.
 fn check_backward(c_in: usize, c_out: usize, h: usize, w: usize, seed: u64) {
-    let case = make(c_in, c_out, seed);
+    let Case { weight, bias, .. } = make(c_in, c_out, seed);
     let dy = Rng::new(seed ^ 0x1234).vec(c_out * h * w);
-    let mut got = vec![f32::NAN; c_in * h * w];
-    case.conv.backward_input(&dy, h, w, &mut got);
     let mut want = vec![0.0; c_in * h * w];
-    naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &case.weight, &mut want);
-    assert_close(&got, &want, 1e-5, &format!("conv backward {c_in}->{c_out} {h}x{w}"));
+    naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &weight, &mut want);
+    each_level(|level| {
+        let conv = Conv3x3::new(c_in, c_out, weight.clone(), bias.clone());
+        let mut got = vec![f32::NAN; c_in * h * w];
+        conv.backward_input(&dy, h, w, &mut got);
+        assert_close(&got, &want, 1e-5, &format!("conv backward {level:?} {c_in}->{c_out} {h}x{w}"));
+    });
 }
 
 /// (c_in, c_out, h, w): a spread over {1, 3, 5, 63, 65}, non-square, h or w = 1.

@@ -1,23 +1,25 @@
-//! Gram matrix and its backward against the naive twins, symmetry, finite
+//! Gram matrix and its backward against the naive twins at every SIMD level, symmetry, finite
 //! differences and proptest shapes.
 
 use impasto_kernels::{gram, gram_backward, naive};
 use proptest::prelude::*;
 
-use crate::common::{Rng, SIZES, assert_close, assert_close_f64, dot_f64, fd_grad, pool, to_f64};
+use crate::common::{Rng, SIZES, assert_close, assert_close_f64, dot_f64, each_level, fd_grad, pool, to_f64};
 
 fn check_gram(c: usize, n: usize, scale: f32, seed: u64) {
     let f = Rng::new(seed).vec(c * n);
-    let mut g = vec![f32::NAN; c * c];
-    gram(&f, c, n, scale, &mut g);
     let mut want = vec![0.0; c * c];
     naive::gram(&f, c, n, scale, &mut want);
-    assert_close(&g, &want, 1e-5, &format!("gram c={c} n={n}"));
-    for i in 0..c {
-        for j in 0..c {
-            assert_eq!(g[i * c + j].to_bits(), g[j * c + i].to_bits(), "symmetry");
+    each_level(|level| {
+        let mut g = vec![f32::NAN; c * c];
+        gram(&f, c, n, scale, &mut g);
+        assert_close(&g, &want, 1e-5, &format!("gram {level:?} c={c} n={n}"));
+        for i in 0..c {
+            for j in 0..c {
+                assert_eq!(g[i * c + j].to_bits(), g[j * c + i].to_bits(), "symmetry");
+            }
         }
-    }
+    });
 }
 
 fn check_backward(c: usize, n: usize, scale: f32, accumulate: bool, seed: u64) {
@@ -25,11 +27,13 @@ fn check_backward(c: usize, n: usize, scale: f32, accumulate: bool, seed: u64) {
     let f = rng.vec(c * n);
     let dg = rng.vec(c * c);
     let df0 = rng.vec(c * n);
-    let mut got = df0.clone();
-    gram_backward(&f, c, n, &dg, scale, accumulate, &mut got);
-    let mut want = df0;
+    let mut want = df0.clone();
     naive::gram_backward(&f, c, n, &dg, scale, accumulate, &mut want);
-    assert_close(&got, &want, 1e-5, &format!("gram backward c={c} n={n} acc={accumulate}"));
+    each_level(|level| {
+        let mut got = df0.clone();
+        gram_backward(&f, c, n, &dg, scale, accumulate, &mut got);
+        assert_close(&got, &want, 1e-5, &format!("gram backward {level:?} c={c} n={n} acc={accumulate}"));
+    });
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Integration tests of impasto-kernels: every fast kernel against its naive twin,
-//! finite-difference gradient checks, tie rules and determinism.
+//! at every SIMD level the CPU supports, finite-difference gradient checks, tie rules,
+//! determinism and the SIMD levels themselves.
 
 mod common;
 mod conv;
 mod determinism;
 mod gram;
+mod levels;
 mod microkernel;
 mod pool;
 mod relu;

@@ -1,15 +1,14 @@
 //! The AVX-512F GEMM micro-kernel (single-threaded `sgemm`) against the naive GEMM on odd sizes,
-//! strides, alpha and accumulate, edge panels in M, N and K, and proptest shapes. On a CPU
-//! without AVX-512F (or with `IMPASTO_KERNELS_NO_AVX512` set) the same checks run the portable
-//! path.
+//! strides, alpha and accumulate, edge panels in M, N and K, and proptest shapes. The same checks
+//! run at every SIMD level the CPU supports, so the `gemm` crate path below AVX-512 runs too.
 
-use impasto_kernels::{naive, sgemm};
+use impasto_kernels::{SimdLevel, naive, sgemm, supported_simd_levels, with_simd_level};
 use proptest::prelude::*;
 
 use crate::common::{Rng, assert_close, pool};
 
-/// One single-threaded sgemm (the micro-kernel path) against the naive twin; also checks that
-/// C's padding columns are untouched and that a rerun is bitwise identical.
+/// One single-threaded sgemm at every SIMD level against the naive twin; also checks that C's
+/// padding columns are untouched and that a rerun is bitwise identical.
 fn check(m: usize, n: usize, k: usize, pads: (usize, usize, usize), alpha: f32, accumulate: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let (lda, ldb, ldc) = (k + pads.0, n + pads.1, n + pads.2);
@@ -18,22 +17,30 @@ fn check(m: usize, n: usize, k: usize, pads: (usize, usize, usize), alpha: f32, 
     let c0 = rng.vec(m * ldc);
     let mut want = c0.clone();
     naive::sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut want, ldc);
-    let run = || {
-        let mut got = c0.clone();
-        pool(1).install(|| sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut got, ldc));
-        got
-    };
-    let got = run();
-    let ctx = format!("m={m} n={n} k={k} pads={pads:?} alpha={alpha} acc={accumulate}");
-    // Relative to max|C|; the error grows like sqrt(k)·eps.
-    assert_close(&got, &want, 2e-6 * (k as f32).sqrt().max(1.0), &ctx);
-    for i in 0..m {
-        for j in n..ldc {
-            assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits(), "{ctx}: C padding ({i}, {j})");
+    for level in supported_simd_levels() {
+        let run = || {
+            let mut got = c0.clone();
+            pool(1).install(|| {
+                with_simd_level(level, || sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut got, ldc))
+            });
+            got
+        };
+        let got = run();
+        let ctx = format!("{level:?} m={m} n={n} k={k} pads={pads:?} alpha={alpha} acc={accumulate}");
+        // Relative to max|C|; the error grows like sqrt(k)·eps.
+        assert_close(&got, &want, 2e-6 * (k as f32).sqrt().max(1.0), &ctx);
+        for i in 0..m {
+            for j in n..ldc {
+                assert_eq!(
+                    got[i * ldc + j].to_bits(),
+                    c0[i * ldc + j].to_bits(),
+                    "{ctx}: C padding ({i}, {j})"
+                );
+            }
         }
+        let again = run();
+        assert!(got.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits()), "{ctx}: not deterministic");
     }
-    let again = run();
-    assert!(got.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits()), "{ctx}: not deterministic");
 }
 
 const ODD: [usize; 9] = [1, 3, 5, 14, 17, 31, 33, 63, 65];
@@ -88,7 +95,8 @@ fn exact_on_small_integers() {
 }
 
 /// Multi-threaded sgemm (column stripes when n ≥ m, row stripes otherwise) against the naive
-/// GEMM; on the micro-kernel path the result is bitwise the same for every thread count.
+/// GEMM at every level; on the micro-kernel path the result is bitwise the same for every thread
+/// count.
 #[test]
 fn striped_parallel_matches_naive_and_one_thread() {
     for &(m, n, k, acc) in &[
@@ -104,43 +112,31 @@ fn striped_parallel_matches_naive_and_one_thread() {
         let c0 = rng.vec(m * ldc);
         let mut want = c0.clone();
         naive::sgemm(m, n, k, 0.5, &a, lda, &b, ldb, acc, &mut want, ldc);
-        let run = |threads: usize| {
-            let mut got = c0.clone();
-            pool(threads).install(|| sgemm(m, n, k, 0.5, &a, lda, &b, ldb, acc, &mut got, ldc));
-            got
-        };
-        let one = run(1);
         let ctx = format!("m={m} n={n} k={k}");
-        assert_close(&one, &want, 2e-6 * (k as f32).sqrt(), &ctx);
-        for threads in [2, 3] {
-            let got = run(threads);
-            assert_close(&got, &want, 2e-6 * (k as f32).sqrt(), &ctx);
-            for i in 0..m {
-                for j in n..ldc {
-                    assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits(), "{ctx}: C padding");
+        for level in supported_simd_levels() {
+            let run = |threads: usize| {
+                let mut got = c0.clone();
+                pool(threads).install(|| {
+                    with_simd_level(level, || sgemm(m, n, k, 0.5, &a, lda, &b, ldb, acc, &mut got, ldc))
+                });
+                got
+            };
+            let one = run(1);
+            assert_close(&one, &want, 2e-6 * (k as f32).sqrt(), &ctx);
+            for threads in [2, 3] {
+                let got = run(threads);
+                assert_close(&got, &want, 2e-6 * (k as f32).sqrt(), &ctx);
+                for i in 0..m {
+                    for j in n..ldc {
+                        assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits(), "{ctx}: C padding");
+                    }
+                }
+                if level == SimdLevel::Avx512 {
+                    let same = got.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{ctx}: {threads} threads differ from 1 thread");
                 }
             }
-            if impasto_kernels::avx512_gemm_active() {
-                let same = got.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{ctx}: {threads} threads differ from 1 thread");
-            }
         }
-    }
-}
-
-#[test]
-fn micro_kernel_is_used_where_the_cpu_has_avx512f() {
-    let knob = std::env::var_os("IMPASTO_KERNELS_NO_AVX512").is_some_and(|v| !v.is_empty() && v != "0");
-    crate::common::apply_env_knobs();
-    #[cfg(target_arch = "x86_64")]
-    assert_eq!(
-        impasto_kernels::avx512_gemm_active(),
-        std::arch::is_x86_feature_detected!("avx512f") && !knob
-    );
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = knob;
-        assert!(!impasto_kernels::avx512_gemm_active());
     }
 }
 

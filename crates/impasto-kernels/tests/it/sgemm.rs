@@ -1,8 +1,9 @@
-//! `sgemm` against the naive GEMM: shapes, strides, alpha, accumulate, edge cases.
+//! `sgemm` against the naive GEMM at every SIMD level: shapes, strides, alpha, accumulate, edge
+//! cases.
 
 use impasto_kernels::{naive, sgemm};
 
-use crate::common::{Rng, SIZES, assert_close, pool};
+use crate::common::{Rng, SIZES, assert_close, each_level, pool};
 
 fn check(m: usize, n: usize, k: usize, pad: usize, alpha: f32, accumulate: bool, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -10,22 +11,20 @@ fn check(m: usize, n: usize, k: usize, pad: usize, alpha: f32, accumulate: bool,
     let a = rng.vec(m * lda);
     let b = rng.vec(k * ldb);
     let c0 = rng.vec(m * ldc);
-    let mut got = c0.clone();
     let mut want = c0.clone();
-    sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut got, ldc);
     naive::sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut want, ldc);
-    assert_close(
-        &got,
-        &want,
-        1e-5,
-        &format!("sgemm m={m} n={n} k={k} pad={pad} alpha={alpha} acc={accumulate}"),
-    );
-    // Padding columns of C are untouched.
-    for i in 0..m {
-        for j in n..ldc {
-            assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits());
+    each_level(|level| {
+        let mut got = c0.clone();
+        sgemm(m, n, k, alpha, &a, lda, &b, ldb, accumulate, &mut got, ldc);
+        let ctx = format!("sgemm {level:?} m={m} n={n} k={k} pad={pad} alpha={alpha} acc={accumulate}");
+        assert_close(&got, &want, 1e-5, &ctx);
+        // Padding columns of C are untouched.
+        for i in 0..m {
+            for j in n..ldc {
+                assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits(), "{ctx}");
+            }
         }
-    }
+    });
 }
 
 #[test]

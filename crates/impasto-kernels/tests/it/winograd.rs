@@ -1,10 +1,10 @@
-//! Winograd F(4×4, 3×3) (`ConvAlgo::Winograd`) against the naive twin: odd sizes (partial tiles),
+//! Winograd F(4×4, 3×3) (`ConvAlgo::Winograd`) against the naive twin at every SIMD level: odd sizes (partial tiles),
 //! several blocks, forward with bias/ReLU, backward, thread-count independence and proptest shapes.
 
 use impasto_kernels::{Conv3x3, ConvAlgo, naive};
 use proptest::prelude::*;
 
-use crate::common::{Rng, max_abs, pool};
+use crate::common::{Rng, each_level, max_abs, pool};
 
 /// Winograd's bound: `|got − want| ≤ REL · max|want|`; F(4×4) transforms amplify f32 rounding.
 const REL: f32 = 2e-5;
@@ -15,29 +15,35 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
     e / max_abs(want).max(1e-30)
 }
 
+/// Winograd forward and backward at every SIMD level (weights laid out at that level) against the
+/// naive twins; returns the worst relative errors.
 fn check(c_in: usize, c_out: usize, h: usize, w: usize, relu: bool, seed: u64) -> (f32, f32) {
     let mut rng = Rng::new(seed);
     let weight = rng.vec(c_out * c_in * 9);
     let bias = rng.vec(c_out);
-    let conv = Conv3x3::new(c_in, c_out, weight.clone(), bias.clone());
     let x = rng.vec(c_in * h * w);
     let dy = rng.vec(c_out * h * w);
-    let mut got = vec![f32::NAN; c_out * h * w];
-    conv.forward_with(ConvAlgo::Winograd, &x, h, w, relu, &mut got);
-    let mut want = vec![0.0; c_out * h * w];
-    naive::conv3x3_forward(&x, c_in, c_out, h, w, &weight, &bias, relu, &mut want);
-    let ef = rel_err(&got, &want);
-    assert!(ef <= REL, "winograd forward {c_in}->{c_out} {h}x{w} relu={relu}: rel err {ef:e}");
-    if relu {
-        assert!(got.iter().all(|&v| v >= 0.0));
-    }
-    let mut got = vec![f32::NAN; c_in * h * w];
-    conv.backward_input_with(ConvAlgo::Winograd, &dy, h, w, &mut got);
-    let mut want = vec![0.0; c_in * h * w];
-    naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &weight, &mut want);
-    let eb = rel_err(&got, &want);
-    assert!(eb <= REL, "winograd backward {c_in}->{c_out} {h}x{w}: rel err {eb:e}");
-    (ef, eb)
+    let mut want_y = vec![0.0; c_out * h * w];
+    naive::conv3x3_forward(&x, c_in, c_out, h, w, &weight, &bias, relu, &mut want_y);
+    let mut want_dx = vec![0.0; c_in * h * w];
+    naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &weight, &mut want_dx);
+    let (mut worst_f, mut worst_b) = (0.0f32, 0.0f32);
+    each_level(|level| {
+        let conv = Conv3x3::new(c_in, c_out, weight.clone(), bias.clone());
+        let mut got = vec![f32::NAN; c_out * h * w];
+        conv.forward_with(ConvAlgo::Winograd, &x, h, w, relu, &mut got);
+        let ef = rel_err(&got, &want_y);
+        assert!(ef <= REL, "winograd forward {level:?} {c_in}->{c_out} {h}x{w} relu={relu}: rel err {ef:e}");
+        if relu {
+            assert!(got.iter().all(|&v| v >= 0.0));
+        }
+        let mut got = vec![f32::NAN; c_in * h * w];
+        conv.backward_input_with(ConvAlgo::Winograd, &dy, h, w, &mut got);
+        let eb = rel_err(&got, &want_dx);
+        assert!(eb <= REL, "winograd backward {level:?} {c_in}->{c_out} {h}x{w}: rel err {eb:e}");
+        (worst_f, worst_b) = (worst_f.max(ef), worst_b.max(eb));
+    });
+    (worst_f, worst_b)
 }
 
 #[test]

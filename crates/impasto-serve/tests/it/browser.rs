@@ -35,6 +35,7 @@ fn text_of(selector: &str) -> String {
 
 #[allow(clippy::print_stderr)] // the skip note and the measured numbers
 #[test]
+#[ignore = "slow: headless Chromium over real VGG-16 runs; `.ci/run` runs it (--include-ignored)"]
 fn the_page_runs_watches_steers_pauses_and_downloads_in_chromium() {
     let chromium = chromium_path();
     if !chromium.is_file() {

@@ -1,25 +1,23 @@
-//! End-to-end runs with the real VGG-16 on small images from ../shared/images: the style loss falls,
-//! results are deterministic, non-finite losses and cancellation return usable images.
+//! End-to-end runs with the real VGG-16 on small images from ../shared/images (on a fresh clone without
+//! them: the built-in compact VGG-16 on colour patterns): the style loss falls, results are
+//! deterministic, non-finite losses and cancellation return usable images.
 
 use std::ops::ControlFlow;
 
-use impasto::{
-    Arch, Error, Init, NoObserver, Observer, Optimizer, Pooling, Step, StopReason, StyleConfig, Vgg,
-};
+use impasto::{Error, Init, NoObserver, Observer, Optimizer, Pooling, Step, StopReason, StyleConfig};
 
-use crate::common::{real_weights, shared_dir};
+use crate::common::{run_net, shared_image_or_pattern};
 
 fn inputs() -> (impasto::image::Rgb32FImage, impasto::image::Rgb32FImage) {
-    let img = |n: &str| impasto::load_image(&shared_dir().join("images").join(n)).unwrap();
-    (img("astronaut.png"), img("starry_night.jpg"))
+    (shared_image_or_pattern("astronaut.png", 96), shared_image_or_pattern("starry_night.jpg", 80))
 }
 
 #[test]
+#[ignore = "slow: five real-VGG runs, 110 iterations (about 10 s of CPU); `.ci/run` runs it (--include-ignored)"]
 fn style_loss_falls_and_output_is_deterministic() {
-    let Some(weights) = real_weights() else { return };
-    let net = Vgg::load(&weights, Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap();
+    let (net, style_layers) = run_net(Pooling::Max, "relu5_1");
     let (content, style) = inputs();
-    let config = StyleConfig { size: 64, iterations: 40, threads: 2, ..StyleConfig::default() };
+    let config = StyleConfig { size: 64, iterations: 40, threads: 2, style_layers, ..StyleConfig::default() };
 
     struct First(Option<impasto::Losses>);
     impl Observer for First {
@@ -63,8 +61,7 @@ fn style_loss_falls_and_output_is_deterministic() {
 
 #[test]
 fn adam_noise_init_and_cancellation() {
-    let Some(weights) = real_weights() else { return };
-    let net = Vgg::load(&weights, Arch::Vgg16, Pooling::Avg, None, "relu4_2").unwrap();
+    let (net, _) = run_net(Pooling::Avg, "relu4_2");
     let (content, style) = inputs();
     let config = StyleConfig {
         size: 48,
@@ -91,10 +88,10 @@ fn adam_noise_init_and_cancellation() {
 
 #[test]
 fn non_finite_loss_returns_the_last_good_image() {
-    let Some(weights) = real_weights() else { return };
-    let net = Vgg::load(&weights, Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap();
+    let (net, style_layers) = run_net(Pooling::Max, "relu5_1");
     let (content, style) = inputs();
-    let config = StyleConfig { size: 32, iterations: 5, style_weight: 1e38, ..StyleConfig::default() };
+    let config =
+        StyleConfig { size: 32, iterations: 5, style_weight: 1e38, style_layers, ..StyleConfig::default() };
     let err = impasto::stylize(&net, &config, &content, &[style], &mut NoObserver).unwrap_err();
     assert!(matches!(err, Error::NonFinite { .. }), "{err}");
     let img = err.last_good_image().unwrap();
