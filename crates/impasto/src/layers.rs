@@ -50,7 +50,10 @@ mod tests {
         assert_eq!(deepest_layer(&config).unwrap(), "conv5_1");
         assert_eq!(deepest_layer(&StyleConfig::default()).unwrap(), "relu5_1");
         let none = StyleConfig { content_layers: vec![], style_layers: vec![], ..StyleConfig::default() };
-        assert_eq!(deepest_layer(&none).unwrap_err().to_string(), "invalid layers: no content and no style layers");
+        assert_eq!(
+            deepest_layer(&none).unwrap_err().to_string(),
+            "invalid layers: no content and no style layers"
+        );
         let bad = StyleConfig { style_layers: vec!["relu9_9".into()], ..StyleConfig::default() };
         assert!(deepest_layer(&bad).unwrap_err().to_string().starts_with("unknown layer `relu9_9`"));
     }
@@ -58,7 +61,10 @@ mod tests {
     #[test]
     fn the_compact_model_gets_the_default_style_layers_it_has() {
         assert_eq!(default_style_layers(Arch::Vgg16, COMPACT_LAST_LAYER).unwrap(), COMPACT_STYLE_LAYERS);
-        assert_eq!(default_style_layers(Arch::Vgg16, "relu5_1").unwrap(), StyleConfig::default().style_layers);
+        assert_eq!(
+            default_style_layers(Arch::Vgg16, "relu5_1").unwrap(),
+            StyleConfig::default().style_layers
+        );
         assert_eq!(default_style_layers(Arch::Vgg19, "pool5").unwrap(), StyleConfig::default().style_layers);
         assert_eq!(default_style_layers(Arch::Vgg16, "conv2_1").unwrap(), ["relu1_1"]);
         assert!(default_style_layers(Arch::Vgg16, "relu9_9").is_err());
