@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use impasto::{Losses, Observer, RunInfo, SaveOptions, Step};
+use impasto::{Eta, Losses, Observer, RunInfo, SaveOptions, Step};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How progress is shown.
@@ -95,8 +95,8 @@ pub struct Progress {
     save: SaveOptions,
     stop_requested: &'static AtomicBool,
     save_error: Option<impasto::Error>,
-    /// Pixels and iterations of each scale, for an ETA that knows later scales cost more.
-    schedule: Vec<(f64, usize)>,
+    /// The time-left estimate (the library's rule, which the web UI shows too), from the run's start.
+    eta: Option<Eta>,
 }
 
 impl Progress {
@@ -121,7 +121,7 @@ impl Progress {
             save: SaveOptions::default(),
             stop_requested,
             save_error: None,
-            schedule: Vec::new(),
+            eta: None,
         }
     }
 
@@ -159,11 +159,7 @@ impl Progress {
         self.save_error.take()
     }
 
-    fn eta(&self, step: &Step<'_>) -> Duration {
-        eta(&self.schedule, step.iteration, step.iterations, step.elapsed)
-    }
-
-    fn log_step(&self, step: &Step<'_>) {
+    fn log_step(&self, step: &Step<'_>, eta: &str) {
         let Display::Plain { every } = self.display else { return };
         if every == 0 || (!step.iteration.is_multiple_of(every) && step.iteration != step.iterations) {
             return;
@@ -172,38 +168,13 @@ impl Progress {
         let width = step.iterations.to_string().len();
         let rate = if per_it < 1.0 { format!("{per_it:.2} s/it") } else { format!("{per_it:.1} s/it") };
         note(&format!(
-            "iter {:>width$}/{}  {}{}  {rate}  eta {}",
+            "iter {:>width$}/{}  {}{}  {rate}  eta {eta}",
             step.iteration,
             step.iterations,
             scale_tag(step),
             fmt_losses(&step.losses),
-            fmt_duration(self.eta(step))
         ));
     }
-}
-
-/// The estimated time left after `iteration` of `iterations` took `elapsed`: the time so far scaled by
-/// the work left, where an iteration's work is its scale's pixel count (`schedule`: pixels and iterations
-/// of each scale; plain iteration counts when it is empty).
-fn eta(schedule: &[(f64, usize)], iteration: usize, iterations: usize, elapsed: Duration) -> Duration {
-    let work = |iterations: usize| -> f64 {
-        if schedule.is_empty() {
-            return iterations as f64;
-        }
-        let mut left = iterations;
-        let mut total = 0.0;
-        for &(pixels, n) in schedule {
-            let k = left.min(n);
-            total += pixels * k as f64;
-            left -= k;
-        }
-        total
-    };
-    let (done, all) = (work(iteration), work(iterations));
-    if done <= 0.0 {
-        return Duration::ZERO;
-    }
-    Duration::from_secs_f64(elapsed.as_secs_f64() * ((all - done).max(0.0) / done))
 }
 
 /// `scale 2/3 512x384  ` during a multi-scale run, else nothing.
@@ -227,7 +198,7 @@ fn schedule_text(info: &RunInfo) -> String {
 
 impl Observer for Progress {
     fn on_start(&mut self, info: &RunInfo) {
-        self.schedule = info.scales.iter().map(|s| (s.pixels() as f64, s.iterations)).collect();
+        self.eta = Some(Eta::new(info));
         match self.display {
             Display::Quiet => {}
             Display::Plain { every } => {
@@ -257,12 +228,13 @@ impl Observer for Progress {
     }
 
     fn on_step(&mut self, step: &Step<'_>) -> ControlFlow<()> {
+        let eta = self.eta.as_mut().and_then(|e| e.update(step.scale, step.iteration, step.elapsed));
+        let eta = eta.map_or_else(|| "?".to_owned(), fmt_duration);
         if let Some(bar) = &self.bar {
             bar.set_position(step.iteration as u64);
-            let eta = fmt_duration(self.eta(step));
             bar.set_message(format!("eta {eta}  {}{}", scale_tag(step), bar_losses(&step.losses)));
         }
-        self.log_step(step);
+        self.log_step(step, &eta);
         if self.save_every > 0 && step.iteration.is_multiple_of(self.save_every) {
             let path = numbered_path(&self.output, step.iteration, step.iterations);
             if let Err(e) = impasto::save_image_with(&step.image(), &path, &self.save) {
@@ -301,20 +273,6 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(42)), "42s");
         assert_eq!(fmt_duration(Duration::from_secs(302)), "5m02s");
         assert_eq!(fmt_duration(Duration::from_secs(3600 + 5 * 60 + 30)), "1h05m");
-    }
-
-    #[test]
-    fn eta_weighs_iterations_by_their_scale() {
-        let secs = |d: Duration| d.as_secs_f64().round() as u64;
-        // One scale (or none known): plain proportion.
-        assert_eq!(secs(eta(&[], 10, 40, Duration::from_secs(10))), 30);
-        assert_eq!(secs(eta(&[(100.0, 40)], 10, 40, Duration::from_secs(10))), 30);
-        // 10 small iterations done; 10 iterations at 4 times the pixels left: 4 times as long each.
-        let schedule = [(100.0, 10), (400.0, 10)];
-        assert_eq!(secs(eta(&schedule, 10, 20, Duration::from_secs(10))), 40);
-        assert_eq!(secs(eta(&schedule, 15, 20, Duration::from_secs(30))), 20);
-        assert_eq!(eta(&schedule, 0, 20, Duration::ZERO), Duration::ZERO);
-        assert_eq!(eta(&schedule, 20, 20, Duration::from_secs(5)), Duration::ZERO);
     }
 
     #[test]

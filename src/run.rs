@@ -72,9 +72,7 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
         Err(e) => return Err(write_last_good(e, &s.output, &save)),
     };
     // A run stopped early at a coarse scale is written at the size asked for.
-    if out.image.dimensions() != size {
-        out.image = impasto::resize(&out.image, size.0, size.1);
-    }
+    out.image = impasto::at_output_size(out.image, size);
     impasto::save_image_with(&out.image, &s.output, &save)?;
     if let Some(e) = progress.take_save_error() {
         return Err(anyhow!(
@@ -179,7 +177,7 @@ fn load_and_stylize(
     let start = Instant::now();
     let result = impasto::stylize(&net, config, &inputs.content, &inputs.styles, progress);
     let seconds = start.elapsed().as_secs_f64();
-    let size = impasto::fit_longest_side(inputs.content.width(), inputs.content.height(), config.size);
+    let size = impasto::output_size(inputs.content.dimensions(), config);
     Ok(Some(Finished { result, save, seconds, size }))
 }
 

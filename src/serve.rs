@@ -1,6 +1,7 @@
 //! `impasto serve`: its arguments, and starting the web UI — finds (or downloads) the weights as a run
 //! does, loads the network once, prints the URL, optionally opens the browser, and hands over to
-//! `impasto_serve::serve` until Ctrl-C. Binds 127.0.0.1 unless `--host` says otherwise, with a warning.
+//! `impasto_serve::serve` until Ctrl-C. Binds 127.0.0.1 unless `--host` says otherwise, with a warning
+//! (and then the server requires the access token its URL carries, as it does with `--token`).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use impasto::{Arch, MAX_SIZE, Pooling, StyleConfig, Vgg};
-use impasto_serve::{Limits, ServeConfig};
+use impasto_serve::{Limits, ServeConfig, Server};
 
 use crate::args::{ModelArg, PreprocessArg};
 use crate::progress::note;
-use crate::settings::{Env, deepest_layer};
+use crate::settings::Env;
 use crate::weights::{Got, Located, WeightsSearch};
 
 const AFTER_HELP: &str = "\
@@ -22,8 +23,12 @@ Opens a page where you drop a content image and style images, set the size and w
 the run and watch it improve; the weights can be changed while it runs (it goes on from the current
 image), and it can be paused, cancelled and downloaded at any moment.
 
-The server listens on 127.0.0.1 only. --host 0.0.0.0 (or another address) lets other machines in:
-there is no authentication, so anyone who reaches the port can use this machine's CPU.
+The server listens on 127.0.0.1 only, and answers only requests addressed to this machine (no web
+page can reach it through DNS rebinding) and changes nothing for a page of another site.
+--host 0.0.0.0 (or another address) lets other machines in: the server then requires a random
+access token, which the printed URL carries (opening it keeps the token in a cookie); --token
+requires it on 127.0.0.1 too. Whoever has the URL can use this machine's CPU, and plain HTTP is
+not encrypted: use it on networks you trust.
 
 Examples:
   impasto serve --open
@@ -39,13 +44,18 @@ pub struct ServeArgs {
     pub port: u16,
 
     /// Address to listen on; anything but a loopback address is reachable by others (a warning is
-    /// printed)
+    /// printed, and the access token is required)
     #[arg(long, visible_alias = "bind", value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub host: IpAddr,
 
     /// Open the page in the default browser
     #[arg(long)]
     pub open: bool,
+
+    /// Require a random access token (in the printed URL) also on 127.0.0.1; beyond loopback it is
+    /// always required
+    #[arg(long)]
+    pub token: bool,
 
     /// Largest upload, all images of a run together, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Limits")]
@@ -127,8 +137,8 @@ pub fn limits(args: &ServeArgs) -> Result<Limits> {
 pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
     (!addr.ip().is_loopback()).then(|| {
         format!(
-            "warning: listening on {addr}, not only on this machine: anyone who can reach it can upload \
-             images and use this machine's CPU (there is no authentication)"
+            "warning: listening on {addr}, not only on this machine: whoever has the URL below (its \
+             token) can upload images and use this machine's CPU, over unencrypted HTTP"
         )
     })
 }
@@ -166,7 +176,7 @@ pub fn run(args: ServeArgs, env: &Env) -> Result<()> {
                      `impasto models download vgg16` or pass --weights FILE",
                     impasto::EMBEDDED_LABEL,
                     impasto::COMPACT_LAST_LAYER,
-                    impasto::COMPACT_STYLE_LAYERS.join(",")
+                    impasto::default_style_layers(arch, impasto::COMPACT_LAST_LAYER)?.join(",")
                 ));
                 None
             }
@@ -176,27 +186,29 @@ pub fn run(args: ServeArgs, env: &Env) -> Result<()> {
     // model has them down to relu4_2, and runs use the style layers it has).
     let net = match weights {
         Some(weights) => {
-            let deepest = deepest_layer(&StyleConfig { model: arch, ..StyleConfig::default() })?;
+            let deepest = impasto::deepest_layer(&StyleConfig { model: arch, ..StyleConfig::default() })?;
             let preprocess = args.preprocess.map(Into::into);
             Vgg::load(&weights, arch, Pooling::Max, preprocess, &deepest)?
         }
         None => Vgg::embedded(Pooling::Max, impasto::COMPACT_LAST_LAYER)?,
     };
     let addr = SocketAddr::new(args.host, args.port);
-    let config = ServeConfig { addr, net: Arc::new(net), limits, threads: args.threads };
+    let config =
+        ServeConfig { addr, net: Arc::new(net), limits, threads: args.threads, require_token: args.token };
     let open = args.open;
-    impasto_serve::serve(config, |bound| ready(bound, open)).context("impasto serve")?;
+    impasto_serve::serve(config, |server| ready(server, open)).context("impasto serve")?;
     note("impasto serve: stopped");
     Ok(())
 }
 
 /// Prints the URL (and any warning), and opens the browser if asked.
-fn ready(bound: SocketAddr, open: bool) {
+fn ready(server: &Server, open: bool) {
+    let (Ok(bound), Ok(url)) = (server.local_addr(), server.url()) else {
+        return note("impasto serve: cannot read the address the server listens on");
+    };
     if let Some(w) = exposure_warning(bound) {
         note(&w);
     }
-    let host = if bound.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { bound.ip() };
-    let url = format!("http://{}/", SocketAddr::new(host, bound.port()));
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "impasto serve: open {url} (Ctrl-C stops the server)");
     let _ = stdout.flush();
@@ -223,7 +235,10 @@ mod tests {
     #[test]
     fn defaults_bind_loopback_with_the_library_limits() {
         let args = parse(&[]);
-        assert_eq!((args.host, args.port, args.open), (IpAddr::V4(Ipv4Addr::LOCALHOST), 8787, false));
+        assert_eq!(
+            (args.host, args.port, args.open, args.token),
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), 8787, false, false)
+        );
         assert_eq!(limits(&args).unwrap(), Limits::default());
         assert!(exposure_warning(SocketAddr::new(args.host, 0)).is_none());
         assert!(exposure_warning("[::1]:80".parse().unwrap()).is_none());

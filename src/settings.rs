@@ -241,21 +241,6 @@ pub fn check_checkpoint_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The deepest of the content and style layers of a validated config (the network is cut after it).
-pub fn deepest_layer(config: &StyleConfig) -> Result<String> {
-    let mut deepest: Option<(usize, &str)> = None;
-    for name in config.content_layers.iter().chain(&config.style_layers) {
-        let i = config.model.layer_index(name)?;
-        if deepest.is_none_or(|(d, _)| i > d) {
-            deepest = Some((i, name));
-        }
-    }
-    match deepest {
-        Some((_, name)) => Ok(name.to_string()),
-        None => bail!("invalid layers: no content and no style layers"),
-    }
-}
-
 /// Resolves and validates the arguments of a run. Reads no file contents (it only checks whether an
 /// `--init` file exists, to tell a mistyped keyword from a path).
 pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
@@ -331,7 +316,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
     };
     let builtin = args.weights.as_deref() == Some(Path::new(BUILTIN));
     let mut settings = Settings {
-        deepest_layer: deepest_layer(&config)?,
+        deepest_layer: impasto::deepest_layer(&config)?,
         style_layers_given: args.style_layers.is_some(),
         config,
         content,
@@ -372,10 +357,11 @@ impl Settings {
             );
         }
         if !self.style_layers_given {
-            self.config.style_layers = impasto::COMPACT_STYLE_LAYERS.iter().map(|l| l.to_string()).collect();
+            self.config.style_layers =
+                impasto::default_style_layers(self.config.model, impasto::COMPACT_LAST_LAYER)?;
             self.config.validate(self.styles.len())?;
         }
-        self.deepest_layer = deepest_layer(&self.config)?;
+        self.deepest_layer = impasto::deepest_layer(&self.config)?;
         impasto::check_compact_depth(impasto::EMBEDDED_LABEL, self.config.model, &self.deepest_layer)?;
         Ok(())
     }
@@ -592,16 +578,6 @@ mod tests {
         assert_eq!(s.deepest_layer, "relu5_1");
         let e = resolve_err(&["--weights", "builtin", "--style-layers", "relu5_1"]);
         assert!(e.starts_with("the built-in compact VGG-16 stops at relu4_2; relu5_1 needs"), "{e}");
-    }
-
-    #[test]
-    fn deepest_layer_is_by_position_not_name() {
-        let config = StyleConfig {
-            content_layers: vec!["conv5_1".into()],
-            style_layers: vec!["relu1_1".into(), "pool4".into()],
-            ..StyleConfig::default()
-        };
-        assert_eq!(deepest_layer(&config).unwrap(), "conv5_1");
     }
 
     #[test]

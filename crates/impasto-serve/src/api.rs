@@ -1,4 +1,4 @@
-//! The HTTP routes: the embedded page, job creation from the upload form, snapshots, the event stream,
+//! The HTTP routes, behind the access guard (`guard.rs`): the embedded page, job creation from the upload form, snapshots, the event stream,
 //! preview and result images, and the controls. Every failure is an [`ApiError`] (JSON); no request,
 //! however malformed, makes a handler panic.
 
@@ -19,21 +19,28 @@ use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
-use crate::jobs::{App, Event, Job};
+use crate::guard::{Access, guard};
+use crate::job::{Event, Job};
+use crate::queue::App;
 use crate::runner::encode_png;
 use crate::settings::{Settings, WeightsJson, check_weights, describe};
 use crate::upload;
 
-/// The page: one HTML file with its script and styles inline.
+/// The page, its script and its styles (separate files: the Content-Security-Policy allows no inline
+/// code).
 const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("page.js");
+const STYLES: &str = include_str!("page.css");
 
 /// Bodies of the small JSON requests.
 const SMALL_BODY: usize = 16 << 10;
 
-pub(crate) fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>, access: Arc<Access>) -> Router {
     let upload_limit = app.limits.max_upload_bytes;
     Router::new()
         .route("/", get(page))
+        .route("/page.js", get(script))
+        .route("/page.css", get(styles))
         .route("/api/limits", get(limits))
         .route("/api/jobs", post(create).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/api/jobs/{id}", get(snapshot))
@@ -47,12 +54,21 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(access, guard))
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
 
 async fn page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
+}
+
+async fn styles() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLES).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -114,7 +130,7 @@ async fn result(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<R
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the PNG encoder failed"))?
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?,
     };
-    Ok(png(bytes, Some(format!("impasto-{}.png", job.id))))
+    Ok(png(bytes, Some(format!("impasto-{}.png", job.id.get(..8).unwrap_or(&job.id)))))
 }
 
 async fn weights(

@@ -26,26 +26,40 @@
 //! | `GET /api/jobs/{id}/result.png` | the current image (while running) or the final one, as a download |
 //! | `POST /api/jobs/{id}/weights` | JSON `{"content": α, "style": β, "tv": λ}`: new weights from the next iteration on |
 //! | `POST /api/jobs/{id}/pause`, `/resume`, `/cancel` | control the run |
+//!
+//! Job ids are random (128 bits). `GET /page.js` and `GET /page.css` are the page's script and styles.
+//!
+//! # Access
+//! As in Jupyter: a request must name this machine as its host (`localhost`, a loopback address, or
+//! the address bound), which keeps out web pages that reach the server through DNS rebinding; a
+//! state-changing request whose `Origin` is another site is refused (403); and when a token is
+//! required — always when the server listens beyond loopback, or when [`ServeConfig::require_token`]
+//! says so — every request carries it: the URL of [`Server::url`] ends with `?token=…`, which sets a
+//! cookie for the page's later requests (or send `Authorization: token …`); without it the answer is
+//! 401. Every response carries a Content-Security-Policy (no inline code, nothing from elsewhere, no
+//! framing), `X-Content-Type-Options: nosniff` and `X-Frame-Options: DENY`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod api;
 mod error;
-mod jobs;
+mod guard;
+mod job;
+mod queue;
 mod runner;
 mod settings;
 mod upload;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use impasto::Vgg;
 
 pub use error::ServeError;
-pub use jobs::JobState;
+pub use job::JobState;
 pub use settings::{InitChoice, Limits, OptimizerChoice, Settings};
 
 /// The shortest time between two preview images of a run (each costs a PNG encoding).
@@ -62,23 +76,51 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Worker threads per run (0 = one per core).
     pub threads: usize,
+    /// Require a random access token also on a loopback address (beyond loopback it always is).
+    pub require_token: bool,
 }
 
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
     listener: tokio::net::TcpListener,
-    app: Arc<jobs::App>,
+    app: Arc<queue::App>,
+    access: Arc<guard::Access>,
+    token: Option<String>,
 }
 
 impl Server {
-    /// Binds `config.addr` (port 0 picks a free port).
+    /// Binds `config.addr` (port 0 picks a free port), with a new random access token if one is
+    /// required.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
-        let app = jobs::App::new(config.net, config.limits, config.threads);
-        Ok(Server { listener, app })
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ServeError::Io { what: "reading the bound address", source })?;
+        let token = (config.require_token || !bound.ip().is_loopback()).then(guard::new_token);
+        let access = Arc::new(guard::Access::new(bound, token.clone()));
+        let app = queue::App::new(config.limits, runner::launcher(config.net, config.threads));
+        Ok(Server { listener, app, access, token })
+    }
+
+    /// The access token every request must carry, if one is required.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The URL to open: the bound address (127.0.0.1 for a wildcard address), with `?token=…` when a
+    /// token is required.
+    pub fn url(&self) -> Result<String, ServeError> {
+        let bound = self.local_addr()?;
+        let ip = match bound.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let query = self.token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
+        Ok(format!("http://{}/{query}", SocketAddr::new(ip, bound.port())))
     }
 
     /// The address actually bound.
@@ -91,7 +133,7 @@ impl Server {
     /// Serves until `shutdown` completes; then cancels every run, ends the event streams and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let app = self.app.clone();
-        let router = api::router(self.app);
+        let router = api::router(self.app, self.access);
         let stop = async move {
             shutdown.await;
             app.shut_down();
@@ -103,9 +145,10 @@ impl Server {
     }
 }
 
-/// Runs the server until Ctrl-C, on a runtime of its own. `on_ready` gets the bound address before the
-/// first request is taken (the CLI prints the URL and opens the browser there).
-pub fn serve(config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+/// Runs the server until Ctrl-C, on a runtime of its own. `on_ready` gets the bound server before the
+/// first request is taken (the CLI prints its [`Server::url`] and opens the browser there); the Ctrl-C
+/// handler is in place by then, so a Ctrl-C the moment the URL is out stops the server cleanly.
+pub fn serve(config: ServeConfig, on_ready: impl FnOnce(&Server)) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("impasto-serve")
@@ -114,14 +157,30 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(
         .map_err(|source| ServeError::Io { what: "starting the async runtime", source })?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        on_ready(server.local_addr()?);
-        server
-            .run(async {
-                // Without a signal handler there is nothing to wait for but the process's end.
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await
+        let interrupted = ctrl_c()?;
+        on_ready(&server);
+        server.run(interrupted).await
+    })
+}
+
+/// Installs the Ctrl-C handler now (the process no longer dies of SIGINT); the future completes at the
+/// first Ctrl-C. Needs a tokio runtime.
+#[cfg(unix)]
+fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signal = signal(SignalKind::interrupt())
+        .map_err(|source| ServeError::Io { what: "installing the Ctrl-C handler", source })?;
+    Ok(async move {
+        signal.recv().await;
+    })
+}
+
+/// Installs the Ctrl-C handler now; the future completes at the first Ctrl-C. Needs a tokio runtime.
+#[cfg(windows)]
+fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
+    let mut signal = tokio::signal::windows::ctrl_c()
+        .map_err(|source| ServeError::Io { what: "installing the Ctrl-C handler", source })?;
+    Ok(async move {
+        signal.recv().await;
     })
 }

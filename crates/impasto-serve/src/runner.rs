@@ -1,6 +1,7 @@
 //! One run, on its own thread: calls [`impasto::stylize`] with an observer that publishes each
 //! iteration (losses, scale, ETA), keeps a throttled PNG preview, pauses, cancels and passes the page's
-//! new weights to the library; then keeps the final image and frees the run slot.
+//! new weights to the library; then keeps the final image and frees the run slot. [`launcher`] is how
+//! the queue starts runs.
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,36 +10,52 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use impasto::image::{ImageEncoder, Rgb32FImage, codecs::png::PngEncoder};
-use impasto::{Observer, RunInfo, Step, StopReason, Weights};
+use impasto::{Eta, Observer, RunInfo, Step, StopReason, Vgg, Weights};
 
 use crate::PREVIEW_INTERVAL;
-use crate::jobs::{App, Job, JobState, ScaleInfo, Started, StepInfo};
+use crate::job::{Inputs, Job, JobState, ScaleInfo, Started, StepInfo};
+use crate::queue::Launch;
 
-/// Runs `job` to its end and hands its slot back to `app`.
-pub(crate) fn run(app: &Arc<App>, job: &Arc<Job>) {
+/// The queue's launch function: each job runs on a thread of its own with `net` and `threads` worker
+/// threads, and frees its slot when it ends (also after a panic).
+pub(crate) fn launcher(net: Arc<Vgg>, threads: usize) -> Launch {
+    Box::new(move |job, slot| {
+        let net = Arc::clone(&net);
+        let name = format!("impasto-run-{}", &job.id[..8.min(job.id.len())]);
+        std::thread::Builder::new().name(name).spawn(move || {
+            run(&net, threads, &job);
+            drop(slot);
+        })?;
+        Ok(())
+    })
+}
+
+/// Runs `job` to its end.
+fn run(net: &Vgg, threads: usize, job: &Job) {
     if let Some(inputs) = job.take_inputs() {
-        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(app, job, inputs)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(net, threads, job, inputs)));
         if outcome.is_err() {
             job.set_state(JobState::Failed, Some("internal error: the run panicked".into()), None);
         }
     }
-    app.finished();
 }
 
-fn stylize(app: &App, job: &Job, inputs: crate::jobs::Inputs) {
-    let mut config = impasto::StyleConfig { threads: app.threads, ..inputs.config };
-    // A network cut short (the built-in compact VGG-16 stops at relu4_2) runs the default style
-    // layers it has.
-    config.style_layers.retain(|l| app.net.layer_index(l).is_ok());
-    let size = impasto::fit_longest_side(inputs.content.width(), inputs.content.height(), config.size);
+fn stylize(net: &Vgg, threads: usize, job: &Job, inputs: Inputs) {
+    let mut config = impasto::StyleConfig { threads, ..inputs.config };
+    // The page never chooses style layers: a run takes the default ones the network has (relu1_1 …
+    // relu4_1 on the built-in compact VGG-16, which stops at relu4_2), by the CLI's rule.
+    let last = net.layers().last().map_or("", |l| l.name.as_str());
+    match impasto::default_style_layers(net.arch(), last) {
+        Ok(layers) => config.style_layers = layers,
+        Err(e) => return job.set_state(JobState::Failed, Some(e.to_string()), None),
+    }
+    let size = impasto::output_size(inputs.content.dimensions(), &config);
     let mut observer = Watcher::new(job);
-    let result = impasto::stylize(&app.net, &config, &inputs.content, &inputs.styles, &mut observer);
+    let result = impasto::stylize(net, &config, &inputs.content, &inputs.styles, &mut observer);
     match result {
         Ok(mut out) => {
             // A run stopped at a coarse scale is kept at the size asked for, as the CLI writes it.
-            if out.image.dimensions() != size {
-                out.image = impasto::resize(&out.image, size.0, size.1);
-            }
+            out.image = impasto::at_output_size(out.image, size);
             match encode_png(&out.image) {
                 Ok(png) => job.set_result(png),
                 Err(e) => return job.set_state(JobState::Failed, Some(e), None),
@@ -84,23 +101,14 @@ struct Watcher<'j> {
     start: Option<Instant>,
     /// Time spent paused.
     paused: Duration,
-    info: Option<RunInfo>,
-    eta: Eta,
+    eta: Option<Eta>,
     last_preview: Option<(Instant, usize)>,
     iteration: usize,
 }
 
 impl<'j> Watcher<'j> {
     fn new(job: &'j Job) -> Watcher<'j> {
-        Watcher {
-            job,
-            start: None,
-            paused: Duration::ZERO,
-            info: None,
-            eta: Eta::default(),
-            last_preview: None,
-            iteration: 0,
-        }
+        Watcher { job, start: None, paused: Duration::ZERO, eta: None, last_preview: None, iteration: 0 }
     }
 
     /// Seconds of optimisation so far, pauses excluded.
@@ -131,13 +139,16 @@ impl Observer for Watcher<'_> {
             iterations: info.iterations,
             scales,
         });
-        self.info = Some(info.clone());
+        self.eta = Some(Eta::new(info));
     }
 
     fn on_step(&mut self, step: &Step<'_>) -> ControlFlow<()> {
         self.iteration = step.iteration;
         let elapsed = self.active();
-        let eta = self.info.as_ref().and_then(|info| self.eta.update(info, step, elapsed));
+        let eta = self
+            .eta
+            .as_mut()
+            .and_then(|e| e.update(step.scale, step.iteration, Duration::from_secs_f64(elapsed)));
         self.job.step(StepInfo {
             iteration: step.iteration,
             iterations: step.iterations,
@@ -150,7 +161,7 @@ impl Observer for Watcher<'_> {
             tv: step.losses.tv,
             total: step.losses.total(),
             elapsed_s: elapsed,
-            eta_s: eta,
+            eta_s: eta.map(|d| d.as_secs_f64()),
         });
         let last = step.iteration == step.iterations;
         let due = self.last_preview.is_none_or(|(t, _)| t.elapsed() >= PREVIEW_INTERVAL);
@@ -174,38 +185,5 @@ impl Observer for Watcher<'_> {
         let w = self.job.take_steer()?;
         self.job.weights_applied(w, self.iteration);
         Some(w)
-    }
-}
-
-/// The time left, from the rate of the current scale and the cost of each later scale in proportion
-/// to its pixels.
-#[derive(Debug, Default)]
-struct Eta {
-    /// (scale, active seconds and iteration when that scale began).
-    scale_start: Option<(usize, f64, usize)>,
-}
-
-impl Eta {
-    fn update(&mut self, info: &RunInfo, step: &Step<'_>, elapsed: f64) -> Option<f64> {
-        let (scale, t0, i0) = match self.scale_start {
-            Some(s) if s.0 == step.scale => s,
-            _ => {
-                // The first iteration of a scale also pays for its targets: measure from its end.
-                self.scale_start = Some((step.scale, elapsed, step.iteration));
-                return None;
-            }
-        };
-        let done = step.iteration - i0;
-        if done == 0 {
-            return None;
-        }
-        let per_iteration = (elapsed - t0) / done as f64;
-        let pixels = |k: usize| info.scales.get(k).map_or(1.0, |s| s.pixels() as f64);
-        let scale_end: usize = info.scales.iter().take(scale + 1).map(|s| s.iterations).sum();
-        let mut left = per_iteration * scale_end.saturating_sub(step.iteration) as f64;
-        for k in scale + 1..info.scales.len() {
-            left += per_iteration * pixels(k) / pixels(scale) * info.scales[k].iterations as f64;
-        }
-        Some(left)
     }
 }

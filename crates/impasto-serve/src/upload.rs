@@ -9,7 +9,7 @@ use axum::extract::Multipart;
 use impasto::image::{ImageReader, Rgb32FImage};
 
 use crate::error::{ApiError, clip};
-use crate::jobs::Inputs;
+use crate::job::Inputs;
 use crate::settings::{Limits, Settings};
 
 /// An image file as uploaded.

@@ -37,22 +37,27 @@ mod checkpoint;
 mod color;
 mod config;
 mod error;
+mod eta;
 mod io;
+mod layers;
 mod loss;
 mod model;
 mod observer;
 mod optim;
+mod output;
 mod pixels;
 mod run;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};
 pub use error::{Error, Result};
+pub use eta::Eta;
 pub use image;
 pub use io::{
     AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, SOFTWARE, SaveOptions, check_writable,
     decode_image, load_image, load_image_with_alpha, save_image, save_image_with,
 };
+pub use layers::{deepest_layer, default_style_layers};
 pub use loss::{Objective, gram_matrix};
 pub use model::{
     Arch, COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER,
@@ -60,5 +65,6 @@ pub use model::{
     check_compact_depth, embedded_model, locate_weights, pack_compact, quantize_channel,
 };
 pub use observer::{Losses, NoObserver, Observer, RunInfo, Scale, Step, StopReason, Weights};
+pub use output::{at_output_size, output_size};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize};

@@ -2,7 +2,8 @@
 //! the server's message, then pick two images from ../shared/images, start a small coarse-to-fine run,
 //! see two different preview frames, lower the style weight with the keyboard mid-run and see the style
 //! loss drop by that factor at the next step, see the second scale, pause, download a PNG that decodes,
-//! reload the page and find the run again, resume and cancel. Writes a screenshot (the README's
+//! reload the page and find the run again, resume and cancel — on a server that requires its access
+//! token, opened from its token URL, under its Content-Security-Policy. Writes a screenshot (the README's
 //! docs/serve.png is one). Without Chromium it skips, except under CI=true, where it fails.
 
 use std::collections::HashSet;
@@ -46,12 +47,16 @@ fn the_page_runs_watches_steers_pauses_and_downloads_in_chromium() {
     let Some(weights) = real_weights() else { return };
     let start = Instant::now();
     let net = Vgg::load(&weights, Arch::Vgg16, Pooling::Max, None, "relu5_1").expect("the weights load");
-    let server = TestServer::start(Arc::new(net), Limits::default());
+    let server = TestServer::start_with_token(Arc::new(net), Limits::default());
+    let token = server.token.clone().expect("a token");
     let mut b = Browser::launch(&chromium, 1280, 800).unwrap_or_else(|e| panic!("{e}"));
     let downloads = tempfile::tempdir().unwrap();
     b.allow_downloads(downloads.path());
-    b.navigate(&server.url("/"));
+    b.navigate(&server.url(&format!("/?token={token}")));
     b.wait(&format!("{}.startsWith('limits:')", text_of("#limits")), 30, "the page to load");
+    // The styles came from /page.css under the policy: the start button wears the accent colour.
+    let colour = b.eval("getComputedStyle(document.querySelector('#start')).backgroundColor").unwrap();
+    assert_eq!(colour, "rgb(179, 71, 29)", "the page's styles did not load");
 
     // A file that only claims to be an image: the server refuses it and the page says why.
     let files = tempfile::tempdir().unwrap();
@@ -138,6 +143,8 @@ fn the_page_runs_watches_steers_pauses_and_downloads_in_chromium() {
     b.wait(&format!("{} === 'cancelled'", text_of("#state")), 30, "the cancel");
     let errors = b.eval("document.querySelector('#error').classList.contains('shown')").unwrap();
     assert_eq!(errors, false, "the page shows an error; Chromium's log:\n{}", b.log());
+    assert!(!b.log().contains("Content Security Policy"), "a CSP violation; Chromium's log:\n{}", b.log());
+    assert_eq!(b.eval("location.search").unwrap(), "", "the token stayed in the address");
     eprintln!("browser test: {:.1} s, at {}", start.elapsed().as_secs_f64(), at);
 }
 

@@ -76,13 +76,25 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
 /// A server on `127.0.0.1:0` with its own runtime thread; stopped (runs cancelled) when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The access token, when the server requires one.
+    pub token: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
     pub fn start(net: Arc<Vgg>, limits: Limits) -> TestServer {
-        let config = ServeConfig { addr: "127.0.0.1:0".parse().unwrap(), net, limits, threads: 2 };
+        Self::start_with(net, limits, false)
+    }
+
+    /// A server that requires its access token (as it does beyond loopback).
+    pub fn start_with_token(net: Arc<Vgg>, limits: Limits) -> TestServer {
+        Self::start_with(net, limits, true)
+    }
+
+    fn start_with(net: Arc<Vgg>, limits: Limits, require_token: bool) -> TestServer {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let config = ServeConfig { addr, net, limits, threads: 2, require_token };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -90,7 +102,12 @@ impl TestServer {
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
                 let server = Server::bind(config).await.expect("binds a free loopback port");
-                ready.send(server.local_addr().unwrap()).unwrap();
+                let token = server.token().map(str::to_owned);
+                assert_eq!(server.url().unwrap(), {
+                    let query = token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
+                    format!("http://{}/{query}", server.local_addr().unwrap())
+                });
+                ready.send((server.local_addr().unwrap(), token)).unwrap();
                 server
                     .run(async {
                         let _ = stopped.await;
@@ -99,8 +116,8 @@ impl TestServer {
                     .expect("serves");
             });
         });
-        let addr = addr.recv_timeout(Duration::from_secs(30)).expect("server started");
-        TestServer { addr, stop: Some(stop), thread: Some(thread) }
+        let (addr, token) = addr.recv_timeout(Duration::from_secs(30)).expect("server started");
+        TestServer { addr, token, stop: Some(stop), thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -124,7 +141,7 @@ impl Drop for TestServer {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))

@@ -1,23 +1,19 @@
-//! Jobs and the queue: each job's state (what the page sees, as a snapshot and as a stream of
-//! [`Event`]s), its controls (pause, resume, cancel, new weights) shared with the thread that runs it,
-//! and the [`App`] that keeps the jobs and starts at most `max_runs` of them at once, the others
-//! waiting in order with a visible position.
+//! One job's state machine: its state (what the page sees, as a snapshot and as a stream of
+//! [`Event`]s) and its controls (pause, resume, cancel, new weights), shared between the page's
+//! requests and the thread that runs it. The queue that starts jobs is `queue.rs`; the run itself is
+//! `runner.rs`.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
 use impasto::image::Rgb32FImage;
-use impasto::{StyleConfig, Vgg, Weights};
+use impasto::{StyleConfig, Weights};
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::error::ApiError;
-use crate::settings::{Limits, Settings, WeightsJson};
+use crate::settings::{Settings, WeightsJson};
 
-/// Jobs remembered at most; the oldest finished ones are forgotten first.
-const MAX_KEPT: usize = 64;
 /// Events buffered per job for slow listeners (who get a fresh snapshot when they fall behind).
 const EVENT_BUFFER: usize = 256;
 
@@ -174,7 +170,8 @@ struct Control {
 /// One style-transfer job.
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub(crate) id: u64,
+    /// Random and unguessable (128 bits, in hex): knowing one job's id tells nothing of another's.
+    pub(crate) id: String,
     pub(crate) settings: Settings,
     pub(crate) events: broadcast::Sender<Event>,
     inner: Mutex<Inner>,
@@ -183,7 +180,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    fn new(id: u64, settings: Settings, inputs: Inputs) -> Job {
+    pub(crate) fn new(id: String, settings: Settings, inputs: Inputs) -> Job {
         let weights = settings.weights().into();
         let state = StateInfo { state: JobState::Queued, queue_position: None, error: None, note: None };
         let inner = Inner {
@@ -214,7 +211,7 @@ impl Job {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let inner = lock(&self.inner);
         Snapshot {
-            id: self.id.to_string(),
+            id: self.id.clone(),
             state: inner.state.clone(),
             settings: self.settings.clone(),
             weights: inner.weights,
@@ -247,7 +244,7 @@ impl Job {
         });
     }
 
-    fn set_queue_position(&self, position: usize) {
+    pub(crate) fn set_queue_position(&self, position: usize) {
         self.change_state(|s| {
             let changed = s.state == JobState::Queued && s.queue_position != Some(position);
             if changed {
@@ -398,160 +395,128 @@ impl Job {
     }
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    running: usize,
-    waiting: VecDeque<Arc<Job>>,
-    closed: bool,
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::settings::Limits;
 
-#[derive(Debug, Default)]
-struct Store {
-    jobs: HashMap<u64, Arc<Job>>,
-    order: VecDeque<u64>,
-}
-
-/// The server's shared state: the network, the limits, the jobs and the queue.
-#[derive(Debug)]
-pub(crate) struct App {
-    pub(crate) net: Arc<Vgg>,
-    pub(crate) limits: Limits,
-    pub(crate) threads: usize,
-    jobs: Mutex<Store>,
-    queue: Mutex<Queue>,
-    next_id: AtomicU64,
-    /// Becomes true when the server shuts down (event streams end).
-    pub(crate) shutdown: watch::Sender<bool>,
-}
-
-impl App {
-    pub(crate) fn new(net: Arc<Vgg>, limits: Limits, threads: usize) -> Arc<App> {
-        Arc::new(App {
-            net,
-            limits,
-            threads,
-            jobs: Mutex::default(),
-            queue: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            shutdown: watch::channel(false).0,
-        })
+    /// A job with a 16×16 content image and one style, as the queue would hold it.
+    pub(crate) fn job(id: &str) -> Job {
+        let img = Rgb32FImage::from_pixel(16, 16, impasto::image::Rgb([0.5, 0.5, 0.5]));
+        let inputs = Inputs { content: img.clone(), styles: vec![img], config: StyleConfig::default() };
+        Job::new(id.into(), Settings::defaults_for(&Limits::default()), inputs)
     }
 
-    pub(crate) fn job(&self, id: &str) -> Result<Arc<Job>, ApiError> {
-        let found = id.parse::<u64>().ok().and_then(|n| lock(&self.jobs).jobs.get(&n).cloned());
-        found.ok_or_else(|| ApiError::no_job(id))
+    pub(crate) fn started() -> Started {
+        Started { width: 16, height: 16, iterations: 10, scales: Vec::new() }
     }
 
-    /// Queues a new job and starts it if a run slot is free.
-    pub(crate) fn submit(self: &Arc<Self>, settings: Settings, inputs: Inputs) -> Result<Arc<Job>, ApiError> {
-        let job = {
-            let mut q = lock(&self.queue);
-            if q.closed {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "the server is stopping",
-                ));
+    /// The states the event stream has carried so far.
+    fn states(rx: &mut broadcast::Receiver<Event>) -> Vec<JobState> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|e| if let Event::State(s) = e { Some(s.state) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn pause_resume_and_cancel_follow_the_run() {
+        let j = job("a");
+        let mut rx = j.events.subscribe();
+        let refused = |r: Result<(), ApiError>| r.unwrap_err().message;
+        assert_eq!(refused(j.pause()), "the run has not started yet: cancel it instead");
+        j.set_state(JobState::Preparing, None, None);
+        assert_eq!(refused(j.pause()), "the run has not started yet: cancel it instead");
+        assert_eq!(refused(j.resume()), "the run is not paused");
+        j.started(started());
+        assert_eq!(j.state(), JobState::Running);
+        j.pause().unwrap();
+        j.pause().unwrap(); // twice is once
+        assert!(j.is_paused());
+        assert_eq!(j.snapshot().state.state, JobState::Paused);
+        j.resume().unwrap();
+        j.resume().unwrap();
+        assert!(!j.is_paused());
+        // A cancel is a request: the state says "running" until the run thread stops.
+        j.cancel();
+        assert!(j.is_cancelled());
+        assert_eq!(j.state(), JobState::Running);
+        j.set_state(JobState::Cancelled, None, Some("stopped after 3 iterations".into()));
+        assert_eq!(
+            states(&mut rx),
+            [
+                JobState::Preparing,
+                JobState::Running,
+                JobState::Paused,
+                JobState::Running,
+                JobState::Cancelled
+            ]
+        );
+        // Once over, every control is refused and nothing changes.
+        assert_eq!(refused(j.pause()), "the run is over");
+        assert_eq!(refused(j.resume()), "the run is not paused");
+        assert_eq!(refused(j.steer(Weights { content: 1.0, style: 1.0, tv: 0.0 })), "the run is over");
+        assert_eq!(states(&mut rx), []);
+    }
+
+    #[test]
+    fn a_paused_run_waits_until_resumed_or_cancelled() {
+        for cancel in [false, true] {
+            let j = Arc::new(job("b"));
+            j.set_state(JobState::Preparing, None, None);
+            j.started(started());
+            j.pause().unwrap();
+            let runner = {
+                let j = Arc::clone(&j);
+                std::thread::spawn(move || j.wait_while_paused())
+            };
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!runner.is_finished(), "a paused run went on");
+            if cancel {
+                j.cancel()
+            } else {
+                j.resume().unwrap()
             }
-            if q.waiting.len() >= self.limits.max_queue {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the queue is full ({} runs waiting): try again when one has started",
-                        q.waiting.len()
-                    ),
-                ));
-            }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let job = Arc::new(Job::new(id, settings, inputs));
-            self.remember(job.clone());
-            q.waiting.push_back(job.clone());
-            job
-        };
-        self.pump();
-        Ok(job)
-    }
-
-    fn remember(&self, job: Arc<Job>) {
-        let mut store = lock(&self.jobs);
-        while store.jobs.len() >= MAX_KEPT {
-            let over =
-                store.order.iter().position(|id| store.jobs.get(id).is_none_or(|j| j.state().is_over()));
-            let Some(i) = over else { break };
-            if let Some(id) = store.order.remove(i) {
-                store.jobs.remove(&id);
-            }
+            assert_eq!(runner.join().unwrap(), cancel);
         }
-        store.order.push_back(job.id);
-        store.jobs.insert(job.id, job);
     }
 
-    /// Starts waiting jobs while run slots are free, and renumbers the queue.
-    fn pump(self: &Arc<Self>) {
-        let mut q = lock(&self.queue);
-        while q.running < self.limits.max_runs && !q.closed {
-            let Some(job) = q.waiting.pop_front() else { break };
-            q.running += 1;
-            job.set_state(JobState::Preparing, None, None);
-            let app = Arc::clone(self);
-            let worker = Arc::clone(&job);
-            let spawned = std::thread::Builder::new()
-                .name(format!("impasto-run-{}", job.id))
-                .spawn(move || crate::runner::run(&app, &worker));
-            if let Err(e) = spawned {
-                q.running -= 1;
-                job.set_state(
-                    JobState::Failed,
-                    Some(format!("cannot start a thread for the run: {e}")),
-                    None,
-                );
+    /// The server side of the race the browser test caught: a run that ends while a pause is on its
+    /// way is never shown as paused, and the event stream's last state is the end, whichever wins.
+    #[test]
+    fn a_run_that_ends_during_a_pause_stays_ended() {
+        for round in 0..200 {
+            let j = Arc::new(job("c"));
+            j.set_state(JobState::Preparing, None, None);
+            j.started(started());
+            let mut rx = j.events.subscribe();
+            let page = {
+                let j = Arc::clone(&j);
+                std::thread::spawn(move || j.pause())
+            };
+            j.set_state(JobState::Finished, None, None);
+            let reply = page.join().unwrap();
+            let seen = states(&mut rx);
+            assert_eq!(seen.last(), Some(&JobState::Finished), "round {round}: {seen:?}");
+            assert_eq!(j.state(), JobState::Finished, "round {round}");
+            match reply {
+                // The pause came first: it was shown, then the end.
+                Ok(()) => assert_eq!(seen, [JobState::Paused, JobState::Finished], "round {round}"),
+                Err(e) => {
+                    assert_eq!(e.message, "the run is over", "round {round}");
+                    assert_eq!(seen, [JobState::Finished], "round {round}");
+                }
             }
         }
-        for (i, job) in q.waiting.iter().enumerate() {
-            job.set_queue_position(i + 1);
-        }
     }
 
-    /// A run thread is done: its slot goes to the next job.
-    pub(crate) fn finished(self: &Arc<Self>) {
-        {
-            let mut q = lock(&self.queue);
-            q.running = q.running.saturating_sub(1);
-        }
-        self.pump();
-    }
-
-    /// Cancels a job: a waiting one leaves the queue at once, a running one stops after its iteration.
-    pub(crate) fn cancel(self: &Arc<Self>, job: &Arc<Job>) -> Result<(), ApiError> {
-        if job.state().is_over() {
-            return Err(ApiError::conflict("the run is over"));
-        }
-        let dequeued = {
-            let mut q = lock(&self.queue);
-            let before = q.waiting.len();
-            q.waiting.retain(|j| j.id != job.id);
-            q.waiting.len() != before
-        };
-        job.cancel();
-        if dequeued {
-            job.set_state(JobState::Cancelled, None, Some("cancelled before it started".into()));
-            self.pump();
-        }
-        Ok(())
-    }
-
-    /// Stops taking jobs, cancels every job and ends the event streams.
-    pub(crate) fn shut_down(&self) {
-        let waiting: Vec<Arc<Job>> = {
-            let mut q = lock(&self.queue);
-            q.closed = true;
-            q.waiting.drain(..).collect()
-        };
-        for job in waiting {
-            job.set_state(JobState::Cancelled, None, Some("the server stopped".into()));
-        }
-        for job in lock(&self.jobs).jobs.values() {
-            job.cancel();
-        }
-        let _ = self.shutdown.send(true);
+    #[test]
+    fn new_weights_wait_for_the_run_and_are_taken_once() {
+        let j = job("d");
+        let w = Weights { content: 1.0, style: 50.0, tv: 0.0 };
+        j.steer(w).unwrap();
+        assert_eq!(j.take_steer(), Some(w));
+        assert_eq!(j.take_steer(), None);
+        j.weights_applied(w, 7);
+        assert_eq!(Weights::from(j.snapshot().weights), w);
     }
 }
