@@ -212,7 +212,7 @@ fn import_refuses_what_is_not_the_model() {
     insta::with_settings!({ filters => f.iter().map(|(a, b)| (a.as_str(), *b)) }, {
         insta::assert_snapshot!(sb.run(&["models", "import", fx]).error_line(1), @"impasto: error: cannot import [REPO]/crates/impasto-weights/tests/data/vgg_zip.pth: it has 3 convolutions (features.N.weight for N in [0, 2, 5]), neither vgg16 (13) nor vgg19 (16); is it a VGG checkpoint with torchvision key names?");
         insta::assert_snapshot!(sb.run(&["models", "import", fx, "--model", "vgg19", "--preprocess", "torch"]).error_line(1), @"impasto: error: cannot import [REPO]/crates/impasto-weights/tests/data/vgg_zip.pth as vgg19: it has 3 convolutions (features.N.weight for N in [0, 2, 5]); vgg19 has 16");
-        insta::assert_snapshot!(sb.run(&["models", "import", &fixture("malicious_zip.pth").to_string_lossy()]).error_line(1), @"impasto: error: refusing to load `os.system` from [REPO]/crates/impasto-weights/tests/data/malicious_zip.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
+        insta::assert_snapshot!(sb.run(&["models", "import", &fixture("malicious_zip.pth").to_string_lossy()]).error_line(1), @"impasto: error: refusing to load `os.system` from PyTorch checkpoint [REPO]/crates/impasto-weights/tests/data/malicious_zip.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
     });
     insta::assert_snapshot!(sb.run(&["models", "import", "nope.pth"]).error_line(1), @"impasto: error: cannot import nope.pth: no such file");
     assert!(!sb.cache_dir().exists());

@@ -45,7 +45,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb32FImage> {
 fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
     let reader = ImageReader::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => decode_err(path, "no such file"),
-        _ => Error::Io { action: "cannot read", path: path.to_path_buf(), source: e },
+        _ => Error::Io { action: "cannot read", path: path.to_path_buf(), error: e },
     })?;
     decode(reader, path, want_alpha)
 }
