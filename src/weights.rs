@@ -191,7 +191,12 @@ pub fn cli_hint(e: &anyhow::Error) -> Option<String> {
 /// Downloads known model `m` (from `IMPASTO_MODEL_URL` when `url_override` is given) into
 /// `cache_dir`, converts it to `cache_dir/<arch>-conv-imagenet.safetensors` and deletes the
 /// checkpoint (`impasto models download`).
-pub fn download(m: &KnownModel, cache_dir: &Path, url_override: Option<&str>, display: Display) -> Result<PathBuf> {
+pub fn download(
+    m: &KnownModel,
+    cache_dir: &Path,
+    url_override: Option<&str>,
+    display: Display,
+) -> Result<PathBuf> {
     let meter = Meter::new(display);
     let got = impasto_weights::download_model(m, cache_dir, url_override, TIMEOUT, &mut |e| meter.event(e));
     meter.finish();
@@ -235,9 +240,7 @@ impl Meter {
     fn event(&self, e: Event<'_>) {
         match e {
             Event::Missing { arch, cache_dir } => {
-                if self.display != Display::Quiet {
-                    note(&format!("no {arch} weights in {} yet: downloading them once", cache_dir.display()));
-                }
+                self.line(&format!("no {arch} weights in {} yet: downloading them once", cache_dir.display()))
             }
             Event::Downloading { url, to } => {
                 self.start_bar();

@@ -123,7 +123,10 @@ pub fn zip_pth(tensors: &[Named]) -> Vec<u8> {
     entry("archive/data.pkl", &state_dict_pickle(tensors));
     entry("archive/byteorder", b"little");
     for (i, (_, _, values)) in tensors.iter().enumerate() {
-        entry(&format!("archive/data/{i}"), &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        entry(
+            &format!("archive/data/{i}"),
+            &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        );
     }
     z.finish().unwrap().into_inner()
 }
@@ -193,9 +196,13 @@ fn a_pth_builds_the_network_its_import_builds() {
         sb.run(&["models", "import", &pth, "--preprocess", "torch"]).assert_ok();
         let imported = sb.cache_dir().join("vgg16-conv-imagenet.safetensors");
         // In memory, the .pth becomes the very file the import wrote.
-        let converted =
-            impasto_weights::pth_to_conv_safetensors(&bytes, name.as_ref(), Arch::Vgg16, Some(Preprocess::Torch))
-                .unwrap();
+        let converted = impasto_weights::pth_to_conv_safetensors(
+            &bytes,
+            name.as_ref(),
+            Arch::Vgg16,
+            Some(Preprocess::Torch),
+        )
+        .unwrap();
         assert_eq!(converted, std::fs::read(&imported).unwrap(), "{name}");
         // So the networks are the same, bit for bit.
         let load = |p: &std::path::Path| {
@@ -218,7 +225,8 @@ fn a_run_given_a_pth_writes_what_its_import_writes() {
     let imported = imported.to_str().unwrap();
     let mut pixels = Vec::new();
     for (weights, out) in [(pth.as_str(), "a.png"), (imported, "b.png")] {
-        let mut args = vec!["c.png", "s.png", "-o", out, "--weights", weights, "--size", "32", "-n", "2", "-q"];
+        let mut args =
+            vec!["c.png", "s.png", "-o", out, "--weights", weights, "--size", "32", "-n", "2", "-q"];
         args.extend(TINY_LAYERS);
         sb.run(&args).assert_ok();
         pixels.push(image::open(sb.path(out)).unwrap().to_rgb8().into_raw());
@@ -250,7 +258,9 @@ fn pack_given_a_pth_packs_what_it_packs_from_the_import() {
     sb.run(&["models", "import", &pth, "--preprocess", "caffe", "-q"]).assert_ok();
     let imported = sb.cache_dir().join("vgg16-conv-imagenet.safetensors");
     sb.run(&["models", "pack", "--weights", &pth, "-o", "a.safetensors", "-q"]).assert_ok();
-    sb.run(&["models", "pack", "--weights", imported.to_str().unwrap(), "-o", "b.safetensors", "-q"]).assert_ok();
-    let (a, b) = (std::fs::read(sb.path("a.safetensors")).unwrap(), std::fs::read(sb.path("b.safetensors")).unwrap());
+    sb.run(&["models", "pack", "--weights", imported.to_str().unwrap(), "-o", "b.safetensors", "-q"])
+        .assert_ok();
+    let (a, b) =
+        (std::fs::read(sb.path("a.safetensors")).unwrap(), std::fs::read(sb.path("b.safetensors")).unwrap());
     assert!(a == b, "packing the .pth and packing its import differ");
 }

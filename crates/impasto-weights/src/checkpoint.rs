@@ -98,7 +98,9 @@ fn normalise(path: &Path, format: Format, sd: StateDict) -> Result<StateDict> {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 format,
-                reason: format!("holds `{name}` twice (under different prefixes); extract one state dict first"),
+                reason: format!(
+                    "holds `{name}` twice (under different prefixes); extract one state dict first"
+                ),
             });
         }
     }
@@ -155,16 +157,24 @@ fn read_safetensors(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         }
         let b = view.data();
         let (data, dtype): (Vec<f32>, DType) = match view.dtype() {
-            Dtype::F32 => (b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), DType::F32),
+            Dtype::F32 => (
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                DType::F32,
+            ),
             Dtype::F64 => (
                 b.chunks_exact(8)
                     .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
                     .collect(),
                 DType::F64,
             ),
-            Dtype::F16 => (b.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(), DType::F16),
+            Dtype::F16 => (
+                b.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+                DType::F16,
+            ),
             Dtype::BF16 => (
-                b.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect(),
+                b.chunks_exact(2)
+                    .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+                    .collect(),
                 DType::BF16,
             ),
             other => return Err(err(format!("tensor `{key}` is {other:?}; weights must be floats"))),
@@ -194,9 +204,8 @@ pub fn pth_to_conv_safetensors(
     preprocess: Option<Preprocess>,
 ) -> Result<Vec<u8>> {
     let ckpt = read_checkpoint_bytes(bytes, name)?;
-    let preprocess = preprocess
-        .or_else(|| known_checkpoint(&sha256_hex(bytes)).map(|(p, _)| p))
-        .unwrap_or_default();
+    let preprocess =
+        preprocess.or_else(|| known_checkpoint(&sha256_hex(bytes)).map(|(p, _)| p)).unwrap_or_default();
     conv_safetensors_bytes(&ckpt.tensors, arch.name(), arch.conv_count(), preprocess)
         .map(|(bytes, _)| bytes)
         .map_err(|reason| Error::Checkpoint { path: name.to_path_buf(), format: ckpt.format, reason })

@@ -91,7 +91,8 @@ pub(crate) fn conv_safetensors_bytes(
         let t = &sd[k];
         let start = data.len();
         data.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
-        let info = serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [start, data.len()] });
+        let info =
+            serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [start, data.len()] });
         header.insert(k.clone(), info);
     }
     // serde_json's map is sorted by key: the header, and so the file, is the same on every run.

@@ -184,7 +184,9 @@ pub enum Error {
     },
 
     /// No weights were named or cached, and downloads are off (with no built-in fallback).
-    #[error("no {arch} weights found (none named, {cached} does not exist) and offline mode ({why}) forbids downloading them")]
+    #[error(
+        "no {arch} weights found (none named, {cached} does not exist) and offline mode ({why}) forbids downloading them"
+    )]
     Offline {
         /// The architecture wanted.
         arch: Arch,

@@ -44,8 +44,8 @@ mod tensor;
 
 pub use arch::{Arch, Layer, LayerKind};
 pub use checkpoint::{
-    Checkpoint, Format, conv_key, known_checkpoint, pth_to_conv_safetensors, read_checkpoint, read_checkpoint_bytes,
-    safetensors_metadata,
+    Checkpoint, Format, conv_key, known_checkpoint, pth_to_conv_safetensors, read_checkpoint,
+    read_checkpoint_bytes, safetensors_metadata,
 };
 pub use checksum::{sha256_file, sha256_hex, sha256_matches, sha256_prefix_from_file_name};
 pub use convert::{CONV_FORMAT, conv_indices, to_conv_safetensors};
@@ -56,10 +56,10 @@ pub use lock::FileLock;
 pub use models::{KNOWN_MODELS, KnownModel, known_model, known_model_for, model_url};
 pub use preprocess::Preprocess;
 pub use pth::{TensorSpec, read_pth, read_pth_bytes, read_pth_filtered, read_state_dict_pickle};
+pub use resolve::{
+    DEFAULT_TIMEOUT, DOWNLOADS, Event, Fallback, Located, Missing, Origin, Resolved, WeightsOptions,
+    cache_file_name, cached_file, expected_file, locate,
+};
 #[cfg(feature = "download")]
 pub use resolve::{download_model, resolve};
-pub use resolve::{
-    DEFAULT_TIMEOUT, DOWNLOADS, Event, Fallback, Located, Missing, Origin, Resolved, WeightsOptions, cache_file_name,
-    cached_file, expected_file, locate,
-};
 pub use tensor::{DType, StateDict, Tensor};

@@ -120,7 +120,9 @@ impl fmt::Display for Fallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fallback::Offline { arch, why } => write!(f, "offline mode ({why}) and no {arch} weights found"),
-            Fallback::Unreachable { arch, error } => write!(f, "cannot download the {arch} weights ({error})"),
+            Fallback::Unreachable { arch, error } => {
+                write!(f, "cannot download the {arch} weights ({error})")
+            }
         }
     }
 }
@@ -208,7 +210,11 @@ pub fn locate(arch: Arch, options: &WeightsOptions) -> Result<Located> {
 
 /// [`locate`], then [`Missing::get`] if nothing was found.
 #[cfg(feature = "download")]
-pub fn resolve(arch: Arch, options: &WeightsOptions, progress: &mut dyn FnMut(Event<'_>)) -> Result<Resolved> {
+pub fn resolve(
+    arch: Arch,
+    options: &WeightsOptions,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Resolved> {
     match locate(arch, options)? {
         Located::File(p) => Ok(Resolved::File(p)),
         Located::Missing(m) => m.get(progress),
@@ -277,7 +283,8 @@ pub fn download_model(
 ) -> Result<PathBuf> {
     let out = cached_file(cache_dir, m.arch);
     let downloads = cache_dir.join(DOWNLOADS);
-    std::fs::create_dir_all(&downloads).map_err(|e| Error::io("cannot create the cache folder", &downloads, e))?;
+    std::fs::create_dir_all(&downloads)
+        .map_err(|e| Error::io("cannot create the cache folder", &downloads, e))?;
     let _lock = crate::FileLock::acquire(&downloads.join(format!("{}.lock", m.name)))?;
     if out.is_file() {
         return Ok(out); // another process finished it while this one waited

@@ -155,7 +155,9 @@ pub enum Error {
 impl From<impasto_weights::Error> for Error {
     fn from(e: impasto_weights::Error) -> Error {
         match e {
-            impasto_weights::Error::UnknownLayer { name, model, known } => Error::UnknownLayer { name, model, known },
+            impasto_weights::Error::UnknownLayer { name, model, known } => {
+                Error::UnknownLayer { name, model, known }
+            }
             e => Error::Weights(e),
         }
     }

@@ -75,7 +75,8 @@ fn tiny_vgg16() -> StateDict {
         let impasto_weights::LayerKind::Conv { conv, torch_index, .. } = layer.kind else { continue };
         let c_out = if conv == 0 { 64 } else { 2 };
         let w = (0..c_out * c_in * 9).map(|i| ((i * 7 + conv) % 23) as f32 * 0.01 - 0.1).collect();
-        let t = |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data, dtype: impasto_weights::DType::F32 };
+        let t =
+            |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data, dtype: impasto_weights::DType::F32 };
         sd.insert(format!("features.{torch_index}.weight"), t(vec![c_out, c_in, 3, 3], w));
         sd.insert(format!("features.{torch_index}.bias"), t(vec![c_out], vec![0.5; c_out]));
         c_in = c_out;
@@ -99,7 +100,8 @@ fn conversion_is_deterministic() {
 #[test]
 fn a_checkpoint_that_is_not_the_architecture_names_its_format() {
     let bytes = std::fs::read(data("vgg_zip.pth")).unwrap();
-    let err = impasto_weights::pth_to_conv_safetensors(&bytes, "w.pth".as_ref(), Arch::Vgg16, None).unwrap_err();
+    let err =
+        impasto_weights::pth_to_conv_safetensors(&bytes, "w.pth".as_ref(), Arch::Vgg16, None).unwrap_err();
     assert_eq!(
         err.to_string(),
         "PyTorch checkpoint (zip format) w.pth: the state dict has 3 convolutions (features.N.weight for N in \
@@ -113,7 +115,10 @@ fn a_cut_zip_says_its_cause_once() {
     let cut = &bytes[..bytes.len() / 2];
     let err = read_pth_bytes(cut, &|_| true).unwrap_err();
     assert!(matches!(err, Error::Zip { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "PyTorch checkpoint <memory>: bad zip archive: invalid Zip archive: Could not find EOCD");
+    assert_eq!(
+        err.to_string(),
+        "PyTorch checkpoint <memory>: bad zip archive: invalid Zip archive: Could not find EOCD"
+    );
     assert!(err.source().is_none(), "the cause is in the message, so not also the source");
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.pth");

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use impasto_weights::{Arch, Error, Event, Fallback, Located, Origin, Resolved, WeightsOptions, cache_file_name, locate};
+use impasto_weights::{
+    Arch, Error, Event, Fallback, Located, Origin, Resolved, WeightsOptions, cache_file_name, locate,
+};
 
 fn options(cache: &std::path::Path) -> WeightsOptions {
     WeightsOptions { cache_dir: Some(cache.to_path_buf()), ..WeightsOptions::default() }
@@ -87,8 +89,14 @@ fn an_unreachable_server_falls_back_or_says_what_failed() {
     };
     let mut seen: Vec<String> = Vec::new();
     let err = missing(&o, Arch::Vgg16).get(&mut |e| seen.push(format!("{e:?}"))).unwrap_err();
-    assert!(matches!(&err, Error::Download { arch: Arch::Vgg16, error } if matches!(**error, Error::Network { .. })), "{err:?}");
-    assert!(err.to_string().starts_with("cannot get the vgg16 weights: downloading http://127.0.0.1:"), "{err}");
+    assert!(
+        matches!(&err, Error::Download { arch: Arch::Vgg16, error } if matches!(**error, Error::Network { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("cannot get the vgg16 weights: downloading http://127.0.0.1:"),
+        "{err}"
+    );
     assert!(seen[0].starts_with("Missing"), "{seen:?}");
     assert!(seen.iter().any(|e| e.starts_with("Downloading")), "{seen:?}");
     let fallback = WeightsOptions { builtin_fallback: true, ..o };

@@ -18,4 +18,3 @@ pub use impasto_weights::{Preprocess, cache_file_name};
 pub use network::Vgg;
 pub use pack::pack_compact;
 pub use weights::locate_weights;
-

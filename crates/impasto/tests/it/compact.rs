@@ -139,9 +139,7 @@ fn the_built_in_model_stops_at_relu4_2() {
         let e = Vgg::embedded(Pooling::Max, deeper).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "the built-in compact VGG-16 stops at relu4_2; {deeper} needs the full vgg16 weights"
-            )
+            format!("the built-in compact VGG-16 stops at relu4_2; {deeper} needs the full vgg16 weights")
         );
     }
     assert!(matches!(Vgg::embedded(Pooling::Max, "relu9_9"), Err(Error::UnknownLayer { .. })));

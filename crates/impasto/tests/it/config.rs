@@ -126,7 +126,10 @@ fn weights_lookup_order_and_message() {
         impasto::locate_weights(Arch::Vgg16, None, Some(&missing), Some(dir.path())).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!("no vgg16 weights: the weights file the environment names, {} does not exist", missing.display())
+        format!(
+            "no vgg16 weights: the weights file the environment names, {} does not exist",
+            missing.display()
+        )
     );
 }
 
