@@ -76,7 +76,7 @@ impl Server {
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+            .map_err(|error| ServeError::Bind { addr: config.addr, error })?;
         let app = jobs::App::new(config.net, config.limits, config.threads);
         Ok(Server { listener, app })
     }
@@ -85,7 +85,7 @@ impl Server {
     pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
         self.listener
             .local_addr()
-            .map_err(|source| ServeError::Io { what: "reading the bound address", source })
+            .map_err(|error| ServeError::Io { what: "reading the bound address", error })
     }
 
     /// Serves until `shutdown` completes; then cancels every run, ends the event streams and returns.
@@ -99,7 +99,7 @@ impl Server {
         axum::serve(self.listener, router)
             .with_graceful_shutdown(stop)
             .await
-            .map_err(|source| ServeError::Io { what: "serving", source })
+            .map_err(|error| ServeError::Io { what: "serving", error })
     }
 }
 
@@ -111,7 +111,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(
         .thread_name("impasto-serve")
         .enable_all()
         .build()
-        .map_err(|source| ServeError::Io { what: "starting the async runtime", source })?;
+        .map_err(|error| ServeError::Io { what: "starting the async runtime", error })?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
         on_ready(server.local_addr()?);
