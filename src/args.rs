@@ -269,7 +269,7 @@ pub struct RunArgs {
     )]
     pub model: ModelArg,
 
-    /// Weights file (safetensors), or `builtin`: the compact VGG-16 built into impasto [default: see
+    /// Weights file (safetensors or PyTorch .pth), or `builtin`: the compact VGG-16 built into impasto [default: see
     /// below]
     #[arg(long, value_name = "FILE", help_heading = "Model")]
     pub weights: Option<PathBuf>,

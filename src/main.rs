@@ -52,9 +52,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `impasto: error: outer: inner: cause`, always one line.
+/// `impasto: error: outer: inner: cause`, always one line, with the command line's advice where a
+/// flag or command fixes it.
 fn error_line(e: &anyhow::Error) -> String {
-    let chain = format!("{e:#}");
+    let chain = format!("{e:#}{}", weights::cli_hint(e).unwrap_or_default());
     let one_line: Vec<&str> = chain.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     format!("impasto: error: {}", one_line.join(" "))
 }

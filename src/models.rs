@@ -67,7 +67,8 @@ pub enum ModelsCommand {
 /// Arguments of `impasto models pack`.
 #[derive(Debug, Args)]
 pub struct PackArgs {
-    /// The full VGG-16 weights (safetensors, f32) [default: $IMPASTO_WEIGHTS, else the cached vgg16]
+    /// The full VGG-16 weights (safetensors f32, or a PyTorch .pth, packed as its import would be)
+    /// [default: $IMPASTO_WEIGHTS, else the cached vgg16]
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
 
@@ -191,8 +192,7 @@ fn list(env: &Env) -> Result<()> {
     out(&format!("cache folder: {}", dir.display()));
     out(&format!("{:<7}  {:<6}  {:<5}  {:>9}  file", "model", "cached", "input", "size"));
     for m in KNOWN_MODELS {
-        let Some(arch) = Arch::from_name(m.arch) else { continue };
-        let file = weights::cached_file(dir, arch);
+        let file = weights::cached_file(dir, m.arch);
         if file.is_file() {
             let input = import::declared_preprocessing(&file).unwrap_or_else(|| "?".into());
             let size = weights::size_text(&file);

@@ -96,7 +96,7 @@ pub struct ServeArgs {
     )]
     pub model: ModelArg,
 
-    /// Weights file (safetensors), or `builtin`: the compact VGG-16 built into impasto [default: as
+    /// Weights file (safetensors or PyTorch .pth), or `builtin`: the compact VGG-16 built into impasto [default: as
     /// for a run, see `impasto --help`]
     #[arg(long, value_name = "FILE", help_heading = "Model")]
     pub weights: Option<PathBuf>,

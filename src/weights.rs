@@ -1,18 +1,16 @@
-//! Where the weights come from: the environment values that steer the search (`IMPASTO_WEIGHTS`,
-//! `IMPASTO_CACHE_DIR`, `IMPASTO_OFFLINE`, `IMPASTO_MODEL_URL`), finding a run's weights file, and
-//! downloading a known model into the user cache folder (on the first run, or with
-//! `impasto models download`): fetched with `impasto_weights::fetch`, shown as a progress bar, plain
-//! log lines or nothing, converted to impasto's safetensors form, and the checkpoint deleted.
+//! The CLI side of finding the weights: the environment values that steer the search
+//! (`IMPASTO_WEIGHTS`, `IMPASTO_CACHE_DIR`, `IMPASTO_OFFLINE`, `IMPASTO_MODEL_URL`) read into
+//! `impasto_weights::WeightsOptions`, `--weights builtin`, the download's progress shown as a bar,
+//! plain log lines or nothing, and the command-line advice added to the library's errors. The policy
+//! itself (lookup, download, conversion, the built-in fallback) is `impasto_weights::locate` and
+//! `Missing::get`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::Result;
 use impasto::Arch;
-use impasto_weights::{
-    FileLock, KnownModel, fetch, known_model, model_url, read_pth_filtered, sha256_prefix_from_file_name,
-    to_conv_safetensors,
-};
+use impasto_weights::{Event, KnownModel, Resolved, WeightsOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::progress::{Display, note};
@@ -29,9 +27,7 @@ pub const OFFLINE_ENV: &str = "IMPASTO_OFFLINE";
 /// or containing `{file}`).
 pub const MODEL_URL_ENV: &str = "IMPASTO_MODEL_URL";
 /// How long a download may wait for the server to connect or to send more bytes.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
-/// The cache's subfolder for checkpoints being downloaded (each is deleted once converted).
-pub const DOWNLOADS: &str = "downloads";
+pub const TIMEOUT: Duration = impasto_weights::DEFAULT_TIMEOUT;
 
 /// The cache folder: `IMPASTO_CACHE_DIR` if set, else the platform's user cache folder for impasto
 /// (`$XDG_CACHE_HOME/impasto` or `~/.cache/impasto` on Linux); `None` without a home folder.
@@ -51,10 +47,10 @@ pub fn is_truthy(value: &str) -> bool {
 
 /// The cached weights file of `arch` in `cache_dir`.
 pub fn cached_file(cache_dir: &Path, arch: Arch) -> PathBuf {
-    cache_dir.join(impasto::cache_file_name(arch))
+    impasto_weights::cached_file(cache_dir, arch)
 }
 
-/// The places the weights file may be, in the order `impasto::locate_weights` tries them, and what to
+/// The places the weights file may be, in the order `impasto_weights::locate` tries them, and what to
 /// do when it is nowhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WeightsSearch {
@@ -85,40 +81,32 @@ pub enum Located {
 
 /// Weights that are nowhere yet, and how to get them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Missing {
-    arch: Arch,
-    cache_dir: PathBuf,
-    offline: Option<&'static str>,
-    model_url: Option<String>,
-}
+pub struct Missing(impasto_weights::Missing);
 
 impl WeightsSearch {
+    /// The library's options for this search.
+    fn options(&self) -> WeightsOptions {
+        WeightsOptions {
+            explicit: self.explicit.clone(),
+            env: self.env.clone(),
+            cache_dir: self.cache_dir.clone(),
+            offline: self.offline.map(str::to_string),
+            model_url: self.model_url.clone(),
+            builtin_fallback: impasto::embedded_model().is_some(),
+            timeout: TIMEOUT,
+        }
+    }
+
     /// Finds the weights file for `arch`. A `--weights` or `IMPASTO_WEIGHTS` that names no file is an
     /// error; an empty cache is [`Located::Missing`] (an error without a cache folder).
     pub fn locate(&self, arch: Arch) -> Result<Located> {
         if self.builtin {
             return Ok(Located::Builtin);
         }
-        let (explicit, env, cache) =
-            (self.explicit.as_deref(), self.env.as_deref(), self.cache_dir.as_deref());
-        match impasto::locate_weights(arch, explicit, env, cache) {
-            Ok(p) => Ok(Located::File(p)),
-            Err(impasto::Error::WeightsNotFound { .. }) if explicit.is_none() && env.is_none() => {
-                match &self.cache_dir {
-                    Some(dir) => Ok(Located::Missing(Missing {
-                        arch,
-                        cache_dir: dir.clone(),
-                        offline: self.offline,
-                        model_url: self.model_url.clone(),
-                    })),
-                    None => bail!(
-                        "no {} weights found and no user cache folder to download them into (no home folder): \
-                         pass --weights FILE, set {WEIGHTS_ENV}, or set {CACHE_DIR_ENV} to a folder",
-                        arch.name()
-                    ),
-                }
-            }
-            Err(e) => Err(e.into()),
+        match impasto_weights::locate(arch, &self.options()) {
+            Ok(impasto_weights::Located::File(p)) => Ok(Located::File(p)),
+            Ok(impasto_weights::Located::Missing(m)) => Ok(Located::Missing(Missing(m))),
+            Err(e) => Err(cli_error(e)),
         }
     }
 }
@@ -145,99 +133,74 @@ pub enum Got {
 impl Missing {
     /// Downloads the weights into the cache and returns the cached file. Offline, or when the server
     /// cannot be reached, a VGG-16 run falls back to the built-in compact model; otherwise the error
-    /// says what is missing.
+    /// says what is missing and what to do.
     pub fn get(&self, display: Display) -> Result<Got> {
-        let name = self.arch.name();
-        let file = cached_file(&self.cache_dir, self.arch);
-        let builtin = self.arch == Arch::Vgg16 && impasto::embedded_model().is_some();
-        if let Some(why) = self.offline {
-            if builtin {
-                return Ok(Got::Builtin(format!("offline mode ({why}) and no {name} weights found")));
-            }
-            bail!(
-                "no {name} weights found (looked in: --weights (not given), {WEIGHTS_ENV} (not set), {}) \
-                 and offline mode ({why}) forbids downloading them (the built-in compact model is a VGG-16); \
-                 get them with `impasto models download {name}` while online, or `impasto models import FILE` \
-                 from a {name} checkpoint you have, or pass --weights FILE",
-                file.display()
-            );
-        }
-        let m = known_model(name)?;
-        if display != Display::Quiet {
-            note(&format!("no {name} weights in {} yet: downloading them once", self.cache_dir.display()));
-        }
-        match download(m, &self.cache_dir, self.model_url.as_deref(), display) {
-            Ok(p) => Ok(Got::File(p)),
-            Err(e) if builtin && unreachable(&e) => {
-                Ok(Got::Builtin(format!("cannot download the {name} weights ({e:#})")))
-            }
-            Err(e) => Err(e.context(format!(
-                "cannot get the {name} weights (retry, or run `impasto models import FILE` with a {name} \
-                 checkpoint you have, or pass --weights FILE)"
-            ))),
+        let meter = Meter::new(display);
+        let got = self.0.get(&mut |e| meter.event(e));
+        meter.finish();
+        match got.map_err(cli_error)? {
+            Resolved::File(p) => Ok(Got::File(p)),
+            Resolved::Builtin { reason } => Ok(Got::Builtin(reason.to_string())),
         }
     }
 }
 
-/// Whether a download failed for lack of network (no connection, no answer), rather than because of
-/// what the server answered.
-fn unreachable(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<impasto_weights::Error>(),
-        Some(impasto_weights::Error::Network { .. } | impasto_weights::Error::Timeout { .. })
-    )
+/// The library's weights error with the command line's advice: the flags and commands that fix it.
+pub fn cli_error(e: impasto_weights::Error) -> anyhow::Error {
+    use impasto_weights::{Error as E, Origin};
+    let flag_hint = "pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key \
+                     names (features.N.weight|bias)";
+    match e {
+        E::WeightsFileMissing { arch, origin, path } => {
+            let place = match origin {
+                Origin::Explicit => format!("--weights {}", path.display()),
+                Origin::Environment => format!("{WEIGHTS_ENV}= {}", path.display()),
+            };
+            anyhow::anyhow!("no {arch} weights found (looked in: {place} (no such file)); {flag_hint}")
+        }
+        E::NoCacheFolder { arch } => anyhow::anyhow!(
+            "no {arch} weights found and no user cache folder to download them into (no home folder): \
+             pass --weights FILE, set {WEIGHTS_ENV}, or set {CACHE_DIR_ENV} to a folder"
+        ),
+        E::Offline { arch, cached, why } => anyhow::anyhow!(
+            "no {arch} weights found (looked in: --weights (not given), {WEIGHTS_ENV} (not set), {}) \
+             and offline mode ({why}) forbids downloading them (the built-in compact model is a VGG-16); \
+             get them with `impasto models download {arch}` while online, or `impasto models import FILE` \
+             from a {arch} checkpoint you have, or pass --weights FILE",
+            cached.display()
+        ),
+        E::Download { arch, error } => anyhow::anyhow!(
+            "cannot get the {arch} weights (retry, or run `impasto models import FILE` with a {arch} \
+             checkpoint you have, or pass --weights FILE): {error}"
+        ),
+        e => e.into(),
+    }
 }
 
-/// The file name a download is saved under and the SHA-256 prefix it must have: the table's, unless
-/// the URL came from `IMPASTO_MODEL_URL` and names a torch-hub style file of its own
-/// (`NAME-HEX.pth`), whose `HEX` is then the expected prefix. A mirror of the same file keeps the
-/// table's name, and so its checksum.
-pub fn expected_file(m: &KnownModel, url: &str, overridden: bool) -> (String, String) {
-    if overridden {
-        let path = url.split(['?', '#']).next().unwrap_or_default();
-        let name = path.rsplit('/').next().unwrap_or_default();
-        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains('\\');
-        if plain && let Some(prefix) = sha256_prefix_from_file_name(name) {
-            return (name.to_string(), prefix.to_string());
+/// The command line's advice for a library error that a flag or command fixes, to follow its message.
+pub fn cli_hint(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<impasto::Error>()? {
+        impasto::Error::WeightsTooShallow { model, .. } => {
+            Some(format!(": get them with `impasto models download {model}` or pass --weights FILE"))
         }
+        impasto::Error::NotVgg16 { .. } => Some(" (pass --weights FILE)".into()),
+        _ => None,
     }
-    (m.file_name.to_string(), m.sha256_prefix.to_string())
 }
 
 /// Downloads known model `m` (from `IMPASTO_MODEL_URL` when `url_override` is given) into
 /// `cache_dir`, converts it to `cache_dir/<arch>-conv-imagenet.safetensors` and deletes the
-/// checkpoint. Two processes doing this at once download once: the second waits, then finds the file.
+/// checkpoint (`impasto models download`).
 pub fn download(
     m: &KnownModel,
     cache_dir: &Path,
     url_override: Option<&str>,
     display: Display,
 ) -> Result<PathBuf> {
-    let arch = Arch::from_name(m.arch).ok_or_else(|| anyhow!("unknown architecture `{}`", m.arch))?;
-    let out = cached_file(cache_dir, arch);
-    let downloads = cache_dir.join(DOWNLOADS);
-    std::fs::create_dir_all(&downloads)
-        .with_context(|| format!("cannot create the cache folder {}", downloads.display()))?;
-    let _lock = FileLock::acquire(&downloads.join(format!("{}.lock", m.name)))?;
-    if out.is_file() {
-        return Ok(out); // another process finished it while this one waited
-    }
-    let url = model_url(m.name, url_override)?;
-    let (file_name, prefix) = expected_file(m, &url, url_override.is_some());
     let meter = Meter::new(display);
-    meter.line(&format!("downloading {url} to {}", downloads.join(&file_name).display()));
-    let mut progress = |done: u64, total: Option<u64>| meter.update(done, total);
-    let fetched = fetch(&url, &downloads, &file_name, Some(&prefix), &mut progress, TIMEOUT);
+    let got = impasto_weights::download_model(m, cache_dir, url_override, TIMEOUT, &mut |e| meter.event(e));
     meter.finish();
-    let pth = fetched?;
-    meter.line(&format!("converting to {}", out.display()));
-    let sd = read_pth_filtered(&pth, &|k| k.starts_with("features."))?;
-    to_conv_safetensors(&sd, m.arch, m.conv_count, m.preprocessing, &out)?;
-    if let Err(e) = std::fs::remove_file(&pth) {
-        meter.line(&format!("warning: cannot delete the downloaded checkpoint {}: {e}", pth.display()));
-    }
-    meter.line(&format!("cached the {} weights: {} ({})", m.name, out.display(), size_text(&out)));
-    Ok(out)
+    Ok(got?)
 }
 
 /// `56.2 MiB`: the size of a file, or `?` when it cannot be read.
@@ -258,19 +221,50 @@ pub fn mib(bytes: u64) -> String {
     }
 }
 
-/// How a download's progress is shown: a bar on a terminal, a line every 10 % otherwise (every
-/// 64 MiB when the size is unknown), nothing when quiet.
+/// How a download's progress is shown: a bar on a terminal (from the transfer's start), a line every
+/// 10 % otherwise (every 64 MiB when the size is unknown), nothing when quiet.
 #[derive(Debug)]
 struct Meter {
     display: Display,
-    bar: Option<ProgressBar>,
+    bar: std::cell::RefCell<Option<ProgressBar>>,
     /// The next step (a tenth, or a 64 MiB block) that gets a plain line.
     next: std::cell::Cell<u64>,
 }
 
 impl Meter {
     fn new(display: Display) -> Meter {
-        let bar = (display == Display::Bar).then(|| {
+        Meter { display, bar: std::cell::RefCell::new(None), next: std::cell::Cell::new(1) }
+    }
+
+    /// Shows one of the library's progress events.
+    fn event(&self, e: Event<'_>) {
+        match e {
+            Event::Missing { arch, cache_dir } => {
+                self.line(&format!("no {arch} weights in {} yet: downloading them once", cache_dir.display()))
+            }
+            Event::Downloading { url, to } => {
+                self.start_bar();
+                self.line(&format!("downloading {url} to {}", to.display()));
+            }
+            Event::Bytes { done, total } => self.update(done, total),
+            Event::Transferred => self.finish(),
+            Event::Converting { to } => self.line(&format!("converting to {}", to.display())),
+            Event::CannotDelete { path, error } => self.line(&format!(
+                "warning: cannot delete the downloaded checkpoint {}: {error}",
+                path.display()
+            )),
+            Event::Cached { arch, path } => {
+                self.line(&format!("cached the {arch} weights: {} ({})", path.display(), size_text(path)))
+            }
+            _ => {}
+        }
+    }
+
+    fn start_bar(&self) {
+        if self.display != Display::Bar {
+            return;
+        }
+        *self.bar.borrow_mut() = Some({
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let template = "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
             let style =
@@ -279,12 +273,11 @@ impl Meter {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Meter { display, bar, next: std::cell::Cell::new(1) }
     }
 
     /// A line above the bar, or on stderr; nothing when quiet.
     fn line(&self, text: &str) {
-        match (&self.bar, self.display) {
+        match (&*self.bar.borrow(), self.display) {
             (_, Display::Quiet) => {}
             (Some(bar), _) => bar.println(text),
             (None, _) => note(text),
@@ -292,7 +285,7 @@ impl Meter {
     }
 
     fn update(&self, done: u64, total: Option<u64>) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = &*self.bar.borrow() {
             if let Some(t) = total {
                 bar.set_length(t);
             }
@@ -317,7 +310,7 @@ impl Meter {
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.borrow_mut().take() {
             bar.finish_and_clear();
         }
     }
@@ -339,8 +332,8 @@ mod tests {
 
     #[test]
     fn an_overriding_url_may_name_its_own_checksum() {
-        let m = known_model("vgg16").unwrap();
-        let e = |url: &str, o: bool| expected_file(m, url, o);
+        let m = impasto_weights::known_model("vgg16").unwrap();
+        let e = |url: &str, o: bool| impasto_weights::expected_file(m, url, o);
         let table = ("vgg16-00b39a1b.pth".to_string(), "00b39a1b".to_string());
         assert_eq!(e("https://h/x/vgg16-abcdef12.pth", false), table);
         assert_eq!(e("https://h/mirror/vgg16-00b39a1b.pth", true), table);

@@ -211,6 +211,45 @@ fn weights_truncated() {
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: weights file cut.safetensors is not a valid safetensors file: incomplete metadata, file not fully covered");
 }
 
+/// A checkpoint of impasto-weights' fixtures (written by torch, tests/data/make_fixtures.py).
+fn torch_fixture(name: &str) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/impasto-weights/tests/data");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+#[test]
+fn cut_zip_checkpoint_says_its_cause_once() {
+    let sb = setup();
+    let bytes = torch_fixture("vgg_zip.pth");
+    sb.file("cut.pth", &bytes[..bytes.len() / 2]);
+    let import = sb.run(&["models", "import", "cut.pth"]);
+    insta::assert_snapshot!(import.error_line(1), @"impasto: error: PyTorch checkpoint cut.pth: bad zip archive: invalid Zip archive: Could not find EOCD");
+    let out = run(&sb, &["c.png", "s.png"], &["--weights", "cut.pth"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: PyTorch checkpoint cut.pth: bad zip archive: invalid Zip archive: Could not find EOCD");
+}
+
+#[test]
+fn pth_weights_of_another_network_name_their_format() {
+    let sb = setup();
+    // A .pth under a .safetensors name: the bytes decide.
+    sb.file("small.safetensors", &torch_fixture("vgg_zip.pth"));
+    let out = run(&sb, &["c.png", "s.png"], &["--weights", "small.safetensors"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: PyTorch checkpoint (zip format) small.safetensors: the state dict has 3 convolutions (features.N.weight for N in [0, 2, 5]); vgg16 has 13");
+    sb.file("legacy.pth", &torch_fixture("vgg_legacy.pth"));
+    let out = run(&sb, &["c.png", "s.png"], &["--weights", "legacy.pth", "--model", "vgg19"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: PyTorch checkpoint (legacy format) legacy.pth: the state dict has 3 convolutions (features.N.weight for N in [0, 2, 5]); vgg19 has 16");
+}
+
+#[test]
+fn pth_weights_with_a_foreign_global_are_refused() {
+    let sb = setup();
+    sb.file("evil.pth", &torch_fixture("malicious_zip.pth"));
+    let out = run(&sb, &["c.png", "s.png"], &["--weights", "evil.pth"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: refusing to load `os.system` from PyTorch checkpoint evil.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
+    let pack = sb.run(&["models", "pack", "--weights", "evil.pth", "-o", "q8.safetensors"]);
+    insta::assert_snapshot!(pack.error_line(1), @"impasto: error: cannot pack evil.pth: refusing to load `os.system` from PyTorch checkpoint evil.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
+}
+
 // ---- layers -------------------------------------------------------------------------------------
 
 #[test]

@@ -88,8 +88,8 @@ fn help() {
 
     Model:
           --model <vgg16|vgg19>       Network (VGG-19 is the one of Gatys et al.) [default: vgg16]
-          --weights <FILE>            Weights file (safetensors), or `builtin`: the compact VGG-16 built
-                                      into impasto [default: see below]
+          --weights <FILE>            Weights file (safetensors or PyTorch .pth), or `builtin`: the
+                                      compact VGG-16 built into impasto [default: see below]
           --offline                   Never download the weights; without any, use the built-in compact
                                       VGG-16 (also IMPASTO_OFFLINE=1)
           --preprocess <caffe|torch>  Input convention of the weights: caffe (BGR 0..255 minus the mean)

@@ -150,13 +150,13 @@ fn import_a_pth_then_run_from_the_cache() {
         insta::assert_snapshot!(sb.run(&["models", "import", "mine.pth"]).error_line(1), @"impasto: error: cannot import mine.pth: its input convention is unknown; pass --preprocess caffe (BGR 0..255 minus the mean: the original Caffe VGG weights, e.g. vgg16-00b39a1b.pth) or --preprocess torch (RGB 0..1, mean/std: torchvision's, e.g. vgg16-397923af.pth)");
         let out = sb.run(&["models", "import", "mine.pth", "--preprocess", "caffe"]);
         out.assert_ok();
-        insta::assert_snapshot!(out.stderr, @"imported mine.pth as vgg16 (13 convolutions, caffe input: --preprocess): [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.2 KiB)");
+        insta::assert_snapshot!(out.stderr, @"imported mine.pth as vgg16 (13 convolutions, caffe input: --preprocess): [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.3 KiB)");
         let out = sb.run(&["models", "list"]);
         out.assert_ok();
         insta::assert_snapshot!(out.stdout, @"
         cache folder: [SANDBOX]/cache/impasto
         model    cached  input       size  file
-        vgg16    yes     caffe   15.2 KiB  [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
+        vgg16    yes     caffe   15.3 KiB  [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
         vgg19    no      -              -  (get it with: impasto models download vgg19)
         builtin  -       caffe    5.0 MiB  (in impasto: VGG-16 up to relu4_2, 8-bit; the offline fallback, or --weights builtin)
         note: IMPASTO_OFFLINE is set: nothing is downloaded
@@ -212,7 +212,7 @@ fn import_refuses_what_is_not_the_model() {
     insta::with_settings!({ filters => f.iter().map(|(a, b)| (a.as_str(), *b)) }, {
         insta::assert_snapshot!(sb.run(&["models", "import", fx]).error_line(1), @"impasto: error: cannot import [REPO]/crates/impasto-weights/tests/data/vgg_zip.pth: it has 3 convolutions (features.N.weight for N in [0, 2, 5]), neither vgg16 (13) nor vgg19 (16); is it a VGG checkpoint with torchvision key names?");
         insta::assert_snapshot!(sb.run(&["models", "import", fx, "--model", "vgg19", "--preprocess", "torch"]).error_line(1), @"impasto: error: cannot import [REPO]/crates/impasto-weights/tests/data/vgg_zip.pth as vgg19: it has 3 convolutions (features.N.weight for N in [0, 2, 5]); vgg19 has 16");
-        insta::assert_snapshot!(sb.run(&["models", "import", &fixture("malicious_zip.pth").to_string_lossy()]).error_line(1), @"impasto: error: refusing to load `os.system` from [REPO]/crates/impasto-weights/tests/data/malicious_zip.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
+        insta::assert_snapshot!(sb.run(&["models", "import", &fixture("malicious_zip.pth").to_string_lossy()]).error_line(1), @"impasto: error: refusing to load `os.system` from PyTorch checkpoint [REPO]/crates/impasto-weights/tests/data/malicious_zip.pth: only state-dict globals are allowed (collections.OrderedDict, torch._utils._rebuild_tensor*, torch._utils._rebuild_parameter, torch.*Storage)");
     });
     insta::assert_snapshot!(sb.run(&["models", "import", "nope.pth"]).error_line(1), @"impasto: error: cannot import nope.pth: no such file");
     assert!(!sb.cache_dir().exists());
@@ -239,7 +239,7 @@ fn download_then_nothing_to_do() {
         insta::assert_snapshot!(stderr_lines(&out), @"
         downloading http://[SERVER]/vgg16-[HASH].pth to [SANDBOX]/cache/impasto/downloads/vgg16-[HASH].pth
         converting to [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
-        cached the vgg16 weights: [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.2 KiB)
+        cached the vgg16 weights: [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.3 KiB)
         ");
         let again = run_cmd(&mut sb.online(&url), &["models", "download", "vgg16"]);
         again.assert_ok();
@@ -314,7 +314,7 @@ fn first_run_downloads_converts_and_runs() {
         no vgg16 weights in [SANDBOX]/cache/impasto yet: downloading them once
         downloading http://[SERVER]/vgg16-[HASH].pth to [SANDBOX]/cache/impasto/downloads/vgg16-[HASH].pth
         converting to [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors
-        cached the vgg16 weights: [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.2 KiB)
+        cached the vgg16 weights: [SANDBOX]/cache/impasto/vgg16-conv-imagenet.safetensors (15.3 KiB)
         ");
     });
     assert_eq!(downloads(&sb), Vec::<String>::new());

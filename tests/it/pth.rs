@@ -1,9 +1,16 @@
-//! Hand-written PyTorch checkpoints for the import and download tests, in the legacy `torch.save`
-//! format (PyTorch < 1.6): five protocol-2 pickles (magic number, protocol, sys info, the state dict
-//! whose tensors name their storages by persistent id, the storage keys), then each storage as a
-//! little-endian element count and its f32 values. Simple enough to write without Python.
+//! Hand-written PyTorch checkpoints for the import, download and `--weights FILE.pth` tests, in the
+//! legacy `torch.save` format (PyTorch < 1.6): five protocol-2 pickles (magic number, protocol, sys
+//! info, the state dict whose tensors name their storages by persistent id, the storage keys), then
+//! each storage as a little-endian element count and its f32 values; and in the zip format of
+//! PyTorch ≥ 1.6 (`archive/data.pkl`, the same state-dict pickle, `archive/data/<key>` storages,
+//! `archive/byteorder`). Simple enough to write without Python. A run, a pack and a serve given the
+//! `.pth` get exactly what they get from its import.
 
-use crate::common::pseudo_random;
+use std::io::Write;
+
+use impasto::{Arch, Pooling, Preprocess, Vgg};
+
+use crate::common::{Sandbox, TINY_LAYERS, pseudo_random};
 
 /// A named tensor: key, shape, row-major values.
 pub type Named = (String, Vec<usize>, Vec<f32>);
@@ -89,6 +96,43 @@ pub fn legacy_pth(tensors: &[Named]) -> Vec<u8> {
     );
     out.extend(Pickle::new().op(b"M").op(&1001u16.to_le_bytes()).done());
     out.extend(Pickle::new().op(b"}(").str("little_endian").op(&[0x88]).op(b"u").done());
+    out.extend(state_dict_pickle(tensors));
+    let mut keys = Pickle::new();
+    keys.op(b"](");
+    for i in 0..tensors.len() {
+        keys.str(&i.to_string());
+    }
+    out.extend(keys.op(b"e").done());
+    for (_, _, values) in tensors {
+        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The bytes of a zip-format checkpoint holding `tensors` (f32, contiguous, one storage each).
+pub fn zip_pth(tensors: &[Named]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut entry = |name: &str, bytes: &[u8]| {
+        z.start_file(name, stored).unwrap();
+        z.write_all(bytes).unwrap();
+    };
+    entry("archive/data.pkl", &state_dict_pickle(tensors));
+    entry("archive/byteorder", b"little");
+    for (i, (_, _, values)) in tensors.iter().enumerate() {
+        entry(
+            &format!("archive/data/{i}"),
+            &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        );
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// The state-dict pickle: each tensor a `_rebuild_tensor_v2` of storage `i` (by persistent id).
+fn state_dict_pickle(tensors: &[Named]) -> Vec<u8> {
     let mut p = Pickle::new();
     p.op(b"}(");
     for (i, (key, shape, values)) in tensors.iter().enumerate() {
@@ -103,20 +147,7 @@ pub fn legacy_pth(tensors: &[Named]) -> Vec<u8> {
         p.int(0).int_tuple(shape).int_tuple(&stride).op(&[0x89]);
         p.global("collections", "OrderedDict").op(b")R").op(b"tR");
     }
-    out.extend(p.op(b"u").done());
-    let mut keys = Pickle::new();
-    keys.op(b"](");
-    for i in 0..tensors.len() {
-        keys.str(&i.to_string());
-    }
-    out.extend(keys.op(b"e").done());
-    for (_, _, values) in tensors {
-        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
+    p.op(b"u").done()
 }
 
 /// The tensor keys and the metadata of a safetensors file, read from its JSON header.
@@ -146,4 +177,90 @@ fn the_hand_written_checkpoint_reads_back() {
         assert_eq!(&sd[key].shape, shape, "{key}");
         assert_eq!(&sd[key].data, values, "{key}");
     }
+}
+
+/// The features of `net` at the tiny layers for a fixed 32×24 image.
+fn features(net: &Vgg) -> Vec<u32> {
+    let (w, h) = (32, 24);
+    let rgb: Vec<f32> = pseudo_random(3 * w * h, 5).iter().map(|v| v * 0.5 + 0.5).collect();
+    let out = net.features(&rgb, w, h, &["relu1_1"]).unwrap();
+    out.into_iter().flat_map(|(v, _)| v).map(f32::to_bits).collect()
+}
+
+#[test]
+fn a_pth_builds_the_network_its_import_builds() {
+    let tensors = tiny_vgg16("module.");
+    for (name, bytes) in [("legacy.pth", legacy_pth(&tensors)), ("zip.pth", zip_pth(&tensors))] {
+        let sb = Sandbox::new();
+        let pth = sb.file(name, &bytes);
+        sb.run(&["models", "import", &pth, "--preprocess", "torch"]).assert_ok();
+        let imported = sb.cache_dir().join("vgg16-conv-imagenet.safetensors");
+        // In memory, the .pth becomes the very file the import wrote.
+        let converted = impasto_weights::pth_to_conv_safetensors(
+            &bytes,
+            name.as_ref(),
+            Arch::Vgg16,
+            Some(Preprocess::Torch),
+        )
+        .unwrap();
+        assert_eq!(converted, std::fs::read(&imported).unwrap(), "{name}");
+        // So the networks are the same, bit for bit.
+        let load = |p: &std::path::Path| {
+            Vgg::load(p, Arch::Vgg16, Pooling::Max, Some(Preprocess::Torch), "relu1_1").unwrap()
+        };
+        let (from_pth, from_import) = (load(&sb.path(name)), load(&imported));
+        assert_eq!(features(&from_pth), features(&from_import), "{name}");
+        assert_eq!(from_pth.preprocess(), Preprocess::Torch);
+    }
+}
+
+#[test]
+fn a_run_given_a_pth_writes_what_its_import_writes() {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    let pth = sb.file("vgg16-mine.pth", &zip_pth(&tiny_vgg16("")));
+    sb.run(&["models", "import", &pth, "--preprocess", "caffe", "-q"]).assert_ok();
+    let imported = sb.cache_dir().join("vgg16-conv-imagenet.safetensors");
+    let imported = imported.to_str().unwrap();
+    let mut pixels = Vec::new();
+    for (weights, out) in [(pth.as_str(), "a.png"), (imported, "b.png")] {
+        let mut args =
+            vec!["c.png", "s.png", "-o", out, "--weights", weights, "--size", "32", "-n", "2", "-q"];
+        args.extend(TINY_LAYERS);
+        sb.run(&args).assert_ok();
+        pixels.push(image::open(sb.path(out)).unwrap().to_rgb8().into_raw());
+    }
+    assert_eq!(pixels[0], pixels[1]);
+}
+
+/// A VGG-16 state dict that `impasto models pack` takes: conv1_1..conv4_2 real-sized (what the
+/// compact model keeps), the four later convolutions 2 filters wide.
+fn packable_vgg16() -> Vec<Named> {
+    let mut out = Vec::new();
+    let mut c_in = 3;
+    for layer in Arch::Vgg16.layers() {
+        let impasto::LayerKind::Conv { conv, torch_index, c_out, .. } = layer.kind else { continue };
+        let c_out = if conv < 9 { c_out } else { 2 };
+        let seed = 100 + 2 * conv as u64;
+        let w = pseudo_random(c_out * c_in * 9, seed).iter().map(|v| v * 0.05).collect();
+        out.push((format!("features.{torch_index}.weight"), vec![c_out, c_in, 3, 3], w));
+        out.push((format!("features.{torch_index}.bias"), vec![c_out], pseudo_random(c_out, seed + 1)));
+        c_in = c_out;
+    }
+    out
+}
+
+#[test]
+fn pack_given_a_pth_packs_what_it_packs_from_the_import() {
+    let sb = Sandbox::new();
+    let pth = sb.file("full.pth", &legacy_pth(&packable_vgg16()));
+    sb.run(&["models", "import", &pth, "--preprocess", "caffe", "-q"]).assert_ok();
+    let imported = sb.cache_dir().join("vgg16-conv-imagenet.safetensors");
+    sb.run(&["models", "pack", "--weights", &pth, "-o", "a.safetensors", "-q"]).assert_ok();
+    sb.run(&["models", "pack", "--weights", imported.to_str().unwrap(), "-o", "b.safetensors", "-q"])
+        .assert_ok();
+    let (a, b) =
+        (std::fs::read(sb.path("a.safetensors")).unwrap(), std::fs::read(sb.path("b.safetensors")).unwrap());
+    assert!(a == b, "packing the .pth and packing its import differ");
 }

@@ -15,22 +15,21 @@ use axum::response::{IntoResponse, Response};
 #[non_exhaustive]
 pub enum ServeError {
     /// The address could not be bound (in use, not an address of this machine, no permission).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// The operating system's reason.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's reason (in the message, not `source()`, so a printed chain says
+        /// it once).
+        error: std::io::Error,
     },
     /// Another operating-system error.
-    #[error("error {what}: {source}")]
+    #[error("error {what}: {error}")]
     Io {
         /// What was being done.
         what: &'static str,
-        /// The operating system's reason.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's reason (in the message, not `source()`).
+        error: std::io::Error,
     },
 }
 

@@ -95,10 +95,10 @@ impl Server {
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+            .map_err(|error| ServeError::Bind { addr: config.addr, error })?;
         let bound = listener
             .local_addr()
-            .map_err(|source| ServeError::Io { what: "reading the bound address", source })?;
+            .map_err(|error| ServeError::Io { what: "reading the bound address", error })?;
         let token = (config.require_token || !bound.ip().is_loopback()).then(guard::new_token);
         let access = Arc::new(guard::Access::new(bound, token.clone()));
         let app = queue::App::new(config.limits, runner::launcher(config.net, config.threads));
@@ -127,7 +127,7 @@ impl Server {
     pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
         self.listener
             .local_addr()
-            .map_err(|source| ServeError::Io { what: "reading the bound address", source })
+            .map_err(|error| ServeError::Io { what: "reading the bound address", error })
     }
 
     /// Serves until `shutdown` completes; then cancels every run, ends the event streams and returns.
@@ -141,7 +141,7 @@ impl Server {
         axum::serve(self.listener, router)
             .with_graceful_shutdown(stop)
             .await
-            .map_err(|source| ServeError::Io { what: "serving", source })
+            .map_err(|error| ServeError::Io { what: "serving", error })
     }
 }
 
@@ -154,7 +154,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(&Server)) -> Result<(), 
         .thread_name("impasto-serve")
         .enable_all()
         .build()
-        .map_err(|source| ServeError::Io { what: "starting the async runtime", source })?;
+        .map_err(|error| ServeError::Io { what: "starting the async runtime", error })?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
         let interrupted = ctrl_c()?;
@@ -169,7 +169,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(&Server)) -> Result<(), 
 fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut signal = signal(SignalKind::interrupt())
-        .map_err(|source| ServeError::Io { what: "installing the Ctrl-C handler", source })?;
+        .map_err(|error| ServeError::Io { what: "installing the Ctrl-C handler", error })?;
     Ok(async move {
         signal.recv().await;
     })
@@ -179,7 +179,7 @@ fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
 #[cfg(windows)]
 fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
     let mut signal = tokio::signal::windows::ctrl_c()
-        .map_err(|source| ServeError::Io { what: "installing the Ctrl-C handler", source })?;
+        .map_err(|error| ServeError::Io { what: "installing the Ctrl-C handler", error })?;
     Ok(async move {
         signal.recv().await;
     })

@@ -1,4 +1,4 @@
-//! SHA-256 of files (streamed), as lowercase hex, and the torch-hub prefix check.
+//! SHA-256 of files (streamed) and of bytes, as lowercase hex, and the torch-hub prefix check.
 
 use std::fs::File;
 use std::io::Read;
@@ -20,7 +20,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
+}
+
+/// The SHA-256 of `bytes`, as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether the hex digest `actual` starts with `prefix` (case-insensitive; an empty prefix matches).

@@ -2,8 +2,9 @@
 //! and the URL a download uses (the table's, or an override the caller got from
 //! `IMPASTO_MODEL_URL`).
 
-use crate::convert::Preprocessing;
+use crate::arch::Arch;
 use crate::error::{Error, Result};
+use crate::preprocess::Preprocess;
 
 /// A downloadable model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +17,10 @@ pub struct KnownModel {
     pub file_name: &'static str,
     /// The first hex digits of the checkpoint's SHA-256 (from its file name).
     pub sha256_prefix: &'static str,
-    /// The architecture (`vgg16`, `vgg19`), as impasto names it.
-    pub arch: &'static str,
-    /// The number of convolutions the architecture has.
-    pub conv_count: usize,
+    /// The architecture.
+    pub arch: Arch,
     /// How the weights expect their input.
-    pub preprocessing: Preprocessing,
+    pub preprocess: Preprocess,
 }
 
 /// The caffe-converted VGG checkpoints of jcjohnson/neural-style-pt (torchvision key names; BGR
@@ -32,20 +31,26 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
         url: "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth",
         file_name: "vgg16-00b39a1b.pth",
         sha256_prefix: "00b39a1b",
-        arch: "vgg16",
-        conv_count: 13,
-        preprocessing: Preprocessing::Caffe,
+        arch: Arch::Vgg16,
+        preprocess: Preprocess::Caffe,
     },
     KnownModel {
         name: "vgg19",
         url: "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",
         file_name: "vgg19-d01eb7cb.pth",
         sha256_prefix: "d01eb7cb",
-        arch: "vgg19",
-        conv_count: 16,
-        preprocessing: Preprocessing::Caffe,
+        arch: Arch::Vgg19,
+        preprocess: Preprocess::Caffe,
     },
 ];
+
+/// The known model of architecture `arch`.
+pub fn known_model_for(arch: Arch) -> &'static KnownModel {
+    match arch {
+        Arch::Vgg16 => &KNOWN_MODELS[0],
+        Arch::Vgg19 => &KNOWN_MODELS[1],
+    }
+}
 
 /// The known model called `name` (case-insensitive).
 pub fn known_model(name: &str) -> Result<&'static KnownModel> {
@@ -67,10 +72,4 @@ pub fn model_url(name: &str, override_url: Option<&str>) -> Result<String> {
         Some(u) if !u.is_empty() => u.to_string(),
         _ => m.url.to_string(),
     })
-}
-
-/// The architecture with `conv_count` convolutions (13 → `vgg16`, 16 → `vgg19`), for importing a
-/// checkpoint whose architecture the user did not name.
-pub fn arch_for_conv_count(conv_count: usize) -> Option<&'static str> {
-    KNOWN_MODELS.iter().find(|m| m.conv_count == conv_count).map(|m| m.arch)
 }

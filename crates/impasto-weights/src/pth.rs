@@ -56,7 +56,12 @@ pub fn read_pth_filtered(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Sta
 /// assert!(err.to_string().contains("neither a zip archive"));
 /// ```
 pub fn read_pth_bytes(bytes: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
-    read_checkpoint(Path::new(MEMORY), Cursor::new(bytes), bytes.len() as u64, keep)
+    read_pth_named(bytes, Path::new(MEMORY), keep)
+}
+
+/// [`read_pth_bytes`] with errors naming the checkpoint `name`.
+pub(crate) fn read_pth_named(bytes: &[u8], name: &Path, keep: &dyn Fn(&str) -> bool) -> Result<StateDict> {
+    read_checkpoint(name, Cursor::new(bytes), bytes.len() as u64, keep)
 }
 
 /// A tensor as a checkpoint's state-dict pickle declares it, before any storage bytes are read.
@@ -262,7 +267,7 @@ fn read_zip<R: Read + Seek>(
     file_len: u64,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<StateDict> {
-    let zip_err = |source| Error::Zip { path: path.to_path_buf(), source };
+    let zip_err = |error| Error::Zip { path: path.to_path_buf(), error };
     let format_err = |reason: String| Error::Format { path: path.to_path_buf(), reason };
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
     let names = zip.file_names().collect::<Result<Vec<_>, _>>().map_err(zip_err)?;

@@ -1,4 +1,7 @@
 //! The library's error type: one enum whose variants name the file, layer, key and shapes involved.
+//! Each message is one complete line: a variant formats its cause and does not also return it as
+//! `source()`, so a printed error chain says the cause once. Messages say what is wrong, not which
+//! command-line flag would fix it (the CLI adds that).
 
 use std::path::PathBuf;
 
@@ -7,16 +10,19 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         /// What was being done ("cannot read", "cannot write", ...).
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The operating system's reason.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's reason (in the message, not `source()`).
+        error: std::io::Error,
     },
+    /// Finding or reading weights failed in impasto-weights (a PyTorch checkpoint that cannot be read
+    /// or converted, a named weights file that does not exist).
+    #[error(transparent)]
+    Weights(impasto_weights::Error),
     /// An image file could not be decoded (missing, corrupt, truncated or unsupported).
     #[error("cannot decode image {path}: {reason}")]
     ImageDecode {
@@ -76,9 +82,7 @@ pub enum Error {
         expected_dtype: String,
     },
     /// No weights file was found in any of the places searched.
-    #[error(
-        "no {model} weights found (looked in: {searched}); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)"
-    )]
+    #[error("no {model} weights found (looked in: {searched})")]
     WeightsNotFound {
         /// The architecture wanted.
         model: String,
@@ -86,9 +90,7 @@ pub enum Error {
         searched: String,
     },
     /// The weights end before a layer the run needs: the compact VGG-16 stops at `relu4_2`.
-    #[error(
-        "{weights} stops at {last}; {layer} needs the full {model} weights: get them with `impasto models download {model}` or pass --weights FILE"
-    )]
+    #[error("{weights} stops at {last}; {layer} needs the full {model} weights")]
     WeightsTooShallow {
         /// The weights, e.g. "the built-in compact VGG-16".
         weights: String,
@@ -97,6 +99,14 @@ pub enum Error {
         /// The layer asked for, e.g. `relu5_1`.
         layer: String,
         /// The architecture.
+        model: String,
+    },
+    /// The weights are a VGG-16 (the compact model) and the run asks for another architecture.
+    #[error("invalid model: {model} needs {model} weights, and {weights} is a VGG-16")]
+    NotVgg16 {
+        /// The weights, e.g. "the built-in compact VGG-16".
+        weights: String,
+        /// The architecture asked for.
         model: String,
     },
     /// This build of the library has no built-in model (its `embedded-model` feature is off).
@@ -140,6 +150,17 @@ pub enum Error {
         /// The last image whose loss was finite (RGB, 0..1).
         last_good: Box<image::Rgb32FImage>,
     },
+}
+
+impl From<impasto_weights::Error> for Error {
+    fn from(e: impasto_weights::Error) -> Error {
+        match e {
+            impasto_weights::Error::UnknownLayer { name, model, known } => {
+                Error::UnknownLayer { name, model, known }
+            }
+            e => Error::Weights(e),
+        }
+    }
 }
 
 /// The library's result type.

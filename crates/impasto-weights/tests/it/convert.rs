@@ -1,7 +1,7 @@
 //! Conversion of a state dict to impasto's conv-only safetensors form, and file hashing.
 
 use impasto_weights::{
-    DType, Error, Preprocessing, StateDict, Tensor, conv_indices, read_pth, sha256_file, to_conv_safetensors,
+    DType, Error, Preprocess, StateDict, Tensor, conv_indices, read_pth, sha256_file, to_conv_safetensors,
 };
 use safetensors::SafeTensors;
 
@@ -15,7 +15,7 @@ fn conversion_keeps_only_convolutions_with_metadata() {
         let sd = read_pth(&data(f)).unwrap();
         assert_eq!(conv_indices(&sd), [0, 2, 5]);
         let out = dir.path().join(format!("{f}.safetensors"));
-        let keys = to_conv_safetensors(&sd, "tiny", 3, Preprocessing::Caffe, &out).unwrap();
+        let keys = to_conv_safetensors(&sd, "tiny", 3, Preprocess::Caffe, &out).unwrap();
         assert_eq!(
             keys,
             [
@@ -56,11 +56,11 @@ fn preprocessing_is_a_parameter() {
     let sd = read_pth(&data("vgg_zip.pth")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.safetensors");
-    to_conv_safetensors(&sd, "tiny", 3, Preprocessing::Torch, &out).unwrap();
+    to_conv_safetensors(&sd, "tiny", 3, Preprocess::Torch, &out).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     assert_eq!(meta.metadata().as_ref().unwrap()["preprocessing"], "torch");
-    assert_eq!(Preprocessing::from_name("Caffe"), Some(Preprocessing::Caffe));
+    assert_eq!(Preprocess::from_name("Caffe"), Some(Preprocess::Caffe));
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn wrong_conv_count_or_shapes_are_named() {
     let sd = read_pth(&data("vgg_zip.pth")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.safetensors");
-    let err = to_conv_safetensors(&sd, "vgg16", 13, Preprocessing::Caffe, &out).unwrap_err();
+    let err = to_conv_safetensors(&sd, "vgg16", 13, Preprocess::Caffe, &out).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Convert { .. }));
     assert!(
@@ -78,7 +78,7 @@ fn wrong_conv_count_or_shapes_are_named() {
 
     let mut no_bias = sd.clone();
     no_bias.remove("features.2.bias");
-    let msg = to_conv_safetensors(&no_bias, "tiny", 3, Preprocessing::Caffe, &out).unwrap_err().to_string();
+    let msg = to_conv_safetensors(&no_bias, "tiny", 3, Preprocess::Caffe, &out).unwrap_err().to_string();
     assert!(msg.contains("`features.2.bias` is missing"), "{msg}");
 
     let mut bad: StateDict = sd.clone();
@@ -86,12 +86,12 @@ fn wrong_conv_count_or_shapes_are_named() {
         "features.2.weight".into(),
         Tensor { shape: vec![4, 5, 3, 3], data: vec![0.0; 180], dtype: DType::F32 },
     );
-    let msg = to_conv_safetensors(&bad, "tiny", 3, Preprocessing::Caffe, &out).unwrap_err().to_string();
+    let msg = to_conv_safetensors(&bad, "tiny", 3, Preprocess::Caffe, &out).unwrap_err().to_string();
     assert!(msg.contains("features.2.weight") && msg.contains("[4, 5, 3, 3]"), "{msg}");
 
     let mut nan = sd.clone();
     nan.get_mut("features.0.bias").unwrap().data[1] = f32::NAN;
-    let msg = to_conv_safetensors(&nan, "tiny", 3, Preprocessing::Caffe, &out).unwrap_err().to_string();
+    let msg = to_conv_safetensors(&nan, "tiny", 3, Preprocess::Caffe, &out).unwrap_err().to_string();
     assert!(msg.contains("features.0.bias") && msg.contains("non-finite"), "{msg}");
     assert!(!out.exists());
 }
@@ -103,34 +103,4 @@ fn sha256_of_a_file() {
     std::fs::write(&p, b"abc").unwrap();
     assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     assert!(matches!(sha256_file(&dir.path().join("missing")), Err(Error::Io { .. })));
-}
-
-#[test]
-fn impasto_loads_a_converted_vgg16() {
-    use impasto::{Arch, LayerKind, Pooling, Preprocess, Vgg};
-    // A VGG-16-shaped state dict (real shapes, small values) plus a classifier to drop.
-    let mut sd = StateDict::new();
-    for layer in Arch::Vgg16.layers() {
-        let LayerKind::Conv { torch_index, c_in, c_out, .. } = layer.kind else { continue };
-        let n = c_out * c_in * 9;
-        let w = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 1e-4).collect();
-        sd.insert(
-            format!("features.{torch_index}.weight"),
-            Tensor { shape: vec![c_out, c_in, 3, 3], data: w, dtype: DType::F32 },
-        );
-        sd.insert(
-            format!("features.{torch_index}.bias"),
-            Tensor { shape: vec![c_out], data: vec![0.01; c_out], dtype: DType::F32 },
-        );
-    }
-    sd.insert(
-        "classifier.0.weight".into(),
-        Tensor { shape: vec![2, 3], data: vec![0.0; 6], dtype: DType::F32 },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join(impasto::cache_file_name(Arch::Vgg16));
-    to_conv_safetensors(&sd, "vgg16", 13, Preprocessing::Caffe, &out).unwrap();
-    let net = Vgg::load(&out, Arch::Vgg16, Pooling::Max, None, "relu5_3").unwrap();
-    assert_eq!(net.preprocess(), Preprocess::Caffe);
-    assert_eq!(net.arch(), Arch::Vgg16);
 }

@@ -1,7 +1,7 @@
 //! The known-model table, URL overrides and the torch-hub hash prefix in file names.
 
 use impasto_weights::{
-    Error, KNOWN_MODELS, Preprocessing, arch_for_conv_count, known_model, model_url, sha256_matches,
+    Arch, Error, KNOWN_MODELS, Preprocess, known_model, known_model_for, model_url, sha256_matches,
     sha256_prefix_from_file_name,
 };
 
@@ -11,15 +11,18 @@ fn known_models_are_consistent() {
     for m in KNOWN_MODELS {
         assert!(m.url.ends_with(m.file_name), "{m:?}");
         assert_eq!(sha256_prefix_from_file_name(m.file_name), Some(m.sha256_prefix));
-        assert_eq!(m.arch, m.name);
-        assert_eq!(m.preprocessing, Preprocessing::Caffe);
-        assert_eq!(arch_for_conv_count(m.conv_count), Some(m.arch));
+        assert_eq!(m.arch.name(), m.name);
+        assert_eq!(m.preprocess, Preprocess::Caffe);
+        assert_eq!(Arch::from_conv_count(m.arch.conv_count()), Some(m.arch));
+        assert_eq!(known_model_for(m.arch), m);
     }
     assert_eq!(
         known_model("VGG16").unwrap().url,
         "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth"
     );
-    assert_eq!(known_model("vgg19").unwrap().conv_count, 16);
+    assert_eq!(known_model("vgg19").unwrap().arch.conv_count(), 16);
+    assert_eq!(Arch::Vgg16.conv_count(), 13);
+    assert_eq!(Arch::from_conv_count(3), None);
 }
 
 #[test]

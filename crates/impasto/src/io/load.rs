@@ -48,7 +48,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb32FImage> {
 fn load(path: &Path, want_alpha: bool) -> Result<(Rgb32FImage, Option<AlphaPlane>)> {
     let io_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => decode_err(path, "no such file"),
-        _ => Error::Io { action: "cannot read", path: path.to_path_buf(), source: e },
+        _ => Error::Io { action: "cannot read", path: path.to_path_buf(), error: e },
     };
     let len = std::fs::metadata(path).map_err(io_err)?.len();
     if len > MAX_INPUT_ALLOC {

@@ -164,7 +164,7 @@ pub fn save_image_with(img: &Rgb32FImage, path: &Path, options: &SaveOptions) ->
     std::fs::rename(&tmp.0, path).map_err(|e| Error::Io {
         action: "cannot write",
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     })?;
     std::mem::forget(tmp);
     Ok(())

@@ -1,19 +1,16 @@
 //! The compact VGG-16: its convolutions up to conv4_2 with 8-bit weights (one f32 scale per output
-//! channel, f32 biases) in a safetensors file. Packing a full f32 weights file into that form (pure,
-//! deterministic bytes), reading it back as f32, and the copy built into the library with the
-//! `embedded-model` feature.
+//! channel, f32 biases) in a safetensors file. Its format constants, the per-channel quantisation,
+//! reading it back as f32, and the copy built into the library with the `embedded-model` feature
+//! (`pack.rs` writes the form).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use rayon::prelude::*;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
-use sha2::{Digest, Sha256};
 
 use super::arch::{Arch, LayerKind};
-use super::preprocess::Preprocess;
-use super::weights::{ConvWeights, f32_values, parse_conv_weights, tensor};
+use super::tensors::{ConvWeights, f32_values, tensor};
 use crate::error::{Error, Result};
 
 /// The metadata `format` of a compact file.
@@ -32,7 +29,7 @@ pub const EMBEDDED_LABEL: &str = "the built-in compact VGG-16";
 pub(crate) const EMBEDDED_PATH: &str = "<built-in compact VGG-16>";
 
 /// Convolutions kept: conv1_1 … conv4_2.
-const COMPACT_CONVS: usize = 9;
+pub(crate) const COMPACT_CONVS: usize = 9;
 /// Quantisation levels on each side of zero.
 const LEVELS: f32 = 127.0;
 /// The clipping thresholds tried per channel, as fractions of its largest magnitude: 1 (no clipping)
@@ -55,10 +52,7 @@ pub fn embedded_model() -> Option<&'static [u8]> {
 /// [`COMPACT_LAST_LAYER`]. `weights` names it in the error (e.g. [`EMBEDDED_LABEL`]).
 pub fn check_compact_depth(weights: &str, arch: Arch, deepest: &str) -> Result<()> {
     if arch != Arch::Vgg16 {
-        return Err(Error::Config {
-            what: "model",
-            reason: format!("{arch} needs {arch} weights, and {weights} is a VGG-16 (pass --weights FILE)"),
-        });
+        return Err(Error::NotVgg16 { weights: weights.into(), model: arch.name().into() });
     }
     if arch.layer_index(deepest)? > arch.layer_index(COMPACT_LAST_LAYER)? {
         return Err(Error::WeightsTooShallow {
@@ -95,114 +89,6 @@ pub fn quantize_channel(w: &[f32]) -> (Vec<i8>, f32) {
     }
     let scale = best.map_or(max / LEVELS, |(_, s)| s);
     (w.iter().map(|&v| level(v, scale) as i8).collect(), scale)
-}
-
-/// Packs a full VGG-16 weights file (safetensors, f32, torchvision key names, such as impasto's cache
-/// file) into the compact form: the convolutions conv1_1 … conv4_2, each weight tensor quantised by
-/// [`quantize_channel`] per output channel (`features.N.weight_q`, I8, OIHW, and
-/// `features.N.weight_scale`, F32 `[c_out]`), biases kept in f32 (`features.N.bias`). The source's
-/// metadata is kept, with the format, the layers, the quantisation, the input convention, the SHA-256
-/// of `full` and the licence and attribution added. The same input always gives the same bytes.
-/// `name` names the input in errors.
-pub fn pack_compact(full: &[u8], name: &Path) -> Result<Vec<u8>> {
-    let (_, meta) = SafeTensors::read_metadata(full)
-        .map_err(|e| Error::WeightsFormat { path: name.into(), reason: e.to_string() })?;
-    let source_meta = meta.metadata().clone().unwrap_or_default();
-    if is_compact(&source_meta) {
-        return Err(Error::WeightsFormat {
-            path: name.into(),
-            reason: "it is a compact file already; pack the full f32 weights".into(),
-        });
-    }
-    let (convs, declared) = parse_conv_weights(full, name, Arch::Vgg16, COMPACT_CONVS, COMPACT_LAST_LAYER)?;
-    let mut metadata: std::collections::BTreeMap<String, String> = source_meta.into_iter().collect();
-    let layers: Vec<String> = conv_layers().into_iter().map(|(name, _)| name).collect();
-    for (k, v) in [
-        ("format", COMPACT_FORMAT.to_string()),
-        ("format_version", COMPACT_FORMAT_VERSION.to_string()),
-        ("architecture", "vgg16".to_string()),
-        ("layout", "OIHW".to_string()),
-        ("layers", layers.join(",")),
-        ("last_layer", COMPACT_LAST_LAYER.to_string()),
-        (
-            "quantization",
-            "int8 symmetric per output channel: weight[o,i,y,x] = weight_q[o,i,y,x] * weight_scale[o] \
-             (scale: the least-squares clipping threshold / 127); biases f32"
-                .to_string(),
-        ),
-        ("preprocessing", declared.unwrap_or_default().name().to_string()),
-        ("source_sha256", hex(&Sha256::digest(full))),
-        ("license", "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)".to_string()),
-        (
-            "attribution",
-            "VGG-16 weights by Karen Simonyan and Andrew Zisserman (Visual Geometry Group, University of \
-             Oxford), \"Very Deep Convolutional Networks for Large-Scale Image Recognition\", CC BY 4.0; \
-             this is a derived work: truncated after conv4_2 and quantised to 8 bits by `impasto models pack`"
-                .to_string(),
-        ),
-    ] {
-        metadata.insert(k.to_string(), v);
-    }
-    // F32 tensors first, then I8, so that every tensor is aligned to its element size.
-    let mut f32_part: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut i8_part: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for ((_, torch_index), w) in conv_layers().into_iter().zip(&convs) {
-        // Channels are independent: quantised in parallel, gathered in order.
-        let channels: Vec<(Vec<i8>, f32)> =
-            w.weight.par_chunks_exact(w.c_in * 9).map(quantize_channel).collect();
-        let q: Vec<u8> = channels.iter().flat_map(|(cq, _)| cq.iter().map(|&v| v as u8)).collect();
-        let scales: Vec<f32> = channels.iter().map(|&(_, s)| s).collect();
-        let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        f32_part.push((format!("features.{torch_index}.bias"), vec![w.c_out], le(&w.bias)));
-        f32_part.push((format!("features.{torch_index}.weight_scale"), vec![w.c_out], le(&scales)));
-        i8_part.push((format!("features.{torch_index}.weight_q"), vec![w.c_out, w.c_in, 3, 3], q));
-    }
-    Ok(serialize(
-        &metadata,
-        f32_part.into_iter().map(|t| ("F32", t)).chain(i8_part.into_iter().map(|t| ("I8", t))),
-    ))
-}
-
-/// A safetensors file with its header's keys in sorted order (the `safetensors` crate writes the
-/// metadata in hash order, which changes from run to run): 8-byte length, JSON padded with spaces to
-/// a multiple of 8, then the tensors' bytes in the order given.
-fn serialize<'a>(
-    metadata: &std::collections::BTreeMap<String, String>,
-    tensors: impl Iterator<Item = (&'a str, (String, Vec<usize>, Vec<u8>))>,
-) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::json!(metadata));
-    let mut data = Vec::new();
-    for (dtype, (key, shape, bytes)) in tensors {
-        let start = data.len();
-        data.extend_from_slice(&bytes);
-        let info = serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [start, data.len()] });
-        header.insert(key, info);
-    }
-    let mut json = serde_json::Value::Object(header).to_string();
-    while !json.len().is_multiple_of(8) {
-        json.push(' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(&data);
-    out
-}
-
-/// The (name, torchvision index) of the compact model's convolutions.
-fn conv_layers() -> Vec<(String, usize)> {
-    Arch::Vgg16
-        .layers()
-        .into_iter()
-        .filter_map(|l| match l.kind {
-            LayerKind::Conv { conv, torch_index, .. } if conv < COMPACT_CONVS => Some((l.name, torch_index)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a safetensors file's metadata declares the compact format.
@@ -254,15 +140,6 @@ pub(crate) fn read(
         out.push(ConvWeights { c_in, c_out, weight, bias });
     }
     Ok(out)
-}
-
-/// The built-in model's convolutions up to layer `deepest`, as f32, and its declared input convention.
-pub(crate) fn read_embedded(deepest: &str) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
-    let bytes = embedded_model().ok_or(Error::NoEmbeddedModel)?;
-    let last = Arch::Vgg16.layer_index(deepest)?;
-    let n_convs =
-        Arch::Vgg16.layers()[..=last].iter().filter(|l| matches!(l.kind, LayerKind::Conv { .. })).count();
-    parse_conv_weights(bytes, Path::new(EMBEDDED_PATH), Arch::Vgg16, n_convs, deepest)
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use impasto_kernels as k;
+use impasto_weights::Preprocess;
 
 use super::arch::{Arch, Layer, LayerKind, Pooling};
 use super::buffers::BufferPool;
-use super::compact::read_embedded;
-use super::preprocess::Preprocess;
-use super::weights::{ConvWeights, parse_conv_weights, read_conv_weights};
+use super::tensors::ConvWeights;
+use super::weights::{parse_conv_weights, read_conv_weights, read_embedded};
 use crate::error::Result;
 
 /// A loaded VGG network, cut after the deepest layer it was loaded for.

@@ -1,66 +1,51 @@
-//! Loading VGG convolution weights from safetensors files (torchvision key names, OIHW, f32), with every
-//! key and shape checked, and finding the weights file (flag, environment value, cache folder).
+//! Reading VGG convolution weights from a weights file of any format impasto accepts, told apart by
+//! its bytes: safetensors (f32 with torchvision key names, or the compact 8-bit form), or a PyTorch
+//! `.pth` (zip or legacy), which impasto-weights converts in memory to exactly the safetensors bytes
+//! an import writes. Every key and shape is checked. Also the built-in model's weights, and finding
+//! the weights file (a named file, an environment value, the cache folder).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use impasto_weights::{Format, Located, Preprocess, WeightsOptions};
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use super::arch::{Arch, LayerKind};
-use super::compact;
-use super::preprocess::Preprocess;
+use super::compact::{self, EMBEDDED_PATH, embedded_model};
+use super::tensors::{ConvWeights, f32_values, tensor};
 use crate::error::{Error, Result};
-
-/// The conv weights of one layer as read from a file: OIHW weight and bias.
-#[derive(Debug, Clone)]
-pub(crate) struct ConvWeights {
-    pub(crate) c_in: usize,
-    pub(crate) c_out: usize,
-    pub(crate) weight: Vec<f32>,
-    pub(crate) bias: Vec<f32>,
-}
-
-/// The file name impasto uses for an architecture's weights in its cache folder.
-pub fn cache_file_name(arch: Arch) -> String {
-    format!("{}-conv-imagenet.safetensors", arch.name())
-}
 
 /// Finds the weights file: `explicit` (a `--weights` flag) first, then `env` (the value of
 /// `IMPASTO_WEIGHTS`, passed in by the caller: the library never reads the environment), then
 /// `cache_dir/<arch>-conv-imagenet.safetensors`. An explicit path or environment value that does not
-/// exist is an error rather than a fall-through, so a typo is never silently ignored.
+/// exist is an error rather than a fall-through, so a typo is never silently ignored; nothing found is
+/// [`Error::WeightsNotFound`]. [`impasto_weights::locate`] is the rule; it also says how to download.
 pub fn locate_weights(
     arch: Arch,
     explicit: Option<&Path>,
     env: Option<&Path>,
     cache_dir: Option<&Path>,
 ) -> Result<PathBuf> {
-    let missing = |p: &Path, what: &str| Error::WeightsNotFound {
-        model: arch.name().into(),
-        searched: format!("{what} {} (no such file)", p.display()),
+    let options = WeightsOptions {
+        explicit: explicit.map(Path::to_path_buf),
+        env: env.map(Path::to_path_buf),
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        ..WeightsOptions::default()
     };
-    if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(missing(p, "--weights")) };
-    }
-    if let Some(p) = env {
-        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(missing(p, "IMPASTO_WEIGHTS=")) };
-    }
-    let mut searched = vec!["--weights (not given)".to_string(), "IMPASTO_WEIGHTS (not set)".to_string()];
-    if let Some(dir) = cache_dir {
-        let p = dir.join(cache_file_name(arch));
-        if p.is_file() {
-            return Ok(p);
+    match impasto_weights::locate(arch, &options) {
+        Ok(Located::File(p)) => Ok(p),
+        Ok(Located::Missing(m)) => Err(Error::WeightsNotFound {
+            model: arch.name().into(),
+            searched: impasto_weights::cached_file(&m.cache_dir, arch).display().to_string(),
+        }),
+        Err(impasto_weights::Error::NoCacheFolder { .. }) => {
+            Err(Error::WeightsNotFound { model: arch.name().into(), searched: "no cache folder".into() })
         }
-        searched.push(p.display().to_string());
+        Err(e) => Err(e.into()),
     }
-    Err(Error::WeightsNotFound { model: arch.name().into(), searched: searched.join(", ") })
 }
 
-/// Reads the convolutions `0..n_convs` of `arch` from a safetensors file (f32, or the compact 8-bit
-/// form of [`super::compact`]), checking every tensor's presence, dtype and shape. Also returns the
-/// preprocessing the file declares in its metadata (`preprocessing = caffe|torch`, or an `input` text
-/// mentioning BGR), if any. `deepest` names the layer that needs the last of them (for errors).
+/// Reads the convolutions `0..n_convs` of `arch` from a weights file (see [`parse_conv_weights`]).
 pub(crate) fn read_conv_weights(
     path: &Path,
     arch: Arch,
@@ -70,12 +55,30 @@ pub(crate) fn read_conv_weights(
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         action: "cannot read weights",
         path: path.into(),
-        source: e,
+        error: e,
     })?;
     parse_conv_weights(&bytes, path, arch, n_convs, deepest)
 }
 
-/// [`read_conv_weights`] on the bytes of a file; `path` only names it in errors.
+/// The bytes of the cache-form safetensors file for `bytes`: a PyTorch checkpoint is converted in
+/// memory (the same bytes `impasto models import` writes for it); anything else is taken as
+/// safetensors.
+pub(crate) fn as_safetensors<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    arch: Arch,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    if Format::detect(bytes).is_some_and(Format::is_pth) {
+        return Ok(impasto_weights::pth_to_conv_safetensors(bytes, path, arch, None)?.into());
+    }
+    Ok(bytes.into())
+}
+
+/// Reads the convolutions `0..n_convs` of `arch` from the bytes of a weights file (safetensors f32,
+/// the compact 8-bit form of [`super::compact`], or a PyTorch checkpoint), checking every tensor's
+/// presence, dtype and shape. Also returns the preprocessing the file declares (`preprocessing =
+/// caffe|torch` in safetensors metadata, or a known checkpoint's by its SHA-256), if any. `path` names
+/// the file in errors; `deepest` names the layer that needs the last convolution.
 pub(crate) fn parse_conv_weights(
     bytes: &[u8],
     path: &Path,
@@ -83,11 +86,12 @@ pub(crate) fn parse_conv_weights(
     n_convs: usize,
     deepest: &str,
 ) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
+    let bytes = as_safetensors(bytes, path, arch)?;
     let format_err = |reason: String| Error::WeightsFormat { path: path.into(), reason };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format_err(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| format_err(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    let preprocess = declared_preprocess(&meta);
+    let preprocess = Preprocess::declared(&meta);
     if compact::is_compact(&meta) {
         let convs = compact::read(&st, &meta, path, arch, n_convs, deepest)?;
         return Ok((convs, preprocess));
@@ -114,51 +118,11 @@ pub(crate) fn parse_conv_weights(
     Ok((out, preprocess))
 }
 
-/// The tensor `key` of `st`, checked to have `shape` and `dtype` (`layer` is the layer that needs it).
-pub(crate) fn tensor<'a>(
-    st: &'a SafeTensors<'a>,
-    path: &Path,
-    key: &str,
-    layer: &str,
-    arch: Arch,
-    shape: &[usize],
-    dtype: Dtype,
-) -> Result<TensorView<'a>> {
-    let view = st.tensor(key).map_err(|_| Error::WeightsMissingKey {
-        path: path.into(),
-        key: key.into(),
-        layer: layer.into(),
-        model: arch.name().into(),
-    })?;
-    if view.shape() != shape || view.dtype() != dtype {
-        return Err(Error::WeightsShape {
-            path: path.into(),
-            key: key.into(),
-            layer: layer.into(),
-            expected: shape.to_vec(),
-            actual: view.shape().to_vec(),
-            dtype: format!("{:?}", view.dtype()),
-            expected_dtype: format!("{dtype:?}"),
-        });
-    }
-    Ok(view)
-}
-
-/// Little-endian f32 values.
-pub(crate) fn f32_values(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-fn declared_preprocess(meta: &HashMap<String, String>) -> Option<Preprocess> {
-    if let Some(p) = meta.get("preprocessing").and_then(|s| Preprocess::from_name(s)) {
-        return Some(p);
-    }
-    let input = meta.get("input")?;
-    if input.contains("BGR") {
-        Some(Preprocess::Caffe)
-    } else if input.contains("RGB") {
-        Some(Preprocess::Torch)
-    } else {
-        None
-    }
+/// The built-in model's convolutions up to layer `deepest`, as f32, and its declared input convention.
+pub(crate) fn read_embedded(deepest: &str) -> Result<(Vec<ConvWeights>, Option<Preprocess>)> {
+    let bytes = embedded_model().ok_or(Error::NoEmbeddedModel)?;
+    let last = Arch::Vgg16.layer_index(deepest)?;
+    let n_convs =
+        Arch::Vgg16.layers()[..=last].iter().filter(|l| matches!(l.kind, LayerKind::Conv { .. })).count();
+    parse_conv_weights(bytes, Path::new(EMBEDDED_PATH), Arch::Vgg16, n_convs, deepest)
 }

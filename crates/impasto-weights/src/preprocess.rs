@@ -1,10 +1,14 @@
 //! Input conventions of the weights: `caffe` (BGR, 0..255, minus the mean) or `torch` (RGB, 0..1, mean/std),
-//! applied to the planar RGB 0..1 image, and its backward.
+//! what a weights file's metadata declares, the convention applied to the planar RGB 0..1 image, and its
+//! backward.
 
-/// How images are turned into network input.
+use std::collections::HashMap;
+
+/// How images are turned into network input: the input convention a set of weights was trained with.
+/// Written to impasto's safetensors metadata as `preprocessing = caffe|torch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Preprocess {
-    /// Caffe / original VGG: channels reordered to B,G,R, scaled to 0..255, minus (103.939, 116.779, 123.68).
+    /// Caffe / original VGG (and the caffe-converted `.pth` files of neural-style-pt): channels reordered to B,G,R, scaled to 0..255, minus (103.939, 116.779, 123.68).
     #[default]
     Caffe,
     /// torchvision: R,G,B in 0..1, minus (0.485, 0.456, 0.406), divided by (0.229, 0.224, 0.225).
@@ -16,7 +20,7 @@ const TORCH_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const TORCH_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 impl Preprocess {
-    /// Parses `caffe` / `torch`.
+    /// Parses `caffe` / `torch` (case-insensitive).
     pub fn from_name(s: &str) -> Option<Preprocess> {
         match s.to_ascii_lowercase().as_str() {
             "caffe" => Some(Preprocess::Caffe),
@@ -30,6 +34,22 @@ impl Preprocess {
         match self {
             Preprocess::Caffe => "caffe",
             Preprocess::Torch => "torch",
+        }
+    }
+
+    /// The convention a safetensors metadata map declares: `preprocessing = caffe|torch`, or an `input`
+    /// text naming BGR (caffe) or RGB (torch); `None` when it declares none.
+    pub fn declared(meta: &HashMap<String, String>) -> Option<Preprocess> {
+        if let Some(p) = meta.get("preprocessing").and_then(|s| Preprocess::from_name(s)) {
+            return Some(p);
+        }
+        let input = meta.get("input")?;
+        if input.contains("BGR") {
+            Some(Preprocess::Caffe)
+        } else if input.contains("RGB") {
+            Some(Preprocess::Torch)
+        } else {
+            None
         }
     }
 
