@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// What went wrong while reading a plan, expanding it, sharding it or writing its index.
+/// What went wrong while reading a plan, expanding it, sharding it or writing its index. The cause of
+/// an I/O or image error is part of the message (not a separate source), so it is said once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The plan file is not valid TOML or has a key of the wrong type.
@@ -22,14 +23,14 @@ pub enum Error {
         message: String,
     },
     /// An input image or folder named by the plan cannot be read.
-    #[error("{place}: cannot read {}: {source}", path.display())]
+    #[error("{place}: cannot read {}: {cause}", path.display())]
     Input {
         /// The plan key or job that names it.
         place: String,
         /// The file or folder.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Two jobs would write the same output file.
     #[error(
@@ -52,22 +53,22 @@ pub enum Error {
         why: String,
     },
     /// Reading or writing a file of the batch (output folder, claim, log, index).
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         /// What the file is for.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Writing the contact sheet.
-    #[error("contact sheet {}: {source}", path.display())]
+    #[error("contact sheet {}: {cause}", path.display())]
     Image {
         /// The file.
         path: PathBuf,
         /// The encoder's error.
-        source: image::ImageError,
+        cause: image::ImageError,
     },
 }
 
@@ -82,6 +83,6 @@ impl Error {
 
     /// An [`Error::Io`].
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { what, path: path.into(), source }
+        Error::Io { what, path: path.into(), cause: source }
     }
 }

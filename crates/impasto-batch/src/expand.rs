@@ -108,11 +108,8 @@ pub struct JobList {
 
 /// Hex SHA-256 of a file's bytes.
 fn file_hash(place: &str, path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Input {
-        place: place.into(),
-        path: path.into(),
-        source: e,
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Input { place: place.into(), path: path.into(), cause: e })?;
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
@@ -123,10 +120,10 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// `base/p` unless `p` is absolute.
+/// `base/p` unless `p` is absolute or `base` is the working folder.
 fn under(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() || base == Path::new(".") { p.to_path_buf() } else { base.join(p) }
 }
 
 /// The images of an entry: the file itself, or a folder's image files sorted by name.
@@ -135,7 +132,7 @@ fn images(place: &str, base: &Path, entry: &str) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(&path).map_err(|e| Error::Input {
         place: place.into(),
         path: path.clone(),
-        source: e,
+        cause: e,
     })?;
     if !meta.is_dir() {
         return Ok(vec![path]);
@@ -143,7 +140,7 @@ fn images(place: &str, base: &Path, entry: &str) -> Result<Vec<PathBuf>> {
     let read = std::fs::read_dir(&path).map_err(|e| Error::Input {
         place: place.into(),
         path: path.clone(),
-        source: e,
+        cause: e,
     })?;
     let mut out: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))

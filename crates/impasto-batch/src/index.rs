@@ -229,7 +229,7 @@ pub fn write(list: &JobList, out: &Path, tag: &str) -> Result<(PathBuf, PathBuf)
     let img = render(list, out);
     write_atomic(&sheet, tag, |tmp| {
         img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| Error::Image { path: sheet.clone(), source: e })
+            .map_err(|e| Error::Image { path: sheet.clone(), cause: e })
     })?;
     let html = out.join(PAGE);
     let text = page(list, out, &log::read_all(out));
