@@ -221,7 +221,7 @@ fn prepare<'a>(job: &'a Job, flags: &Flags, out: &Path, env: &Env) -> Result<Rea
     argv.extend(job.args(flags));
     let parsed = JobCli::try_parse_from(&argv).map_err(|e| {
         let text = e.to_string();
-        anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string())
+        anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: "))
     })?;
     let mut s = settings::resolve(parsed.run, env)?;
     s.save.metadata.push((claim::FINGERPRINT_KEY.into(), job.fingerprint.clone()));

@@ -184,7 +184,7 @@ impl Plan {
             }
             for a in axes {
                 let (key, values) = key_value("--grid", a)?;
-                let values: Vec<Value> = values.split(',').map(|v| command_line_value(v)).collect();
+                let values: Vec<Value> = values.split(',').map(command_line_value).collect();
                 match grid.axes.iter_mut().find(|(k, _)| *k == key) {
                     Some(axis) => axis.1 = values,
                     None => grid.axes.push((key, values)),
