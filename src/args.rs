@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use impasto::StyleConfig;
 
+use crate::batch::BatchArgs;
 use crate::bench::BenchArgs;
 use crate::models::ModelsArgs;
 use crate::serve::ServeArgs;
@@ -88,6 +89,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Start the web UI: run, watch and steer style transfers in the browser
     Serve(ServeArgs),
+    /// Run many style transfers from a plan or a grid, split over the nodes of a cluster
+    Batch(BatchArgs),
 }
 
 /// Arguments of a style-transfer run.

@@ -1,9 +1,10 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench`, `impasto models` and `impasto serve` are the subcommands; without one, the
+//! `impasto bench`, `impasto models`, `impasto serve` and `impasto batch` are the subcommands; without one, the
 //! arguments are a style-transfer run.
 
 mod args;
+mod batch;
 mod bench;
 mod import;
 mod inputs;
@@ -39,6 +40,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Serve(args)) => {
             serve::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
+        }
+        Some(Command::Batch(args)) => {
+            batch::run(args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
         }
         None => run::run(cli.run, &settings::Env::from_process()),
     };

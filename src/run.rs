@@ -28,7 +28,21 @@ pub enum Outcome {
 
 /// Runs the command line `args` in environment `env`.
 pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
-    let mut s = settings::resolve(args, env)?;
+    run_settings(settings::resolve(args, env)?).map(|ran| ran.outcome)
+}
+
+/// How a run ended, and the result's iterations, losses and seconds when an image was written.
+#[derive(Debug)]
+pub struct Ran {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// (iterations, losses, seconds of optimisation) of the written image.
+    pub result: Option<(usize, impasto::Losses, f64)>,
+}
+
+/// Runs resolved settings (`impasto batch` runs each job this way; `save.metadata` entries of the
+/// settings are written after the parameters).
+pub fn run_settings(mut s: Settings) -> Result<Ran> {
     impasto::check_writable(&s.output)?;
     s.save.check(&s.output)?;
     // Downloading comes before the Ctrl-C handler: a Ctrl-C then ends it at once, and the partial
@@ -64,7 +78,7 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
         if !quiet {
             note("interrupted before the first iteration: nothing written");
         }
-        return Ok(Outcome::Interrupted);
+        return Ok(Ran { outcome: Outcome::Interrupted, result: None });
     };
 
     let mut out = match result {
@@ -81,6 +95,7 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
             s.output.display()
         ));
     }
+    let result = Some((out.iterations, out.losses, seconds));
     if out.stop == StopReason::Cancelled {
         if !quiet {
             let checkpoint = match &s.config.checkpoint {
@@ -93,12 +108,12 @@ pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
                 out.iterations
             ));
         }
-        return Ok(Outcome::Interrupted);
+        return Ok(Ran { outcome: Outcome::Interrupted, result });
     }
     if !quiet {
         note(&summary(&s, &out, seconds));
     }
-    Ok(Outcome::Done)
+    Ok(Ran { outcome: Outcome::Done, result })
 }
 
 /// The cores this process may use (1 when unknown).
@@ -166,7 +181,11 @@ fn load_and_stylize(
     };
     let save = SaveOptions {
         alpha: inputs.alpha.clone(),
-        metadata: vec![(params::KEY.into(), params::text(s, weights, net.preprocess()))],
+        metadata: [
+            vec![(params::KEY.into(), params::text(s, weights, net.preprocess()))],
+            s.save.metadata.clone(),
+        ]
+        .concat(),
         ..s.save.clone()
     };
     progress.set_save_options(save.clone());

@@ -1,7 +1,8 @@
-//! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs,
+//! Integration tests of the `impasto` binary, in one test binary: help and usage, user errors, runs, batches,
 //! run options, checkpoints, `impasto bench`, `impasto models` with the first run's download, the
 //! built-in compact model, and `impasto serve`.
 
+mod batch;
 mod bench;
 mod builtin;
 mod checkpoint;

@@ -1,0 +1,555 @@
+//! `impasto batch`: runs the jobs of a plan (a TOML file or a command-line grid), or the part of them
+//! that is this shard's, each through the same run path as `impasto CONTENT STYLE -o OUT`. Everything
+//! is checked before the first job starts; a job already done is skipped, a failed one is logged and
+//! the others go on; the exit status says whether every job of the shard is done. The policy (plan,
+//! names, shards, claims, log, index) is `impasto-batch`'s; this file reads the environment (the shard
+//! from Slurm or Kubernetes, the host name) and runs the jobs.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, CommandFactory, Parser};
+use impasto_batch::claim::{self, Claimed, Owner, Staleness};
+use impasto_batch::log::{self, Losses, Record};
+use impasto_batch::{FlagKind, Flags, Job, JobList, Plan, Shard, index, shard};
+
+use crate::args::RunArgs;
+use crate::progress::note;
+use crate::run::{self, Outcome};
+use crate::settings::{self, Env, Settings};
+use crate::{interrupt, settings::parse_duration};
+
+/// Slurm job arrays: this task's index, the array's lowest index and its task count.
+pub const SLURM_ID_ENV: &str = "SLURM_ARRAY_TASK_ID";
+/// See [`SLURM_ID_ENV`].
+pub const SLURM_MIN_ENV: &str = "SLURM_ARRAY_TASK_MIN";
+/// See [`SLURM_ID_ENV`].
+pub const SLURM_COUNT_ENV: &str = "SLURM_ARRAY_TASK_COUNT";
+/// Kubernetes Indexed Jobs: the pod's completion index (Kubernetes sets no count).
+pub const K8S_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+/// The shard count that goes with `JOB_COMPLETION_INDEX` (or `--shard-count`).
+pub const SHARD_COUNT_ENV: &str = "IMPASTO_SHARD_COUNT";
+
+const AFTER_HELP: &str = "\
+Examples:
+  impasto batch plan.toml
+  impasto batch --content photos/ --style starry.jpg --style scream.jpg \\
+      --grid style-weight=10,100,1000 --set size=256 -o results
+  sbatch --array=0-3 docs/batch/impasto-batch.sbatch plan.toml   # 4 shards on Slurm
+  impasto batch plan.toml --index                                   # contact sheet + HTML only
+
+Each result is OUT/NAME.png, NAME from the inputs and settings (with a hash of the inputs' bytes and
+the settings); a result that exists with the same fingerprint is skipped, so a rerun does only what is
+missing. Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done, OUT/index.png
+(contact sheet) and OUT/index.html are written.
+
+The shard is --shard I/N, else $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of
+$SLURM_ARRAY_TASK_COUNT (a Slurm job array), else $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+of --shard-count or $IMPASTO_SHARD_COUNT, else 0/1 (everything). Shards split the jobs by cost
+(pixels × iterations); a job is claimed by an owner marker OUT/.NAME.png.lock, taken over when its
+process has ended on this host or it was not refreshed for --stale-after (its node died).
+
+Exit status: 0 every job of the shard is done, 1 a job failed or is held by another live owner or the
+plan is invalid (nothing runs), 2 bad command line, 130 interrupted.";
+
+/// `impasto batch`.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BatchArgs {
+    /// Plan file (TOML): `output`, `[settings]`, `[grid]`, `[[job]]` (see the README)
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// Content image or folder of images: a grid axis (repeat for more)
+    #[arg(long, value_name = "FILE|DIR", help_heading = "Grid")]
+    pub content: Vec<String>,
+
+    /// Style image or folder of images, or A+B for a blend: a grid axis (repeat for more)
+    #[arg(long, value_name = "FILE|DIR", help_heading = "Grid")]
+    pub style: Vec<String>,
+
+    /// A grid axis over any run flag, e.g. style-weight=10,100,1000 (repeat for more axes)
+    #[arg(long, value_name = "FLAG=V1,V2", help_heading = "Grid")]
+    pub grid: Vec<String>,
+
+    /// A run flag for every job, e.g. size=256 or preserve-colors=true (repeat)
+    #[arg(long, value_name = "FLAG=VALUE", help_heading = "Grid")]
+    pub set: Vec<String>,
+
+    /// Results folder [default: the plan's `output`]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Run part I of N (0-based) [default: from Slurm or Kubernetes, see below, else 0/1]
+    #[arg(long, value_name = "I/N", help_heading = "Shards")]
+    pub shard: Option<String>,
+
+    /// The shard count with $JOB_COMPLETION_INDEX [default: $IMPASTO_SHARD_COUNT]
+    #[arg(long, value_name = "N", help_heading = "Shards")]
+    pub shard_count: Option<usize>,
+
+    /// Take over a job whose claim was not refreshed for this long (its owner's node died)
+    #[arg(long, value_name = "DURATION", default_value = "2m", help_heading = "Shards")]
+    pub stale_after: String,
+
+    /// Only write the contact sheet and HTML page of the results there are; run nothing
+    #[arg(long)]
+    pub index: bool,
+
+    /// Only list this shard's jobs on stdout (name, cost, status); run nothing
+    #[arg(long, conflicts_with = "index")]
+    pub list: bool,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// What `impasto batch` reads from its environment and system.
+#[derive(Debug, Clone, Default)]
+pub struct ShardEnv {
+    /// `SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`.
+    pub slurm: (Option<String>, Option<String>, Option<String>),
+    /// `JOB_COMPLETION_INDEX`.
+    pub k8s_index: Option<String>,
+    /// `IMPASTO_SHARD_COUNT`.
+    pub count: Option<String>,
+    /// This host's name.
+    pub host: String,
+}
+
+impl ShardEnv {
+    /// Reads the real environment and host name.
+    pub fn from_process() -> ShardEnv {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| {
+                std::fs::read_to_string(p).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
+            })
+            .or_else(|| var("HOSTNAME"))
+            .unwrap_or_else(|| "localhost".into());
+        ShardEnv {
+            slurm: (var(SLURM_ID_ENV), var(SLURM_MIN_ENV), var(SLURM_COUNT_ENV)),
+            k8s_index: var(K8S_INDEX_ENV),
+            count: var(SHARD_COUNT_ENV),
+            host,
+        }
+    }
+}
+
+/// The shard: the flag, else Slurm's array, else Kubernetes' index with a count, else everything.
+pub fn resolve_shard(args: &BatchArgs, env: &ShardEnv) -> Result<Shard> {
+    let num = |name: &str, v: &str| -> Result<usize> {
+        v.trim().parse().map_err(|_| anyhow!("invalid ${name} `{v}`: expected a whole number"))
+    };
+    if let Some(text) = &args.shard {
+        return Ok(text.parse()?);
+    }
+    if let (Some(id), min, Some(count)) = &env.slurm {
+        let (id, count) = (num(SLURM_ID_ENV, id)?, num(SLURM_COUNT_ENV, count)?);
+        let min = min.as_deref().map(|m| num(SLURM_MIN_ENV, m)).transpose()?.unwrap_or(0);
+        let index = id
+            .checked_sub(min)
+            .ok_or_else(|| anyhow!("${SLURM_ID_ENV} {id} is below ${SLURM_MIN_ENV} {min}"))?;
+        return Ok(Shard::new(
+            index,
+            count,
+            &format!(
+                "{index}/{count} (from ${SLURM_ID_ENV} - ${SLURM_MIN_ENV} of ${SLURM_COUNT_ENV}; use a contiguous array such as --array=0-3)"
+            ),
+        )?);
+    }
+    if let Some(i) = &env.k8s_index {
+        let count = match (args.shard_count, &env.count) {
+            (Some(n), _) => n,
+            (None, Some(n)) => num(SHARD_COUNT_ENV, n)?,
+            (None, None) => bail!(
+                "${K8S_INDEX_ENV} is set but not the shard count: pass --shard-count N or set ${SHARD_COUNT_ENV} (the Job's completions)"
+            ),
+        };
+        let index = num(K8S_INDEX_ENV, i)?;
+        return Ok(Shard::new(index, count, &format!("{index}/{count}"))?);
+    }
+    Ok(Shard::ALL)
+}
+
+/// A parser of one job's run arguments (the plain run's flags, nothing else).
+#[derive(Debug, Parser)]
+#[command(name = "impasto", no_binary_name = false)]
+struct JobCli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Run flags a batch job may not set: each job's own, or the batch's.
+const NOT_IN_A_BATCH: [&str; 6] = ["output", "checkpoint", "checkpoint-every", "resume", "help", "quiet"];
+
+/// The run flags a plan may set, from the run's own clap definition.
+fn run_flags() -> Flags {
+    let cmd = JobCli::command();
+    Flags::new(cmd.get_arguments().filter_map(|a| {
+        let long = a.get_long()?;
+        if NOT_IN_A_BATCH.contains(&long) {
+            return None;
+        }
+        let kind = match long {
+            _ if !a.get_action().takes_values() => FlagKind::Switch,
+            "mask" | "style-mask" | "init" => FlagKind::File,
+            "weights" => FlagKind::Path,
+            _ => FlagKind::Value,
+        };
+        Some((long.to_string(), kind))
+    }))
+}
+
+/// A job ready to run: its resolved settings and estimated cost.
+struct Ready<'a> {
+    job: &'a Job,
+    settings: Settings,
+    cost: u64,
+}
+
+/// Resolves one job exactly as `impasto CONTENT STYLE… -o OUT FLAGS…` would, plus the fingerprint.
+fn prepare<'a>(job: &'a Job, flags: &Flags, out: &Path, env: &Env) -> Result<Ready<'a>> {
+    let output = claim::output_path(out, &job.name);
+    let mut argv: Vec<String> = vec!["impasto".into(), job.content.to_string_lossy().into_owned()];
+    argv.extend(job.styles.iter().map(|s| s.to_string_lossy().into_owned()));
+    argv.extend(["-o".into(), output.to_string_lossy().into_owned(), "--quiet".into()]);
+    argv.extend(job.args(flags));
+    let parsed = JobCli::try_parse_from(&argv).map_err(|e| {
+        let text = e.to_string();
+        anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: "))
+    })?;
+    let mut s = settings::resolve(parsed.run, env)?;
+    s.save.metadata.push((claim::FINGERPRINT_KEY.into(), job.fingerprint.clone()));
+    let (w, h) = impasto::image::image_dimensions(&job.content)
+        .with_context(|| format!("content image {}", job.content.display()))?;
+    let (w, h) = impasto::fit_longest_side(w, h, s.config.size);
+    let cost = u64::from(w) * u64::from(h) * s.config.iterations.max(1) as u64;
+    Ok(Ready { job, settings: s, cost })
+}
+
+/// The results folder: `--output`, else the plan's.
+fn output_folder(args: &BatchArgs, plan: &Plan) -> Result<PathBuf> {
+    match (&args.output, &plan.output) {
+        (Some(o), _) => Ok(o.clone()),
+        (None, Some(o)) => Ok(plan.base.join(o)),
+        (None, None) => bail!("no results folder: give --output DIR or `output = \"DIR\"` in the plan"),
+    }
+}
+
+/// Makes the results folder if missing and checks that it is writable.
+fn make_writable(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("results folder {} cannot be made", out.display()))?;
+    let probe = out.join(format!(".impasto-batch-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("results folder {} is not writable", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Whether a process of this host runs (without /proc, assume it does: only --stale-after frees it).
+fn alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Runs `impasto batch`.
+pub fn run(args: BatchArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> {
+    let shard = resolve_shard(&args, shard_env)?;
+    let stale_after = parse_duration(&args.stale_after)
+        .map_err(|e| anyhow!("{}", e.to_string().replace("--time-limit", "--stale-after")))?;
+    let plan = match &args.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("plan {}", p.display()))?;
+            Plan::parse(p, &text)?
+        }
+        None if args.content.is_empty() && args.style.is_empty() => {
+            bail!("nothing to run: give a PLAN file, or --content and --style (see impasto batch --help)")
+        }
+        None => Plan::empty(PathBuf::from(".")),
+    };
+    let plan = plan.with_command_line(&args.content, &args.style, &args.grid, &args.set)?;
+    let flags = run_flags();
+    let list = impasto_batch::expand(&plan, &flags)?;
+    let out = output_folder(&args, &plan)?;
+    let mut ready = Vec::new();
+    for job in &list.jobs {
+        ready.push(
+            prepare(job, &flags, &out, env).with_context(|| format!("job {} ({})", job.name, job.place))?,
+        );
+    }
+    make_writable(&out)?;
+    if args.index {
+        return write_index(&list, &out, shard_env, args.quiet).map(|()| Outcome::Done);
+    }
+    let costs: Vec<(&str, u64)> = ready.iter().map(|r| (r.job.name.as_str(), r.cost)).collect();
+    let parts = shard::assign(&costs, shard.count);
+    let mine: Vec<Ready<'_>> =
+        ready.into_iter().zip(&parts).filter(|(_, p)| **p == shard.index).map(|(r, _)| r).collect();
+    if args.list {
+        let mut stdout = std::io::stdout().lock();
+        for r in &mine {
+            let done = claim::is_done(&claim::output_path(&out, &r.job.name), &r.job.fingerprint);
+            let _ = writeln!(stdout, "{}\t{}\t{}", r.job.name, r.cost, if done { "done" } else { "todo" });
+        }
+        return Ok(Outcome::Done);
+    }
+    run_shard(&args, &list, mine, &out, shard, shard_env, stale_after)
+}
+
+/// Counts of a shard's run.
+#[derive(Debug, Default)]
+struct Tally {
+    done: usize,
+    skipped: usize,
+    failed: usize,
+    busy: usize,
+}
+
+fn run_shard(
+    args: &BatchArgs,
+    list: &JobList,
+    mine: Vec<Ready<'_>>,
+    out: &Path,
+    shard: Shard,
+    shard_env: &ShardEnv,
+    stale_after: Duration,
+) -> Result<Outcome> {
+    let pid = std::process::id();
+    let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let me = Owner {
+        host: shard_env.host.clone(),
+        pid,
+        shard: shard.to_string(),
+        token: format!("{}-{pid}-{started}", shard_env.host),
+    };
+    let stale = Staleness { host: &shard_env.host, alive, after: stale_after };
+    let log_file = log::log_path(out, shard);
+    let say = |line: String| {
+        if !args.quiet {
+            note(&line);
+        }
+    };
+    let record = |job: &Job,
+                  status: &str,
+                  reason: Option<String>,
+                  seconds: f64,
+                  result: Option<(usize, impasto::Losses, f64)>| {
+        let losses =
+            result.map(|(_, l, _)| Losses { content: l.content, style: l.style, tv: l.tv, total: l.total() });
+        let rec = Record {
+            time: log::timestamp(SystemTime::now()),
+            job: job.name.clone(),
+            status: status.into(),
+            reason,
+            seconds,
+            iterations: result.map(|(n, _, _)| n),
+            losses,
+            shard: shard.to_string(),
+            host: shard_env.host.clone(),
+            pid,
+        };
+        log::append(&log_file, &rec)
+    };
+    interrupt::install(crate::progress::Display::Quiet);
+    let total = mine.len();
+    say(format!("shard {shard}: {total} of {} jobs, results in {}", list.jobs.len(), out.display()));
+    let mut tally = Tally::default();
+    let mut interrupted = false;
+    for (k, r) in mine.into_iter().enumerate() {
+        let tag = format!("[{}/{total}] {}", k + 1, r.job.name);
+        if interrupt::requested() {
+            interrupted = true;
+            break;
+        }
+        let output = claim::output_path(out, &r.job.name);
+        if claim::is_done(&output, &r.job.fingerprint) {
+            record(r.job, "skipped", None, 0.0, None)?;
+            tally.skipped += 1;
+            say(format!("{tag}: already done"));
+            continue;
+        }
+        let held = match claim::claim(&claim::lock_path(out, &r.job.name), &me, &stale)? {
+            Claimed::Mine(c) => c,
+            Claimed::Busy(owner) => {
+                let who = owner.map_or("another process".into(), |o| {
+                    format!("{} pid {} (shard {})", o.host, o.pid, o.shard)
+                });
+                record(r.job, "busy", Some(format!("claimed by {who}")), 0.0, None)?;
+                tally.busy += 1;
+                say(format!("{tag}: claimed by {who}; left to it"));
+                continue;
+            }
+        };
+        // Finished by another owner between the check and the claim.
+        if claim::is_done(&output, &r.job.fingerprint) {
+            held.release();
+            tally.skipped += 1;
+            continue;
+        }
+        let start = Instant::now();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let ran = std::thread::scope(|scope| {
+            let held = &held;
+            scope.spawn(move || {
+                let every = (stale_after / 4).max(Duration::from_secs(1));
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+                    held.refresh();
+                }
+            });
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run_settings(r.settings)));
+            let _ = stop_tx.send(());
+            ran
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        let ran = ran.unwrap_or_else(|_| Err(anyhow!("the run panicked")));
+        match ran {
+            Ok(run::Ran { outcome: Outcome::Done, result }) => {
+                record(r.job, "done", None, seconds, result)?;
+                tally.done += 1;
+                let losses = result.map_or(String::new(), |(n, l, _)| {
+                    format!(", {n} iterations, total loss {:.3e}", l.total())
+                });
+                say(format!("{tag}: done ({seconds:.1} s{losses})"));
+            }
+            Ok(run::Ran { outcome: Outcome::Interrupted, result }) => {
+                // An interrupted run writes its current image; it is not a result.
+                let _ = std::fs::remove_file(&output);
+                record(r.job, "interrupted", Some("interrupted (Ctrl-C)".into()), seconds, result)?;
+                interrupted = true;
+            }
+            Err(e) => {
+                // A failed run may have written its last good image; it is not a result either.
+                let _ = std::fs::remove_file(&output);
+                let reason = format!("{e:#}").lines().map(str::trim).collect::<Vec<_>>().join(" ");
+                record(r.job, "failed", Some(reason.clone()), seconds, None)?;
+                tally.failed += 1;
+                say(format!("{tag}: failed: {reason}"));
+            }
+        }
+        held.release();
+        if interrupted {
+            break;
+        }
+    }
+    say(format!(
+        "shard {shard}: {} done, {} already done, {} failed, {} claimed by others; log {}",
+        tally.done,
+        tally.skipped,
+        tally.failed,
+        tally.busy,
+        log_file.display()
+    ));
+    if interrupted {
+        return Ok(Outcome::Interrupted);
+    }
+    let all_done =
+        list.jobs.iter().all(|j| claim::is_done(&claim::output_path(out, &j.name), &j.fingerprint));
+    if all_done {
+        write_index(list, out, shard_env, args.quiet)?;
+    }
+    if tally.failed > 0 {
+        bail!("{} of {total} jobs of shard {shard} failed (reasons in {})", tally.failed, log_file.display());
+    }
+    if tally.busy > 0 {
+        bail!("{} of {total} jobs of shard {shard} are held by other live processes", tally.busy);
+    }
+    Ok(Outcome::Done)
+}
+
+fn write_index(list: &JobList, out: &Path, shard_env: &ShardEnv, quiet: bool) -> Result<()> {
+    let tag = format!("{}-{}", shard_env.host, std::process::id());
+    let (sheet, html) = index::write(list, out, &tag)?;
+    if !quiet {
+        note(&format!("wrote {} and {}", sheet.display(), html.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> BatchArgs {
+        #[derive(Debug, Parser)]
+        struct T {
+            #[command(flatten)]
+            b: BatchArgs,
+        }
+        let mut argv = vec!["impasto", "plan.toml"];
+        argv.extend(extra);
+        T::try_parse_from(argv).unwrap().b
+    }
+
+    fn env(
+        slurm: (Option<&str>, Option<&str>, Option<&str>),
+        k8s: Option<&str>,
+        count: Option<&str>,
+    ) -> ShardEnv {
+        let s = |v: Option<&str>| v.map(str::to_string);
+        ShardEnv {
+            slurm: (s(slurm.0), s(slurm.1), s(slurm.2)),
+            k8s_index: s(k8s),
+            count: s(count),
+            host: "h".into(),
+        }
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_slurm_or_kubernetes() {
+        let none = (None, None, None);
+        let shard = |a: &[&str], e: ShardEnv| {
+            resolve_shard(&args(a), &e).map(|s| s.to_string()).map_err(|e| e.to_string())
+        };
+        assert_eq!(shard(&[], env(none, None, None)), Ok("0/1".into()));
+        assert_eq!(
+            shard(&["--shard", "1/3"], env((Some("0"), None, Some("4")), None, None)),
+            Ok("1/3".into())
+        );
+        assert_eq!(shard(&[], env((Some("2"), Some("0"), Some("4")), None, None)), Ok("2/4".into()));
+        assert_eq!(shard(&[], env((Some("5"), Some("4"), Some("4")), None, None)), Ok("1/4".into()));
+        assert_eq!(shard(&[], env(none, Some("3"), Some("5"))), Ok("3/5".into()));
+        assert_eq!(shard(&["--shard-count", "6"], env(none, Some("3"), Some("5"))), Ok("3/6".into()));
+        assert!(
+            shard(&[], env(none, Some("3"), None))
+                .unwrap_err()
+                .contains("pass --shard-count N or set $IMPASTO_SHARD_COUNT")
+        );
+        assert_eq!(
+            shard(&["--shard", "3/2"], env(none, None, None)).unwrap_err(),
+            "invalid shard `3/2`: index 3 is not below the count 2 (shards are numbered 0 to 1)"
+        );
+        assert!(shard(&[], env(none, Some("7"), Some("4"))).unwrap_err().starts_with("invalid shard `7/4`"));
+    }
+
+    #[test]
+    fn run_flags_know_switches_files_and_refuse_the_batch_s_own() {
+        let list = impasto_batch::expand(
+            &Plan::empty(".".into())
+                .with_command_line(
+                    &["Cargo.toml".into()],
+                    &["Cargo.lock".into()],
+                    &["preserve-colors=true,false".into()],
+                    &["size=64".into()],
+                )
+                .unwrap(),
+            &run_flags(),
+        )
+        .unwrap();
+        assert_eq!(list.jobs[0].args(&run_flags()), ["--preserve-colors", "--size", "64"]);
+        assert_eq!(list.jobs[1].args(&run_flags()), ["--size", "64"]);
+        let e = Plan::empty(".".into())
+            .with_command_line(&["Cargo.toml".into()], &["Cargo.lock".into()], &[], &["checkpoint=x".into()])
+            .unwrap();
+        let e = impasto_batch::expand(&e, &run_flags()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "[settings] checkpoint: unknown run flag `checkpoint` (see `impasto --help` for the flags)"
+        );
+    }
+}
