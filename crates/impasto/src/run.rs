@@ -12,7 +12,7 @@ use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
-use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
+use crate::loss::{ContentTarget, Objective, StyleTarget, Temporal, TemporalTarget, features_at, grams_at};
 use crate::model::Vgg;
 use crate::observer::{Losses, Observer, RunInfo, Step, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs, LbfgsStep, all_finite};
@@ -56,11 +56,44 @@ pub fn stylize(
     styles: &[Rgb32FImage],
     observer: &mut dyn Observer,
 ) -> Result<Stylized> {
+    stylize_with(net, config, content, styles, None, observer)
+}
+
+/// [`stylize`] for one frame of a video: the objective also holds the result to `temporal` (the
+/// previous stylised frame warped onto this one, where that warp is reliable). The temporal term
+/// compares the optimised image, before the colour modes' post-processing (use [`ColorMode::Style`]
+/// and recolour each frame afterwards to keep frames comparable).
+pub fn stylize_frame(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    temporal: &Temporal,
+    observer: &mut dyn Observer,
+) -> Result<Stylized> {
+    if !temporal.weight.is_finite() || temporal.weight < 0.0 {
+        return Err(Error::Config {
+            what: "temporal weight",
+            reason: format!("{} (must be a finite number ≥ 0)", temporal.weight),
+        });
+    }
+    stylize_with(net, config, content, styles, Some(temporal), observer)
+}
+
+fn stylize_with(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    temporal: Option<&Temporal>,
+    observer: &mut dyn Observer,
+) -> Result<Stylized> {
     config.validate(styles.len())?;
     with_threads(config.threads, || {
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
-        let plan = Plan::new(net, config, &content_in)?;
+        let mut plan = Plan::new(net, config, &content_in)?;
+        plan.temporal = temporal;
         let mut out = plan.run(&content_in, &styles_in, observer)?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
@@ -126,6 +159,8 @@ struct Plan<'a> {
     pools: u32,
     /// (longest side, width, height, iterations) per scale.
     scales: Vec<(u32, u32, u32, usize)>,
+    /// Video: the temporal term of [`stylize_frame`].
+    temporal: Option<&'a Temporal>,
 }
 
 impl<'a> Plan<'a> {
@@ -149,7 +184,7 @@ impl<'a> Plan<'a> {
                 scales.push((long, w, h, iters));
             }
         }
-        Ok(Plan { net, config, content_layers, style_layers, pools, scales })
+        Ok(Plan { net, config, content_layers, style_layers, pools, scales, temporal: None })
     }
 
     /// The objective at the scale whose longest side is `long`.
@@ -233,6 +268,11 @@ impl<'a> Plan<'a> {
             style: style_targets,
             tv_weight: config.tv_weight,
             pixel_mask,
+            temporal: self.temporal.map(|t| TemporalTarget {
+                target: to_planar(&resize(&t.target, width, height)),
+                mask: mask_at(&t.reliability, width, height),
+                weight: t.weight,
+            }),
             buffers: Default::default(),
         })
     }
@@ -259,6 +299,11 @@ impl<'a> Plan<'a> {
         }
         if let Init::Image(img) = &self.config.init {
             fp.add_f32s(img.as_raw());
+        }
+        if let Some(t) = self.temporal {
+            fp.add(&t.weight.to_le_bytes());
+            fp.add_f32s(t.target.as_raw());
+            fp.add_f32s(t.reliability.as_raw());
         }
         fp.0
     }

@@ -13,3 +13,4 @@ mod masks;
 mod resume;
 mod steer;
 mod stylize;
+mod temporal;
