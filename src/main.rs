@@ -1,6 +1,6 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench`, `impasto models` and `impasto serve` are the subcommands; without one, the
+//! `impasto bench`, `impasto models`, `impasto serve` and `impasto video` are the subcommands; without one, the
 //! arguments are a style-transfer run.
 
 mod args;
@@ -14,6 +14,7 @@ mod progress;
 mod run;
 mod serve;
 mod settings;
+mod video;
 mod weights;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => {
             serve::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
         }
+        Some(Command::Video(args)) => video::run(args, &settings::Env::from_process()),
         None => run::run(cli.run, &settings::Env::from_process()),
     };
     match outcome {

@@ -18,6 +18,7 @@ fn help() {
       bench   Measure the speed of one iteration on this machine (random weights, no files needed)
       models  List, download, locate or import the network weights (the user cache folder)
       serve   Start the web UI: run, watch and steer style transfers in the browser
+      video   Stylise a video or a folder of frames, consistent from frame to frame
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept

@@ -14,3 +14,4 @@ mod options;
 mod pth;
 mod run;
 mod serve;
+mod video;

@@ -11,10 +11,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod error;
+mod ffmpeg;
 mod flow;
 mod plane;
 mod warp;
 
+pub use error::{Error, Result};
+pub use ffmpeg::{Decoder, FrameReader, VideoInfo, encode, finished_frames, frame_path, image_files, probe};
 pub use flow::{Flow, FlowParams, dense_flow};
 pub use plane::Plane;
-pub use warp::{blend, masked_mean_abs, reliability, warp};
+pub use warp::{blend, carry_over, masked_mean_abs, reliability, warp};

@@ -7,7 +7,7 @@
 use image::Rgb32FImage;
 use rayon::prelude::*;
 
-use crate::flow::Flow;
+use crate::flow::{Flow, FlowParams, dense_flow};
 use crate::plane::Plane;
 
 /// `img` pulled along `flow`: the pixel p of the result is `img` at `p + flow(p)` (bilinear, clamped at
@@ -77,4 +77,18 @@ pub fn masked_mean_abs(a: &Rgb32FImage, b: &Rgb32FImage, mask: &Plane) -> f64 {
         n += 3.0 * m;
     }
     if n > 0.0 { sum / n } else { 0.0 }
+}
+
+/// Frame t−1's result carried onto frame t, and where that can be trusted: the flows t → t−1 and
+/// t−1 → t between the content frames (in parallel), `prev_result` warped along the first, and the
+/// [`reliability`] of the first given the second. All three images have the same size.
+pub fn carry_over(
+    prev_content: &Rgb32FImage,
+    prev_result: &Rgb32FImage,
+    content: &Rgb32FImage,
+    params: &FlowParams,
+) -> (Rgb32FImage, Plane) {
+    let (a, b) = (Plane::luma(prev_content), Plane::luma(content));
+    let (back, fwd) = rayon::join(|| dense_flow(&b, &a, params), || dense_flow(&a, &b, params));
+    (warp(prev_result, &back), reliability(&back, &fwd))
 }
