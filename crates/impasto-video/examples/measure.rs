@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use impasto::image::{Luma, Rgb, Rgb32FImage};
+use impasto::image::{Rgb, Rgb32FImage};
 use impasto::{AlphaPlane, Arch, Init, NoObserver, Pooling, StyleConfig, Temporal, Vgg};
 use impasto_video::{Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, warp};
 
