@@ -102,7 +102,7 @@ pub enum Command {
         mut_arg("time_limit", |a| a.hide(true)),
         mut_arg("init", |a| a.hide(true)),
     )]
-    Video(VideoArgs),
+    Video(Box<VideoArgs>),
 }
 
 /// Arguments of a style-transfer run.

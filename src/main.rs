@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => {
             serve::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
         }
-        Some(Command::Video(args)) => video::run(args, &settings::Env::from_process()),
+        Some(Command::Video(args)) => video::run(*args, &settings::Env::from_process()),
         None => run::run(cli.run, &settings::Env::from_process()),
     };
     match outcome {

@@ -59,7 +59,7 @@ fn stylize_frame_holds_reliable_pixels_to_the_warped_frame() {
     let dist = |out: &Rgb32FImage, left: bool| {
         let (mut s, mut n) = (0.0f32, 0.0f32);
         for (x, _, p) in out.enumerate_pixels() {
-            if (x < 20) == left && (x < 20 || x >= 28) {
+            if (x < 20) == left && !(20..28).contains(&x) {
                 s += (0..3).map(|c| (p[c] - target.get_pixel(0, 0)[c]).abs()).sum::<f32>();
                 n += 3.0;
             }
