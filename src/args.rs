@@ -13,6 +13,7 @@ use crate::batch::BatchArgs;
 use crate::bench::BenchArgs;
 use crate::models::ModelsArgs;
 use crate::serve::ServeArgs;
+use crate::video::VideoArgs;
 
 /// The Adam step size used when `--learning-rate` is not given (the library's `Optimizer::Adam` has no
 /// default of its own because L-BFGS is the default optimiser).
@@ -91,6 +92,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run many style transfers from a plan or a grid, split over the nodes of a cluster
     Batch(BatchArgs),
+    /// Stylise a video or a folder of frames, consistent from frame to frame
+    #[command(
+        override_usage = "impasto video [OPTIONS] --output <OUT> <IN> <STYLE>...",
+        mut_arg("content", |a| a.index(1).value_name("IN").help("Video file (anything ffmpeg reads) or folder of frames")),
+        mut_arg("styles", |a| a.index(2)),
+        mut_arg("output", |a| a.value_name("OUT").help("Output: .mp4 (H.264, the input's frame rate and audio) or a folder of numbered PNG frames")),
+        mut_arg("resume", |a| a.num_args(0..=1).require_equals(true).default_missing_value("-").value_name("").help("Continue a stopped clip: keep its finished frames and stylise the rest")),
+        mut_arg("checkpoint", |a| a.hide(true)),
+        mut_arg("checkpoint_every", |a| a.hide(true)),
+        mut_arg("save_every", |a| a.hide(true)),
+        mut_arg("time_limit", |a| a.hide(true)),
+        mut_arg("init", |a| a.hide(true)),
+    )]
+    Video(Box<VideoArgs>),
 }
 
 /// Arguments of a style-transfer run.

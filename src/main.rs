@@ -1,6 +1,7 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench`, `impasto models`, `impasto serve` and `impasto batch` are the subcommands; without one, the
+//! `impasto bench`, `impasto models`, `impasto serve`, `impasto batch` and `impasto video` are the
+//! subcommands; without one, the
 //! arguments are a style-transfer run.
 
 mod args;
@@ -15,6 +16,7 @@ mod progress;
 mod run;
 mod serve;
 mod settings;
+mod video;
 mod weights;
 
 use std::process::ExitCode;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Some(Command::Batch(args)) => {
             batch::run(args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
         }
+        Some(Command::Video(args)) => video::run(*args, &settings::Env::from_process()),
         None => run::run(cli.run, &settings::Env::from_process()),
     };
     match outcome {

@@ -298,7 +298,7 @@ mod tests {
     fn losses_are_short() {
         assert_eq!(fmt_loss(12344.0), "1.234e4");
         assert_eq!(fmt_loss(0.0), "0.000e0");
-        let l = Losses { content: 12.0, style: 3.0, tv: 0.5 };
+        let l = Losses { content: 12.0, style: 3.0, tv: 0.5, temporal: 0.0 };
         assert_eq!(fmt_losses(&l), "content 1.200e1  style 3.000e0  tv 5.000e-1  total 1.550e1");
     }
 }

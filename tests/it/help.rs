@@ -19,6 +19,7 @@ fn help() {
       models  List, download, locate or import the network weights (the user cache folder)
       serve   Start the web UI: run, watch and steer style transfers in the browser
       batch   Run many style transfers from a plan or a grid, split over the nodes of a cluster
+      video   Stylise a video or a folder of frames, consistent from frame to frame
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept

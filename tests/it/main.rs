@@ -15,3 +15,4 @@ mod options;
 mod pth;
 mod run;
 mod serve;
+mod video;

@@ -11,7 +11,9 @@
 //! * content: `α · Σ_l mean((F_l(x) − F_l(c))²)` over the content layers;
 //! * style: `β · Σ_l w_l · mean((G_l(x) − A_l)²)` with `G = F·Fᵀ / (C·H·W)` and
 //!   `A_l = Σ_k b_k · G_l(s_k)` the blend of the style images' Grams;
-//! * total variation: `λ · Σ (x[i,j+1] − x[i,j])² + (x[i+1,j] − x[i,j])² / (3·H·W)` on the RGB 0..1 image.
+//! * total variation: `λ · Σ (x[i,j+1] − x[i,j])² + (x[i+1,j] − x[i,j])² / (3·H·W)` on the RGB 0..1 image;
+//! * temporal (video frames, [`stylize_frame`]): `τ · Σ m·(x − w)² / (3·H·W)` with `w` the previous
+//!   stylised frame warped onto this one and `m` where that warp is reliable.
 //!
 //! # Example
 //! ```no_run
@@ -58,7 +60,7 @@ pub use io::{
     decode_image, load_image, load_image_with_alpha, save_image, save_image_with,
 };
 pub use layers::{deepest_layer, default_style_layers};
-pub use loss::{Objective, gram_matrix};
+pub use loss::{Objective, Temporal, gram_matrix};
 pub use model::{
     Arch, COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER,
     COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,
@@ -67,4 +69,4 @@ pub use model::{
 pub use observer::{Losses, NoObserver, Observer, RunInfo, Scale, Step, StopReason, Weights};
 pub use output::{at_output_size, output_size};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
-pub use run::{Stylized, score, stylize};
+pub use run::{Stylized, score, stylize, stylize_frame};

@@ -13,12 +13,14 @@ pub struct Losses {
     pub style: f64,
     /// TV weight · total variation.
     pub tv: f64,
+    /// Video only: the temporal weight · the temporal loss (0 for a single image).
+    pub temporal: f64,
 }
 
 impl Losses {
     /// The total loss that is minimised.
     pub fn total(&self) -> f64 {
-        self.content + self.style + self.tv
+        self.content + self.style + self.tv + self.temporal
     }
 }
 

@@ -14,7 +14,7 @@ use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
-use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
+use crate::loss::{ContentTarget, Objective, StyleTarget, Temporal, TemporalTarget, features_at, grams_at};
 use crate::model::Vgg;
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
@@ -59,11 +59,44 @@ pub fn stylize(
     styles: &[Rgb32FImage],
     observer: &mut dyn Observer,
 ) -> Result<Stylized> {
+    stylize_with(net, config, content, styles, None, observer)
+}
+
+/// [`stylize`] for one frame of a video: the objective also holds the result to `temporal` (the
+/// previous stylised frame warped onto this one, where that warp is reliable). The temporal term
+/// compares the optimised image, before the colour modes' post-processing (use [`ColorMode::Style`]
+/// and recolour each frame afterwards to keep frames comparable).
+pub fn stylize_frame(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    temporal: &Temporal,
+    observer: &mut dyn Observer,
+) -> Result<Stylized> {
+    if !temporal.weight.is_finite() || temporal.weight < 0.0 {
+        return Err(Error::Config {
+            what: "temporal weight",
+            reason: format!("{} (must be a finite number ≥ 0)", temporal.weight),
+        });
+    }
+    stylize_with(net, config, content, styles, Some(temporal), observer)
+}
+
+fn stylize_with(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    temporal: Option<&Temporal>,
+    observer: &mut dyn Observer,
+) -> Result<Stylized> {
     config.validate(styles.len())?;
     with_threads(config.threads, || {
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
-        let plan = Plan::new(net, config, &content_in, &styles_in)?;
+        let mut plan = Plan::new(net, config, &content_in, &styles_in)?;
+        plan.temporal = temporal;
         let mut out = plan.run(&content_in, &styles_in, observer)?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
@@ -129,6 +162,8 @@ struct Plan<'a> {
     pools: u32,
     /// The schedule, smallest scale first.
     scales: Vec<Scale>,
+    /// Video: the temporal term of [`stylize_frame`].
+    temporal: Option<&'a Temporal>,
 }
 
 impl<'a> Plan<'a> {
@@ -147,7 +182,7 @@ impl<'a> Plan<'a> {
         };
         let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
         let pools = net.pools_before(deepest + 1);
-        let mut plan = Plan { net, config, content_layers, style_layers, pools, scales: Vec::new() };
+        let mut plan = Plan { net, config, content_layers, style_layers, pools, scales: Vec::new(), temporal: None };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
         // Coarse scales at which the content or a style image would be too small for the deepest
@@ -271,6 +306,11 @@ impl<'a> Plan<'a> {
             style: style_targets,
             tv_weight: config.tv_weight,
             pixel_mask,
+            temporal: self.temporal.map(|t| TemporalTarget {
+                target: to_planar(&resize(&t.target, width, height)),
+                mask: mask_at(&t.reliability, width, height),
+                weight: t.weight,
+            }),
             buffers: Default::default(),
         })
     }
@@ -297,6 +337,11 @@ impl<'a> Plan<'a> {
         }
         if let Init::Image(img) = &self.config.init {
             fp.add_f32s(img.as_raw());
+        }
+        if let Some(t) = self.temporal {
+            fp.add(&t.weight.to_le_bytes());
+            fp.add_f32s(t.target.as_raw());
+            fp.add_f32s(t.reliability.as_raw());
         }
         fp.0
     }

@@ -3,9 +3,12 @@
 
 mod content;
 mod style;
+mod temporal;
 mod tv;
 
 pub use style::gram_matrix;
+pub use temporal::Temporal;
+pub(crate) use temporal::TemporalTarget;
 
 use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
@@ -42,6 +45,8 @@ pub struct Objective<'a> {
     pub(crate) tv_weight: f32,
     /// Per-pixel factor on the gradient (0 = the pixel never changes), at the image's resolution.
     pub(crate) pixel_mask: Option<Vec<f32>>,
+    /// Video: the warped previous frame this one is held to (see [`Temporal`]).
+    pub(crate) temporal: Option<TemporalTarget>,
     /// Memory reused from one evaluation to the next.
     pub(crate) buffers: BufferPool,
 }
@@ -57,6 +62,7 @@ impl<'a> Objective<'a> {
             style: Vec::new(),
             tv_weight: 0.0,
             pixel_mask: None,
+            temporal: None,
             buffers: BufferPool::default(),
         }
     }
@@ -78,6 +84,14 @@ impl<'a> Objective<'a> {
     /// Sets the total-variation weight.
     pub fn set_tv_weight(&mut self, weight: f32) {
         self.tv_weight = weight;
+    }
+
+    /// Adds the temporal term `weight · Σ m·(x − target)² / (3·H·W)`: `target` is planar RGB
+    /// (`3·H·W` values), `mask` one value per pixel (`H·W`).
+    pub fn set_temporal(&mut self, target: Vec<f32>, mask: Vec<f32>, weight: f32) {
+        assert_eq!(target.len(), 3 * self.width * self.height, "temporal target size");
+        assert_eq!(mask.len(), self.width * self.height, "temporal mask size");
+        self.temporal = Some(TemporalTarget { target, mask, weight });
     }
 
     /// The deepest layer any term needs.
@@ -113,6 +127,9 @@ impl<'a> Objective<'a> {
             None => vec![0.0; pixels.len()],
         };
         losses.tv = tv::tv_loss(pixels, h, w, self.tv_weight, &mut grad);
+        if let Some(t) = &self.temporal {
+            losses.temporal = temporal::temporal_loss(pixels, t, &mut grad);
+        }
         if let Some(m) = &self.pixel_mask {
             for plane in grad.chunks_exact_mut(h * w) {
                 for (gv, &mv) in plane.iter_mut().zip(m) {

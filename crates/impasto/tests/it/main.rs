@@ -14,3 +14,4 @@ mod resume;
 mod schedule;
 mod steer;
 mod stylize;
+mod temporal;

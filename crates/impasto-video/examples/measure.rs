@@ -1,0 +1,240 @@
+//! The README's video measurement: on a clip panned and zoomed across a photo and on a clip with a
+//! moving object (both made here, so the true motion is known), the temporal warping error between
+//! consecutive outputs, mean |O_t − warp(O_{t−1})| on the pixels visible in both frames (warped with
+//! the true motion), for independent per-frame stylisation and for the video pipeline (warped
+//! initialisation + temporal loss), with the style loss and the seconds per frame.
+//!
+//! `cargo run --release -p impasto-video --example measure -- IMAGES_DIR OUT_DIR [size] [frames]
+//! [first_iters] [frame_iters] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in model).
+
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use impasto::image::{Rgb, Rgb32FImage};
+use impasto::{AlphaPlane, Arch, Init, NoObserver, Pooling, StyleConfig, Temporal, Vgg};
+use impasto_video::{Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, warp};
+
+/// A clip: frames, and for each frame after the first the true flow to the previous one and where
+/// that flow is valid (the pixel is visible in both).
+struct Clip {
+    frames: Vec<Rgb32FImage>,
+    truth: Vec<(Flow, Plane)>,
+}
+
+fn sample(img: &Rgb32FImage, x: f32, y: f32) -> Rgb<f32> {
+    let (w, h) = (img.width() as f32 - 1.0, img.height() as f32 - 1.0);
+    let (x, y) = (x.clamp(0.0, w), y.clamp(0.0, h));
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = ((x0 + 1).min(w as u32), (y0 + 1).min(h as u32));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |a: u32, b: u32| img.get_pixel(a, b).0;
+    Rgb([0, 1, 2].map(|c| {
+        let top = p(x0, y0)[c] * (1.0 - fx) + p(x1, y0)[c] * fx;
+        let bot = p(x0, y1)[c] * (1.0 - fx) + p(x1, y1)[c] * fx;
+        top * (1.0 - fy) + bot * fy
+    }))
+}
+
+/// Pan and zoom: frame t shows the photo at `o_t + s_t·p`.
+fn pan_zoom(photo: &Rgb32FImage, size: u32, n: usize) -> Clip {
+    let view = |t: usize| {
+        let s = 2.2 * (1.0 - 0.012 * t as f32);
+        (40.0 + 3.0 * t as f32, 30.0 + 1.5 * t as f32, s)
+    };
+    let frames = (0..n)
+        .map(|t| {
+            let (ox, oy, s) = view(t);
+            Rgb32FImage::from_fn(size, size, |x, y| sample(photo, ox + s * x as f32, oy + s * y as f32))
+        })
+        .collect();
+    let truth = (1..n)
+        .map(|t| {
+            let ((ox, oy, s), (px, py, ps)) = (view(t), view(t - 1));
+            let n = size as usize;
+            let q = |x: usize, y: usize| ((ox + s * x as f32 - px) / ps, (oy + s * y as f32 - py) / ps);
+            let u = Plane::from_fn(n, n, |x, y| q(x, y).0 - x as f32);
+            let v = Plane::from_fn(n, n, |x, y| q(x, y).1 - y as f32);
+            let m = Plane::from_fn(n, n, |x, y| {
+                let (a, b) = q(x, y);
+                let hi = (n - 1) as f32;
+                f32::from((0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
+            });
+            (Flow { u, v }, m)
+        })
+        .collect();
+    Clip { frames, truth }
+}
+
+/// A square cut from `object` moving over a static `background`.
+fn moving_object(background: &Rgb32FImage, object: &Rgb32FImage, size: u32, n: usize) -> Clip {
+    let side = size as f32 * 0.35;
+    let at = |t: usize| (size as f32 * 0.15 + 3.0 * t as f32, size as f32 * 0.3 + 1.0 * t as f32);
+    let bs = background.width().min(background.height()) as f32 / size as f32;
+    let os = object.width().min(object.height()) as f32 / size as f32 * 0.5;
+    let inside = |t: usize, x: f32, y: f32| {
+        let (cx, cy) = at(t);
+        x >= cx && x < cx + side && y >= cy && y < cy + side
+    };
+    let frames = (0..n)
+        .map(|t| {
+            Rgb32FImage::from_fn(size, size, |x, y| {
+                let (x, y) = (x as f32, y as f32);
+                let (cx, cy) = at(t);
+                if inside(t, x, y) {
+                    sample(object, 60.0 + os * (x - cx), 40.0 + os * (y - cy))
+                } else {
+                    sample(background, bs * x, bs * y)
+                }
+            })
+        })
+        .collect();
+    let truth = (1..n)
+        .map(|t| {
+            let n = size as usize;
+            let ((cx, cy), (px, py)) = (at(t), at(t - 1));
+            let d = |x: usize, y: usize| {
+                if inside(t, x as f32, y as f32) { (px - cx, py - cy) } else { (0.0, 0.0) }
+            };
+            let u = Plane::from_fn(n, n, |x, y| d(x, y).0);
+            let v = Plane::from_fn(n, n, |x, y| d(x, y).1);
+            // Background now visible that the object covered before has no match.
+            let m = Plane::from_fn(n, n, |x, y| {
+                let (a, b) = (x as f32 + d(x, y).0, y as f32 + d(x, y).1);
+                let occluded = !inside(t, x as f32, y as f32) && inside(t - 1, x as f32, y as f32);
+                let hi = (n - 1) as f32;
+                f32::from(!occluded && (0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
+            });
+            (Flow { u, v }, m)
+        })
+        .collect();
+    Clip { frames, truth }
+}
+
+struct Result {
+    warp_error: f64,
+    style: f64,
+    first_seconds: f64,
+    later_seconds: f64,
+    outputs: Vec<Rgb32FImage>,
+}
+
+fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: f64, secs: &[f64]) -> Result {
+    let mut e = 0.0;
+    for (t, (flow, mask)) in clip.truth.iter().enumerate() {
+        e += masked_mean_abs(&outputs[t + 1], &warp(&outputs[t], flow), mask);
+    }
+    Result {
+        warp_error: e / clip.truth.len() as f64,
+        style,
+        first_seconds: secs[0],
+        later_seconds: secs[1..].iter().sum::<f64>() / (secs.len() - 1) as f64,
+        outputs,
+    }
+}
+
+fn independent(net: &Vgg, config: &StyleConfig, clip: &Clip, styles: &[Rgb32FImage]) -> Result {
+    let (mut outs, mut style, mut secs) = (Vec::new(), 0.0, Vec::new());
+    for f in &clip.frames {
+        let t = Instant::now();
+        let out = impasto::stylize(net, config, f, styles, &mut NoObserver).unwrap();
+        secs.push(t.elapsed().as_secs_f64());
+        style += out.losses.style;
+        outs.push(out.image);
+    }
+    evaluate(clip, outs, style / clip.frames.len() as f64, &secs)
+}
+
+fn video(
+    net: &Vgg,
+    config: &StyleConfig,
+    clip: &Clip,
+    styles: &[Rgb32FImage],
+    iters: usize,
+    weight: f32,
+) -> Result {
+    let (mut outs, mut style, mut secs) = (Vec::<Rgb32FImage>::new(), 0.0, Vec::new());
+    for (t, f) in clip.frames.iter().enumerate() {
+        let start = Instant::now();
+        let out = if t == 0 {
+            impasto::stylize(net, config, f, styles, &mut NoObserver).unwrap()
+        } else {
+            let (target, mask) = carry_over(&clip.frames[t - 1], &outs[t - 1], f, &FlowParams::default());
+            let cfg = StyleConfig {
+                iterations: iters,
+                init: Init::Image(blend(&target, f, &mask)),
+                min_size: config.size,
+                ..config.clone()
+            };
+            let reliability = AlphaPlane::from_raw(f.width(), f.height(), mask.data).unwrap();
+            let temporal = Temporal { target, reliability, weight };
+            impasto::stylize_frame(net, &cfg, f, styles, &temporal, &mut NoObserver).unwrap()
+        };
+        secs.push(start.elapsed().as_secs_f64());
+        style += out.losses.style;
+        outs.push(out.image);
+    }
+    evaluate(clip, outs, style / clip.frames.len() as f64, &secs)
+}
+
+fn strip(rows: &[&[Rgb32FImage]], path: &Path) {
+    let (w, h) = (rows[0][0].width(), rows[0][0].height());
+    let cols = rows[0].len() as u32;
+    let img = Rgb32FImage::from_fn(cols * w, rows.len() as u32 * h, |x, y| {
+        *rows[(y / h) as usize][(x / w) as usize].get_pixel(x % w, y % h)
+    });
+    impasto::save_image(&img, path).unwrap();
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let images = PathBuf::from(&a[1]);
+    let out_dir = PathBuf::from(&a[2]);
+    let arg = |i: usize, d: usize| a.get(i).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (size, n, first, later) = (arg(3, 96) as u32, arg(4, 8), arg(5, 100), arg(6, 20));
+    let weights: Vec<f32> =
+        a.get(7).map_or(vec![2e4], |w| w.split(',').map(|v| v.parse().unwrap()).collect());
+    let load = |n: &str| impasto::load_image(&images.join(n)).unwrap();
+    let (net, layers) = match std::env::var_os("IMPASTO_WEIGHTS") {
+        Some(p) => (Vgg::load(Path::new(&p), Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap(), None),
+        None => (Vgg::embedded(Pooling::Max, "relu4_2").unwrap(), Some(impasto::COMPACT_STYLE_LAYERS)),
+    };
+    let mut config = StyleConfig { size, iterations: first, min_size: size, ..StyleConfig::default() };
+    if let Some(l) = layers {
+        config.style_layers = l.iter().map(|s| s.to_string()).collect();
+    }
+    let styles = [load("starry_night.jpg")];
+    let clips = [
+        ("pan + zoom (astronaut.png)", pan_zoom(&load("astronaut.png"), size, n)),
+        (
+            "moving object (chelsea.png over coffee.png)",
+            moving_object(&load("coffee.png"), &load("chelsea.png"), size, n),
+        ),
+    ];
+    println!("| clip | method | warping error | style loss | s/frame (first) | s/frame (later) |");
+    println!("|---|---|---|---|---|---|");
+    for (k, (name, clip)) in clips.iter().enumerate() {
+        let ind = independent(&net, &config, clip, &styles);
+        let row = |m: &str, r: &Result| {
+            println!(
+                "| {name} | {m} | {:.4} | {:.3e} | {:.2} | {:.2} |",
+                r.warp_error, r.style, r.first_seconds, r.later_seconds
+            )
+        };
+        row(&format!("independent, {first} iterations each"), &ind);
+        let mut last = None;
+        for &w in &weights {
+            let vid = video(&net, &config, clip, &styles, later, w);
+            row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}"), &vid);
+            println!(
+                "|  | ratio | {:.2}× lower | {:+.1} % |  |  |",
+                ind.warp_error / vid.warp_error,
+                100.0 * (vid.style / ind.style - 1.0)
+            );
+            last = Some(vid);
+        }
+        let vid = last.unwrap();
+        strip(&[&clip.frames, &ind.outputs, &vid.outputs], &out_dir.join(format!("video-strip-{k}.png")));
+    }
+}

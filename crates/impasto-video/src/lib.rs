@@ -1,0 +1,24 @@
+//! impasto-video: what stylising a video needs besides the style transfer itself, after Ruder,
+//! Dosovitskiy & Brox, "Artistic style transfer for videos" (2016):
+//! * [`dense_flow`]: dense optical flow between two frames by pyramidal DIS (Kroeger et al. 2016);
+//! * [`warp`] and [`reliability`]: the previous stylised frame carried along the flow, and where that
+//!   can be trusted (forward–backward consistency, motion boundaries);
+//! * [`FrameReader`] and [`FrameWriter`]: frames in and out of any video through an `ffmpeg` program
+//!   the caller names, streamed through pipes, or a folder of numbered PNG frames.
+//!
+//! Nothing in this crate prints, reads the environment or exits the process.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod ffmpeg;
+mod flow;
+mod plane;
+mod warp;
+
+pub use error::{Error, Result};
+pub use ffmpeg::{Decoder, FrameReader, VideoInfo, encode, finished_frames, frame_path, image_files, probe};
+pub use flow::{Flow, FlowParams, dense_flow};
+pub use plane::Plane;
+pub use warp::{blend, carry_over, masked_mean_abs, reliability, warp};

@@ -1,0 +1,180 @@
+//! `impasto video` end to end with Debian's ffmpeg: an 8-frame 64 px clip with audio keeps its frame
+//! count, frame rate and audio; a folder of frames in and out; an interrupted clip continues with
+//! `--resume` without redoing finished frames; corrupt, truncated and unreadable inputs and a missing
+//! ffmpeg are refused on one line.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::Sandbox;
+
+/// ffmpeg must be there (`.ci/run` installs Debian's); a missing one fails the test rather than skipping.
+fn ffmpeg(sb: &Sandbox, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(sb.root())
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg on PATH (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// (codec type, frames, frame rate) of each stream, from ffprobe.
+fn streams(sb: &Sandbox, file: &str) -> Vec<(String, String, String)> {
+    let out = Command::new("ffprobe")
+        .current_dir(sb.root())
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames,r_frame_rate",
+        ])
+        .args(["-of", "csv=p=0", file])
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f.get(2).unwrap_or(&"").to_string(), f[1].to_string())
+        })
+        .collect()
+}
+
+/// An 8-frame 64×64 test pattern at 8 fps, with a sine tone unless `audio` is false.
+fn clip(sb: &Sandbox, name: &str, audio: bool) -> String {
+    let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=64x64:rate=8"];
+    if audio {
+        args.extend([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ]);
+    }
+    args.extend(["-frames:v", "8", "-c:v", "libx264", "-pix_fmt", "yuv420p", name]);
+    ffmpeg(sb, &args);
+    name.to_string()
+}
+
+const FAST: [&str; 8] = ["--weights", "builtin", "--size", "64", "-n", "4", "--frame-iterations", "2"];
+
+#[test]
+fn a_clip_keeps_its_frames_rate_and_audio() {
+    let sb = Sandbox::new();
+    let input = clip(&sb, "in.mp4", true);
+    let style = sb.png("style.png", 48, 48);
+    let mut args = vec!["video", &input, &style, "-o", "out.mp4"];
+    args.extend(FAST);
+    let run = sb.run(&args);
+    run.assert_ok();
+    assert!(run.stderr.contains("wrote out.mp4 (8 frames at 8 fps)"), "{}", run.stderr);
+    let s = streams(&sb, "out.mp4");
+    assert_eq!(s[0], ("video".into(), "8".into(), "8/1".into()), "{s:?}");
+    assert!(s.iter().any(|(t, ..)| t == "audio"), "audio kept: {s:?}");
+    assert!(!sb.path("out.frames").exists(), "the frames folder is removed once the video is written");
+
+    // Without audio in, none out; a folder of frames out.
+    let silent = clip(&sb, "silent.mp4", false);
+    let mut args = vec!["video", &silent, &style, "-o", "frames_out"];
+    args.extend(FAST);
+    sb.run(&args).assert_ok();
+    let files = impasto_video_files(&sb, "frames_out");
+    assert_eq!(files, (1..=8).map(|i| format!("{i:06}.png")).collect::<Vec<_>>());
+    let first = image::open(sb.path("frames_out/000001.png")).unwrap();
+    assert_eq!((first.width(), first.height()), (64, 64));
+
+    // A folder of frames in, .mp4 out at --fps.
+    let mut args = vec!["video", "frames_out", &style, "-o", "from_folder.mp4", "--fps", "12"];
+    args.extend(FAST);
+    sb.run(&args).assert_ok();
+    let s = streams(&sb, "from_folder.mp4");
+    assert_eq!(s, vec![("video".into(), "8".into(), "12/1".into())]);
+}
+
+fn impasto_video_files(sb: &Sandbox, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(sb.path(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_interrupted_clip_continues_with_resume() {
+    let sb = Sandbox::new();
+    let input = clip(&sb, "in.mp4", false);
+    let style = sb.png("style.png", 48, 48);
+    let args = ["video", &input, &style, "-o", "out", "--weights", "builtin", "--size", "64", "-n", "40"];
+    let mut args = args.to_vec();
+    args.extend(["--frame-iterations", "40"]);
+    let mut child = sb.cmd().args(&args).spawn().unwrap();
+    let start = Instant::now();
+    while !sb.path("out/000002.png").exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no second frame");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted status");
+    let kept = impasto_video_files(&sb, "out");
+    assert!((2..8).contains(&kept.len()), "finished frames kept: {kept:?}");
+    let first_written = std::fs::metadata(sb.path("out/000001.png")).unwrap().modified().unwrap();
+
+    // The same command again refuses to overwrite them; with --resume it finishes the clip.
+    let again = sb.run(&args);
+    let line = again.error_line(1);
+    assert!(line.contains("already holds frames of an earlier run: continue it with --resume"), "{line}");
+    let mut resumed = args.clone();
+    resumed.push("--resume");
+    let run = sb.run(&resumed);
+    run.assert_ok();
+    assert_eq!(impasto_video_files(&sb, "out").len(), 8);
+    let after = std::fs::metadata(sb.path("out/000001.png")).unwrap().modified().unwrap();
+    assert_eq!(first_written, after, "finished frames are not redone");
+
+    // Other settings cannot resume these frames.
+    let mut other = resumed.clone();
+    other.extend(["--style-weight", "7"]);
+    let line = sb.run(&other).error_line(1).to_string();
+    assert!(line.contains("cannot --resume: the frames in out were made with other settings"), "{line}");
+}
+
+#[test]
+fn corrupt_truncated_and_missing_inputs_are_refused_on_one_line() {
+    let sb = Sandbox::new();
+    let style = sb.png("style.png", 48, 48);
+    let good = clip(&sb, "in.mp4", true);
+    let bytes = std::fs::read(sb.path(&good)).unwrap();
+    sb.file("truncated.mp4", &bytes[..bytes.len() / 2]);
+    sb.file("corrupt.mp4", &[0x5a; 4000]);
+    for (input, expect) in [
+        ("truncated.mp4", "impasto: error: cannot read video truncated.mp4: "),
+        ("corrupt.mp4", "impasto: error: cannot read video corrupt.mp4: "),
+        ("missing.mp4", "impasto: error: input video missing.mp4: no such file"),
+    ] {
+        let mut args = vec!["video", input, &style, "-o", "out.mp4"];
+        args.extend(FAST);
+        let run = sb.run(&args);
+        let line = run.error_line(1);
+        assert!(line.starts_with(expect), "{input}: {line}");
+        assert!(!sb.path("out.mp4").exists() && !sb.path("out.frames").exists());
+    }
+    let mut args = vec!["video", &good, &style, "-o", "out.mp4", "--ffmpeg", "/nonexistent/ffmpeg"];
+    args.extend(FAST);
+    let line = sb.run(&args).error_line(1).to_string();
+    assert!(line.starts_with("impasto: error: cannot run ffmpeg `/nonexistent/ffmpeg`"), "{line}");
+    assert!(line.contains("apt-get install ffmpeg"), "{line}");
+    let mut args = vec!["video", &good, &style, "-o", "out.gif"];
+    args.extend(FAST);
+    let line = sb.run(&args).error_line(1).to_string();
+    assert!(line.contains("give a .mp4 file or a folder"), "{line}");
+}
