@@ -3,8 +3,8 @@
 //! * [`dense_flow`]: dense optical flow between two frames by pyramidal DIS (Kroeger et al. 2016);
 //! * [`warp`] and [`reliability`]: the previous stylised frame carried along the flow, and where that
 //!   can be trusted (forward–backward consistency, motion boundaries);
-//! * [`FrameReader`] and [`FrameWriter`]: frames in and out of any video through an `ffmpeg` program
-//!   the caller names, streamed through pipes, or a folder of numbered PNG frames.
+//! * [`Decoder`] / [`FrameReader`] and [`encode`]: frames in and out of any video through an `ffmpeg`
+//!   program the caller names (decoded frames streamed through a pipe), or a folder of numbered PNG frames.
 //!
 //! Nothing in this crate prints, reads the environment or exits the process.
 
