@@ -39,7 +39,7 @@ const CLIP_STEPS: usize = 100;
 #[cfg(feature = "embedded-model")]
 static EMBEDDED: &[u8] = include_bytes!("../../assets/vgg16-q8.safetensors");
 
-/// The bytes of the built-in compact VGG-16 (a safetensors file in the form [`pack_compact`] writes),
+/// The bytes of the built-in compact VGG-16 (a safetensors file in the form [`pack_compact`](crate::pack_compact) writes),
 /// or `None` when the library is built without its `embedded-model` feature.
 pub fn embedded_model() -> Option<&'static [u8]> {
     #[cfg(feature = "embedded-model")]
