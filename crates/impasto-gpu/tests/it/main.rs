@@ -1,0 +1,6 @@
+//! The GPU backend's one integration-test binary: every kernel against its CPU naive twin, the network
+//! against the PyTorch fixtures, the objective's losses and gradient, determinism. The tests need a
+//! Vulkan (or Metal / DX12) adapter, software ones included (lavapipe in CI); without one they fail.
+
+mod common;
+mod kernels;
