@@ -46,6 +46,9 @@ enum Kind {
 #[derive(Debug)]
 struct Term {
     kind: Kind,
+    /// Position among the terms of its kind as given to [`GpuObjective::new`] (terms are recorded
+    /// in backward order, deepest layer first).
+    index: usize,
     mean_of: f64,
     weight: f32,
     /// False for a style term whose mask is empty (contributes 0, as on the CPU).
@@ -99,7 +102,7 @@ impl GpuObjective {
                 content.iter().map(|t| t.0).chain(style.iter().map(|t| t.layer)).for_each(|l| wanted[l] = true);
                 let fwd = net.record_forward(&mut prog, h, w, last, &wanted)?;
                 let grad = net.record_backward(&mut prog, &fwd, last, |prog, i, g| {
-                    for (layer, target, weight) in content.iter().filter(|t| t.0 == i) {
+                    for (index, (layer, target, weight)) in content.iter().enumerate().filter(|(_, t)| t.0 == i) {
                         let (c, lh, lw) = fwd.shape[*layer];
                         let n = c * lh * lw;
                         if target.len() != n {
@@ -110,7 +113,7 @@ impl GpuObjective {
                         }
                         let tb = gpu.upload("content target", target)?;
                         let partials = gpu.storage("loss partials", partial_count(n))?;
-                        let mut term = Term { kind: Kind::Content, mean_of: n as f64, weight: *weight, live: true, params: None };
+                        let mut term = Term { kind: Kind::Content, index, mean_of: n as f64, weight: *weight, live: true, params: None };
                         let p = OpParams { n, f: [term.grad_scale(*weight), 0., 0., 0., 0., 0., 0., 0.], ..Default::default() };
                         let pb =
                             prog.op(&gpu, "content", p, &[(1, fwd.out(i)), (2, g), (3, &tb), (4, &partials)], grid(n))?;
@@ -119,7 +122,7 @@ impl GpuObjective {
                         keep.extend([tb, partials]);
                         terms.push(term);
                     }
-                    for t in style.iter().filter(|t| t.layer == i) {
+                    for (index, t) in style.iter().enumerate().filter(|(_, t)| t.layer == i) {
                         let (c, lh, lw) = fwd.shape[t.layer];
                         let n = lh * lw;
                         if t.gram.len() != c * c {
@@ -129,7 +132,7 @@ impl GpuObjective {
                             });
                         }
                         let mut term =
-                            Term { kind: Kind::Style, mean_of: (c * c) as f64, weight: t.weight, live: true, params: None };
+                            Term { kind: Kind::Style, index, mean_of: (c * c) as f64, weight: t.weight, live: true, params: None };
                         let f = fwd.out(i);
                         let (source, norm, mask) = match &t.mask {
                             None => (f.clone(), (c * n) as f32, None),
@@ -189,7 +192,7 @@ impl GpuObjective {
         // Total variation on the pixels, added to the gradient before the pixel mask.
         let n = 3 * h * w;
         let partials = gpu.storage("loss partials", partial_count(n))?;
-        let mut term = Term { kind: Kind::Tv, mean_of: n as f64, weight: tv_weight, live: true, params: None };
+        let mut term = Term { kind: Kind::Tv, index: 0, mean_of: n as f64, weight: tv_weight, live: true, params: None };
         let p = OpParams { n, c: 3, h, w, f: [term.grad_scale(tv_weight), 0., 0., 0., 0., 0., 0., 0.], ..Default::default() };
         let pb = prog.op(&gpu, "tv", p, &[(1, &rgb), (2, &grad_pre), (4, &partials)], grid(n))?;
         term.params = Some((pb, p));
@@ -230,11 +233,10 @@ impl GpuObjective {
     /// [`GpuObjective::new`]) and the TV weight. Only changed parameters are rewritten.
     pub fn set_weights(&mut self, content: &[f32], style: &[f32], tv: f32) -> Result<()> {
         let gpu = self.net.gpu.clone();
-        let (mut ci, mut si) = (content.iter(), style.iter());
         for t in &mut self.terms {
             let new = match t.kind {
-                Kind::Content => *ci.next().ok_or_else(|| too_few("content"))?,
-                Kind::Style => *si.next().ok_or_else(|| too_few("style"))?,
+                Kind::Content => *content.get(t.index).ok_or_else(|| too_few("content"))?,
+                Kind::Style => *style.get(t.index).ok_or_else(|| too_few("style"))?,
                 Kind::Tv => tv,
             };
             if new.to_bits() == t.weight.to_bits() {

@@ -36,6 +36,7 @@ pub mod bench;
 mod checkpoint;
 mod color;
 mod config;
+mod device;
 mod error;
 mod io;
 mod loss;
@@ -47,6 +48,7 @@ mod run;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, Optimizer, StyleConfig, lbfgs_history_for};
+pub use device::{Device, GpuAdapter, ResolvedDevice, gpu_adapters, resolve_device};
 pub use error::{Error, Result};
 pub use image;
 pub use io::{

@@ -10,6 +10,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
+use crate::device::GpuContext;
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
@@ -61,7 +62,7 @@ pub fn stylize(
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
         let plan = Plan::new(net, config, &content_in)?;
-        let mut out = plan.run(&content_in, &styles_in, observer)?;
+        let mut out = plan.run(&content_in, &styles_in, observer).map_err(|e| plan.explain(e))?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
         }
@@ -126,6 +127,8 @@ struct Plan<'a> {
     pools: u32,
     /// (longest side, width, height, iterations) per scale.
     scales: Vec<(u32, u32, u32, usize)>,
+    /// The network on the GPU, when the run uses one.
+    gpu: Option<GpuContext>,
 }
 
 impl<'a> Plan<'a> {
@@ -149,7 +152,16 @@ impl<'a> Plan<'a> {
                 scales.push((long, w, h, iters));
             }
         }
-        Ok(Plan { net, config, content_layers, style_layers, pools, scales })
+        let gpu = GpuContext::open(config.device, net)?;
+        Ok(Plan { net, config, content_layers, style_layers, pools, scales, gpu })
+    }
+
+    /// A GPU evaluation error that stopped the run, in place of the non-finite loss it caused.
+    fn explain(&self, e: Error) -> Error {
+        match &self.gpu {
+            Some(g) => g.explain(e),
+            None => e,
+        }
     }
 
     /// The objective at the scale whose longest side is `long`.
@@ -225,7 +237,7 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        Ok(Objective {
+        let mut objective = Objective {
             net,
             height: h,
             width: w,
@@ -234,7 +246,10 @@ impl<'a> Plan<'a> {
             tv_weight: config.tv_weight,
             pixel_mask,
             buffers: Default::default(),
-        })
+            gpu: None,
+        };
+        objective.attach(self.gpu.as_ref())?;
+        Ok(objective)
     }
 
     fn initial_pixels(&self, content: &Rgb32FImage, width: u32, height: u32) -> Vec<f32> {

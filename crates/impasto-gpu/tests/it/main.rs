@@ -3,4 +3,5 @@
 //! Vulkan (or Metal / DX12) adapter, software ones included (lavapipe in CI); without one they fail.
 
 mod common;
+mod fixtures;
 mod kernels;

@@ -2,6 +2,8 @@
 //! features, each a per-element mean so that a weight means the same at every image size.
 
 mod content;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod style;
 mod tv;
 
@@ -44,7 +46,16 @@ pub struct Objective<'a> {
     pub(crate) pixel_mask: Option<Vec<f32>>,
     /// Memory reused from one evaluation to the next.
     pub(crate) buffers: BufferPool,
+    /// The same terms on a GPU, which then does every evaluation.
+    pub(crate) gpu: Option<GpuBackend>,
 }
+
+#[cfg(feature = "gpu")]
+pub(crate) type GpuBackend = gpu::Backend;
+/// Without the `gpu` feature there is no GPU backend.
+#[cfg(not(feature = "gpu"))]
+#[derive(Debug)]
+pub(crate) enum GpuBackend {}
 
 impl<'a> Objective<'a> {
     /// An objective with no terms for `width`×`height` images.
@@ -58,7 +69,37 @@ impl<'a> Objective<'a> {
             tv_weight: 0.0,
             pixel_mask: None,
             buffers: BufferPool::default(),
+            gpu: None,
         }
+    }
+
+    /// Runs every later evaluation on `device` ([`crate::Device::Cpu`]: stays on the CPU). Targets and
+    /// weights are taken as they are now; weights changed later are sent with each evaluation.
+    pub fn use_device(&mut self, device: crate::Device) -> crate::Result<()> {
+        self.gpu = None;
+        let ctx = crate::device::GpuContext::open(device, self.net)?;
+        self.attach(ctx.as_ref())
+    }
+
+    /// The first error of a GPU evaluation (which then returned NaN losses), if any.
+    pub(crate) fn gpu_error(&self) -> Option<String> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.error();
+        }
+        None
+    }
+
+    /// Moves the evaluation onto the GPU of `ctx` (targets and weights as they are now; later weight
+    /// changes are sent with each evaluation). Without a context the objective stays on the CPU.
+    pub(crate) fn attach(&mut self, ctx: Option<&crate::device::GpuContext>) -> crate::Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = ctx {
+            self.gpu = Some(gpu::Backend::new(ctx, self)?);
+        }
+        #[cfg(not(feature = "gpu"))]
+        let _ = ctx;
+        Ok(())
     }
 
     /// Adds `weight · mean((F_layer(x) − target)²)`. `target` must have the layer's size.
@@ -87,6 +128,10 @@ impl<'a> Objective<'a> {
 
     /// Loss terms at `pixels` (planar RGB 0..1) and the gradient of their sum with respect to the pixels.
     pub fn evaluate(&self, pixels: &[f32]) -> (Losses, Vec<f32>) {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.evaluate(self, pixels);
+        }
         let (h, w) = (self.height, self.width);
         let mut losses = Losses::default();
         let mut grad = match self.last_layer() {
