@@ -29,6 +29,7 @@ pub enum Outcome {
 /// Runs the command line `args` in environment `env`.
 pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
     let mut s = settings::resolve(args, env)?;
+    s.config.device = crate::devices::settle(s.config.device, s.device_given && s.display != Display::Quiet)?;
     impasto::check_writable(&s.output)?;
     s.save.check(&s.output)?;
     // Downloading comes before the Ctrl-C handler: a Ctrl-C then ends it at once, and the partial

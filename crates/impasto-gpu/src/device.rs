@@ -99,9 +99,10 @@ impl Gpu {
             }
         };
         let index = match choice {
-            Choice::Auto => all.iter().position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu).ok_or_else(
-                || GpuError::NoAdapter { reason: format!("no hardware adapter; {}", names()) },
-            )?,
+            Choice::Auto => all
+                .iter()
+                .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+                .ok_or_else(|| GpuError::NoAdapter { reason: format!("no hardware adapter; {}", names()) })?,
             Choice::Index(n) if n < all.len() => n,
             Choice::Index(n) => {
                 return Err(GpuError::NoAdapter { reason: format!("there is no gpu:{n}; {}", names()) });
@@ -215,7 +216,9 @@ impl Gpu {
             })
         })
         .map_err(|e| match e {
-            GpuError::OutOfMemory { adapter, bytes, .. } => GpuError::OutOfMemory { adapter, what: what.into(), bytes },
+            GpuError::OutOfMemory { adapter, bytes, .. } => {
+                GpuError::OutOfMemory { adapter, what: what.into(), bytes }
+            }
             e => e,
         })
     }
@@ -280,9 +283,7 @@ impl Gpu {
         }
         let mut out = Vec::with_capacity(reads.len());
         {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| self.classify("read-back", e.to_string()))?;
+            let view = staging.get_mapped_range(..).map_err(|e| self.classify("read-back", e.to_string()))?;
             let all: &[f32] = bytemuck::cast_slice(&view);
             let mut at = 0;
             for &(_, n) in reads {

@@ -285,8 +285,10 @@ impl Program {
                     i += 1;
                 }
                 Step::Dispatch { .. } => {
-                    let mut pass = encoder
-                        .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
                     while let Some(Step::Dispatch { pipeline, bind, groups }) = self.steps.get(i) {
                         pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, bind, &[]);
@@ -307,8 +309,14 @@ fn bind_group(
 ) -> Result<wgpu::BindGroup> {
     let layout = pipeline.get_bind_group_layout(0);
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-    entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }));
+    entries.extend(
+        buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
+    );
     gpu.scoped("binding kernel buffers", 0, || {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
     })
 }

@@ -161,7 +161,13 @@ impl GpuNet {
         let gpu = &*self.gpu;
         let rgb = gpu.storage(&format!("input image (3×{h}×{w})"), 3 * h * w)?;
         let x0 = gpu.storage("network input", 3 * h * w)?;
-        prog.op(gpu, "preprocess_forward", self.preprocess_params(h * w), &[(1, &rgb), (2, &x0)], grid(3 * h * w))?;
+        prog.op(
+            gpu,
+            "preprocess_forward",
+            self.preprocess_params(h * w),
+            &[(1, &rgb), (2, &x0)],
+            grid(3 * h * w),
+        )?;
         let mut fwd = Forward { rgb, x0, out: Vec::new(), shape: Vec::new(), hw: (h, w) };
         let (mut c, mut h, mut w) = (3, h, w);
         let mut i = 0;
@@ -200,8 +206,11 @@ impl GpuNet {
                     fwd.out.push(Some(y));
                 }
                 Layer::MaxPool | Layer::AvgPool => {
-                    let entry =
-                        if matches!(self.layers[i], Layer::MaxPool) { "max_pool_forward" } else { "avg_pool_forward" };
+                    let entry = if matches!(self.layers[i], Layer::MaxPool) {
+                        "max_pool_forward"
+                    } else {
+                        "avg_pool_forward"
+                    };
                     let (ho, wo) = (h / 2, w / 2);
                     let y = alloc("pooling", c, ho, wo)?;
                     let n = c * ho * wo;
@@ -229,7 +238,8 @@ impl GpuNet {
     ) -> Result<wgpu::Buffer> {
         let gpu = &*self.gpu;
         let (h0, w0) = fwd.hw;
-        let largest = fwd.shape[..=last].iter().map(|&(c, h, w)| c * h * w).max().unwrap_or(0).max(3 * h0 * w0);
+        let largest =
+            fwd.shape[..=last].iter().map(|&(c, h, w)| c * h * w).max().unwrap_or(0).max(3 * h0 * w0);
         let mut cur = gpu.storage("gradient", largest)?;
         let mut other = gpu.storage("gradient", largest)?;
         prog.clear(&cur);
@@ -244,14 +254,21 @@ impl GpuNet {
                 }
                 Layer::Conv { c_in, c_out, flipped, .. } => {
                     let (_, h, w) = fwd.shape[i];
-                    let d = GemmDims { m: *c_in, n: h * w, k: c_out * 9, h, w, flags: 0, alpha: 1.0, slices: 1 };
+                    let d =
+                        GemmDims { m: *c_in, n: h * w, k: c_out * 9, h, w, flags: 0, alpha: 1.0, slices: 1 };
                     prog.gemm(gpu, Gemm::Conv, flipped, &cur, None, &other, d)?;
                     std::mem::swap(&mut cur, &mut other);
                 }
                 Layer::MaxPool => {
                     let n = in_c * in_h * in_w;
                     let p = OpParams { n, c: in_c, h: in_h, w: in_w, ..Default::default() };
-                    prog.op(gpu, "max_pool_backward", p, &[(1, fwd.input(i)), (2, &other), (3, &cur)], grid(n))?;
+                    prog.op(
+                        gpu,
+                        "max_pool_backward",
+                        p,
+                        &[(1, fwd.input(i)), (2, &other), (3, &cur)],
+                        grid(n),
+                    )?;
                     std::mem::swap(&mut cur, &mut other);
                 }
                 Layer::AvgPool => {
@@ -263,7 +280,13 @@ impl GpuNet {
             }
         }
         let n = h0 * w0;
-        prog.op(gpu, "preprocess_backward", self.preprocess_params(n), &[(1, &cur), (2, &other)], grid(3 * n))?;
+        prog.op(
+            gpu,
+            "preprocess_backward",
+            self.preprocess_params(n),
+            &[(1, &cur), (2, &other)],
+            grid(3 * n),
+        )?;
         Ok(other)
     }
 
@@ -278,7 +301,10 @@ impl GpuNet {
         let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
         self.check_layer(last)?;
         if rgb.len() != 3 * h * w {
-            return Err(GpuError::Shape { op: "outputs_at", reason: format!("{} values for 3×{h}×{w}", rgb.len()) });
+            return Err(GpuError::Shape {
+                op: "outputs_at",
+                reason: format!("{} values for 3×{h}×{w}", rgb.len()),
+            });
         }
         let mut wanted = vec![false; last + 1];
         layers.iter().for_each(|&l| wanted[l] = true);
@@ -303,7 +329,10 @@ impl GpuNet {
         let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
         self.check_layer(last)?;
         if rgb.len() != 3 * h * w {
-            return Err(GpuError::Shape { op: "grams_at", reason: format!("{} values for 3×{h}×{w}", rgb.len()) });
+            return Err(GpuError::Shape {
+                op: "grams_at",
+                reason: format!("{} values for 3×{h}×{w}", rgb.len()),
+            });
         }
         let mut wanted = vec![false; last + 1];
         layers.iter().for_each(|&l| wanted[l] = true);

@@ -99,10 +99,16 @@ impl GpuObjective {
         let (rgb, grad_pre) = match last {
             Some(last) => {
                 let mut wanted = vec![false; last + 1];
-                content.iter().map(|t| t.0).chain(style.iter().map(|t| t.layer)).for_each(|l| wanted[l] = true);
+                content
+                    .iter()
+                    .map(|t| t.0)
+                    .chain(style.iter().map(|t| t.layer))
+                    .for_each(|l| wanted[l] = true);
                 let fwd = net.record_forward(&mut prog, h, w, last, &wanted)?;
                 let grad = net.record_backward(&mut prog, &fwd, last, |prog, i, g| {
-                    for (index, (layer, target, weight)) in content.iter().enumerate().filter(|(_, t)| t.0 == i) {
+                    for (index, (layer, target, weight)) in
+                        content.iter().enumerate().filter(|(_, t)| t.0 == i)
+                    {
                         let (c, lh, lw) = fwd.shape[*layer];
                         let n = c * lh * lw;
                         if target.len() != n {
@@ -113,10 +119,26 @@ impl GpuObjective {
                         }
                         let tb = gpu.upload("content target", target)?;
                         let partials = gpu.storage("loss partials", partial_count(n))?;
-                        let mut term = Term { kind: Kind::Content, index, mean_of: n as f64, weight: *weight, live: true, params: None };
-                        let p = OpParams { n, f: [term.grad_scale(*weight), 0., 0., 0., 0., 0., 0., 0.], ..Default::default() };
-                        let pb =
-                            prog.op(&gpu, "content", p, &[(1, fwd.out(i)), (2, g), (3, &tb), (4, &partials)], grid(n))?;
+                        let mut term = Term {
+                            kind: Kind::Content,
+                            index,
+                            mean_of: n as f64,
+                            weight: *weight,
+                            live: true,
+                            params: None,
+                        };
+                        let p = OpParams {
+                            n,
+                            f: [term.grad_scale(*weight), 0., 0., 0., 0., 0., 0., 0.],
+                            ..Default::default()
+                        };
+                        let pb = prog.op(
+                            &gpu,
+                            "content",
+                            p,
+                            &[(1, fwd.out(i)), (2, g), (3, &tb), (4, &partials)],
+                            grid(n),
+                        )?;
                         term.params = Some((pb, p));
                         reductions.push((partials.clone(), partial_count(n)));
                         keep.extend([tb, partials]);
@@ -128,11 +150,21 @@ impl GpuObjective {
                         if t.gram.len() != c * c {
                             return Err(GpuError::Shape {
                                 op: "style target",
-                                reason: format!("layer {}: {} values, expected {c}×{c}", t.layer, t.gram.len()),
+                                reason: format!(
+                                    "layer {}: {} values, expected {c}×{c}",
+                                    t.layer,
+                                    t.gram.len()
+                                ),
                             });
                         }
-                        let mut term =
-                            Term { kind: Kind::Style, index, mean_of: (c * c) as f64, weight: t.weight, live: true, params: None };
+                        let mut term = Term {
+                            kind: Kind::Style,
+                            index,
+                            mean_of: (c * c) as f64,
+                            weight: t.weight,
+                            live: true,
+                            params: None,
+                        };
                         let f = fwd.out(i);
                         let (source, norm, mask) = match &t.mask {
                             None => (f.clone(), (c * n) as f32, None),
@@ -140,7 +172,11 @@ impl GpuObjective {
                                 if m.len() != n {
                                     return Err(GpuError::Shape {
                                         op: "style mask",
-                                        reason: format!("layer {}: {} values, expected {lh}×{lw}", t.layer, m.len()),
+                                        reason: format!(
+                                            "layer {}: {} values, expected {lh}×{lw}",
+                                            t.layer,
+                                            m.len()
+                                        ),
                                     });
                                 }
                                 let area: f64 = m.iter().map(|&v| f64::from(v)).sum();
@@ -168,10 +204,24 @@ impl GpuObjective {
                             f: [term.grad_scale(t.weight), 0., 0., 0., 0., 0., 0., 0.],
                             ..Default::default()
                         };
-                        let pb = prog.op(&gpu, "style", p, &[(1, &gram), (2, &d), (3, &tb), (4, &partials)], grid(c * c))?;
+                        let pb = prog.op(
+                            &gpu,
+                            "style",
+                            p,
+                            &[(1, &gram), (2, &d), (3, &tb), (4, &partials)],
+                            grid(c * c),
+                        )?;
                         term.params = Some((pb, p));
                         let flags = kernels::ACCUMULATE | if mask.is_some() { kernels::COLMASK } else { 0 };
-                        let dims = GemmDims { m: c, n, k: c, flags, alpha: 1.0 / norm, slices: 1, ..Default::default() };
+                        let dims = GemmDims {
+                            m: c,
+                            n,
+                            k: c,
+                            flags,
+                            alpha: 1.0 / norm,
+                            slices: 1,
+                            ..Default::default()
+                        };
                         prog.gemm(&gpu, Gemm::Plain, &d, &source, mask.as_ref(), g, dims)?;
                         reductions.push((partials.clone(), partial_count(c * c)));
                         keep.extend([source, gram, parts, sp, tb, d, partials]);
@@ -192,8 +242,16 @@ impl GpuObjective {
         // Total variation on the pixels, added to the gradient before the pixel mask.
         let n = 3 * h * w;
         let partials = gpu.storage("loss partials", partial_count(n))?;
-        let mut term = Term { kind: Kind::Tv, index: 0, mean_of: n as f64, weight: tv_weight, live: true, params: None };
-        let p = OpParams { n, c: 3, h, w, f: [term.grad_scale(tv_weight), 0., 0., 0., 0., 0., 0., 0.], ..Default::default() };
+        let mut term =
+            Term { kind: Kind::Tv, index: 0, mean_of: n as f64, weight: tv_weight, live: true, params: None };
+        let p = OpParams {
+            n,
+            c: 3,
+            h,
+            w,
+            f: [term.grad_scale(tv_weight), 0., 0., 0., 0., 0., 0., 0.],
+            ..Default::default()
+        };
         let pb = prog.op(&gpu, "tv", p, &[(1, &rgb), (2, &grad_pre), (4, &partials)], grid(n))?;
         term.params = Some((pb, p));
         terms.push(term);
@@ -203,7 +261,10 @@ impl GpuObjective {
             None => grad_pre.clone(),
             Some(m) => {
                 if m.len() != h * w {
-                    return Err(GpuError::Shape { op: "pixel mask", reason: format!("{} values for {h}×{w}", m.len()) });
+                    return Err(GpuError::Shape {
+                        op: "pixel mask",
+                        reason: format!("{} values for {h}×{w}", m.len()),
+                    });
                 }
                 let mb = gpu.upload("pixel mask", &m)?;
                 let out = gpu.storage("gradient", n)?;
@@ -256,7 +317,10 @@ impl GpuObjective {
     pub fn evaluate(&mut self, pixels: &[f32]) -> Result<(GpuLosses, Vec<f32>)> {
         let n = 3 * self.h * self.w;
         if pixels.len() != n {
-            return Err(GpuError::Shape { op: "evaluate", reason: format!("{} pixels values, expected {n}", pixels.len()) });
+            return Err(GpuError::Shape {
+                op: "evaluate",
+                reason: format!("{} pixels values, expected {n}", pixels.len()),
+            });
         }
         let gpu = &self.net.gpu;
         gpu.queue.write_buffer(&self.rgb, 0, bytemuck::cast_slice(pixels));

@@ -111,7 +111,14 @@ impl Gpu {
     }
 
     /// Max-pool backward: the gradient `dy` goes to the first maximum of each window of `x`.
-    pub fn max_pool2x2_backward(&self, x: &[f32], c: usize, h: usize, w: usize, dy: &[f32]) -> Result<Vec<f32>> {
+    pub fn max_pool2x2_backward(
+        &self,
+        x: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &[f32],
+    ) -> Result<Vec<f32>> {
         check("max_pool2x2_backward", "x", x.len(), c * h * w)?;
         check("max_pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
         self.simple("max_pool_backward", x, Some(dy), None, (c, h, w), c * h * w, c * h * w)
@@ -193,7 +200,8 @@ pub(crate) fn record_gram(
     let parts = gpu.storage("Gram slices", slices * c * c)?;
     let d = GemmDims { m: c, n: c, k: n, flags: kernels::SPLIT, alpha: 1.0, slices, ..Default::default() };
     prog.gemm(gpu, Gemm::Gram, f, f, None, &parts, d)?;
-    let p = OpParams { n: c * c, c: slices, f: [scale, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], ..Default::default() };
+    let p =
+        OpParams { n: c * c, c: slices, f: [scale, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], ..Default::default() };
     let sp = prog.op(gpu, "sum_slices", p, &[(1, &parts), (2, g)], grid(c * c))?;
     Ok((parts, sp))
 }

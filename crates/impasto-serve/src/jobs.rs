@@ -417,6 +417,7 @@ pub(crate) struct App {
     pub(crate) net: Arc<Vgg>,
     pub(crate) limits: Limits,
     pub(crate) threads: usize,
+    pub(crate) device: impasto::Device,
     jobs: Mutex<Store>,
     queue: Mutex<Queue>,
     next_id: AtomicU64,
@@ -425,11 +426,12 @@ pub(crate) struct App {
 }
 
 impl App {
-    pub(crate) fn new(net: Arc<Vgg>, limits: Limits, threads: usize) -> Arc<App> {
+    pub(crate) fn new(net: Arc<Vgg>, limits: Limits, threads: usize, device: impasto::Device) -> Arc<App> {
         Arc::new(App {
             net,
             limits,
             threads,
+            device,
             jobs: Mutex::default(),
             queue: Mutex::default(),
             next_id: AtomicU64::new(1),

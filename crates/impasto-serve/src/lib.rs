@@ -62,6 +62,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Worker threads per run (0 = one per core).
     pub threads: usize,
+    /// Where every run's network and losses run (resolved: `Cpu` or `Gpu(Some(n))`).
+    pub device: impasto::Device,
 }
 
 /// A bound server, ready to run.
@@ -77,7 +79,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
-        let app = jobs::App::new(config.net, config.limits, config.threads);
+        let app = jobs::App::new(config.net, config.limits, config.threads, config.device);
         Ok(Server { listener, app })
     }
 

@@ -26,7 +26,7 @@ pub(crate) fn run(app: &Arc<App>, job: &Arc<Job>) {
 }
 
 fn stylize(app: &App, job: &Job, inputs: crate::jobs::Inputs) {
-    let mut config = impasto::StyleConfig { threads: app.threads, ..inputs.config };
+    let mut config = impasto::StyleConfig { threads: app.threads, device: app.device, ..inputs.config };
     // A network cut short (the built-in compact VGG-16 stops at relu4_2) runs the default style
     // layers it has.
     config.style_layers.retain(|l| app.net.layer_index(l).is_ok());

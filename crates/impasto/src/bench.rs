@@ -126,7 +126,9 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
             let (losses, grad) = obj.evaluate(&pixels);
             let dt = t.elapsed().as_secs_f64();
             if !losses.total().is_finite() {
-                let reason = obj.gpu_error().unwrap_or_else(|| format!("the benchmark's loss is not finite on {device}"));
+                let reason = obj
+                    .gpu_error()
+                    .unwrap_or_else(|| format!("the benchmark's loss is not finite on {device}"));
                 return Err(Error::Gpu { reason, last_good: None });
             }
             std::hint::black_box((losses, grad));

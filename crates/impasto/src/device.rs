@@ -119,15 +119,16 @@ pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
                 "this build has no GPU support (the `gpu` feature is off)".to_string()
             }
         } else {
-            let names: Vec<String> = all.iter().map(|a| format!("gpu:{} {} ({})", a.index, a.name, a.device_type)).collect();
+            let names: Vec<String> =
+                all.iter().map(|a| format!("gpu:{} {} ({})", a.index, a.name, a.device_type)).collect();
             format!("no hardware GPU adapter (found {})", names.join(", "))
         }
     };
     let gpu = |a: &GpuAdapter| ResolvedDevice::Gpu { index: a.index, name: a.name.clone() };
     match choice {
         Device::Cpu => Ok(ResolvedDevice::Cpu { notice: None }),
-        Device::Auto => Ok(all.iter().find(|a| !a.software).map(gpu).unwrap_or_else(|| ResolvedDevice::Cpu {
-            notice: Some(format!("{}; running on the CPU", list())),
+        Device::Auto => Ok(all.iter().find(|a| !a.software).map(gpu).unwrap_or_else(|| {
+            ResolvedDevice::Cpu { notice: Some(format!("{}; running on the CPU", list())) }
         })),
         Device::Gpu(None) => all.iter().find(|a| !a.software).map(gpu).ok_or_else(|| Error::Gpu {
             reason: format!("{} — use --device gpu:N for a software adapter, or --device cpu", list()),
@@ -179,18 +180,18 @@ impl GpuContext {
             .collect();
         let pre = net.preprocess();
         let ch = [0, 1, 2].map(|c| pre.channel(c));
-        let spec = PreprocessSpec {
-            planes: ch.map(|c| c.0),
-            scale: ch.map(|c| c.1),
-            offset: ch.map(|c| c.2),
-        };
+        let spec =
+            PreprocessSpec { planes: ch.map(|c| c.0), scale: ch.map(|c| c.1), offset: ch.map(|c| c.2) };
         let net = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
         Ok(Some(GpuContext { net, error: Arc::new(Mutex::new(None)) }))
     }
 
     #[cfg(not(feature = "gpu"))]
     fn open_index(_index: usize, _net: &Vgg) -> Result<Option<GpuContext>> {
-        Err(Error::Gpu { reason: "this build has no GPU support (the `gpu` feature is off)".into(), last_good: None })
+        Err(Error::Gpu {
+            reason: "this build has no GPU support (the `gpu` feature is off)".into(),
+            last_good: None,
+        })
     }
 
     /// `e` as the GPU error it hides: a run stopped by a failed GPU evaluation reports the GPU's

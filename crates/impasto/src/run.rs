@@ -10,8 +10,8 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-use crate::device::GpuContext;
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
+use crate::device::GpuContext;
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, features_at, grams_at};
 use crate::model::Vgg;

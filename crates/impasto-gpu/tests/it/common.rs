@@ -11,7 +11,10 @@ pub fn gpu() -> Arc<Gpu> {
     GPU.get_or_init(|| {
         let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         let list = adapters();
-        assert!(!list.is_empty(), "no GPU adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)");
+        assert!(
+            !list.is_empty(),
+            "no GPU adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+        );
         let gpu = Gpu::new(Choice::Index(index)).unwrap_or_else(|e| panic!("{e}"));
         eprintln!("GPU tests on {} ({})", gpu.adapter().name, gpu.adapter().backend);
         gpu

@@ -14,8 +14,13 @@ use crate::common::{gpu, rel_err};
 
 const TOL: f64 = 1e-4;
 /// Layer indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 and relu4_2 in VGG-16.
-const STYLE: [(usize, &str, usize); 5] =
-    [(1, "relu1_1", 64), (6, "relu2_1", 128), (11, "relu3_1", 256), (18, "relu4_1", 512), (25, "relu5_1", 512)];
+const STYLE: [(usize, &str, usize); 5] = [
+    (1, "relu1_1", 64),
+    (6, "relu2_1", 128),
+    (11, "relu3_1", 256),
+    (18, "relu4_1", 512),
+    (25, "relu5_1", 512),
+];
 const RELU4_2: usize = 20;
 
 fn shared_dir() -> PathBuf {
@@ -27,7 +32,9 @@ fn read_tensors(path: &std::path::Path) -> HashMap<String, Vec<f32>> {
     let st = SafeTensors::deserialize(&bytes).expect("safetensors parses");
     st.tensors()
         .into_iter()
-        .map(|(k, v)| (k, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+        .map(|(k, v)| {
+            (k, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        })
         .collect()
 }
 
@@ -89,7 +96,12 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
         assert!(e <= TOL, "gram {name}: {e:e}");
     }
 
-    let style = STYLE.iter().map(|&(layer, _, c)| StyleTerm { layer, gram: vec![0.0; c * c], weight: 1.0, mask: None });
+    let style = STYLE.iter().map(|&(layer, _, c)| StyleTerm {
+        layer,
+        gram: vec![0.0; c * c],
+        weight: 1.0,
+        mask: None,
+    });
     let mut obj = GpuObjective::new(
         net.clone(),
         64,
@@ -101,17 +113,24 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
     )
     .unwrap();
     let mut first = None;
-    for (input, loss, grad) in
-        [("input_rgb01", "loss", "grad_input_rgb01"), ("input_rgb01_notie", "loss_notie", "grad_input_rgb01_notie")]
-    {
+    for (input, loss, grad) in [
+        ("input_rgb01", "loss", "grad_input_rgb01"),
+        ("input_rgb01_notie", "loss_notie", "grad_input_rgb01_notie"),
+    ] {
         let t = Instant::now();
         let (l, g) = obj.evaluate(&fx[input]).unwrap();
-        eprintln!("one 64 px VGG-16 evaluation (to relu5_1, 6 terms) on {}: {:?}", gpu().adapter().name, t.elapsed());
+        eprintln!(
+            "one 64 px VGG-16 evaluation (to relu5_1, 6 terms) on {}: {:?}",
+            gpu().adapter().name,
+            t.elapsed()
+        );
         let total = l.content + l.style + l.tv;
         let want = f64::from(fx[loss][0]);
         let e_loss = (total - want).abs() / want;
         let e_grad = rel_err(&g, &fx[grad]);
-        eprintln!("{input}: loss {total:.4} vs {want:.4} (rel {e_loss:.2e}), gradient max rel err {e_grad:.2e}");
+        eprintln!(
+            "{input}: loss {total:.4} vs {want:.4} (rel {e_loss:.2e}), gradient max rel err {e_grad:.2e}"
+        );
         assert!(e_loss <= TOL, "{input}: loss rel err {e_loss:e}");
         assert!(e_grad <= TOL, "{input}: gradient rel err {e_grad:e}");
         first.get_or_insert((l, g));

@@ -58,7 +58,8 @@ fn coarse(rng: &mut Lcg, n: usize) -> Vec<f32> {
     (0..n).map(|_| (rng.next() * 3.0).round()).collect()
 }
 
-const POOL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (1, 2, 2), (3, 5, 7), (5, 3, 65), (65, 6, 4), (64, 63, 65)];
+const POOL_SHAPES: [(usize, usize, usize); 6] =
+    [(1, 1, 1), (1, 2, 2), (3, 5, 7), (5, 3, 65), (65, 6, 4), (64, 63, 65)];
 
 #[test]
 fn max_pool_matches_naive_with_ties() {
@@ -147,7 +148,11 @@ fn kernels_repeat_bit_for_bit() {
     let a2 = gpu.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
     assert_eq!(a, a2, "conv forward repeats");
     let f = rng.vec(65 * 5000, 1.0);
-    assert_eq!(gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(), gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(), "gram repeats");
+    assert_eq!(
+        gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(),
+        gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(),
+        "gram repeats"
+    );
 }
 
 #[test]

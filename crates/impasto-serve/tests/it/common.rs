@@ -82,7 +82,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(net: Arc<Vgg>, limits: Limits) -> TestServer {
-        let config = ServeConfig { addr: "127.0.0.1:0".parse().unwrap(), net, limits, threads: 2 };
+        let config = ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            net,
+            limits,
+            threads: 2,
+            device: impasto::Device::Cpu,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -25,11 +25,23 @@ impl Backend {
         let style = o
             .style
             .iter()
-            .map(|t| StyleTerm { layer: t.layer, gram: t.gram.clone(), weight: t.weight, mask: t.mask.clone() })
+            .map(|t| StyleTerm {
+                layer: t.layer,
+                gram: t.gram.clone(),
+                weight: t.weight,
+                mask: t.mask.clone(),
+            })
             .collect();
-        let objective =
-            GpuObjective::new(ctx.net.clone(), o.width, o.height, content, style, o.tv_weight, o.pixel_mask.clone())
-                .map_err(|e| Error::Gpu { reason: e.to_string(), last_good: None })?;
+        let objective = GpuObjective::new(
+            ctx.net.clone(),
+            o.width,
+            o.height,
+            content,
+            style,
+            o.tv_weight,
+            o.pixel_mask.clone(),
+        )
+        .map_err(|e| Error::Gpu { reason: e.to_string(), last_good: None })?;
         Ok(Backend { objective: Mutex::new(objective), ctx: ctx.clone() })
     }
 

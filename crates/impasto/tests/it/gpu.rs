@@ -62,7 +62,8 @@ fn score_on_the_gpu_matches_the_cpu_with_masks() {
         let on_gpu = StyleConfig { device: gpu, ..config };
         let g = impasto::score(&net, &on_gpu, &content, &styles, &image).unwrap();
         eprintln!("{pooling:?}: cpu {cpu:?}\n      gpu {g:?}");
-        for (what, x, y) in [("content", g.content, cpu.content), ("style", g.style, cpu.style), ("tv", g.tv, cpu.tv)]
+        for (what, x, y) in
+            [("content", g.content, cpu.content), ("style", g.style, cpu.style), ("tv", g.tv, cpu.tv)]
         {
             assert!(rel(x, y) < 1e-4, "{pooling:?} {what}: gpu {x} vs cpu {y}");
         }
@@ -120,9 +121,17 @@ fn a_64px_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     let t = Instant::now();
     let a = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
     let t_gpu = t.elapsed();
-    eprintln!("cpu {:?} in {t_cpu:?}\ngpu {:?} in {t_gpu:?} ({} iterations)", cpu.losses, a.losses, a.iterations);
+    eprintln!(
+        "cpu {:?} in {t_cpu:?}\ngpu {:?} in {t_gpu:?} ({} iterations)",
+        cpu.losses, a.losses, a.iterations
+    );
     assert_eq!(a.iterations, cpu.iterations);
-    assert!(rel(a.losses.total(), cpu.losses.total()) < 0.01, "final loss {} vs {}", a.losses.total(), cpu.losses.total());
+    assert!(
+        rel(a.losses.total(), cpu.losses.total()) < 0.01,
+        "final loss {} vs {}",
+        a.losses.total(),
+        cpu.losses.total()
+    );
     let b = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
     assert_eq!(a.image.as_raw(), b.image.as_raw(), "two GPU runs differ");
 }
@@ -143,7 +152,12 @@ fn device_choice_parses_and_resolves() {
         impasto::ResolvedDevice::Gpu { index, .. } => assert!(!impasto::gpu_adapters()[index].software),
     }
     let net = random_vgg(Arch::Vgg16, Pooling::Max, 1, 1);
-    let config = StyleConfig { device: Device::Gpu(Some(99)), content_layers: vec!["relu1_1".into()], style_layers: vec![], ..StyleConfig::default() };
+    let config = StyleConfig {
+        device: Device::Gpu(Some(99)),
+        content_layers: vec!["relu1_1".into()],
+        style_layers: vec![],
+        ..StyleConfig::default()
+    };
     let c = img("coffee.png");
     let err = impasto::stylize(&net, &config, &c, std::slice::from_ref(&c), &mut NoObserver).unwrap_err();
     assert!(matches!(err, impasto::Error::Gpu { .. }), "{err}");
