@@ -54,7 +54,7 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         device_type: format!("{:?}", info.device_type),
         software: info.device_type == wgpu::DeviceType::Cpu,
         max_buffer_size: limits.max_buffer_size,
-        max_storage_buffer_binding_size: u64::from(limits.max_storage_buffer_binding_size),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
     }
 }
@@ -192,7 +192,7 @@ impl Gpu {
     /// A storage buffer of `len` floats (at least one), checked against the adapter's limits.
     pub(crate) fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = (len.max(1) * 4) as u64;
-        let binding = u64::from(self.limits.max_storage_buffer_binding_size);
+        let binding = self.limits.max_storage_buffer_binding_size;
         for (limit, allowed) in
             [("max_buffer_size", self.limits.max_buffer_size), ("max_storage_buffer_binding_size", binding)]
         {

@@ -21,6 +21,6 @@ mod ops;
 
 pub use device::{AdapterSummary, Choice, Gpu, adapters};
 pub use error::{GpuError, Result};
-pub use net::{GpuNet, LayerSpec, PreprocessSpec};
+pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};
 pub use ops::flip_weights;

@@ -58,6 +58,9 @@ pub struct GpuNet {
     pub(crate) preprocess: PreprocessSpec,
 }
 
+/// A layer output read back: the values and (channels, height, width).
+pub type LayerOutput = (Vec<f32>, (usize, usize, usize));
+
 /// The buffers of one recorded forward pass at a fixed image size.
 #[derive(Debug)]
 pub(crate) struct Forward {
@@ -291,13 +294,7 @@ impl GpuNet {
     }
 
     /// Outputs of `rgb` (planar RGB 0..1, `h`×`w`) at `layers`, each with its (channels, height, width).
-    pub fn outputs_at(
-        &self,
-        rgb: &[f32],
-        h: usize,
-        w: usize,
-        layers: &[usize],
-    ) -> Result<Vec<(Vec<f32>, (usize, usize, usize))>> {
+    pub fn outputs_at(&self, rgb: &[f32], h: usize, w: usize, layers: &[usize]) -> Result<Vec<LayerOutput>> {
         let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
         self.check_layer(last)?;
         if rgb.len() != 3 * h * w {
