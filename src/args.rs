@@ -106,6 +106,8 @@ pub enum Command {
         mut_arg("init", |a| a.hide(true)),
     )]
     Video(Box<VideoArgs>),
+    /// List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
+    Devices(crate::devices::DevicesArgs),
 }
 
 /// Arguments of a style-transfer run.
@@ -341,6 +343,17 @@ pub struct RunArgs {
     /// Worker threads (0 = one per core; at most 1024, and more than the cores only slow a run down)
     #[arg(long, value_name = "N", default_value_t = defaults().threads, help_heading = "Run")]
     pub threads: usize,
+
+    /// Where the network and losses run: cpu (the default), auto (a hardware GPU if there is one,
+    /// else the CPU), gpu (the first hardware GPU) or gpu:N (any adapter of `impasto devices`,
+    /// software ones too)
+    #[arg(
+        long,
+        value_name = "auto|cpu|gpu|gpu:N",
+        value_parser = crate::devices::parse_device,
+        help_heading = "Run"
+    )]
+    pub device: Option<impasto::Device>,
 
     /// Without a terminal, log a line every N iterations (0 = never)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PRINT_EVERY, help_heading = "Run")]

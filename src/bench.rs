@@ -22,7 +22,8 @@ Examples:
   impasto bench
   impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
   impasto bench --json > bench.jsonl
-  impasto bench --sizes 512 --model vgg16 --layers";
+  impasto bench --sizes 512 --model vgg16 --layers
+  impasto bench --sizes 256 --model vgg16 --device gpu:0   (see `impasto devices`)";
 
 /// Arguments of `impasto bench`.
 #[derive(Debug, Args)]
@@ -62,6 +63,11 @@ pub struct BenchArgs {
     /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
     #[arg(long)]
     pub layers: bool,
+
+    /// Where the network and losses run: cpu, gpu (the first hardware GPU), gpu:N (see `impasto
+    /// devices`) or auto (a hardware GPU if there is one, else the CPU)
+    #[arg(long, value_name = "auto|cpu|gpu|gpu:N", default_value = "cpu", value_parser = crate::devices::parse_device)]
+    pub device: impasto::Device,
 }
 
 /// Writes one line to stdout (the benchmark's output), ignoring a closed stdout.
@@ -96,6 +102,13 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
 /// Runs `impasto bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let specs = specs(args)?;
+    let device = crate::devices::settle(args.device, !args.json)?;
+    if args.layers && device != impasto::Device::Cpu {
+        bail!("--layers times the CPU kernels only; leave out --device or use --device cpu");
+    }
+    if device != impasto::Device::Cpu && !args.json {
+        out(&format!("device: {}", crate::devices::describe(device)));
+    }
     let threads = specs.first().map_or(1, |s| s.threads);
     let sgemm = impasto::bench::sgemm_gflops(threads);
     if args.json {
@@ -109,7 +122,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     for spec in &specs {
         reset_peak_rss();
-        let r = impasto::bench::run(spec)?;
+        let r = impasto::bench::run_on(spec, device)?;
         let peak = peak_rss_bytes();
         if args.json {
             out(&json_line(&r, peak));

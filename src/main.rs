@@ -1,12 +1,13 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
-//! `impasto bench`, `impasto models`, `impasto serve`, `impasto batch` and `impasto video` are the
-//! subcommands; without one, the
+//! `impasto bench`, `impasto devices`, `impasto models`, `impasto serve`, `impasto batch` and
+//! `impasto video` are the subcommands; without one, the
 //! arguments are a style-transfer run.
 
 mod args;
 mod batch;
 mod bench;
+mod devices;
 mod import;
 mod inputs;
 mod interrupt;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Some(Command::Bench(args)) => bench::run(&args).map(|()| Outcome::Done),
+        Some(Command::Devices(args)) => devices::run(&args).map(|()| Outcome::Done),
         Some(Command::Models(args)) => {
             models::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
         }

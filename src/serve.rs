@@ -85,6 +85,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Limits")]
     pub threads: usize,
 
+    /// Where each run's network and losses run: cpu (the default), auto (a hardware GPU if there is
+    /// one, else the CPU), gpu or gpu:N (see `impasto devices`)
+    #[arg(long, value_name = "auto|cpu|gpu|gpu:N", value_parser = crate::devices::parse_device, help_heading = "Limits")]
+    pub device: Option<impasto::Device>,
+
     /// Network (VGG-19 is the one of Gatys et al.)
     #[arg(
         long,
@@ -193,8 +198,15 @@ pub fn run(args: ServeArgs, env: &Env) -> Result<()> {
         None => Vgg::embedded(Pooling::Max, impasto::COMPACT_LAST_LAYER)?,
     };
     let addr = SocketAddr::new(args.host, args.port);
-    let config =
-        ServeConfig { addr, net: Arc::new(net), limits, threads: args.threads, require_token: args.token };
+    let device = crate::devices::settle(args.device.unwrap_or(impasto::Device::Cpu), args.device.is_some())?;
+    let config = ServeConfig {
+        addr,
+        net: Arc::new(net),
+        limits,
+        threads: args.threads,
+        require_token: args.token,
+        device,
+    };
     let open = args.open;
     impasto_serve::serve(config, |server| ready(server, open)).context("impasto serve")?;
     note("impasto serve: stopped");

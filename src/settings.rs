@@ -89,6 +89,8 @@ pub struct Settings {
     pub deepest_layer: String,
     /// Whether `--style-layers` was given (else the built-in model gets its own default).
     pub style_layers_given: bool,
+    /// Whether `--device` was given (`auto` then says so when it falls back to the CPU).
+    pub device_given: bool,
     /// `--save-every` (0 = never).
     pub save_every: usize,
     /// How images are written: `--quality` and `--depth` (alpha and metadata are added once the inputs
@@ -304,6 +306,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         // Loaded with the images.
         mask: None,
         style_masks: None,
+        device: args.device.unwrap_or(impasto::Device::Cpu),
     };
     config.validate(args.styles.len())?;
     let display = env.display(args.quiet, args.print_every);
@@ -318,6 +321,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
     let mut settings = Settings {
         deepest_layer: impasto::deepest_layer(&config)?,
         style_layers_given: args.style_layers.is_some(),
+        device_given: args.device.is_some(),
         config,
         content,
         styles: args.styles,
@@ -397,6 +401,7 @@ mod tests {
     fn defaults_are_the_library_defaults() {
         let s = resolve_ok(&[]);
         assert_eq!(s.config, StyleConfig::default());
+        assert!(!s.device_given);
         assert_eq!(s.init, InitSource::Content);
         assert_eq!(s.preprocess, None);
         assert_eq!(s.save_every, 0);
@@ -424,6 +429,7 @@ mod tests {
             "--pooling=avg",
             "--preprocess=torch",
             "--threads=3",
+            "--device=gpu:1",
             "--save-every=5",
             "--quiet",
             "--quality=80",
@@ -450,6 +456,7 @@ mod tests {
         assert_eq!(c.optimizer, Optimizer::Adam { learning_rate: 0.1 });
         assert_eq!((c.init.clone(), c.seed), (Init::Noise, 9));
         assert_eq!((c.model, c.pooling, c.threads), (Arch::Vgg19, Pooling::Avg, 3));
+        assert_eq!((c.device, s.device_given), (impasto::Device::Gpu(Some(1)), true));
         assert_eq!(s.preprocess, Some(Preprocess::Torch));
         assert_eq!(s.save_every, 5);
         assert_eq!(s.display, Display::Quiet);

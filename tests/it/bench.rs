@@ -14,17 +14,20 @@ fn bench_help() {
     Usage: impasto bench [OPTIONS]
 
     Options:
-          --sizes <PX,...>       Image sides to measure (square images), comma separated [default:
-                                 256,512,1024]
-          --model <vgg16,vgg19>  Networks to measure, comma separated [default: vgg16,vgg19]
-          --threads <N>          Worker threads (0 = one per core) [default: 0]
-          --reps <N>             Timed iterations per model and size (the median is reported) [default:
-                                 5]
-          --warmup <N>           Untimed iterations before them [default: 1]
-          --json                 Print one JSON object per line instead of a table
-          --layers               Also time every convolution on its own (forward with bias and ReLU,
-                                 backward to the input)
-      -h, --help                 Print help
+          --sizes <PX,...>               Image sides to measure (square images), comma separated
+                                         [default: 256,512,1024]
+          --model <vgg16,vgg19>          Networks to measure, comma separated [default: vgg16,vgg19]
+          --threads <N>                  Worker threads (0 = one per core) [default: 0]
+          --reps <N>                     Timed iterations per model and size (the median is reported)
+                                         [default: 5]
+          --warmup <N>                   Untimed iterations before them [default: 1]
+          --json                         Print one JSON object per line instead of a table
+          --layers                       Also time every convolution on its own (forward with bias and
+                                         ReLU, backward to the input)
+          --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu, gpu (the first hardware
+                                         GPU), gpu:N (see `impasto devices`) or auto (a hardware GPU if
+                                         there is one, else the CPU) [default: cpu]
+      -h, --help                         Print help
 
     Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
     style-transfer iteration (forward to relu5_1, content and style losses, backward to the input) with
@@ -36,6 +39,7 @@ fn bench_help() {
       impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
       impasto bench --json > bench.jsonl
       impasto bench --sizes 512 --model vgg16 --layers
+      impasto bench --sizes 256 --model vgg16 --device gpu:0   (see `impasto devices`)
     ");
 }
 

@@ -15,11 +15,12 @@ fn help() {
            impasto <COMMAND>
 
     Commands:
-      bench   Measure the speed of one iteration on this machine (random weights, no files needed)
-      models  List, download, locate or import the network weights (the user cache folder)
-      serve   Start the web UI: run, watch and steer style transfers in the browser
-      batch   Run many style transfers from a plan or a grid, split over the nodes of a cluster
-      video   Stylise a video or a folder of frames, consistent from frame to frame
+      bench    Measure the speed of one iteration on this machine (random weights, no files needed)
+      models   List, download, locate or import the network weights (the user cache folder)
+      serve    Start the web UI: run, watch and steer style transfers in the browser
+      batch    Run many style transfers from a plan or a grid, split over the nodes of a cluster
+      video    Stylise a video or a folder of frames, consistent from frame to frame
+      devices  List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept
@@ -112,10 +113,14 @@ fn help() {
                                    longer), --time-limit and the output, logging and checkpoint flags
 
     Run:
-          --threads <N>      Worker threads (0 = one per core; at most 1024, and more than the cores
-                             only slow a run down) [default: 0]
-          --print-every <N>  Without a terminal, log a line every N iterations (0 = never) [default: 50]
-      -q, --quiet            Print nothing but errors
+          --threads <N>                  Worker threads (0 = one per core) [default: 0]
+          --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu (the default), auto (a
+                                         hardware GPU if there is one, else the CPU), gpu (the first
+                                         hardware GPU) or gpu:N (any adapter of `impasto devices`,
+                                         software ones too)
+          --print-every <N>              Without a terminal, log a line every N iterations (0 = never)
+                                         [default: 50]
+      -q, --quiet                        Print nothing but errors
 
     Examples:
       impasto photo.jpg starry_night.jpg -o out.png

@@ -7,6 +7,7 @@ mod bench;
 mod builtin;
 mod checkpoint;
 mod common;
+mod devices;
 mod errors;
 mod help;
 mod http_server;

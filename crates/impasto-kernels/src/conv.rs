@@ -134,6 +134,19 @@ impl Conv3x3 {
         self.c_out
     }
 
+    /// The OIHW weights (`c_out·c_in·9`) and the biases (`c_out`) it was built from (for uploading
+    /// the network to another device).
+    pub fn weights(&self) -> (Vec<f32>, Vec<f32>) {
+        let k = 9 * self.c_in;
+        let mut w = Vec::with_capacity(self.c_out * k);
+        let mut b = Vec::with_capacity(self.c_out);
+        for row in self.fwd.chunks_exact(k + 1) {
+            w.extend_from_slice(&row[..k]);
+            b.push(row[k]);
+        }
+        (w, b)
+    }
+
     /// `y` (`c_out·h·w`, overwritten) = conv(`x`) + bias, then `max(·, 0)` if
     /// `relu`. `x` is `c_in·h·w`.
     ///

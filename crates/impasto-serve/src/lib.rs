@@ -78,6 +78,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Require a random access token also on a loopback address (beyond loopback it always is).
     pub require_token: bool,
+    /// Where every run's network and losses run (resolved: `Cpu` or `Gpu(Some(n))`).
+    pub device: impasto::Device,
 }
 
 /// A bound server, ready to run.
@@ -101,7 +103,7 @@ impl Server {
             .map_err(|error| ServeError::Io { what: "reading the bound address", error })?;
         let token = (config.require_token || !bound.ip().is_loopback()).then(guard::new_token);
         let access = Arc::new(guard::Access::new(bound, token.clone()));
-        let app = queue::App::new(config.limits, runner::launcher(config.net, config.threads));
+        let app = queue::App::new(config.limits, runner::launcher(config.net, config.threads, config.device));
         Ok(Server { listener, app, access, token })
     }
 

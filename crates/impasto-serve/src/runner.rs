@@ -18,12 +18,12 @@ use crate::queue::Launch;
 
 /// The queue's launch function: each job runs on a thread of its own with `net` and `threads` worker
 /// threads, and frees its slot when it ends (also after a panic).
-pub(crate) fn launcher(net: Arc<Vgg>, threads: usize) -> Launch {
+pub(crate) fn launcher(net: Arc<Vgg>, threads: usize, device: impasto::Device) -> Launch {
     Box::new(move |job, slot| {
         let net = Arc::clone(&net);
         let name = format!("impasto-run-{}", &job.id[..8.min(job.id.len())]);
         std::thread::Builder::new().name(name).spawn(move || {
-            run(&net, threads, &job);
+            run(&net, threads, device, &job);
             drop(slot);
         })?;
         Ok(())
@@ -31,17 +31,17 @@ pub(crate) fn launcher(net: Arc<Vgg>, threads: usize) -> Launch {
 }
 
 /// Runs `job` to its end.
-fn run(net: &Vgg, threads: usize, job: &Job) {
+fn run(net: &Vgg, threads: usize, device: impasto::Device, job: &Job) {
     if let Some(inputs) = job.take_inputs() {
-        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(net, threads, job, inputs)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(net, threads, device, job, inputs)));
         if outcome.is_err() {
             job.set_state(JobState::Failed, Some("internal error: the run panicked".into()), None);
         }
     }
 }
 
-fn stylize(net: &Vgg, threads: usize, job: &Job, inputs: Inputs) {
-    let mut config = impasto::StyleConfig { threads, ..inputs.config };
+fn stylize(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, inputs: Inputs) {
+    let mut config = impasto::StyleConfig { threads, device, ..inputs.config };
     // The page never chooses style layers: a run takes the default ones the network has (relu1_1 …
     // relu4_1 on the built-in compact VGG-16, which stops at relu4_2), by the CLI's rule.
     let last = net.layers().last().map_or("", |l| l.name.as_str());

@@ -55,7 +55,7 @@ impl Preprocess {
 
     /// For network input channel `c`, the RGB channel it reads, and the scale and offset applied:
     /// `x[c] = rgb[src] * scale + offset`.
-    fn channel(self, c: usize) -> (usize, f32, f32) {
+    pub fn channel(self, c: usize) -> (usize, f32, f32) {
         match self {
             Preprocess::Caffe => (2 - c, 255.0, -CAFFE_MEAN_BGR[c]),
             Preprocess::Torch => (c, 1.0 / TORCH_STD[c], -TORCH_MEAN[c] / TORCH_STD[c]),

@@ -106,18 +106,31 @@ pub fn flops(arch: Arch, h: usize, w: usize, deepest: &str) -> Result<u64> {
 
 /// Times [`BenchSpec::reps`] iterations after [`BenchSpec::warmup`] untimed ones.
 pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
+    run_on(spec, crate::Device::Cpu)
+}
+
+/// [`run`] with the network and losses on `device` (on a GPU, an iteration includes sending the
+/// pixels and reading back the losses and the gradient).
+pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
     check(spec)?;
     let net = random_vgg(spec.arch)?;
     let (h, w) = (spec.size, spec.size);
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
     let pool = thread_pool(spec.threads)?;
     let samples_s = pool.install(|| -> Result<Vec<f64>> {
-        let obj = objective(&net, h, w)?;
+        let mut obj = objective(&net, h, w)?;
+        obj.use_device(device)?;
         let mut samples = Vec::with_capacity(spec.reps);
         for i in 0..spec.warmup + spec.reps {
             let t = Instant::now();
             let (losses, grad) = obj.evaluate(&pixels);
             let dt = t.elapsed().as_secs_f64();
+            if !losses.total().is_finite() {
+                let reason = obj
+                    .gpu_error()
+                    .unwrap_or_else(|| format!("the benchmark's loss is not finite on {device}"));
+                return Err(Error::Gpu { reason, last_good: None });
+            }
             std::hint::black_box((losses, grad));
             if i >= spec.warmup {
                 samples.push(dt);

@@ -117,6 +117,8 @@ pub struct StyleConfig {
     pub mask: Option<crate::AlphaPlane>,
     /// One mask per style image: where on the output each style applies (resized like `mask`).
     pub style_masks: Option<Vec<crate::AlphaPlane>>,
+    /// Where the network and the losses run (the optimiser stays on the CPU).
+    pub device: crate::Device,
 }
 
 impl Default for StyleConfig {
@@ -150,6 +152,7 @@ impl Default for StyleConfig {
             resume: None,
             mask: None,
             style_masks: None,
+            device: crate::Device::Cpu,
         }
     }
 }
@@ -301,6 +304,7 @@ impl StyleConfig {
         c.checkpoint = None;
         c.checkpoint_every = 0;
         c.resume = None;
+        c.device = crate::Device::Cpu;
         let mut key = String::new();
         for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {
             key.push_str(&format!(" mask {}x{} {:08x}", m.width(), m.height(), {

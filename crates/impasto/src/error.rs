@@ -150,6 +150,15 @@ pub enum Error {
         /// The last image whose loss was finite (RGB, 0..1).
         last_good: Box<image::Rgb32FImage>,
     },
+    /// The GPU failed: no adapter, a driver error, out of memory, a device limit, a lost device. When a
+    /// run was under way, `last_good` holds the last image with a finite loss.
+    #[error("{reason}")]
+    Gpu {
+        /// The GPU backend's one-line reason.
+        reason: String,
+        /// The last good image of the run (RGB, 0..1), if one was under way.
+        last_good: Option<Box<image::Rgb32FImage>>,
+    },
 }
 
 impl From<impasto_weights::Error> for Error {
@@ -167,10 +176,11 @@ impl From<impasto_weights::Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The last good image carried by a [`Error::NonFinite`] error, if any.
+    /// The last good image carried by a [`Error::NonFinite`] or [`Error::Gpu`] error, if any.
     pub fn last_good_image(&self) -> Option<&image::Rgb32FImage> {
         match self {
             Error::NonFinite { last_good, .. } => Some(last_good),
+            Error::Gpu { last_good: Some(last_good), .. } => Some(last_good),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ use rand::{RngExt, SeedableRng};
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
+use crate::device::GpuContext;
 use crate::error::{Error, Result};
 use crate::loss::{ContentTarget, Objective, StyleTarget, Temporal, TemporalTarget, features_at, grams_at};
 use crate::model::Vgg;
@@ -97,7 +98,7 @@ fn stylize_with(
         let config = config_in.as_ref().unwrap_or(config);
         let mut plan = Plan::new(net, config, &content_in, &styles_in)?;
         plan.temporal = temporal;
-        let mut out = plan.run(&content_in, &styles_in, observer)?;
+        let mut out = plan.run(&content_in, &styles_in, observer).map_err(|e| plan.explain(e))?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
         }
@@ -164,6 +165,8 @@ struct Plan<'a> {
     scales: Vec<Scale>,
     /// Video: the temporal term of [`stylize_frame`].
     temporal: Option<&'a Temporal>,
+    /// The network on the GPU, when the run uses one.
+    gpu: Option<GpuContext>,
 }
 
 impl<'a> Plan<'a> {
@@ -183,7 +186,7 @@ impl<'a> Plan<'a> {
         let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
         let pools = net.pools_before(deepest + 1);
         let mut plan =
-            Plan { net, config, content_layers, style_layers, pools, scales: Vec::new(), temporal: None };
+            Plan { net, config, content_layers, style_layers, pools, scales: Vec::new(), temporal: None, gpu: None };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
         // Coarse scales at which the content or a style image would be too small for the deepest
@@ -203,7 +206,16 @@ impl<'a> Plan<'a> {
                 Scale { width, height, iterations }
             })
             .collect();
+        plan.gpu = GpuContext::open(config.device, net)?;
         Ok(plan)
+    }
+
+    /// A GPU evaluation error that stopped the run, in place of the non-finite loss it caused.
+    fn explain(&self, e: Error) -> Error {
+        match &self.gpu {
+            Some(g) => g.explain(e),
+            None => e,
+        }
     }
 
     /// The smallest side the deepest layer used needs.
@@ -299,7 +311,7 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        Ok(Objective {
+        let mut objective = Objective {
             net,
             height: h,
             width: w,
@@ -313,7 +325,10 @@ impl<'a> Plan<'a> {
                 weight: t.weight,
             }),
             buffers: Default::default(),
-        })
+            gpu: None,
+        };
+        objective.attach(self.gpu.as_ref())?;
+        Ok(objective)
     }
 
     fn initial_pixels(&self, content: &Rgb32FImage, width: u32, height: u32) -> Vec<f32> {

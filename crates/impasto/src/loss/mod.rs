@@ -2,6 +2,8 @@
 //! features, each a per-element mean so that a weight means the same at every image size.
 
 mod content;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod style;
 mod temporal;
 mod tv;
@@ -49,7 +51,16 @@ pub struct Objective<'a> {
     pub(crate) temporal: Option<TemporalTarget>,
     /// Memory reused from one evaluation to the next.
     pub(crate) buffers: BufferPool,
+    /// The same terms on a GPU, which then does every evaluation.
+    pub(crate) gpu: Option<GpuBackend>,
 }
+
+#[cfg(feature = "gpu")]
+pub(crate) type GpuBackend = gpu::Backend;
+/// Without the `gpu` feature there is no GPU backend.
+#[cfg(not(feature = "gpu"))]
+#[derive(Debug)]
+pub(crate) enum GpuBackend {}
 
 impl<'a> Objective<'a> {
     /// An objective with no terms for `width`×`height` images.
@@ -64,7 +75,37 @@ impl<'a> Objective<'a> {
             pixel_mask: None,
             temporal: None,
             buffers: BufferPool::default(),
+            gpu: None,
         }
+    }
+
+    /// Runs every later evaluation on `device` ([`crate::Device::Cpu`]: stays on the CPU). Targets and
+    /// weights are taken as they are now; weights changed later are sent with each evaluation.
+    pub fn use_device(&mut self, device: crate::Device) -> crate::Result<()> {
+        self.gpu = None;
+        let ctx = crate::device::GpuContext::open(device, self.net)?;
+        self.attach(ctx.as_ref())
+    }
+
+    /// The first error of a GPU evaluation (which then returned NaN losses), if any.
+    pub(crate) fn gpu_error(&self) -> Option<String> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.error();
+        }
+        None
+    }
+
+    /// Moves the evaluation onto the GPU of `ctx` (targets and weights as they are now; later weight
+    /// changes are sent with each evaluation). Without a context the objective stays on the CPU.
+    pub(crate) fn attach(&mut self, ctx: Option<&crate::device::GpuContext>) -> crate::Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = ctx {
+            self.gpu = Some(gpu::Backend::new(ctx, self)?);
+        }
+        #[cfg(not(feature = "gpu"))]
+        let _ = ctx;
+        Ok(())
     }
 
     /// Adds `weight · mean((F_layer(x) − target)²)`. `target` must have the layer's size.
@@ -101,6 +142,19 @@ impl<'a> Objective<'a> {
 
     /// Loss terms at `pixels` (planar RGB 0..1) and the gradient of their sum with respect to the pixels.
     pub fn evaluate(&self, pixels: &[f32]) -> (Losses, Vec<f32>) {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            // The GPU evaluates the network terms and TV (pixel mask applied); the temporal term is
+            // elementwise on the pixels and is added here.
+            let (mut losses, mut grad) = g.evaluate(self, pixels);
+            if let Some(t) = &self.temporal {
+                let mut tg = vec![0.0; grad.len()];
+                losses.temporal = temporal::temporal_loss(pixels, t, &mut tg);
+                self.mask_gradient(&mut tg);
+                grad.iter_mut().zip(&tg).for_each(|(a, b)| *a += b);
+            }
+            return (losses, grad);
+        }
         let (h, w) = (self.height, self.width);
         let mut losses = Losses::default();
         let mut grad = match self.last_layer() {
@@ -130,14 +184,19 @@ impl<'a> Objective<'a> {
         if let Some(t) = &self.temporal {
             losses.temporal = temporal::temporal_loss(pixels, t, &mut grad);
         }
+        self.mask_gradient(&mut grad);
+        (losses, grad)
+    }
+
+    /// Multiplies a pixel gradient by the pixel mask (0 = the pixel never changes), if there is one.
+    fn mask_gradient(&self, grad: &mut [f32]) {
         if let Some(m) = &self.pixel_mask {
-            for plane in grad.chunks_exact_mut(h * w) {
+            for plane in grad.chunks_exact_mut(self.height * self.width) {
                 for (gv, &mv) in plane.iter_mut().zip(m) {
                     *gv *= mv;
                 }
             }
         }
-        (losses, grad)
     }
 }
 

@@ -209,6 +209,18 @@ impl Vgg {
         &self.layers
     }
 
+    /// The convolution weights (OIHW) and biases of the layers, in order, `None` for a ReLU or a pool:
+    /// what another device needs to rebuild this network.
+    pub(crate) fn conv_weights(&self) -> Vec<Option<(Vec<f32>, Vec<f32>)>> {
+        self.layers
+            .iter()
+            .map(|l| match l.kind {
+                LayerKind::Conv { conv, .. } => Some(self.convs[conv].weights()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Index of a named layer, or an error naming the model and the valid layers.
     pub fn layer_index(&self, name: &str) -> Result<usize> {
         let i = self.arch.layer_index(name)?;

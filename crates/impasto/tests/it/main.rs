@@ -7,6 +7,7 @@ mod common;
 mod compact;
 mod config;
 mod fixtures;
+mod gpu;
 mod gradcheck;
 mod io;
 mod masks;

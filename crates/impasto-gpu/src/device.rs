@@ -1,0 +1,301 @@
+//! Adapters and the opened device: listing adapters with their memory limits, choosing one, and the
+//! buffer, upload, read-back and error-scope helpers every other module goes through.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::kernels::Kernels;
+
+/// One adapter as `impasto devices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Position in [`adapters`] (what `gpu:N` selects).
+    pub index: usize,
+    /// The adapter's name, e.g. `NVIDIA H200` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// The graphics API it runs on: `Vulkan`, `Metal` or `Dx12`.
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (a software rasteriser) or `Other`.
+    pub device_type: String,
+    /// Whether it is a software adapter (llvmpipe/lavapipe, WARP, SwiftShader).
+    pub software: bool,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Largest storage-buffer binding, bytes (bounds one activation tensor).
+    pub max_storage_buffer_binding_size: u64,
+    /// Workgroup shared memory, bytes.
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+/// Which adapter to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    /// The first hardware (non-software) adapter.
+    #[default]
+    Auto,
+    /// Adapter `n` of [`adapters`], software ones included.
+    Index(usize),
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc)
+}
+
+fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        index,
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        software: info.device_type == wgpu::DeviceType::Cpu,
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+    }
+}
+
+fn enumerate() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
+        .collect()
+}
+
+/// Every compute-capable adapter of the machine, in a stable order. Empty without a driver (no
+/// Vulkan loader, no ICD): never a panic.
+pub fn adapters() -> Vec<AdapterSummary> {
+    enumerate().iter().enumerate().map(|(i, a)| summary(i, a)).collect()
+}
+
+/// An opened device with its compiled kernels.
+#[derive(Debug)]
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    summary: AdapterSummary,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) kernels: Kernels,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    /// Opens the adapter `choice` names and compiles every kernel.
+    pub fn new(choice: Choice) -> Result<Arc<Gpu>> {
+        let all = enumerate();
+        let names = || {
+            if all.is_empty() {
+                "no Vulkan, Metal or DirectX 12 adapter was found (is a driver installed?)".to_string()
+            } else {
+                let list: Vec<String> =
+                    all.iter().enumerate().map(|(i, a)| format!("gpu:{i} {}", a.get_info().name)).collect();
+                format!("adapters: {}", list.join(", "))
+            }
+        };
+        let index = match choice {
+            Choice::Auto => all
+                .iter()
+                .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+                .ok_or_else(|| GpuError::NoAdapter { reason: format!("no hardware adapter; {}", names()) })?,
+            Choice::Index(n) if n < all.len() => n,
+            Choice::Index(n) => {
+                return Err(GpuError::NoAdapter { reason: format!("there is no gpu:{n}; {}", names()) });
+            }
+        };
+        let adapter = &all[index];
+        let summary = summary(index, adapter);
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("impasto"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), reason: e.to_string() })?;
+        let lost = Arc::new(Mutex::new(None));
+        let uncaptured = Arc::new(Mutex::new(None));
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut l) = lost.lock() {
+                    *l = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+            let uncaptured = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut u) = uncaptured.lock()
+                    && u.is_none()
+                {
+                    *u = Some(e.to_string());
+                }
+            }));
+        }
+        let kernels = Kernels::build(&device, &summary.name)?;
+        Ok(Arc::new(Gpu { device, queue, summary, limits, kernels, lost, uncaptured }))
+    }
+
+    /// The adapter this device runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.summary.name.clone()
+    }
+
+    /// Fails with the device-lost reason or the first uncaptured error, if any.
+    pub(crate) fn check(&self, op: &'static str) -> Result<()> {
+        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(GpuError::DeviceLost { adapter: self.name(), reason });
+        }
+        if let Some(reason) = self.uncaptured.lock().ok().and_then(|mut u| u.take()) {
+            return Err(self.classify(op, reason));
+        }
+        Ok(())
+    }
+
+    fn classify(&self, op: &'static str, reason: String) -> GpuError {
+        if reason.to_ascii_lowercase().contains("out of memory") {
+            GpuError::OutOfMemory { adapter: self.name(), what: op.into(), bytes: 0 }
+        } else if reason.to_ascii_lowercase().contains("lost") {
+            GpuError::DeviceLost { adapter: self.name(), reason }
+        } else {
+            GpuError::Driver { adapter: self.name(), op, reason }
+        }
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes; an error there becomes typed.
+    pub(crate) fn scoped<T>(&self, op: &'static str, bytes: u64, f: impl FnOnce() -> T) -> Result<T> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let out = f();
+        let oom_err = pollster::block_on(oom.pop());
+        let val_err = pollster::block_on(validation.pop());
+        if oom_err.is_some() {
+            return Err(GpuError::OutOfMemory { adapter: self.name(), what: op.into(), bytes });
+        }
+        if let Some(e) = val_err {
+            return Err(self.classify(op, e.to_string()));
+        }
+        self.check(op)?;
+        Ok(out)
+    }
+
+    /// A storage buffer of `len` floats (at least one), checked against the adapter's limits.
+    pub(crate) fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) * 4) as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
+        for (limit, allowed) in
+            [("max_buffer_size", self.limits.max_buffer_size), ("max_storage_buffer_binding_size", binding)]
+        {
+            if bytes > allowed {
+                return Err(GpuError::Limit {
+                    adapter: self.name(),
+                    what: what.into(),
+                    limit,
+                    needed: bytes,
+                    allowed,
+                });
+            }
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        self.scoped("buffer allocation", bytes, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+        .map_err(|e| match e {
+            GpuError::OutOfMemory { adapter, bytes, .. } => {
+                GpuError::OutOfMemory { adapter, what: what.into(), bytes }
+            }
+            e => e,
+        })
+    }
+
+    /// A storage buffer holding `data`.
+    pub(crate) fn upload(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+        let b = self.storage(what, data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+        }
+        Ok(b)
+    }
+
+    /// A 64-byte uniform buffer of kernel parameters.
+    pub(crate) fn params(&self, words: [u32; 16]) -> wgpu::Buffer {
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: 64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&b, 0, bytemuck::cast_slice(&words));
+        b
+    }
+
+    /// Submits `encoder` after copying each `(buffer, floats)` into one mappable buffer, waits, and
+    /// returns the floats of each, in order: one submit, one map.
+    pub(crate) fn finish_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let total: usize = reads.iter().map(|r| r.1).sum();
+        let staging = self.scoped("read-back buffer", (total.max(1) * 4) as u64, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size: (total.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut off = 0u64;
+        for &(b, n) in reads {
+            if n > 0 {
+                encoder.copy_buffer_to_buffer(b, 0, &staging, off, (n * 4) as u64);
+            }
+            off += (n * 4) as u64;
+        }
+        self.scoped("kernel submission", 0, || self.queue.submit([encoder.finish()]))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| self.classify("waiting for the GPU", e.to_string()))?;
+        self.check("kernels")?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.classify("read-back", e.to_string())),
+            Err(_) => return Err(self.classify("read-back", "the map callback never ran".into())),
+        }
+        let mut out = Vec::with_capacity(reads.len());
+        {
+            let view = staging.get_mapped_range(..).map_err(|e| self.classify("read-back", e.to_string()))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut at = 0;
+            for &(_, n) in reads {
+                out.push(all[at..at + n].to_vec());
+                at += n;
+            }
+        }
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("impasto") })
+    }
+}

@@ -1,0 +1,322 @@
+//! The compiled kernels and the recording of a sequence of dispatches: the tiled GEMM in its three
+//! variants (plain, Gram, implicit-im2col convolution) and the element-wise, pooling and loss kernels,
+//! each bound once to its buffers so that an evaluation only replays the list into one encoder.
+
+use crate::device::Gpu;
+use crate::error::{GpuError, Result};
+
+const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const OPS: &str = include_str!("shaders/ops.wgsl");
+
+/// `B` read as a row-major K×N matrix.
+const LOAD_PLAIN: &str = "const B_KFAST = false;
+fn load_b(k: u32, col: u32) -> f32 { return b[k * p.n + col]; }";
+/// `B = Fᵀ` with `F` row-major N×K (the Gram matrix `F·Fᵀ`).
+const LOAD_GRAM: &str = "const B_KFAST = true;
+fn load_b(k: u32, col: u32) -> f32 { return b[col * p.k + k]; }";
+/// `B` the im2col matrix of a c×h×w input for a 3×3 pad-1 convolution: row k = (c, ky, kx), column
+/// = output pixel.
+const LOAD_CONV: &str = "const B_KFAST = false;
+fn load_b(k: u32, col: u32) -> f32 {
+    let ci = k / 9u;
+    let r = k - ci * 9u;
+    let ky = r / 3u;
+    let kx = r - ky * 3u;
+    let i = col / p.w;
+    let j = col - i * p.w;
+    let ii = i32(i + ky) - 1;
+    let jj = i32(j + kx) - 1;
+    if ii < 0 || jj < 0 || ii >= i32(p.h) || jj >= i32(p.w) {
+        return 0.0;
+    }
+    return b[(ci * p.h + u32(ii)) * p.w + u32(jj)];
+}";
+
+/// The entry points of `ops.wgsl`.
+const OP_ENTRIES: [&str; 14] = [
+    "relu_forward",
+    "relu_backward",
+    "max_pool_forward",
+    "max_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "preprocess_forward",
+    "preprocess_backward",
+    "mul_planes",
+    "content",
+    "style",
+    "tv",
+    "reduce_sum",
+    "sum_slices",
+];
+
+/// Which GEMM variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gemm {
+    Plain,
+    Gram,
+    Conv,
+}
+
+/// GEMM epilogue flags (as in `matmul.wgsl`).
+pub(crate) const RELU: u32 = 1;
+pub(crate) const BIAS: u32 = 2;
+pub(crate) const ACCUMULATE: u32 = 4;
+pub(crate) const COLMASK: u32 = 8;
+pub(crate) const SPLIT: u32 = 16;
+
+/// Every pipeline, compiled once per device.
+#[derive(Debug)]
+pub(crate) struct Kernels {
+    gemm: [wgpu::ComputePipeline; 3],
+    ops: Vec<(&'static str, wgpu::ComputePipeline)>,
+    /// Bound where a kernel's optional input is unused.
+    dummy: wgpu::Buffer,
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    adapter: &str,
+    kernel: &'static str,
+    source: &str,
+    entry: &str,
+) -> Result<wgpu::ComputePipeline> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(kernel),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel),
+        layout: None,
+        module: &module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(validation.pop()) {
+        return Err(GpuError::Shader { kernel, adapter: adapter.into(), reason: first_line(&e.to_string()) });
+    }
+    Ok(p)
+}
+
+/// The first non-empty line of a (multi-line) driver message, for a one-line error.
+fn first_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.iter().take(3).copied().collect::<Vec<_>>().join(" ")
+}
+
+impl Kernels {
+    pub(crate) fn build(device: &wgpu::Device, adapter: &str) -> Result<Kernels> {
+        let gemm_src = |load: &str| MATMUL.replace("//LOAD_B", load);
+        let gemm = [
+            pipeline(device, adapter, "gemm", &gemm_src(LOAD_PLAIN), "main")?,
+            pipeline(device, adapter, "gram", &gemm_src(LOAD_GRAM), "main")?,
+            pipeline(device, adapter, "conv3x3", &gemm_src(LOAD_CONV), "main")?,
+        ];
+        let mut ops = Vec::new();
+        for e in OP_ENTRIES {
+            ops.push((e, pipeline(device, adapter, e, OPS, e)?));
+        }
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Kernels { gemm, ops, dummy })
+    }
+
+    fn op(&self, name: &str) -> &wgpu::ComputePipeline {
+        &self.ops.iter().find(|(n, _)| *n == name).expect("kernel entry point listed in OP_ENTRIES").1
+    }
+}
+
+/// One recorded step of an evaluation.
+#[derive(Debug)]
+enum Step {
+    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3] },
+    Clear(wgpu::Buffer),
+}
+
+/// A fixed list of dispatches over resident buffers, replayed into one encoder per evaluation.
+#[derive(Debug, Default)]
+pub(crate) struct Program {
+    steps: Vec<Step>,
+}
+
+/// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GemmDims {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) flags: u32,
+    pub(crate) alpha: f32,
+    /// K split into this many slices (flag SPLIT; C then holds `slices` M×N results).
+    pub(crate) slices: usize,
+}
+
+/// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
+pub(crate) fn grid(n: usize) -> [u32; 3] {
+    let wg = n.div_ceil(256).max(1);
+    let x = wg.min(32768);
+    [x as u32, wg.div_ceil(x) as u32, 1]
+}
+
+/// How many partial sums a loss kernel over `n` values leaves.
+pub(crate) fn partial_count(n: usize) -> usize {
+    let g = grid(n);
+    (g[0] * g[1]) as usize
+}
+
+/// Parameters of an `ops.wgsl` kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OpParams {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) u: [u32; 4],
+    pub(crate) f: [f32; 8],
+}
+
+impl OpParams {
+    pub(crate) fn words(&self) -> [u32; 16] {
+        let mut w = [0u32; 16];
+        w[0] = self.n as u32;
+        w[1] = self.c as u32;
+        w[2] = self.h as u32;
+        w[3] = self.w as u32;
+        w[4..8].copy_from_slice(&self.u);
+        for (d, s) in w[8..].iter_mut().zip(self.f) {
+            *d = s.to_bits();
+        }
+        w
+    }
+}
+
+impl Program {
+    /// Adds a GEMM; returns its parameter buffer.
+    pub(crate) fn gemm(
+        &mut self,
+        gpu: &Gpu,
+        kind: Gemm,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        extra: Option<&wgpu::Buffer>,
+        c: &wgpu::Buffer,
+        d: GemmDims,
+    ) -> Result<wgpu::Buffer> {
+        let slices = d.slices.max(1);
+        let chunk = d.k.div_ceil(slices).next_multiple_of(16).max(16);
+        let slices = d.k.div_ceil(chunk).max(1);
+        let m_tiles = d.m.div_ceil(64).max(1);
+        let n_tiles = d.n.div_ceil(64).max(1);
+        let xn = n_tiles.min(32768);
+        let yn = n_tiles.div_ceil(xn);
+        let groups = [xn as u32, (m_tiles * yn) as u32, slices as u32];
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(GpuError::Limit {
+                adapter: gpu.name(),
+                what: format!("a {}×{}×{} matrix product", d.m, d.k, d.n),
+                limit: "max_compute_workgroups_per_dimension",
+                needed: u64::from(*groups.iter().max().unwrap_or(&0)),
+                allowed: u64::from(max),
+            });
+        }
+        let words = [
+            d.m as u32,
+            d.n as u32,
+            d.k as u32,
+            n_tiles as u32,
+            m_tiles as u32,
+            xn as u32,
+            chunk as u32,
+            d.flags,
+            d.h as u32,
+            d.w as u32,
+            0,
+            0,
+            d.alpha.to_bits(),
+            0,
+            0,
+            0,
+        ];
+        let params = gpu.params(words);
+        let pipeline = &gpu.kernels.gemm[kind as usize];
+        let extra = extra.unwrap_or(&gpu.kernels.dummy);
+        let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
+        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        Ok(params)
+    }
+
+    /// Adds an `ops.wgsl` kernel over `groups`; `buffers` are (binding, buffer). Returns the parameters.
+    pub(crate) fn op(
+        &mut self,
+        gpu: &Gpu,
+        entry: &'static str,
+        p: OpParams,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<wgpu::Buffer> {
+        let params = gpu.params(p.words());
+        let pipeline = gpu.kernels.op(entry);
+        let bind = bind_group(gpu, pipeline, &params, buffers)?;
+        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        Ok(params)
+    }
+
+    /// Adds the zeroing of `buffer`.
+    pub(crate) fn clear(&mut self, buffer: &wgpu::Buffer) {
+        self.steps.push(Step::Clear(buffer.clone()));
+    }
+
+    /// Records every step into `encoder`, consecutive dispatches in one compute pass.
+    pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut i = 0;
+        while i < self.steps.len() {
+            match &self.steps[i] {
+                Step::Clear(b) => {
+                    encoder.clear_buffer(b, 0, None);
+                    i += 1;
+                }
+                Step::Dispatch { .. } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    while let Some(Step::Dispatch { pipeline, bind, groups }) = self.steps.get(i) {
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, bind, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bind_group(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    params: &wgpu::Buffer,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<wgpu::BindGroup> {
+    let layout = pipeline.get_bind_group_layout(0);
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+    entries.extend(
+        buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
+    );
+    gpu.scoped("binding kernel buffers", 0, || {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
+    })
+}

@@ -1,0 +1,26 @@
+//! GPU backend of impasto: the VGG forward pass, the style-transfer losses (content, Gram-matrix style
+//! with masks, total variation) and the backward pass to the pixels as WGSL compute kernels on wgpu
+//! (Vulkan, Metal, DirectX 12), every buffer resident on the device between evaluations.
+//!
+//! * [`adapters`] lists the adapters; [`Gpu::new`] opens one ([`Choice`]).
+//! * [`GpuNet`] holds a network's weights on the device, built from plain [`LayerSpec`]s.
+//! * [`GpuObjective`] evaluates the loss and its gradient for one image size: pixels go up, the
+//!   three loss terms and the gradient come back, one submit and one read-back per evaluation.
+//! * One-shot kernel calls on host slices ([`Gpu::conv3x3_forward`], …) exist for tests and benches.
+//!
+//! Every reduction runs in a fixed order (per-workgroup trees, then one ordered pass; split-K slices
+//! summed in order; no atomics), so one device and driver give the same bits run after run.
+//! Nothing here prints, reads the environment or exits; errors are [`GpuError`].
+
+mod device;
+mod error;
+mod kernels;
+mod net;
+mod objective;
+mod ops;
+
+pub use device::{AdapterSummary, Choice, Gpu, adapters};
+pub use error::{GpuError, Result};
+pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
+pub use objective::{GpuLosses, GpuObjective, StyleTerm};
+pub use ops::flip_weights;

@@ -1,0 +1,349 @@
+//! The style-transfer objective on the device for one image size: content, Gram-matrix style (with
+//! optional region masks) and total-variation terms against resident targets, with the gradient to
+//! the pixels. One evaluation = pixels up, one submit, one read-back of the term sums and the gradient.
+
+use std::sync::Arc;
+
+use crate::error::{GpuError, Result};
+use crate::kernels::{self, Gemm, GemmDims, OpParams, Program, grid, partial_count};
+use crate::net::GpuNet;
+use crate::ops::{gram_slices, record_gram};
+
+/// A style term: `weight · mean((G_layer − gram)²)` with `G = F·Fᵀ/(C·H·W)`, or with a `mask` (one
+/// value per pixel at the layer's resolution) `G = (F∘m)(F∘m)ᵀ/(C·Σm)`.
+#[derive(Debug, Clone)]
+pub struct StyleTerm {
+    /// Layer index.
+    pub layer: usize,
+    /// The C×C target.
+    pub gram: Vec<f32>,
+    /// Weight.
+    pub weight: f32,
+    /// Region mask at the layer's resolution.
+    pub mask: Option<Vec<f32>>,
+}
+
+/// The three loss terms of one evaluation (each already weighted).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuLosses {
+    /// Sum of the content terms.
+    pub content: f64,
+    /// Sum of the style terms.
+    pub style: f64,
+    /// The total-variation term.
+    pub tv: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Content,
+    Style,
+    Tv,
+}
+
+/// One reduced term: its kind, the divisor of its mean, its weight and the kernel parameters that
+/// carry the weight (rewritten when the weight changes).
+#[derive(Debug)]
+struct Term {
+    kind: Kind,
+    /// Position among the terms of its kind as given to [`GpuObjective::new`] (terms are recorded
+    /// in backward order, deepest layer first).
+    index: usize,
+    mean_of: f64,
+    weight: f32,
+    /// False for a style term whose mask is empty (contributes 0, as on the CPU).
+    live: bool,
+    params: Option<(wgpu::Buffer, OpParams)>,
+}
+
+impl Term {
+    fn grad_scale(&self, weight: f32) -> f32 {
+        2.0 * weight / self.mean_of as f32
+    }
+}
+
+/// The objective for `width`×`height` images on the device of its network.
+#[derive(Debug)]
+pub struct GpuObjective {
+    net: Arc<GpuNet>,
+    h: usize,
+    w: usize,
+    prog: Program,
+    rgb: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    sums: wgpu::Buffer,
+    terms: Vec<Term>,
+    /// Kept alive: every buffer the recorded program binds.
+    _resident: Vec<wgpu::Buffer>,
+}
+
+impl GpuObjective {
+    /// Builds the objective: uploads the targets and records every dispatch of an evaluation.
+    /// `content` holds (layer, target features, weight); `pixel_mask` (h·w) scales the gradient.
+    pub fn new(
+        net: Arc<GpuNet>,
+        width: usize,
+        height: usize,
+        content: Vec<(usize, Vec<f32>, f32)>,
+        style: Vec<StyleTerm>,
+        tv_weight: f32,
+        pixel_mask: Option<Vec<f32>>,
+    ) -> Result<GpuObjective> {
+        let gpu = net.gpu.clone();
+        let (h, w) = (height, width);
+        let mut prog = Program::default();
+        let mut keep = Vec::new();
+        let mut terms: Vec<Term> = Vec::new();
+        let last = content.iter().map(|t| t.0).chain(style.iter().map(|t| t.layer)).max();
+        let mut reductions: Vec<(wgpu::Buffer, usize)> = Vec::new();
+        let (rgb, grad_pre) = match last {
+            Some(last) => {
+                let mut wanted = vec![false; last + 1];
+                content
+                    .iter()
+                    .map(|t| t.0)
+                    .chain(style.iter().map(|t| t.layer))
+                    .for_each(|l| wanted[l] = true);
+                let fwd = net.record_forward(&mut prog, h, w, last, &wanted)?;
+                let grad = net.record_backward(&mut prog, &fwd, last, |prog, i, g| {
+                    for (index, (layer, target, weight)) in
+                        content.iter().enumerate().filter(|(_, t)| t.0 == i)
+                    {
+                        let (c, lh, lw) = fwd.shape[*layer];
+                        let n = c * lh * lw;
+                        if target.len() != n {
+                            return Err(GpuError::Shape {
+                                op: "content target",
+                                reason: format!("layer {layer}: {} values, expected {n}", target.len()),
+                            });
+                        }
+                        let tb = gpu.upload("content target", target)?;
+                        let partials = gpu.storage("loss partials", partial_count(n))?;
+                        let mut term = Term {
+                            kind: Kind::Content,
+                            index,
+                            mean_of: n as f64,
+                            weight: *weight,
+                            live: true,
+                            params: None,
+                        };
+                        let p = OpParams {
+                            n,
+                            f: [term.grad_scale(*weight), 0., 0., 0., 0., 0., 0., 0.],
+                            ..Default::default()
+                        };
+                        let pb = prog.op(
+                            &gpu,
+                            "content",
+                            p,
+                            &[(1, fwd.out(i)), (2, g), (3, &tb), (4, &partials)],
+                            grid(n),
+                        )?;
+                        term.params = Some((pb, p));
+                        reductions.push((partials.clone(), partial_count(n)));
+                        keep.extend([tb, partials]);
+                        terms.push(term);
+                    }
+                    for (index, t) in style.iter().enumerate().filter(|(_, t)| t.layer == i) {
+                        let (c, lh, lw) = fwd.shape[t.layer];
+                        let n = lh * lw;
+                        if t.gram.len() != c * c {
+                            return Err(GpuError::Shape {
+                                op: "style target",
+                                reason: format!(
+                                    "layer {}: {} values, expected {c}×{c}",
+                                    t.layer,
+                                    t.gram.len()
+                                ),
+                            });
+                        }
+                        let mut term = Term {
+                            kind: Kind::Style,
+                            index,
+                            mean_of: (c * c) as f64,
+                            weight: t.weight,
+                            live: true,
+                            params: None,
+                        };
+                        let f = fwd.out(i);
+                        let (source, norm, mask) = match &t.mask {
+                            None => (f.clone(), (c * n) as f32, None),
+                            Some(m) => {
+                                if m.len() != n {
+                                    return Err(GpuError::Shape {
+                                        op: "style mask",
+                                        reason: format!(
+                                            "layer {}: {} values, expected {lh}×{lw}",
+                                            t.layer,
+                                            m.len()
+                                        ),
+                                    });
+                                }
+                                let area: f64 = m.iter().map(|&v| f64::from(v)).sum();
+                                if area <= 1e-6 {
+                                    term.live = false;
+                                    terms.push(term);
+                                    continue;
+                                }
+                                let mb = gpu.upload("style mask", m)?;
+                                let fm = gpu.storage("masked features", c * n)?;
+                                let p = OpParams { n: c * n, w: n, ..Default::default() };
+                                prog.op(&gpu, "mul_planes", p, &[(1, f), (2, &fm), (3, &mb)], grid(c * n))?;
+                                (fm, (c as f64 * area) as f32, Some(mb))
+                            }
+                        };
+                        let gram = gpu.storage("Gram matrix", c * c)?;
+                        let (parts, sp) =
+                            record_gram(&gpu, prog, &source, c, n, 1.0 / norm, gram_slices(c, n), &gram)?;
+                        let tb = gpu.upload("style target", &t.gram)?;
+                        let d = gpu.storage("Gram gradient", c * c)?;
+                        let partials = gpu.storage("loss partials", partial_count(c * c))?;
+                        let p = OpParams {
+                            n: c * c,
+                            c,
+                            f: [term.grad_scale(t.weight), 0., 0., 0., 0., 0., 0., 0.],
+                            ..Default::default()
+                        };
+                        let pb = prog.op(
+                            &gpu,
+                            "style",
+                            p,
+                            &[(1, &gram), (2, &d), (3, &tb), (4, &partials)],
+                            grid(c * c),
+                        )?;
+                        term.params = Some((pb, p));
+                        let flags = kernels::ACCUMULATE | if mask.is_some() { kernels::COLMASK } else { 0 };
+                        let dims = GemmDims {
+                            m: c,
+                            n,
+                            k: c,
+                            flags,
+                            alpha: 1.0 / norm,
+                            slices: 1,
+                            ..Default::default()
+                        };
+                        prog.gemm(&gpu, Gemm::Plain, &d, &source, mask.as_ref(), g, dims)?;
+                        reductions.push((partials.clone(), partial_count(c * c)));
+                        keep.extend([source, gram, parts, sp, tb, d, partials]);
+                        keep.extend(mask);
+                        terms.push(term);
+                    }
+                    Ok(())
+                })?;
+                (fwd.rgb, grad)
+            }
+            None => {
+                let rgb = gpu.storage("input image", 3 * h * w)?;
+                let g = gpu.storage("gradient", 3 * h * w)?;
+                prog.clear(&g);
+                (rgb, g)
+            }
+        };
+        // Total variation on the pixels, added to the gradient before the pixel mask.
+        let n = 3 * h * w;
+        let partials = gpu.storage("loss partials", partial_count(n))?;
+        let mut term =
+            Term { kind: Kind::Tv, index: 0, mean_of: n as f64, weight: tv_weight, live: true, params: None };
+        let p = OpParams {
+            n,
+            c: 3,
+            h,
+            w,
+            f: [term.grad_scale(tv_weight), 0., 0., 0., 0., 0., 0., 0.],
+            ..Default::default()
+        };
+        let pb = prog.op(&gpu, "tv", p, &[(1, &rgb), (2, &grad_pre), (4, &partials)], grid(n))?;
+        term.params = Some((pb, p));
+        terms.push(term);
+        reductions.push((partials.clone(), partial_count(n)));
+        keep.push(partials);
+        let grad = match pixel_mask {
+            None => grad_pre.clone(),
+            Some(m) => {
+                if m.len() != h * w {
+                    return Err(GpuError::Shape {
+                        op: "pixel mask",
+                        reason: format!("{} values for {h}×{w}", m.len()),
+                    });
+                }
+                let mb = gpu.upload("pixel mask", &m)?;
+                let out = gpu.storage("gradient", n)?;
+                let p = OpParams { n, w: h * w, ..Default::default() };
+                prog.op(&gpu, "mul_planes", p, &[(1, &grad_pre), (2, &out), (3, &mb)], grid(n))?;
+                keep.push(mb);
+                out
+            }
+        };
+        keep.push(grad_pre);
+        // Sums of the live terms, one slot each, in the order of `terms` without the dead ones.
+        let sums = gpu.storage("loss sums", reductions.len())?;
+        for (slot, (partials, count)) in reductions.iter().enumerate() {
+            let p = OpParams { n: *count, u: [slot as u32, 0, 0, 0], ..Default::default() };
+            prog.op(&gpu, "reduce_sum", p, &[(1, partials), (2, &sums)], [1, 1, 1])?;
+        }
+        gpu.check("building the objective")?;
+        Ok(GpuObjective { net, h, w, prog, rgb, grad, sums, terms, _resident: keep })
+    }
+
+    /// The image size (width, height).
+    pub fn size(&self) -> (usize, usize) {
+        (self.w, self.h)
+    }
+
+    /// Sets the weights: one per content term and per style term (in the order given to
+    /// [`GpuObjective::new`]) and the TV weight. Only changed parameters are rewritten.
+    pub fn set_weights(&mut self, content: &[f32], style: &[f32], tv: f32) -> Result<()> {
+        let gpu = self.net.gpu.clone();
+        for t in &mut self.terms {
+            let new = match t.kind {
+                Kind::Content => *content.get(t.index).ok_or_else(|| too_few("content"))?,
+                Kind::Style => *style.get(t.index).ok_or_else(|| too_few("style"))?,
+                Kind::Tv => tv,
+            };
+            if new.to_bits() == t.weight.to_bits() {
+                continue;
+            }
+            t.weight = new;
+            let scale = t.grad_scale(new);
+            if let Some((buf, p)) = &mut t.params {
+                p.f[0] = scale;
+                gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&p.words()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss terms at `pixels` (planar RGB 0..1, 3·h·w) and the gradient of their sum.
+    pub fn evaluate(&mut self, pixels: &[f32]) -> Result<(GpuLosses, Vec<f32>)> {
+        let n = 3 * self.h * self.w;
+        if pixels.len() != n {
+            return Err(GpuError::Shape {
+                op: "evaluate",
+                reason: format!("{} pixels values, expected {n}", pixels.len()),
+            });
+        }
+        let gpu = &self.net.gpu;
+        gpu.queue.write_buffer(&self.rgb, 0, bytemuck::cast_slice(pixels));
+        let mut enc = gpu.encoder();
+        self.prog.record(&mut enc);
+        let live = self.terms.iter().filter(|t| t.live).count();
+        let mut out = gpu.finish_and_read(enc, &[(&self.sums, live), (&self.grad, n)])?;
+        let grad = out.pop().unwrap_or_default();
+        let sums = out.pop().unwrap_or_default();
+        let mut losses = GpuLosses::default();
+        let mut s = sums.iter();
+        for t in self.terms.iter().filter(|t| t.live) {
+            let v = f64::from(t.weight) * f64::from(*s.next().unwrap_or(&0.0)) / t.mean_of;
+            match t.kind {
+                Kind::Content => losses.content += v,
+                Kind::Style => losses.style += v,
+                Kind::Tv => losses.tv += v,
+            }
+        }
+        Ok((losses, grad))
+    }
+}
+
+fn too_few(what: &str) -> GpuError {
+    GpuError::Shape { op: "set_weights", reason: format!("fewer {what} weights than {what} terms") }
+}

@@ -1,0 +1,298 @@
+// Element-wise, pooling, preprocessing and loss kernels. 256 invocations per workgroup; a flat index
+// runs over a 2-D grid of workgroups (x then y) so that large tensors stay within the per-dimension
+// dispatch limit. Loss kernels leave one partial sum per workgroup (a fixed tree in workgroup memory);
+// `reduce` adds the partials of one term in a fixed order: the same inputs give the same bits.
+
+struct P {
+    n: u32, c: u32, h: u32, w: u32,
+    u0: u32, u1: u32, u2: u32, u3: u32,
+    f0: f32, f1: f32, f2: f32, f3: f32,
+    f4: f32, f5: f32, f6: f32, f7: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> aux: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> red: array<f32, 256>;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + li;
+}
+
+// Sums `v` over the workgroup into partials[workgroup], in a fixed tree.
+fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if li < s {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    if li == 0u {
+        partials[wid.y * nwg.x + wid.x] = red[0];
+    }
+}
+
+// dst = max(src, 0).
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i < p.n {
+        dst[i] = max(src[i], 0.0);
+    }
+}
+
+// dst (a gradient) = 0 where the ReLU output src is ≤ 0.
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i < p.n && !(src[i] > 0.0) {
+        dst[i] = 0.0;
+    }
+}
+
+// Window (row-major 0..4) of the first maximum of output (ch, oi, oj), strict `>`.
+fn window_argmax(ch: u32, oi: u32, oj: u32) -> u32 {
+    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
+    var best = 0u;
+    var bv = src[base];
+    let offs = array<u32, 4>(0u, 1u, p.w, p.w + 1u);
+    for (var t = 1u; t < 4u; t++) {
+        let v = src[base + offs[t]];
+        if v > bv {
+            bv = v;
+            best = t;
+        }
+    }
+    return best;
+}
+
+// 2×2 stride-2 max pool (floor size): src c×h×w → dst c×(h/2)×(w/2). p.n = outputs.
+@compute @workgroup_size(256)
+fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (oh * ow);
+    let r = i - ch * oh * ow;
+    let oi = r / ow;
+    let oj = r - oi * ow;
+    let t = window_argmax(ch, oi, oj);
+    dst[i] = src[(ch * p.h + 2u * oi + t / 2u) * p.w + 2u * oj + (t & 1u)];
+}
+
+// Max pool backward: src is the pool's input, aux the output gradient; dst (c×h×w) gets it at the
+// first maximum of each window, 0 elsewhere. p.n = inputs.
+@compute @workgroup_size(256)
+fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (p.h * p.w);
+    let r = i - ch * p.h * p.w;
+    let y = r / p.w;
+    let x = r - y * p.w;
+    let oi = y / 2u;
+    let oj = x / 2u;
+    var g = 0.0;
+    if oi < oh && oj < ow && window_argmax(ch, oi, oj) == (y & 1u) * 2u + (x & 1u) {
+        g = aux[(ch * oh + oi) * ow + oj];
+    }
+    dst[i] = g;
+}
+
+// 2×2 stride-2 average pool. p.n = outputs.
+@compute @workgroup_size(256)
+fn avg_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (oh * ow);
+    let r = i - ch * oh * ow;
+    let oi = r / ow;
+    let oj = r - oi * ow;
+    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
+    dst[i] = ((src[base] + src[base + 1u]) + (src[base + p.w] + src[base + p.w + 1u])) * 0.25;
+}
+
+// Average pool backward: src the output gradient, dst (c×h×w). p.n = inputs.
+@compute @workgroup_size(256)
+fn avg_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (p.h * p.w);
+    let r = i - ch * p.h * p.w;
+    let oi = (r / p.w) / 2u;
+    let oj = (r % p.w) / 2u;
+    var g = 0.0;
+    if oi < oh && oj < ow {
+        g = src[(ch * oh + oi) * ow + oj] * 0.25;
+    }
+    dst[i] = g;
+}
+
+// Network input from planar RGB 0..1: dst[c] = src[u_c]·scale_c + offset_c with (u0,u1,u2) the
+// source planes, (f0,f1,f2) the scales and (f3,f4,f5) the offsets. p.n = pixels per plane.
+@compute @workgroup_size(256)
+fn preprocess_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= 3u * p.n {
+        return;
+    }
+    let c = i / p.n;
+    let q = i - c * p.n;
+    let srcs = array<u32, 3>(p.u0, p.u1, p.u2);
+    let scales = array<f32, 3>(p.f0, p.f1, p.f2);
+    let offsets = array<f32, 3>(p.f3, p.f4, p.f5);
+    dst[i] = src[srcs[c] * p.n + q] * scales[c] + offsets[c];
+}
+
+// Its backward: dst (RGB gradient) plane u_c = src plane c · scale_c.
+@compute @workgroup_size(256)
+fn preprocess_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= 3u * p.n {
+        return;
+    }
+    let c = i / p.n;
+    let q = i - c * p.n;
+    let srcs = array<u32, 3>(p.u0, p.u1, p.u2);
+    let scales = array<f32, 3>(p.f0, p.f1, p.f2);
+    dst[srcs[c] * p.n + q] = src[i] * scales[c];
+}
+
+// dst = src ∘ aux, aux one plane of p.w values repeated over the planes of src. p.n = all values.
+@compute @workgroup_size(256)
+fn mul_planes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i < p.n {
+        dst[i] = src[i] * aux[i % p.w];
+    }
+}
+
+// Content term: d = src − aux (features − target); dst (gradient) += f0·d; partial sums of d².
+@compute @workgroup_size(256)
+fn content(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    var s = 0.0;
+    if i < p.n {
+        let d = src[i] - aux[i];
+        dst[i] += p.f0 * d;
+        s = d * d;
+    }
+    partial_sum(s, wid, nwg, li);
+}
+
+// Style term on a C×C Gram (p.c = C): src = G, aux = target A. dst = f0·((G−A) + (G−A)ᵀ), the
+// symmetrised Gram gradient; partial sums of (G−A)². p.n = C².
+@compute @workgroup_size(256)
+fn style(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    var s = 0.0;
+    if i < p.n {
+        let r = i / p.c;
+        let col = i - r * p.c;
+        let t = col * p.c + r;
+        let d = src[i] - aux[i];
+        dst[i] = p.f0 * d + p.f0 * (src[t] - aux[t]);
+        s = d * d;
+    }
+    partial_sum(s, wid, nwg, li);
+}
+
+// Total variation of planar src (p.c planes of p.h×p.w): dst (gradient) += f0·∂/∂x of the squared
+// differences to the right and lower neighbours; partial sums of those squares. p.n = all values.
+@compute @workgroup_size(256)
+fn tv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+      @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    var s = 0.0;
+    if i < p.n {
+        let r = i % (p.h * p.w);
+        let y = r / p.w;
+        let x = r - y * p.w;
+        let v = src[i];
+        var g = 0.0;
+        if x + 1u < p.w {
+            let d = src[i + 1u] - v;
+            s += d * d;
+            g -= d;
+        }
+        if y + 1u < p.h {
+            let d = src[i + p.w] - v;
+            s += d * d;
+            g -= d;
+        }
+        if x > 0u {
+            g += v - src[i - 1u];
+        }
+        if y > 0u {
+            g += v - src[i - p.w];
+        }
+        dst[i] += p.f0 * g;
+    }
+    partial_sum(s, wid, nwg, li);
+}
+
+// One workgroup: dst[u0] = the sum of src[0..n] (a term's partials), in a fixed order.
+@compute @workgroup_size(256)
+fn reduce_sum(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    for (var i = li; i < p.n; i += 256u) {
+        s += src[i];
+    }
+    red[li] = s;
+    workgroupBarrier();
+    for (var st = 128u; st > 0u; st >>= 1u) {
+        if li < st {
+            red[li] += red[li + st];
+        }
+        workgroupBarrier();
+    }
+    if li == 0u {
+        dst[p.u0] = red[0];
+    }
+}
+
+// dst[e] = f0 · Σ_s src[s·n + e] over p.c slices in order (split-K Gram slices). p.n = C².
+@compute @workgroup_size(256)
+fn sum_slices(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    var s = 0.0;
+    for (var k = 0u; k < p.c; k++) {
+        s += src[k * p.n + i];
+    }
+    dst[i] = p.f0 * s;
+}

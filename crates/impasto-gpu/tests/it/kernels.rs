@@ -1,0 +1,163 @@
+//! Every GPU kernel against its naive CPU twin (impasto_kernels::naive) on odd sizes (1, 3, 5, 63, 65
+//! channels and pixels) and at VGG depths, and the bitwise repeatability of a kernel.
+
+use impasto_kernels::naive;
+
+use crate::common::{Lcg, gpu, rel_err};
+
+const TOL: f64 = 2e-5;
+
+/// (c_in, c_out, h, w): odd channel counts and sizes, tile edges (63, 65) and VGG depths.
+const CONV_SHAPES: [(usize, usize, usize, usize); 9] = [
+    (1, 1, 1, 1),
+    (3, 5, 3, 5),
+    (5, 3, 5, 1),
+    (3, 63, 7, 9),
+    (65, 65, 5, 3),
+    (63, 1, 1, 65),
+    (3, 64, 13, 11),
+    (256, 512, 8, 8),
+    (512, 512, 4, 3),
+];
+
+#[test]
+fn conv3x3_forward_matches_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(1);
+    for (c_in, c_out, h, w) in CONV_SHAPES {
+        let x = rng.vec(c_in * h * w, 1.0);
+        let wt = rng.vec(c_out * c_in * 9, 0.2);
+        let b = rng.vec(c_out, 0.5);
+        for relu in [false, true] {
+            let got = gpu.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, relu).unwrap();
+            let mut want = vec![0.0; c_out * h * w];
+            naive::conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, relu, &mut want);
+            let e = rel_err(&got, &want);
+            assert!(e < TOL, "conv forward {c_in}→{c_out} {h}×{w} relu={relu}: rel err {e:e}");
+        }
+    }
+}
+
+#[test]
+fn conv3x3_backward_input_matches_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(2);
+    for (c_in, c_out, h, w) in CONV_SHAPES {
+        let dy = rng.vec(c_out * h * w, 1.0);
+        let wt = rng.vec(c_out * c_in * 9, 0.2);
+        let got = gpu.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
+        let mut want = vec![0.0; c_in * h * w];
+        naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt, &mut want);
+        let e = rel_err(&got, &want);
+        assert!(e < TOL, "conv backward {c_in}→{c_out} {h}×{w}: rel err {e:e}");
+    }
+}
+
+/// Values on a coarse grid, so that pooling windows have ties.
+fn coarse(rng: &mut Lcg, n: usize) -> Vec<f32> {
+    (0..n).map(|_| (rng.next() * 3.0).round()).collect()
+}
+
+const POOL_SHAPES: [(usize, usize, usize); 6] =
+    [(1, 1, 1), (1, 2, 2), (3, 5, 7), (5, 3, 65), (65, 6, 4), (64, 63, 65)];
+
+#[test]
+fn max_pool_matches_naive_with_ties() {
+    let gpu = gpu();
+    let mut rng = Lcg(3);
+    for (c, h, w) in POOL_SHAPES {
+        let x = coarse(&mut rng, c * h * w);
+        let got = gpu.max_pool2x2_forward(&x, c, h, w).unwrap();
+        let mut want = vec![0.0; c * (h / 2) * (w / 2)];
+        naive::max_pool2x2_forward(&x, c, h, w, &mut want);
+        assert_eq!(got, want, "max pool forward {c}×{h}×{w}");
+        let dy = rng.vec(want.len(), 1.0);
+        let got = gpu.max_pool2x2_backward(&x, c, h, w, &dy).unwrap();
+        let mut want = vec![0.0; c * h * w];
+        naive::max_pool2x2_backward(&x, c, h, w, &dy, &mut want);
+        assert_eq!(got, want, "max pool backward {c}×{h}×{w} (first maximum of a tied window)");
+    }
+}
+
+#[test]
+fn avg_pool_matches_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(4);
+    for (c, h, w) in POOL_SHAPES {
+        let x = rng.vec(c * h * w, 1.0);
+        let got = gpu.avg_pool2x2_forward(&x, c, h, w).unwrap();
+        let mut want = vec![0.0; c * (h / 2) * (w / 2)];
+        naive::avg_pool2x2_forward(&x, c, h, w, &mut want);
+        assert!(rel_err(&got, &want) < 1e-6, "avg pool forward {c}×{h}×{w}");
+        let dy = rng.vec(want.len(), 1.0);
+        let got = gpu.avg_pool2x2_backward(c, h, w, &dy).unwrap();
+        let mut want = vec![0.0; c * h * w];
+        naive::avg_pool2x2_backward(c, h, w, &dy, &mut want);
+        assert!(rel_err(&got, &want) < 1e-6, "avg pool backward {c}×{h}×{w}");
+    }
+}
+
+#[test]
+fn relu_matches_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(5);
+    for n in [1, 3, 65, 1000] {
+        let mut x = coarse(&mut rng, n);
+        let got = gpu.relu_forward(&x).unwrap();
+        naive::relu_inplace(&mut x);
+        assert_eq!(got, x, "relu forward n={n}");
+        let mut dy = rng.vec(n, 1.0);
+        let got = gpu.relu_backward(&dy, &x).unwrap();
+        naive::relu_backward_inplace(&mut dy, &x);
+        assert_eq!(got, dy, "relu backward n={n}");
+    }
+}
+
+#[test]
+fn gram_and_its_backward_match_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(6);
+    for (c, n) in [(1, 1), (3, 5), (5, 63), (65, 65), (64, 4096), (63, 1025), (512, 64)] {
+        let f = rng.vec(c * n, 1.0);
+        let scale = 1.0 / (c * n) as f32;
+        let mut want = vec![0.0; c * c];
+        naive::gram(&f, c, n, scale, &mut want);
+        for slices in [1, 3, 64] {
+            let got = gpu.gram(&f, c, n, scale, slices).unwrap();
+            let e = rel_err(&got, &want);
+            assert!(e < TOL, "gram {c}×{n} in {slices} slices: rel err {e:e}");
+        }
+        let dg = rng.vec(c * c, 1.0);
+        let got = gpu.gram_backward(&f, c, n, &dg, scale).unwrap();
+        let mut want = vec![0.0; c * n];
+        naive::gram_backward(&f, c, n, &dg, scale, false, &mut want);
+        let e = rel_err(&got, &want);
+        assert!(e < TOL, "gram backward {c}×{n}: rel err {e:e}");
+    }
+}
+
+#[test]
+fn kernels_repeat_bit_for_bit() {
+    let gpu = gpu();
+    let mut rng = Lcg(7);
+    let (c_in, c_out, h, w) = (64, 65, 17, 19);
+    let x = rng.vec(c_in * h * w, 1.0);
+    let wt = rng.vec(c_out * c_in * 9, 0.2);
+    let b = rng.vec(c_out, 0.5);
+    let a = gpu.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
+    let a2 = gpu.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
+    assert_eq!(a, a2, "conv forward repeats");
+    let f = rng.vec(65 * 5000, 1.0);
+    assert_eq!(
+        gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(),
+        gpu.gram(&f, 65, 5000, 1.0, 5).unwrap(),
+        "gram repeats"
+    );
+}
+
+#[test]
+fn wrong_sizes_are_errors_not_panics() {
+    let gpu = gpu();
+    let err = gpu.conv3x3_forward(&[0.0; 5], 1, 1, 2, 2, &[0.0; 9], &[0.0], false).unwrap_err();
+    assert!(err.to_string().contains("x has 5 values, expected 4"), "{err}");
+}

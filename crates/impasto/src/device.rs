@@ -1,0 +1,207 @@
+//! The compute device of a run: the choice (`cpu`, `auto`, `gpu`, `gpu:N`), the GPU adapters, and the
+//! network and objectives moved onto a GPU (the `gpu` feature, wgpu). Evaluation errors on the GPU
+//! are kept here and turned into [`Error::Gpu`] with the last good image once the run loop stops.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::model::Vgg;
+
+/// Where the network and the losses run. The optimiser always runs on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    /// The CPU engine.
+    #[default]
+    Cpu,
+    /// The first hardware GPU adapter, else the CPU.
+    Auto,
+    /// A GPU: `None` the first hardware adapter, `Some(n)` adapter `n` of [`gpu_adapters`] (software
+    /// adapters such as llvmpipe included).
+    Gpu(Option<usize>),
+}
+
+impl Device {
+    /// Parses `cpu`, `auto`, `gpu` or `gpu:N`.
+    pub fn parse(s: &str) -> Option<Device> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Some(Device::Cpu),
+            "auto" => Some(Device::Auto),
+            "gpu" => Some(Device::Gpu(None)),
+            other => other.strip_prefix("gpu:").and_then(|n| n.parse().ok()).map(|n| Device::Gpu(Some(n))),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Auto => f.write_str("auto"),
+            Device::Gpu(None) => f.write_str("gpu"),
+            Device::Gpu(Some(n)) => write!(f, "gpu:{n}"),
+        }
+    }
+}
+
+/// One GPU adapter: index (for `gpu:N`), name, backend, type and memory limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuAdapter {
+    /// What `gpu:N` selects.
+    pub index: usize,
+    /// The adapter's name.
+    pub name: String,
+    /// `Vulkan`, `Metal` or `Dx12`.
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (software) or `Other`.
+    pub device_type: String,
+    /// A software adapter (llvmpipe, WARP): never chosen by `auto`.
+    pub software: bool,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Largest storage binding (one activation tensor), bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Workgroup shared memory, bytes.
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+/// The GPU adapters of this machine; empty without a driver or when built without the `gpu` feature.
+pub fn gpu_adapters() -> Vec<GpuAdapter> {
+    #[cfg(feature = "gpu")]
+    {
+        impasto_gpu::adapters()
+            .into_iter()
+            .map(|a| GpuAdapter {
+                index: a.index,
+                name: a.name,
+                backend: a.backend,
+                device_type: a.device_type,
+                software: a.software,
+                max_buffer_size: a.max_buffer_size,
+                max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
+                max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "gpu"))]
+    Vec::new()
+}
+
+/// What a [`Device`] choice comes to on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolvedDevice {
+    /// The CPU; `notice` says why when a GPU was asked for with `auto` (one line for the user).
+    Cpu {
+        /// Why not a GPU.
+        notice: Option<String>,
+    },
+    /// GPU adapter `index`.
+    Gpu {
+        /// What `gpu:N` selects.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Resolves `choice` against the adapters present: `auto` falls back to the CPU with a notice;
+/// `gpu` and `gpu:N` without a matching adapter are [`Error::Gpu`].
+pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
+    if choice == Device::Cpu {
+        return Ok(ResolvedDevice::Cpu { notice: None });
+    }
+    let all = gpu_adapters();
+    let list = || {
+        if all.is_empty() {
+            if cfg!(feature = "gpu") {
+                "no GPU adapter found (no Vulkan, Metal or DirectX 12 driver)".to_string()
+            } else {
+                "this build has no GPU support (the `gpu` feature is off)".to_string()
+            }
+        } else {
+            let names: Vec<String> =
+                all.iter().map(|a| format!("gpu:{} {} ({})", a.index, a.name, a.device_type)).collect();
+            format!("no hardware GPU adapter (found {})", names.join(", "))
+        }
+    };
+    let gpu = |a: &GpuAdapter| ResolvedDevice::Gpu { index: a.index, name: a.name.clone() };
+    match choice {
+        Device::Cpu => Ok(ResolvedDevice::Cpu { notice: None }),
+        Device::Auto => Ok(all.iter().find(|a| !a.software).map(gpu).unwrap_or_else(|| {
+            ResolvedDevice::Cpu { notice: Some(format!("{}; running on the CPU", list())) }
+        })),
+        Device::Gpu(None) => all.iter().find(|a| !a.software).map(gpu).ok_or_else(|| Error::Gpu {
+            reason: format!("{} — use --device gpu:N for a software adapter, or --device cpu", list()),
+            last_good: None,
+        }),
+        Device::Gpu(Some(n)) => all.get(n).map(gpu).ok_or_else(|| Error::Gpu {
+            reason: format!("there is no GPU adapter gpu:{n}; {}", list()),
+            last_good: None,
+        }),
+    }
+}
+
+/// A network on a GPU for one run, and the first evaluation error of its objectives.
+#[derive(Debug, Clone)]
+pub(crate) struct GpuContext {
+    #[cfg(feature = "gpu")]
+    pub(crate) net: Arc<impasto_gpu::GpuNet>,
+    pub(crate) error: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Moves `net` onto the device `choice` resolves to; `None` for the CPU.
+    pub(crate) fn open(choice: Device, net: &Vgg) -> Result<Option<GpuContext>> {
+        let index = match resolve_device(choice)? {
+            ResolvedDevice::Cpu { .. } => return Ok(None),
+            ResolvedDevice::Gpu { index, .. } => index,
+        };
+        Self::open_index(index, net)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn open_index(index: usize, net: &Vgg) -> Result<Option<GpuContext>> {
+        use crate::model::{LayerKind, Pooling};
+        use impasto_gpu::{Choice, Gpu, GpuNet, LayerSpec, PreprocessSpec};
+        let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
+        let gpu = Gpu::new(Choice::Index(index)).map_err(err)?;
+        let specs = net
+            .layers()
+            .iter()
+            .zip(net.conv_weights())
+            .map(|(l, wb)| match (l.kind, wb) {
+                (LayerKind::Conv { c_in, c_out, .. }, Some((weight, bias))) => {
+                    LayerSpec::Conv { c_in, c_out, weight, bias }
+                }
+                (LayerKind::Pool, _) if net.pooling() == Pooling::Avg => LayerSpec::AvgPool,
+                (LayerKind::Pool, _) => LayerSpec::MaxPool,
+                _ => LayerSpec::Relu,
+            })
+            .collect();
+        let pre = net.preprocess();
+        let ch = [0, 1, 2].map(|c| pre.channel(c));
+        let spec =
+            PreprocessSpec { planes: ch.map(|c| c.0), scale: ch.map(|c| c.1), offset: ch.map(|c| c.2) };
+        let net = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
+        Ok(Some(GpuContext { net, error: Arc::new(Mutex::new(None)) }))
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn open_index(_index: usize, _net: &Vgg) -> Result<Option<GpuContext>> {
+        Err(Error::Gpu {
+            reason: "this build has no GPU support (the `gpu` feature is off)".into(),
+            last_good: None,
+        })
+    }
+
+    /// `e` as the GPU error it hides: a run stopped by a failed GPU evaluation reports the GPU's
+    /// reason with the last good image.
+    pub(crate) fn explain(&self, e: Error) -> Error {
+        let Some(reason) = self.error.lock().ok().and_then(|mut r| r.take()) else { return e };
+        match e {
+            Error::NonFinite { last_good, .. } => Error::Gpu { reason, last_good: Some(last_good) },
+            Error::Gpu { last_good, .. } => Error::Gpu { reason, last_good },
+            e => e,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The objective's GPU backend: the same terms uploaded to a [`GpuObjective`]; every evaluation sends
+//! the pixels and the weights in force, and takes back the three losses and the gradient. A GPU error
+//! is kept in the run's [`GpuContext`] and reported as non-finite losses, so the run loop stops as it
+//! does on a NaN and the run reports the GPU's reason with the last good image.
+
+use std::sync::Mutex;
+
+use impasto_gpu::{GpuObjective, StyleTerm};
+
+use super::Objective;
+use crate::device::GpuContext;
+use crate::error::{Error, Result};
+use crate::observer::Losses;
+
+/// A [`GpuObjective`] mirroring an [`Objective`]'s terms.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    objective: Mutex<GpuObjective>,
+    ctx: GpuContext,
+}
+
+impl Backend {
+    pub(crate) fn new(ctx: &GpuContext, o: &Objective<'_>) -> Result<Backend> {
+        let content = o.content.iter().map(|t| (t.layer, t.features.clone(), t.weight)).collect();
+        let style = o
+            .style
+            .iter()
+            .map(|t| StyleTerm {
+                layer: t.layer,
+                gram: t.gram.clone(),
+                weight: t.weight,
+                mask: t.mask.clone(),
+            })
+            .collect();
+        let objective = GpuObjective::new(
+            ctx.net.clone(),
+            o.width,
+            o.height,
+            content,
+            style,
+            o.tv_weight,
+            o.pixel_mask.clone(),
+        )
+        .map_err(|e| Error::Gpu { reason: e.to_string(), last_good: None })?;
+        Ok(Backend { objective: Mutex::new(objective), ctx: ctx.clone() })
+    }
+
+    /// The first evaluation error, if any.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.ctx.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub(crate) fn evaluate(&self, o: &Objective<'_>, pixels: &[f32]) -> (Losses, Vec<f32>) {
+        let content: Vec<f32> = o.content.iter().map(|t| t.weight).collect();
+        let style: Vec<f32> = o.style.iter().map(|t| t.weight).collect();
+        let result = match self.objective.lock() {
+            Ok(mut g) => g.set_weights(&content, &style, o.tv_weight).and_then(|()| g.evaluate(pixels)),
+            Err(_) => return failed(pixels.len()),
+        };
+        match result {
+            Ok((l, grad)) => (Losses { content: l.content, style: l.style, tv: l.tv, temporal: 0.0 }, grad),
+            Err(e) => {
+                if let Ok(mut slot) = self.ctx.error.lock()
+                    && slot.is_none()
+                {
+                    *slot = Some(e.to_string());
+                }
+                failed(pixels.len())
+            }
+        }
+    }
+}
+
+/// The result of a failed evaluation: NaN, which stops the run loop.
+fn failed(n: usize) -> (Losses, Vec<f32>) {
+    (Losses { content: f64::NAN, style: f64::NAN, tv: f64::NAN, temporal: f64::NAN }, vec![f32::NAN; n])
+}

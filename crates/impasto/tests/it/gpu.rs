@@ -1,0 +1,164 @@
+//! The GPU path against the CPU engine: the losses of `score` (content, masked style, TV, pixel mask),
+//! the objective's gradient, a 64 px end-to-end run whose final losses are within 1 % of the CPU
+//! run's, repeatability on one device, and the device choice. Runs on adapter `IMPASTO_TEST_GPU`
+//! (default 0, software adapters included: lavapipe in CI); no adapter is a failure, never a skip.
+
+use std::time::Instant;
+
+use impasto::{AlphaPlane, Arch, Device, NoObserver, Objective, Pooling, StyleConfig, Vgg};
+
+use crate::common::{Lcg, random_vgg, shared_dir};
+
+fn device() -> Device {
+    let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(
+        !impasto::gpu_adapters().is_empty(),
+        "no GPU adapter (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers for lavapipe)"
+    );
+    Device::Gpu(Some(index))
+}
+
+fn img(name: &str) -> impasto::image::Rgb32FImage {
+    impasto::load_image(&shared_dir().join("images").join(name)).unwrap()
+}
+
+fn half_mask(w: u32, h: u32, left: bool) -> AlphaPlane {
+    AlphaPlane::from_fn(w, h, |x, _| impasto::image::Luma([if (x < w / 2) == left { 1.0 } else { 0.3 }]))
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-30)
+}
+
+/// A small network and settings that reach relu2_1: fast on a software GPU.
+fn small_config(device: Device) -> StyleConfig {
+    StyleConfig {
+        size: 64,
+        iterations: 6,
+        content_layers: vec!["relu2_1".into()],
+        style_layers: vec!["relu1_1".into(), "relu1_2".into(), "relu2_1".into()],
+        tv_weight: 1e3,
+        threads: 2,
+        device,
+        ..StyleConfig::default()
+    }
+}
+
+#[test]
+fn score_on_the_gpu_matches_the_cpu_with_masks() {
+    let gpu = device();
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let net = random_vgg(Arch::Vgg16, pooling, 3, 11);
+        let (content, a, b) = (img("coffee.png"), img("starry_night.jpg"), img("the_scream.jpg"));
+        let image = impasto::resize(&a, 37, 29);
+        let config = StyleConfig {
+            size: 37,
+            mask: Some(half_mask(8, 8, true)),
+            style_masks: Some(vec![half_mask(8, 8, true), half_mask(8, 8, false)]),
+            ..small_config(Device::Cpu)
+        };
+        let styles = [a, b];
+        let cpu = impasto::score(&net, &config, &content, &styles, &image).unwrap();
+        let on_gpu = StyleConfig { device: gpu, ..config };
+        let g = impasto::score(&net, &on_gpu, &content, &styles, &image).unwrap();
+        eprintln!("{pooling:?}: cpu {cpu:?}\n      gpu {g:?}");
+        for (what, x, y) in
+            [("content", g.content, cpu.content), ("style", g.style, cpu.style), ("tv", g.tv, cpu.tv)]
+        {
+            assert!(rel(x, y) < 1e-4, "{pooling:?} {what}: gpu {x} vs cpu {y}");
+        }
+    }
+}
+
+#[test]
+fn gpu_gradient_matches_the_cpu() {
+    let gpu = device();
+    let net: Vgg = random_vgg(Arch::Vgg16, Pooling::Max, 3, 12);
+    let (w, h) = (33, 21);
+    let mut rng = Lcg(5);
+    let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
+    // Targets from a flatter image, so that every term is well away from zero (no cancellation).
+    let other: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.1 * rng.next()).collect();
+    let target = |layer: &str| {
+        let f = net.features(&other, w, h, &[layer]).unwrap();
+        f.into_iter().next().unwrap()
+    };
+    let mut cpu = Objective::new(&net, w, h);
+    let (content, _) = target("relu2_1");
+    cpu.add_content("relu2_1", content, 3.0).unwrap();
+    for (layer, weight) in [("relu1_1", 50.0), ("relu2_1", 20.0)] {
+        let (f, [c, lh, lw]) = target(layer);
+        cpu.add_style(layer, impasto::gram_matrix(&f, c, lh * lw), weight).unwrap();
+    }
+    cpu.set_tv_weight(10.0);
+    let (lc, gc) = cpu.evaluate(&px);
+    let mut on_gpu = Objective::new(&net, w, h);
+    on_gpu.add_content("relu2_1", target("relu2_1").0, 3.0).unwrap();
+    for (layer, weight) in [("relu1_1", 50.0), ("relu2_1", 20.0)] {
+        let (f, [c, lh, lw]) = target(layer);
+        on_gpu.add_style(layer, impasto::gram_matrix(&f, c, lh * lw), weight).unwrap();
+    }
+    on_gpu.set_tv_weight(10.0);
+    on_gpu.use_device(gpu).unwrap();
+    let (lg, gg) = on_gpu.evaluate(&px);
+    eprintln!("cpu {lc:?}\ngpu {lg:?}");
+    assert!(rel(lg.total(), lc.total()) < 1e-4, "loss {} vs {}", lg.total(), lc.total());
+    let max_ref = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max_err = gg.iter().zip(&gc).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("gradient max rel err {:.2e}", max_err / max_ref);
+    assert!(max_err / max_ref < 1e-4, "gradient rel err {}", max_err / max_ref);
+}
+
+#[test]
+fn a_64px_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
+    let gpu = device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 13);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let t = Instant::now();
+    let cpu = impasto::stylize(&net, &small_config(Device::Cpu), &content, styles, &mut NoObserver).unwrap();
+    let t_cpu = t.elapsed();
+    let t = Instant::now();
+    let a = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
+    let t_gpu = t.elapsed();
+    eprintln!(
+        "cpu {:?} in {t_cpu:?}\ngpu {:?} in {t_gpu:?} ({} iterations)",
+        cpu.losses, a.losses, a.iterations
+    );
+    assert_eq!(a.iterations, cpu.iterations);
+    assert!(
+        rel(a.losses.total(), cpu.losses.total()) < 0.01,
+        "final loss {} vs {}",
+        a.losses.total(),
+        cpu.losses.total()
+    );
+    let b = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(a.image.as_raw(), b.image.as_raw(), "two GPU runs differ");
+}
+
+#[test]
+fn device_choice_parses_and_resolves() {
+    assert_eq!(Device::parse("cpu"), Some(Device::Cpu));
+    assert_eq!(Device::parse("AUTO"), Some(Device::Auto));
+    assert_eq!(Device::parse("gpu"), Some(Device::Gpu(None)));
+    assert_eq!(Device::parse("gpu:2"), Some(Device::Gpu(Some(2))));
+    assert_eq!(Device::parse("gpu:x"), None);
+    assert_eq!(Device::Gpu(Some(3)).to_string(), "gpu:3");
+    let err = impasto::resolve_device(Device::Gpu(Some(99))).unwrap_err();
+    assert!(err.to_string().contains("there is no GPU adapter gpu:99"), "{err}");
+    // auto never picks a software adapter; without a hardware one it falls back with a notice.
+    match impasto::resolve_device(Device::Auto).unwrap() {
+        impasto::ResolvedDevice::Cpu { notice } => assert!(notice.unwrap().contains("running on the CPU")),
+        impasto::ResolvedDevice::Gpu { index, .. } => assert!(!impasto::gpu_adapters()[index].software),
+    }
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 1, 1);
+    let config = StyleConfig {
+        device: Device::Gpu(Some(99)),
+        content_layers: vec!["relu1_1".into()],
+        style_layers: vec![],
+        ..StyleConfig::default()
+    };
+    let c = img("coffee.png");
+    let err = impasto::stylize(&net, &config, &c, std::slice::from_ref(&c), &mut NoObserver).unwrap_err();
+    assert!(matches!(err, impasto::Error::Gpu { .. }), "{err}");
+}
