@@ -5,7 +5,8 @@
 //! initialisation + temporal loss), with the style loss and the seconds per frame.
 //!
 //! `cargo run --release -p impasto-video --example measure -- IMAGES_DIR OUT_DIR [size] [frames]
-//! [first_iters] [frame_iters] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in model).
+//! [first_iters] [frame_iters,...] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in
+//! model): every pair of frame iterations and temporal weight is measured; the strip shows the last.
 
 #![allow(clippy::print_stdout)]
 
@@ -192,9 +193,12 @@ fn main() {
     let images = PathBuf::from(&a[1]);
     let out_dir = PathBuf::from(&a[2]);
     let arg = |i: usize, d: usize| a.get(i).and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (size, n, first, later) = (arg(3, 96) as u32, arg(4, 8), arg(5, 100), arg(6, 20));
-    let weights: Vec<f32> =
-        a.get(7).map_or(vec![2e4], |w| w.split(',').map(|v| v.parse().unwrap()).collect());
+    let (size, n, first) = (arg(3, 96) as u32, arg(4, 8), arg(5, 100));
+    let list = |i: usize, d: &str| -> Vec<f64> {
+        a.get(i).map_or(d, String::as_str).split(',').map(|v| v.parse().unwrap()).collect()
+    };
+    let laters: Vec<usize> = list(6, "100").into_iter().map(|v| v as usize).collect();
+    let weights: Vec<f32> = list(7, "1e8").into_iter().map(|v| v as f32).collect();
     let load = |n: &str| impasto::load_image(&images.join(n)).unwrap();
     let (net, layers) = match std::env::var_os("IMPASTO_WEIGHTS") {
         Some(p) => (Vgg::load(Path::new(&p), Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap(), None),
@@ -218,13 +222,13 @@ fn main() {
         let ind = independent(&net, &config, clip, &styles);
         let row = |m: &str, r: &Result| {
             println!(
-                "| {name} | {m} | {:.4} | {:.3e} | {:.2} | {:.2} |",
+                "| {name} | {m} | {:.4} | {:.4e} | {:.2} | {:.2} |",
                 r.warp_error, r.style, r.first_seconds, r.later_seconds
             )
         };
         row(&format!("independent, {first} iterations each"), &ind);
         let mut last = None;
-        for &w in &weights {
+        for (&later, &w) in laters.iter().flat_map(|l| weights.iter().map(move |w| (l, w))) {
             let vid = video(&net, &config, clip, &styles, later, w);
             row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}"), &vid);
             println!(
