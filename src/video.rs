@@ -25,7 +25,7 @@ use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
 /// The temporal weight when `--temporal-weight` is not given (measured: see the README's video section).
-pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 2e4;
+pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 2e8;
 
 /// Frame rate of a folder of frames when `--fps` is not given.
 const DEFAULT_FPS: &str = "25";
@@ -39,9 +39,10 @@ const INSTALL_FFMPEG: &str = "install ffmpeg (Debian/Ubuntu: `apt-get install ff
 pub const AFTER_HELP: &str = "\
 Every frame is stylised with the run flags of `impasto` (size, weights, layers, colour options,
 model); frames after the first start from the previous stylised frame carried along the optical
-flow and are held to it where the flow is reliable (--temporal-weight), with fewer iterations
-(--frame-iterations). Finished frames are kept (OUT itself when it is a folder, else OUT's name
-with .frames): after Ctrl-C or a crash, the same command with --resume continues the clip.
+flow and are held to it where the flow is reliable (--temporal-weight), with --frame-iterations
+iterations each (default: as many as the first). Finished frames are kept (OUT itself when it is a
+folder, else OUT's name with .frames): after Ctrl-C or a crash, the same command with --resume
+continues the clip.
 
 ffmpeg reads the input and writes .mp4 output; it is looked for on PATH unless --ffmpeg says where.
 
@@ -66,7 +67,7 @@ pub struct VideoArgs {
     #[arg(long, value_name = "W", default_value_t = DEFAULT_TEMPORAL_WEIGHT, help_heading = "Video")]
     pub temporal_weight: f32,
 
-    /// Iterations of each frame after the first [default: a fifth of --iterations, at least 1]
+    /// Iterations of each frame after the first [default: --iterations]
     #[arg(long, value_name = "N", help_heading = "Video")]
     pub frame_iterations: Option<usize>,
 
@@ -108,7 +109,7 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         bail!("invalid --temporal-weight {}: it must be a finite number ≥ 0", args.temporal_weight);
     }
     let first_iterations = args.run.iterations;
-    let frame_iterations = args.frame_iterations.unwrap_or((first_iterations / 5).max(1));
+    let frame_iterations = args.frame_iterations.unwrap_or(first_iterations);
     let mut s = settings::resolve(args.run, env)?;
     let input = open_input(&s.content, args.ffmpeg.as_deref(), args.fps.is_some())?;
     let output = plan_output(&s.output, &s.content, &input)?;

@@ -5,7 +5,8 @@
 //! initialisation + temporal loss), with the style loss and the seconds per frame.
 //!
 //! `cargo run --release -p impasto-video --example measure -- IMAGES_DIR OUT_DIR [size] [frames]
-//! [first_iters] [frame_iters] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in model).
+//! [first_iters] [frame_iters,...] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in
+//! model): every pair of frame iterations and temporal weight is measured; the strip shows the last.
 
 #![allow(clippy::print_stdout)]
 
@@ -115,19 +116,22 @@ fn moving_object(background: &Rgb32FImage, object: &Rgb32FImage, size: u32, n: u
 struct Result {
     warp_error: f64,
     style: f64,
+    later_style: f64,
     first_seconds: f64,
     later_seconds: f64,
     outputs: Vec<Rgb32FImage>,
 }
 
-fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: f64, secs: &[f64]) -> Result {
+/// `style`: each frame's style loss; `secs`: each frame's seconds.
+fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: &[f64], secs: &[f64]) -> Result {
     let mut e = 0.0;
     for (t, (flow, mask)) in clip.truth.iter().enumerate() {
         e += masked_mean_abs(&outputs[t + 1], &warp(&outputs[t], flow), mask);
     }
     Result {
         warp_error: e / clip.truth.len() as f64,
-        style,
+        style: style.iter().sum::<f64>() / style.len() as f64,
+        later_style: style[1..].iter().sum::<f64>() / (style.len() - 1) as f64,
         first_seconds: secs[0],
         later_seconds: secs[1..].iter().sum::<f64>() / (secs.len() - 1) as f64,
         outputs,
@@ -135,15 +139,15 @@ fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: f64, secs: &[f64]) ->
 }
 
 fn independent(net: &Vgg, config: &StyleConfig, clip: &Clip, styles: &[Rgb32FImage]) -> Result {
-    let (mut outs, mut style, mut secs) = (Vec::new(), 0.0, Vec::new());
+    let (mut outs, mut style, mut secs) = (Vec::new(), Vec::new(), Vec::new());
     for f in &clip.frames {
         let t = Instant::now();
         let out = impasto::stylize(net, config, f, styles, &mut NoObserver).unwrap();
         secs.push(t.elapsed().as_secs_f64());
-        style += out.losses.style;
+        style.push(out.losses.style);
         outs.push(out.image);
     }
-    evaluate(clip, outs, style / clip.frames.len() as f64, &secs)
+    evaluate(clip, outs, &style, &secs)
 }
 
 fn video(
@@ -154,7 +158,7 @@ fn video(
     iters: usize,
     weight: f32,
 ) -> Result {
-    let (mut outs, mut style, mut secs) = (Vec::<Rgb32FImage>::new(), 0.0, Vec::new());
+    let (mut outs, mut style, mut secs) = (Vec::<Rgb32FImage>::new(), Vec::new(), Vec::new());
     for (t, f) in clip.frames.iter().enumerate() {
         let start = Instant::now();
         let out = if t == 0 {
@@ -172,10 +176,10 @@ fn video(
             impasto::stylize_frame(net, &cfg, f, styles, &temporal, &mut NoObserver).unwrap()
         };
         secs.push(start.elapsed().as_secs_f64());
-        style += out.losses.style;
+        style.push(out.losses.style);
         outs.push(out.image);
     }
-    evaluate(clip, outs, style / clip.frames.len() as f64, &secs)
+    evaluate(clip, outs, &style, &secs)
 }
 
 fn strip(rows: &[&[Rgb32FImage]], path: &Path) {
@@ -192,9 +196,12 @@ fn main() {
     let images = PathBuf::from(&a[1]);
     let out_dir = PathBuf::from(&a[2]);
     let arg = |i: usize, d: usize| a.get(i).and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (size, n, first, later) = (arg(3, 96) as u32, arg(4, 8), arg(5, 100), arg(6, 20));
-    let weights: Vec<f32> =
-        a.get(7).map_or(vec![2e4], |w| w.split(',').map(|v| v.parse().unwrap()).collect());
+    let (size, n, first) = (arg(3, 96) as u32, arg(4, 8), arg(5, 100));
+    let list = |i: usize, d: &str| -> Vec<f64> {
+        a.get(i).map_or(d, String::as_str).split(',').map(|v| v.parse().unwrap()).collect()
+    };
+    let laters: Vec<usize> = list(6, "100").into_iter().map(|v| v as usize).collect();
+    let weights: Vec<f32> = list(7, "1e8").into_iter().map(|v| v as f32).collect();
     let load = |n: &str| impasto::load_image(&images.join(n)).unwrap();
     let (net, layers) = match std::env::var_os("IMPASTO_WEIGHTS") {
         Some(p) => (Vgg::load(Path::new(&p), Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap(), None),
@@ -218,19 +225,20 @@ fn main() {
         let ind = independent(&net, &config, clip, &styles);
         let row = |m: &str, r: &Result| {
             println!(
-                "| {name} | {m} | {:.4} | {:.3e} | {:.2} | {:.2} |",
+                "| {name} | {m} | {:.4} | {:.4e} | {:.2} | {:.2} |",
                 r.warp_error, r.style, r.first_seconds, r.later_seconds
             )
         };
         row(&format!("independent, {first} iterations each"), &ind);
         let mut last = None;
-        for &w in &weights {
+        for (&later, &w) in laters.iter().flat_map(|l| weights.iter().map(move |w| (l, w))) {
             let vid = video(&net, &config, clip, &styles, later, w);
             row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}"), &vid);
             println!(
-                "|  | ratio | {:.2}× lower | {:+.1} % |  |  |",
+                "|  | ratio | {:.2}× lower | {:+.1} % (later frames {:+.1} %) |  |  |",
                 ind.warp_error / vid.warp_error,
-                100.0 * (vid.style / ind.style - 1.0)
+                100.0 * (vid.style / ind.style - 1.0),
+                100.0 * (vid.later_style / ind.later_style - 1.0)
             );
             last = Some(vid);
         }

@@ -12,7 +12,7 @@
 //! * style: `β · Σ_l w_l · mean((G_l(x) − A_l)²)` with `G = F·Fᵀ / (C·H·W)` and
 //!   `A_l = Σ_k b_k · G_l(s_k)` the blend of the style images' Grams;
 //! * total variation: `λ · Σ (x[i,j+1] − x[i,j])² + (x[i+1,j] − x[i,j])² / (3·H·W)` on the RGB 0..1 image;
-//! * temporal (video frames, [`stylize_frame`]): `τ · Σ m·(x − w)² / (3·H·W)` with `w` the previous
+//! * temporal (video frames, [`stylize_frame`]): `τ · Σ m·(x − w)² / (3·Σ m)` with `w` the previous
 //!   stylised frame warped onto this one and `m` where that warp is reliable.
 //!
 //! # Example

@@ -185,8 +185,16 @@ impl<'a> Plan<'a> {
         };
         let deepest = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
         let pools = net.pools_before(deepest + 1);
-        let mut plan =
-            Plan { net, config, content_layers, style_layers, pools, scales: Vec::new(), temporal: None, gpu: None };
+        let mut plan = Plan {
+            net,
+            config,
+            content_layers,
+            style_layers,
+            pools,
+            scales: Vec::new(),
+            temporal: None,
+            gpu: None,
+        };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
         // Coarse scales at which the content or a style image would be too small for the deepest

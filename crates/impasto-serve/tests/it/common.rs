@@ -94,7 +94,8 @@ impl TestServer {
 
     fn start_with(net: Arc<Vgg>, limits: Limits, require_token: bool) -> TestServer {
         let addr = "127.0.0.1:0".parse().unwrap();
-        let config = ServeConfig { addr, net, limits, threads: 2, require_token, device: impasto::Device::Cpu };
+        let config =
+            ServeConfig { addr, net, limits, threads: 2, require_token, device: impasto::Device::Cpu };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -127,7 +127,7 @@ impl<'a> Objective<'a> {
         self.tv_weight = weight;
     }
 
-    /// Adds the temporal term `weight · Σ m·(x − target)² / (3·H·W)`: `target` is planar RGB
+    /// Adds the temporal term `weight · Σ m·(x − target)² / (3·Σ m)`: `target` is planar RGB
     /// (`3·H·W` values), `mask` one value per pixel (`H·W`).
     pub fn set_temporal(&mut self, target: Vec<f32>, mask: Vec<f32>, weight: f32) {
         assert_eq!(target.len(), 3 * self.width * self.height, "temporal target size");

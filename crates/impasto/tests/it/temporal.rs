@@ -1,4 +1,5 @@
-//! The temporal term of video frames: its gradient against central finite differences, and
+//! The temporal term of video frames: its gradient against central finite differences, its mean over
+//! the reliable pixels only (the same value whatever the mask's coverage), and
 //! `stylize_frame` holding the reliable pixels to the warped previous frame while leaving the others free.
 
 use impasto::image::{Luma, Rgb, Rgb32FImage};
@@ -36,6 +37,26 @@ fn temporal_gradient_matches_finite_differences() {
     }
     eprintln!("temporal objective: worst |fd − grad| / max|grad| = {worst:.2e}");
     assert!(worst < 2e-2, "finite differences disagree ({worst:e})");
+}
+
+#[test]
+fn temporal_term_is_a_mean_over_the_reliable_pixels() {
+    let (w, h) = (8, 6);
+    let net = random_vgg(Arch::Vgg16, Pooling::Avg, 4, 3);
+    let x = vec![0.5f32; 3 * w * h];
+    let target = vec![0.3f32; 3 * w * h];
+    let at = |mask: Vec<f32>| {
+        let mut obj = Objective::new(&net, w, h);
+        obj.set_temporal(target.clone(), mask, 10.0);
+        obj.evaluate(&x).0.temporal
+    };
+    // Every reliable pixel differs by 0.2 in each channel: the term is 10 · 0.04 for any coverage.
+    let all = at(vec![1.0; w * h]);
+    let quarter = at((0..w * h).map(|i| f32::from(i % 4 == 0)).collect());
+    let none = at(vec![0.0; w * h]);
+    assert!((all - 0.4).abs() < 1e-5, "{all}");
+    assert!((quarter - 0.4).abs() < 1e-5, "the term depends on the mask's coverage: {quarter}");
+    assert_eq!(none, 0.0);
 }
 
 #[test]
