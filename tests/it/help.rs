@@ -113,7 +113,8 @@ fn help() {
                                    longer), --time-limit and the output, logging and checkpoint flags
 
     Run:
-          --threads <N>                  Worker threads (0 = one per core) [default: 0]
+          --threads <N>                  Worker threads (0 = one per core; at most 1024, and more than
+                                         the cores only slow a run down) [default: 0]
           --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu (the default), auto (a
                                          hardware GPU if there is one, else the CPU), gpu (the first
                                          hardware GPU) or gpu:N (any adapter of `impasto devices`,
