@@ -23,6 +23,7 @@ Examples:
   impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
   impasto bench --json > bench.jsonl
   impasto bench --sizes 512 --model vgg16 --layers
+  impasto bench --sizes 512 --model vgg16 --device gpu --layers --reps 3
   impasto bench --sizes 256 --model vgg16 --device gpu:0   (see `impasto devices`)";
 
 /// Arguments of `impasto bench`.
@@ -60,7 +61,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
+    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input);
+    /// with a GPU device: the GPU time of one iteration per kernel family (each dispatch submitted
+    /// and waited for on its own)
     #[arg(long)]
     pub layers: bool,
 
@@ -103,9 +106,6 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let specs = specs(args)?;
     let device = crate::devices::settle(args.device, !args.json)?;
-    if args.layers && device != impasto::Device::Cpu {
-        bail!("--layers times the CPU kernels only; leave out --device or use --device cpu");
-    }
     if device != impasto::Device::Cpu && !args.json {
         out(&format!("device: {}", crate::devices::describe(device)));
     }
@@ -129,7 +129,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         } else {
             out(&table_row(&r, peak));
         }
-        if args.layers {
+        if args.layers && device != impasto::Device::Cpu {
+            for (family, s, n) in impasto::bench::gpu_kernels(spec, device)? {
+                if args.json {
+                    out(&json!({
+                        "kind": "gpu_kernel",
+                        "model": spec.arch.name(),
+                        "size": spec.size,
+                        "kernel": family,
+                        "dispatches": n,
+                        "seconds": s,
+                        "share": s / r.median_s,
+                    })
+                    .to_string());
+                } else {
+                    out(&format!(
+                        "  {family:<40} {n:>3}x {:>10.3} ms  {:>5.1}%",
+                        s * 1e3,
+                        100.0 * s / r.median_s
+                    ));
+                }
+            }
+        } else if args.layers {
             for l in impasto::bench::layers(spec)? {
                 if args.json {
                     out(&layer_json(spec, &l).to_string());

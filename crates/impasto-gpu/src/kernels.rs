@@ -135,7 +135,7 @@ impl Kernels {
 /// One recorded step of an evaluation.
 #[derive(Debug)]
 enum Step {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3] },
+    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3], label: String },
     Clear(wgpu::Buffer),
 }
 
@@ -143,6 +143,8 @@ enum Step {
 #[derive(Debug, Default)]
 pub(crate) struct Program {
     steps: Vec<Step>,
+    /// Names the GEMMs recorded until the next [`Program::tag`] (for the per-kernel profile).
+    tag: Option<String>,
 }
 
 /// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution.
@@ -250,7 +252,15 @@ impl Program {
         let pipeline = &gpu.kernels.gemm[kind as usize];
         let extra = extra.unwrap_or(&gpu.kernels.dummy);
         let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
-        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        let label = self.tag.clone().unwrap_or_else(|| {
+            match kind {
+                Gemm::Plain => "gram bwd",
+                Gemm::Gram => "gram",
+                Gemm::Conv => "conv",
+            }
+            .to_string()
+        });
+        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups, label });
         Ok(params)
     }
 
@@ -266,8 +276,47 @@ impl Program {
         let params = gpu.params(p.words());
         let pipeline = gpu.kernels.op(entry);
         let bind = bind_group(gpu, pipeline, &params, buffers)?;
-        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        self.steps.push(Step::Dispatch {
+            pipeline: pipeline.clone(),
+            bind,
+            groups,
+            label: entry.to_string(),
+        });
         Ok(params)
+    }
+
+    /// Names the GEMMs recorded from now on (`None`: by their variant) in [`Program::profile`].
+    pub(crate) fn tag(&mut self, tag: Option<String>) {
+        self.tag = tag;
+    }
+
+    /// Runs every step as its own submit and waits for it: (label, seconds) per step, in order. A
+    /// host-side timing (it includes one submit and wait per step), for finding the slow kernels.
+    pub(crate) fn profile(&self, gpu: &Gpu) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let mut enc = gpu.encoder();
+            let label = match step {
+                Step::Clear(b) => {
+                    enc.clear_buffer(b, 0, None);
+                    "clear".to_string()
+                }
+                Step::Dispatch { pipeline, bind, groups, label } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    label.clone()
+                }
+            };
+            let t = std::time::Instant::now();
+            gpu.submit_and_wait(enc)?;
+            out.push((label, t.elapsed().as_secs_f64()));
+        }
+        Ok(out)
     }
 
     /// Adds the zeroing of `buffer`.
@@ -289,7 +338,7 @@ impl Program {
                         label: None,
                         timestamp_writes: None,
                     });
-                    while let Some(Step::Dispatch { pipeline, bind, groups }) = self.steps.get(i) {
+                    while let Some(Step::Dispatch { pipeline, bind, groups, .. }) = self.steps.get(i) {
                         pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, bind, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
