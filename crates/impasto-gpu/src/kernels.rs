@@ -10,22 +10,27 @@ const OPS: &str = include_str!("shaders/ops.wgsl");
 
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
-fn load_b(k: u32, col: u32) -> f32 { return b[k * p.n + col]; }";
+fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[k * p.n + col]; }";
 /// `B = Fᵀ` with `F` row-major N×K (the Gram matrix `F·Fᵀ`).
 const LOAD_GRAM: &str = "const B_KFAST = true;
-fn load_b(k: u32, col: u32) -> f32 { return b[col * p.k + k]; }";
+fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[col * p.k + k]; }";
 /// `B` the im2col matrix of a c×h×w input for a 3×3 pad-1 convolution: row k = (c, ky, kx), column
-/// = output pixel.
+/// = output pixel. The pixel's (row, column), a division by the runtime width, is computed once per
+/// invocation by `b_column` (its column of the tile is the same for every k).
 const LOAD_CONV: &str = "const B_KFAST = false;
-fn load_b(k: u32, col: u32) -> f32 {
+fn b_column(col: u32) -> vec2<u32> {
+    let i = col / p.w;
+    return vec2<u32>(i, col - i * p.w);
+}
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 {
     let ci = k / 9u;
     let r = k - ci * 9u;
     let ky = r / 3u;
     let kx = r - ky * 3u;
-    let i = col / p.w;
-    let j = col - i * p.w;
-    let ii = i32(i + ky) - 1;
-    let jj = i32(j + kx) - 1;
+    let ii = i32(ij.x + ky) - 1;
+    let jj = i32(ij.y + kx) - 1;
     if ii < 0 || jj < 0 || ii >= i32(p.h) || jj >= i32(p.w) {
         return 0.0;
     }

@@ -51,6 +51,8 @@ fn main(
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    // Without B_KFAST each invocation loads the same column of B for every k: index it once.
+    let b_ij = b_column(col0 + (li & 63u));
     for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
@@ -77,7 +79,7 @@ fn main(
             let gcol = col0 + bc;
             var bv = 0.0;
             if gbk < k_end && gcol < p.n {
-                bv = load_b(gbk, gcol);
+                bv = load_b(gbk, gcol, b_ij);
             }
             b_tile[bk * 65u + bc] = bv;
         }
