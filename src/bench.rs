@@ -23,7 +23,6 @@ Examples:
   impasto bench --sizes 512 --model vgg19 --threads 4 --reps 10
   impasto bench --json > bench.jsonl
   impasto bench --sizes 512 --model vgg16 --layers
-  impasto bench --sizes 512 --model vgg16 --device gpu --layers --reps 3
   impasto bench --sizes 256 --model vgg16 --device gpu:0   (see `impasto devices`)";
 
 /// Arguments of `impasto bench`.
@@ -61,9 +60,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input);
-    /// with a GPU device: the GPU time of one iteration per kernel family (each dispatch submitted
-    /// and waited for on its own)
+    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
     #[arg(long)]
     pub layers: bool,
 
