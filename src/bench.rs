@@ -103,9 +103,6 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let specs = specs(args)?;
     let device = crate::devices::settle(args.device, !args.json)?;
-    if args.layers && device != impasto::Device::Cpu {
-        bail!("--layers times the CPU kernels only; leave out --device or use --device cpu");
-    }
     if device != impasto::Device::Cpu && !args.json {
         out(&format!("device: {}", crate::devices::describe(device)));
     }
@@ -129,7 +126,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         } else {
             out(&table_row(&r, peak));
         }
-        if args.layers {
+        if args.layers && device != impasto::Device::Cpu {
+            for (family, s, n) in impasto::bench::gpu_kernels(spec, device)? {
+                if args.json {
+                    out(&json!({
+                        "kind": "gpu_kernel",
+                        "model": spec.arch.name(),
+                        "size": spec.size,
+                        "kernel": family,
+                        "dispatches": n,
+                        "seconds": s,
+                        "share": s / r.median_s,
+                    })
+                    .to_string());
+                } else {
+                    out(&format!(
+                        "  {family:<40} {n:>3}x {:>10.3} ms  {:>5.1}%",
+                        s * 1e3,
+                        100.0 * s / r.median_s
+                    ));
+                }
+            }
+        } else if args.layers {
             for l in impasto::bench::layers(spec)? {
                 if args.json {
                     out(&layer_json(spec, &l).to_string());

@@ -295,6 +295,15 @@ impl Gpu {
         Ok(out)
     }
 
+    /// Submits `encoder` and waits until the GPU has run it.
+    pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("kernel submission", 0, || self.queue.submit([encoder.finish()]))?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| self.classify("waiting for the GPU", e.to_string()))?;
+        self.check("kernels")
+    }
+
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
         self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("impasto") })
     }

@@ -10,22 +10,27 @@ const OPS: &str = include_str!("shaders/ops.wgsl");
 
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
-fn load_b(k: u32, col: u32) -> f32 { return b[k * p.n + col]; }";
+fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[k * p.n + col]; }";
 /// `B = Fᵀ` with `F` row-major N×K (the Gram matrix `F·Fᵀ`).
 const LOAD_GRAM: &str = "const B_KFAST = true;
-fn load_b(k: u32, col: u32) -> f32 { return b[col * p.k + k]; }";
+fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[col * p.k + k]; }";
 /// `B` the im2col matrix of a c×h×w input for a 3×3 pad-1 convolution: row k = (c, ky, kx), column
-/// = output pixel.
+/// = output pixel. The pixel's (row, column), a division by the runtime width, is computed once per
+/// invocation by `b_column` (its column of the tile is the same for every k).
 const LOAD_CONV: &str = "const B_KFAST = false;
-fn load_b(k: u32, col: u32) -> f32 {
+fn b_column(col: u32) -> vec2<u32> {
+    let i = col / p.w;
+    return vec2<u32>(i, col - i * p.w);
+}
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 {
     let ci = k / 9u;
     let r = k - ci * 9u;
     let ky = r / 3u;
     let kx = r - ky * 3u;
-    let i = col / p.w;
-    let j = col - i * p.w;
-    let ii = i32(i + ky) - 1;
-    let jj = i32(j + kx) - 1;
+    let ii = i32(ij.x + ky) - 1;
+    let jj = i32(ij.y + kx) - 1;
     if ii < 0 || jj < 0 || ii >= i32(p.h) || jj >= i32(p.w) {
         return 0.0;
     }
@@ -135,7 +140,7 @@ impl Kernels {
 /// One recorded step of an evaluation.
 #[derive(Debug)]
 enum Step {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3] },
+    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3], label: String },
     Clear(wgpu::Buffer),
 }
 
@@ -143,6 +148,8 @@ enum Step {
 #[derive(Debug, Default)]
 pub(crate) struct Program {
     steps: Vec<Step>,
+    /// Names the GEMMs recorded until the next [`Program::tag`] (for the per-kernel profile).
+    tag: Option<String>,
 }
 
 /// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution.
@@ -250,7 +257,15 @@ impl Program {
         let pipeline = &gpu.kernels.gemm[kind as usize];
         let extra = extra.unwrap_or(&gpu.kernels.dummy);
         let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
-        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        let label = self.tag.clone().unwrap_or_else(|| {
+            match kind {
+                Gemm::Plain => "gram bwd",
+                Gemm::Gram => "gram",
+                Gemm::Conv => "conv",
+            }
+            .to_string()
+        });
+        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups, label });
         Ok(params)
     }
 
@@ -266,8 +281,47 @@ impl Program {
         let params = gpu.params(p.words());
         let pipeline = gpu.kernels.op(entry);
         let bind = bind_group(gpu, pipeline, &params, buffers)?;
-        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups });
+        self.steps.push(Step::Dispatch {
+            pipeline: pipeline.clone(),
+            bind,
+            groups,
+            label: entry.to_string(),
+        });
         Ok(params)
+    }
+
+    /// Names the GEMMs recorded from now on (`None`: by their variant) in [`Program::profile`].
+    pub(crate) fn tag(&mut self, tag: Option<String>) {
+        self.tag = tag;
+    }
+
+    /// Runs every step as its own submit and waits for it: (label, seconds) per step, in order. A
+    /// host-side timing (it includes one submit and wait per step), for finding the slow kernels.
+    pub(crate) fn profile(&self, gpu: &Gpu) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let mut enc = gpu.encoder();
+            let label = match step {
+                Step::Clear(b) => {
+                    enc.clear_buffer(b, 0, None);
+                    "clear".to_string()
+                }
+                Step::Dispatch { pipeline, bind, groups, label } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    label.clone()
+                }
+            };
+            let t = std::time::Instant::now();
+            gpu.submit_and_wait(enc)?;
+            out.push((label, t.elapsed().as_secs_f64()));
+        }
+        Ok(out)
     }
 
     /// Adds the zeroing of `buffer`.
@@ -289,7 +343,7 @@ impl Program {
                         label: None,
                         timestamp_writes: None,
                     });
-                    while let Some(Step::Dispatch { pipeline, bind, groups }) = self.steps.get(i) {
+                    while let Some(Step::Dispatch { pipeline, bind, groups, .. }) = self.steps.get(i) {
                         pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, bind, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

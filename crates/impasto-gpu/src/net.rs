@@ -190,7 +190,9 @@ impl GpuNet {
                     let y = alloc("convolution", *c_out, h, w)?;
                     let flags = kernels::BIAS | if fuse { kernels::RELU } else { 0 };
                     let d = GemmDims { m: *c_out, n: h * w, k: c * 9, h, w, flags, alpha: 1.0, slices: 1 };
+                    prog.tag(Some(format!("conv fwd {c_in}->{c_out} {h}x{w} (layer {i})")));
                     prog.gemm(gpu, Gemm::Conv, weight, fwd.input(i), Some(bias), &y, d)?;
+                    prog.tag(None);
                     c = *c_out;
                     fwd.shape.push((c, h, w));
                     if fuse {
@@ -259,7 +261,9 @@ impl GpuNet {
                     let (_, h, w) = fwd.shape[i];
                     let d =
                         GemmDims { m: *c_in, n: h * w, k: c_out * 9, h, w, flags: 0, alpha: 1.0, slices: 1 };
+                    prog.tag(Some(format!("conv bwd {c_out}->{c_in} {h}x{w} (layer {i})")));
                     prog.gemm(gpu, Gemm::Conv, flipped, &cur, None, &other, d)?;
+                    prog.tag(None);
                     std::mem::swap(&mut cur, &mut other);
                 }
                 Layer::MaxPool => {

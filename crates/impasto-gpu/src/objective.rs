@@ -344,6 +344,31 @@ impl GpuObjective {
     }
 }
 
+impl GpuObjective {
+    /// One evaluation at `pixels` with every step submitted and waited for on its own: (what, seconds)
+    /// per step in order, `upload` first and `readback` last. Host timings, for finding slow kernels.
+    pub fn profile(&mut self, pixels: &[f32]) -> Result<Vec<(String, f64)>> {
+        let n = 3 * self.h * self.w;
+        if pixels.len() != n {
+            return Err(GpuError::Shape {
+                op: "profile",
+                reason: format!("{} pixels values, expected {n}", pixels.len()),
+            });
+        }
+        let gpu = &self.net.gpu;
+        let t = std::time::Instant::now();
+        gpu.queue.write_buffer(&self.rgb, 0, bytemuck::cast_slice(pixels));
+        gpu.submit_and_wait(gpu.encoder())?;
+        let mut out = vec![("upload".to_string(), t.elapsed().as_secs_f64())];
+        out.extend(self.prog.profile(gpu)?);
+        let live = self.terms.iter().filter(|t| t.live).count();
+        let t = std::time::Instant::now();
+        gpu.finish_and_read(gpu.encoder(), &[(&self.sums, live), (&self.grad, n)])?;
+        out.push(("readback".to_string(), t.elapsed().as_secs_f64()));
+        Ok(out)
+    }
+}
+
 fn too_few(what: &str) -> GpuError {
     GpuError::Shape { op: "set_weights", reason: format!("fewer {what} weights than {what} terms") }
 }

@@ -229,6 +229,40 @@ pub fn layers(spec: &BenchSpec) -> Result<Vec<LayerTiming>> {
     Ok(out)
 }
 
+/// GPU time of one benchmark iteration on `device`, per step family (`conv fwd …` per layer,
+/// `conv bwd …` per layer, each `ops.wgsl` kernel by name, `gram`, `gram bwd`, `upload`, `readback`):
+/// (family, median seconds per iteration summed over its dispatches, dispatches per iteration), in
+/// order of first appearance. Each dispatch is its own submit and wait, timed on the host.
+pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<Vec<(String, f64, usize)>> {
+    check(spec)?;
+    let net = random_vgg(spec.arch)?;
+    let (h, w) = (spec.size, spec.size);
+    let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
+    let mut obj = objective(&net, h, w)?;
+    obj.use_device(device)?;
+    let mut families: Vec<(String, Vec<f64>, usize)> = Vec::new();
+    for i in 0..spec.warmup + spec.reps {
+        let steps = obj.gpu_profile(&pixels)?;
+        if i < spec.warmup {
+            continue;
+        }
+        let mut this: Vec<(String, f64, usize)> = Vec::new();
+        for (label, s) in steps {
+            match this.iter_mut().find(|f| f.0 == label) {
+                Some(f) => (f.1, f.2) = (f.1 + s, f.2 + 1),
+                None => this.push((label, s, 1)),
+            }
+        }
+        for (label, s, n) in this {
+            match families.iter_mut().find(|f| f.0 == label) {
+                Some(f) => f.1.push(s),
+                None => families.push((label, vec![s], n)),
+            }
+        }
+    }
+    Ok(families.into_iter().map(|(l, s, n)| (l, stats(&s).0, n)).collect())
+}
+
 /// GFLOP/s of a large `sgemm` (512 × 1024 × 4608, the shape of a deep VGG layer's GEMM) on a pool of
 /// `threads` threads: the best of 7 runs after a warm-up, a reference for the machine's attainable rate.
 pub fn sgemm_gflops(threads: usize) -> f64 {

@@ -26,8 +26,9 @@ const SPLIT: u32 = 16u;
 @group(0) @binding(3) var<storage, read> extra: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-var<workgroup> a_tile: array<f32, 1024>; // [16 k][64 rows]
-var<workgroup> b_tile: array<f32, 1024>; // [16 k][64 cols]
+// [16 k][64 rows], k rows padded to 65 so that the 16 k values a warp stores per row hit distinct banks.
+var<workgroup> a_tile: array<f32, 1040>;
+var<workgroup> b_tile: array<f32, 1040>; // [16 k][64 cols], padded like a_tile (the Gram loads k fastest)
 
 //LOAD_B
 
@@ -46,10 +47,12 @@ fn main(
     let col0 = n_tile * 64u;
     let k_begin = wid.z * p.chunk;
     let k_end = min(p.k, k_begin + p.chunk);
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    // Without B_KFAST each invocation loads the same column of B for every k: index it once.
+    let b_ij = b_column(col0 + (li & 63u));
     for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
@@ -62,7 +65,7 @@ fn main(
             if grow < p.m && gk < k_end {
                 av = a[grow * p.k + gk];
             }
-            a_tile[kk * 64u + rr] = av;
+            a_tile[kk * 65u + rr] = av;
             var bk: u32;
             var bc: u32;
             if B_KFAST {
@@ -76,26 +79,25 @@ fn main(
             let gcol = col0 + bc;
             var bv = 0.0;
             if gbk < k_end && gcol < p.n {
-                bv = load_b(gbk, gcol);
+                bv = load_b(gbk, gcol, b_ij);
             }
-            b_tile[bk * 64u + bc] = bv;
+            b_tile[bk * 65u + bc] = bv;
         }
         workgroupBarrier();
+        // Four vec4 accumulators (row i, columns j) instead of an indexed array: nothing for the
+        // driver to keep in local memory, and the same fma per output in the same k order.
         for (var kk = 0u; kk < 16u; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a_tile[kk * 64u + lid.y + 16u * i];
-                bv[i] = b_tile[kk * 64u + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-                }
-            }
+            let ab = kk * 65u + lid.y;
+            let bb = kk * 65u + lid.x;
+            let b4 = vec4<f32>(b_tile[bb], b_tile[bb + 16u], b_tile[bb + 32u], b_tile[bb + 48u]);
+            acc0 = fma(vec4<f32>(a_tile[ab]), b4, acc0);
+            acc1 = fma(vec4<f32>(a_tile[ab + 16u]), b4, acc1);
+            acc2 = fma(vec4<f32>(a_tile[ab + 32u]), b4, acc2);
+            acc3 = fma(vec4<f32>(a_tile[ab + 48u]), b4, acc3);
         }
         workgroupBarrier();
     }
+    var accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + lid.y + 16u * i;
         if row >= p.m {
@@ -106,7 +108,7 @@ fn main(
             if col >= p.n {
                 continue;
             }
-            var v = p.alpha * acc[i * 4u + j];
+            var v = p.alpha * accs[i][j];
             if (p.flags & SPLIT) != 0u {
                 c[(wid.z * p.m + row) * p.n + col] = v;
                 continue;

@@ -71,6 +71,19 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// One evaluation with every GPU step timed on its own (see [`GpuObjective::profile`]).
+    pub(crate) fn profile(&self, o: &Objective<'_>, pixels: &[f32]) -> crate::Result<Vec<(String, f64)>> {
+        let content: Vec<f32> = o.content.iter().map(|t| t.weight).collect();
+        let style: Vec<f32> = o.style.iter().map(|t| t.weight).collect();
+        let fail = |reason: String| crate::Error::Gpu { reason, last_good: None };
+        let mut g = self.objective.lock().map_err(|_| fail("the GPU objective's lock is poisoned".into()))?;
+        g.set_weights(&content, &style, o.tv_weight)
+            .and_then(|()| g.profile(pixels))
+            .map_err(|e| fail(e.to_string()))
+    }
+}
+
 /// The result of a failed evaluation: NaN, which stops the run loop.
 fn failed(n: usize) -> (Losses, Vec<f32>) {
     (Losses { content: f64::NAN, style: f64::NAN, tv: f64::NAN, temporal: f64::NAN }, vec![f32::NAN; n])

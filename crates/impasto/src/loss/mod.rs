@@ -96,6 +96,17 @@ impl<'a> Objective<'a> {
         None
     }
 
+    /// One GPU evaluation at `pixels` with every step (upload, each kernel, read-back) submitted and
+    /// timed on its own: (step, seconds) in order. Errors when the objective is on the CPU.
+    pub fn gpu_profile(&self, pixels: &[f32]) -> crate::Result<Vec<(String, f64)>> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.profile(self, pixels);
+        }
+        let _ = pixels;
+        Err(crate::Error::Config { what: "GPU profile", reason: "the objective runs on the CPU".into() })
+    }
+
     /// Moves the evaluation onto the GPU of `ctx` (targets and weights as they are now; later weight
     /// changes are sent with each evaluation). Without a context the objective stays on the CPU.
     pub(crate) fn attach(&mut self, ctx: Option<&crate::device::GpuContext>) -> crate::Result<()> {

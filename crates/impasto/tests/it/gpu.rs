@@ -162,3 +162,19 @@ fn device_choice_parses_and_resolves() {
     let err = impasto::stylize(&net, &config, &c, std::slice::from_ref(&c), &mut NoObserver).unwrap_err();
     assert!(matches!(err, impasto::Error::Gpu { .. }), "{err}");
 }
+
+#[test]
+fn gpu_kernel_profile_covers_every_step_of_an_iteration() {
+    let spec = impasto::bench::BenchSpec { arch: Arch::Vgg16, size: 32, threads: 1, warmup: 0, reps: 1 };
+    let rows = impasto::bench::gpu_kernels(&spec, device()).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names.first(), Some(&"upload"));
+    assert_eq!(names.last(), Some(&"readback"));
+    // VGG-16 to relu5_1: 11 convolutions (conv1_1 … conv5_1), each timed forward and backward as its own family.
+    assert_eq!(names.iter().filter(|n| n.starts_with("conv fwd")).count(), 11);
+    assert_eq!(names.iter().filter(|n| n.starts_with("conv bwd")).count(), 11);
+    for family in ["gram", "gram bwd", "style", "content", "max_pool_forward", "reduce_sum"] {
+        assert!(names.contains(&family), "{family} missing from {names:?}");
+    }
+    assert!(rows.iter().all(|r| r.1 >= 0.0 && r.1.is_finite() && r.2 >= 1));
+}
