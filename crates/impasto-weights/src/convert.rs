@@ -80,20 +80,34 @@ pub(crate) fn conv_safetensors_bytes(
 ) -> Result<(Vec<u8>, Vec<String>), String> {
     let keys = checked_keys(sd, architecture, conv_count)?;
     let meta = BTreeMap::from([
-        ("architecture", architecture),
-        ("format", CONV_FORMAT),
-        ("preprocessing", preprocess.name()),
+        ("architecture".to_string(), architecture.to_string()),
+        ("format".to_string(), CONV_FORMAT.to_string()),
+        ("preprocessing".to_string(), preprocess.name().to_string()),
     ]);
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::json!(meta));
-    let mut data = Vec::new();
-    for k in &keys {
+    let tensors = keys.iter().map(|k| {
         let t = &sd[k];
+        ("F32", (k.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+    });
+    let out = sorted_safetensors(&meta, tensors);
+    Ok((out, keys))
+}
+
+/// A safetensors file with its header's keys in sorted order (the `safetensors` crate writes the
+/// metadata in hash order, which changes from run to run), so the same tensors always give the same
+/// bytes: 8-byte length, JSON padded with spaces to a multiple of 8, then each `(dtype, (key, shape,
+/// bytes))` tensor's bytes in the order given.
+pub fn sorted_safetensors<'a>(
+    metadata: &BTreeMap<String, String>,
+    tensors: impl Iterator<Item = (&'a str, (String, Vec<usize>, Vec<u8>))>,
+) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    let mut data = Vec::new();
+    for (dtype, (key, shape, bytes)) in tensors {
         let start = data.len();
-        data.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
-        let info =
-            serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [start, data.len()] });
-        header.insert(k.clone(), info);
+        data.extend_from_slice(&bytes);
+        let info = serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [start, data.len()] });
+        header.insert(key, info);
     }
     // serde_json's map is sorted by key: the header, and so the file, is the same on every run.
     let mut json = serde_json::Value::Object(header).to_string();
@@ -103,7 +117,7 @@ pub(crate) fn conv_safetensors_bytes(
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(json.as_bytes());
     out.extend_from_slice(&data);
-    Ok((out, keys))
+    out
 }
 
 /// Writes the convolutions of `sd` to `out` as safetensors (f32, torchvision key names), with

@@ -48,7 +48,7 @@ pub use checkpoint::{
     read_checkpoint_bytes, safetensors_metadata,
 };
 pub use checksum::{sha256_file, sha256_hex, sha256_matches, sha256_prefix_from_file_name};
-pub use convert::{CONV_FORMAT, conv_indices, to_conv_safetensors};
+pub use convert::{CONV_FORMAT, conv_indices, sorted_safetensors, to_conv_safetensors};
 #[cfg(feature = "download")]
 pub use download::{FetchOptions, fetch, fetch_with};
 pub use error::{Error, Result};

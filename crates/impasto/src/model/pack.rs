@@ -76,36 +76,10 @@ pub fn pack_compact(full: &[u8], name: &Path) -> Result<Vec<u8>> {
         f32_part.push((format!("features.{torch_index}.weight_scale"), vec![w.c_out], le(&scales)));
         i8_part.push((format!("features.{torch_index}.weight_q"), vec![w.c_out, w.c_in, 3, 3], q));
     }
-    Ok(serialize(
+    Ok(impasto_weights::sorted_safetensors(
         &metadata,
         f32_part.into_iter().map(|t| ("F32", t)).chain(i8_part.into_iter().map(|t| ("I8", t))),
     ))
-}
-
-/// A safetensors file with its header's keys in sorted order (the `safetensors` crate writes the
-/// metadata in hash order, which changes from run to run): 8-byte length, JSON padded with spaces to
-/// a multiple of 8, then the tensors' bytes in the order given.
-fn serialize<'a>(
-    metadata: &std::collections::BTreeMap<String, String>,
-    tensors: impl Iterator<Item = (&'a str, (String, Vec<usize>, Vec<u8>))>,
-) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::json!(metadata));
-    let mut data = Vec::new();
-    for (dtype, (key, shape, bytes)) in tensors {
-        let start = data.len();
-        data.extend_from_slice(&bytes);
-        let info = serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [start, data.len()] });
-        header.insert(key, info);
-    }
-    let mut json = serde_json::Value::Object(header).to_string();
-    while !json.len().is_multiple_of(8) {
-        json.push(' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(&data);
-    out
 }
 
 /// The (name, torchvision index) of the compact model's convolutions.
