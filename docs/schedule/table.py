@@ -29,7 +29,7 @@ def schedule(p):
     first = p.read_text().splitlines()[0]
     m = re.search(r"in \d+ scales \((.*?)\)", first)
     if m:
-        return " → ".join(x.split("x")[0] if False else x for x in m.group(1).split(", "))
+        return " → ".join(m.group(1).split(", "))
     m = re.search(r"start (\d+x\d+), (\d+) iterations", first)
     return f"{m.group(1)} ×{m.group(2)}"
 
