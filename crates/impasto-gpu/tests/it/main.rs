@@ -8,3 +8,4 @@
 mod common;
 mod fixtures;
 mod kernels;
+mod split;
