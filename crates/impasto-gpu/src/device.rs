@@ -162,7 +162,15 @@ impl Gpu {
             let lost = lost.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut l) = lost.lock() {
-                    *l = Some(format!("{reason:?}: {msg}"));
+                    let why = match reason {
+                        wgpu::DeviceLostReason::Destroyed => "the device was destroyed",
+                        _ => "the driver reset or removed it",
+                    };
+                    *l = Some(if msg.trim().is_empty() {
+                        why.to_string()
+                    } else {
+                        format!("{why} ({})", msg.trim())
+                    });
                 }
             });
             let uncaptured = uncaptured.clone();
