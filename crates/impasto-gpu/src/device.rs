@@ -206,6 +206,11 @@ impl Gpu {
         self.summary.name.clone()
     }
 
+    /// Why the device was lost, if it was (it then fails every later call).
+    pub fn is_lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
     /// The largest tensor one binding holds, bytes (a multiple of 4), and the limit that sets it.
     pub(crate) fn binding_cap(&self) -> (u64, &'static str) {
         let (b, m) = (self.limits.max_storage_buffer_binding_size, self.limits.max_buffer_size);

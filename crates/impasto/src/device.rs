@@ -171,6 +171,38 @@ pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
     }
 }
 
+/// The GPU copy of a network kept with it ([`Vgg`]'s `gpu`): the adapter index and the network there.
+#[derive(Debug, Default)]
+pub(crate) struct GpuCache {
+    #[cfg(feature = "gpu")]
+    slot: Mutex<Option<(usize, Arc<impasto_gpu::GpuNet>)>>,
+}
+
+impl GpuCache {
+    /// The adapter of the kept copy, if its device is still there.
+    pub(crate) fn adapter(&self) -> Option<usize> {
+        #[cfg(feature = "gpu")]
+        if let Some((index, net)) = self.slot.lock().ok().and_then(|s| s.clone()) {
+            return net.gpu().is_lost().is_none().then_some(index);
+        }
+        None
+    }
+
+    /// The kept copy on adapter `index`, unless its device was lost.
+    #[cfg(feature = "gpu")]
+    fn get(&self, index: usize) -> Option<Arc<impasto_gpu::GpuNet>> {
+        let slot = self.slot.lock().ok()?;
+        slot.as_ref().filter(|(i, net)| *i == index && net.gpu().is_lost().is_none()).map(|(_, n)| n.clone())
+    }
+
+    #[cfg(feature = "gpu")]
+    fn put(&self, index: usize, net: Arc<impasto_gpu::GpuNet>) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some((index, net));
+        }
+    }
+}
+
 /// A network on a GPU for one run, and the first evaluation error of its objectives.
 #[derive(Debug, Clone)]
 pub(crate) struct GpuContext {
@@ -194,6 +226,10 @@ impl GpuContext {
         use crate::model::{LayerKind, Pooling};
         use impasto_gpu::{Choice, Faults, Gpu, GpuNet, GpuOptions, LayerSpec, PreprocessSpec};
         let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
+        let reuse = *faults == GpuFaults::default();
+        if let Some(gnet) = net.gpu.get(index).filter(|_| reuse) {
+            return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }));
+        }
         let faults = Faults {
             lose_device_at_submit: faults.lose_device_at_submit,
             out_of_memory_at_allocation: faults.out_of_memory_at_allocation,
@@ -218,8 +254,11 @@ impl GpuContext {
         let ch = [0, 1, 2].map(|c| pre.channel(c));
         let spec =
             PreprocessSpec { planes: ch.map(|c| c.0), scale: ch.map(|c| c.1), offset: ch.map(|c| c.2) };
-        let net = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
-        Ok(Some(GpuContext { net, error: Arc::new(Mutex::new(None)) }))
+        let gnet = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
+        if reuse {
+            net.gpu.put(index, gnet.clone());
+        }
+        Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }))
     }
 
     #[cfg(not(feature = "gpu"))]

@@ -207,3 +207,26 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     assert_eq!(impasto::GpuFaults::parse("lost@0"), None);
     assert_eq!(impasto::GpuFaults::parse("melt"), None);
 }
+
+#[test]
+fn a_network_keeps_its_gpu_copy_for_the_next_runs() {
+    let gpu = device();
+    let Device::Gpu(Some(index)) = gpu else { unreachable!("tests name the adapter") };
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 15);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let config = StyleConfig { iterations: 3, ..small_config(gpu) };
+    assert_eq!(net.gpu_resident(), None);
+    let a = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(net.gpu_resident(), Some(index), "the first GPU run leaves the weights on the device");
+    let t = Instant::now();
+    let b = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    eprintln!("second run on the kept device: {:?}", t.elapsed());
+    assert_eq!(a.image.as_raw(), b.image.as_raw(), "the reused device gives the same run");
+    // A run with injected faults opens a device of its own; its loss leaves the kept one usable.
+    let lost = StyleConfig { gpu_faults: impasto::GpuFaults::parse("lost@2").unwrap(), ..config.clone() };
+    assert!(impasto::stylize(&net, &lost, &content, styles, &mut NoObserver).is_err());
+    assert_eq!(net.gpu_resident(), Some(index));
+    let c = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(a.image.as_raw(), c.image.as_raw());
+}
