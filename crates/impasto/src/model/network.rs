@@ -220,6 +220,7 @@ impl Vgg {
 
     /// The convolution weights (OIHW) and biases of the layers, in order, `None` for a ReLU or a pool:
     /// what another device needs to rebuild this network.
+    #[cfg(feature = "gpu")]
     pub(crate) fn conv_weights(&self) -> Vec<Option<(Vec<f32>, Vec<f32>)>> {
         self.layers
             .iter()
