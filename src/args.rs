@@ -355,6 +355,11 @@ pub struct RunArgs {
     )]
     pub device: Option<impasto::Device>,
 
+    /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
+    /// Nth allocation fails; kernel=NAME: that kernel does not compile)
+    #[arg(long, value_name = "lost@N|oom@N|kernel=NAME", value_parser = parse_gpu_fault, hide = true)]
+    pub gpu_fault: Option<impasto::GpuFaults>,
+
     /// Without a terminal, log a line every N iterations (0 = never)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PRINT_EVERY, help_heading = "Run")]
     pub print_every: usize,
@@ -406,4 +411,8 @@ pub enum ColorTransferArg {
 pub enum PoolingArg {
     Max,
     Avg,
+}
+
+fn parse_gpu_fault(s: &str) -> Result<impasto::GpuFaults, String> {
+    impasto::GpuFaults::parse(s).ok_or_else(|| format!("`{s}` is not lost@N, oom@N or kernel=NAME"))
 }

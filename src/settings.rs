@@ -307,6 +307,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         mask: None,
         style_masks: None,
         device: args.device.unwrap_or(impasto::Device::Cpu),
+        gpu_faults: args.gpu_fault.unwrap_or_default(),
     };
     config.validate(args.styles.len())?;
     let display = env.display(args.quiet, args.print_every);

@@ -32,3 +32,38 @@ fn a_missing_adapter_is_one_line_and_exit_1() {
     assert_eq!(bad.code, Some(2));
     assert!(bad.stderr.contains("`tpu` is not auto, cpu, gpu or gpu:N"), "{}", bad.stderr);
 }
+
+/// A GPU failure during a run (injected with the hidden `--gpu-fault`): one line, the last good image
+/// written as for Ctrl-C, exit status 1. Failures before the run: one line, exit 1, no image.
+#[test]
+fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    let run = |fault: &str| {
+        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+        args.extend(["-n", "5", "--quiet", "--device", "gpu:0", "--gpu-fault", fault]);
+        args.extend(crate::common::TINY_LAYERS);
+        // Mesa's Vulkan drivers complain on stderr without a runtime folder.
+        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+        crate::common::Run::from(out)
+    };
+    let out = run("lost@3");
+    let line = out.error_line(1);
+    assert!(line.contains("was lost") && line.ends_with("wrote the last good image to out.png"), "{line}");
+    let img = image::open(sb.path("out.png")).expect("the last good image was written");
+    assert_eq!((img.width(), img.height()), (32, 24));
+    std::fs::remove_file(sb.path("out.png")).unwrap();
+    for (fault, says) in
+        [("kernel=gram", "GPU kernel gram failed to build on "), ("oom@1", "out of GPU memory on ")]
+    {
+        let out = run(fault);
+        let line = out.error_line(1);
+        assert!(line.contains(says), "{fault}: {line}");
+        assert!(!sb.path("out.png").exists(), "{fault}: no image before the run");
+    }
+    let bad = run("melt");
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("`melt` is not lost@N, oom@N or kernel=NAME"), "{}", bad.stderr);
+}

@@ -1,6 +1,7 @@
 //! Adapters and the opened device: listing adapters with their memory limits, choosing one, and the
 //! buffer, upload, read-back and error-scope helpers every other module goes through.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
@@ -35,6 +36,29 @@ pub enum Choice {
     Auto,
     /// Adapter `n` of [`adapters`], software ones included.
     Index(usize),
+}
+
+/// How to open a device: the defaults are what a run uses; the rest is for tests and tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Ask the driver for at most this storage-buffer binding size (bytes) instead of the adapter's
+    /// own: small images then take the channel-group paths that large ones need on a real GPU.
+    pub max_storage_binding: Option<u64>,
+    /// Failures to inject, to test the error paths.
+    pub faults: Faults,
+}
+
+/// Failures injected through the same paths as the driver's own reports: a destroyed device (the
+/// device-lost callback fires, as for a driver reset), an allocation whose out-of-memory error scope
+/// reports a failure, a kernel whose WGSL source is broken so that the shader compiler rejects it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Submission `n` (counting from 1) finds the device lost.
+    pub lose_device_at_submit: Option<u64>,
+    /// Buffer allocation `n` (counting from 1) runs out of memory.
+    pub out_of_memory_at_allocation: Option<u64>,
+    /// The kernel of this name (`conv3x3`, `gram`, `relu_forward`, …) fails to compile.
+    pub broken_kernel: Option<String>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -83,11 +107,19 @@ pub struct Gpu {
     pub(crate) kernels: Kernels,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
+    faults: Faults,
+    submits: AtomicU64,
+    allocations: AtomicU64,
 }
 
 impl Gpu {
     /// Opens the adapter `choice` names and compiles every kernel.
     pub fn new(choice: Choice) -> Result<Arc<Gpu>> {
+        Gpu::with_options(choice, &GpuOptions::default())
+    }
+
+    /// [`Gpu::new`] with `options`.
+    pub fn with_options(choice: Choice, options: &GpuOptions) -> Result<Arc<Gpu>> {
         let all = enumerate();
         let names = || {
             if all.is_empty() {
@@ -110,7 +142,11 @@ impl Gpu {
         };
         let adapter = &all[index];
         let summary = summary(index, adapter);
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_storage_binding {
+            let cap = (cap / 256 * 256).max(256);
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("impasto"),
             required_features: wgpu::Features::empty(),
@@ -126,7 +162,15 @@ impl Gpu {
             let lost = lost.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut l) = lost.lock() {
-                    *l = Some(format!("{reason:?}: {msg}"));
+                    let why = match reason {
+                        wgpu::DeviceLostReason::Destroyed => "the device was destroyed",
+                        _ => "the driver reset or removed it",
+                    };
+                    *l = Some(if msg.trim().is_empty() {
+                        why.to_string()
+                    } else {
+                        format!("{why} ({})", msg.trim())
+                    });
                 }
             });
             let uncaptured = uncaptured.clone();
@@ -138,8 +182,19 @@ impl Gpu {
                 }
             }));
         }
-        let kernels = Kernels::build(&device, &summary.name)?;
-        Ok(Arc::new(Gpu { device, queue, summary, limits, kernels, lost, uncaptured }))
+        let kernels = Kernels::build(&device, &summary.name, options.faults.broken_kernel.as_deref())?;
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            summary,
+            limits,
+            kernels,
+            lost,
+            uncaptured,
+            faults: options.faults.clone(),
+            submits: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
+        }))
     }
 
     /// The adapter this device runs on.
@@ -149,6 +204,23 @@ impl Gpu {
 
     pub(crate) fn name(&self) -> String {
         self.summary.name.clone()
+    }
+
+    /// Why the device was lost, if it was (it then fails every later call).
+    pub fn is_lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The largest tensor one binding holds, bytes (a multiple of 4), and the limit that sets it.
+    pub(crate) fn binding_cap(&self) -> (u64, &'static str) {
+        let (b, m) = (self.limits.max_storage_buffer_binding_size, self.limits.max_buffer_size);
+        if b <= m { (b / 4 * 4, "max_storage_buffer_binding_size") } else { (m / 4 * 4, "max_buffer_size") }
+    }
+
+    /// The largest storage binding of the opened device, bytes (what [`GpuOptions::max_storage_binding`]
+    /// asked for, or the adapter's).
+    pub fn max_storage_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size
     }
 
     /// Fails with the device-lost reason or the first uncaptured error, if any.
@@ -179,7 +251,10 @@ impl Gpu {
         let out = f();
         let oom_err = pollster::block_on(oom.pop());
         let val_err = pollster::block_on(validation.pop());
-        if oom_err.is_some() {
+        let injected = op == "buffer allocation"
+            && self.faults.out_of_memory_at_allocation
+                == Some(self.allocations.fetch_add(1, Ordering::Relaxed) + 1);
+        if oom_err.is_some() || injected {
             return Err(GpuError::OutOfMemory { adapter: self.name(), what: op.into(), bytes });
         }
         if let Some(e) = val_err {
@@ -192,19 +267,15 @@ impl Gpu {
     /// A storage buffer of `len` floats (at least one), checked against the adapter's limits.
     pub(crate) fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = (len.max(1) * 4) as u64;
-        let binding = self.limits.max_storage_buffer_binding_size;
-        for (limit, allowed) in
-            [("max_buffer_size", self.limits.max_buffer_size), ("max_storage_buffer_binding_size", binding)]
-        {
-            if bytes > allowed {
-                return Err(GpuError::Limit {
-                    adapter: self.name(),
-                    what: what.into(),
-                    limit,
-                    needed: bytes,
-                    allowed,
-                });
-            }
+        let (allowed, limit) = self.binding_cap();
+        if bytes > allowed {
+            return Err(GpuError::Limit {
+                adapter: self.name(),
+                what: what.into(),
+                limit,
+                needed: bytes,
+                allowed,
+            });
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         self.scoped("buffer allocation", bytes, || {
@@ -232,15 +303,15 @@ impl Gpu {
         Ok(b)
     }
 
-    /// A 64-byte uniform buffer of kernel parameters.
-    pub(crate) fn params(&self, words: [u32; 16]) -> wgpu::Buffer {
+    /// A uniform buffer of kernel parameters (a multiple of 4 words).
+    pub(crate) fn params(&self, words: &[u32]) -> wgpu::Buffer {
         let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: 64,
+            size: (words.len() * 4) as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&b, 0, bytemuck::cast_slice(&words));
+        self.queue.write_buffer(&b, 0, bytemuck::cast_slice(words));
         b
     }
 
@@ -267,7 +338,7 @@ impl Gpu {
             }
             off += (n * 4) as u64;
         }
-        self.scoped("kernel submission", 0, || self.queue.submit([encoder.finish()]))?;
+        self.submit(encoder)?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -297,11 +368,21 @@ impl Gpu {
 
     /// Submits `encoder` and waits until the GPU has run it.
     pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.scoped("kernel submission", 0, || self.queue.submit([encoder.finish()]))?;
+        self.submit(encoder)?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| self.classify("waiting for the GPU", e.to_string()))?;
         self.check("kernels")
+    }
+
+    /// Submits `encoder`; the injected device loss destroys the device first, so that the loss is
+    /// reported by the driver's own device-lost callback.
+    fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        if self.faults.lose_device_at_submit == Some(self.submits.fetch_add(1, Ordering::Relaxed) + 1) {
+            self.device.destroy();
+        }
+        self.scoped("kernel submission", 0, || self.queue.submit([encoder.finish()]))?;
+        Ok(())
     }
 
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {

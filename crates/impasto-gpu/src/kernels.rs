@@ -45,8 +45,8 @@ const OP_ENTRIES: [&str; 14] = [
     "max_pool_backward",
     "avg_pool_forward",
     "avg_pool_backward",
-    "preprocess_forward",
-    "preprocess_backward",
+    "affine_plane",
+    "add",
     "mul_planes",
     "content",
     "style",
@@ -69,6 +69,7 @@ pub(crate) const BIAS: u32 = 2;
 pub(crate) const ACCUMULATE: u32 = 4;
 pub(crate) const COLMASK: u32 = 8;
 pub(crate) const SPLIT: u32 = 16;
+pub(crate) const ACC_INIT: u32 = 32;
 
 /// Every pipeline, compiled once per device.
 #[derive(Debug)]
@@ -112,16 +113,20 @@ fn first_line(s: &str) -> String {
 }
 
 impl Kernels {
-    pub(crate) fn build(device: &wgpu::Device, adapter: &str) -> Result<Kernels> {
-        let gemm_src = |load: &str| MATMUL.replace("//LOAD_B", load);
+    /// Compiles every kernel; `broken` names one whose source is made invalid (fault injection).
+    pub(crate) fn build(device: &wgpu::Device, adapter: &str, broken: Option<&str>) -> Result<Kernels> {
+        let source = |kernel: &str, src: String| {
+            if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
+        };
+        let gemm_src = |kernel: &str, load: &str| source(kernel, MATMUL.replace("//LOAD_B", load));
         let gemm = [
-            pipeline(device, adapter, "gemm", &gemm_src(LOAD_PLAIN), "main")?,
-            pipeline(device, adapter, "gram", &gemm_src(LOAD_GRAM), "main")?,
-            pipeline(device, adapter, "conv3x3", &gemm_src(LOAD_CONV), "main")?,
+            pipeline(device, adapter, "gemm", &gemm_src("gemm", LOAD_PLAIN), "main")?,
+            pipeline(device, adapter, "gram", &gemm_src("gram", LOAD_GRAM), "main")?,
+            pipeline(device, adapter, "conv3x3", &gemm_src("conv3x3", LOAD_CONV), "main")?,
         ];
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
-            ops.push((e, pipeline(device, adapter, e, OPS, e)?));
+            ops.push((e, pipeline(device, adapter, e, &source(e, OPS.to_string()), e)?));
         }
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),
@@ -152,7 +157,10 @@ pub(crate) struct Program {
     tag: Option<String>,
 }
 
-/// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution.
+/// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution. A and C
+/// may be sub-blocks of larger row-major matrices: `lda`, `ldc` their row strides (0: K, N), `a_off`,
+/// `c_off` their first elements, `c_slice` the distance between SPLIT slices (0: M·N), `bias_off`
+/// the bias of row 0.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct GemmDims {
     pub(crate) m: usize,
@@ -164,6 +172,12 @@ pub(crate) struct GemmDims {
     pub(crate) alpha: f32,
     /// K split into this many slices (flag SPLIT; C then holds `slices` M×N results).
     pub(crate) slices: usize,
+    pub(crate) lda: usize,
+    pub(crate) a_off: usize,
+    pub(crate) ldc: usize,
+    pub(crate) c_off: usize,
+    pub(crate) c_slice: usize,
+    pub(crate) bias_off: usize,
 }
 
 /// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
@@ -235,6 +249,7 @@ impl Program {
                 allowed: u64::from(max),
             });
         }
+        let or = |v: usize, default: usize| if v == 0 { default } else { v } as u32;
         let words = [
             d.m as u32,
             d.n as u32,
@@ -246,14 +261,18 @@ impl Program {
             d.flags,
             d.h as u32,
             d.w as u32,
-            0,
-            0,
+            or(d.lda, d.k),
+            d.a_off as u32,
             d.alpha.to_bits(),
+            or(d.ldc, d.n),
+            d.c_off as u32,
+            or(d.c_slice, d.m * d.n),
+            d.bias_off as u32,
             0,
             0,
             0,
         ];
-        let params = gpu.params(words);
+        let params = gpu.params(&words);
         let pipeline = &gpu.kernels.gemm[kind as usize];
         let extra = extra.unwrap_or(&gpu.kernels.dummy);
         let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
@@ -278,7 +297,7 @@ impl Program {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) -> Result<wgpu::Buffer> {
-        let params = gpu.params(p.words());
+        let params = gpu.params(&p.words());
         let pipeline = gpu.kernels.op(entry);
         let bind = bind_group(gpu, pipeline, &params, buffers)?;
         self.steps.push(Step::Dispatch {

@@ -12,6 +12,7 @@
 //! summed in order; no atomics), so one device and driver give the same bits run after run.
 //! Nothing here prints, reads the environment or exits; errors are [`GpuError`].
 
+mod blocks;
 mod device;
 mod error;
 mod kernels;
@@ -19,7 +20,7 @@ mod net;
 mod objective;
 mod ops;
 
-pub use device::{AdapterSummary, Choice, Gpu, adapters};
+pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, adapters};
 pub use error::{GpuError, Result};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};

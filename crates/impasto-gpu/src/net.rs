@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use crate::blocks::{
+    Blocks, gram_slices, record_conv, record_each, record_gram, record_planes, record_pool_backward,
+    record_pool_forward,
+};
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{self, Gemm, GemmDims, OpParams, Program, grid};
-use crate::ops::{flip_weights, gram_slices, record_gram};
+use crate::kernels::{OpParams, Program};
+use crate::ops::flip_weights;
 
 /// One layer, as the CPU network has it (same indices).
 #[derive(Debug, Clone)]
@@ -44,7 +48,7 @@ pub struct PreprocessSpec {
 
 #[derive(Debug)]
 enum Layer {
-    Conv { c_in: usize, c_out: usize, weight: wgpu::Buffer, bias: wgpu::Buffer, flipped: wgpu::Buffer },
+    Conv { c_in: usize, c_out: usize, weight: Blocks, bias: wgpu::Buffer, flipped: Blocks },
     Relu,
     MaxPool,
     AvgPool,
@@ -64,12 +68,12 @@ pub type LayerOutput = (Vec<f32>, (usize, usize, usize));
 /// The buffers of one recorded forward pass at a fixed image size.
 #[derive(Debug)]
 pub(crate) struct Forward {
-    /// Planar RGB 0..1 input (3·h·w).
-    pub(crate) rgb: wgpu::Buffer,
+    /// Planar RGB 0..1 input (3 × h·w).
+    pub(crate) rgb: Blocks,
     /// The preprocessed network input.
-    x0: wgpu::Buffer,
+    x0: Blocks,
     /// Output of each layer up to `last`; `None` for a convolution fused with its ReLU.
-    out: Vec<Option<wgpu::Buffer>>,
+    out: Vec<Option<Blocks>>,
     /// (channels, height, width) of each layer's output.
     pub(crate) shape: Vec<(usize, usize, usize)>,
     pub(crate) hw: (usize, usize),
@@ -77,10 +81,10 @@ pub(crate) struct Forward {
 
 impl Forward {
     /// The kept output of layer `i`.
-    pub(crate) fn out(&self, i: usize) -> &wgpu::Buffer {
+    pub(crate) fn out(&self, i: usize) -> &Blocks {
         self.out[i].as_ref().expect("output of a wanted layer is kept")
     }
-    fn input(&self, i: usize) -> &wgpu::Buffer {
+    fn input(&self, i: usize) -> &Blocks {
         if i == 0 { &self.x0 } else { self.out(i - 1) }
     }
 }
@@ -102,11 +106,22 @@ impl GpuNet {
                             ),
                         });
                     }
+                    let flipped = flip_weights(&weight, c_in, c_out);
                     Layer::Conv {
                         c_in,
                         c_out,
-                        flipped: gpu.upload("flipped weights", &flip_weights(&weight, c_in, c_out))?,
-                        weight: gpu.upload("weights", &weight)?,
+                        flipped: gpu.upload_blocks(
+                            &format!("flipped weights of layer {i}"),
+                            &flipped,
+                            c_in,
+                            9 * c_out,
+                        )?,
+                        weight: gpu.upload_blocks(
+                            &format!("weights of layer {i}"),
+                            &weight,
+                            c_out,
+                            9 * c_in,
+                        )?,
                         bias: gpu.upload("bias", &bias)?,
                     }
                 }
@@ -143,11 +158,16 @@ impl GpuNet {
         Ok(())
     }
 
-    fn preprocess_params(&self, n: usize) -> OpParams {
+    /// (source plane, destination plane, scale, offset) of each input channel, forward or backward.
+    fn preprocess_planes(&self, backward: bool) -> [(usize, usize, f32, f32); 3] {
         let p = self.preprocess;
-        let u = [p.planes[0] as u32, p.planes[1] as u32, p.planes[2] as u32, 0];
-        let f = [p.scale[0], p.scale[1], p.scale[2], p.offset[0], p.offset[1], p.offset[2], 0.0, 0.0];
-        OpParams { n, u, f, ..Default::default() }
+        [0, 1, 2].map(|c| {
+            if backward {
+                (c, p.planes[c], p.scale[c], 0.0)
+            } else {
+                (p.planes[c], c, p.scale[c], p.offset[c])
+            }
+        })
     }
 
     /// Records the forward pass of an `h`×`w` image through layers `0..=last`, keeping the outputs
@@ -162,21 +182,15 @@ impl GpuNet {
     ) -> Result<Forward> {
         self.check_layer(last)?;
         let gpu = &*self.gpu;
-        let rgb = gpu.storage(&format!("input image (3×{h}×{w})"), 3 * h * w)?;
-        let x0 = gpu.storage("network input", 3 * h * w)?;
-        prog.op(
-            gpu,
-            "preprocess_forward",
-            self.preprocess_params(h * w),
-            &[(1, &rgb), (2, &x0)],
-            grid(3 * h * w),
-        )?;
+        let rgb = gpu.blocks(&format!("input image (3×{h}×{w})"), 3, h * w)?;
+        let x0 = gpu.blocks("network input", 3, h * w)?;
+        record_planes(gpu, prog, &rgb, &x0, self.preprocess_planes(false))?;
         let mut fwd = Forward { rgb, x0, out: Vec::new(), shape: Vec::new(), hw: (h, w) };
         let (mut c, mut h, mut w) = (3, h, w);
         let mut i = 0;
         while i <= last {
             let alloc = |what: &str, c: usize, h: usize, w: usize| {
-                gpu.storage(&format!("{what} output of layer {i} ({c}×{h}×{w})"), c * h * w)
+                gpu.blocks(&format!("{what} output of layer {i} ({c}×{h}×{w})"), c, h * w)
             };
             match &self.layers[i] {
                 Layer::Conv { c_in, c_out, weight, bias, .. } => {
@@ -188,10 +202,8 @@ impl GpuNet {
                     }
                     let fuse = i < last && !wanted[i] && matches!(self.layers[i + 1], Layer::Relu);
                     let y = alloc("convolution", *c_out, h, w)?;
-                    let flags = kernels::BIAS | if fuse { kernels::RELU } else { 0 };
-                    let d = GemmDims { m: *c_out, n: h * w, k: c * 9, h, w, flags, alpha: 1.0, slices: 1 };
                     prog.tag(Some(format!("conv fwd {c_in}->{c_out} {h}x{w} (layer {i})")));
-                    prog.gemm(gpu, Gemm::Conv, weight, fwd.input(i), Some(bias), &y, d)?;
+                    record_conv(gpu, prog, weight, Some(bias), fwd.input(i), &y, (h, w), fuse)?;
                     prog.tag(None);
                     c = *c_out;
                     fwd.shape.push((c, h, w));
@@ -204,24 +216,18 @@ impl GpuNet {
                 }
                 Layer::Relu => {
                     let y = alloc("ReLU", c, h, w)?;
-                    let n = c * h * w;
-                    let p = OpParams { n, ..Default::default() };
-                    prog.op(gpu, "relu_forward", p, &[(1, fwd.input(i)), (2, &y)], grid(n))?;
+                    let x = fwd.input(i);
+                    record_each(gpu, prog, "relu_forward", &y, OpParams::default(), |g| {
+                        vec![(1, &x.bufs[g]), (2, &y.bufs[g])]
+                    })?;
                     fwd.shape.push((c, h, w));
                     fwd.out.push(Some(y));
                 }
                 Layer::MaxPool | Layer::AvgPool => {
-                    let entry = if matches!(self.layers[i], Layer::MaxPool) {
-                        "max_pool_forward"
-                    } else {
-                        "avg_pool_forward"
-                    };
-                    let (ho, wo) = (h / 2, w / 2);
-                    let y = alloc("pooling", c, ho, wo)?;
-                    let n = c * ho * wo;
-                    let p = OpParams { n, c, h, w, ..Default::default() };
-                    prog.op(gpu, entry, p, &[(1, fwd.input(i)), (2, &y)], grid(n))?;
-                    (h, w) = (ho, wo);
+                    let max = matches!(self.layers[i], Layer::MaxPool);
+                    let y = alloc("pooling", c, h / 2, w / 2)?;
+                    record_pool_forward(gpu, prog, max, fwd.input(i), &y, (h, w))?;
+                    (h, w) = (h / 2, w / 2);
                     fwd.shape.push((c, h, w));
                     fwd.out.push(Some(y));
                 }
@@ -239,62 +245,43 @@ impl GpuNet {
         prog: &mut Program,
         fwd: &Forward,
         last: usize,
-        mut add_loss: impl FnMut(&mut Program, usize, &wgpu::Buffer) -> Result<()>,
-    ) -> Result<wgpu::Buffer> {
+        mut add_loss: impl FnMut(&mut Program, usize, &Blocks) -> Result<()>,
+    ) -> Result<Blocks> {
         let gpu = &*self.gpu;
         let (h0, w0) = fwd.hw;
-        let largest =
-            fwd.shape[..=last].iter().map(|&(c, h, w)| c * h * w).max().unwrap_or(0).max(3 * h0 * w0);
-        let mut cur = gpu.storage("gradient", largest)?;
-        let mut other = gpu.storage("gradient", largest)?;
-        prog.clear(&cur);
+        let shapes: Vec<(usize, usize)> =
+            fwd.shape[..=last].iter().map(|&(c, h, w)| (c, h * w)).chain([(3, h0 * w0)]).collect();
+        let mut cur = gpu.pool("gradient", &shapes)?;
+        let mut other = gpu.pool("gradient", &shapes)?;
+        cur.clear(prog);
         for i in (0..=last).rev() {
-            add_loss(prog, i, &cur)?;
+            let (c, h, w) = fwd.shape[i];
+            let g = cur.view(gpu, c, h * w)?;
+            add_loss(prog, i, &g)?;
             let (in_c, in_h, in_w) = if i == 0 { (3, h0, w0) } else { fwd.shape[i - 1] };
+            let dx = other.view(gpu, in_c, in_h * in_w)?;
             match &self.layers[i] {
                 Layer::Relu => {
-                    let n = in_c * in_h * in_w;
-                    let p = OpParams { n, ..Default::default() };
-                    prog.op(gpu, "relu_backward", p, &[(1, fwd.out(i)), (2, &cur)], grid(n))?;
+                    let y = fwd.out(i);
+                    record_each(gpu, prog, "relu_backward", &g, OpParams::default(), |b| {
+                        vec![(1, &y.bufs[b]), (2, &g.bufs[b])]
+                    })?;
+                    continue;
                 }
-                Layer::Conv { c_in, c_out, flipped, .. } => {
-                    let (_, h, w) = fwd.shape[i];
-                    let d =
-                        GemmDims { m: *c_in, n: h * w, k: c_out * 9, h, w, flags: 0, alpha: 1.0, slices: 1 };
-                    prog.tag(Some(format!("conv bwd {c_out}->{c_in} {h}x{w} (layer {i})")));
-                    prog.gemm(gpu, Gemm::Conv, flipped, &cur, None, &other, d)?;
+                Layer::Conv { flipped, .. } => {
+                    prog.tag(Some(format!("conv bwd {c}->{in_c} {h}x{w} (layer {i})")));
+                    record_conv(gpu, prog, flipped, None, &g, &dx, (h, w), false)?;
                     prog.tag(None);
-                    std::mem::swap(&mut cur, &mut other);
                 }
-                Layer::MaxPool => {
-                    let n = in_c * in_h * in_w;
-                    let p = OpParams { n, c: in_c, h: in_h, w: in_w, ..Default::default() };
-                    prog.op(
-                        gpu,
-                        "max_pool_backward",
-                        p,
-                        &[(1, fwd.input(i)), (2, &other), (3, &cur)],
-                        grid(n),
-                    )?;
-                    std::mem::swap(&mut cur, &mut other);
-                }
-                Layer::AvgPool => {
-                    let n = in_c * in_h * in_w;
-                    let p = OpParams { n, c: in_c, h: in_h, w: in_w, ..Default::default() };
-                    prog.op(gpu, "avg_pool_backward", p, &[(1, &cur), (2, &other)], grid(n))?;
-                    std::mem::swap(&mut cur, &mut other);
-                }
+                Layer::MaxPool => record_pool_backward(gpu, prog, Some(fwd.input(i)), &g, &dx, (in_h, in_w))?,
+                Layer::AvgPool => record_pool_backward(gpu, prog, None, &g, &dx, (in_h, in_w))?,
             }
+            std::mem::swap(&mut cur, &mut other);
         }
-        let n = h0 * w0;
-        prog.op(
-            gpu,
-            "preprocess_backward",
-            self.preprocess_params(n),
-            &[(1, &cur), (2, &other)],
-            grid(3 * n),
-        )?;
-        Ok(other)
+        let g = cur.view(gpu, 3, h0 * w0)?;
+        let rgb = other.view(gpu, 3, h0 * w0)?;
+        record_planes(gpu, prog, &g, &rgb, self.preprocess_planes(true))?;
+        Ok(rgb)
     }
 
     /// Outputs of `rgb` (planar RGB 0..1, `h`×`w`) at `layers`, each with its (channels, height, width).
@@ -311,18 +298,15 @@ impl GpuNet {
         layers.iter().for_each(|&l| wanted[l] = true);
         let mut prog = Program::default();
         let fwd = self.record_forward(&mut prog, h, w, last, &wanted)?;
-        self.gpu.queue.write_buffer(&fwd.rgb, 0, bytemuck::cast_slice(rgb));
+        fwd.rgb.write(&self.gpu, rgb);
         let mut enc = self.gpu.encoder();
         prog.record(&mut enc);
-        let reads: Vec<(&wgpu::Buffer, usize)> = layers
+        let reads: Vec<(&wgpu::Buffer, usize)> = layers.iter().flat_map(|&l| fwd.out(l).reads()).collect();
+        let mut data = self.gpu.finish_and_read(enc, &reads)?.into_iter();
+        Ok(layers
             .iter()
-            .map(|&l| {
-                let (c, h, w) = fwd.shape[l];
-                (fwd.out(l), c * h * w)
-            })
-            .collect();
-        let data = self.gpu.finish_and_read(enc, &reads)?;
-        Ok(data.into_iter().zip(layers).map(|(d, &l)| (d, fwd.shape[l])).collect())
+            .map(|&l| (data.by_ref().take(fwd.out(l).bufs.len()).collect::<Vec<_>>().concat(), fwd.shape[l]))
+            .collect())
     }
 
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `rgb` at `layers`, computed on the device.
@@ -342,12 +326,12 @@ impl GpuNet {
         let mut grams = Vec::new();
         for &l in layers {
             let (c, lh, lw) = fwd.shape[l];
-            let g = self.gpu.storage("Gram matrix", c * c)?;
+            let g = self.gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
             let n = lh * lw;
-            record_gram(&self.gpu, &mut prog, fwd.out(l), c, n, 1.0 / (c * n) as f32, gram_slices(c, n), &g)?;
+            record_gram(&self.gpu, &mut prog, fwd.out(l), 1.0 / (c * n) as f32, gram_slices(c, n), &g)?;
             grams.push((g, c * c));
         }
-        self.gpu.queue.write_buffer(&fwd.rgb, 0, bytemuck::cast_slice(rgb));
+        fwd.rgb.write(&self.gpu, rgb);
         let mut enc = self.gpu.encoder();
         prog.record(&mut enc);
         let reads: Vec<(&wgpu::Buffer, usize)> = grams.iter().map(|(b, n)| (b, *n)).collect();

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::blocks::{Blocks, gram_slices, record_each, record_gram, record_gram_backward};
 use crate::error::{GpuError, Result};
-use crate::kernels::{self, Gemm, GemmDims, OpParams, Program, grid, partial_count};
+use crate::kernels::{OpParams, Program, grid, partial_count};
 use crate::net::GpuNet;
-use crate::ops::{gram_slices, record_gram};
 
 /// A style term: `weight · mean((G_layer − gram)²)` with `G = F·Fᵀ/(C·H·W)`, or with a `mask` (one
 /// value per pixel at the layer's resolution) `G = (F∘m)(F∘m)ᵀ/(C·Σm)`.
@@ -53,7 +53,8 @@ struct Term {
     weight: f32,
     /// False for a style term whose mask is empty (contributes 0, as on the CPU).
     live: bool,
-    params: Option<(wgpu::Buffer, OpParams)>,
+    /// The kernel parameters holding the weight, one per dispatch (per channel group).
+    params: Vec<(wgpu::Buffer, OpParams)>,
 }
 
 impl Term {
@@ -69,8 +70,8 @@ pub struct GpuObjective {
     h: usize,
     w: usize,
     prog: Program,
-    rgb: wgpu::Buffer,
-    grad: wgpu::Buffer,
+    rgb: Blocks,
+    grad: Blocks,
     sums: wgpu::Buffer,
     terms: Vec<Term>,
     /// Kept alive: every buffer the recorded program binds.
@@ -105,6 +106,8 @@ impl GpuObjective {
                     .chain(style.iter().map(|t| t.layer))
                     .for_each(|l| wanted[l] = true);
                 let fwd = net.record_forward(&mut prog, h, w, last, &wanted)?;
+                // Where a split Gram backward sums one channel group before adding it.
+                let mut scratch: Option<wgpu::Buffer> = None;
                 let grad = net.record_backward(&mut prog, &fwd, last, |prog, i, g| {
                     for (index, (layer, target, weight)) in
                         content.iter().enumerate().filter(|(_, t)| t.0 == i)
@@ -117,31 +120,27 @@ impl GpuObjective {
                                 reason: format!("layer {layer}: {} values, expected {n}", target.len()),
                             });
                         }
-                        let tb = gpu.upload("content target", target)?;
-                        let partials = gpu.storage("loss partials", partial_count(n))?;
+                        let tb = gpu.upload_blocks("content target", target, c, lh * lw)?;
+                        let partials = gpu.storage("loss partials", tb.partials())?;
                         let mut term = Term {
                             kind: Kind::Content,
                             index,
                             mean_of: n as f64,
                             weight: *weight,
                             live: true,
-                            params: None,
+                            params: Vec::new(),
                         };
                         let p = OpParams {
-                            n,
                             f: [term.grad_scale(*weight), 0., 0., 0., 0., 0., 0., 0.],
                             ..Default::default()
                         };
-                        let pb = prog.op(
-                            &gpu,
-                            "content",
-                            p,
-                            &[(1, fwd.out(i)), (2, g), (3, &tb), (4, &partials)],
-                            grid(n),
-                        )?;
-                        term.params = Some((pb, p));
-                        reductions.push((partials.clone(), partial_count(n)));
-                        keep.extend([tb, partials]);
+                        let f = fwd.out(i);
+                        term.params = record_each(&gpu, prog, "content", f, p, |b| {
+                            vec![(1, &f.bufs[b]), (2, &g.bufs[b]), (3, &tb.bufs[b]), (4, &partials)]
+                        })?;
+                        reductions.push((partials.clone(), tb.partials()));
+                        keep.push(partials);
+                        keep.extend(tb.bufs);
                         terms.push(term);
                     }
                     for (index, t) in style.iter().enumerate().filter(|(_, t)| t.layer == i) {
@@ -163,7 +162,7 @@ impl GpuObjective {
                             mean_of: (c * c) as f64,
                             weight: t.weight,
                             live: true,
-                            params: None,
+                            params: Vec::new(),
                         };
                         let f = fwd.out(i);
                         let (source, norm, mask) = match &t.mask {
@@ -186,15 +185,17 @@ impl GpuObjective {
                                     continue;
                                 }
                                 let mb = gpu.upload("style mask", m)?;
-                                let fm = gpu.storage("masked features", c * n)?;
-                                let p = OpParams { n: c * n, w: n, ..Default::default() };
-                                prog.op(&gpu, "mul_planes", p, &[(1, f), (2, &fm), (3, &mb)], grid(c * n))?;
+                                let fm = gpu.blocks("masked features", c, n)?;
+                                let p = OpParams { w: n, ..Default::default() };
+                                record_each(&gpu, prog, "mul_planes", f, p, |b| {
+                                    vec![(1, &f.bufs[b]), (2, &fm.bufs[b]), (3, &mb)]
+                                })?;
                                 (fm, (c as f64 * area) as f32, Some(mb))
                             }
                         };
-                        let gram = gpu.storage("Gram matrix", c * c)?;
+                        let gram = gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
                         let (parts, sp) =
-                            record_gram(&gpu, prog, &source, c, n, 1.0 / norm, gram_slices(c, n), &gram)?;
+                            record_gram(&gpu, prog, &source, 1.0 / norm, gram_slices(c, n), &gram)?;
                         let tb = gpu.upload("style target", &t.gram)?;
                         let d = gpu.storage("Gram gradient", c * c)?;
                         let partials = gpu.storage("loss partials", partial_count(c * c))?;
@@ -211,51 +212,63 @@ impl GpuObjective {
                             &[(1, &gram), (2, &d), (3, &tb), (4, &partials)],
                             grid(c * c),
                         )?;
-                        term.params = Some((pb, p));
-                        let flags = kernels::ACCUMULATE | if mask.is_some() { kernels::COLMASK } else { 0 };
-                        let dims = GemmDims {
-                            m: c,
-                            n,
-                            k: c,
-                            flags,
-                            alpha: 1.0 / norm,
-                            slices: 1,
-                            ..Default::default()
-                        };
-                        prog.gemm(&gpu, Gemm::Plain, &d, &source, mask.as_ref(), g, dims)?;
+                        term.params = vec![(pb, p)];
+                        if source.bufs.len() > 1 {
+                            let len = source.per * n;
+                            if scratch.as_ref().is_none_or(|s| s.size() < (len * 4) as u64) {
+                                scratch = Some(gpu.storage("Gram gradient scratch", len)?);
+                            }
+                        }
+                        record_gram_backward(
+                            &gpu,
+                            prog,
+                            &d,
+                            &source,
+                            mask.as_ref(),
+                            1.0 / norm,
+                            g,
+                            scratch.as_ref(),
+                        )?;
                         reductions.push((partials.clone(), partial_count(c * c)));
-                        keep.extend([source, gram, parts, sp, tb, d, partials]);
+                        keep.extend(source.bufs);
+                        keep.extend([gram, parts, sp, tb, d, partials]);
                         keep.extend(mask);
                         terms.push(term);
                     }
                     Ok(())
                 })?;
+                keep.extend(scratch);
                 (fwd.rgb, grad)
             }
             None => {
-                let rgb = gpu.storage("input image", 3 * h * w)?;
-                let g = gpu.storage("gradient", 3 * h * w)?;
-                prog.clear(&g);
+                let rgb = gpu.blocks("input image", 3, h * w)?;
+                let g = gpu.blocks("gradient", 3, h * w)?;
+                g.bufs.iter().for_each(|b| prog.clear(b));
                 (rgb, g)
             }
         };
         // Total variation on the pixels, added to the gradient before the pixel mask.
         let n = 3 * h * w;
-        let partials = gpu.storage("loss partials", partial_count(n))?;
-        let mut term =
-            Term { kind: Kind::Tv, index: 0, mean_of: n as f64, weight: tv_weight, live: true, params: None };
+        let partials = gpu.storage("loss partials", rgb.partials())?;
+        let mut term = Term {
+            kind: Kind::Tv,
+            index: 0,
+            mean_of: n as f64,
+            weight: tv_weight,
+            live: true,
+            params: Vec::new(),
+        };
         let p = OpParams {
-            n,
-            c: 3,
             h,
             w,
             f: [term.grad_scale(tv_weight), 0., 0., 0., 0., 0., 0., 0.],
             ..Default::default()
         };
-        let pb = prog.op(&gpu, "tv", p, &[(1, &rgb), (2, &grad_pre), (4, &partials)], grid(n))?;
-        term.params = Some((pb, p));
+        term.params = record_each(&gpu, &mut prog, "tv", &rgb, p, |b| {
+            vec![(1, &rgb.bufs[b]), (2, &grad_pre.bufs[b]), (4, &partials)]
+        })?;
         terms.push(term);
-        reductions.push((partials.clone(), partial_count(n)));
+        reductions.push((partials.clone(), rgb.partials()));
         keep.push(partials);
         let grad = match pixel_mask {
             None => grad_pre.clone(),
@@ -267,14 +280,16 @@ impl GpuObjective {
                     });
                 }
                 let mb = gpu.upload("pixel mask", &m)?;
-                let out = gpu.storage("gradient", n)?;
-                let p = OpParams { n, w: h * w, ..Default::default() };
-                prog.op(&gpu, "mul_planes", p, &[(1, &grad_pre), (2, &out), (3, &mb)], grid(n))?;
+                let out = gpu.blocks("gradient", 3, h * w)?;
+                let p = OpParams { w: h * w, ..Default::default() };
+                record_each(&gpu, &mut prog, "mul_planes", &out, p, |b| {
+                    vec![(1, &grad_pre.bufs[b]), (2, &out.bufs[b]), (3, &mb)]
+                })?;
                 keep.push(mb);
                 out
             }
         };
-        keep.push(grad_pre);
+        keep.extend(grad_pre.bufs);
         // Sums of the live terms, one slot each, in the order of `terms` without the dead ones.
         let sums = gpu.storage("loss sums", reductions.len())?;
         for (slot, (partials, count)) in reductions.iter().enumerate() {
@@ -305,7 +320,7 @@ impl GpuObjective {
             }
             t.weight = new;
             let scale = t.grad_scale(new);
-            if let Some((buf, p)) = &mut t.params {
+            for (buf, p) in &mut t.params {
                 p.f[0] = scale;
                 gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&p.words()));
             }
@@ -323,12 +338,14 @@ impl GpuObjective {
             });
         }
         let gpu = &self.net.gpu;
-        gpu.queue.write_buffer(&self.rgb, 0, bytemuck::cast_slice(pixels));
+        self.rgb.write(gpu, pixels);
         let mut enc = gpu.encoder();
         self.prog.record(&mut enc);
         let live = self.terms.iter().filter(|t| t.live).count();
-        let mut out = gpu.finish_and_read(enc, &[(&self.sums, live), (&self.grad, n)])?;
-        let grad = out.pop().unwrap_or_default();
+        let mut reads = vec![(&self.sums, live)];
+        reads.extend(self.grad.reads());
+        let mut out = gpu.finish_and_read(enc, &reads)?;
+        let grad = out.split_off(1).concat();
         let sums = out.pop().unwrap_or_default();
         let mut losses = GpuLosses::default();
         let mut s = sums.iter();
@@ -357,13 +374,15 @@ impl GpuObjective {
         }
         let gpu = &self.net.gpu;
         let t = std::time::Instant::now();
-        gpu.queue.write_buffer(&self.rgb, 0, bytemuck::cast_slice(pixels));
+        self.rgb.write(gpu, pixels);
         gpu.submit_and_wait(gpu.encoder())?;
         let mut out = vec![("upload".to_string(), t.elapsed().as_secs_f64())];
         out.extend(self.prog.profile(gpu)?);
         let live = self.terms.iter().filter(|t| t.live).count();
         let t = std::time::Instant::now();
-        gpu.finish_and_read(gpu.encoder(), &[(&self.sums, live), (&self.grad, n)])?;
+        let mut reads = vec![(&self.sums, live)];
+        reads.extend(self.grad.reads());
+        gpu.finish_and_read(gpu.encoder(), &reads)?;
         out.push(("readback".to_string(), t.elapsed().as_secs_f64()));
         Ok(out)
     }

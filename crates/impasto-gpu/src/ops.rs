@@ -1,9 +1,13 @@
 //! One-shot kernel calls on host slices (upload, one dispatch list, read back): the same kernels the
 //! network and the objective record, exposed for tests against the CPU twins and for benchmarks.
 
+use crate::blocks::{
+    Blocks, record_conv, record_each, record_gram, record_gram_backward, record_pool_backward,
+    record_pool_forward,
+};
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{self, Gemm, GemmDims, OpParams, Program, grid};
+use crate::kernels::{OpParams, Program};
 
 fn check(op: &'static str, what: &str, len: usize, want: usize) -> Result<()> {
     if len != want {
@@ -25,10 +29,10 @@ pub fn flip_weights(weight: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
     out
 }
 
-fn run(gpu: &Gpu, prog: &Program, out: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+fn run(gpu: &Gpu, prog: &Program, out: &Blocks) -> Result<Vec<f32>> {
     let mut enc = gpu.encoder();
     prog.record(&mut enc);
-    Ok(gpu.finish_and_read(enc, &[(out, len)])?.remove(0))
+    Ok(gpu.finish_and_read(enc, &out.reads())?.concat())
 }
 
 impl Gpu {
@@ -47,13 +51,13 @@ impl Gpu {
         check("conv3x3_forward", "x", x.len(), c_in * h * w)?;
         check("conv3x3_forward", "weight", weight.len(), c_out * c_in * 9)?;
         check("conv3x3_forward", "bias", bias.len(), c_out)?;
-        let (xb, wb, bb) = (self.upload("x", x)?, self.upload("weight", weight)?, self.upload("bias", bias)?);
-        let y = self.storage("y", c_out * h * w)?;
+        let xb = self.upload_blocks("x", x, c_in, h * w)?;
+        let wb = self.upload_blocks("weight", weight, c_out, 9 * c_in)?;
+        let bb = self.upload("bias", bias)?;
+        let y = self.blocks("y", c_out, h * w)?;
         let mut prog = Program::default();
-        let flags = kernels::BIAS | if relu { kernels::RELU } else { 0 };
-        let d = GemmDims { m: c_out, n: h * w, k: c_in * 9, h, w, flags, alpha: 1.0, slices: 1 };
-        prog.gemm(self, Gemm::Conv, &wb, &xb, Some(&bb), &y, d)?;
-        run(self, &prog, &y, c_out * h * w)
+        record_conv(self, &mut prog, &wb, Some(&bb), &xb, &y, (h, w), relu)?;
+        run(self, &prog, &y)
     }
 
     /// Gradient of the convolution with respect to its input: `dy` (`c_out·h·w`) → `c_in·h·w`.
@@ -69,45 +73,17 @@ impl Gpu {
         check("conv3x3_backward_input", "dy", dy.len(), c_out * h * w)?;
         check("conv3x3_backward_input", "weight", weight.len(), c_out * c_in * 9)?;
         let flipped = flip_weights(weight, c_in, c_out);
-        let (db, wb) = (self.upload("dy", dy)?, self.upload("weight", &flipped)?);
-        let dx = self.storage("dx", c_in * h * w)?;
+        let db = self.upload_blocks("dy", dy, c_out, h * w)?;
+        let wb = self.upload_blocks("weight", &flipped, c_in, 9 * c_out)?;
+        let dx = self.blocks("dx", c_in, h * w)?;
         let mut prog = Program::default();
-        let d = GemmDims { m: c_in, n: h * w, k: c_out * 9, h, w, flags: 0, alpha: 1.0, slices: 1 };
-        prog.gemm(self, Gemm::Conv, &wb, &db, None, &dx, d)?;
-        run(self, &prog, &dx, c_in * h * w)
-    }
-
-    /// Element-wise pass `entry` (a pooling or ReLU kernel) from `src` (and `aux`) to `out_len` values.
-    fn simple(
-        &self,
-        entry: &'static str,
-        src: &[f32],
-        aux: Option<&[f32]>,
-        dst_init: Option<&[f32]>,
-        (c, h, w): (usize, usize, usize),
-        n: usize,
-        out_len: usize,
-    ) -> Result<Vec<f32>> {
-        let sb = self.upload("src", src)?;
-        let db = match dst_init {
-            Some(d) => self.upload("dst", d)?,
-            None => self.storage("dst", out_len)?,
-        };
-        let ab = aux.map(|a| self.upload("aux", a)).transpose()?;
-        let mut bufs = vec![(1, &sb), (2, &db)];
-        if let Some(a) = &ab {
-            bufs.push((3, a));
-        }
-        let mut prog = Program::default();
-        prog.op(self, entry, OpParams { n, c, h, w, ..Default::default() }, &bufs, grid(n))?;
-        run(self, &prog, &db, out_len)
+        record_conv(self, &mut prog, &wb, None, &db, &dx, (h, w), false)?;
+        run(self, &prog, &dx)
     }
 
     /// 2×2 stride-2 max pooling (floor size; first maximum of a window).
     pub fn max_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
-        check("max_pool2x2_forward", "x", x.len(), c * h * w)?;
-        let n = c * (h / 2) * (w / 2);
-        self.simple("max_pool_forward", x, None, None, (c, h, w), n, n)
+        self.pool_forward(true, x, c, h, w)
     }
 
     /// Max-pool backward: the gradient `dy` goes to the first maximum of each window of `x`.
@@ -120,42 +96,73 @@ impl Gpu {
         dy: &[f32],
     ) -> Result<Vec<f32>> {
         check("max_pool2x2_backward", "x", x.len(), c * h * w)?;
-        check("max_pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
-        self.simple("max_pool_backward", x, Some(dy), None, (c, h, w), c * h * w, c * h * w)
+        self.pool_backward(Some(x), c, h, w, dy)
     }
 
     /// 2×2 stride-2 average pooling.
     pub fn avg_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
-        check("avg_pool2x2_forward", "x", x.len(), c * h * w)?;
-        let n = c * (h / 2) * (w / 2);
-        self.simple("avg_pool_forward", x, None, None, (c, h, w), n, n)
+        self.pool_forward(false, x, c, h, w)
     }
 
     /// Average-pool backward.
     pub fn avg_pool2x2_backward(&self, c: usize, h: usize, w: usize, dy: &[f32]) -> Result<Vec<f32>> {
-        check("avg_pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
-        self.simple("avg_pool_backward", dy, None, None, (c, h, w), c * h * w, c * h * w)
+        self.pool_backward(None, c, h, w, dy)
+    }
+
+    fn pool_forward(&self, max: bool, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
+        check("pool2x2_forward", "x", x.len(), c * h * w)?;
+        let xb = self.upload_blocks("x", x, c, h * w)?;
+        let y = self.blocks("y", c, (h / 2) * (w / 2))?;
+        let mut prog = Program::default();
+        record_pool_forward(self, &mut prog, max, &xb, &y, (h, w))?;
+        run(self, &prog, &y)
+    }
+
+    fn pool_backward(&self, x: Option<&[f32]>, c: usize, h: usize, w: usize, dy: &[f32]) -> Result<Vec<f32>> {
+        check("pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
+        let xb = x.map(|x| self.upload_blocks("x", x, c, h * w)).transpose()?;
+        let dyb = self.upload_blocks("dy", dy, c, (h / 2) * (w / 2))?;
+        let dx = self.blocks("dx", c, h * w)?;
+        let mut prog = Program::default();
+        record_pool_backward(self, &mut prog, xb.as_ref(), &dyb, &dx, (h, w))?;
+        run(self, &prog, &dx)
+    }
+
+    /// Element-wise ReLU kernel `entry` on `src` (into `dst_init`, or a new buffer).
+    fn relu(&self, entry: &'static str, src: &[f32], dst_init: Option<&[f32]>) -> Result<Vec<f32>> {
+        let n = src.len();
+        let sb = self.upload_blocks("src", src, 1, n)?;
+        let db = match dst_init {
+            Some(d) => self.upload_blocks("dst", d, 1, n)?,
+            None => self.blocks("dst", 1, n)?,
+        };
+        let mut prog = Program::default();
+        record_each(self, &mut prog, entry, &db, OpParams::default(), |g| {
+            vec![(1, &sb.bufs[g]), (2, &db.bufs[g])]
+        })?;
+        run(self, &prog, &db)
     }
 
     /// `max(x, 0)`.
     pub fn relu_forward(&self, x: &[f32]) -> Result<Vec<f32>> {
-        self.simple("relu_forward", x, None, None, (1, 1, 1), x.len(), x.len())
+        self.relu("relu_forward", x, None)
     }
 
     /// The gradient `dy` zeroed where the ReLU output `act` is ≤ 0.
     pub fn relu_backward(&self, dy: &[f32], act: &[f32]) -> Result<Vec<f32>> {
         check("relu_backward", "act", act.len(), dy.len())?;
-        self.simple("relu_backward", act, None, Some(dy), (1, 1, 1), dy.len(), dy.len())
+        self.relu("relu_backward", act, Some(dy))
     }
 
     /// `scale·F·Fᵀ` of a `c×n` matrix, its K split into `slices` summed in order.
     pub fn gram(&self, f: &[f32], c: usize, n: usize, scale: f32, slices: usize) -> Result<Vec<f32>> {
         check("gram", "f", f.len(), c * n)?;
-        let fb = self.upload("features", f)?;
+        let fb = self.upload_blocks("features", f, c, n)?;
         let mut prog = Program::default();
-        let g = self.storage("gram", c * c)?;
-        record_gram(self, &mut prog, &fb, c, n, scale, slices, &g)?;
-        run(self, &prog, &g, c * c)
+        let g = self.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
+        record_gram(self, &mut prog, &fb, scale, slices, &g)?;
+        let out = Blocks { rows: 1, cols: c * c, per: 1, bufs: vec![g] };
+        run(self, &prog, &out)
     }
 
     /// `scale·(dG + dGᵀ)·F`: the Gram backward, `F` `c×n`, `dG` `c×c`.
@@ -168,40 +175,19 @@ impl Gpu {
                 d[i * c + j] = dg[i * c + j] + dg[j * c + i];
             }
         }
-        let (fb, db) = (self.upload("features", f)?, self.upload("dG", &d)?);
-        let df = self.storage("dF", c * n)?;
+        let fb = self.upload_blocks("features", f, c, n)?;
+        let db = self.upload("dG", &d)?;
+        let df = self.blocks("dF", c, n)?;
+        df.bufs.iter().try_for_each(|b| self.zero(b))?;
+        let scratch = self.storage("Gram gradient scratch", fb.per.min(c) * n)?;
         let mut prog = Program::default();
-        let dims = GemmDims { m: c, n, k: c, flags: 0, alpha: scale, slices: 1, ..Default::default() };
-        prog.gemm(self, Gemm::Plain, &db, &fb, None, &df, dims)?;
-        run(self, &prog, &df, c * n)
+        record_gram_backward(self, &mut prog, &db, &fb, None, scale, &df, Some(&scratch))?;
+        run(self, &prog, &df)
     }
-}
 
-/// How many K slices a Gram over `n` pixels uses: enough workgroups to fill a large GPU, slices of at
-/// least 1024 pixels.
-pub(crate) fn gram_slices(c: usize, n: usize) -> usize {
-    let tiles = c.div_ceil(64).pow(2);
-    (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1)
-}
-
-/// Records `g = scale·F·Fᵀ` (F `c×n` in `f`), split over `slices` K slices then summed in order.
-pub(crate) fn record_gram(
-    gpu: &Gpu,
-    prog: &mut Program,
-    f: &wgpu::Buffer,
-    c: usize,
-    n: usize,
-    scale: f32,
-    slices: usize,
-    g: &wgpu::Buffer,
-) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-    let chunk = n.div_ceil(slices.max(1)).next_multiple_of(16).max(16);
-    let slices = n.div_ceil(chunk).max(1);
-    let parts = gpu.storage("Gram slices", slices * c * c)?;
-    let d = GemmDims { m: c, n: c, k: n, flags: kernels::SPLIT, alpha: 1.0, slices, ..Default::default() };
-    prog.gemm(gpu, Gemm::Gram, f, f, None, &parts, d)?;
-    let p =
-        OpParams { n: c * c, c: slices, f: [scale, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], ..Default::default() };
-    let sp = prog.op(gpu, "sum_slices", p, &[(1, &parts), (2, g)], grid(c * c))?;
-    Ok((parts, sp))
+    fn zero(&self, b: &wgpu::Buffer) -> Result<()> {
+        let mut enc = self.encoder();
+        enc.clear_buffer(b, 0, None);
+        self.submit_and_wait(enc)
+    }
 }

@@ -119,6 +119,8 @@ pub struct StyleConfig {
     pub style_masks: Option<Vec<crate::AlphaPlane>>,
     /// Where the network and the losses run (the optimiser stays on the CPU).
     pub device: crate::Device,
+    /// Failures to inject on the GPU (tests of the error paths; none by default).
+    pub gpu_faults: crate::GpuFaults,
 }
 
 impl Default for StyleConfig {
@@ -153,6 +155,7 @@ impl Default for StyleConfig {
             mask: None,
             style_masks: None,
             device: crate::Device::Cpu,
+            gpu_faults: crate::GpuFaults::default(),
         }
     }
 }
@@ -305,6 +308,7 @@ impl StyleConfig {
         c.checkpoint_every = 0;
         c.resume = None;
         c.device = crate::Device::Cpu;
+        c.gpu_faults = crate::GpuFaults::default();
         let mut key = String::new();
         for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {
             key.push_str(&format!(" mask {}x{} {:08x}", m.width(), m.height(), {

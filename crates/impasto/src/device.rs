@@ -44,6 +44,36 @@ impl fmt::Display for Device {
     }
 }
 
+/// Failures to inject into a GPU run, to test its error paths (the CLI's hidden `--gpu-fault`): they
+/// take the driver's own paths (see `impasto_gpu::Faults`). Ignored on the CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuFaults {
+    /// Submission `n` (counting from 1; one per evaluation) finds the device lost.
+    pub lose_device_at_submit: Option<u64>,
+    /// Buffer allocation `n` (counting from 1) runs out of memory.
+    pub out_of_memory_at_allocation: Option<u64>,
+    /// The kernel of this name (`conv3x3`, `gram`, `relu_forward`, …) fails to compile.
+    pub broken_kernel: Option<String>,
+}
+
+impl GpuFaults {
+    /// Parses `lost@N`, `oom@N` or `kernel=NAME`.
+    pub fn parse(s: &str) -> Option<GpuFaults> {
+        let n = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
+        let mut f = GpuFaults::default();
+        if let Some(v) = s.strip_prefix("lost@") {
+            f.lose_device_at_submit = Some(n(v)?);
+        } else if let Some(v) = s.strip_prefix("oom@") {
+            f.out_of_memory_at_allocation = Some(n(v)?);
+        } else if let Some(v) = s.strip_prefix("kernel=").filter(|v| !v.is_empty()) {
+            f.broken_kernel = Some(v.to_string());
+        } else {
+            return None;
+        }
+        Some(f)
+    }
+}
+
 /// One GPU adapter: index (for `gpu:N`), name, backend, type and memory limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuAdapter {
@@ -141,6 +171,38 @@ pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
     }
 }
 
+/// The GPU copy of a network kept with it ([`Vgg`]'s `gpu`): the adapter index and the network there.
+#[derive(Debug, Default)]
+pub(crate) struct GpuCache {
+    #[cfg(feature = "gpu")]
+    slot: Mutex<Option<(usize, Arc<impasto_gpu::GpuNet>)>>,
+}
+
+impl GpuCache {
+    /// The adapter of the kept copy, if its device is still there.
+    pub(crate) fn adapter(&self) -> Option<usize> {
+        #[cfg(feature = "gpu")]
+        if let Some((index, net)) = self.slot.lock().ok().and_then(|s| s.clone()) {
+            return net.gpu().is_lost().is_none().then_some(index);
+        }
+        None
+    }
+
+    /// The kept copy on adapter `index`, unless its device was lost.
+    #[cfg(feature = "gpu")]
+    fn get(&self, index: usize) -> Option<Arc<impasto_gpu::GpuNet>> {
+        let slot = self.slot.lock().ok()?;
+        slot.as_ref().filter(|(i, net)| *i == index && net.gpu().is_lost().is_none()).map(|(_, n)| n.clone())
+    }
+
+    #[cfg(feature = "gpu")]
+    fn put(&self, index: usize, net: Arc<impasto_gpu::GpuNet>) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some((index, net));
+        }
+    }
+}
+
 /// A network on a GPU for one run, and the first evaluation error of its objectives.
 #[derive(Debug, Clone)]
 pub(crate) struct GpuContext {
@@ -150,21 +212,31 @@ pub(crate) struct GpuContext {
 }
 
 impl GpuContext {
-    /// Moves `net` onto the device `choice` resolves to; `None` for the CPU.
-    pub(crate) fn open(choice: Device, net: &Vgg) -> Result<Option<GpuContext>> {
+    /// Moves `net` onto the device `choice` resolves to, with `faults` injected; `None` for the CPU.
+    pub(crate) fn open(choice: Device, faults: &GpuFaults, net: &Vgg) -> Result<Option<GpuContext>> {
         let index = match resolve_device(choice)? {
             ResolvedDevice::Cpu { .. } => return Ok(None),
             ResolvedDevice::Gpu { index, .. } => index,
         };
-        Self::open_index(index, net)
+        Self::open_index(index, faults, net)
     }
 
     #[cfg(feature = "gpu")]
-    fn open_index(index: usize, net: &Vgg) -> Result<Option<GpuContext>> {
+    fn open_index(index: usize, faults: &GpuFaults, net: &Vgg) -> Result<Option<GpuContext>> {
         use crate::model::{LayerKind, Pooling};
-        use impasto_gpu::{Choice, Gpu, GpuNet, LayerSpec, PreprocessSpec};
+        use impasto_gpu::{Choice, Faults, Gpu, GpuNet, GpuOptions, LayerSpec, PreprocessSpec};
         let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
-        let gpu = Gpu::new(Choice::Index(index)).map_err(err)?;
+        let reuse = *faults == GpuFaults::default();
+        if let Some(gnet) = net.gpu.get(index).filter(|_| reuse) {
+            return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }));
+        }
+        let faults = Faults {
+            lose_device_at_submit: faults.lose_device_at_submit,
+            out_of_memory_at_allocation: faults.out_of_memory_at_allocation,
+            broken_kernel: faults.broken_kernel.clone(),
+        };
+        let gpu = Gpu::with_options(Choice::Index(index), &GpuOptions { faults, ..GpuOptions::default() })
+            .map_err(err)?;
         let specs = net
             .layers()
             .iter()
@@ -182,12 +254,15 @@ impl GpuContext {
         let ch = [0, 1, 2].map(|c| pre.channel(c));
         let spec =
             PreprocessSpec { planes: ch.map(|c| c.0), scale: ch.map(|c| c.1), offset: ch.map(|c| c.2) };
-        let net = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
-        Ok(Some(GpuContext { net, error: Arc::new(Mutex::new(None)) }))
+        let gnet = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
+        if reuse {
+            net.gpu.put(index, gnet.clone());
+        }
+        Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }))
     }
 
     #[cfg(not(feature = "gpu"))]
-    fn open_index(_index: usize, _net: &Vgg) -> Result<Option<GpuContext>> {
+    fn open_index(_index: usize, _faults: &GpuFaults, _net: &Vgg) -> Result<Option<GpuContext>> {
         Err(Error::Gpu {
             reason: "this build has no GPU support (the `gpu` feature is off)".into(),
             last_good: None,

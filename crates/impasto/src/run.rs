@@ -214,7 +214,7 @@ impl<'a> Plan<'a> {
                 Scale { width, height, iterations }
             })
             .collect();
-        plan.gpu = GpuContext::open(config.device, net)?;
+        plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         Ok(plan)
     }
 

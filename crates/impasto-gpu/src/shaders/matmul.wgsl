@@ -4,13 +4,18 @@
 // matrix of a 3×3, pad-1 convolution. 16×16 invocations compute a 64×64 tile of C, 4×4 outputs each,
 // over K in steps of 16 staged in workgroup memory. Each output is one invocation's sum in increasing
 // k, so results do not depend on scheduling. Workgroups along z split K (`chunk` values each) into
-// separate slices of C (flag SPLIT) that a later pass sums in order.
+// separate slices of C (flag SPLIT) that a later pass sums in order. A may be a sub-block of a larger
+// row-major matrix (row stride `lda`, first element `a_off`) and C one of a larger one (`ldc`, `c_off`;
+// slice z of a SPLIT at `c_off + z·c_slice`), so that a product over tensors split into channel groups
+// is a sequence of these: with ACC_INIT the accumulators start from C (the raw sums a previous group
+// of K left there), so each output is still one sum in increasing k.
 
 struct P {
     m: u32, n: u32, k: u32, n_tiles: u32,
     m_tiles: u32, xn: u32, chunk: u32, flags: u32,
-    h: u32, w: u32, pad0: u32, pad1: u32,
-    alpha: f32, pad2: f32, pad3: f32, pad4: f32,
+    h: u32, w: u32, lda: u32, a_off: u32,
+    alpha: f32, ldc: u32, c_off: u32, c_slice: u32,
+    bias_off: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 const RELU: u32 = 1u;
@@ -18,6 +23,7 @@ const BIAS: u32 = 2u;
 const ACCUMULATE: u32 = 4u;
 const COLMASK: u32 = 8u;
 const SPLIT: u32 = 16u;
+const ACC_INIT: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -51,6 +57,22 @@ fn main(
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    if (p.flags & ACC_INIT) != 0u {
+        var init = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+        for (var i = 0u; i < 4u; i++) {
+            let row = row0 + lid.y + 16u * i;
+            for (var j = 0u; j < 4u; j++) {
+                let col = col0 + lid.x + 16u * j;
+                if row < p.m && col < p.n {
+                    init[i][j] = c[p.c_off + row * p.ldc + col];
+                }
+            }
+        }
+        acc0 = init[0];
+        acc1 = init[1];
+        acc2 = init[2];
+        acc3 = init[3];
+    }
     // Without B_KFAST each invocation loads the same column of B for every k: index it once.
     let b_ij = b_column(col0 + (li & 63u));
     for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
@@ -63,7 +85,7 @@ fn main(
             let grow = row0 + rr;
             var av = 0.0;
             if grow < p.m && gk < k_end {
-                av = a[grow * p.k + gk];
+                av = a[p.a_off + grow * p.lda + gk];
             }
             a_tile[kk * 65u + rr] = av;
             var bk: u32;
@@ -110,11 +132,11 @@ fn main(
             }
             var v = p.alpha * accs[i][j];
             if (p.flags & SPLIT) != 0u {
-                c[(wid.z * p.m + row) * p.n + col] = v;
+                c[p.c_off + wid.z * p.c_slice + row * p.ldc + col] = v;
                 continue;
             }
             if (p.flags & BIAS) != 0u {
-                v += extra[row];
+                v += extra[p.bias_off + row];
             }
             if (p.flags & RELU) != 0u {
                 v = max(v, 0.0);
@@ -122,7 +144,7 @@ fn main(
             if (p.flags & COLMASK) != 0u {
                 v *= extra[col];
             }
-            let idx = row * p.n + col;
+            let idx = p.c_off + row * p.ldc + col;
             if (p.flags & ACCUMULATE) != 0u {
                 v += c[idx];
             }

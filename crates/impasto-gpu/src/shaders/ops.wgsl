@@ -2,6 +2,9 @@
 // runs over a 2-D grid of workgroups (x then y) so that large tensors stay within the per-dimension
 // dispatch limit. Loss kernels leave one partial sum per workgroup (a fixed tree in workgroup memory);
 // `reduce` adds the partials of one term in a fixed order: the same inputs give the same bits.
+// A tensor split into channel groups runs as one dispatch per group: the loss kernels then write
+// their partials from `u3` on, and the pooling kernels address the pooled side from channel `u0`
+// (its group can hold more channels than the full-size side's).
 
 struct P {
     n: u32, c: u32, h: u32, w: u32,
@@ -22,7 +25,7 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + li;
 }
 
-// Sums `v` over the workgroup into partials[workgroup], in a fixed tree.
+// Sums `v` over the workgroup into partials[u3 + workgroup], in a fixed tree.
 fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
     red[li] = v;
     workgroupBarrier();
@@ -33,7 +36,7 @@ fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
         workgroupBarrier();
     }
     if li == 0u {
-        partials[wid.y * nwg.x + wid.x] = red[0];
+        partials[p.u3 + wid.y * nwg.x + wid.x] = red[0];
     }
 }
 
@@ -88,7 +91,7 @@ fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let oi = r / ow;
     let oj = r - oi * ow;
     let t = window_argmax(ch, oi, oj);
-    dst[i] = src[(ch * p.h + 2u * oi + t / 2u) * p.w + 2u * oj + (t & 1u)];
+    dst[p.u0 * oh * ow + i] = src[(ch * p.h + 2u * oi + t / 2u) * p.w + 2u * oj + (t & 1u)];
 }
 
 // Max pool backward: src is the pool's input, aux the output gradient; dst (c×h×w) gets it at the
@@ -110,7 +113,7 @@ fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let oj = x / 2u;
     var g = 0.0;
     if oi < oh && oj < ow && window_argmax(ch, oi, oj) == (y & 1u) * 2u + (x & 1u) {
-        g = aux[(ch * oh + oi) * ow + oj];
+        g = aux[((p.u0 + ch) * oh + oi) * ow + oj];
     }
     dst[i] = g;
 }
@@ -130,7 +133,7 @@ fn avg_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let oi = r / ow;
     let oj = r - oi * ow;
     let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
-    dst[i] = ((src[base] + src[base + 1u]) + (src[base + p.w] + src[base + p.w + 1u])) * 0.25;
+    dst[p.u0 * oh * ow + i] = ((src[base] + src[base + 1u]) + (src[base + p.w] + src[base + p.w + 1u])) * 0.25;
 }
 
 // Average pool backward: src the output gradient, dst (c×h×w). p.n = inputs.
@@ -149,41 +152,30 @@ fn avg_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let oj = (r % p.w) / 2u;
     var g = 0.0;
     if oi < oh && oj < ow {
-        g = src[(ch * oh + oi) * ow + oj] * 0.25;
+        g = src[((p.u0 + ch) * oh + oi) * ow + oj] * 0.25;
     }
     dst[i] = g;
 }
 
-// Network input from planar RGB 0..1: dst[c] = src[u_c]·scale_c + offset_c with (u0,u1,u2) the
-// source planes, (f0,f1,f2) the scales and (f3,f4,f5) the offsets. p.n = pixels per plane.
+// One plane of the network input or of its gradient: dst plane u1 = src plane u0 · f0 + f1 (the
+// preprocessing's scale and offset per channel, its backward with offset 0). p.n = pixels per plane.
 @compute @workgroup_size(256)
-fn preprocess_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) li: u32) {
+fn affine_plane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
     let i = flat(wid, nwg, li);
-    if i >= 3u * p.n {
-        return;
+    if i < p.n {
+        dst[p.u1 * p.n + i] = src[p.u0 * p.n + i] * p.f0 + p.f1;
     }
-    let c = i / p.n;
-    let q = i - c * p.n;
-    let srcs = array<u32, 3>(p.u0, p.u1, p.u2);
-    let scales = array<f32, 3>(p.f0, p.f1, p.f2);
-    let offsets = array<f32, 3>(p.f3, p.f4, p.f5);
-    dst[i] = src[srcs[c] * p.n + q] * scales[c] + offsets[c];
 }
 
-// Its backward: dst (RGB gradient) plane u_c = src plane c · scale_c.
+// dst += src (a gradient computed in a scratch buffer, added to a channel group).
 @compute @workgroup_size(256)
-fn preprocess_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) li: u32) {
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) li: u32) {
     let i = flat(wid, nwg, li);
-    if i >= 3u * p.n {
-        return;
+    if i < p.n {
+        dst[i] += src[i];
     }
-    let c = i / p.n;
-    let q = i - c * p.n;
-    let srcs = array<u32, 3>(p.u0, p.u1, p.u2);
-    let scales = array<f32, 3>(p.f0, p.f1, p.f2);
-    dst[srcs[c] * p.n + q] = src[i] * scales[c];
 }
 
 // dst = src ∘ aux, aux one plane of p.w values repeated over the planes of src. p.n = all values.

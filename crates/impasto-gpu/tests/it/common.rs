@@ -9,17 +9,20 @@ use impasto_gpu::{Choice, Gpu, adapters};
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let list = adapters();
-        assert!(
-            !list.is_empty(),
-            "no GPU adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
-        );
-        let gpu = Gpu::new(Choice::Index(index)).unwrap_or_else(|e| panic!("{e}"));
+        let gpu = Gpu::new(Choice::Index(test_adapter())).unwrap_or_else(|e| panic!("{e}"));
         eprintln!("GPU tests on {} ({})", gpu.adapter().name, gpu.adapter().backend);
         gpu
     })
     .clone()
+}
+
+/// The adapter index the tests use (`IMPASTO_TEST_GPU`, default 0); no adapter at all fails.
+pub fn test_adapter() -> usize {
+    assert!(
+        !adapters().is_empty(),
+        "no GPU adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+    );
+    std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// A small deterministic pseudo-random generator (xorshift64*), values in -1..1.

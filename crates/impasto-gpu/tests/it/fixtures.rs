@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use impasto_gpu::{GpuNet, GpuObjective, LayerSpec, PreprocessSpec, StyleTerm};
+use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm};
 use safetensors::SafeTensors;
 
-use crate::common::{gpu, rel_err};
+use crate::common::{gpu, rel_err, test_adapter};
 
 const TOL: f64 = 1e-4;
 /// Layer indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 and relu4_2 in VGG-16.
@@ -140,4 +140,32 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
     let b = obj.evaluate(&fx["input_rgb01"]).unwrap();
     assert_eq!(a.0, b.0, "losses repeat bit for bit");
     assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "gradient repeats bit for bit");
+}
+
+/// The same fixtures on a device whose storage bindings hold 512 KiB: relu1_x (1 MiB) runs in two
+/// channel groups, the deep weights (up to 9 MiB) in blocks of rows. Activations and the Grams that
+/// fit one binding (to relu3_1: 256 KiB) still match PyTorch.
+#[test]
+fn vgg16_split_into_channel_groups_matches_pytorch_reference() {
+    let Some(w) = weights() else { return };
+    let fx = read_tensors(&shared_dir().join("fixtures/vgg16_reference_64.safetensors"));
+    let (layers, pre) = vgg16_to_relu5_1(&w);
+    let options = GpuOptions { max_storage_binding: Some(512 << 10), ..GpuOptions::default() };
+    let gpu = Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap();
+    let net = GpuNet::new(gpu, layers, pre).unwrap();
+    let input = &fx["input_rgb01"];
+    let idx: Vec<usize> = STYLE.iter().map(|s| s.0).chain([RELU4_2, 3]).collect();
+    let names: Vec<&str> = STYLE.iter().map(|s| s.1).chain(["relu4_2", "relu1_2"]).collect();
+    for ((f, _), name) in net.outputs_at(input, 64, 64, &idx).unwrap().iter().zip(&names) {
+        let e = rel_err(f, &fx[*name]);
+        assert!(e <= TOL, "split {name}: {e:e}");
+    }
+    let grams = net.grams_at(input, 64, 64, &STYLE[..3].iter().map(|s| s.0).collect::<Vec<_>>()).unwrap();
+    for (g, (_, name, _)) in grams.iter().zip(STYLE) {
+        let e = rel_err(g, &fx[&format!("gram_{name}")]);
+        assert!(e <= TOL, "split gram {name}: {e:e}");
+    }
+    // relu4_1's 512×512 Gram (1 MiB) cannot be split: one line naming the limit.
+    let err = net.grams_at(input, 64, 64, &[STYLE[3].0]).unwrap_err().to_string();
+    assert!(err.contains("Gram matrix (512×512) needs 1048576") && err.contains("is 524288"), "{err}");
 }

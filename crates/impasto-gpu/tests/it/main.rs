@@ -6,5 +6,7 @@
 #![allow(clippy::print_stderr)]
 
 mod common;
+mod faults;
 mod fixtures;
 mod kernels;
+mod split;

@@ -83,7 +83,7 @@ impl<'a> Objective<'a> {
     /// weights are taken as they are now; weights changed later are sent with each evaluation.
     pub fn use_device(&mut self, device: crate::Device) -> crate::Result<()> {
         self.gpu = None;
-        let ctx = crate::device::GpuContext::open(device, self.net)?;
+        let ctx = crate::device::GpuContext::open(device, &Default::default(), self.net)?;
         self.attach(ctx.as_ref())
     }
 

@@ -20,6 +20,8 @@ pub struct Vgg {
     preprocess: Preprocess,
     layers: Vec<Layer>,
     convs: Vec<k::Conv3x3>,
+    /// The network's copy on the GPU of its last GPU run, reused by the next runs on that adapter.
+    pub(crate) gpu: crate::device::GpuCache,
 }
 
 /// The outputs of a forward pass, by layer index; `None` where an output was not kept.
@@ -189,7 +191,14 @@ impl Vgg {
         weights: Vec<ConvWeights>,
     ) -> Vgg {
         let convs = weights.into_iter().map(|w| k::Conv3x3::new(w.c_in, w.c_out, w.weight, w.bias)).collect();
-        Vgg { arch, pooling, preprocess, layers, convs }
+        Vgg { arch, pooling, preprocess, layers, convs, gpu: Default::default() }
+    }
+
+    /// The GPU adapter (`gpu:N`) holding this network's weights from an earlier run, which the next
+    /// runs on that adapter reuse (the opened device, its compiled kernels, the weights) instead of
+    /// opening it again; `None` before any GPU run or after the device was lost.
+    pub fn gpu_resident(&self) -> Option<usize> {
+        self.gpu.adapter()
     }
 
     /// The architecture.
@@ -211,6 +220,7 @@ impl Vgg {
 
     /// The convolution weights (OIHW) and biases of the layers, in order, `None` for a ReLU or a pool:
     /// what another device needs to rebuild this network.
+    #[cfg(feature = "gpu")]
     pub(crate) fn conv_weights(&self) -> Vec<Option<(Vec<f32>, Vec<f32>)>> {
         self.layers
             .iter()

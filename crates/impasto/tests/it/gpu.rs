@@ -178,3 +178,55 @@ fn gpu_kernel_profile_covers_every_step_of_an_iteration() {
     }
     assert!(rows.iter().all(|r| r.1 >= 0.0 && r.1.is_finite() && r.2 >= 1));
 }
+
+#[test]
+fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
+    let gpu = device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 14);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let faults =
+        |f: &str| StyleConfig { gpu_faults: impasto::GpuFaults::parse(f).unwrap(), ..small_config(gpu) };
+    // The device is lost at the fourth evaluation: one line, and the image of the last good one.
+    let err = impasto::stylize(&net, &faults("lost@4"), &content, styles, &mut NoObserver).unwrap_err();
+    let line = err.to_string();
+    assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("was lost"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+    let last = err.last_good_image().expect("the last good image comes with the error");
+    assert_eq!(last.dimensions(), (64, 64));
+    assert!(last.pixels().all(|p| p.0.iter().all(|v| v.is_finite())));
+    // Failures before the run starts: one line, no image.
+    for (fault, says) in
+        [("kernel=conv3x3", "GPU kernel conv3x3 failed to build"), ("oom@1", "out of GPU memory")]
+    {
+        let err = impasto::stylize(&net, &faults(fault), &content, styles, &mut NoObserver).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains(says) && !line.contains('\n'), "{fault}: {line}");
+        assert!(err.last_good_image().is_none(), "{fault}");
+    }
+    assert_eq!(impasto::GpuFaults::parse("lost@0"), None);
+    assert_eq!(impasto::GpuFaults::parse("melt"), None);
+}
+
+#[test]
+fn a_network_keeps_its_gpu_copy_for_the_next_runs() {
+    let gpu = device();
+    let Device::Gpu(Some(index)) = gpu else { unreachable!("tests name the adapter") };
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 15);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let config = StyleConfig { iterations: 3, ..small_config(gpu) };
+    assert_eq!(net.gpu_resident(), None);
+    let a = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(net.gpu_resident(), Some(index), "the first GPU run leaves the weights on the device");
+    let t = Instant::now();
+    let b = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    eprintln!("second run on the kept device: {:?}", t.elapsed());
+    assert_eq!(a.image.as_raw(), b.image.as_raw(), "the reused device gives the same run");
+    // A run with injected faults opens a device of its own; its loss leaves the kept one usable.
+    let lost = StyleConfig { gpu_faults: impasto::GpuFaults::parse("lost@2").unwrap(), ..config.clone() };
+    assert!(impasto::stylize(&net, &lost, &content, styles, &mut NoObserver).is_err());
+    assert_eq!(net.gpu_resident(), Some(index));
+    let c = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(a.image.as_raw(), c.image.as_raw());
+}

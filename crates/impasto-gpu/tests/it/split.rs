@@ -1,0 +1,216 @@
+//! Tensors larger than one storage binding, split into channel groups: a device opened with a small
+//! `max_storage_binding` (a few KiB) takes on small images the paths that a 2048 px run needs on a
+//! real GPU. Every kernel against the unsplit device (the same bits where the sums keep their order)
+//! and the CPU naive twin; the network and the whole objective (content, Gram style with and without
+//! a mask, TV, pixel mask, gradient) against the unsplit device; the PyTorch fixtures split; and the
+//! one-line error when a single channel does not fit.
+
+use std::sync::{Arc, OnceLock};
+
+use impasto_gpu::{
+    Choice, Gpu, GpuError, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm,
+};
+use impasto_kernels::naive;
+
+use crate::common::{Lcg, gpu, rel_err, test_adapter};
+
+/// Binding cap of the split device: 4 KiB = 1024 floats.
+const CAP: u64 = 4096;
+
+fn capped(cap: u64) -> Arc<Gpu> {
+    let options = GpuOptions { max_storage_binding: Some(cap), ..GpuOptions::default() };
+    Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn small() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| capped(CAP)).clone()
+}
+
+#[test]
+fn the_cap_is_what_the_device_was_opened_with() {
+    assert_eq!(small().max_storage_binding(), CAP);
+    assert!(gpu().max_storage_binding() > CAP);
+}
+
+/// (c_in, c_out, h, w): 65 input channels of 63 values → 5 groups (16, 16, 16, 16, 1); weights of
+/// 585 values a row → one row a block; a 3-channel image of 143-value planes; a layer that fits.
+const SHAPES: [(usize, usize, usize, usize); 4] =
+    [(65, 33, 9, 7), (3, 17, 13, 11), (33, 65, 3, 5), (4, 4, 4, 4)];
+
+#[test]
+fn split_convolutions_give_the_unsplit_bits_and_match_naive() {
+    let (split, whole) = (small(), gpu());
+    let mut rng = Lcg(21);
+    for (c_in, c_out, h, w) in SHAPES {
+        let x = rng.vec(c_in * h * w, 1.0);
+        let wt = rng.vec(c_out * c_in * 9, 0.2);
+        let b = rng.vec(c_out, 0.5);
+        for relu in [false, true] {
+            let got = split.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, relu).unwrap();
+            let one = whole.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, relu).unwrap();
+            assert_eq!(
+                got, one,
+                "conv forward {c_in}→{c_out} {h}×{w} relu={relu}: split differs from unsplit"
+            );
+            let mut want = vec![0.0; c_out * h * w];
+            naive::conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, relu, &mut want);
+            assert!(rel_err(&got, &want) < 2e-5, "conv forward {c_in}→{c_out} {h}×{w}");
+        }
+        let dy = rng.vec(c_out * h * w, 1.0);
+        let got = split.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
+        let one = whole.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
+        assert_eq!(got, one, "conv backward {c_in}→{c_out} {h}×{w}: split differs from unsplit");
+        let mut want = vec![0.0; c_in * h * w];
+        naive::conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt, &mut want);
+        assert!(rel_err(&got, &want) < 2e-5, "conv backward {c_in}→{c_out} {h}×{w}");
+    }
+}
+
+#[test]
+fn split_pooling_matches_naive() {
+    let split = small();
+    let mut rng = Lcg(22);
+    // 37 channels of 33×31: 1023-value planes, one channel a group; pooled planes of 240 → 4 a group.
+    for (c, h, w) in [(37, 33, 31), (5, 16, 64), (9, 7, 5)] {
+        let x: Vec<f32> = (0..c * h * w).map(|_| (rng.next() * 3.0).round()).collect();
+        let n = c * (h / 2) * (w / 2);
+        let mut want = vec![0.0; n];
+        naive::max_pool2x2_forward(&x, c, h, w, &mut want);
+        assert_eq!(split.max_pool2x2_forward(&x, c, h, w).unwrap(), want, "max pool {c}×{h}×{w}");
+        let dy = rng.vec(n, 1.0);
+        let mut want = vec![0.0; c * h * w];
+        naive::max_pool2x2_backward(&x, c, h, w, &dy, &mut want);
+        assert_eq!(split.max_pool2x2_backward(&x, c, h, w, &dy).unwrap(), want, "max pool bwd {c}×{h}×{w}");
+        let mut want = vec![0.0; n];
+        naive::avg_pool2x2_forward(&x, c, h, w, &mut want);
+        assert!(rel_err(&split.avg_pool2x2_forward(&x, c, h, w).unwrap(), &want) < 1e-6);
+        let mut want = vec![0.0; c * h * w];
+        naive::avg_pool2x2_backward(c, h, w, &dy, &mut want);
+        assert!(rel_err(&split.avg_pool2x2_backward(c, h, w, &dy).unwrap(), &want) < 1e-6);
+    }
+}
+
+#[test]
+fn split_gram_and_its_backward_match_unsplit_and_naive() {
+    let (split, whole) = (small(), gpu());
+    let mut rng = Lcg(23);
+    // 30 channels of 300 values: groups of 2; the 30×30 Gram (900 floats) leaves room for one slice.
+    for (c, n) in [(30, 300), (7, 1000), (3, 5)] {
+        let f = rng.vec(c * n, 1.0);
+        let scale = 1.0 / (c * n) as f32;
+        let got = split.gram(&f, c, n, scale, 1).unwrap();
+        assert_eq!(got, whole.gram(&f, c, n, scale, 1).unwrap(), "gram {c}×{n}: split differs from unsplit");
+        let mut want = vec![0.0; c * c];
+        naive::gram(&f, c, n, scale, &mut want);
+        assert!(rel_err(&got, &want) < 2e-5, "gram {c}×{n}");
+        let sliced = split.gram(&f, c, n, scale, 8).unwrap();
+        assert!(rel_err(&sliced, &want) < 2e-5, "gram {c}×{n} in slices");
+        let dg = rng.vec(c * c, 1.0);
+        let got = split.gram_backward(&f, c, n, &dg, scale).unwrap();
+        let one = whole.gram_backward(&f, c, n, &dg, scale).unwrap();
+        assert!(
+            rel_err(&got, &one) < 1e-6,
+            "gram backward {c}×{n}: split vs unsplit {:e}",
+            rel_err(&got, &one)
+        );
+        let mut want = vec![0.0; c * n];
+        naive::gram_backward(&f, c, n, &dg, scale, false, &mut want);
+        assert!(rel_err(&got, &want) < 2e-5, "gram backward {c}×{n}");
+    }
+}
+
+#[test]
+fn a_channel_larger_than_a_binding_is_one_line_naming_the_limit() {
+    let err = small()
+        .conv3x3_forward(&vec![0.0; 2 * 40 * 40], 2, 1, 40, 40, &[0.0; 18], &[0.0], false)
+        .unwrap_err();
+    assert!(matches!(err, GpuError::Limit { .. }), "{err:?}");
+    let line = err.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    assert!(line.contains("one channel of x (1600 values)"), "{line}");
+    assert!(line.contains("max_storage_buffer_binding_size is 4096"), "{line}");
+    assert!(line.contains("6400"), "{line}");
+}
+
+/// A small VGG-like network: both poolings, channel counts that split unevenly.
+fn net(gpu: Arc<Gpu>) -> GpuNet {
+    let mut rng = Lcg(24);
+    let mut conv = |c_in: usize, c_out: usize| LayerSpec::Conv {
+        c_in,
+        c_out,
+        weight: rng.vec(c_out * c_in * 9, (2.0 / (9.0 * c_in as f32)).sqrt() * 1.5),
+        bias: rng.vec(c_out, 0.1),
+    };
+    let layers = vec![
+        conv(3, 6),
+        LayerSpec::Relu,
+        conv(6, 9),
+        LayerSpec::Relu,
+        LayerSpec::MaxPool,
+        conv(9, 20),
+        LayerSpec::Relu,
+        LayerSpec::AvgPool,
+        conv(20, 12),
+        LayerSpec::Relu,
+    ];
+    let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };
+    GpuNet::new(gpu, layers, pre).unwrap()
+}
+
+#[test]
+fn a_split_network_and_objective_match_the_unsplit_device() {
+    // 37×29: 1073-value planes, above the 1024-float cap at full size: every tensor of the first
+    // block is split one channel a group, the image and its gradient included.
+    let cap = 8192;
+    let (w, h) = (37, 29);
+    let split = Arc::new(net(capped(cap)));
+    let whole = Arc::new(net(gpu()));
+    let mut rng = Lcg(25);
+    let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
+    let other: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.1 * rng.next()).collect();
+    let layers = [1, 3, 6, 9];
+    let a = split.outputs_at(&px, h, w, &layers).unwrap();
+    let b = whole.outputs_at(&px, h, w, &layers).unwrap();
+    assert_eq!(a, b, "layer outputs: split differs from unsplit");
+    let ga = split.grams_at(&px, h, w, &layers).unwrap();
+    let gb = whole.grams_at(&px, h, w, &layers).unwrap();
+    for (x, y) in ga.iter().zip(&gb) {
+        assert!(rel_err(x, y) < 1e-6, "Gram: split vs unsplit {:e}", rel_err(x, y));
+    }
+    let targets = whole.outputs_at(&other, h, w, &layers).unwrap();
+    let grams = whole.grams_at(&other, h, w, &layers).unwrap();
+    let mask: Vec<f32> = (0..14 * 18).map(|i| if i % 18 < 9 { 1.0 } else { 0.25 }).collect();
+    let pixel: Vec<f32> = (0..h * w).map(|i| if i % w < 20 { 1.0 } else { 0.5 }).collect();
+    let objective = |net: &Arc<GpuNet>| {
+        let style = vec![
+            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 50.0, mask: None },
+            StyleTerm { layer: 3, gram: grams[1].clone(), weight: 20.0, mask: None },
+            StyleTerm { layer: 6, gram: grams[2].clone(), weight: 20.0, mask: Some(mask.clone()) },
+        ];
+        let content = vec![(3, targets[1].0.clone(), 3.0), (9, targets[3].0.clone(), 1.0)];
+        GpuObjective::new(net.clone(), w, h, content, style, 10.0, Some(pixel.clone())).unwrap()
+    };
+    let (mut oa, mut ob) = (objective(&split), objective(&whole));
+    let (la, gra) = oa.evaluate(&px).unwrap();
+    let (lb, grb) = ob.evaluate(&px).unwrap();
+    eprintln!("split {la:?}\nwhole {lb:?}");
+    for (what, x, y) in
+        [("content", la.content, lb.content), ("style", la.style, lb.style), ("tv", la.tv, lb.tv)]
+    {
+        assert!(x > 0.0 && (x - y).abs() / y < 1e-5, "{what}: split {x} vs unsplit {y}");
+    }
+    let e = rel_err(&gra, &grb);
+    eprintln!("gradient: split vs unsplit max rel err {e:.2e}");
+    assert!(e < 1e-5, "gradient: split vs unsplit {e:e}");
+    // Repeatable, and new weights reach every group's kernels.
+    assert_eq!(oa.evaluate(&px).unwrap().1, gra);
+    oa.set_weights(&[6.0, 2.0], &[100.0, 40.0, 40.0], 20.0).unwrap();
+    ob.set_weights(&[6.0, 2.0], &[100.0, 40.0, 40.0], 20.0).unwrap();
+    let (la2, _) = oa.evaluate(&px).unwrap();
+    let (lb2, _) = ob.evaluate(&px).unwrap();
+    assert!(
+        (la2.content - 2.0 * la.content).abs() / la2.content < 1e-5
+            && (la2.tv - lb2.tv).abs() / lb2.tv < 1e-5
+    );
+}
