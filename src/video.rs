@@ -26,7 +26,7 @@ use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
 /// The temporal weight when `--temporal-weight` is not given (measured: see the README's video section).
-pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 2e8;
+pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 1.5e8;
 
 /// The frames the temporal term looks back to when `--long-term` is not given (measured: see the
 /// README's video section).
