@@ -219,7 +219,6 @@ fn long_term_offsets_resume_and_bad_ones_are_refused() {
     sb.run(&resumed).assert_ok();
     assert_eq!(impasto_video_files(&sb, "out").len(), 8);
     let d = frame_difference(&sb.path("out/000006.png"), &sb.path("whole/000006.png"));
-    eprintln!("frame 6: resumed vs uninterrupted {d:.4}");
     assert!(d < 0.015, "frame 6 after --resume differs by {d}");
 
     // Other offsets cannot resume these frames.

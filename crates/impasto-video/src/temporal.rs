@@ -124,8 +124,8 @@ pub fn carry_over(
         for (i, (p, a)) in target.pixels().zip(acc.iter_mut()).enumerate() {
             let m = c.data[i];
             mask.data[i] += m;
-            for k in 0..3 {
-                a[k] += m * p.0[k];
+            for (acc, v) in a.iter_mut().zip(p.0) {
+                *acc += m * v;
             }
         }
     }
