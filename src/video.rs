@@ -5,6 +5,7 @@
 //! Finished frames are written one by one (to OUT if it is a folder, else to `OUT.frames/`, encoded to
 //! H.264 with the input's audio at the end), so a stopped clip continues with `--resume`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use impasto::image::Rgb32FImage;
 use impasto::{
     AlphaPlane, ColorMode, Init, Losses, Observer, SaveOptions, StopReason, StyleConfig, Temporal, Vgg,
 };
-use impasto_video::{FlowParams, FrameReader, Plane, VideoInfo, frame_path};
+use impasto_video::{Earlier, FlowParams, FrameReader, VideoInfo, frame_path};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
@@ -25,7 +26,11 @@ use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
 /// The temporal weight when `--temporal-weight` is not given (measured: see the README's video section).
-pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 2e8;
+pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 1.5e8;
+
+/// The frames the temporal term looks back to when `--long-term` is not given (measured: see the
+/// README's video section).
+pub const DEFAULT_LONG_TERM: &str = "1";
 
 /// Frame rate of a folder of frames when `--fps` is not given.
 const DEFAULT_FPS: &str = "25";
@@ -67,6 +72,17 @@ pub struct VideoArgs {
     #[arg(long, value_name = "W", default_value_t = DEFAULT_TEMPORAL_WEIGHT, help_heading = "Video")]
     pub temporal_weight: f32,
 
+    /// Long-term consistency: the earlier frames the temporal term holds each frame to, as offsets
+    /// (1 = the previous frame; e.g. 1,2,4), each on the pixels no nearer frame covers reliably
+    #[arg(
+        long,
+        value_name = "OFFSETS",
+        default_value = DEFAULT_LONG_TERM,
+        value_parser = parse_long_term,
+        help_heading = "Video"
+    )]
+    pub long_term: LongTerm,
+
     /// Iterations of each frame after the first [default: --iterations]
     #[arg(long, value_name = "N", help_heading = "Video")]
     pub frame_iterations: Option<usize>,
@@ -74,6 +90,21 @@ pub struct VideoArgs {
     /// Frame rate of the output when IN is a folder of frames
     #[arg(long, value_name = "FPS", help_heading = "Video")]
     pub fps: Option<String>,
+}
+
+/// The `--long-term` frame offsets, increasing from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongTerm(pub Vec<usize>);
+
+impl std::fmt::Display for LongTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+fn parse_long_term(text: &str) -> Result<LongTerm, String> {
+    impasto_video::parse_offsets(text).map(LongTerm).map_err(|e| e.to_string())
 }
 
 /// Where the frames come from.
@@ -135,11 +166,12 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         s.config.style_masks = Some(masks.collect::<Result<Vec<_>>>()?);
     }
     let key = format!(
-        "{:?}\ninput {}\nstyles {:?}\ntemporal weight {}\nframe iterations {frame_iterations}\n",
+        "{:?}\ninput {}\nstyles {:?}\ntemporal weight {}\nframe iterations {frame_iterations}\nlong term {}\n",
         StyleConfig { mask: None, style_masks: None, ..s.config.clone() },
         s.content.display(),
         s.styles,
-        args.temporal_weight
+        args.temporal_weight,
+        args.long_term
     );
     let done = prepare_frames_folder(&output.frames, &key, resume)?;
     interrupt::install(s.display);
@@ -152,6 +184,7 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         net: &net,
         styles: &styles,
         temporal_weight: args.temporal_weight,
+        offsets: &args.long_term.0,
         first_iterations,
         frame_iterations,
         total,
@@ -307,6 +340,8 @@ struct Job<'a> {
     net: &'a Vgg,
     styles: &'a [Rgb32FImage],
     temporal_weight: f32,
+    /// The `--long-term` offsets, increasing from 1.
+    offsets: &'a [usize],
     first_iterations: usize,
     frame_iterations: usize,
     total: Option<usize>,
@@ -314,7 +349,7 @@ struct Job<'a> {
     save: SaveOptions,
 }
 
-/// The previous frame: its content and its optimised (pre-colour) result, at the output size.
+/// An earlier frame: its content and its optimised (pre-colour) result, at the output size.
 struct Previous {
     content: Rgb32FImage,
     result: Rgb32FImage,
@@ -325,17 +360,20 @@ impl Job<'_> {
     fn run(&self, reader: &mut FrameReader, done: usize) -> Result<(usize, bool)> {
         let config = &self.s.config;
         let mut progress = ClipProgress::new(self.s.display, self.total, done);
-        let mut prev: Option<Previous> = None;
+        // The frames the offsets reach back to, newest first: memory does not grow with the clip.
+        let keep = self.offsets.last().copied().unwrap_or(1);
+        let mut earlier: VecDeque<Previous> = VecDeque::with_capacity(keep + 1);
         let mut styles_opt: Option<Vec<Rgb32FImage>> = None;
         let mut index = 0;
         while let Some(frame) = reader.next_frame()? {
             let (w, h) = impasto::fit_longest_side(frame.width(), frame.height(), config.size);
             let content = impasto::resize(&frame, w, h);
             if index < done {
-                if index + 1 == done {
+                if index + keep >= done {
                     let path = frame_path(self.frames_dir, index);
                     let result = impasto::load_image(&path).context("finished frame")?;
-                    prev = Some(Previous { result: impasto::resize(&result, w, h), content });
+                    earlier.push_front(Previous { result: impasto::resize(&result, w, h), content });
+                    earlier.truncate(keep);
                 }
                 index += 1;
                 continue;
@@ -356,13 +394,13 @@ impl Job<'_> {
                 cfg.color_match = None;
             }
             progress.start_frame(index);
-            let out = match &prev {
-                None => {
+            let out = match earlier.is_empty() {
+                true => {
                     cfg.iterations = self.first_iterations;
                     impasto::stylize(self.net, &cfg, &content_opt, styles, &mut progress)?
                 }
-                Some(p) => {
-                    let (target, mask) = carry_over(p, &content);
+                false => {
+                    let (target, mask) = self.carry_over(&earlier, &content);
                     let init = impasto_video::blend(&target, &content_opt, &mask);
                     cfg.iterations = self.frame_iterations;
                     cfg.min_size = cfg.size;
@@ -387,7 +425,8 @@ impl Job<'_> {
             impasto::save_image_with(&written, &tmp, &self.save)?;
             std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
             progress.end_frame(index, &out.losses);
-            prev = Some(Previous { content, result });
+            earlier.push_front(Previous { content, result });
+            earlier.truncate(keep);
             index += 1;
         }
         progress.finish();
@@ -395,8 +434,22 @@ impl Job<'_> {
     }
 }
 
-fn carry_over(p: &Previous, content: &Rgb32FImage) -> (Rgb32FImage, Plane) {
-    impasto_video::carry_over(&p.content, &p.result, content, &FlowParams::default())
+impl Job<'_> {
+    /// The earlier results the offsets reach (newest first in `earlier`) carried onto `content`, as one
+    /// temporal target and its mask.
+    fn carry_over(
+        &self,
+        earlier: &VecDeque<Previous>,
+        content: &Rgb32FImage,
+    ) -> (Rgb32FImage, impasto_video::Plane) {
+        let frames: Vec<Earlier<'_>> = self
+            .offsets
+            .iter()
+            .filter_map(|&j| earlier.get(j - 1))
+            .map(|p| Earlier { content: &p.content, result: &p.result })
+            .collect();
+        impasto_video::carry_over(&frames, content, &FlowParams::default())
+    }
 }
 
 /// The observer of a clip: a bar (or log lines) with the frame, its iteration, and the ETA of the

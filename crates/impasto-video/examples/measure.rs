@@ -5,8 +5,11 @@
 //! initialisation + temporal loss), with the style loss and the seconds per frame.
 //!
 //! `cargo run --release -p impasto-video --example measure -- IMAGES_DIR OUT_DIR [size] [frames]
-//! [first_iters] [frame_iters,...] [temporal weights,...]` (uses IMPASTO_WEIGHTS, else the built-in
-//! model): every pair of frame iterations and temporal weight is measured; the strip shows the last.
+//! [first_iters] [frame_iters,...] [temporal weights,...] [long-term offsets/...]` (uses
+//! IMPASTO_WEIGHTS, else the built-in model; offsets such as `1/1,2,4`): every combination is measured;
+//! the strip shows the last. Also reported: the warping error between outputs four frames apart (what
+//! long-term consistency is for) and the share of the pixels visible in consecutive frames that the
+//! temporal mask keeps.
 
 #![allow(clippy::print_stdout)]
 
@@ -15,13 +18,16 @@ use std::time::Instant;
 
 use impasto::image::{Rgb, Rgb32FImage};
 use impasto::{AlphaPlane, Arch, Init, NoObserver, Pooling, StyleConfig, Temporal, Vgg};
-use impasto_video::{Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, warp};
+use impasto_video::{Earlier, Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, warp};
 
-/// A clip: frames, and for each frame after the first the true flow to the previous one and where
-/// that flow is valid (the pixel is visible in both).
+/// The frames apart over which the long-range warping error is measured.
+const LONG_RANGE: usize = 4;
+
+/// A clip: frames, and the true flow from frame t to frame s with where that flow is valid (the pixel
+/// is visible in both).
 struct Clip {
     frames: Vec<Rgb32FImage>,
-    truth: Vec<(Flow, Plane)>,
+    truth: Box<dyn Fn(usize, usize) -> (Flow, Plane)>,
 }
 
 fn sample(img: &Rgb32FImage, x: f32, y: f32) -> Rgb<f32> {
@@ -50,31 +56,29 @@ fn pan_zoom(photo: &Rgb32FImage, size: u32, n: usize) -> Clip {
             Rgb32FImage::from_fn(size, size, |x, y| sample(photo, ox + s * x as f32, oy + s * y as f32))
         })
         .collect();
-    let truth = (1..n)
-        .map(|t| {
-            let ((ox, oy, s), (px, py, ps)) = (view(t), view(t - 1));
-            let n = size as usize;
-            let q = |x: usize, y: usize| ((ox + s * x as f32 - px) / ps, (oy + s * y as f32 - py) / ps);
-            let u = Plane::from_fn(n, n, |x, y| q(x, y).0 - x as f32);
-            let v = Plane::from_fn(n, n, |x, y| q(x, y).1 - y as f32);
-            let m = Plane::from_fn(n, n, |x, y| {
-                let (a, b) = q(x, y);
-                let hi = (n - 1) as f32;
-                f32::from((0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
-            });
-            (Flow { u, v }, m)
-        })
-        .collect();
-    Clip { frames, truth }
+    let truth = move |t: usize, s: usize| {
+        let ((ox, oy, s), (px, py, ps)) = (view(t), view(s));
+        let n = size as usize;
+        let q = |x: usize, y: usize| ((ox + s * x as f32 - px) / ps, (oy + s * y as f32 - py) / ps);
+        let u = Plane::from_fn(n, n, |x, y| q(x, y).0 - x as f32);
+        let v = Plane::from_fn(n, n, |x, y| q(x, y).1 - y as f32);
+        let m = Plane::from_fn(n, n, |x, y| {
+            let (a, b) = q(x, y);
+            let hi = (n - 1) as f32;
+            f32::from((0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
+        });
+        (Flow { u, v }, m)
+    };
+    Clip { frames, truth: Box::new(truth) }
 }
 
 /// A square cut from `object` moving over a static `background`.
 fn moving_object(background: &Rgb32FImage, object: &Rgb32FImage, size: u32, n: usize) -> Clip {
     let side = size as f32 * 0.35;
-    let at = |t: usize| (size as f32 * 0.15 + 3.0 * t as f32, size as f32 * 0.3 + 1.0 * t as f32);
+    let at = move |t: usize| (size as f32 * 0.15 + 3.0 * t as f32, size as f32 * 0.3 + 1.0 * t as f32);
     let bs = background.width().min(background.height()) as f32 / size as f32;
     let os = object.width().min(object.height()) as f32 / size as f32 * 0.5;
-    let inside = |t: usize, x: f32, y: f32| {
+    let inside = move |t: usize, x: f32, y: f32| {
         let (cx, cy) = at(t);
         x >= cx && x < cx + side && y >= cy && y < cy + side
     };
@@ -91,30 +95,32 @@ fn moving_object(background: &Rgb32FImage, object: &Rgb32FImage, size: u32, n: u
             })
         })
         .collect();
-    let truth = (1..n)
-        .map(|t| {
-            let n = size as usize;
-            let ((cx, cy), (px, py)) = (at(t), at(t - 1));
-            let d = |x: usize, y: usize| {
-                if inside(t, x as f32, y as f32) { (px - cx, py - cy) } else { (0.0, 0.0) }
-            };
-            let u = Plane::from_fn(n, n, |x, y| d(x, y).0);
-            let v = Plane::from_fn(n, n, |x, y| d(x, y).1);
-            // Background now visible that the object covered before has no match.
-            let m = Plane::from_fn(n, n, |x, y| {
-                let (a, b) = (x as f32 + d(x, y).0, y as f32 + d(x, y).1);
-                let occluded = !inside(t, x as f32, y as f32) && inside(t - 1, x as f32, y as f32);
-                let hi = (n - 1) as f32;
-                f32::from(!occluded && (0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
-            });
-            (Flow { u, v }, m)
-        })
-        .collect();
-    Clip { frames, truth }
+    let truth = move |t: usize, s: usize| {
+        let n = size as usize;
+        let ((cx, cy), (px, py)) = (at(t), at(s));
+        let d = |x: usize, y: usize| {
+            if inside(t, x as f32, y as f32) { (px - cx, py - cy) } else { (0.0, 0.0) }
+        };
+        let u = Plane::from_fn(n, n, |x, y| d(x, y).0);
+        let v = Plane::from_fn(n, n, |x, y| d(x, y).1);
+        // Background now visible that the object covered before has no match.
+        let m = Plane::from_fn(n, n, |x, y| {
+            let (a, b) = (x as f32 + d(x, y).0, y as f32 + d(x, y).1);
+            let occluded = !inside(t, x as f32, y as f32) && inside(s, x as f32, y as f32);
+            let hi = (n - 1) as f32;
+            f32::from(!occluded && (0.0..=hi).contains(&a) && (0.0..=hi).contains(&b))
+        });
+        (Flow { u, v }, m)
+    };
+    Clip { frames, truth: Box::new(truth) }
 }
 
 struct Result {
     warp_error: f64,
+    /// Mean |O_t − warp(O_{t−LONG_RANGE})| (None for a shorter clip).
+    long_error: Option<f64>,
+    /// The share of the pixels visible in frames t and t−1 that the temporal mask kept (video only).
+    coverage: Option<f64>,
     style: f64,
     later_style: f64,
     first_seconds: f64,
@@ -122,14 +128,32 @@ struct Result {
     outputs: Vec<Rgb32FImage>,
 }
 
-/// `style`: each frame's style loss; `secs`: each frame's seconds.
-fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: &[f64], secs: &[f64]) -> Result {
-    let mut e = 0.0;
-    for (t, (flow, mask)) in clip.truth.iter().enumerate() {
-        e += masked_mean_abs(&outputs[t + 1], &warp(&outputs[t], flow), mask);
-    }
+/// The mean warping error between outputs `k` frames apart.
+fn warp_error(clip: &Clip, outputs: &[Rgb32FImage], k: usize) -> Option<f64> {
+    let pairs: Vec<f64> = (k..outputs.len())
+        .map(|t| {
+            let (flow, mask) = (clip.truth)(t, t - k);
+            masked_mean_abs(&outputs[t], &warp(&outputs[t - k], &flow), &mask)
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.iter().sum::<f64>() / pairs.len() as f64)
+}
+
+/// `style`: each frame's style loss; `secs`: each frame's seconds; `masks`: the temporal masks.
+fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: &[f64], secs: &[f64], masks: &[Plane]) -> Result {
+    let coverage = (!masks.is_empty()).then(|| {
+        let (mut kept, mut visible) = (0.0, 0.0);
+        for (t, m) in masks.iter().enumerate() {
+            let (_, truth) = (clip.truth)(t + 1, t);
+            kept += truth.data.iter().zip(&m.data).map(|(v, k)| f64::from(v * k)).sum::<f64>();
+            visible += truth.data.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+        kept / visible
+    });
     Result {
-        warp_error: e / clip.truth.len() as f64,
+        warp_error: warp_error(clip, &outputs, 1).unwrap_or(0.0),
+        long_error: warp_error(clip, &outputs, LONG_RANGE),
+        coverage,
         style: style.iter().sum::<f64>() / style.len() as f64,
         later_style: style[1..].iter().sum::<f64>() / (style.len() - 1) as f64,
         first_seconds: secs[0],
@@ -147,7 +171,7 @@ fn independent(net: &Vgg, config: &StyleConfig, clip: &Clip, styles: &[Rgb32FIma
         style.push(out.losses.style);
         outs.push(out.image);
     }
-    evaluate(clip, outs, &style, &secs)
+    evaluate(clip, outs, &style, &secs, &[])
 }
 
 fn video(
@@ -157,20 +181,28 @@ fn video(
     styles: &[Rgb32FImage],
     iters: usize,
     weight: f32,
+    offsets: &[usize],
 ) -> Result {
     let (mut outs, mut style, mut secs) = (Vec::<Rgb32FImage>::new(), Vec::new(), Vec::new());
+    let mut masks = Vec::new();
     for (t, f) in clip.frames.iter().enumerate() {
         let start = Instant::now();
         let out = if t == 0 {
             impasto::stylize(net, config, f, styles, &mut NoObserver).unwrap()
         } else {
-            let (target, mask) = carry_over(&clip.frames[t - 1], &outs[t - 1], f, &FlowParams::default());
+            let earlier: Vec<Earlier> = offsets
+                .iter()
+                .filter(|&&j| j <= t)
+                .map(|&j| Earlier { content: &clip.frames[t - j], result: &outs[t - j] })
+                .collect();
+            let (target, mask) = carry_over(&earlier, f, &FlowParams::default());
             let cfg = StyleConfig {
                 iterations: iters,
                 init: Init::Image(blend(&target, f, &mask)),
                 min_size: config.size,
                 ..config.clone()
             };
+            masks.push(mask.clone());
             let reliability = AlphaPlane::from_raw(f.width(), f.height(), mask.data).unwrap();
             let temporal = Temporal { target, reliability, weight };
             impasto::stylize_frame(net, &cfg, f, styles, &temporal, &mut NoObserver).unwrap()
@@ -179,7 +211,7 @@ fn video(
         style.push(out.losses.style);
         outs.push(out.image);
     }
-    evaluate(clip, outs, &style, &secs)
+    evaluate(clip, outs, &style, &secs, &masks)
 }
 
 fn strip(rows: &[&[Rgb32FImage]], path: &Path) {
@@ -202,6 +234,12 @@ fn main() {
     };
     let laters: Vec<usize> = list(6, "100").into_iter().map(|v| v as usize).collect();
     let weights: Vec<f32> = list(7, "1e8").into_iter().map(|v| v as f32).collect();
+    let offset_sets: Vec<Vec<usize>> = a
+        .get(8)
+        .map_or("1", String::as_str)
+        .split('/')
+        .map(|o| impasto_video::parse_offsets(o).unwrap())
+        .collect();
     let load = |n: &str| impasto::load_image(&images.join(n)).unwrap();
     let (net, layers) = match std::env::var_os("IMPASTO_WEIGHTS") {
         Some(p) => (Vgg::load(Path::new(&p), Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap(), None),
@@ -219,23 +257,34 @@ fn main() {
             moving_object(&load("coffee.png"), &load("chelsea.png"), size, n),
         ),
     ];
-    println!("| clip | method | warping error | style loss | s/frame (first) | s/frame (later) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| clip | method | warping error | {LONG_RANGE} frames apart | mask keeps | style loss | s/frame (first) \
+         | s/frame (later) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (k, (name, clip)) in clips.iter().enumerate() {
         let ind = independent(&net, &config, clip, &styles);
         let row = |m: &str, r: &Result| {
+            let long = r.long_error.map_or("–".to_string(), |e| format!("{e:.4}"));
+            let kept = r.coverage.map_or("–".to_string(), |c| format!("{:.1} %", 100.0 * c));
             println!(
-                "| {name} | {m} | {:.4} | {:.4e} | {:.2} | {:.2} |",
+                "| {name} | {m} | {:.4} | {long} | {kept} | {:.4e} | {:.2} | {:.2} |",
                 r.warp_error, r.style, r.first_seconds, r.later_seconds
             )
         };
         row(&format!("independent, {first} iterations each"), &ind);
         let mut last = None;
-        for (&later, &w) in laters.iter().flat_map(|l| weights.iter().map(move |w| (l, w))) {
-            let vid = video(&net, &config, clip, &styles, later, w);
-            row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}"), &vid);
+        let settings = laters.iter().flat_map(|l| weights.iter().map(move |w| (l, w)));
+        for ((&later, &w), offsets) in settings.flat_map(|s| offset_sets.iter().map(move |o| (s, o))) {
+            let vid = video(&net, &config, clip, &styles, later, w, offsets);
+            let o = offsets.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+            row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}, offsets {o}"), &vid);
+            let long = match (ind.long_error, vid.long_error) {
+                (Some(i), Some(v)) => format!("{:.2}× lower", i / v),
+                _ => "–".to_string(),
+            };
             println!(
-                "|  | ratio | {:.2}× lower | {:+.1} % (later frames {:+.1} %) |  |  |",
+                "|  | ratio | {:.2}× lower | {long} |  | {:+.1} % (later frames {:+.1} %) |  |  |",
                 ind.warp_error / vid.warp_error,
                 100.0 * (vid.style / ind.style - 1.0),
                 100.0 * (vid.later_style / ind.later_style - 1.0)

@@ -1,4 +1,4 @@
-//! The errors of video I/O, each naming the program or file involved.
+//! The errors of video I/O, each naming the program or file involved, and of the temporal settings.
 
 use std::path::PathBuf;
 
@@ -43,6 +43,14 @@ pub enum Error {
         /// The file or folder.
         path: PathBuf,
         /// What went wrong.
+        reason: String,
+    },
+    /// A list of long-term frame offsets that cannot be used.
+    #[error("invalid frame offsets `{given}`: {reason}")]
+    Offsets {
+        /// The text given.
+        given: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

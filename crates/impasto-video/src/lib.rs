@@ -1,8 +1,9 @@
 //! impasto-video: what stylising a video needs besides the style transfer itself, after Ruder,
 //! Dosovitskiy & Brox, "Artistic style transfer for videos" (2016):
 //! * [`dense_flow`]: dense optical flow between two frames by pyramidal DIS (Kroeger et al. 2016);
-//! * [`warp`] and [`reliability`]: the previous stylised frame carried along the flow, and where that
-//!   can be trusted (forward–backward consistency, motion boundaries);
+//! * [`warp`], [`reliability`] and [`carry_over`]: earlier stylised frames carried along the flow, and
+//!   where that can be trusted (forward–backward consistency, motion boundaries), the previous frame and
+//!   for long-term consistency frames further back ([`long_term_masks`], [`parse_offsets`]);
 //! * [`Decoder`] / [`FrameReader`] and [`encode`]: frames in and out of any video through an `ffmpeg`
 //!   program the caller names (decoded frames streamed through a pipe), or a folder of numbered PNG frames.
 //!
@@ -15,10 +16,14 @@ mod error;
 mod ffmpeg;
 mod flow;
 mod plane;
+mod temporal;
 mod warp;
 
 pub use error::{Error, Result};
 pub use ffmpeg::{Decoder, FrameReader, VideoInfo, encode, finished_frames, frame_path, image_files, probe};
 pub use flow::{Flow, FlowParams, dense_flow};
 pub use plane::Plane;
-pub use warp::{blend, carry_over, masked_mean_abs, reliability, warp};
+pub use temporal::{
+    BOUNDARY_MATCH_TOLERANCE, Earlier, MAX_OFFSET, carry_over, long_term_masks, parse_offsets, reliability,
+};
+pub use warp::{blend, masked_mean_abs, warp};
