@@ -315,6 +315,19 @@ pub struct RunArgs {
     )]
     pub pooling: PoolingArg,
 
+    /// Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that would need more is optimised
+    /// in overlapping tiles that fit [default: 3/4 of this machine's memory]
+    #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
+    pub max_memory: Option<String>,
+
+    /// Optimise every scale larger than PX in overlapping tiles of PX, one after the other
+    #[arg(long, value_name = "PX", help_heading = "Print sizes (tiling)")]
+    pub tile: Option<u32>,
+
+    /// Least overlap between neighbouring tiles (tiles must be at least 2×PX+32)
+    #[arg(long, value_name = "PX", default_value_t = defaults().tile_overlap, help_heading = "Print sizes (tiling)")]
+    pub tile_overlap: u32,
+
     /// Stop after this much optimisation time and write the image: 90s, 5m, 1h30m or seconds
     #[arg(long, value_name = "DURATION", help_heading = "Time and checkpoints")]
     pub time_limit: Option<String>,
