@@ -3,6 +3,7 @@
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
 mod scale;
+mod jobs;
 mod tiled;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
 use scale::{ScaleRun, Steerable};
 use tiled::Carry;
+pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 
 /// The result of a run.
 #[derive(Debug, Clone)]
@@ -427,6 +429,11 @@ impl<'a> Plan<'a> {
         if let Init::Image(img) = &self.config.init {
             fp.add_f32s(img.as_raw());
         }
+        for (k, t) in self.tiles.iter().enumerate() {
+            if let Some(t) = t {
+                fp.add(format!(" tiles {k} {} {}", t.tile, t.overlap).as_bytes());
+            }
+        }
         if let Some(t) = self.temporal {
             fp.add(&t.weight.to_le_bytes());
             fp.add_f32s(t.target.as_raw());
@@ -531,6 +538,19 @@ impl<'a> Plan<'a> {
         styles: &[Rgb32FImage],
         observer: &mut dyn Observer,
     ) -> Result<Stylized> {
+        self.run_scales(content, styles, self.scales.len(), observer)?
+            .ok_or_else(|| Error::Config { what: "output size", reason: "no scale to optimise".into() })
+    }
+
+    /// Optimises the scales before `end` (all of them: `self.scales.len()`), or until a stop; the last
+    /// result (`None` when no scale ran).
+    fn run_scales(
+        &self,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        end: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<Stylized>> {
         let start = Instant::now();
         let total: usize = self.scales.iter().map(|s| s.iterations).sum();
         let fingerprint = self.fingerprint(content, styles);
@@ -549,7 +569,7 @@ impl<'a> Plan<'a> {
             announce: true,
         };
         let mut prev: Option<Stylized> = None;
-        for k in first..self.scales.len() {
+        for k in first..end {
             let out = match &self.tiles[k] {
                 Some(plan) => {
                     self.tiled_scale(k, plan, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?
@@ -562,7 +582,7 @@ impl<'a> Plan<'a> {
                 break;
             }
         }
-        prev.ok_or_else(|| Error::Config { what: "output size", reason: "no scale to optimise".into() })
+        Ok(prev)
     }
 }
 

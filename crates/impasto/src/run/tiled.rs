@@ -89,6 +89,94 @@ impl Plan<'_> {
         })
     }
 
+    /// Scale `k` ready to be optimised tile by tile in `plan`, starting from `base_small` (the previous
+    /// scale's result, or the initial image: width, height, planar RGB), which is resized to the scale.
+    pub(super) fn tiled_setup(
+        &self,
+        k: usize,
+        plan: &TilePlan,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        base_small: Arc<(u32, u32, Vec<f32>)>,
+    ) -> Result<TiledScale> {
+        let Scale { width, height, iterations } = self.scales[k];
+        let base = resize(&to_image(&base_small.2, base_small.0, base_small.1), width, height);
+        let long = self.scales[k].long_side();
+        Ok(TiledScale {
+            k,
+            plan: plan.clone(),
+            base,
+            // Kept only for checkpoints.
+            base_small: self.config.checkpoint.is_some().then_some(base_small),
+            inputs: self.inputs_at(content, long),
+            style: self.style_targets(styles, long, Some(plan.tile))?,
+            per_tile: iterations / plan.len(),
+        })
+    }
+
+    /// The image a tiled scale `k` starts from, before resizing to the scale: `prev` (the previous
+    /// scale's result), else the initial image.
+    pub(super) fn base_of(&self, k: usize, content: &Rgb32FImage, prev: Option<&Stylized>) -> Arc<(u32, u32, Vec<f32>)> {
+        match prev {
+            Some(p) => Arc::new((p.image.width(), p.image.height(), to_planar(&p.image))),
+            None => {
+                let Scale { width, height, .. } = self.scales[k];
+                Arc::new((width, height, self.initial_pixels(content, width, height)))
+            }
+        }
+    }
+
+    /// Optimises tile `i` of `ts` (continuing `resumed` when given): its result (planar RGB 0..1 of
+    /// the tile's rectangle), losses, and how it stopped.
+    pub(super) fn optimise_tile(
+        &self,
+        ts: &TiledScale,
+        i: usize,
+        resumed: Option<State>,
+        carry: &mut Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<Stylized> {
+        let n = ts.plan.len();
+        let rect = ts.plan.rect(i);
+        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, &ts.style)?, self.config);
+        objective.set(carry.weights);
+        let state = match resumed {
+            Some(s) => s,
+            None => {
+                let mut x = tiles::crop_planar(&ts.base, rect);
+                let content_px = tiles::crop_planar(&ts.inputs.content, rect);
+                keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
+                let opt = self.fresh_optimiser(&x);
+                let tile = ts.base_small.as_ref().map(|b| TileState { index: i, count: n, base: b.clone() });
+                State {
+                    fingerprint: carry.fingerprint,
+                    scale: ts.k,
+                    scale_done: 0,
+                    done: carry.done,
+                    width: rect.width,
+                    height: rect.height,
+                    x,
+                    opt,
+                    tile,
+                }
+            }
+        };
+        let run = ScaleRun {
+            config: self.config,
+            scales: &self.scales,
+            total: carry.total,
+            start: carry.start,
+            last: false,
+            tiles: &self.tile_counts,
+            tile: Some((i, n)),
+        };
+        let announce = std::mem::take(&mut carry.announce);
+        let r = run.optimise(&mut objective, state, ts.per_tile, observer, announce)?;
+        carry.weights = objective.weights;
+        carry.done = r.iterations;
+        Ok(r)
+    }
+
     /// Optimises scale `k` tile by tile, starting from `prev` (the previous scale's result; `None`:
     /// the initial image), or continuing `resumed` (a checkpoint inside this scale).
     #[allow(clippy::too_many_arguments)]
@@ -103,22 +191,14 @@ impl Plan<'_> {
         carry: &mut Carry,
         observer: &mut dyn Observer,
     ) -> Result<Stylized> {
-        let Scale { width, height, iterations } = self.scales[k];
-        let n = plan.len();
-        let per_tile = iterations / n;
-        let long = self.scales[k].long_side();
-        // The image the tiles start from, before resizing to the scale (kept for checkpoints).
-        let base_small = match (&resumed, prev) {
-            (Some(State { tile: Some(t), .. }), _) => t.base.clone(),
-            (_, Some(p)) => Arc::new((p.image.width(), p.image.height(), to_planar(&p.image))),
-            _ => Arc::new((width, height, self.initial_pixels(content, width, height))),
+        let base_small = match &resumed {
+            Some(State { tile: Some(t), .. }) => t.base.clone(),
+            _ => self.base_of(k, content, prev),
         };
-        let base = resize(&to_image(&base_small.2, base_small.0, base_small.1), width, height);
-        let base_small = if self.config.checkpoint.is_some() { Some(base_small) } else { None };
-        let inputs = self.inputs_at(content, long);
-        let style = self.style_targets(styles, long, Some(plan.tile))?;
+        let ts = self.tiled_setup(k, plan, content, styles, base_small)?;
+        let n = plan.len();
         let store = self.config.checkpoint.as_ref().map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
-        let mut out = base.clone();
+        let mut out = ts.base.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
         if first > 0 {
@@ -133,7 +213,7 @@ impl Plan<'_> {
                 if let Some(s) = &store {
                     s.write(i, rect, &x)?;
                 }
-                tiles::blend_tile(&mut out, &base, plan, i, &x);
+                tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
                 observer.on_tile(i, n, true);
             }
         }
@@ -141,40 +221,7 @@ impl Plan<'_> {
         let mut stop = StopReason::Finished;
         for i in first..n {
             let rect = plan.rect(i);
-            let mut objective = Steerable::new(self.objective_on(&inputs, rect, &style)?, self.config);
-            objective.set(carry.weights);
-            let state = match resumed.take() {
-                Some(s) => s,
-                None => {
-                    let mut x = tiles::crop_planar(&base, rect);
-                    let content_px = tiles::crop_planar(&inputs.content, rect);
-                    keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
-                    let opt = self.fresh_optimiser(&x);
-                    let tile = base_small.as_ref().map(|b| TileState { index: i, count: n, base: b.clone() });
-                    State {
-                        fingerprint: carry.fingerprint,
-                        scale: k,
-                        scale_done: 0,
-                        done: carry.done,
-                        width: rect.width,
-                        height: rect.height,
-                        x,
-                        opt,
-                        tile,
-                    }
-                }
-            };
-            let run = ScaleRun {
-                config: self.config,
-                scales: &self.scales,
-                total: carry.total,
-                start: carry.start,
-                last: false,
-                tiles: &self.tile_counts,
-                tile: Some((i, n)),
-            };
-            let announce = std::mem::take(&mut carry.announce);
-            let r = match run.optimise(&mut objective, state, per_tile, observer, announce) {
+            let r = match self.optimise_tile(&ts, i, resumed.take(), carry, observer) {
                 Ok(r) => r,
                 Err(Error::NonFinite { iteration, what, .. }) => {
                     tiles::finish(&mut out);
@@ -182,8 +229,6 @@ impl Plan<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            carry.weights = objective.weights;
-            carry.done = r.iterations;
             stop = r.stop;
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;
@@ -192,7 +237,7 @@ impl Plan<'_> {
             if let Some(s) = &store {
                 s.write(i, rect, &x)?;
             }
-            tiles::blend_tile(&mut out, &base, plan, i, &x);
+            tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {
@@ -209,4 +254,19 @@ impl Plan<'_> {
         let losses = Losses { content: sum.content / p, style: sum.style / p, tv: sum.tv / p, temporal: sum.temporal / p };
         Ok(Stylized { image: out, losses, iterations: carry.done, stop })
     }
+}
+
+/// One tiled scale, ready to optimise any of its tiles (the in-process loop and tile jobs share it).
+pub(super) struct TiledScale {
+    /// The scale.
+    pub(super) k: usize,
+    pub(super) plan: TilePlan,
+    /// The image the tiles start from, at the scale.
+    pub(super) base: Rgb32FImage,
+    /// The same before resizing, for checkpoints (`None` without checkpoints).
+    base_small: Option<Arc<(u32, u32, Vec<f32>)>>,
+    inputs: super::ScaleInputs,
+    style: Vec<crate::loss::StyleTarget>,
+    /// Iterations of each tile.
+    per_tile: usize,
 }

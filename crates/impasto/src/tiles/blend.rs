@@ -35,7 +35,8 @@ pub(crate) fn crop_plane(plane: &[f32], width: u32, r: Rect) -> Vec<f32> {
 }
 
 /// Blends finished tile `i` of `plan` (planar RGB of its rectangle, values clamped to 0..1) into
-/// `out`, which started as `base` (the same image before any tile): `out += w·(tile − base)`.
+/// `out`, which started as `base` (the same image before any tile): `out += w·(tile − base)`
+/// (`out = tile` where `w` is 1).
 pub fn blend_tile(out: &mut Rgb32FImage, base: &Rgb32FImage, plan: &TilePlan, i: usize, tile: &[f32]) {
     let r = plan.rect(i);
     let weights = plan.weights(i);
@@ -50,7 +51,9 @@ pub fn blend_tile(out: &mut Rgb32FImage, base: &Rgb32FImage, plan: &TilePlan, i:
             let wk = weights[k];
             for c in 0..3 {
                 let j = row + 3 * x + c;
-                raw[j] += wk * (tile[c * n + k].clamp(0.0, 1.0) - base[j]);
+                let t = tile[c * n + k].clamp(0.0, 1.0);
+                // Where the tile alone counts, its very value (a single tile gives the untiled bits).
+                if wk == 1.0 { raw[j] = t } else { raw[j] += wk * (t - base[j]) }
             }
         }
     }

@@ -25,6 +25,39 @@ fn err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
 }
 
+/// Writes one f32 tensor `x` with `meta` to `path` atomically (a temporary file, then a rename).
+pub(crate) fn write_tensor(path: &Path, meta: HashMap<String, String>, x: &[f32]) -> Result<()> {
+    let bytes: &[u8] = bytemuck::cast_slice(x);
+    let view = TensorView::new(Dtype::F32, vec![x.len()], bytes).map_err(|e| err(path, e.to_string()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let done = safetensors::serialize_to_file(vec![("x", view)], Some(meta), &tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    done.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(path, format!("cannot write: {e}"))
+    })
+}
+
+/// Reads a file of [`write_tensor`]: its metadata and tensor.
+pub(crate) fn read_tensor(path: &Path) -> Result<(HashMap<String, String>, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    parse_tensor(path, &bytes)
+}
+
+fn parse_tensor(path: &Path, bytes: &[u8]) -> Result<(HashMap<String, String>, Vec<f32>)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| err(path, format!("not an impasto file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let t = st.tensor("x").map_err(|_| err(path, "missing tensor `x`"))?;
+    if t.dtype() != Dtype::F32 {
+        return Err(err(path, "tensor `x` is not F32"));
+    }
+    let x = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok((meta, x))
+}
+
 impl TileStore {
     /// The tiles of scale `scale` (0-based) of the run with `fingerprint`, in `dir`.
     pub fn new(dir: impl Into<PathBuf>, fingerprint: u64, scale: usize) -> TileStore {
@@ -50,7 +83,6 @@ impl TileStore {
 
     /// Stores tile `index` (planar RGB of `rect`), atomically.
     pub fn write(&self, index: usize, rect: Rect, pixels: &[f32]) -> Result<()> {
-        let path = self.path(index);
         std::fs::create_dir_all(&self.dir).map_err(|e| err(&self.dir, format!("cannot create: {e}")))?;
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -59,16 +91,7 @@ impl TileStore {
             ("index".to_string(), index.to_string()),
             ("rect".to_string(), format!("{},{},{},{}", rect.x, rect.y, rect.width, rect.height)),
         ]);
-        let bytes: &[u8] = bytemuck::cast_slice(pixels);
-        let view = TensorView::new(Dtype::F32, vec![pixels.len()], bytes).map_err(|e| err(&path, e.to_string()))?;
-        let tmp = self.dir.join(format!(".tile-{index:05}.{}.tmp", std::process::id()));
-        let done = safetensors::serialize_to_file(vec![("x", view)], Some(meta), &tmp)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
-        done.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(&path, format!("cannot write: {e}"))
-        })
+        write_tensor(&self.path(index), meta, pixels)
     }
 
     /// Tile `index` if it is stored: `Ok(None)` when there is no file, an error when the file belongs
@@ -80,24 +103,19 @@ impl TileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(err(&path, format!("cannot read: {e}"))),
         };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(&path, format!("not a tile: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(&path, e.to_string()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let (meta, x) = parse_tensor(&path, &bytes)?;
         let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
-        let want = format!("{},{},{},{}", rect.x, rect.y, rect.width, rect.height);
         if get("format") != FORMAT {
             return Err(err(&path, "not an impasto tile"));
         }
+        let want = format!("{},{},{},{}", rect.x, rect.y, rect.width, rect.height);
         if get("fingerprint") != format!("{:016x}", self.fingerprint)
             || get("scale") != self.scale.to_string()
             || get("rect") != want
         {
             return Err(err(&path, "it belongs to another run (other settings, images or tile plan)"));
         }
-        let t = st.tensor("x").map_err(|_| err(&path, "missing tensor `x`"))?;
-        let x: Vec<f32> =
-            t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        if t.dtype() != Dtype::F32 || x.len() != 3 * rect.pixels() as usize {
+        if x.len() != 3 * rect.pixels() as usize {
             return Err(err(&path, "tile size does not match"));
         }
         Ok(Some(x))
