@@ -40,6 +40,7 @@ Examples:
   impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
   impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
   impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
+  impasto photo.jpg style.jpg --size 8192 --max-memory 3G -o poster.png   # in tiles
   impasto bench --sizes 256,512
   impasto models download vgg19
   impasto serve --open
@@ -108,6 +109,8 @@ pub enum Command {
     Video(Box<VideoArgs>),
     /// List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
     Devices(crate::devices::DevicesArgs),
+    /// Print sizes as tile jobs: plan the last scale's tiles, run them on several machines, stitch them
+    Tiles(crate::tiles::TilesArgs),
 }
 
 /// Arguments of a style-transfer run.

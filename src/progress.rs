@@ -194,7 +194,7 @@ fn scale_tag(step: &Step<'_>) -> String {
 /// ` in 3 scales (256x192 ×500, 512x384 ×250, 1024x768 ×125)` for a multi-scale run, else nothing.
 fn schedule_text(info: &RunInfo) -> String {
     let tiles = |k: usize| match info.tiles.get(k) {
-        Some(&n) if n > 1 => format!(" in {n} tiles"),
+        Some(Some(t)) => format!(" in {} tiles of {} px", t.len(), t.tile),
         _ => String::new(),
     };
     if info.scales.len() <= 1 {

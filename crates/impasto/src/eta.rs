@@ -25,7 +25,7 @@ impl Eta {
     /// An estimator for the run `info` describes.
     pub fn new(info: &RunInfo) -> Eta {
         // On a tiled scale each iteration works on one tile: about the scale's pixels over the tiles.
-        let tiles = |k: usize| info.tiles.get(k).copied().unwrap_or(1).max(1) as f64;
+        let tiles = |k: usize| info.tiles.get(k).and_then(Option::as_ref).map_or(1, |t| t.len()) as f64;
         let mut scales: Vec<(f64, usize)> = info
             .scales
             .iter()

@@ -53,10 +53,10 @@ pub struct RunInfo {
     pub iterations: usize,
     /// The multi-scale schedule, smallest scale first (one entry for a single-scale run).
     pub scales: Vec<Scale>,
-    /// Tiles of each scale, in the order of `scales`: 1 where the scale is optimised whole, else the
-    /// number of tiles it is optimised in one after the other (see
-    /// [`StyleConfig::tile`](crate::StyleConfig::tile)). Empty means all 1.
-    pub tiles: Vec<usize>,
+    /// The tiles of each scale, in the order of `scales`: `None` where the scale is optimised whole,
+    /// else the plan of the tiles it is optimised in, one after the other (see
+    /// [`StyleConfig::tile`](crate::StyleConfig::tile)). Empty means all whole.
+    pub tiles: Vec<Option<crate::tiles::TilePlan>>,
     /// The losses of the initial image at the first scale.
     pub initial: Losses,
 }

@@ -174,8 +174,6 @@ struct Plan<'a> {
     gpu: Option<GpuContext>,
     /// The tile plan of each scale (`None`: optimised whole).
     tiles: Vec<Option<tiles::TilePlan>>,
-    /// Tiles of each scale (1 = whole), as [`RunInfo::tiles`](crate::RunInfo::tiles) gives them.
-    tile_counts: Vec<usize>,
 }
 
 impl<'a> Plan<'a> {
@@ -204,7 +202,6 @@ impl<'a> Plan<'a> {
             temporal: None,
             gpu: None,
             tiles: Vec::new(),
-            tile_counts: Vec::new(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -226,10 +223,9 @@ impl<'a> Plan<'a> {
             })
             .collect();
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
-        plan.tile_counts = plan.tiles.iter().map(|t| t.as_ref().map_or(1, tiles::TilePlan::len)).collect();
         // A tiled scale's iterations are those of each tile, all tiles together.
-        for (s, &n) in plan.scales.iter_mut().zip(&plan.tile_counts) {
-            s.iterations *= n;
+        for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
+            s.iterations *= t.as_ref().map_or(1, tiles::TilePlan::len);
         }
         plan.gpu = GpuContext::open(config.device, net)?;
         Ok(plan)
@@ -470,10 +466,12 @@ impl<'a> Plan<'a> {
         let tiled = self.tiles.get(state.scale).and_then(Option::as_ref);
         match (self.scales.get(state.scale), tiled, &state.tile) {
             (Some(s), None, None) if (s.width, s.height) == (state.width, state.height) => {}
+            // A tile index of the tile count: every tile is finished (the state holds the last one).
             (Some(_), Some(plan), Some(t))
                 if t.count == plan.len()
-                    && t.index < plan.len()
-                    && (plan.rect(t.index).width, plan.rect(t.index).height) == (state.width, state.height) => {}
+                    && t.index <= plan.len()
+                    && plan.rect(t.index.min(plan.len() - 1)).width == state.width
+                    && plan.rect(t.index.min(plan.len() - 1)).height == state.height => {}
             _ => return Err(err("its scale (or its tiles) does not match this run's schedule")),
         }
         match (&state.opt, self.config.optimizer) {
@@ -522,7 +520,7 @@ impl<'a> Plan<'a> {
             total: carry.total,
             start: carry.start,
             last,
-            tiles: &self.tile_counts,
+            tiles: &self.tiles,
             tile: None,
         };
         let announce = std::mem::take(&mut carry.announce);

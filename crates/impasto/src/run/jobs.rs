@@ -103,8 +103,14 @@ impl TileJob {
 }
 
 /// The run's plan with its last scale tiled in tiles of `config.tile` (even when the image is no
-/// larger: one tile).
-fn job_plan<'a>(net: &'a Vgg, config: &'a StyleConfig, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> Result<Plan<'a>> {
+/// larger: one tile), and the job's fingerprint: the run's, with the tiling of the earlier scales left
+/// out (the job's base image is their result, and machines with other memory may tile them otherwise).
+fn job_plan<'a>(
+    net: &'a Vgg,
+    config: &'a StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+) -> Result<(Plan<'a>, u64)> {
     let mut plan = Plan::new(net, config, content, styles)?;
     let k = plan.scales.len() - 1;
     if plan.tiles[k].is_none() {
@@ -112,13 +118,14 @@ fn job_plan<'a>(net: &'a Vgg, config: &'a StyleConfig, content: &Rgb32FImage, st
             return Err(Error::Config { what: "tile size", reason: "tile jobs need a tile size".into() });
         };
         let s = plan.scales[k];
-        plan.tiles[k] = Some(TilePlan::new(s.width, s.height, tile, config.tile_overlap)?);
-        plan.tile_counts[k] = 1;
+        let tp = TilePlan::new(s.width, s.height, tile, config.tile_overlap)?;
+        plan.scales[k].iterations *= tp.len();
+        plan.tiles[k] = Some(tp);
     }
-    let n = plan.tiles[k].as_ref().map_or(1, TilePlan::len);
-    plan.scales[k].iterations = plan.scales[k].iterations / plan.tile_counts[k] * n;
-    plan.tile_counts[k] = n;
-    Ok(plan)
+    let earlier: Vec<Option<TilePlan>> = plan.tiles[..k].iter_mut().map(Option::take).collect();
+    let fingerprint = plan.fingerprint(content, styles);
+    plan.tiles.splice(..k, earlier);
+    Ok((plan, fingerprint))
 }
 
 /// Runs every scale but the last of `config` (as [`stylize`](crate::stylize) would) and returns the
@@ -135,7 +142,7 @@ pub fn prepare_tiles(
     with_threads(config.threads, || {
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
-        let plan = job_plan(net, config, &content_in, &styles_in)?;
+        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
         let k = plan.scales.len() - 1;
         let prev = plan.run_scales(&content_in, &styles_in, k, observer).map_err(|e| plan.explain(e))?;
         if prev.as_ref().is_some_and(|p| p.stop != StopReason::Finished && p.stop != StopReason::Converged) {
@@ -144,7 +151,7 @@ pub fn prepare_tiles(
         let base = plan.base_of(k, &content_in, prev.as_ref());
         let job = TileJob {
             format: FORMAT.into(),
-            fingerprint: format!("{:016x}", plan.fingerprint(&content_in, &styles_in)),
+            fingerprint: format!("{fingerprint:016x}"),
             scale: k,
             plan: plan.tiles[k].clone().expect("the last scale is tiled"),
             base_width: base.0,
@@ -176,8 +183,7 @@ pub fn run_tiles(
     with_threads(config.threads, || {
         let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
         let config = config_in.as_ref().unwrap_or(config);
-        let plan = job_plan(net, config, &content_in, &styles_in)?;
-        let fingerprint = plan.fingerprint(&content_in, &styles_in);
+        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
         let k = plan.scales.len() - 1;
         if format!("{fingerprint:016x}") != job.fingerprint || k != job.scale || plan.tiles[k].as_ref() != Some(&job.plan) {
             return Err(Error::Checkpoint {

@@ -102,8 +102,8 @@ pub(super) struct ScaleRun<'o> {
     /// Whether this is the last scale (whose end is checkpointed, so that a finished run can be
     /// resumed for more iterations).
     pub(super) last: bool,
-    /// Tiles of each scale (1 = whole).
-    pub(super) tiles: &'o [usize],
+    /// The tiles of each scale (`None`: whole).
+    pub(super) tiles: &'o [Option<crate::tiles::TilePlan>],
     /// On a tiled scale: (0-based tile, tiles) of the tile being optimised.
     pub(super) tile: Option<(usize, usize)>,
 }

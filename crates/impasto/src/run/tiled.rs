@@ -167,7 +167,7 @@ impl Plan<'_> {
             total: carry.total,
             start: carry.start,
             last: false,
-            tiles: &self.tile_counts,
+            tiles: &self.tiles,
             tile: Some((i, n)),
         };
         let announce = std::mem::take(&mut carry.announce);
@@ -248,11 +248,39 @@ impl Plan<'_> {
             };
             pixels += p;
             observer.on_tile(i, n, false);
+            if i + 1 == n && k + 1 == self.scales.len() {
+                self.checkpoint_finished(&ts, r, carry, observer)?;
+            }
         }
         tiles::finish(&mut out);
         let p = pixels.max(1.0);
         let losses = Losses { content: sum.content / p, style: sum.style / p, tv: sum.tv / p, temporal: sum.temporal / p };
         Ok(Stylized { image: out, losses, iterations: carry.done, stop })
+    }
+}
+
+impl Plan<'_> {
+    /// The checkpoint of a finished tiled last scale: every tile is stored beside it, so a run whose
+    /// image could not be written is resumed into that image without optimising (or, with more
+    /// iterations, nothing more: the tiles are done). `last`: the last tile's result.
+    fn checkpoint_finished(&self, ts: &TiledScale, last: Stylized, carry: &Carry, observer: &mut dyn Observer) -> Result<()> {
+        let (Some(path), Some(base)) = (&self.config.checkpoint, &ts.base_small) else { return Ok(()) };
+        let n = ts.plan.len();
+        let x = to_planar(&last.image);
+        let state = State {
+            fingerprint: carry.fingerprint,
+            scale: ts.k,
+            scale_done: ts.per_tile,
+            done: carry.done,
+            width: last.image.width(),
+            height: last.image.height(),
+            opt: self.fresh_optimiser(&x),
+            x,
+            tile: Some(TileState { index: n, count: n, base: base.clone() }),
+        };
+        crate::checkpoint::write(path, &state)?;
+        observer.on_checkpoint(carry.done, path);
+        Ok(())
     }
 }
 

@@ -78,3 +78,11 @@ pub(crate) fn tiled_grams(net: &Vgg, img: &Rgb32FImage, layers: &[usize], tile: 
         })
         .collect()
 }
+
+/// The normalised Gram matrices of `img` (RGB 0..1) at the named layers, computed in interior tiles
+/// of side `tile` with `halo` pixels of context (see [`GRAM_HALO`]): the style targets a tiled scale
+/// uses, computed without holding the whole image's activations.
+pub fn style_grams(net: &Vgg, img: &Rgb32FImage, layers: &[&str], tile: u32, halo: u32) -> crate::Result<Vec<Vec<f32>>> {
+    let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<crate::Result<_>>()?;
+    Ok(tiled_grams(net, img, &idx, tile, halo))
+}
