@@ -327,7 +327,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PX", help_heading = "Print sizes (tiling)")]
     pub tile: Option<u32>,
 
-    /// Least overlap between neighbouring tiles (tiles must be at least 2×PX+32)
+    /// Least overlap between neighbouring tiles (tiles must be at least 2×PX+64)
     #[arg(long, value_name = "PX", default_value_t = defaults().tile_overlap, help_heading = "Print sizes (tiling)")]
     pub tile_overlap: u32,
 

@@ -24,8 +24,8 @@ pub use crate::run::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 /// come within 1 % of the whole image's (measured on VGG-16, see BENCHMARKS.md).
 pub const TILE_OVERLAP: u32 = 80;
 
-/// The smallest tile side for tiles overlapping by `overlap`: two overlaps and two alignment steps,
-/// so that no pixel is in more than two tiles along an axis.
+/// The smallest tile side for tiles overlapping by `overlap`: two overlaps and four alignment steps,
+/// so that no pixel is in more than two tiles along an axis wherever the aligned starts fall.
 pub fn min_tile(overlap: u32) -> u32 {
-    2 * overlap + 2 * TILE_ALIGN
+    2 * overlap + 4 * TILE_ALIGN
 }

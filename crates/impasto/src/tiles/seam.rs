@@ -32,24 +32,34 @@ pub fn seams(image: &Rgb32FImage, plan: &TilePlan) -> Seams {
     cols.iter().for_each(|&x| is_col[x as usize] = true);
     let mut is_row = vec![false; h as usize];
     rows.iter().for_each(|&y| is_row[y as usize] = true);
-    let (mut b, mut nb, mut i, mut ni) = (0.0f64, 0u64, 0.0f64, 0u64);
+    // Sums and counts of |difference| per direction (0: across columns, 1: across rows), at borders
+    // and elsewhere; the inside mean is taken with the borders' mix of directions, so that an image
+    // smoother in one direction than the other is no seam.
+    let (mut b, mut nb, mut i, mut ni) = ([0.0f64; 2], [0u64; 2], [0.0f64; 2], [0u64; 2]);
     let diff = |p: &image::Rgb<f32>, q: &image::Rgb<f32>| {
         (0..3).map(|c| f64::from((p[c] - q[c]).abs())).sum::<f64>() / 3.0
     };
     for y in 0..h {
         for x in 0..w {
             let p = image.get_pixel(x, y);
-            if x > 0 {
-                let d = diff(p, image.get_pixel(x - 1, y));
-                if is_col[x as usize] { (b, nb) = (b + d, nb + 1) } else { (i, ni) = (i + d, ni + 1) }
-            }
-            if y > 0 {
-                let d = diff(p, image.get_pixel(x, y - 1));
-                if is_row[y as usize] { (b, nb) = (b + d, nb + 1) } else { (i, ni) = (i + d, ni + 1) }
+            for (dir, at_border, has) in [(0, is_col[x as usize], x > 0), (1, is_row[y as usize], y > 0)] {
+                if !has {
+                    continue;
+                }
+                let q = if dir == 0 { image.get_pixel(x - 1, y) } else { image.get_pixel(x, y - 1) };
+                let d = diff(p, q);
+                if at_border {
+                    (b[dir], nb[dir]) = (b[dir] + d, nb[dir] + 1);
+                } else {
+                    (i[dir], ni[dir]) = (i[dir] + d, ni[dir] + 1);
+                }
             }
         }
     }
-    Seams { border: b / nb.max(1) as f64, inside: i / ni.max(1) as f64 }
+    let n = (nb[0] + nb[1]).max(1) as f64;
+    let inside_mean = |d: usize| i[d] / ni[d].max(1) as f64;
+    let inside = (nb[0] as f64 * inside_mean(0) + nb[1] as f64 * inside_mean(1)) / n;
+    Seams { border: (b[0] + b[1]) / n, inside }
 }
 
 #[cfg(test)]
