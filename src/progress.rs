@@ -184,7 +184,8 @@ fn scale_tag(step: &Step<'_>) -> String {
         None => String::new(),
     };
     if step.scales > 1 {
-        let size = if step.tile.is_some() { String::new() } else { format!(" {}x{}", step.width, step.height) };
+        let size =
+            if step.tile.is_some() { String::new() } else { format!(" {}x{}", step.width, step.height) };
         format!("scale {}/{}{size}  {tile}", step.scale + 1, step.scales)
     } else {
         tile

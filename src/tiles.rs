@@ -14,11 +14,11 @@ use impasto::{SaveOptions, StopReason, Vgg};
 use crate::args::RunArgs;
 use crate::batch::{ShardEnv, shard_from};
 use crate::inputs::{self, Inputs};
+use crate::interrupt;
 use crate::progress::{Display, Progress, note};
 use crate::run::Outcome;
 use crate::settings::{self, Env, Settings};
 use crate::weights::{Got, Located};
-use crate::interrupt;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -201,7 +201,8 @@ fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
     interrupt::install(s.display);
     let mut progress = Progress::new(s.display, 0, &s.output, &interrupt::STOP_REQUESTED);
     progress.stage("running the scales before the last");
-    let prepared = impasto::tiles::prepare_tiles(&net, &inputs.config, &inputs.content, &inputs.styles, &mut progress);
+    let prepared =
+        impasto::tiles::prepare_tiles(&net, &inputs.config, &inputs.content, &inputs.styles, &mut progress);
     progress.finish();
     if interrupt::requested() {
         note("interrupted: no job written");
@@ -237,7 +238,9 @@ fn open_job(dir: &Path, env: &Env, quiet: bool) -> Result<(TileJob, impasto::ima
     };
     std::env::set_current_dir(cwd).with_context(|| format!("the job's folder {cwd}"))?;
     let run = RecordedRun::try_parse_from(std::iter::once("impasto").chain(args.iter().map(String::as_str)))
-        .map_err(|e| anyhow::anyhow!("job {}: its recorded command line: {}", dir.display(), e.to_string().trim()))?
+        .map_err(|e| {
+            anyhow::anyhow!("job {}: its recorded command line: {}", dir.display(), e.to_string().trim())
+        })?
         .run;
     let mut s = settings::resolve(run, env)?;
     if quiet {
@@ -253,7 +256,8 @@ fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome
     let indices: Vec<usize> = if a.index.is_empty() {
         let shard = shard_from(a.shard.as_deref(), a.shard_count, shard_env)?;
         let names: Vec<String> = (0..n).map(|i| format!("{i:05}")).collect();
-        let costs: Vec<(&str, u64)> = names.iter().zip(job.plan.rects()).map(|(n, r)| (n.as_str(), r.pixels())).collect();
+        let costs: Vec<(&str, u64)> =
+            names.iter().zip(job.plan.rects()).map(|(n, r)| (n.as_str(), r.pixels())).collect();
         let parts = impasto_batch::shard::assign(&costs, shard.count);
         (0..n).filter(|&i| parts[i] == shard.index).collect()
     } else {
@@ -286,7 +290,11 @@ fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome
             "tiles: {} optimised here, {} of {n} finished{}",
             before - left,
             n - left,
-            if left == 0 { format!("; stitch with `impasto tiles stitch --job {}`", a.job.display()) } else { String::new() }
+            if left == 0 {
+                format!("; stitch with `impasto tiles stitch --job {}`", a.job.display())
+            } else {
+                String::new()
+            }
         ));
     }
     Ok(if stop == StopReason::Cancelled { Outcome::Interrupted } else { Outcome::Done })
@@ -314,7 +322,13 @@ fn stitch(a: StitchArgs, env: &Env) -> Result<Outcome> {
     let save = SaveOptions { alpha: inputs.alpha.clone(), ..s.save.clone() };
     impasto::save_image_with(&image, &output, &save)?;
     if s.display != Display::Quiet {
-        note(&format!("wrote {} ({}x{}, {} tiles)", output.display(), image.width(), image.height(), job.plan.len()));
+        note(&format!(
+            "wrote {} ({}x{}, {} tiles)",
+            output.display(),
+            image.width(),
+            image.height(),
+            job.plan.len()
+        ));
     }
     Ok(Outcome::Done)
 }

@@ -8,9 +8,28 @@ use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
 /// 64 px), 16-bit.
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
-        "c.png", "s.png", "--weights", "w.safetensors", "--size", "96", "--min-size", "48", "-n", "4",
-        "--threads", "2", "--depth", "16", "--print-every", "0", "--style-weight", "1e4", "--tile", "80",
-        "--tile-overlap", "8",
+        "c.png",
+        "s.png",
+        "--weights",
+        "w.safetensors",
+        "--size",
+        "96",
+        "--min-size",
+        "48",
+        "-n",
+        "4",
+        "--threads",
+        "2",
+        "--depth",
+        "16",
+        "--print-every",
+        "0",
+        "--style-weight",
+        "1e4",
+        "--tile",
+        "80",
+        "--tile-overlap",
+        "8",
     ];
     v.extend(TINY_LAYERS);
     v.extend(extra);

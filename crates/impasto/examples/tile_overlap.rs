@@ -31,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let tile = size / 2 / 16 * 16;
     let (s, t) = (size as usize, tile as usize);
-    println!("{size}x{size} image, tile = columns 0..{tile}; relative L1 error of the tile's gradient by distance from its edge");
+    println!(
+        "{size}x{size} image, tile = columns 0..{tile}; relative L1 error of the tile's gradient by distance from its edge"
+    );
     for layer in ["relu4_2", "relu5_1"] {
         let grad = |rect: Rect| -> Result<(Vec<f32>, usize), impasto::Error> {
             let px = crop_planar(&noisy, rect);

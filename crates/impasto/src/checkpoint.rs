@@ -226,7 +226,11 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
             if base.len() != 3 * (bw as usize) * (bh as usize) {
                 return Err(ckpt_err(path, "tile base image size does not match"));
             }
-            Some(TileState { index: num("tile.index")?, count: num("tile.count")?, base: std::sync::Arc::new((bw, bh, base)) })
+            Some(TileState {
+                index: num("tile.index")?,
+                count: num("tile.count")?,
+                base: std::sync::Arc::new((bw, bh, base)),
+            })
         }
     };
     let state = State {

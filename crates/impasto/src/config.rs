@@ -267,7 +267,10 @@ impl StyleConfig {
             }
         }
         if self.tile_overlap > MAX_SIZE {
-            return Err(bad("tile overlap", format!("{} px (must be at most {MAX_SIZE})", self.tile_overlap)));
+            return Err(bad(
+                "tile overlap",
+                format!("{} px (must be at most {MAX_SIZE})", self.tile_overlap),
+            ));
         }
         match self.optimizer {
             Optimizer::Lbfgs { history } if history == 0 || history > 10_000 => {

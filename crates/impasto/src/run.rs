@@ -2,8 +2,8 @@
 //! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
-mod scale;
 mod jobs;
+mod scale;
 mod tiled;
 
 use std::path::Path;
@@ -23,9 +23,9 @@ use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
+pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 use scale::{ScaleRun, Steerable};
 use tiled::Carry;
-pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 
 /// The result of a run.
 #[derive(Debug, Clone)]
@@ -279,7 +279,9 @@ impl<'a> Plan<'a> {
                 .style_masks
                 .as_ref()
                 .map(|ms| ms.iter().map(|m| mask_at(m, width, height)).collect()),
-            temporal: self.temporal.map(|t| (resize(&t.target, width, height), mask_at(&t.reliability, width, height))),
+            temporal: self
+                .temporal
+                .map(|t| (resize(&t.target, width, height), mask_at(&t.reliability, width, height))),
         }
     }
 
@@ -287,7 +289,12 @@ impl<'a> Plan<'a> {
     /// images, weighted, without masks): one per style layer, or with style masks one per style and
     /// layer. `tile`: compute each style image's Grams in tiles of this side (it may be too large for
     /// one pass).
-    fn style_targets(&self, styles: &[Rgb32FImage], long: u32, tile: Option<u32>) -> Result<Vec<StyleTarget>> {
+    fn style_targets(
+        &self,
+        styles: &[Rgb32FImage],
+        long: u32,
+        tile: Option<u32>,
+    ) -> Result<Vec<StyleTarget>> {
         let config = self.config;
         let regions = config.style_masks.as_ref().map_or(1, Vec::len);
         let layer_w =
@@ -310,7 +317,9 @@ impl<'a> Plan<'a> {
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
             check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
             let grams = match tile {
-                Some(t) => tiles::tiled_grams(self.net, &resize(img, sw, sh), &self.style_layers, t, GRAM_HALO),
+                Some(t) => {
+                    tiles::tiled_grams(self.net, &resize(img, sw, sh), &self.style_layers, t, GRAM_HALO)
+                }
                 None => {
                     let px = to_planar(&resize(img, sw, sh));
                     grams_at(self.net, &px, sh as usize, sw as usize, &self.style_layers)
@@ -569,10 +578,19 @@ impl<'a> Plan<'a> {
         let mut prev: Option<Stylized> = None;
         for k in first..end {
             let out = match &self.tiles[k] {
-                Some(plan) => {
-                    self.tiled_scale(k, plan, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?
+                Some(plan) => self.tiled_scale(
+                    k,
+                    plan,
+                    content,
+                    styles,
+                    prev.as_ref(),
+                    resume.take(),
+                    &mut carry,
+                    observer,
+                )?,
+                None => {
+                    self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?
                 }
-                None => self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?,
             };
             let stop = out.stop;
             prev = Some(out);

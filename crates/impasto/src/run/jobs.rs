@@ -81,8 +81,11 @@ impl TileJob {
     pub fn read(dir: &Path) -> Result<(TileJob, Rgb32FImage)> {
         let file = Self::file(dir);
         let bad = |reason: String| Error::Checkpoint { path: file.clone(), reason };
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| Error::Io { action: "cannot read", path: file.clone(), error: e })?;
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::Io {
+            action: "cannot read",
+            path: file.clone(),
+            error: e,
+        })?;
         let job: TileJob = serde_json::from_str(&text).map_err(|e| bad(format!("not a tile job: {e}")))?;
         if job.format != FORMAT {
             return Err(bad(format!("format `{}`, expected {FORMAT}", job.format)));
@@ -185,7 +188,10 @@ pub fn run_tiles(
         let config = config_in.as_ref().unwrap_or(config);
         let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
         let k = plan.scales.len() - 1;
-        if format!("{fingerprint:016x}") != job.fingerprint || k != job.scale || plan.tiles[k].as_ref() != Some(&job.plan) {
+        if format!("{fingerprint:016x}") != job.fingerprint
+            || k != job.scale
+            || plan.tiles[k].as_ref() != Some(&job.plan)
+        {
             return Err(Error::Checkpoint {
                 path: TileJob::file(dir),
                 reason: "it was planned with other settings or images (the same images, model and flags are needed)".into(),
@@ -193,7 +199,10 @@ pub fn run_tiles(
         }
         let n = job.plan.len();
         if let Some(&i) = indices.iter().find(|&&i| i >= n) {
-            return Err(Error::Config { what: "tile index", reason: format!("{i} (the job has tiles 0 to {})", n - 1) });
+            return Err(Error::Config {
+                what: "tile index",
+                reason: format!("{i} (the job has tiles 0 to {})", n - 1),
+            });
         }
         let store = job.store(dir)?;
         let todo: Vec<usize> = indices.iter().copied().filter(|&i| !store.has(i, job.plan.rect(i))).collect();

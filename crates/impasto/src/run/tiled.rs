@@ -60,7 +60,10 @@ impl Plan<'_> {
         if self.pools > tiles::TILE_ALIGN.trailing_zeros() {
             return Err(Error::Config {
                 what: "tile size",
-                reason: format!("tiles need layers after at most 4 poolings; the deepest layer used has {}", self.pools),
+                reason: format!(
+                    "tiles need layers after at most 4 poolings; the deepest layer used has {}",
+                    self.pools
+                ),
             });
         }
         TilePlan::new(w, h, tile, c.tile_overlap).map(Some)
@@ -116,7 +119,12 @@ impl Plan<'_> {
 
     /// The image a tiled scale `k` starts from, before resizing to the scale: `prev` (the previous
     /// scale's result), else the initial image.
-    pub(super) fn base_of(&self, k: usize, content: &Rgb32FImage, prev: Option<&Stylized>) -> Arc<(u32, u32, Vec<f32>)> {
+    pub(super) fn base_of(
+        &self,
+        k: usize,
+        content: &Rgb32FImage,
+        prev: Option<&Stylized>,
+    ) -> Arc<(u32, u32, Vec<f32>)> {
         match prev {
             Some(p) => Arc::new((p.image.width(), p.image.height(), to_planar(&p.image))),
             None => {
@@ -197,7 +205,11 @@ impl Plan<'_> {
         };
         let ts = self.tiled_setup(k, plan, content, styles, base_small)?;
         let n = plan.len();
-        let store = self.config.checkpoint.as_ref().map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
+        let store = self
+            .config
+            .checkpoint
+            .as_ref()
+            .map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
         let mut out = ts.base.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
@@ -254,7 +266,12 @@ impl Plan<'_> {
         }
         tiles::finish(&mut out);
         let p = pixels.max(1.0);
-        let losses = Losses { content: sum.content / p, style: sum.style / p, tv: sum.tv / p, temporal: sum.temporal / p };
+        let losses = Losses {
+            content: sum.content / p,
+            style: sum.style / p,
+            tv: sum.tv / p,
+            temporal: sum.temporal / p,
+        };
         Ok(Stylized { image: out, losses, iterations: carry.done, stop })
     }
 }
@@ -263,7 +280,13 @@ impl Plan<'_> {
     /// The checkpoint of a finished tiled last scale: every tile is stored beside it, so a run whose
     /// image could not be written is resumed into that image without optimising (or, with more
     /// iterations, nothing more: the tiles are done). `last`: the last tile's result.
-    fn checkpoint_finished(&self, ts: &TiledScale, last: Stylized, carry: &Carry, observer: &mut dyn Observer) -> Result<()> {
+    fn checkpoint_finished(
+        &self,
+        ts: &TiledScale,
+        last: Stylized,
+        carry: &Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
         let (Some(path), Some(base)) = (&self.config.checkpoint, &ts.base_small) else { return Ok(()) };
         let n = ts.plan.len();
         let x = to_planar(&last.image);

@@ -18,7 +18,13 @@ pub const GRAM_HALO: u32 = 80;
 /// The normalised Gram matrices `F·Fᵀ/(C·N)` of `img` at `layers` (as [`grams_at`] computes them on the
 /// whole image), computed on interior tiles of side `tile` (a multiple of [`TILE_ALIGN`]) with `halo`
 /// pixels of context. An image that fits in one tile is computed whole.
-pub(crate) fn tiled_grams(net: &Vgg, img: &Rgb32FImage, layers: &[usize], tile: u32, halo: u32) -> Vec<Vec<f32>> {
+pub(crate) fn tiled_grams(
+    net: &Vgg,
+    img: &Rgb32FImage,
+    layers: &[usize],
+    tile: u32,
+    halo: u32,
+) -> Vec<Vec<f32>> {
     let (w, h) = img.dimensions();
     let tile = (tile / TILE_ALIGN * TILE_ALIGN).max(TILE_ALIGN);
     let halo = halo.div_ceil(TILE_ALIGN) * TILE_ALIGN;
@@ -82,7 +88,13 @@ pub(crate) fn tiled_grams(net: &Vgg, img: &Rgb32FImage, layers: &[usize], tile: 
 /// The normalised Gram matrices of `img` (RGB 0..1) at the named layers, computed in interior tiles
 /// of side `tile` with `halo` pixels of context (see [`GRAM_HALO`]): the style targets a tiled scale
 /// uses, computed without holding the whole image's activations.
-pub fn style_grams(net: &Vgg, img: &Rgb32FImage, layers: &[&str], tile: u32, halo: u32) -> crate::Result<Vec<Vec<f32>>> {
+pub fn style_grams(
+    net: &Vgg,
+    img: &Rgb32FImage,
+    layers: &[&str],
+    tile: u32,
+    halo: u32,
+) -> crate::Result<Vec<Vec<f32>>> {
     let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<crate::Result<_>>()?;
     Ok(tiled_grams(net, img, &idx, tile, halo))
 }

@@ -9,16 +9,16 @@ mod plan;
 mod seam;
 mod store;
 
+pub use crate::run::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish};
-pub use gram::{GRAM_HALO, style_grams};
 pub(crate) use gram::tiled_grams;
+pub use gram::{GRAM_HALO, style_grams};
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};
 pub use plan::{Axis, Rect, TILE_ALIGN, TilePlan};
 pub use seam::{Seams, seams};
 pub use store::TileStore;
 pub(crate) use store::{read_tensor, write_tensor};
-pub use crate::run::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 
 /// The default least overlap between neighbouring tiles (pixels): where a tile's loss gradient has
 /// come within 1 % of the whole image's (measured on VGG-16, see BENCHMARKS.md).

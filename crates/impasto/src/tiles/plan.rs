@@ -58,8 +58,9 @@ impl Axis {
             let least = (size + (n - 1) * overlap).div_ceil(n).div_ceil(TILE_ALIGN) * TILE_ALIGN;
             for len in (least..=tile).step_by(TILE_ALIGN as usize).chain(std::iter::once(tile)) {
                 let span = size.saturating_sub(len);
-                let starts: Vec<u32> =
-                    (0..n).map(|i| align((u64::from(span) * u64::from(i) / u64::from(n - 1)) as u32)).collect();
+                let starts: Vec<u32> = (0..n)
+                    .map(|i| align((u64::from(span) * u64::from(i) / u64::from(n - 1)) as u32))
+                    .collect();
                 let spans: Vec<(u32, u32)> = starts
                     .iter()
                     .enumerate()
@@ -124,7 +125,9 @@ impl TilePlan {
                 super::min_tile(overlap)
             )));
         }
-        let axis = |size| Axis::new(size, tile, overlap).ok_or_else(|| bad(format!("{tile} px does not fit {size} px")));
+        let axis = |size| {
+            Axis::new(size, tile, overlap).ok_or_else(|| bad(format!("{tile} px does not fit {size} px")))
+        };
         Ok(TilePlan { width, height, tile, overlap, xs: axis(width)?, ys: axis(height)? })
     }
 

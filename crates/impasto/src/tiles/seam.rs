@@ -70,7 +70,8 @@ mod tests {
     fn a_step_at_a_border_is_a_seam_and_a_smooth_image_is_not() {
         let plan = TilePlan::new(200, 64, 96, 16).unwrap();
         let (cols, _) = plan.borders();
-        let smooth = Rgb32FImage::from_fn(200, 64, |x, y| image::Rgb([x as f32 / 400.0, y as f32 / 128.0, 0.5]));
+        let smooth =
+            Rgb32FImage::from_fn(200, 64, |x, y| image::Rgb([x as f32 / 400.0, y as f32 / 128.0, 0.5]));
         assert!((seams(&smooth, &plan).ratio() - 1.0).abs() < 0.01, "{:?}", seams(&smooth, &plan));
         let step = Rgb32FImage::from_fn(200, 64, |x, y| {
             let s = if x >= cols[0] { 0.1 } else { 0.0 };

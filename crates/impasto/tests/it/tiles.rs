@@ -13,7 +13,8 @@ use crate::common::{run_net, shared_image_or_pattern};
 
 fn inputs() -> (Rgb32FImage, Vec<Rgb32FImage>) {
     let content = impasto::resize(&shared_image_or_pattern("chelsea.png", 96), 96, 96);
-    let styles = vec![shared_image_or_pattern("starry_night.jpg", 96), shared_image_or_pattern("the_scream.jpg", 96)];
+    let styles =
+        vec![shared_image_or_pattern("starry_night.jpg", 96), shared_image_or_pattern("the_scream.jpg", 96)];
     (content, styles)
 }
 
@@ -88,7 +89,8 @@ fn one_tile_is_the_untiled_run() {
     let dir = tempfile::tempdir().unwrap();
     let (job, base) = tiles::prepare_tiles(&net, &tiled, &content, &styles[..1], &mut NoObserver).unwrap();
     assert_eq!(job.plan.len(), 1);
-    tiles::run_tiles(&net, &tiled, &content, &styles[..1], &job, &base, dir.path(), &[0], &mut NoObserver).unwrap();
+    tiles::run_tiles(&net, &tiled, &content, &styles[..1], &job, &base, dir.path(), &[0], &mut NoObserver)
+        .unwrap();
     let got = tiles::stitch_tiles(&tiled, &content, &job, &base, dir.path()).unwrap();
     assert_eq!(bits(&got), bits(&want.image));
 }
@@ -204,7 +206,8 @@ fn tile_jobs_in_parts_stitch_to_the_in_process_pixels() {
     let run = |indices: &[usize], net: &Vgg| {
         let (job, base) = TileJob::read(dir.path()).unwrap();
         let mut seen = Tiles::default();
-        tiles::run_tiles(net, &config, &content, &styles, &job, &base, dir.path(), indices, &mut seen).unwrap();
+        tiles::run_tiles(net, &config, &content, &styles, &job, &base, dir.path(), indices, &mut seen)
+            .unwrap();
         (seen.optimised, seen.skipped)
     };
     assert_eq!(run(&[0, 3], &net), (2, 0));
