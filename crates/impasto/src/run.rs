@@ -301,8 +301,11 @@ impl<'a> Plan<'a> {
             config.style_layer_weights.clone().unwrap_or_else(|| vec![1.0; config.style_layers.len()]);
         let blend = config.normalised_blend(styles.len());
         let mut style_targets: Vec<StyleTarget> = Vec::new();
-        for r in 0..regions {
-            let region_w = if config.style_masks.is_some() { blend[r] * styles.len() as f32 } else { 1.0 };
+        let region_weights: Vec<f32> = match &config.style_masks {
+            Some(_) => blend.iter().map(|b| b * styles.len() as f32).collect(),
+            None => vec![1.0],
+        };
+        for &region_w in region_weights.iter().take(regions) {
             for (&layer, &lw) in self.style_layers.iter().zip(&layer_w) {
                 let weight = config.style_weight * lw * region_w;
                 style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask: None });

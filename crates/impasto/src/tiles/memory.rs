@@ -37,13 +37,14 @@ fn evaluation_bytes(net: &Vgg, config: &StyleConfig, width: u32, height: u32) ->
         .iter()
         .map(|&l| {
             let p = net.pools_before(l + 1);
-            let c = match net.layers()[..=l].iter().rev().find_map(|x| match x.kind {
-                crate::LayerKind::Conv { c_out, .. } => Some(c_out),
-                _ => None,
-            }) {
-                Some(c) => c,
-                None => 3,
-            };
+            let c = net.layers()[..=l]
+                .iter()
+                .rev()
+                .find_map(|x| match x.kind {
+                    crate::LayerKind::Conv { c_out, .. } => Some(c_out),
+                    _ => None,
+                })
+                .unwrap_or(3);
             4 * c * (h >> p) * (w >> p)
         })
         .sum();

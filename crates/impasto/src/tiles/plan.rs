@@ -68,7 +68,7 @@ impl Axis {
                     .collect();
                 let overlaps = spans.windows(2).all(|p| p[0].0 < p[1].0 && p[0].1 >= p[1].0 + overlap);
                 let two_at_most = spans.windows(3).all(|p| p[2].0 >= p[0].1);
-                if overlaps && two_at_most && spans.iter().all(|&(s, e)| e - s <= tile + TILE_ALIGN - 1) {
+                if overlaps && two_at_most && spans.iter().all(|&(s, e)| e - s < tile + TILE_ALIGN) {
                     return Some(Axis { spans });
                 }
             }
