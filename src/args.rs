@@ -110,7 +110,7 @@ pub enum Command {
     /// List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
     Devices(crate::devices::DevicesArgs),
     /// Print sizes as tile jobs: plan the last scale's tiles, run them on several machines, stitch them
-    Tiles(crate::tiles::TilesArgs),
+    Tiles(Box<crate::tiles::TilesArgs>),
 }
 
 /// Arguments of a style-transfer run.

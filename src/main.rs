@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Video(args)) => video::run(*args, &settings::Env::from_process()),
         Some(Command::Tiles(args)) => {
-            tiles::run(args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
+            tiles::run(*args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
         }
         None => run::run(cli.run, &settings::Env::from_process()),
     };

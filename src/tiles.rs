@@ -4,6 +4,7 @@
 //! tiles start from and the finished tiles; the library does the work (`impasto::tiles`), the same
 //! as an in-process `--tile` run, so the pixels are the same.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -49,7 +50,7 @@ pub struct TilesArgs {
 #[derive(Debug, Subcommand)]
 pub enum TilesCommand {
     /// Run the scales before the last and write the last scale's tiles as jobs into a folder
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Optimise tiles of a job folder (finished ones are skipped, so reruns are safe)
     Run(RunTilesArgs),
     /// Blend the finished tiles of a job folder into the run's output image
@@ -141,7 +142,7 @@ struct RecordedRun {
 /// Runs `impasto tiles …`.
 pub fn run(args: TilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> {
     match args.command {
-        TilesCommand::Plan(a) => plan(a, env),
+        TilesCommand::Plan(a) => plan(*a, env),
         TilesCommand::Run(a) => run_tiles(a, env, shard_env),
         TilesCommand::Stitch(a) => stitch(a, env),
         TilesCommand::Seams(a) => seams(&a).map(|()| Outcome::Done),
@@ -351,7 +352,7 @@ fn seams(a: &SeamsArgs) -> Result<()> {
         );
     }
     let m = impasto::tiles::seams(&image, &plan);
-    println!(
+    let line = format!(
         "seams: border {:.5}, inside {:.5}, ratio {:.3} ({} tiles of {} px, overlap {} px)",
         m.border,
         m.inside,
@@ -360,5 +361,6 @@ fn seams(a: &SeamsArgs) -> Result<()> {
         plan.tile,
         plan.overlap
     );
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Prints the library's peak-memory estimate of a run at the given sizes (default settings, VGG-16),
 //! whole and in tiles, to compare with `/usr/bin/time -v` of the same runs.
 //!
-//! `cargo run --release -p impasto --example memory_estimate -- WEIGHTS SIZE[,SIZE...] [TILE]`
+//! `cargo run --release -p impasto --example memory_estimate -- WEIGHTS SIZE|WxH[,...] [TILE]`
 
 use impasto::{Arch, Pooling, StyleConfig, Vgg};
 
@@ -16,13 +16,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = StyleConfig::default();
     let tile: Option<u32> = args.get(2).map(|t| t.parse()).transpose()?;
     for s in sizes.split(',') {
-        let s: u32 = s.parse()?;
-        let whole = impasto::tiles::estimate_peak(&net, &config, s, s);
-        print!("{s}x{s}: whole {}", impasto::tiles::fmt_bytes(whole));
+        let (w, h): (u32, u32) = match s.split_once('x') {
+            Some((w, h)) => (w.parse()?, h.parse()?),
+            None => (s.parse()?, s.parse()?),
+        };
+        let whole = impasto::tiles::estimate_peak(&net, &config, w, h);
+        print!("{w}x{h}: whole {}", impasto::tiles::fmt_bytes(whole));
         if let Some(t) = tile {
             print!(
                 ", tiles of {t} px {}",
-                impasto::tiles::fmt_bytes(impasto::tiles::estimate_tiled_peak(&net, &config, s, s, t))
+                impasto::tiles::fmt_bytes(impasto::tiles::estimate_tiled_peak(&net, &config, w, h, t))
             );
         }
         println!();
