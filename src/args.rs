@@ -40,6 +40,7 @@ Examples:
   impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
   impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
   impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
+  impasto photo.jpg style.jpg --size 8192 --max-memory 3G -o poster.png   # in tiles
   impasto bench --sizes 256,512
   impasto models download vgg19
   impasto serve --open
@@ -108,6 +109,8 @@ pub enum Command {
     Video(Box<VideoArgs>),
     /// List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
     Devices(crate::devices::DevicesArgs),
+    /// Print sizes as tile jobs: plan the last scale's tiles, run them on several machines, stitch them
+    Tiles(Box<crate::tiles::TilesArgs>),
 }
 
 /// Arguments of a style-transfer run.
@@ -314,6 +317,19 @@ pub struct RunArgs {
         help_heading = "Model"
     )]
     pub pooling: PoolingArg,
+
+    /// Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that would need more is optimised
+    /// in overlapping tiles that fit [default: 3/4 of this machine's memory]
+    #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
+    pub max_memory: Option<String>,
+
+    /// Optimise every scale larger than PX in overlapping tiles of PX, one after the other
+    #[arg(long, value_name = "PX", help_heading = "Print sizes (tiling)")]
+    pub tile: Option<u32>,
+
+    /// Least overlap between neighbouring tiles (tiles must be at least 2×PX+64)
+    #[arg(long, value_name = "PX", default_value_t = defaults().tile_overlap, help_heading = "Print sizes (tiling)")]
+    pub tile_overlap: u32,
 
     /// Stop after this much optimisation time and write the image: 90s, 5m, 1h30m or seconds
     #[arg(long, value_name = "DURATION", help_heading = "Time and checkpoints")]

@@ -142,10 +142,16 @@ impl ShardEnv {
 
 /// The shard: the flag, else Slurm's array, else Kubernetes' index with a count, else everything.
 pub fn resolve_shard(args: &BatchArgs, env: &ShardEnv) -> Result<Shard> {
+    shard_from(args.shard.as_deref(), args.shard_count, env)
+}
+
+/// The shard of `--shard` and `--shard-count` (`impasto batch`, `impasto tiles run`): the flag, else
+/// Slurm's array, else Kubernetes' index with a count, else everything.
+pub fn shard_from(shard: Option<&str>, shard_count: Option<usize>, env: &ShardEnv) -> Result<Shard> {
     let num = |name: &str, v: &str| -> Result<usize> {
         v.trim().parse().map_err(|_| anyhow!("invalid ${name} `{v}`: expected a whole number"))
     };
-    if let Some(text) = &args.shard {
+    if let Some(text) = shard {
         return Ok(text.parse()?);
     }
     if let (Some(id), min, Some(count)) = &env.slurm {
@@ -163,7 +169,7 @@ pub fn resolve_shard(args: &BatchArgs, env: &ShardEnv) -> Result<Shard> {
         )?);
     }
     if let Some(i) = &env.k8s_index {
-        let count = match (args.shard_count, &env.count) {
+        let count = match (shard_count, &env.count) {
             (Some(n), _) => n,
             (None, Some(n)) => num(SHARD_COUNT_ENV, n)?,
             (None, None) => bail!(

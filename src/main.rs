@@ -1,7 +1,7 @@
 //! The `impasto` command: parses the command line, runs it, and turns the outcome into an exit status
 //! (0 done, 1 error, 2 bad command line, 130 interrupted) with any error on one line of stderr.
 //! `impasto bench`, `impasto devices`, `impasto models`, `impasto serve`, `impasto batch` and
-//! `impasto video` are the subcommands; without one, the
+//! `impasto video` and `impasto tiles` are the subcommands; without one, the
 //! arguments are a style-transfer run.
 
 mod args;
@@ -17,6 +17,7 @@ mod progress;
 mod run;
 mod serve;
 mod settings;
+mod tiles;
 mod video;
 mod weights;
 
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
             batch::run(args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
         }
         Some(Command::Video(args)) => video::run(*args, &settings::Env::from_process()),
+        Some(Command::Tiles(args)) => {
+            tiles::run(*args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
+        }
         None => run::run(cli.run, &settings::Env::from_process()),
     };
     match outcome {

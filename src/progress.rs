@@ -177,22 +177,36 @@ impl Progress {
     }
 }
 
-/// `scale 2/3 512x384  ` during a multi-scale run, else nothing.
+/// `scale 2/3 512x384  ` during a multi-scale run, else nothing; `tile 4/9 512x512  ` on a tiled scale.
 fn scale_tag(step: &Step<'_>) -> String {
+    let tile = match step.tile {
+        Some((i, n)) => format!("tile {}/{n} {}x{}  ", i + 1, step.width, step.height),
+        None => String::new(),
+    };
     if step.scales > 1 {
-        format!("scale {}/{} {}x{}  ", step.scale + 1, step.scales, step.width, step.height)
+        let size =
+            if step.tile.is_some() { String::new() } else { format!(" {}x{}", step.width, step.height) };
+        format!("scale {}/{}{size}  {tile}", step.scale + 1, step.scales)
     } else {
-        String::new()
+        tile
     }
 }
 
 /// ` in 3 scales (256x192 ×500, 512x384 ×250, 1024x768 ×125)` for a multi-scale run, else nothing.
 fn schedule_text(info: &RunInfo) -> String {
+    let tiles = |k: usize| match info.tiles.get(k) {
+        Some(Some(t)) => format!(" in {} tiles of {} px", t.len(), t.tile),
+        _ => String::new(),
+    };
     if info.scales.len() <= 1 {
-        return String::new();
+        return tiles(0);
     }
-    let parts: Vec<String> =
-        info.scales.iter().map(|s| format!("{}x{} ×{}", s.width, s.height, s.iterations)).collect();
+    let parts: Vec<String> = info
+        .scales
+        .iter()
+        .enumerate()
+        .map(|(k, s)| format!("{}x{} ×{}{}", s.width, s.height, s.iterations, tiles(k)))
+        .collect();
     format!(" in {} scales ({})", info.scales.len(), parts.join(", "))
 }
 
@@ -285,6 +299,7 @@ mod tests {
                 .into_iter()
                 .map(|(width, height, iterations)| impasto::Scale { width, height, iterations })
                 .collect(),
+            tiles: Vec::new(),
             initial: Losses::default(),
         };
         assert_eq!(schedule_text(&info(vec![(1024, 768, 500)])), "");

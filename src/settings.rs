@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use impasto::{
     Arch, ColorMatch, ColorMode, Init, MAX_SIZE, Optimizer, Pooling, Preprocess, SaveOptions, StyleConfig,
 };
@@ -30,6 +30,8 @@ pub struct Env {
     pub model_url: Option<String>,
     /// Whether stderr is a terminal (progress bar) or not (plain log lines).
     pub stderr_is_terminal: bool,
+    /// This machine's memory (bytes), when known: `--max-memory` defaults to a share of it.
+    pub memory: Option<u64>,
 }
 
 impl Env {
@@ -42,6 +44,7 @@ impl Env {
             offline: std::env::var(weights::OFFLINE_ENV).is_ok_and(|v| weights::is_truthy(&v)),
             model_url: std::env::var(weights::MODEL_URL_ENV).ok().filter(|v| !v.trim().is_empty()),
             stderr_is_terminal: std::io::stderr().is_terminal(),
+            memory: machine_memory(),
         }
     }
 
@@ -55,6 +58,40 @@ impl Env {
             Display::Plain { every: print_every }
         }
     }
+}
+
+/// The machine's memory from /proc/meminfo (`MemTotal`), where there is one.
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The share of the machine's memory a run may take unless `--max-memory` says otherwise.
+pub const DEFAULT_MEMORY_SHARE: f64 = 0.75;
+
+/// `--max-memory`: `3G`, `1.5GiB`, `800M`, `512k` (binary units, `B`/`iB` optional) or bytes.
+pub fn parse_memory(text: &str) -> Result<u64> {
+    let bad = || anyhow!("invalid --max-memory `{text}`: expected a size such as 3G, 1.5GiB or 800M");
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let unit_at = lower.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(unit_at);
+    let value: f64 = num.trim().parse().map_err(|_| bad())?;
+    let shift = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(bad()),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
 }
 
 /// Where the optimisation starts, before any file is read.
@@ -308,6 +345,12 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         style_masks: None,
         device: args.device.unwrap_or(impasto::Device::Cpu),
         gpu_faults: args.gpu_fault.unwrap_or_default(),
+        max_memory: match &args.max_memory {
+            Some(text) => Some(parse_memory(text)?),
+            None => env.memory.map(|m| (m as f64 * DEFAULT_MEMORY_SHARE) as u64),
+        },
+        tile: args.tile,
+        tile_overlap: args.tile_overlap,
     };
     config.validate(args.styles.len())?;
     let display = env.display(args.quiet, args.print_every);
@@ -556,6 +599,7 @@ mod tests {
             offline: true,
             model_url: Some("http://mirror/".into()),
             stderr_is_terminal: true,
+            memory: None,
         };
         let s = resolve(parse(&["--weights", "/w/flag.safetensors"]), &env).unwrap();
         assert_eq!(s.weights.explicit.as_deref(), Some(Path::new("/w/flag.safetensors")));

@@ -21,6 +21,8 @@ fn help() {
       batch    Run many style transfers from a plan or a grid, split over the nodes of a cluster
       video    Stylise a video or a folder of frames, consistent from frame to frame
       devices  List the GPU adapters (for --device gpu:N): name, backend, type and memory limits
+      tiles    Print sizes as tile jobs: plan the last scale's tiles, run them on several machines,
+               stitch them
 
     Arguments:
       <CONTENT>   Image whose content (shapes, layout) is kept
@@ -100,6 +102,15 @@ fn help() {
                                       declares, else caffe]
           --pooling <max|avg>         Pooling: max (as trained) or avg (smoother) [default: max]
 
+    Print sizes (tiling):
+          --max-memory <SIZE>  Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that would
+                               need more is optimised in overlapping tiles that fit [default: 3/4 of
+                               this machine's memory]
+          --tile <PX>          Optimise every scale larger than PX in overlapping tiles of PX, one after
+                               the other
+          --tile-overlap <PX>  Least overlap between neighbouring tiles (tiles must be at least 2×PX+64)
+                               [default: 80]
+
     Time and checkpoints:
           --time-limit <DURATION>  Stop after this much optimisation time and write the image: 90s, 5m,
                                    1h30m or seconds
@@ -129,6 +140,7 @@ fn help() {
       impasto photo.jpg style.jpg --optimizer adam --iterations 1000 --save-every 100 -o out.png
       impasto photo.jpg style.jpg --size 2048 --time-limit 1h --checkpoint run.ckpt -o big.png
       impasto photo.jpg style.jpg --size 2048 --checkpoint run.ckpt --resume run.ckpt -o big.png
+      impasto photo.jpg style.jpg --size 8192 --max-memory 3G -o poster.png   # in tiles
       impasto bench --sizes 256,512
       impasto models download vgg19
       impasto serve --open

@@ -16,4 +16,5 @@ mod options;
 mod pth;
 mod run;
 mod serve;
+mod tiles;
 mod video;

@@ -41,6 +41,21 @@ pub(crate) struct State {
     pub(crate) x: Vec<f32>,
     /// The optimiser.
     pub(crate) opt: OptState,
+    /// On a tiled scale: which tile `x` is, and the image the tiles start from. The tiles finished
+    /// before it are stored beside the checkpoint (see [`crate::tiles::TileStore`]).
+    pub(crate) tile: Option<TileState>,
+}
+
+/// Where a checkpoint of a tiled scale is.
+#[derive(Debug, Clone)]
+pub(crate) struct TileState {
+    /// The tile being optimised (0-based); the tiles before it are finished.
+    pub(crate) index: usize,
+    /// Tiles of the scale.
+    pub(crate) count: usize,
+    /// The tiles start from this image (the previous scale's result, or the initial image) resized
+    /// to the scale: (width, height, planar RGB) before resizing.
+    pub(crate) base: std::sync::Arc<(u32, u32, Vec<f32>)>,
 }
 
 /// FNV-1a, 64 bits: a stable fingerprint (not a security hash) of config text and image bytes.
@@ -75,6 +90,9 @@ pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
         tensors.push((name, vec![v.len()], bytemuck::cast_slice(v).to_vec(), Dtype::F32));
     };
     f32s("x".into(), &state.x);
+    if let Some(t) = &state.tile {
+        f32s("tile.base".into(), &t.base.2);
+    }
     let mut meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("fingerprint".to_string(), format!("{:016x}", state.fingerprint)),
@@ -84,6 +102,12 @@ pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
         ("width".to_string(), state.width.to_string()),
         ("height".to_string(), state.height.to_string()),
     ]);
+    if let Some(t) = &state.tile {
+        meta.insert("tile.index".into(), t.index.to_string());
+        meta.insert("tile.count".into(), t.count.to_string());
+        meta.insert("tile.base_width".into(), t.base.0.to_string());
+        meta.insert("tile.base_height".into(), t.base.1.to_string());
+    }
     match &state.opt {
         OptState::Lbfgs(l) => {
             meta.insert("optimizer".into(), "lbfgs".into());
@@ -194,7 +218,23 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
         }
         other => return Err(ckpt_err(path, format!("unknown optimizer `{other}`"))),
     };
+    let tile = match meta.get("tile.index") {
+        None => None,
+        Some(_) => {
+            let (bw, bh) = (num("tile.base_width")? as u32, num("tile.base_height")? as u32);
+            let base = f32s("tile.base")?;
+            if base.len() != 3 * (bw as usize) * (bh as usize) {
+                return Err(ckpt_err(path, "tile base image size does not match"));
+            }
+            Some(TileState {
+                index: num("tile.index")?,
+                count: num("tile.count")?,
+                base: std::sync::Arc::new((bw, bh, base)),
+            })
+        }
+    };
     let state = State {
+        tile,
         fingerprint: hex("fingerprint")?,
         scale: num("scale")?,
         scale_done: num("scale_done")?,

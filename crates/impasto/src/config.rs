@@ -121,6 +121,16 @@ pub struct StyleConfig {
     pub device: crate::Device,
     /// Failures to inject on the GPU (tests of the error paths; none by default).
     pub gpu_faults: crate::GpuFaults,
+    /// Memory the run may take (bytes): a scale whose whole-image optimisation would take more (see
+    /// [`estimate_peak`](crate::tiles::estimate_peak)) is optimised in tiles small enough to fit.
+    /// `None`: no limit.
+    pub max_memory: Option<u64>,
+    /// Optimise every scale larger than this (pixels, longest side) in overlapping tiles of this side,
+    /// one after the other. `None`: only where `max_memory` needs it.
+    pub tile: Option<u32>,
+    /// The least overlap between neighbouring tiles (pixels). Tiles must be at least
+    /// `2·tile_overlap + 32` pixels.
+    pub tile_overlap: u32,
 }
 
 impl Default for StyleConfig {
@@ -156,6 +166,9 @@ impl Default for StyleConfig {
             style_masks: None,
             device: crate::Device::Cpu,
             gpu_faults: crate::GpuFaults::default(),
+            max_memory: None,
+            tile: None,
+            tile_overlap: crate::tiles::TILE_OVERLAP,
         }
     }
 }
@@ -244,6 +257,24 @@ impl StyleConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(bad("EMA decay", format!("{} (must be in [0, 1))", self.ema_decay)));
         }
+        if let Some(t) = self.tile {
+            let least = crate::tiles::min_tile(self.tile_overlap);
+            if t < least {
+                return Err(bad(
+                    "tile size",
+                    format!(
+                        "{t} px is too small: tiles overlapping by {} px must be at least {least} px",
+                        self.tile_overlap
+                    ),
+                ));
+            }
+        }
+        if self.tile_overlap > MAX_SIZE {
+            return Err(bad(
+                "tile overlap",
+                format!("{} px (must be at most {MAX_SIZE})", self.tile_overlap),
+            ));
+        }
         match self.optimizer {
             Optimizer::Lbfgs { history } if history == 0 || history > 10_000 => {
                 return Err(bad("L-BFGS history", format!("{history} (must be 1..=10000)")));
@@ -309,6 +340,10 @@ impl StyleConfig {
         c.resume = None;
         c.device = crate::Device::Cpu;
         c.gpu_faults = crate::GpuFaults::default();
+        // Whether and how a scale is tiled is decided per scale, and the run adds that to its
+        // fingerprint: a budget that leads to the same tiles does not change the result.
+        c.max_memory = None;
+        c.tile = None;
         let mut key = String::new();
         for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {
             key.push_str(&format!(" mask {}x{} {:08x}", m.width(), m.height(), {

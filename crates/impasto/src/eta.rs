@@ -24,8 +24,14 @@ pub struct Eta {
 impl Eta {
     /// An estimator for the run `info` describes.
     pub fn new(info: &RunInfo) -> Eta {
-        let mut scales: Vec<(f64, usize)> =
-            info.scales.iter().map(|s| (s.pixels() as f64, s.iterations)).collect();
+        // On a tiled scale each iteration works on one tile: about the scale's pixels over the tiles.
+        let tiles = |k: usize| info.tiles.get(k).and_then(Option::as_ref).map_or(1, |t| t.len()) as f64;
+        let mut scales: Vec<(f64, usize)> = info
+            .scales
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.pixels() as f64 / tiles(k), s.iterations))
+            .collect();
         if scales.is_empty() {
             scales.push((f64::from(info.width) * f64::from(info.height), info.iterations));
         }
@@ -77,6 +83,7 @@ mod tests {
                 .into_iter()
                 .map(|(width, height, iterations)| crate::Scale { width, height, iterations })
                 .collect(),
+            tiles: Vec::new(),
             initial: crate::Losses::default(),
         }
     }

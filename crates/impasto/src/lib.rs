@@ -50,6 +50,7 @@ mod optim;
 mod output;
 mod pixels;
 mod run;
+pub mod tiles;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};

@@ -53,6 +53,10 @@ pub struct RunInfo {
     pub iterations: usize,
     /// The multi-scale schedule, smallest scale first (one entry for a single-scale run).
     pub scales: Vec<Scale>,
+    /// The tiles of each scale, in the order of `scales`: `None` where the scale is optimised whole,
+    /// else the plan of the tiles it is optimised in, one after the other (see
+    /// [`StyleConfig::tile`](crate::StyleConfig::tile)). Empty means all whole.
+    pub tiles: Vec<Option<crate::tiles::TilePlan>>,
     /// The losses of the initial image at the first scale.
     pub initial: Losses,
 }
@@ -64,7 +68,8 @@ pub struct Scale {
     pub width: u32,
     /// Image height at this scale.
     pub height: u32,
-    /// Iterations planned at this scale.
+    /// Iterations planned at this scale: on a tiled scale, those of all its tiles together (each tile
+    /// gets the same share).
     pub iterations: usize,
 }
 
@@ -96,10 +101,13 @@ pub struct Step<'a> {
     /// Time since the optimisation started.
     pub elapsed: Duration,
     pub(crate) pixels: &'a [f32],
-    /// Width of the current scale's image.
+    /// Width of the current scale's image (of the tile, on a tiled scale).
     pub width: u32,
     /// Height of the current scale's image.
     pub height: u32,
+    /// On a tiled scale, (0-based tile, tiles): the image is that tile's (`width`×`height` are the
+    /// tile's size).
+    pub tile: Option<(usize, usize)>,
 }
 
 impl Step<'_> {
@@ -138,6 +146,9 @@ pub trait Observer: Send {
     }
     /// Called after a checkpoint was written (after `iteration` iterations).
     fn on_checkpoint(&mut self, _iteration: usize, _path: &std::path::Path) {}
+    /// Called when tile `index` (0-based) of `count` of a tiled scale is finished and blended into the
+    /// image (`skipped`: it was finished by an earlier run and read back).
+    fn on_tile(&mut self, _index: usize, _count: usize, _skipped: bool) {}
 }
 
 /// An observer that ignores everything.

@@ -2,7 +2,9 @@
 //! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
+mod jobs;
 mod scale;
+mod tiled;
 
 use std::path::Path;
 use std::time::Instant;
@@ -20,7 +22,10 @@ use crate::model::Vgg;
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
 use crate::pixels::{fit_longest_side, resize, to_planar};
+use crate::tiles::{self, GRAM_HALO, Rect};
+pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 use scale::{ScaleRun, Steerable};
+use tiled::Carry;
 
 /// The result of a run.
 #[derive(Debug, Clone)]
@@ -167,6 +172,8 @@ struct Plan<'a> {
     temporal: Option<&'a Temporal>,
     /// The network on the GPU, when the run uses one.
     gpu: Option<GpuContext>,
+    /// The tile plan of each scale (`None`: optimised whole).
+    tiles: Vec<Option<tiles::TilePlan>>,
 }
 
 impl<'a> Plan<'a> {
@@ -194,6 +201,7 @@ impl<'a> Plan<'a> {
             scales: Vec::new(),
             temporal: None,
             gpu: None,
+            tiles: Vec::new(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -214,6 +222,11 @@ impl<'a> Plan<'a> {
                 Scale { width, height, iterations }
             })
             .collect();
+        plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
+        // A tiled scale's iterations are those of each tile, all tiles together.
+        for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
+            s.iterations *= t.as_ref().map_or(1, tiles::TilePlan::len);
+        }
         plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         Ok(plan)
     }
@@ -246,53 +259,56 @@ impl<'a> Plan<'a> {
             && (self.style_layers.is_empty() || styles.iter().all(|s| big_enough(s, self.style_long(long))))
     }
 
-    /// The objective at the scale whose longest side is `long`.
+    /// The objective at the scale whose longest side is `long`, on the whole image.
     fn objective(&self, content: &Rgb32FImage, styles: &[Rgb32FImage], long: u32) -> Result<Objective<'a>> {
-        let (net, config) = (self.net, self.config);
-        let (width, height) = fit_longest_side(content.width(), content.height(), long);
-        let (w, h) = (width as usize, height as usize);
-        let content_px = to_planar(&resize(content, width, height));
-        let content_targets = features_at(net, &content_px, h, w, &self.content_layers)
-            .into_iter()
-            .zip(&self.content_layers)
-            .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })
-            .collect();
+        let inputs = self.inputs_at(content, long);
+        let style = self.style_targets(styles, long, None)?;
+        self.objective_on(&inputs, Rect::whole(inputs.width, inputs.height), &style)
+    }
 
-        let pixel_mask = config.mask.as_ref().map(|m| mask_at(m, width, height));
-        let layer_mask = |m: &[f32], layer: usize| {
-            let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
-            for _ in 0..net.pools_before(layer) {
-                let mut out = vec![0.0; (mh / 2) * (mw / 2)];
-                impasto_kernels::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
-                (mh, mw, v) = (mh / 2, mw / 2, out);
-            }
-            v
-        };
-        // Without style masks, one blended target per layer over the whole (content-masked) output;
-        // with them, one target per style and layer, each over its own region.
-        let regions: Vec<Option<Vec<f32>>> = match &config.style_masks {
-            None => vec![pixel_mask.clone()],
-            Some(ms) => ms
-                .iter()
-                .map(|m| {
-                    let mut v = mask_at(m, width, height);
-                    if let Some(cm) = &pixel_mask {
-                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
-                    }
-                    Some(v)
-                })
-                .collect(),
-        };
+    /// The inputs resized to the scale whose longest side is `long`.
+    fn inputs_at(&self, content: &Rgb32FImage, long: u32) -> ScaleInputs {
+        let (width, height) = fit_longest_side(content.width(), content.height(), long);
+        ScaleInputs {
+            width,
+            height,
+            content: resize(content, width, height),
+            mask: self.config.mask.as_ref().map(|m| mask_at(m, width, height)),
+            style_masks: self
+                .config
+                .style_masks
+                .as_ref()
+                .map(|ms| ms.iter().map(|m| mask_at(m, width, height)).collect()),
+            temporal: self
+                .temporal
+                .map(|t| (resize(&t.target, width, height), mask_at(&t.reliability, width, height))),
+        }
+    }
+
+    /// The style targets at the scale whose longest side is `long` (the blended Grams of the style
+    /// images, weighted, without masks): one per style layer, or with style masks one per style and
+    /// layer. `tile`: compute each style image's Grams in tiles of this side (it may be too large for
+    /// one pass).
+    fn style_targets(
+        &self,
+        styles: &[Rgb32FImage],
+        long: u32,
+        tile: Option<u32>,
+    ) -> Result<Vec<StyleTarget>> {
+        let config = self.config;
+        let regions = config.style_masks.as_ref().map_or(1, Vec::len);
         let layer_w =
             config.style_layer_weights.clone().unwrap_or_else(|| vec![1.0; config.style_layers.len()]);
         let blend = config.normalised_blend(styles.len());
         let mut style_targets: Vec<StyleTarget> = Vec::new();
-        for (r, region) in regions.iter().enumerate() {
-            let region_w = if config.style_masks.is_some() { blend[r] * styles.len() as f32 } else { 1.0 };
+        let region_weights: Vec<f32> = match &config.style_masks {
+            Some(_) => blend.iter().map(|b| b * styles.len() as f32).collect(),
+            None => vec![1.0],
+        };
+        for &region_w in region_weights.iter().take(regions) {
             for (&layer, &lw) in self.style_layers.iter().zip(&layer_w) {
-                let mask = region.as_ref().map(|m| layer_mask(m, layer));
                 let weight = config.style_weight * lw * region_w;
-                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask });
+                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask: None });
             }
         }
         let style_long = self.style_long(long);
@@ -303,8 +319,15 @@ impl<'a> Plan<'a> {
             }
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
             check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
-            let px = to_planar(&resize(img, sw, sh));
-            let grams = grams_at(net, &px, sh as usize, sw as usize, &self.style_layers);
+            let grams = match tile {
+                Some(t) => {
+                    tiles::tiled_grams(self.net, &resize(img, sw, sh), &self.style_layers, t, GRAM_HALO)
+                }
+                None => {
+                    let px = to_planar(&resize(img, sw, sh));
+                    grams_at(self.net, &px, sh as usize, sw as usize, &self.style_layers)
+                }
+            };
             // Style k feeds region k when masked, else the blend of the single region.
             let (targets, factor) = match &config.style_masks {
                 Some(_) => (&mut style_targets[k * nl..(k + 1) * nl], 1.0),
@@ -319,6 +342,55 @@ impl<'a> Plan<'a> {
                 }
             }
         }
+        Ok(style_targets)
+    }
+
+    /// The objective on the rectangle `rect` of a scale (the whole image, or a tile): content targets
+    /// from the content's crop, masks cropped, the given (global) style targets.
+    fn objective_on(&self, inputs: &ScaleInputs, rect: Rect, style: &[StyleTarget]) -> Result<Objective<'a>> {
+        let (net, config) = (self.net, self.config);
+        let (w, h) = (rect.width as usize, rect.height as usize);
+        let content_px = tiles::crop_planar(&inputs.content, rect);
+        let content_targets = features_at(net, &content_px, h, w, &self.content_layers)
+            .into_iter()
+            .zip(&self.content_layers)
+            .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })
+            .collect();
+
+        let pixel_mask = inputs.mask.as_ref().map(|m| tiles::crop_plane(m, inputs.width, rect));
+        let layer_mask = |m: &[f32], layer: usize| {
+            let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
+            for _ in 0..net.pools_before(layer) {
+                let mut out = vec![0.0; (mh / 2) * (mw / 2)];
+                impasto_kernels::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
+                (mh, mw, v) = (mh / 2, mw / 2, out);
+            }
+            v
+        };
+        // Without style masks, one blended target per layer over the whole (content-masked) output;
+        // with them, one target per style and layer, each over its own region.
+        let regions: Vec<Option<Vec<f32>>> = match &inputs.style_masks {
+            None => vec![pixel_mask.clone()],
+            Some(ms) => ms
+                .iter()
+                .map(|m| {
+                    let mut v = tiles::crop_plane(m, inputs.width, rect);
+                    if let Some(cm) = &pixel_mask {
+                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
+                    }
+                    Some(v)
+                })
+                .collect(),
+        };
+        let nl = self.style_layers.len();
+        let style_targets = style
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mask = regions[i / nl.max(1)].as_ref().map(|m| layer_mask(m, t.layer));
+                StyleTarget { mask, ..t.clone() }
+            })
+            .collect();
         let mut objective = Objective {
             net,
             height: h,
@@ -327,11 +399,14 @@ impl<'a> Plan<'a> {
             style: style_targets,
             tv_weight: config.tv_weight,
             pixel_mask,
-            temporal: self.temporal.map(|t| TemporalTarget {
-                target: to_planar(&resize(&t.target, width, height)),
-                mask: mask_at(&t.reliability, width, height),
-                weight: t.weight,
-            }),
+            temporal: match (self.temporal, &inputs.temporal) {
+                (Some(t), Some((target, mask))) => Some(TemporalTarget {
+                    target: tiles::crop_planar(target, rect),
+                    mask: tiles::crop_plane(mask, inputs.width, rect),
+                    weight: t.weight,
+                }),
+                _ => None,
+            },
             buffers: Default::default(),
             gpu: None,
         };
@@ -361,6 +436,11 @@ impl<'a> Plan<'a> {
         }
         if let Init::Image(img) = &self.config.init {
             fp.add_f32s(img.as_raw());
+        }
+        for (k, t) in self.tiles.iter().enumerate() {
+            if let Some(t) = t {
+                fp.add(format!(" tiles {k} {} {}", t.tile, t.overlap).as_bytes());
+            }
         }
         if let Some(t) = self.temporal {
             fp.add(&t.weight.to_le_bytes());
@@ -395,9 +475,16 @@ impl<'a> Plan<'a> {
                  only --iterations, --time-limit, the checkpoint and output flags may change)",
             ));
         }
-        match self.scales.get(state.scale) {
-            Some(s) if (s.width, s.height) == (state.width, state.height) => {}
-            _ => return Err(err("its scale does not match this run's schedule")),
+        let tiled = self.tiles.get(state.scale).and_then(Option::as_ref);
+        match (self.scales.get(state.scale), tiled, &state.tile) {
+            (Some(s), None, None) if (s.width, s.height) == (state.width, state.height) => {}
+            // A tile index of the tile count: every tile is finished (the state holds the last one).
+            (Some(_), Some(plan), Some(t))
+                if t.count == plan.len()
+                    && t.index <= plan.len()
+                    && plan.rect(t.index.min(plan.len() - 1)).width == state.width
+                    && plan.rect(t.index.min(plan.len() - 1)).height == state.height => {}
+            _ => return Err(err("its scale (or its tiles) does not match this run's schedule")),
         }
         match (&state.opt, self.config.optimizer) {
             (OptState::Lbfgs(_), Optimizer::Lbfgs { .. }) | (OptState::Adam(..), Optimizer::Adam { .. }) => {
@@ -407,12 +494,73 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Optimises scale `k` on the whole image, starting from `prev` (the previous scale's result;
+    /// `None`: the initial image), or continuing `resumed`.
+    #[allow(clippy::too_many_arguments)]
+    fn whole_scale(
+        &self,
+        k: usize,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        prev: Option<&Stylized>,
+        resumed: Option<State>,
+        carry: &mut Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<Stylized> {
+        let Scale { width, height, iterations } = self.scales[k];
+        let long = self.scales[k].long_side();
+        let mut objective = Steerable::new(self.objective(content, styles, long)?, self.config);
+        objective.set(carry.weights);
+        let state = match resumed {
+            Some(state) => state,
+            None => {
+                let mut x = match prev {
+                    None => self.initial_pixels(content, width, height),
+                    Some(p) => to_planar(&resize(&p.image, width, height)),
+                };
+                let content_px = to_planar(&resize(content, width, height));
+                keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
+                let opt = self.fresh_optimiser(&x);
+                let (fingerprint, done) = (carry.fingerprint, carry.done);
+                State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt, tile: None }
+            }
+        };
+        let last = k + 1 == self.scales.len();
+        let scale = ScaleRun {
+            config: self.config,
+            scales: &self.scales,
+            total: carry.total,
+            start: carry.start,
+            last,
+            tiles: &self.tiles,
+            tile: None,
+        };
+        let announce = std::mem::take(&mut carry.announce);
+        let out = scale.optimise(&mut objective, state, iterations, observer, announce)?;
+        carry.weights = objective.weights;
+        carry.done = out.iterations;
+        Ok(out)
+    }
+
     fn run(
         &self,
         content: &Rgb32FImage,
         styles: &[Rgb32FImage],
         observer: &mut dyn Observer,
     ) -> Result<Stylized> {
+        self.run_scales(content, styles, self.scales.len(), observer)?
+            .ok_or_else(|| Error::Config { what: "output size", reason: "no scale to optimise".into() })
+    }
+
+    /// Optimises the scales before `end` (all of them: `self.scales.len()`), or until a stop; the last
+    /// result (`None` when no scale ran).
+    fn run_scales(
+        &self,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        end: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<Stylized>> {
         let start = Instant::now();
         let total: usize = self.scales.iter().map(|s| s.iterations).sum();
         let fingerprint = self.fingerprint(content, styles);
@@ -421,41 +569,54 @@ impl<'a> Plan<'a> {
             None => None,
         };
         let first = resume.as_ref().map_or(0, |r| r.scale);
-        let mut done = resume.as_ref().map_or(0, |r| r.done);
+        let mut carry = Carry {
+            fingerprint,
+            total,
+            start,
+            done: resume.as_ref().map_or(0, |r| r.done),
+            // The weights in force: the config's until an observer steers them, then kept across scales.
+            weights: Weights::of(self.config),
+            announce: true,
+        };
         let mut prev: Option<Stylized> = None;
-        // The weights in force: the config's until an observer steers them, then kept across scales.
-        let mut weights = Weights::of(self.config);
-        for k in first..self.scales.len() {
-            let Scale { width, height, iterations } = self.scales[k];
-            let long = self.scales[k].long_side();
-            let mut objective = Steerable::new(self.objective(content, styles, long)?, self.config);
-            objective.set(weights);
-            let state = match resume.take() {
-                Some(state) => state,
+        for k in first..end {
+            let out = match &self.tiles[k] {
+                Some(plan) => self.tiled_scale(
+                    k,
+                    plan,
+                    content,
+                    styles,
+                    prev.as_ref(),
+                    resume.take(),
+                    &mut carry,
+                    observer,
+                )?,
                 None => {
-                    let mut x = match &prev {
-                        None => self.initial_pixels(content, width, height),
-                        Some(p) => to_planar(&resize(&p.image, width, height)),
-                    };
-                    let content_px = to_planar(&resize(content, width, height));
-                    keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
-                    let opt = self.fresh_optimiser(&x);
-                    State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt }
+                    self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?
                 }
             };
-            let last = k + 1 == self.scales.len();
-            let scale = ScaleRun { config: self.config, scales: &self.scales, total, start, last };
-            let out = scale.optimise(&mut objective, state, iterations, observer, k == first)?;
-            weights = objective.weights;
-            done = out.iterations;
             let stop = out.stop;
             prev = Some(out);
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;
             }
         }
-        prev.ok_or_else(|| Error::Config { what: "output size", reason: "no scale to optimise".into() })
+        Ok(prev)
     }
+}
+
+/// The inputs of one scale, resized to it once (a tiled scale crops every tile's from them).
+struct ScaleInputs {
+    width: u32,
+    height: u32,
+    /// The content image.
+    content: Rgb32FImage,
+    /// The content mask, one plane.
+    mask: Option<Vec<f32>>,
+    /// The style masks, one plane each.
+    style_masks: Option<Vec<Vec<f32>>>,
+    /// Video: the temporal target and its reliability (one plane).
+    temporal: Option<(Rgb32FImage, Vec<f32>)>,
 }
 
 /// A mask resized to `width`×`height`, values clamped to 0..1, as one plane.

@@ -366,6 +366,45 @@ impl Vgg {
         acts
     }
 
+    /// Memory a forward and backward pass of an `h`×`w` image through layers `0..=last` holds at its
+    /// peak, as [`forward`](Self::forward) allocates it: (bytes of the kept outputs and argmax indices,
+    /// floats of the largest layer output, which sizes the two scratch buffers).
+    pub(crate) fn forward_bytes(&self, h: usize, w: usize, last: usize, wanted: &[bool]) -> (usize, usize) {
+        let kept = |j: usize| wanted[j] || self.needs_relu_output(j, last, wanted);
+        let (mut c, mut h, mut w) = (3, h, w);
+        let (mut bytes, mut largest) = (0, 3 * h * w);
+        let mut i = 0;
+        while i <= last {
+            match self.layers[i].kind {
+                LayerKind::Conv { c_out, .. } => {
+                    let out = if i < last && !wanted[i] { i + 1 } else { i };
+                    c = c_out;
+                    largest = largest.max(c * h * w);
+                    if kept(out) {
+                        bytes += 4 * c * h * w;
+                    }
+                    i = out;
+                }
+                LayerKind::Relu => {
+                    if kept(i) {
+                        bytes += 4 * c * h * w;
+                    }
+                }
+                LayerKind::Pool => {
+                    (h, w) = (h / 2, w / 2);
+                    if kept(i) {
+                        bytes += 4 * c * h * w;
+                    }
+                    if self.pooling == Pooling::Max && self.folds_relu(i, wanted) {
+                        bytes += c * h * w;
+                    }
+                }
+            }
+            i += 1;
+        }
+        (bytes, largest)
+    }
+
     /// The algorithm of the forward convolution at layer `i`: Winograd where it wins, except for the
     /// convolution feeding the first max pool. Flat image regions (solid backgrounds, clipped
     /// highlights) give exactly tied pool windows there; im2col computes identical neighbourhoods

@@ -102,6 +102,10 @@ pub(super) struct ScaleRun<'o> {
     /// Whether this is the last scale (whose end is checkpointed, so that a finished run can be
     /// resumed for more iterations).
     pub(super) last: bool,
+    /// The tiles of each scale (`None`: whole).
+    pub(super) tiles: &'o [Option<crate::tiles::TilePlan>],
+    /// On a tiled scale: (0-based tile, tiles) of the tile being optimised.
+    pub(super) tile: Option<(usize, usize)>,
 }
 
 impl ScaleRun<'_> {
@@ -123,6 +127,7 @@ impl ScaleRun<'_> {
                 height: state.height,
                 iterations: self.total,
                 scales: self.scales.to_vec(),
+                tiles: self.tiles.to_vec(),
                 initial: point.losses,
             };
             observer.on_start(&info);
@@ -212,6 +217,7 @@ impl ScaleRun<'_> {
             pixels: &state.x,
             width: state.width,
             height: state.height,
+            tile: self.tile,
         };
         if let ControlFlow::Break(()) = observer.on_step(&step) {
             StopReason::Cancelled

@@ -16,3 +16,4 @@ mod schedule;
 mod steer;
 mod stylize;
 mod temporal;
+mod tiles;

@@ -1,0 +1,262 @@
+//! Tiles as independent jobs: the last scale of a run cut into tiles that separate processes (or
+//! machines) optimise, each writing its finished tiles into a shared folder, and a stitch of them into
+//! the image. `prepare_tiles` runs the scales before the last and writes what the tiles start from;
+//! `run_tiles` optimises any tiles (skipping stored ones, so reruns are idempotent); `stitch_tiles`
+//! blends them. The in-process tiled run uses the same setup, tile optimisation and blend, so the
+//! result is the same, bit for bit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use image::Rgb32FImage;
+use serde::{Deserialize, Serialize};
+
+use super::tiled::Carry;
+use super::{Plan, color_inputs, with_threads};
+use crate::color::{ColorMode, preserve_colors};
+use crate::config::StyleConfig;
+use crate::error::{Error, Result};
+use crate::model::Vgg;
+use crate::observer::{Observer, StopReason, Weights};
+use crate::pixels::{to_image, to_planar};
+use crate::tiles::{self, TilePlan, TileStore, read_tensor, write_tensor};
+
+const FORMAT: &str = "impasto-tile-job-1";
+
+/// The last scale of a run as tile jobs: written by [`prepare_tiles`] as `job.json` (with the image the
+/// tiles start from in `base.safetensors`) in a folder that every process taking tiles can read; the
+/// finished tiles go to `tiles/` in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TileJob {
+    /// `impasto-tile-job-1`.
+    pub format: String,
+    /// The run's fingerprint (settings and images), hex: tiles of other runs are refused.
+    pub fingerprint: String,
+    /// The tiled scale (0-based; the last of the run).
+    pub scale: usize,
+    /// Its tiles.
+    pub plan: TilePlan,
+    /// Size of the image the tiles start from (the previous scale's result), before resizing.
+    pub base_width: u32,
+    /// See `base_width`.
+    pub base_height: u32,
+    /// Free for the caller: the CLI records the command line that made the job.
+    pub args: Vec<String>,
+}
+
+impl TileJob {
+    /// The job file in a job folder.
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join("job.json")
+    }
+
+    /// The store of finished tiles in a job folder.
+    pub fn store(&self, dir: &Path) -> Result<TileStore> {
+        Ok(TileStore::new(dir.join("tiles"), self.fingerprint_value()?, self.scale))
+    }
+
+    fn fingerprint_value(&self) -> Result<u64> {
+        u64::from_str_radix(&self.fingerprint, 16).map_err(|_| Error::Checkpoint {
+            path: PathBuf::from("job.json"),
+            reason: format!("bad fingerprint `{}`", self.fingerprint),
+        })
+    }
+
+    /// Writes the job and its base image into `dir` (created if needed).
+    pub fn write(&self, dir: &Path, base: &Rgb32FImage) -> Result<()> {
+        let io = |e: std::io::Error| Error::Io { action: "cannot write", path: dir.to_path_buf(), error: e };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let meta = HashMap::from([
+            ("width".to_string(), base.width().to_string()),
+            ("height".to_string(), base.height().to_string()),
+        ]);
+        write_tensor(&dir.join("base.safetensors"), meta, &to_planar(base))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        std::fs::write(Self::file(dir), text + "\n").map_err(io)
+    }
+
+    /// Reads the job and its base image from `dir`.
+    pub fn read(dir: &Path) -> Result<(TileJob, Rgb32FImage)> {
+        let file = Self::file(dir);
+        let bad = |reason: String| Error::Checkpoint { path: file.clone(), reason };
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::Io {
+            action: "cannot read",
+            path: file.clone(),
+            error: e,
+        })?;
+        let job: TileJob = serde_json::from_str(&text).map_err(|e| bad(format!("not a tile job: {e}")))?;
+        if job.format != FORMAT {
+            return Err(bad(format!("format `{}`, expected {FORMAT}", job.format)));
+        }
+        let (_, x) = read_tensor(&dir.join("base.safetensors"))?;
+        if x.len() != 3 * job.base_width as usize * job.base_height as usize {
+            return Err(bad("its base image does not match".into()));
+        }
+        let base = to_image(&x, job.base_width, job.base_height);
+        Ok((job, base))
+    }
+
+    /// The tiles not finished yet.
+    pub fn missing(&self, dir: &Path) -> Result<Vec<usize>> {
+        let store = self.store(dir)?;
+        Ok((0..self.plan.len()).filter(|&i| !store.has(i, self.plan.rect(i))).collect())
+    }
+}
+
+/// The run's plan with its last scale tiled in tiles of `config.tile` (even when the image is no
+/// larger: one tile), and the job's fingerprint: the run's, with the tiling of the earlier scales left
+/// out (the job's base image is their result, and machines with other memory may tile them otherwise).
+fn job_plan<'a>(
+    net: &'a Vgg,
+    config: &'a StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+) -> Result<(Plan<'a>, u64)> {
+    let mut plan = Plan::new(net, config, content, styles)?;
+    let k = plan.scales.len() - 1;
+    if plan.tiles[k].is_none() {
+        let Some(tile) = config.tile else {
+            return Err(Error::Config { what: "tile size", reason: "tile jobs need a tile size".into() });
+        };
+        let s = plan.scales[k];
+        let tp = TilePlan::new(s.width, s.height, tile, config.tile_overlap)?;
+        plan.scales[k].iterations *= tp.len();
+        plan.tiles[k] = Some(tp);
+    }
+    let earlier: Vec<Option<TilePlan>> = plan.tiles[..k].iter_mut().map(Option::take).collect();
+    let fingerprint = plan.fingerprint(content, styles);
+    plan.tiles.splice(..k, earlier);
+    Ok((plan, fingerprint))
+}
+
+/// Runs every scale but the last of `config` (as [`stylize`](crate::stylize) would) and returns the
+/// last scale as a tile job with the image its tiles start from. `config.tile` gives the tile size.
+/// Stopped by the observer: an error.
+pub fn prepare_tiles(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    observer: &mut dyn Observer,
+) -> Result<(TileJob, Rgb32FImage)> {
+    config.validate(styles.len())?;
+    with_threads(config.threads, || {
+        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
+        let config = config_in.as_ref().unwrap_or(config);
+        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
+        let k = plan.scales.len() - 1;
+        let prev = plan.run_scales(&content_in, &styles_in, k, observer).map_err(|e| plan.explain(e))?;
+        if prev.as_ref().is_some_and(|p| p.stop != StopReason::Finished && p.stop != StopReason::Converged) {
+            return Err(Error::Config { what: "tile job", reason: "stopped before the tiled scale".into() });
+        }
+        let base = plan.base_of(k, &content_in, prev.as_ref());
+        let job = TileJob {
+            format: FORMAT.into(),
+            fingerprint: format!("{fingerprint:016x}"),
+            scale: k,
+            plan: plan.tiles[k].clone().expect("the last scale is tiled"),
+            base_width: base.0,
+            base_height: base.1,
+            args: Vec::new(),
+        };
+        let image = to_image(&base.2, base.0, base.1);
+        Ok((job, image))
+    })
+}
+
+/// Optimises the tiles `indices` of `job` (folder `dir`, base image `base` as [`TileJob::read`] gives
+/// them) that are not stored yet, storing each when finished; tiles already stored are skipped
+/// ([`Observer::on_tile`] with `skipped`). The settings and images must be the job's. Returns how the
+/// last tile stopped ([`StopReason::Cancelled`]: the observer stopped it, and it was not stored).
+#[allow(clippy::too_many_arguments)]
+pub fn run_tiles(
+    net: &Vgg,
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    job: &TileJob,
+    base: &Rgb32FImage,
+    dir: &Path,
+    indices: &[usize],
+    observer: &mut dyn Observer,
+) -> Result<StopReason> {
+    config.validate(styles.len())?;
+    with_threads(config.threads, || {
+        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
+        let config = config_in.as_ref().unwrap_or(config);
+        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
+        let k = plan.scales.len() - 1;
+        if format!("{fingerprint:016x}") != job.fingerprint
+            || k != job.scale
+            || plan.tiles[k].as_ref() != Some(&job.plan)
+        {
+            return Err(Error::Checkpoint {
+                path: TileJob::file(dir),
+                reason: "it was planned with other settings or images (the same images, model and flags are needed)".into(),
+            });
+        }
+        let n = job.plan.len();
+        if let Some(&i) = indices.iter().find(|&&i| i >= n) {
+            return Err(Error::Config {
+                what: "tile index",
+                reason: format!("{i} (the job has tiles 0 to {})", n - 1),
+            });
+        }
+        let store = job.store(dir)?;
+        let todo: Vec<usize> = indices.iter().copied().filter(|&i| !store.has(i, job.plan.rect(i))).collect();
+        for &i in indices.iter().filter(|i| !todo.contains(i)) {
+            observer.on_tile(i, n, true);
+        }
+        if todo.is_empty() {
+            return Ok(StopReason::Finished);
+        }
+        let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
+        let ts = plan.tiled_setup(k, &job.plan, &content_in, &styles_in, base_small)?;
+        let per_tile = plan.scales[k].iterations / n;
+        let mut carry = Carry {
+            fingerprint,
+            total: todo.len() * per_tile,
+            start: Instant::now(),
+            done: 0,
+            weights: Weights::of(config),
+            announce: true,
+        };
+        let mut stop = StopReason::Finished;
+        for i in todo {
+            let r = plan.optimise_tile(&ts, i, None, &mut carry, observer).map_err(|e| plan.explain(e))?;
+            stop = r.stop;
+            if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
+                break;
+            }
+            store.write(i, job.plan.rect(i), &to_planar(&r.image))?;
+            observer.on_tile(i, n, false);
+        }
+        Ok(stop)
+    })
+}
+
+/// The image of a finished tile job: every tile of `job` (folder `dir`) blended over its base, then the
+/// colour options of `config` applied as a run applies them (`content`: the content image).
+pub fn stitch_tiles(
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    job: &TileJob,
+    base: &Rgb32FImage,
+    dir: &Path,
+) -> Result<Rgb32FImage> {
+    let store = job.store(dir)?;
+    let (w, h) = (job.plan.width, job.plan.height);
+    let base = crate::pixels::resize(base, w, h);
+    let mut image = tiles::stitch(&job.plan, &base, |i| {
+        store.read(i, job.plan.rect(i))?.ok_or_else(|| Error::Checkpoint {
+            path: store.path(i),
+            reason: format!("tile {i} of {} is not finished", job.plan.len()),
+        })
+    })?;
+    if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
+        image = preserve_colors(&image, content);
+    }
+    Ok(image)
+}

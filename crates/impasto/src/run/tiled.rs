@@ -1,0 +1,323 @@
+//! A scale optimised in tiles: when a scale is tiled (the memory budget or the tile size), and the
+//! loop over its tiles: each tile starts from its crop of the upscaled previous scale, has its own
+//! content targets, masks and optimiser and the scale's global style targets, and is blended into
+//! the output when finished. Checkpoints record the tile being optimised; finished tiles are stored
+//! beside them, so a resumed run skips them.
+
+use std::sync::Arc;
+
+use image::Rgb32FImage;
+
+use super::scale::{ScaleRun, Steerable};
+use super::{Plan, Stylized, keep_unmasked};
+use crate::checkpoint::{State, TileState};
+use crate::error::{Error, Result};
+use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
+use crate::pixels::{resize, to_image, to_planar};
+use crate::tiles::{self, TilePlan, TileStore, estimate_peak, estimate_tiled_peak, fmt_bytes, min_tile};
+
+/// What the loop over the scales carries from one scale to the next.
+pub(super) struct Carry {
+    pub(super) fingerprint: u64,
+    /// Iterations planned, all scales together.
+    pub(super) total: usize,
+    pub(super) start: std::time::Instant,
+    /// Iterations done so far.
+    pub(super) done: usize,
+    /// The weights in force.
+    pub(super) weights: Weights,
+    /// Call `on_start` at the next scale's first evaluation.
+    pub(super) announce: bool,
+}
+
+impl Plan<'_> {
+    /// The tile plan of scale `s`, or `None` when it is optimised whole: tiled when `config.tile` is
+    /// smaller than its longest side, or when its whole-image peak would exceed `config.max_memory`
+    /// (then in the largest tiles that fit).
+    pub(super) fn tiling(&self, s: &Scale) -> Result<Option<TilePlan>> {
+        let (c, net) = (self.config, self.net);
+        let (w, h) = (s.width, s.height);
+        let tile = match (c.tile, c.max_memory) {
+            (Some(t), budget) if s.long_side() > t => {
+                if let Some(b) = budget
+                    && estimate_tiled_peak(net, c, w, h, t) > b
+                {
+                    return Err(Error::Config {
+                        what: "memory budget",
+                        reason: format!(
+                            "{} is less than tiles of {t} px need at {w}x{h} (about {}): give a smaller tile or more memory",
+                            fmt_bytes(b),
+                            fmt_bytes(estimate_tiled_peak(net, c, w, h, t))
+                        ),
+                    });
+                }
+                t
+            }
+            (Some(_), _) => return Ok(None),
+            (None, Some(b)) if estimate_peak(net, c, w, h) > b => self.tile_for_budget(s, b)?,
+            _ => return Ok(None),
+        };
+        if self.pools > tiles::TILE_ALIGN.trailing_zeros() {
+            return Err(Error::Config {
+                what: "tile size",
+                reason: format!(
+                    "tiles need layers after at most 4 poolings; the deepest layer used has {}",
+                    self.pools
+                ),
+            });
+        }
+        TilePlan::new(w, h, tile, c.tile_overlap).map(Some)
+    }
+
+    /// The largest tile (a multiple of 16 pixels) whose tiled scale fits in `budget`.
+    fn tile_for_budget(&self, s: &Scale, budget: u64) -> Result<u32> {
+        let (c, net) = (self.config, self.net);
+        let least = min_tile(c.tile_overlap).div_ceil(tiles::TILE_ALIGN) * tiles::TILE_ALIGN;
+        let mut t = s.long_side() / tiles::TILE_ALIGN * tiles::TILE_ALIGN;
+        while t >= least {
+            if estimate_tiled_peak(net, c, s.width, s.height, t) <= budget {
+                return Ok(t);
+            }
+            t -= tiles::TILE_ALIGN;
+        }
+        Err(Error::Config {
+            what: "memory budget",
+            reason: format!(
+                "{} is less than even the smallest tiles ({least} px) need at {}x{} (about {})",
+                fmt_bytes(budget),
+                s.width,
+                s.height,
+                fmt_bytes(estimate_tiled_peak(net, c, s.width, s.height, least))
+            ),
+        })
+    }
+
+    /// Scale `k` ready to be optimised tile by tile in `plan`, starting from `base_small` (the previous
+    /// scale's result, or the initial image: width, height, planar RGB), which is resized to the scale.
+    pub(super) fn tiled_setup(
+        &self,
+        k: usize,
+        plan: &TilePlan,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        base_small: Arc<(u32, u32, Vec<f32>)>,
+    ) -> Result<TiledScale> {
+        let Scale { width, height, iterations } = self.scales[k];
+        let base = resize(&to_image(&base_small.2, base_small.0, base_small.1), width, height);
+        let long = self.scales[k].long_side();
+        Ok(TiledScale {
+            k,
+            plan: plan.clone(),
+            base,
+            // Kept only for checkpoints.
+            base_small: self.config.checkpoint.is_some().then_some(base_small),
+            inputs: self.inputs_at(content, long),
+            style: self.style_targets(styles, long, Some(plan.tile))?,
+            per_tile: iterations / plan.len(),
+        })
+    }
+
+    /// The image a tiled scale `k` starts from, before resizing to the scale: `prev` (the previous
+    /// scale's result), else the initial image.
+    pub(super) fn base_of(
+        &self,
+        k: usize,
+        content: &Rgb32FImage,
+        prev: Option<&Stylized>,
+    ) -> Arc<(u32, u32, Vec<f32>)> {
+        match prev {
+            Some(p) => Arc::new((p.image.width(), p.image.height(), to_planar(&p.image))),
+            None => {
+                let Scale { width, height, .. } = self.scales[k];
+                Arc::new((width, height, self.initial_pixels(content, width, height)))
+            }
+        }
+    }
+
+    /// Optimises tile `i` of `ts` (continuing `resumed` when given): its result (planar RGB 0..1 of
+    /// the tile's rectangle), losses, and how it stopped.
+    pub(super) fn optimise_tile(
+        &self,
+        ts: &TiledScale,
+        i: usize,
+        resumed: Option<State>,
+        carry: &mut Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<Stylized> {
+        let n = ts.plan.len();
+        let rect = ts.plan.rect(i);
+        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, &ts.style)?, self.config);
+        objective.set(carry.weights);
+        let state = match resumed {
+            Some(s) => s,
+            None => {
+                let mut x = tiles::crop_planar(&ts.base, rect);
+                let content_px = tiles::crop_planar(&ts.inputs.content, rect);
+                keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
+                let opt = self.fresh_optimiser(&x);
+                let tile = ts.base_small.as_ref().map(|b| TileState { index: i, count: n, base: b.clone() });
+                State {
+                    fingerprint: carry.fingerprint,
+                    scale: ts.k,
+                    scale_done: 0,
+                    done: carry.done,
+                    width: rect.width,
+                    height: rect.height,
+                    x,
+                    opt,
+                    tile,
+                }
+            }
+        };
+        let run = ScaleRun {
+            config: self.config,
+            scales: &self.scales,
+            total: carry.total,
+            start: carry.start,
+            last: false,
+            tiles: &self.tiles,
+            tile: Some((i, n)),
+        };
+        let announce = std::mem::take(&mut carry.announce);
+        let r = run.optimise(&mut objective, state, ts.per_tile, observer, announce)?;
+        carry.weights = objective.weights;
+        carry.done = r.iterations;
+        Ok(r)
+    }
+
+    /// Optimises scale `k` tile by tile, starting from `prev` (the previous scale's result; `None`:
+    /// the initial image), or continuing `resumed` (a checkpoint inside this scale).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tiled_scale(
+        &self,
+        k: usize,
+        plan: &TilePlan,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        prev: Option<&Stylized>,
+        resumed: Option<State>,
+        carry: &mut Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<Stylized> {
+        let base_small = match &resumed {
+            Some(State { tile: Some(t), .. }) => t.base.clone(),
+            _ => self.base_of(k, content, prev),
+        };
+        let ts = self.tiled_setup(k, plan, content, styles, base_small)?;
+        let n = plan.len();
+        let store = self
+            .config
+            .checkpoint
+            .as_ref()
+            .map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
+        let mut out = ts.base.clone();
+        let mut resumed = resumed;
+        let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
+        if first > 0 {
+            let path = self.config.resume.as_deref().unwrap_or(std::path::Path::new(""));
+            let from = TileStore::new(TileStore::beside(path), carry.fingerprint, k);
+            for i in 0..first {
+                let rect = plan.rect(i);
+                let x = from.read(i, rect)?.ok_or_else(|| Error::Checkpoint {
+                    path: from.path(i),
+                    reason: "missing: the checkpoint's finished tiles are kept beside it".into(),
+                })?;
+                if let Some(s) = &store {
+                    s.write(i, rect, &x)?;
+                }
+                tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
+                observer.on_tile(i, n, true);
+            }
+        }
+        let (mut sum, mut pixels) = (Losses::default(), 0.0f64);
+        let mut stop = StopReason::Finished;
+        for i in first..n {
+            let rect = plan.rect(i);
+            let r = match self.optimise_tile(&ts, i, resumed.take(), carry, observer) {
+                Ok(r) => r,
+                Err(Error::NonFinite { iteration, what, .. }) => {
+                    tiles::finish(&mut out);
+                    return Err(Error::NonFinite { iteration, what, last_good: Box::new(out) });
+                }
+                Err(e) => return Err(e),
+            };
+            stop = r.stop;
+            if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
+                break;
+            }
+            let x = to_planar(&r.image);
+            if let Some(s) = &store {
+                s.write(i, rect, &x)?;
+            }
+            tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
+            let p = rect.pixels() as f64;
+            let l = r.losses;
+            sum = Losses {
+                content: sum.content + p * l.content,
+                style: sum.style + p * l.style,
+                tv: sum.tv + p * l.tv,
+                temporal: sum.temporal + p * l.temporal,
+            };
+            pixels += p;
+            observer.on_tile(i, n, false);
+            if i + 1 == n && k + 1 == self.scales.len() {
+                self.checkpoint_finished(&ts, r, carry, observer)?;
+            }
+        }
+        tiles::finish(&mut out);
+        let p = pixels.max(1.0);
+        let losses = Losses {
+            content: sum.content / p,
+            style: sum.style / p,
+            tv: sum.tv / p,
+            temporal: sum.temporal / p,
+        };
+        Ok(Stylized { image: out, losses, iterations: carry.done, stop })
+    }
+}
+
+impl Plan<'_> {
+    /// The checkpoint of a finished tiled last scale: every tile is stored beside it, so a run whose
+    /// image could not be written is resumed into that image without optimising (or, with more
+    /// iterations, nothing more: the tiles are done). `last`: the last tile's result.
+    fn checkpoint_finished(
+        &self,
+        ts: &TiledScale,
+        last: Stylized,
+        carry: &Carry,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let (Some(path), Some(base)) = (&self.config.checkpoint, &ts.base_small) else { return Ok(()) };
+        let n = ts.plan.len();
+        let x = to_planar(&last.image);
+        let state = State {
+            fingerprint: carry.fingerprint,
+            scale: ts.k,
+            scale_done: ts.per_tile,
+            done: carry.done,
+            width: last.image.width(),
+            height: last.image.height(),
+            opt: self.fresh_optimiser(&x),
+            x,
+            tile: Some(TileState { index: n, count: n, base: base.clone() }),
+        };
+        crate::checkpoint::write(path, &state)?;
+        observer.on_checkpoint(carry.done, path);
+        Ok(())
+    }
+}
+
+/// One tiled scale, ready to optimise any of its tiles (the in-process loop and tile jobs share it).
+pub(super) struct TiledScale {
+    /// The scale.
+    pub(super) k: usize,
+    pub(super) plan: TilePlan,
+    /// The image the tiles start from, at the scale.
+    pub(super) base: Rgb32FImage,
+    /// The same before resizing, for checkpoints (`None` without checkpoints).
+    base_small: Option<Arc<(u32, u32, Vec<f32>)>>,
+    inputs: super::ScaleInputs,
+    style: Vec<crate::loss::StyleTarget>,
+    /// Iterations of each tile.
+    per_tile: usize,
+}

@@ -1,0 +1,86 @@
+//! Print sizes with tiny weights: `--tile` runs end to end, `impasto tiles plan|run|stitch` in
+//! separate processes gives the pixels of the in-process tiled run (reruns skip finished tiles), and
+//! tiles or memory budgets too small are refused on one line before any work.
+
+use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
+
+/// The run's arguments: a 96x96 output in tiles of at most 80 px overlapping by at least 8 (4 tiles of
+/// 64 px), 16-bit.
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "c.png",
+        "s.png",
+        "--weights",
+        "w.safetensors",
+        "--size",
+        "96",
+        "--min-size",
+        "48",
+        "-n",
+        "4",
+        "--threads",
+        "2",
+        "--depth",
+        "16",
+        "--print-every",
+        "0",
+        "--style-weight",
+        "1e4",
+        "--tile",
+        "80",
+        "--tile-overlap",
+        "8",
+    ];
+    v.extend(TINY_LAYERS);
+    v.extend(extra);
+    v
+}
+
+fn pixels(sb: &Sandbox, name: &str) -> Vec<u16> {
+    image::open(sb.path(name)).unwrap_or_else(|e| panic!("{name}: {e}")).to_rgb16().into_raw()
+}
+
+/// The tiny sandbox with a 96x96 content image.
+fn sandbox() -> Sandbox {
+    let sb = tiny();
+    sb.png("c.png", 96, 96);
+    sb
+}
+
+fn ok(run: Run) -> Run {
+    run.assert_ok();
+    run
+}
+
+#[test]
+fn tiled_runs_and_tile_jobs_in_separate_processes_give_the_same_pixels() {
+    let sb = sandbox();
+    let run = ok(sb.run(&args(&["-o", "inproc.png"])));
+    assert!(run.stderr.contains("wrote inproc.png (96x96"), "{}", run.stderr);
+    let plan = ok(sb.run(&[&["tiles", "plan", "--job", "job"][..], &args(&["-o", "tiled.png"])].concat()));
+    assert!(plan.stderr.starts_with("planned 4 tiles of 80 px (96x96) in job"), "{}", plan.stderr);
+    let first = ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2"]));
+    assert!(first.stderr.contains("tiles: 2 optimised here, 2 of 4 finished"), "{}", first.stderr);
+    let early = sb.run(&["tiles", "stitch", "--job", "job"]);
+    insta::assert_snapshot!(early.error_line(1), @"impasto: error: job job: 2 of 4 tiles are not finished (the first is 1): run `impasto tiles run --job job` first");
+    ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "1/2"]));
+    let again = ok(sb.run(&["tiles", "run", "--job", "job"]));
+    assert!(again.stderr.contains("tiles: 0 optimised here, 4 of 4 finished"), "{}", again.stderr);
+    let stitched = ok(sb.run(&["tiles", "stitch", "--job", "job"]));
+    assert!(stitched.stderr.contains("tiled.png (96x96, 4 tiles)"), "{}", stitched.stderr);
+    assert_eq!(pixels(&sb, "tiled.png"), pixels(&sb, "inproc.png"));
+    let seams = ok(sb.run(&["tiles", "seams", "tiled.png", "--job", "job"]));
+    assert!(seams.stdout.starts_with("seams: border "), "{}", seams.stdout);
+}
+
+#[test]
+fn tiles_and_budgets_too_small_are_refused_up_front() {
+    let sb = sandbox();
+    let small = sb.run(&args(&["-o", "o.png", "--tile", "40"]));
+    insta::assert_snapshot!(small.error_line(1), @"impasto: error: invalid tile size: 40 px is too small: tiles overlapping by 8 px must be at least 80 px");
+    let budget = sb.run(&args(&["-o", "o.png", "--max-memory", "1M"]));
+    insta::assert_snapshot!(budget.error_line(1), @"impasto: error: invalid memory budget: 1 MiB is less than tiles of 80 px need at 96x96 (about 191 MiB): give a smaller tile or more memory");
+    let bad = sb.run(&args(&["-o", "o.png", "--max-memory", "lots"]));
+    insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
+    assert!(!sb.path("o.png").exists());
+}
