@@ -89,9 +89,10 @@ fn a_clip_keeps_its_frames_rate_and_audio() {
     let first = image::open(sb.path("frames_out/000001.png")).unwrap();
     assert_eq!((first.width(), first.height()), (64, 64));
 
-    // Without --frame-iterations every frame gets --iterations; the measured temporal weight.
+    // Without --frame-iterations the frames after the first get 3/4 of --iterations; the measured
+    // temporal weight.
     let args =
-        ["video", &silent, &style, "-o", "defaults_out", "--weights", "builtin", "--size", "64", "-n", "3"];
+        ["video", &silent, &style, "-o", "defaults_out", "--weights", "builtin", "--size", "64", "-n", "4"];
     sb.run(&args).assert_ok();
     let settings = std::fs::read_to_string(sb.path("defaults_out/impasto-video.txt")).unwrap();
     assert!(settings.contains("\nframe iterations 3\n"), "{settings}");
