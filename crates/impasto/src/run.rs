@@ -97,17 +97,30 @@ fn stylize_with(
     temporal: Option<&Temporal>,
     observer: &mut dyn Observer,
 ) -> Result<Stylized> {
-    config.validate(styles.len())?;
-    with_threads(config.threads, || {
-        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
-        let config = config_in.as_ref().unwrap_or(config);
-        let mut plan = Plan::new(net, config, &content_in, &styles_in)?;
+    with_run_inputs(config, content, styles, |config, content_in, styles_in| {
+        let mut plan = Plan::new(net, config, content_in, styles_in)?;
         plan.temporal = temporal;
-        let mut out = plan.run(&content_in, &styles_in, observer).map_err(|e| plan.explain(e))?;
+        let mut out = plan.run(content_in, styles_in, observer).map_err(|e| plan.explain(e))?;
         if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
             out.image = preserve_colors(&out.image, content);
         }
         Ok(out)
+    })
+}
+
+/// Validates `config`, then runs `f` on the run's threads with the config and images the optimisation
+/// sees under the colour options: the one way into a run for [`stylize`], [`stylize_frame`] and the
+/// tile jobs.
+fn with_run_inputs<T: Send>(
+    config: &StyleConfig,
+    content: &Rgb32FImage,
+    styles: &[Rgb32FImage],
+    f: impl FnOnce(&StyleConfig, &Rgb32FImage, &[Rgb32FImage]) -> Result<T> + Send,
+) -> Result<T> {
+    config.validate(styles.len())?;
+    with_threads(config.threads, || {
+        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
+        f(config_in.as_ref().unwrap_or(config), &content_in, &styles_in)
     })
 }
 

@@ -14,7 +14,7 @@ use image::Rgb32FImage;
 use serde::{Deserialize, Serialize};
 
 use super::tiled::Carry;
-use super::{Plan, color_inputs, with_threads};
+use super::{Plan, with_run_inputs};
 use crate::color::{ColorMode, preserve_colors};
 use crate::config::StyleConfig;
 use crate::error::{Error, Result};
@@ -141,17 +141,14 @@ pub fn prepare_tiles(
     styles: &[Rgb32FImage],
     observer: &mut dyn Observer,
 ) -> Result<(TileJob, Rgb32FImage)> {
-    config.validate(styles.len())?;
-    with_threads(config.threads, || {
-        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
-        let config = config_in.as_ref().unwrap_or(config);
-        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
+    with_run_inputs(config, content, styles, |config, content_in, styles_in| {
+        let (plan, fingerprint) = job_plan(net, config, content_in, styles_in)?;
         let k = plan.scales.len() - 1;
-        let prev = plan.run_scales(&content_in, &styles_in, k, observer).map_err(|e| plan.explain(e))?;
+        let prev = plan.run_scales(content_in, styles_in, k, observer).map_err(|e| plan.explain(e))?;
         if prev.as_ref().is_some_and(|p| p.stop != StopReason::Finished && p.stop != StopReason::Converged) {
             return Err(Error::Config { what: "tile job", reason: "stopped before the tiled scale".into() });
         }
-        let base = plan.base_of(k, &content_in, prev.as_ref());
+        let base = plan.base_of(k, content_in, prev.as_ref());
         let job = TileJob {
             format: FORMAT.into(),
             fingerprint: format!("{fingerprint:016x}"),
@@ -182,11 +179,8 @@ pub fn run_tiles(
     indices: &[usize],
     observer: &mut dyn Observer,
 ) -> Result<StopReason> {
-    config.validate(styles.len())?;
-    with_threads(config.threads, || {
-        let (content_in, styles_in, config_in) = color_inputs(config, content, styles);
-        let config = config_in.as_ref().unwrap_or(config);
-        let (plan, fingerprint) = job_plan(net, config, &content_in, &styles_in)?;
+    with_run_inputs(config, content, styles, |config, content_in, styles_in| {
+        let (plan, fingerprint) = job_plan(net, config, content_in, styles_in)?;
         let k = plan.scales.len() - 1;
         if format!("{fingerprint:016x}") != job.fingerprint
             || k != job.scale
@@ -213,7 +207,7 @@ pub fn run_tiles(
             return Ok(StopReason::Finished);
         }
         let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
-        let ts = plan.tiled_setup(k, &job.plan, &content_in, &styles_in, base_small)?;
+        let ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small)?;
         let per_tile = plan.scales[k].iterations / n;
         let mut carry = Carry {
             fingerprint,
