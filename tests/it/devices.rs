@@ -67,3 +67,53 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
     assert_eq!(bad.code, Some(2));
     assert!(bad.stderr.contains("`melt` is not lost@N, oom@N or kernel=NAME"), "{}", bad.stderr);
 }
+
+/// Out of GPU memory while building the second scale (injected with `--gpu-fault oom@N`, N the first
+/// allocation after the first scale, found by bisection: before it a failure has no image, from it
+/// on there is one or the run finishes): one line, the first scale's image written, exit status 1.
+#[test]
+fn a_gpu_failure_building_the_second_scale_writes_the_first_scales_image() {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    let run = |n: u64| {
+        let _ = std::fs::remove_file(sb.path("out.png"));
+        let fault = format!("oom@{n}");
+        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+        args.extend([
+            "--min-size",
+            "16",
+            "-n",
+            "2",
+            "--scale-iterations",
+            "2",
+            "--quiet",
+            "--device",
+            "gpu:0",
+        ]);
+        args.extend(["--gpu-fault", &fault]);
+        args.extend(crate::common::TINY_LAYERS);
+        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+        crate::common::Run::from(out)
+    };
+    let writes = |n: u64| run(n).code.is_some() && sb.path("out.png").exists();
+    let (mut lo, mut hi) = (1u64, 64u64);
+    assert!(!writes(lo), "oom@1 fails before the run");
+    while !writes(hi) {
+        assert!(hi < 1 << 16, "no oom@N up to {hi} writes an image");
+        (lo, hi) = (hi, hi * 2);
+    }
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if writes(mid) { hi = mid } else { lo = mid }
+    }
+    let out = run(hi);
+    let line = out.error_line(1);
+    assert!(
+        line.contains("out of GPU memory on ") && line.ends_with("wrote the last good image to out.png"),
+        "oom@{hi}: {line}"
+    );
+    let img = image::open(sb.path("out.png")).expect("the first scale's image was written");
+    assert_eq!((img.width(), img.height()), (16, 12), "the first scale's result");
+}

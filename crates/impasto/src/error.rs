@@ -184,4 +184,29 @@ impl Error {
             _ => None,
         }
     }
+
+    /// `self` reporting `image` as the run's last good image: a non-finite loss or a GPU failure
+    /// carries it (in place of its own); other errors are unchanged.
+    pub(crate) fn with_last_good(self, image: image::Rgb32FImage) -> Error {
+        match self {
+            Error::NonFinite { iteration, what, .. } => {
+                Error::NonFinite { iteration, what, last_good: Box::new(image) }
+            }
+            Error::Gpu { reason, .. } => Error::Gpu { reason, last_good: Some(Box::new(image)) },
+            e => e,
+        }
+    }
+
+    /// [`Error::with_last_good`] for a GPU failure that has no image yet: one while building a later
+    /// scale's targets or objective (out of memory, a kernel) stops the run as a device lost mid-run
+    /// does, with the image the run had. `image`: the newest result, if there is one.
+    pub(crate) fn or_last_good(self, image: impl FnOnce() -> Option<image::Rgb32FImage>) -> Error {
+        if !matches!(self, Error::Gpu { last_good: None, .. }) {
+            return self;
+        }
+        match image() {
+            Some(img) => self.with_last_good(img),
+            None => self,
+        }
+    }
 }

@@ -603,11 +603,12 @@ impl<'a> Plan<'a> {
                     resume.take(),
                     &mut carry,
                     observer,
-                )?,
+                ),
                 None => {
-                    self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)?
+                    self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)
                 }
-            };
+            }
+            .map_err(|e| e.or_last_good(|| prev.as_ref().map(|p| p.image.clone())))?;
             let stop = out.stop;
             prev = Some(out);
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {

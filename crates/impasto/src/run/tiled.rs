@@ -235,9 +235,11 @@ impl Plan<'_> {
             let rect = plan.rect(i);
             let r = match self.optimise_tile(&ts, i, resumed.take(), carry, observer) {
                 Ok(r) => r,
-                Err(Error::NonFinite { iteration, what, .. }) => {
+                // The tiles blended so far are the last good image (before the first tile, a GPU
+                // failure building its objective keeps the previous scale's result: `run_scales`).
+                Err(e) if i > 0 || matches!(e, Error::NonFinite { .. }) => {
                     tiles::finish(&mut out);
-                    return Err(Error::NonFinite { iteration, what, last_good: Box::new(out) });
+                    return Err(e.with_last_good(out));
                 }
                 Err(e) => return Err(e),
             };

@@ -230,3 +230,76 @@ fn a_network_keeps_its_gpu_copy_for_the_next_runs() {
     let c = impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
     assert_eq!(a.image.as_raw(), c.image.as_raw());
 }
+
+/// The smallest `oom@N` whose run keeps an image: a failed allocation before the run has a result
+/// is an error without one; from the first allocation after it on, the error carries the last good
+/// image (or, past the last allocation, the run finishes). Exponential then binary search on N.
+fn first_oom_with_an_image(
+    run: impl Fn(u64) -> impasto::Result<impasto::Stylized>,
+) -> (u64, impasto::Result<impasto::Stylized>) {
+    let keeps = |r: &impasto::Result<impasto::Stylized>| {
+        r.as_ref().map_or_else(|e| e.last_good_image().is_some(), |_| true)
+    };
+    let (mut lo, mut hi) = (1u64, 64u64);
+    while !keeps(&run(hi)) {
+        assert!(hi < 1 << 16, "no oom@N up to {hi} keeps an image");
+        (lo, hi) = (hi, hi * 2);
+    }
+    assert!(!keeps(&run(lo)), "oom@{lo} already keeps an image");
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if keeps(&run(mid)) { hi = mid } else { lo = mid }
+    }
+    (hi, run(hi))
+}
+
+/// Out of GPU memory while building the second scale's objective (or a tile's after the first) stops
+/// the run as a device lost mid-run does: one line and the previous scale's result (the tiles blended
+/// so far).
+#[test]
+fn a_gpu_failure_building_a_later_scale_keeps_the_previous_result() {
+    let gpu = device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 16);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let two_scales =
+        StyleConfig { min_size: 32, iterations: 2, scale_iterations: Some(2), ..small_config(gpu) };
+    let tiled = StyleConfig { size: 96, tile: Some(80), tile_overlap: 8, iterations: 2, ..small_config(gpu) };
+    for (what, config, size) in [("second scale", two_scales, (32, 32)), ("second tile", tiled, (96, 96))] {
+        let run = |n: u64| {
+            let faults = impasto::GpuFaults { out_of_memory_at_allocation: Some(n), ..Default::default() };
+            let config = StyleConfig { gpu_faults: faults, ..config.clone() };
+            impasto::stylize(&net, &config, &content, styles, &mut NoObserver)
+        };
+        let (n, result) = first_oom_with_an_image(run);
+        let err = result.expect_err("an allocation of the later scale fails");
+        let line = err.to_string();
+        eprintln!("{what}: oom@{n}: {line}");
+        assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("out of GPU memory"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let last = err.last_good_image().expect("the previous result comes with the error");
+        assert_eq!(last.dimensions(), size, "{what}");
+        assert!(last.pixels().all(|p| p.0.iter().all(|v| v.is_finite())));
+    }
+}
+
+#[test]
+fn a_tiled_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
+    let gpu = device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 17);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let tiled = |device| StyleConfig { size: 96, tile: Some(80), tile_overlap: 8, ..small_config(device) };
+    let cpu = impasto::stylize(&net, &tiled(Device::Cpu), &content, styles, &mut NoObserver).unwrap();
+    let a = impasto::stylize(&net, &tiled(gpu), &content, styles, &mut NoObserver).unwrap();
+    eprintln!("tiled: cpu {:?}\n       gpu {:?} ({} iterations)", cpu.losses, a.losses, a.iterations);
+    assert_eq!(a.iterations, cpu.iterations);
+    assert_eq!(a.image.dimensions(), (96, 96));
+    for (what, x, y) in
+        [("total", a.losses.total(), cpu.losses.total()), ("style", a.losses.style, cpu.losses.style)]
+    {
+        assert!(rel(x, y) < 0.01, "tiled {what}: gpu {x} vs cpu {y}");
+    }
+    let b = impasto::stylize(&net, &tiled(gpu), &content, styles, &mut NoObserver).unwrap();
+    assert_eq!(a.image.as_raw(), b.image.as_raw(), "two tiled GPU runs differ");
+}
