@@ -48,7 +48,9 @@ impl fmt::Display for Device {
 /// take the driver's own paths (see `impasto_gpu::Faults`). Ignored on the CPU.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuFaults {
-    /// Submission `n` (counting from 1; one per evaluation) finds the device lost.
+    /// Submission `n` (counting from 1) finds the device lost. A run submits once per style image
+    /// (per Gram tile on a tiled scale) for each scale's style targets, once for the content targets
+    /// of each scale or tile, and once per evaluation.
     pub lose_device_at_submit: Option<u64>,
     /// Buffer allocation `n` (counting from 1) runs out of memory.
     pub out_of_memory_at_allocation: Option<u64>,

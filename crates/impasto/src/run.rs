@@ -17,7 +17,7 @@ use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
 use crate::error::{Error, Result};
-use crate::loss::{ContentTarget, Objective, StyleTarget, Temporal, TemporalTarget, features_at, grams_at};
+use crate::loss::{ContentTarget, Objective, StyleTarget, TargetNet, Temporal, TemporalTarget};
 use crate::model::Vgg;
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
@@ -252,6 +252,11 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// The network that computes the targets: the run's GPU when it has one, else the CPU.
+    fn targets(&self) -> TargetNet<'_> {
+        TargetNet { net: self.net, gpu: self.gpu.as_ref() }
+    }
+
     /// The smallest side the deepest layer used needs.
     fn min_side(&self) -> u32 {
         1 << self.pools
@@ -333,12 +338,16 @@ impl<'a> Plan<'a> {
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
             check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
             let grams = match tile {
-                Some(t) => {
-                    tiles::tiled_grams(self.net, &resize(img, sw, sh), &self.style_layers, t, GRAM_HALO)
-                }
+                Some(t) => tiles::tiled_grams(
+                    self.targets(),
+                    &resize(img, sw, sh),
+                    &self.style_layers,
+                    t,
+                    GRAM_HALO,
+                )?,
                 None => {
                     let px = to_planar(&resize(img, sw, sh));
-                    grams_at(self.net, &px, sh as usize, sw as usize, &self.style_layers)
+                    self.targets().grams_at(&px, sh as usize, sw as usize, &self.style_layers)?
                 }
             };
             // Style k feeds region k when masked, else the blend of the single region.
@@ -364,7 +373,9 @@ impl<'a> Plan<'a> {
         let (net, config) = (self.net, self.config);
         let (w, h) = (rect.width as usize, rect.height as usize);
         let content_px = tiles::crop_planar(&inputs.content, rect);
-        let content_targets = features_at(net, &content_px, h, w, &self.content_layers)
+        let content_targets = self
+            .targets()
+            .features_at(&content_px, h, w, &self.content_layers)?
             .into_iter()
             .zip(&self.content_layers)
             .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })

@@ -5,10 +5,13 @@ mod content;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod style;
+mod targets;
 mod temporal;
 mod tv;
 
 pub use style::gram_matrix;
+pub(crate) use targets::TargetNet;
+pub use targets::{features_on, grams_on};
 pub use temporal::Temporal;
 pub(crate) use temporal::TemporalTarget;
 

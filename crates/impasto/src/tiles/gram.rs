@@ -7,7 +7,8 @@ use image::Rgb32FImage;
 
 use super::blend::crop_planar;
 use super::plan::{Rect, TILE_ALIGN};
-use crate::loss::{grams_at, outputs_at};
+use crate::error::Result;
+use crate::loss::TargetNet;
 use crate::model::Vgg;
 
 /// The halo around each interior tile of a tiled Gram, in pixels: the receptive radius of relu5_1
@@ -15,24 +16,25 @@ use crate::model::Vgg;
 /// match the whole image's to 1e-5 relative from this halo on.
 pub const GRAM_HALO: u32 = 80;
 
-/// The normalised Gram matrices `F·Fᵀ/(C·N)` of `img` at `layers` (as [`grams_at`] computes them on the
+/// The normalised Gram matrices `F·Fᵀ/(C·N)` of `img` at `layers` (as `grams_at` computes them on the
 /// whole image), computed on interior tiles of side `tile` (a multiple of [`TILE_ALIGN`]) with `halo`
-/// pixels of context. An image that fits in one tile is computed whole.
+/// pixels of context, the forward passes on `net`'s device (each interior's Gram on the CPU). An image
+/// that fits in one tile is computed whole.
 pub(crate) fn tiled_grams(
-    net: &Vgg,
+    net: TargetNet<'_>,
     img: &Rgb32FImage,
     layers: &[usize],
     tile: u32,
     halo: u32,
-) -> Vec<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>> {
     let (w, h) = img.dimensions();
     let tile = (tile / TILE_ALIGN * TILE_ALIGN).max(TILE_ALIGN);
     let halo = halo.div_ceil(TILE_ALIGN) * TILE_ALIGN;
     if w <= tile && h <= tile {
         let px = crate::pixels::to_planar(img);
-        return grams_at(net, &px, h as usize, w as usize, layers);
+        return net.grams_at(&px, h as usize, w as usize, layers);
     }
-    let pools: Vec<u32> = layers.iter().map(|&l| net.pools_before(l + 1)).collect();
+    let pools: Vec<u32> = layers.iter().map(|&l| net.net.pools_before(l + 1)).collect();
     let mut sums: Vec<Vec<f64>> = Vec::new();
     let mut channels = vec![0usize; layers.len()];
     for y0 in (0..h).step_by(tile as usize) {
@@ -42,7 +44,7 @@ pub(crate) fn tiled_grams(
             let (cx1, cy1) = ((x1 + halo).min(w), (y1 + halo).min(h));
             let crop = Rect { x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0 };
             let px = crop_planar(img, crop);
-            let outs = outputs_at(net, &px, crop.height as usize, crop.width as usize, layers);
+            let outs = net.outputs_at(&px, crop.height as usize, crop.width as usize, layers)?;
             for (k, ((f, (c, lh, lw)), &p)) in outs.into_iter().zip(&pools).enumerate() {
                 // The interior on this layer's grid; a tile at the image's end takes the rest of the grid.
                 let s = 1u32 << p;
@@ -73,7 +75,8 @@ pub(crate) fn tiled_grams(
             }
         }
     }
-    sums.into_iter()
+    Ok(sums
+        .into_iter()
         .zip(&pools)
         .zip(channels)
         .map(|((s, &p), c)| {
@@ -82,7 +85,7 @@ pub(crate) fn tiled_grams(
             let norm = c as f64 * positions;
             s.into_iter().map(|v| (v / norm) as f32).collect()
         })
-        .collect()
+        .collect())
 }
 
 /// The normalised Gram matrices of `img` (RGB 0..1) at the named layers, computed in interior tiles
@@ -96,5 +99,5 @@ pub fn style_grams(
     halo: u32,
 ) -> crate::Result<Vec<Vec<f32>>> {
     let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<crate::Result<_>>()?;
-    Ok(tiled_grams(net, img, &idx, tile, halo))
+    tiled_grams(TargetNet { net, gpu: None }, img, &idx, tile, halo)
 }

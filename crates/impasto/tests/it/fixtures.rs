@@ -20,7 +20,7 @@ use crate::common::{real_weights, shared_dir};
 const STYLE: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 const TOL: f64 = 1e-4;
 
-fn load_fixture() -> HashMap<String, Vec<f32>> {
+pub fn load_fixture() -> HashMap<String, Vec<f32>> {
     let path = shared_dir().join("fixtures/vgg16_reference_64.safetensors");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let st = SafeTensors::deserialize(&bytes).expect("fixture parses");
@@ -33,7 +33,7 @@ fn load_fixture() -> HashMap<String, Vec<f32>> {
 }
 
 /// max |a − b| / max |b|, the per-tensor relative error the fixture README suggests.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let max_ref = b.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
     let max_err = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use impasto::{AlphaPlane, Arch, Device, NoObserver, Objective, Pooling, StyleConfig, Vgg};
 
-use crate::common::{Lcg, random_vgg, shared_dir};
+use crate::common::{Lcg, random_vgg, real_weights, shared_dir};
+use crate::fixtures::{load_fixture, rel_err};
 
 fn device() -> Device {
     let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -187,18 +188,22 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     let styles = std::slice::from_ref(&style);
     let faults =
         |f: &str| StyleConfig { gpu_faults: impasto::GpuFaults::parse(f).unwrap(), ..small_config(gpu) };
-    // The device is lost at the fourth evaluation: one line, and the image of the last good one.
-    let err = impasto::stylize(&net, &faults("lost@4"), &content, styles, &mut NoObserver).unwrap_err();
+    // The device is lost at the fourth evaluation (submissions 1 and 2 compute the style and content
+    // targets): one line, and the image of the last good one.
+    let err = impasto::stylize(&net, &faults("lost@6"), &content, styles, &mut NoObserver).unwrap_err();
     let line = err.to_string();
     assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("was lost"), "{line}");
     assert!(!line.contains('\n'), "{line}");
     let last = err.last_good_image().expect("the last good image comes with the error");
     assert_eq!(last.dimensions(), (64, 64));
     assert!(last.pixels().all(|p| p.0.iter().all(|v| v.is_finite())));
-    // Failures before the run starts: one line, no image.
-    for (fault, says) in
-        [("kernel=conv3x3", "GPU kernel conv3x3 failed to build"), ("oom@1", "out of GPU memory")]
-    {
+    // Failures before the run starts: one line, no image. The targets are computed on the GPU, so a
+    // device lost at the first submission stops the run there.
+    for (fault, says) in [
+        ("kernel=conv3x3", "GPU kernel conv3x3 failed to build"),
+        ("oom@1", "out of GPU memory"),
+        ("lost@1", "was lost"),
+    ] {
         let err = impasto::stylize(&net, &faults(fault), &content, styles, &mut NoObserver).unwrap_err();
         let line = err.to_string();
         assert!(line.contains(says) && !line.contains('\n'), "{fault}: {line}");
@@ -302,4 +307,33 @@ fn a_tiled_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     }
     let b = impasto::stylize(&net, &tiled(gpu), &content, styles, &mut NoObserver).unwrap();
     assert_eq!(a.image.as_raw(), b.image.as_raw(), "two tiled GPU runs differ");
+}
+
+/// A run on a GPU computes its targets there: the content features and the style Grams (whole, and in
+/// tiles as a tiled scale does) equal the CPU's to 1e-4 relative on the shared fixture's 64 px image.
+#[test]
+fn targets_on_the_gpu_match_the_cpu() {
+    let gpu = device();
+    let Some(weights) = real_weights() else { return };
+    let net = Vgg::load(&weights, Arch::Vgg16, Pooling::Max, None, "relu5_1").expect("weights load");
+    let rgb = &load_fixture()["input_rgb01"];
+    let content = ["relu4_2", "relu2_1"];
+    let cpu = impasto::features_on(&net, Device::Cpu, rgb, 64, 64, &content).unwrap();
+    let on_gpu = impasto::features_on(&net, gpu, rgb, 64, 64, &content).unwrap();
+    for ((name, g), c) in content.iter().zip(&on_gpu).zip(&cpu) {
+        let e = rel_err(g, c);
+        eprintln!("features {name}: rel err {e:.2e}");
+        assert!(e < 1e-4, "features {name}: {e}");
+    }
+    let img = impasto::from_planar(rgb, 64, 64);
+    let style = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+    for tile in [None, Some(32)] {
+        let cpu = impasto::grams_on(&net, Device::Cpu, &img, &style, tile).unwrap();
+        let on_gpu = impasto::grams_on(&net, gpu, &img, &style, tile).unwrap();
+        for ((name, g), c) in style.iter().zip(&on_gpu).zip(&cpu) {
+            let e = rel_err(g, c);
+            eprintln!("Gram {name} (tile {tile:?}): rel err {e:.2e}");
+            assert!(e < 1e-4, "Gram {name} (tile {tile:?}): {e}");
+        }
+    }
 }
