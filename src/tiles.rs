@@ -353,10 +353,13 @@ fn seams(a: &SeamsArgs) -> Result<()> {
     }
     let m = impasto::tiles::seams(&image, &plan);
     let line = format!(
-        "seams: border {:.5}, inside {:.5}, ratio {:.3} ({} tiles of {} px, overlap {} px)",
+        "seams: border {:.5}, inside {:.5}, ratio {:.3}; 16 to {} px from the borders {:.5}, ratio {:.3} ({} tiles of {} px, overlap {} px)",
         m.border,
         m.inside,
         m.ratio(),
+        impasto::tiles::NEARBY,
+        m.nearby,
+        m.nearby_ratio(),
         plan.len(),
         plan.tile,
         plan.overlap

@@ -16,7 +16,7 @@ pub(crate) use gram::tiled_grams;
 pub use gram::{GRAM_HALO, style_grams};
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};
 pub use plan::{Axis, Rect, TILE_ALIGN, TilePlan};
-pub use seam::{Seams, seams};
+pub use seam::{NEARBY, Seams, seams};
 pub use store::TileStore;
 pub(crate) use store::{read_tensor, write_tensor};
 
