@@ -2,6 +2,7 @@
 //! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
+mod inputs;
 mod jobs;
 mod scale;
 mod tiled;
@@ -17,12 +18,12 @@ use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
 use crate::error::{Error, Result};
-use crate::loss::{ContentTarget, Objective, StyleTarget, TargetNet, Temporal, TemporalTarget};
+use crate::loss::{TargetNet, Temporal};
 use crate::model::Vgg;
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
 use crate::pixels::{fit_longest_side, resize, to_planar};
-use crate::tiles::{self, GRAM_HALO, Rect};
+use crate::tiles;
 pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 use scale::{ScaleRun, Steerable};
 use tiled::Carry;
@@ -277,167 +278,6 @@ impl<'a> Plan<'a> {
             && (self.style_layers.is_empty() || styles.iter().all(|s| big_enough(s, self.style_long(long))))
     }
 
-    /// The objective at the scale whose longest side is `long`, on the whole image.
-    fn objective(&self, content: &Rgb32FImage, styles: &[Rgb32FImage], long: u32) -> Result<Objective<'a>> {
-        let inputs = self.inputs_at(content, long);
-        let style = self.style_targets(styles, long, None)?;
-        self.objective_on(&inputs, Rect::whole(inputs.width, inputs.height), &style)
-    }
-
-    /// The inputs resized to the scale whose longest side is `long`.
-    fn inputs_at(&self, content: &Rgb32FImage, long: u32) -> ScaleInputs {
-        let (width, height) = fit_longest_side(content.width(), content.height(), long);
-        ScaleInputs {
-            width,
-            height,
-            content: resize(content, width, height),
-            mask: self.config.mask.as_ref().map(|m| mask_at(m, width, height)),
-            style_masks: self
-                .config
-                .style_masks
-                .as_ref()
-                .map(|ms| ms.iter().map(|m| mask_at(m, width, height)).collect()),
-            temporal: self
-                .temporal
-                .map(|t| (resize(&t.target, width, height), mask_at(&t.reliability, width, height))),
-        }
-    }
-
-    /// The style targets at the scale whose longest side is `long` (the blended Grams of the style
-    /// images, weighted, without masks): one per style layer, or with style masks one per style and
-    /// layer. `tile`: compute each style image's Grams in tiles of this side (it may be too large for
-    /// one pass).
-    fn style_targets(
-        &self,
-        styles: &[Rgb32FImage],
-        long: u32,
-        tile: Option<u32>,
-    ) -> Result<Vec<StyleTarget>> {
-        let config = self.config;
-        let regions = config.style_masks.as_ref().map_or(1, Vec::len);
-        let layer_w =
-            config.style_layer_weights.clone().unwrap_or_else(|| vec![1.0; config.style_layers.len()]);
-        let blend = config.normalised_blend(styles.len());
-        let mut style_targets: Vec<StyleTarget> = Vec::new();
-        let region_weights: Vec<f32> = match &config.style_masks {
-            Some(_) => blend.iter().map(|b| b * styles.len() as f32).collect(),
-            None => vec![1.0],
-        };
-        for &region_w in region_weights.iter().take(regions) {
-            for (&layer, &lw) in self.style_layers.iter().zip(&layer_w) {
-                let weight = config.style_weight * lw * region_w;
-                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask: None });
-            }
-        }
-        let style_long = self.style_long(long);
-        let nl = self.style_layers.len();
-        for (k, (img, b)) in styles.iter().zip(&blend).enumerate() {
-            if nl == 0 {
-                break;
-            }
-            let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
-            check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
-            let grams = match tile {
-                Some(t) => tiles::tiled_grams(
-                    self.targets(),
-                    &resize(img, sw, sh),
-                    &self.style_layers,
-                    t,
-                    GRAM_HALO,
-                )?,
-                None => {
-                    let px = to_planar(&resize(img, sw, sh));
-                    self.targets().grams_at(&px, sh as usize, sw as usize, &self.style_layers)?
-                }
-            };
-            // Style k feeds region k when masked, else the blend of the single region.
-            let (targets, factor) = match &config.style_masks {
-                Some(_) => (&mut style_targets[k * nl..(k + 1) * nl], 1.0),
-                None => (&mut style_targets[..nl], *b),
-            };
-            for (t, g) in targets.iter_mut().zip(grams) {
-                if t.gram.is_empty() {
-                    t.gram = vec![0.0; g.len()];
-                }
-                for (a, v) in t.gram.iter_mut().zip(&g) {
-                    *a += factor * v;
-                }
-            }
-        }
-        Ok(style_targets)
-    }
-
-    /// The objective on the rectangle `rect` of a scale (the whole image, or a tile): content targets
-    /// from the content's crop, masks cropped, the given (global) style targets.
-    fn objective_on(&self, inputs: &ScaleInputs, rect: Rect, style: &[StyleTarget]) -> Result<Objective<'a>> {
-        let (net, config) = (self.net, self.config);
-        let (w, h) = (rect.width as usize, rect.height as usize);
-        let content_px = tiles::crop_planar(&inputs.content, rect);
-        let content_targets = self
-            .targets()
-            .features_at(&content_px, h, w, &self.content_layers)?
-            .into_iter()
-            .zip(&self.content_layers)
-            .map(|(features, &layer)| ContentTarget { layer, features, weight: config.content_weight })
-            .collect();
-
-        let pixel_mask = inputs.mask.as_ref().map(|m| tiles::crop_plane(m, inputs.width, rect));
-        let layer_mask = |m: &[f32], layer: usize| {
-            let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
-            for _ in 0..net.pools_before(layer) {
-                let mut out = vec![0.0; (mh / 2) * (mw / 2)];
-                impasto_kernels::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
-                (mh, mw, v) = (mh / 2, mw / 2, out);
-            }
-            v
-        };
-        // Without style masks, one blended target per layer over the whole (content-masked) output;
-        // with them, one target per style and layer, each over its own region.
-        let regions: Vec<Option<Vec<f32>>> = match &inputs.style_masks {
-            None => vec![pixel_mask.clone()],
-            Some(ms) => ms
-                .iter()
-                .map(|m| {
-                    let mut v = tiles::crop_plane(m, inputs.width, rect);
-                    if let Some(cm) = &pixel_mask {
-                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
-                    }
-                    Some(v)
-                })
-                .collect(),
-        };
-        let nl = self.style_layers.len();
-        let style_targets = style
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mask = regions[i / nl.max(1)].as_ref().map(|m| layer_mask(m, t.layer));
-                StyleTarget { mask, ..t.clone() }
-            })
-            .collect();
-        let mut objective = Objective {
-            net,
-            height: h,
-            width: w,
-            content: content_targets,
-            style: style_targets,
-            tv_weight: config.tv_weight,
-            pixel_mask,
-            temporal: match (self.temporal, &inputs.temporal) {
-                (Some(t), Some((target, mask))) => Some(TemporalTarget {
-                    target: tiles::crop_planar(target, rect),
-                    mask: tiles::crop_plane(mask, inputs.width, rect),
-                    weight: t.weight,
-                }),
-                _ => None,
-            },
-            buffers: Default::default(),
-            gpu: None,
-        };
-        objective.attach(self.gpu.as_ref())?;
-        Ok(objective)
-    }
-
     fn initial_pixels(&self, content: &Rgb32FImage, width: u32, height: u32) -> Vec<f32> {
         match &self.config.init {
             Init::Content => to_planar(&resize(content, width, height)),
@@ -628,30 +468,6 @@ impl<'a> Plan<'a> {
         }
         Ok(prev)
     }
-}
-
-/// The inputs of one scale, resized to it once (a tiled scale crops every tile's from them).
-struct ScaleInputs {
-    width: u32,
-    height: u32,
-    /// The content image.
-    content: Rgb32FImage,
-    /// The content mask, one plane.
-    mask: Option<Vec<f32>>,
-    /// The style masks, one plane each.
-    style_masks: Option<Vec<Vec<f32>>>,
-    /// Video: the temporal target and its reliability (one plane).
-    temporal: Option<(Rgb32FImage, Vec<f32>)>,
-}
-
-/// A mask resized to `width`×`height`, values clamped to 0..1, as one plane.
-fn mask_at(mask: &crate::AlphaPlane, width: u32, height: u32) -> Vec<f32> {
-    let m = if (mask.width(), mask.height()) == (width, height) {
-        mask.clone()
-    } else {
-        image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
-    };
-    m.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
 }
 
 /// Keeps the content where the mask is 0: `x = m·x + (1 − m)·content`.

@@ -318,7 +318,7 @@ pub(super) struct TiledScale {
     pub(super) base: Rgb32FImage,
     /// The same before resizing, for checkpoints (`None` without checkpoints).
     base_small: Option<Arc<(u32, u32, Vec<f32>)>>,
-    inputs: super::ScaleInputs,
+    inputs: super::inputs::ScaleInputs,
     style: Vec<crate::loss::StyleTarget>,
     /// Iterations of each tile.
     per_tile: usize,
