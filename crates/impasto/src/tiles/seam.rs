@@ -69,7 +69,7 @@ pub fn seams(image: &Rgb32FImage, plan: &TilePlan) -> Seams {
                     (b[dir], nb[dir]) = (b[dir] + d, nb[dir] + 1);
                 } else {
                     (i[dir], ni[dir]) = (i[dir] + d, ni[dir] + 1);
-                    if dist <= NEARBY && dist % TILE_ALIGN == 0 {
+                    if dist <= NEARBY && dist.is_multiple_of(TILE_ALIGN) {
                         (near[dir], n_near[dir]) = (near[dir] + d, n_near[dir] + 1);
                     }
                 }
@@ -114,7 +114,7 @@ mod tests {
         assert!(cols.iter().all(|c| c % TILE_ALIGN == 0), "{cols:?}");
         let busy = Rgb32FImage::from_fn(400, 64, |x, y| {
             let a = if cols.iter().any(|&c| x.abs_diff(c) <= 60) { 0.2 } else { 0.02 };
-            let grid = if (x / TILE_ALIGN) % 2 == 0 { 0.0 } else { 0.1 };
+            let grid = if (x / TILE_ALIGN).is_multiple_of(2) { 0.0 } else { 0.1 };
             image::Rgb([0.3 + a * ((x + y) % 2) as f32 + grid, 0.5, 0.5])
         });
         let m = seams(&busy, &plan);
