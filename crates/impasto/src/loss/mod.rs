@@ -231,11 +231,6 @@ pub(crate) fn outputs_at(
     layers.iter().map(|&l| (acts.get(l).to_vec(), acts.shape[l])).collect()
 }
 
-/// Features of `pixels` at the given layers (for content targets), in the order given.
-pub(crate) fn features_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
-    outputs_at(net, pixels, h, w, layers).into_iter().map(|(f, _)| f).collect()
-}
-
 /// Normalised Gram matrices of `pixels` at the given layers, in the order given.
 pub(crate) fn grams_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
     outputs_at(net, pixels, h, w, layers)

@@ -4,7 +4,7 @@
 
 use image::Rgb32FImage;
 
-use super::{features_at, grams_at, outputs_at};
+use super::{grams_at, outputs_at};
 use crate::device::{Device, GpuContext, GpuFaults};
 use crate::error::{Error, Result};
 use crate::model::Vgg;
@@ -44,10 +44,7 @@ impl TargetNet<'_> {
         w: usize,
         layers: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
-        if self.gpu.is_some() {
-            return Ok(self.outputs_at(pixels, h, w, layers)?.into_iter().map(|(f, _)| f).collect());
-        }
-        Ok(features_at(self.net, pixels, h, w, layers))
+        Ok(self.outputs_at(pixels, h, w, layers)?.into_iter().map(|(f, _)| f).collect())
     }
 
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `pixels` at the given layers (style targets), in order.
