@@ -26,7 +26,7 @@ fn defaults() -> StyleConfig {
     StyleConfig::default()
 }
 
-fn default_lbfgs_history() -> usize {
+pub(crate) fn default_lbfgs_history() -> usize {
     match defaults().optimizer {
         impasto::Optimizer::Lbfgs { history } => history,
         impasto::Optimizer::Adam { .. } => 100,

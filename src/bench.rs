@@ -156,8 +156,40 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
+        if args.layers {
+            out(&lbfgs_line(spec, r.median_s, args.json)?);
+        }
     }
     Ok(())
+}
+
+/// The optimiser's host work per iteration beside the iteration's time: one L-BFGS step with the
+/// history a run of this size keeps (the default 100 pairs, capped by `impasto::LBFGS_MEMORY`).
+fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, json: bool) -> Result<String> {
+    let values = 3 * spec.size * spec.size;
+    let history = impasto::lbfgs_history_for(crate::args::default_lbfgs_history(), values);
+    let s = impasto::bench::lbfgs_step(spec.size, history, spec.warmup, spec.reps)?;
+    let bus = 2 * 4 * values;
+    Ok(if json {
+        json!({
+            "kind": "lbfgs_step",
+            "model": spec.arch.name(),
+            "size": spec.size,
+            "history": history,
+            "seconds": s,
+            "share": s / iteration_s,
+            "bus_bytes": bus,
+        })
+        .to_string()
+    } else {
+        format!(
+            "  {:<40} {:>14.3} ms  {:>5.1}% of an iteration (bus per iteration: {:.1} MB)",
+            format!("L-BFGS step on the host, history {history}"),
+            s * 1e3,
+            100.0 * s / iteration_s,
+            bus as f64 / 1e6
+        )
+    })
 }
 
 fn layer_json(spec: &BenchSpec, l: &LayerTiming) -> serde_json::Value {

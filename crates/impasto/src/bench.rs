@@ -151,6 +151,39 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
     })
 }
 
+/// The optimiser's share of an iteration on the CPU: one L-BFGS step (active set, two-loop recursion
+/// over `history` correction pairs, trial point, Armijo test) on a `size`×`size` image, the objective
+/// replaced by a stored gradient so that only the optimiser's own work is timed. Median seconds of
+/// `reps` steps after `warmup`. This is what a GPU run does on the host between evaluations, and
+/// with it the bytes the bus carries per iteration: the pixels up and the gradient down,
+/// `2·3·size²·4`.
+pub fn lbfgs_step(size: usize, history: usize, warmup: usize, reps: usize) -> Result<f64> {
+    if size == 0 || history == 0 || reps == 0 {
+        let reason = format!("size {size}, history {history} and reps {reps} must all be at least 1");
+        return Err(Error::Config { what: "benchmark", reason });
+    }
+    let n = 3 * size * size;
+    let mut opt = crate::optim::Lbfgs::new(history);
+    for i in 0..history {
+        // Positive pairs, so that every yᵀs > 0 as in a real history.
+        let s = random_vec(n, 0.0, 1e-3, 1000 + i as u64);
+        let y = random_vec(n, 0.0, 1e-3, 2000 + i as u64);
+        let ys = crate::optim::dot(&y, &s);
+        opt.push_pair(s, y, ys);
+    }
+    let (mut x, mut g) = (random_vec(n, 0.05, 0.95, 3), random_vec(n, -1.0, 1.0, 4));
+    let mut f = 1e6;
+    let stored = g.clone();
+    let spec = BenchSpec { arch: Arch::Vgg16, size, threads: 1, warmup, reps };
+    // An evaluation that always lowers the loss and returns the same gradient: the step is accepted
+    // at once and, with y = 0, the history stays as it is.
+    let samples = time_reps(&spec, || {
+        let f0 = f;
+        std::hint::black_box(opt.step(&mut x, &mut f, &mut g, |_| (f0 - 1.0, stored.clone())));
+    });
+    Ok(stats(&samples).0)
+}
+
 /// Activation memory of one iteration of `arch` at `size`×`size` (the benchmark's objective:
 /// content `relu4_2`, style `relu1_1` … `relu5_1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,6 +59,18 @@ impl Lbfgs {
         }
     }
 
+    /// Appends the correction pair `s`, `y` with `ys` = `yᵀs` > 0, dropping the oldest when full.
+    pub(crate) fn push_pair(&mut self, s: Vec<f32>, y: Vec<f32>, ys: f64) {
+        if self.s.len() == self.history {
+            self.s.pop_front();
+            self.y.pop_front();
+            self.rho.pop_front();
+        }
+        self.rho.push_back(1.0 / ys);
+        self.s.push_back(s);
+        self.y.push_back(y);
+    }
+
     /// Changes the number of pairs kept, dropping the oldest if there are more.
     pub(crate) fn set_history(&mut self, history: usize) {
         self.history = history.max(1);
@@ -158,14 +170,7 @@ impl Lbfgs {
                 }
                 let ys = dot(&y, &s);
                 if ys > 1e-10 {
-                    if self.s.len() == self.history {
-                        self.s.pop_front();
-                        self.y.pop_front();
-                        self.rho.pop_front();
-                    }
-                    self.s.push_back(s);
-                    self.y.push_back(y);
-                    self.rho.push_back(1.0 / ys);
+                    self.push_pair(s, y, ys);
                 }
                 *x = x_new;
                 *f = f_new;
