@@ -9,7 +9,8 @@
 
 use std::collections::VecDeque;
 
-use super::{all_finite, dot};
+use super::all_finite;
+use super::vector::{axpy, dot, scale};
 
 /// What one L-BFGS iteration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,23 +90,15 @@ impl Lbfgs {
         let mut alpha = vec![0.0f64; k];
         for i in (0..k).rev() {
             alpha[i] = self.rho[i] * dot(&self.s[i], &q);
-            let a = alpha[i] as f32;
-            for (qj, yj) in q.iter_mut().zip(&self.y[i]) {
-                *qj -= a * yj;
-            }
+            axpy(-(alpha[i] as f32), &self.y[i], &mut q);
         }
         if k > 0 {
             let gamma = (dot(&self.s[k - 1], &self.y[k - 1]) / dot(&self.y[k - 1], &self.y[k - 1])) as f32;
-            for qj in &mut q {
-                *qj *= gamma;
-            }
+            scale(gamma, &mut q);
         }
         for i in 0..k {
             let beta = self.rho[i] * dot(&self.y[i], &q);
-            let c = (alpha[i] - beta) as f32;
-            for (qj, sj) in q.iter_mut().zip(&self.s[i]) {
-                *qj += c * sj;
-            }
+            axpy((alpha[i] - beta) as f32, &self.s[i], &mut q);
         }
         q
     }
