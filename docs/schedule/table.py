@@ -48,13 +48,13 @@ for log in sorted(out.glob("*.log")):
     rows.append((int(size), pair, kind, variant or "", schedule(log), wall, cpu, losses(sfile)))
 
 base = {(r[0], r[1]): r for r in rows if r[2] == "base"}
-print("| size | pair | schedule | wall s | CPU s | CPU vs base | content | style | tv | total | total vs base |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for size, pair, kind, variant, sched, wall, cpu, l in sorted(rows, key=lambda r: (r[0], r[1], r[2] != "base", r[3])):
+print("| size | pair | run | schedule | wall s | CPU s | CPU vs base | content | style | tv | total | total vs base |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for size, pair, kind, variant, sched, wall, cpu, l in sorted(rows, key=lambda r: (r[0], r[1], r[2] != "base", r[2], r[3])):
     b = base.get((size, pair))
     cpu_r = f"{cpu / b[6]:.2f}" if b else "–"
     tot_r = f"{l['total'] / b[7]['total']:.3f}" if b else "–"
     print(
-        f"| {size} | {pair} | {sched} | {wall:.0f} | {cpu:.0f} | {cpu_r} | {l['content']:.3e} | "
+        f"| {size} | {pair} | {kind} | {sched} | {wall:.0f} | {cpu:.0f} | {cpu_r} | {l['content']:.3e} | "
         f"{l['style']:.3e} | {l['tv']:.3e} | {l['total']:.3e} | {tot_r} |"
     )
