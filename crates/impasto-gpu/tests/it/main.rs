@@ -8,5 +8,6 @@
 mod common;
 mod faults;
 mod fixtures;
+mod history;
 mod kernels;
 mod split;
