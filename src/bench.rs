@@ -157,34 +157,44 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
         if args.layers {
-            out(&lbfgs_line(spec, r.median_s, args.json)?);
+            out(&lbfgs_line(spec, r.median_s, impasto::Device::Cpu, args.json)?);
+            if device != impasto::Device::Cpu {
+                out(&lbfgs_line(spec, r.median_s, device, args.json)?);
+            }
         }
     }
     Ok(())
 }
 
-/// The optimiser's host work per iteration beside the iteration's time: one L-BFGS step with the
-/// history a run of this size keeps (the default 100 pairs, capped by `impasto::LBFGS_MEMORY`).
-fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, json: bool) -> Result<String> {
+/// The optimiser's work per iteration beside the iteration's time: one L-BFGS step with the history
+/// a run of this size keeps (the default 100 pairs, capped by `impasto::LBFGS_MEMORY`), its pairs
+/// and two-loop recursion on the host (`device` cpu) or on the GPU, as a GPU run keeps them.
+fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, device: impasto::Device, json: bool) -> Result<String> {
     let values = 3 * spec.size * spec.size;
     let history = impasto::lbfgs_history_for(crate::args::default_lbfgs_history(), values);
-    let s = impasto::bench::lbfgs_step(spec.size, history, spec.warmup, spec.reps)?;
+    let s = impasto::bench::lbfgs_step_on(spec.size, history, spec.warmup, spec.reps, device)?;
     let bus = 2 * 4 * values;
+    let on = if device == impasto::Device::Cpu { "host" } else { "gpu" };
     Ok(if json {
         json!({
             "kind": "lbfgs_step",
             "model": spec.arch.name(),
             "size": spec.size,
             "history": history,
+            "history_on": on,
             "seconds": s,
             "share": s / iteration_s,
             "bus_bytes": bus,
         })
         .to_string()
     } else {
+        let what = if device == impasto::Device::Cpu {
+            format!("L-BFGS step on the host, history {history}")
+        } else {
+            format!("L-BFGS step, history {history} on the GPU")
+        };
         format!(
-            "  {:<40} {:>14.3} ms  {:>5.1}% of an iteration (bus per iteration: {:.1} MB)",
-            format!("L-BFGS step on the host, history {history}"),
+            "  {what:<40} {:>14.3} ms  {:>5.1}% of an iteration (bus per iteration: {:.1} MB)",
             s * 1e3,
             100.0 * s / iteration_s,
             bus as f64 / 1e6

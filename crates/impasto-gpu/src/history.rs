@@ -158,6 +158,11 @@ impl GpuHistory {
         Ok(GpuHistory { gpu, n, shared, slots, rho: vec![0.0; capacity], head: 0, len: 0 })
     }
 
+    /// The device.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
     /// Values per vector.
     pub fn values(&self) -> usize {
         self.n
@@ -210,6 +215,12 @@ impl GpuHistory {
     /// Appends the pair `s`, `y` with `ys = yᵀs` (> 0), dropping the oldest when the ring is full.
     /// Uploads only: the next submission carries the writes.
     pub fn push(&mut self, s: &[f32], y: &[f32], ys: f64) -> Result<()> {
+        self.restore(s, y, 1.0 / ys)
+    }
+
+    /// [`GpuHistory::push`] with `ρ = 1/yᵀs` given (as a checkpoint keeps it, so that it reads back
+    /// with the same bits).
+    pub fn restore(&mut self, s: &[f32], y: &[f32], rho: f64) -> Result<()> {
         self.check_len("GpuHistory::push", "s", s.len())?;
         self.check_len("GpuHistory::push", "y", y.len())?;
         self.gpu.check("uploading an L-BFGS pair")?;
@@ -221,7 +232,6 @@ impl GpuHistory {
             self.head = (self.head + 1) % self.capacity();
             oldest
         };
-        let rho = 1.0 / ys;
         self.rho[slot] = rho;
         let queue = &self.gpu.queue;
         for (j, &(a, len)) in self.shared.segments.iter().enumerate() {
