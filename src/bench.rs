@@ -60,7 +60,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
+    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input; on
+    /// a GPU every kernel family) and one L-BFGS step, its history on the host and, with a GPU, on it
     #[arg(long)]
     pub layers: bool,
 
@@ -173,8 +174,11 @@ fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, device: impasto::Device, json:
     let values = 3 * spec.size * spec.size;
     let history = impasto::lbfgs_history_for(crate::args::default_lbfgs_history(), values);
     let s = impasto::bench::lbfgs_step_on(spec.size, history, spec.warmup, spec.reps, device)?;
-    let bus = 2 * 4 * values;
-    let on = if device == impasto::Device::Cpu { "host" } else { "gpu" };
+    // A GPU run sends the pixels up and reads the gradient back; with the history on the GPU the
+    // step also sends the gradient (active entries zeroed) up and reads the direction back.
+    let on_host = device == impasto::Device::Cpu;
+    let bus = if on_host { 2 } else { 4 } * 4 * values;
+    let on = if on_host { "host" } else { "gpu" };
     Ok(if json {
         json!({
             "kind": "lbfgs_step",
@@ -188,7 +192,7 @@ fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, device: impasto::Device, json:
         })
         .to_string()
     } else {
-        let what = if device == impasto::Device::Cpu {
+        let what = if on_host {
             format!("L-BFGS step on the host, history {history}")
         } else {
             format!("L-BFGS step, history {history} on the GPU")

@@ -92,6 +92,7 @@ impl Lbfgs {
     }
 
     /// Whether the pairs are on a GPU.
+    #[cfg(test)]
     pub(crate) fn on_gpu(&self) -> bool {
         !matches!(self.pairs, Pairs::Host { .. })
     }
