@@ -351,8 +351,7 @@ fn keep_text(slot: &Mutex<Option<String>>, reason: String) -> String {
 mod tests {
     use super::*;
 
-    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² with some cᵢ outside the box: the answer is clamp(c, 0, 1).
-    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² with some cᵢ outside the box: the answer is clamp(c, 0, 1).
+    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² on `n` values, some cᵢ outside the box: (clamp(c, 0, 1), the loss).
     fn quadratic(n: usize) -> (Vec<f32>, impl Fn(&[f32]) -> (f64, Vec<f32>)) {
         let c: Vec<f32> = (0..n).map(|i| i as f32 / 20.0 - 0.7).collect();
         let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32).collect();
