@@ -42,6 +42,9 @@ pub(crate) struct Lbfgs {
     pub(crate) sd_step: f64,
 }
 
+/// One correction pair as saved: s, y (borrowed on the host, read back from a GPU) and ρ = 1/yᵀs.
+pub(crate) type SavedPair<'a> = (Cow<'a, [f32]>, Cow<'a, [f32]>, f64);
+
 /// Where the correction pairs are kept.
 #[derive(Debug)]
 enum Pairs {
@@ -168,7 +171,7 @@ impl Lbfgs {
 
     /// The pairs, oldest first: (s, y, ρ). On a GPU they are read back; if that fails the error is
     /// kept and there are none (a checkpoint then holds the image without its history).
-    pub(crate) fn saved_pairs(&self) -> Vec<(Cow<'_, [f32]>, Cow<'_, [f32]>, f64)> {
+    pub(crate) fn saved_pairs(&self) -> Vec<SavedPair<'_>> {
         match &self.pairs {
             Pairs::Host { s, y, rho } => s
                 .iter()
@@ -351,8 +354,11 @@ fn keep_text(slot: &Mutex<Option<String>>, reason: String) -> String {
 mod tests {
     use super::*;
 
+    /// The loss and its gradient.
+    type Evaluation = (f64, Vec<f32>);
+
     /// f(x) = Σ wᵢ (xᵢ − cᵢ)² on `n` values, some cᵢ outside the box: (clamp(c, 0, 1), the loss).
-    fn quadratic(n: usize) -> (Vec<f32>, impl Fn(&[f32]) -> (f64, Vec<f32>)) {
+    fn quadratic(n: usize) -> (Vec<f32>, impl Fn(&[f32]) -> Evaluation) {
         let c: Vec<f32> = (0..n).map(|i| i as f32 / 20.0 - 0.7).collect();
         let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32).collect();
         let answer = c.iter().map(|v| v.clamp(0.0, 1.0)).collect();
@@ -365,7 +371,7 @@ mod tests {
     }
 
     /// Steps `opt` from 0.5 everywhere until it converges (at most 100 steps): the iterates.
-    fn descend(opt: &mut Lbfgs, n: usize, eval: &impl Fn(&[f32]) -> (f64, Vec<f32>)) -> Vec<Vec<f32>> {
+    fn descend(opt: &mut Lbfgs, n: usize, eval: &impl Fn(&[f32]) -> Evaluation) -> Vec<Vec<f32>> {
         let mut x = vec![0.5f32; n];
         let (mut f, mut g) = eval(&x);
         let mut path = vec![x.clone()];
