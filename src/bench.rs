@@ -60,7 +60,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input)
+    /// Also time every convolution on its own (forward with bias and ReLU, backward to the input; on
+    /// a GPU every kernel family) and one L-BFGS step, its history on the host and, with a GPU, on it
     #[arg(long)]
     pub layers: bool,
 
@@ -157,34 +158,47 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
         if args.layers {
-            out(&lbfgs_line(spec, r.median_s, args.json)?);
+            out(&lbfgs_line(spec, r.median_s, impasto::Device::Cpu, args.json)?);
+            if device != impasto::Device::Cpu {
+                out(&lbfgs_line(spec, r.median_s, device, args.json)?);
+            }
         }
     }
     Ok(())
 }
 
-/// The optimiser's host work per iteration beside the iteration's time: one L-BFGS step with the
-/// history a run of this size keeps (the default 100 pairs, capped by `impasto::LBFGS_MEMORY`).
-fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, json: bool) -> Result<String> {
+/// The optimiser's work per iteration beside the iteration's time: one L-BFGS step with the history
+/// a run of this size keeps (the default 100 pairs, capped by `impasto::LBFGS_MEMORY`), its pairs
+/// and two-loop recursion on the host (`device` cpu) or on the GPU, as a GPU run keeps them.
+fn lbfgs_line(spec: &BenchSpec, iteration_s: f64, device: impasto::Device, json: bool) -> Result<String> {
     let values = 3 * spec.size * spec.size;
     let history = impasto::lbfgs_history_for(crate::args::default_lbfgs_history(), values);
-    let s = impasto::bench::lbfgs_step(spec.size, history, spec.warmup, spec.reps)?;
-    let bus = 2 * 4 * values;
+    let s = impasto::bench::lbfgs_step_on(spec.size, history, spec.warmup, spec.reps, device)?;
+    // A GPU run sends the pixels up and reads the gradient back; with the history on the GPU the
+    // step also sends the gradient (active entries zeroed) up and reads the direction back.
+    let on_host = device == impasto::Device::Cpu;
+    let bus = if on_host { 2 } else { 4 } * 4 * values;
+    let on = if on_host { "host" } else { "gpu" };
     Ok(if json {
         json!({
             "kind": "lbfgs_step",
             "model": spec.arch.name(),
             "size": spec.size,
             "history": history,
+            "history_on": on,
             "seconds": s,
             "share": s / iteration_s,
             "bus_bytes": bus,
         })
         .to_string()
     } else {
+        let what = if on_host {
+            format!("L-BFGS step on the host, history {history}")
+        } else {
+            format!("L-BFGS step, history {history} on the GPU")
+        };
         format!(
-            "  {:<40} {:>14.3} ms  {:>5.1}% of an iteration (bus per iteration: {:.1} MB)",
-            format!("L-BFGS step on the host, history {history}"),
+            "  {what:<40} {:>14.3} ms  {:>5.1}% of an iteration (bus per iteration: {:.1} MB)",
             s * 1e3,
             100.0 * s / iteration_s,
             bus as f64 / 1e6

@@ -118,3 +118,35 @@ fn a_gpu_failure_building_the_second_scale_writes_the_first_scales_image() {
     let img = image::open(sb.path("out.png")).expect("the first scale's image was written");
     assert_eq!((img.width(), img.height()), (16, 12), "the first scale's result");
 }
+
+/// `bench --layers` on a GPU times the L-BFGS step twice: its history on the host, and on the GPU
+/// as a GPU run keeps it (the two-loop recursion there, the gradient up, the direction back).
+#[test]
+fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
+    let sb = Sandbox::new();
+    let args = ["bench", "--sizes", "32", "--model", "vgg16", "--reps", "1", "--warmup", "0", "--layers"];
+    let gpu = ["--device", "gpu:0"];
+    let out = sb.cmd().args(args).args(gpu).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+    let out = crate::common::Run::from(out);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lbfgs: Vec<&str> = out.stdout.lines().filter(|l| l.contains("L-BFGS step")).collect();
+    assert_eq!(lbfgs.len(), 2, "{}", out.stdout);
+    assert!(lbfgs[0].trim_start().starts_with("L-BFGS step on the host, history 100 "), "{}", lbfgs[0]);
+    assert!(lbfgs[1].trim_start().starts_with("L-BFGS step, history 100 on the GPU "), "{}", lbfgs[1]);
+    assert!(lbfgs.iter().all(|l| l.contains(" ms ") && l.contains("bus per iteration: 0.0 MB")), "{lbfgs:?}");
+    let json =
+        sb.cmd().args(args).args(gpu).arg("--json").env("XDG_RUNTIME_DIR", sb.root()).output().unwrap();
+    let json = crate::common::Run::from(json);
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let on: Vec<String> = json
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "lbfgs_step")
+        .map(|v| {
+            assert!(v["seconds"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+            v["history_on"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(on, ["host", "gpu"], "{}", json.stdout);
+}

@@ -7,6 +7,7 @@ use crate::error::{GpuError, Result};
 
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
+const HISTORY: &str = include_str!("shaders/history.wgsl");
 
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
@@ -55,6 +56,10 @@ const OP_ENTRIES: [&str; 14] = [
     "sum_slices",
 ];
 
+/// The entry points of `history.wgsl` (the L-BFGS two-loop recursion, see `history.rs`).
+const HISTORY_ENTRIES: [&str; 7] =
+    ["lbfgs_dot", "lbfgs_alpha", "lbfgs_beta", "lbfgs_sy", "lbfgs_gamma", "lbfgs_axpy", "lbfgs_scale"];
+
 /// Which GEMM variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gemm {
@@ -75,6 +80,7 @@ pub(crate) const ACC_INIT: u32 = 32;
 #[derive(Debug)]
 pub(crate) struct Kernels {
     gemm: [wgpu::ComputePipeline; 3],
+    /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
     ops: Vec<(&'static str, wgpu::ComputePipeline)>,
     /// Bound where a kernel's optional input is unused.
     dummy: wgpu::Buffer,
@@ -128,6 +134,9 @@ impl Kernels {
         for e in OP_ENTRIES {
             ops.push((e, pipeline(device, adapter, e, &source(e, OPS.to_string()), e)?));
         }
+        for e in HISTORY_ENTRIES {
+            ops.push((e, pipeline(device, adapter, e, &source(e, HISTORY.to_string()), e)?));
+        }
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),
             size: 16,
@@ -138,7 +147,12 @@ impl Kernels {
     }
 
     fn op(&self, name: &str) -> &wgpu::ComputePipeline {
-        &self.ops.iter().find(|(n, _)| *n == name).expect("kernel entry point listed in OP_ENTRIES").1
+        &self
+            .ops
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("kernel entry point listed in OP_ENTRIES or HISTORY_ENTRIES")
+            .1
     }
 }
 
@@ -288,7 +302,7 @@ impl Program {
         Ok(params)
     }
 
-    /// Adds an `ops.wgsl` kernel over `groups`; `buffers` are (binding, buffer). Returns the parameters.
+    /// Adds an `ops.wgsl` or `history.wgsl` kernel over `groups`; `buffers` are (binding, buffer). Returns the parameters.
     pub(crate) fn op(
         &mut self,
         gpu: &Gpu,

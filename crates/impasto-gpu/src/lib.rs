@@ -6,6 +6,8 @@
 //! * [`GpuNet`] holds a network's weights on the device, built from plain [`LayerSpec`]s.
 //! * [`GpuObjective`] evaluates the loss and its gradient for one image size: pixels go up, the
 //!   three loss terms and the gradient come back, one submit and one read-back per evaluation.
+//! * [`GpuHistory`] keeps L-BFGS's correction pairs on the device and runs the two-loop recursion
+//!   there: the gradient goes up, the direction comes back.
 //! * One-shot kernel calls on host slices ([`Gpu::conv3x3_forward`], …) exist for tests and benches.
 //!
 //! Every reduction runs in a fixed order (per-workgroup trees, then one ordered pass; split-K slices
@@ -15,6 +17,7 @@
 mod blocks;
 mod device;
 mod error;
+mod history;
 mod kernels;
 mod net;
 mod objective;
@@ -22,6 +25,7 @@ mod ops;
 
 pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, adapters};
 pub use error::{GpuError, Result};
+pub use history::GpuHistory;
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};
 pub use ops::flip_weights;

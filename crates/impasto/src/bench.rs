@@ -154,10 +154,23 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
 /// The optimiser's share of an iteration on the CPU: one L-BFGS step (active set, two-loop recursion
 /// over `history` correction pairs, trial point, Armijo test) on a `size`×`size` image, the objective
 /// replaced by a stored gradient so that only the optimiser's own work is timed. Median seconds of
-/// `reps` steps after `warmup`. This is what a GPU run does on the host between evaluations, and
-/// with it the bytes the bus carries per iteration: the pixels up and the gradient down,
+/// `reps` steps after `warmup`. This is what a GPU run would do on the host between evaluations,
+/// and with it the bytes the bus carries per iteration: the pixels up and the gradient down,
 /// `2·3·size²·4`.
 pub fn lbfgs_step(size: usize, history: usize, warmup: usize, reps: usize) -> Result<f64> {
+    lbfgs_step_on(size, history, warmup, reps, crate::Device::Cpu)
+}
+
+/// [`lbfgs_step`] with the pairs and the two-loop recursion on `device`, as a run on it keeps them
+/// (on a GPU the step also sends the gradient up and reads the direction back; the active set,
+/// the trial point and the Armijo test stay on the host).
+pub fn lbfgs_step_on(
+    size: usize,
+    history: usize,
+    warmup: usize,
+    reps: usize,
+    device: crate::Device,
+) -> Result<f64> {
     if size == 0 || history == 0 || reps == 0 {
         let reason = format!("size {size}, history {history} and reps {reps} must all be at least 1");
         return Err(Error::Config { what: "benchmark", reason });
@@ -169,7 +182,11 @@ pub fn lbfgs_step(size: usize, history: usize, warmup: usize, reps: usize) -> Re
         let s = random_vec(n, 0.0, 1e-3, 1000 + i as u64);
         let y = random_vec(n, 0.0, 1e-3, 2000 + i as u64);
         let ys = crate::optim::dot(&y, &s);
-        opt.push_pair(s, y, ys);
+        opt.push_pair(s, y, ys).map_err(|reason| Error::Gpu { reason, last_good: None })?;
+    }
+    let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+    if let crate::device::ResolvedDevice::Gpu { index, .. } = crate::device::resolve_device(device)? {
+        lbfgs_on_gpu(&mut opt, index, n, error.clone())?;
     }
     let (mut x, mut g) = (random_vec(n, 0.05, 0.95, 3), random_vec(n, -1.0, 1.0, 4));
     let mut f = 1e6;
@@ -177,11 +194,45 @@ pub fn lbfgs_step(size: usize, history: usize, warmup: usize, reps: usize) -> Re
     let spec = BenchSpec { arch: Arch::Vgg16, size, threads: 1, warmup, reps };
     // An evaluation that always lowers the loss and returns the same gradient: the step is accepted
     // at once and, with y = 0, the history stays as it is.
+    let mut failed = false;
     let samples = time_reps(&spec, || {
         let f0 = f;
-        std::hint::black_box(opt.step(&mut x, &mut f, &mut g, |_| (f0 - 1.0, stored.clone())));
+        let step = opt.step(&mut x, &mut f, &mut g, |_| (f0 - 1.0, stored.clone()));
+        failed |= step == crate::optim::LbfgsStep::NonFinite;
     });
+    if failed {
+        let kept = error.lock().ok().and_then(|e| e.clone());
+        let reason = kept.unwrap_or_else(|| format!("the L-BFGS step failed on {device}"));
+        return Err(Error::Gpu { reason, last_good: None });
+    }
     Ok(stats(&samples).0)
+}
+
+/// Moves `opt`'s pairs onto GPU adapter `index`; later GPU errors go to `error`.
+#[cfg(feature = "gpu")]
+fn lbfgs_on_gpu(
+    opt: &mut crate::optim::Lbfgs,
+    index: usize,
+    n: usize,
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) -> Result<()> {
+    let err = |reason: String| Error::Gpu { reason, last_good: None };
+    let gpu = impasto_gpu::Gpu::new(impasto_gpu::Choice::Index(index)).map_err(|e| err(e.to_string()))?;
+    opt.move_to_gpu(gpu, error, n).map_err(err)
+}
+
+/// Without the `gpu` feature no device resolves to a GPU.
+#[cfg(not(feature = "gpu"))]
+fn lbfgs_on_gpu(
+    _opt: &mut crate::optim::Lbfgs,
+    _index: usize,
+    _n: usize,
+    _error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) -> Result<()> {
+    Err(Error::Gpu {
+        reason: "this build has no GPU support (the `gpu` feature is off)".into(),
+        last_good: None,
+    })
 }
 
 /// Activation memory of one iteration of `arch` at `size`×`size` (the benchmark's objective:

@@ -2,7 +2,7 @@
 //! and the image average) saved atomically as a safetensors file, and read back to resume a run so
 //! that it ends with the same bits as an uninterrupted one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -14,7 +14,7 @@ use crate::optim::{Adam, Ema, Lbfgs};
 const FORMAT: &str = "impasto-checkpoint-1";
 
 /// The optimiser's state between two iterations.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum OptState {
     /// L-BFGS and its correction pairs.
     Lbfgs(Lbfgs),
@@ -23,7 +23,7 @@ pub(crate) enum OptState {
 }
 
 /// Everything a run needs to continue exactly where it stopped.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct State {
     /// Fingerprint of the config and inputs the state belongs to.
     pub(crate) fingerprint: u64,
@@ -111,13 +111,15 @@ pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
     match &state.opt {
         OptState::Lbfgs(l) => {
             meta.insert("optimizer".into(), "lbfgs".into());
-            meta.insert("lbfgs.pairs".into(), l.s.len().to_string());
+            // On a GPU the pairs are read back (none if that fails: the image is still good).
+            let pairs = l.saved_pairs();
+            meta.insert("lbfgs.pairs".into(), pairs.len().to_string());
             meta.insert("lbfgs.sd_step".into(), format!("{:016x}", l.sd_step.to_bits()));
-            for (i, (s, y)) in l.s.iter().zip(&l.y).enumerate() {
+            for (i, (s, y, _)) in pairs.iter().enumerate() {
                 f32s(format!("lbfgs.s.{i}"), s);
                 f32s(format!("lbfgs.y.{i}"), y);
             }
-            let rho: Vec<f64> = l.rho.iter().copied().collect();
+            let rho: Vec<f64> = pairs.iter().map(|p| p.2).collect();
             if !rho.is_empty() {
                 tensors.push((
                     "lbfgs.rho".into(),
@@ -183,9 +185,10 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
             let pairs = num("lbfgs.pairs")?;
             let mut l = Lbfgs::new(history);
             l.sd_step = f64::from_bits(hex("lbfgs.sd_step")?);
+            let mut rho = Vec::new();
             if pairs > 0 {
                 let t = st.tensor("lbfgs.rho").map_err(|_| ckpt_err(path, "missing tensor `lbfgs.rho`"))?;
-                let rho: Vec<f64> = t
+                rho = t
                     .data()
                     .chunks_exact(8)
                     .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
@@ -193,16 +196,12 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
                 if rho.len() != pairs {
                     return Err(ckpt_err(path, "inconsistent L-BFGS history"));
                 }
-                l.rho = VecDeque::from(rho);
             }
-            for i in 0..pairs {
-                l.s.push_back(f32s(&format!("lbfgs.s.{i}"))?);
-                l.y.push_back(f32s(&format!("lbfgs.y.{i}"))?);
-            }
-            while l.s.len() > history {
-                l.s.pop_front();
-                l.y.pop_front();
-                l.rho.pop_front();
+            // Read to the host (the run moves them to its GPU, if it has one); the oldest beyond
+            // `history` are dropped.
+            for (i, &r) in rho.iter().enumerate() {
+                let (s, y) = (f32s(&format!("lbfgs.s.{i}"))?, f32s(&format!("lbfgs.y.{i}"))?);
+                l.restore_pair(s, y, r).map_err(|e| ckpt_err(path, e))?;
             }
             OptState::Lbfgs(l)
         }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::model::Vgg;
 
-/// Where the network and the losses run. The optimiser always runs on the CPU.
+/// Where the network and the losses run. On a GPU, L-BFGS keeps its correction pairs there and runs
+/// its two-loop recursion there; its line search and Adam stay on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Device {
     /// The CPU engine.
@@ -50,7 +51,8 @@ impl fmt::Display for Device {
 pub struct GpuFaults {
     /// Submission `n` (counting from 1) finds the device lost. A run submits once per style image
     /// (per Gram tile on a tiled scale) for each scale's style targets, once for the content targets
-    /// of each scale or tile, and once per evaluation.
+    /// of each scale or tile, once per evaluation, once per L-BFGS direction with a history (its
+    /// pairs are on the GPU) and once per pair read back for a checkpoint.
     pub lose_device_at_submit: Option<u64>,
     /// Buffer allocation `n` (counting from 1) runs out of memory.
     pub out_of_memory_at_allocation: Option<u64>,

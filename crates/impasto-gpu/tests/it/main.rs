@@ -1,5 +1,6 @@
 //! The GPU backend's one integration-test binary: every kernel against its CPU naive twin, the network
-//! against the PyTorch fixtures, the objective's losses and gradient, determinism. The tests need a
+//! against the PyTorch fixtures, the objective's losses and gradient, L-BFGS's two-loop recursion on
+//! the device against the host's, determinism. The tests need a
 //! Vulkan (or Metal / DX12) adapter, software ones included (lavapipe in CI); without one they fail.
 
 // Tests report measured errors and times on stderr (shown with `--show-output`).
@@ -8,5 +9,6 @@
 mod common;
 mod faults;
 mod fixtures;
+mod history;
 mod kernels;
 mod split;

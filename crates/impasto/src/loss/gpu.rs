@@ -45,6 +45,11 @@ impl Backend {
         Ok(Backend { objective: Mutex::new(objective), ctx: ctx.clone() })
     }
 
+    /// The run's GPU (shared with L-BFGS's history) and its error slot.
+    pub(crate) fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
     /// The first evaluation error, if any.
     pub(crate) fn error(&self) -> Option<String> {
         self.ctx.error.lock().ok().and_then(|e| e.clone())

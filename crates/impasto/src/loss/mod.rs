@@ -99,6 +99,12 @@ impl<'a> Objective<'a> {
         None
     }
 
+    /// The GPU the objective runs on, if it does.
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu_context(&self) -> Option<&crate::device::GpuContext> {
+        self.gpu.as_ref().map(|g| g.context())
+    }
+
     /// One GPU evaluation at `pixels` with every step (upload, each kernel, read-back) submitted and
     /// timed on its own: (step, seconds) in order. Errors when the objective is on the CPU.
     pub fn gpu_profile(&self, pixels: &[f32]) -> crate::Result<Vec<(String, f64)>> {

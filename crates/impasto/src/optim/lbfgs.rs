@@ -7,7 +7,13 @@
 //! the direction is zeroed there too, and every trial point is projected back into the box. So the
 //! image the optimiser reports is always a valid image, and saving it loses nothing to clamping.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+#[cfg(feature = "gpu")]
+use std::sync::{Arc, Mutex};
+
+#[cfg(feature = "gpu")]
+use impasto_gpu::GpuHistory;
 
 use super::all_finite;
 use super::vector::{axpy, dot, scale};
@@ -23,18 +29,32 @@ pub(crate) enum LbfgsStep {
     NonFinite,
 }
 
-/// L-BFGS state: the last `history` correction pairs.
-#[derive(Debug, Clone)]
+/// L-BFGS state: the last `history` correction pairs, on the host or, when the run's objective is
+/// on a GPU, on that device (see [`Lbfgs::move_to_gpu`]).
+#[derive(Debug)]
 pub(crate) struct Lbfgs {
     pub(crate) history: usize,
     lo: f32,
     hi: f32,
-    pub(crate) s: VecDeque<Vec<f32>>,
-    pub(crate) y: VecDeque<Vec<f32>>,
-    pub(crate) rho: VecDeque<f64>,
+    pairs: Pairs,
     /// Largest pixel change of the next step taken without curvature pairs; doubles after each
     /// accepted one, since near the content image the loss is often concave along −g.
     pub(crate) sd_step: f64,
+}
+
+/// One correction pair as saved: s, y (borrowed on the host, read back from a GPU) and ρ = 1/yᵀs.
+pub(crate) type SavedPair<'a> = (Cow<'a, [f32]>, Cow<'a, [f32]>, f64);
+
+/// Where the correction pairs are kept.
+#[derive(Debug)]
+enum Pairs {
+    /// In host memory, oldest first; the two-loop recursion runs here.
+    Host { s: VecDeque<Vec<f32>>, y: VecDeque<Vec<f32>>, rho: VecDeque<f64> },
+    /// On the GPU of the run's objective, which runs the two-loop recursion ([`GpuHistory`]): the
+    /// gradient goes up and the direction comes back. A GPU error is kept in `error` (the run's
+    /// [`crate::device::GpuContext`] slot) and stops the step as a non-finite loss does.
+    #[cfg(feature = "gpu")]
+    Gpu { ring: GpuHistory, error: Arc<Mutex<Option<String>>> },
 }
 
 /// Largest change of any pixel (0..1 scale) below which a step counts as no progress.
@@ -53,54 +73,160 @@ impl Lbfgs {
             history,
             lo: 0.0,
             hi: 1.0,
-            s: VecDeque::new(),
-            y: VecDeque::new(),
-            rho: VecDeque::new(),
+            pairs: Pairs::Host { s: VecDeque::new(), y: VecDeque::new(), rho: VecDeque::new() },
             sd_step: FIRST_STEP,
         }
     }
 
-    /// Appends the correction pair `s`, `y` with `ys` = `yᵀs` > 0, dropping the oldest when full.
-    pub(crate) fn push_pair(&mut self, s: Vec<f32>, y: Vec<f32>, ys: f64) {
-        if self.s.len() == self.history {
-            self.s.pop_front();
-            self.y.pop_front();
-            self.rho.pop_front();
+    /// Forgets the pairs and the steepest-descent step, as a fresh optimiser, keeping the pairs'
+    /// place (host or GPU).
+    pub(crate) fn restart(&mut self) {
+        self.clear();
+        self.sd_step = FIRST_STEP;
+    }
+
+    /// Pairs held.
+    pub(crate) fn len(&self) -> usize {
+        match &self.pairs {
+            Pairs::Host { s, .. } => s.len(),
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, .. } => ring.len(),
         }
-        self.rho.push_back(1.0 / ys);
-        self.s.push_back(s);
-        self.y.push_back(y);
+    }
+
+    /// Whether the pairs are on a GPU.
+    #[cfg(test)]
+    pub(crate) fn on_gpu(&self) -> bool {
+        !matches!(self.pairs, Pairs::Host { .. })
+    }
+
+    fn clear(&mut self) {
+        match &mut self.pairs {
+            Pairs::Host { s, y, rho } => {
+                s.clear();
+                y.clear();
+                rho.clear();
+            }
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, .. } => ring.clear(),
+        }
+    }
+
+    /// Appends the correction pair `s`, `y` with `ys` = `yᵀs` > 0, dropping the oldest when full.
+    /// On a GPU, an upload error is kept and returned.
+    pub(crate) fn push_pair(&mut self, s: Vec<f32>, y: Vec<f32>, ys: f64) -> Result<(), String> {
+        self.restore_pair(s, y, 1.0 / ys)
+    }
+
+    /// [`Lbfgs::push_pair`] with ρ = 1/yᵀs given (as a checkpoint stores it).
+    pub(crate) fn restore_pair(
+        &mut self,
+        s_new: Vec<f32>,
+        y_new: Vec<f32>,
+        rho_new: f64,
+    ) -> Result<(), String> {
+        match &mut self.pairs {
+            Pairs::Host { s, y, rho } => {
+                if s.len() == self.history {
+                    s.pop_front();
+                    y.pop_front();
+                    rho.pop_front();
+                }
+                rho.push_back(rho_new);
+                s.push_back(s_new);
+                y.push_back(y_new);
+                Ok(())
+            }
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, error } => ring.restore(&s_new, &y_new, rho_new).map_err(|e| keep(error, e)),
+        }
     }
 
     /// Changes the number of pairs kept, dropping the oldest if there are more.
     pub(crate) fn set_history(&mut self, history: usize) {
         self.history = history.max(1);
-        while self.s.len() > self.history {
-            self.s.pop_front();
-            self.y.pop_front();
-            self.rho.pop_front();
+        let history = self.history;
+        match &mut self.pairs {
+            Pairs::Host { s, y, rho } => {
+                while s.len() > history {
+                    s.pop_front();
+                    y.pop_front();
+                    rho.pop_front();
+                }
+            }
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, error } => {
+                if ring.capacity() != history {
+                    // Another ring size: through the host (a run's history is set before its pairs
+                    // move to the GPU, so this is off the way of a normal run). On an error the
+                    // pairs stay on the host and the error is kept in the run's slot.
+                    let (gpu, error, values) = (ring.gpu().clone(), error.clone(), ring.values());
+                    self.move_to_host();
+                    self.set_history(history);
+                    let _ = self.move_to_gpu(gpu, error.clone(), values).map_err(|e| keep_text(&error, e));
+                }
+            }
         }
     }
 
-    /// The quasi-Newton direction `-H·g` from the two-loop recursion.
-    #[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
-    fn direction(&self, g: &[f32]) -> Vec<f32> {
-        let mut q: Vec<f32> = g.iter().map(|v| -v).collect();
-        let k = self.s.len();
-        let mut alpha = vec![0.0f64; k];
-        for i in (0..k).rev() {
-            alpha[i] = self.rho[i] * dot(&self.s[i], &q);
-            axpy(-(alpha[i] as f32), &self.y[i], &mut q);
+    /// The pairs, oldest first: (s, y, ρ). On a GPU they are read back; if that fails the error is
+    /// kept and there are none (a checkpoint then holds the image without its history).
+    pub(crate) fn saved_pairs(&self) -> Vec<SavedPair<'_>> {
+        match &self.pairs {
+            Pairs::Host { s, y, rho } => s
+                .iter()
+                .zip(y)
+                .zip(rho)
+                .map(|((s, y), &r)| (Cow::Borrowed(&s[..]), Cow::Borrowed(&y[..]), r))
+                .collect(),
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, error } => (0..ring.len())
+                .map(|i| ring.pair(i).map(|(s, y, r)| (Cow::Owned(s), Cow::Owned(y), r)))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| {
+                    keep(error, e);
+                    Vec::new()
+                }),
         }
-        if k > 0 {
-            let gamma = (dot(&self.s[k - 1], &self.y[k - 1]) / dot(&self.y[k - 1], &self.y[k - 1])) as f32;
-            scale(gamma, &mut q);
+    }
+
+    /// Moves the pairs onto `gpu` (a ring of `history` pairs of `values` floats, allocated now),
+    /// where the two-loop recursion then runs; GPU errors of later steps go to `error`. Nothing
+    /// changes if they are there already or on an error (which is returned).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn move_to_gpu(
+        &mut self,
+        gpu: Arc<impasto_gpu::Gpu>,
+        error: Arc<Mutex<Option<String>>>,
+        values: usize,
+    ) -> Result<(), String> {
+        let Pairs::Host { s, y, rho } = &self.pairs else { return Ok(()) };
+        let mut ring = GpuHistory::new(gpu, values, self.history).map_err(|e| e.to_string())?;
+        for ((s, y), &r) in s.iter().zip(y).zip(rho) {
+            ring.restore(s, y, r).map_err(|e| e.to_string())?;
         }
-        for i in 0..k {
-            let beta = self.rho[i] * dot(&self.y[i], &q);
-            axpy((alpha[i] - beta) as f32, &self.s[i], &mut q);
+        self.pairs = Pairs::Gpu { ring, error };
+        Ok(())
+    }
+
+    /// Moves the pairs back to the host (read back; none if that fails, the error kept).
+    #[cfg(feature = "gpu")]
+    fn move_to_host(&mut self) {
+        let pairs: Vec<(Vec<f32>, Vec<f32>, f64)> =
+            self.saved_pairs().into_iter().map(|(s, y, r)| (s.into_owned(), y.into_owned(), r)).collect();
+        self.pairs = Pairs::Host { s: VecDeque::new(), y: VecDeque::new(), rho: VecDeque::new() };
+        for (s, y, r) in pairs {
+            let _ = self.restore_pair(s, y, r);
         }
-        q
+    }
+
+    /// The quasi-Newton direction `-H·g` from the two-loop recursion, on the host or the GPU.
+    fn direction(&self, g: &[f32]) -> Result<Vec<f32>, String> {
+        match &self.pairs {
+            Pairs::Host { s, y, rho } => Ok(host_direction(s, y, rho, g)),
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { ring, error } => ring.direction(g).map_err(|e| keep(error, e)),
+        }
     }
 
     /// One iteration from `x` with loss `f` and gradient `g`, calling `eval` for trial points.
@@ -119,7 +245,7 @@ impl Lbfgs {
             .map(|(&xi, &gi)| (xi <= lo && gi > 0.0) || (xi >= hi && gi < 0.0))
             .collect();
         let g_free: Vec<f32> = g.iter().zip(&active).map(|(&gi, &a)| if a { 0.0 } else { gi }).collect();
-        let mut d = self.direction(&g_free);
+        let Ok(mut d) = self.direction(&g_free) else { return LbfgsStep::NonFinite };
         for (di, &a) in d.iter_mut().zip(&active) {
             if a {
                 *di = 0.0;
@@ -128,9 +254,7 @@ impl Lbfgs {
         let mut gtd = dot(g, &d);
         if gtd >= 0.0 || !gtd.is_finite() {
             // Not a descent direction: forget the history and use projected steepest descent.
-            self.s.clear();
-            self.y.clear();
-            self.rho.clear();
+            self.clear();
             d = g_free.iter().map(|v| -v).collect();
             gtd = dot(g, &d);
             if gtd >= 0.0 {
@@ -140,7 +264,7 @@ impl Lbfgs {
         let dmax = d.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
         // Without curvature information, take a steepest-descent step that moves no pixel by more
         // than `sd_step` (torch's 1/|g|₁ shrinks with the pixel count and stalls large images).
-        let steepest = self.s.is_empty();
+        let steepest = self.len() == 0;
         let mut t = if steepest { self.sd_step / dmax.max(1e-30) } else { 1.0 };
         let mut any_finite = false;
         for _ in 0..=MAX_BACKTRACK {
@@ -162,8 +286,8 @@ impl Lbfgs {
                     self.sd_step = (2.0 * t * dmax).min(MAX_SD_STEP);
                 }
                 let ys = dot(&y, &s);
-                if ys > 1e-10 {
-                    self.push_pair(s, y, ys);
+                if ys > 1e-10 && self.push_pair(s, y, ys).is_err() {
+                    return LbfgsStep::NonFinite;
                 }
                 *x = x_new;
                 *f = f_new;
@@ -175,43 +299,127 @@ impl Lbfgs {
         if steepest {
             self.sd_step = FIRST_STEP;
         }
-        if !self.s.is_empty() {
+        if self.len() > 0 {
             // The quasi-Newton model was poor here: drop it and retry once as steepest descent.
-            self.s.clear();
-            self.y.clear();
-            self.rho.clear();
+            self.clear();
             return self.step(x, f, g, eval);
         }
         if any_finite { LbfgsStep::Converged } else { LbfgsStep::NonFinite }
     }
 }
 
+/// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first).
+#[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
+fn host_direction(
+    s: &VecDeque<Vec<f32>>,
+    y: &VecDeque<Vec<f32>>,
+    rho: &VecDeque<f64>,
+    g: &[f32],
+) -> Vec<f32> {
+    let mut q: Vec<f32> = g.iter().map(|v| -v).collect();
+    let k = s.len();
+    let mut alpha = vec![0.0f64; k];
+    for i in (0..k).rev() {
+        alpha[i] = rho[i] * dot(&s[i], &q);
+        axpy(-(alpha[i] as f32), &y[i], &mut q);
+    }
+    if k > 0 {
+        let gamma = (dot(&s[k - 1], &y[k - 1]) / dot(&y[k - 1], &y[k - 1])) as f32;
+        scale(gamma, &mut q);
+    }
+    for i in 0..k {
+        let beta = rho[i] * dot(&y[i], &q);
+        axpy((alpha[i] - beta) as f32, &s[i], &mut q);
+    }
+    q
+}
+
+/// Keeps the first GPU error of a run in its slot; returns its text.
+#[cfg(feature = "gpu")]
+fn keep(slot: &Mutex<Option<String>>, e: impasto_gpu::GpuError) -> String {
+    keep_text(slot, e.to_string())
+}
+
+#[cfg(feature = "gpu")]
+fn keep_text(slot: &Mutex<Option<String>>, reason: String) -> String {
+    if let Ok(mut s) = slot.lock()
+        && s.is_none()
+    {
+        *s = Some(reason.clone());
+    }
+    reason
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² with some cᵢ outside the box: the answer is clamp(c, 0, 1).
-    #[test]
-    fn bounded_quadratic_converges_to_the_clamped_minimum() {
-        let n = 50;
+    /// The loss and its gradient.
+    type Evaluation = (f64, Vec<f32>);
+
+    /// f(x) = Σ wᵢ (xᵢ − cᵢ)² on `n` values, some cᵢ outside the box: (clamp(c, 0, 1), the loss).
+    fn quadratic(n: usize) -> (Vec<f32>, impl Fn(&[f32]) -> Evaluation) {
         let c: Vec<f32> = (0..n).map(|i| i as f32 / 20.0 - 0.7).collect();
         let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32).collect();
-        let eval = |x: &[f32]| {
+        let answer = c.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+        let eval = move |x: &[f32]| {
             let f = x.iter().zip(&c).zip(&w).map(|((&a, &b), &k)| (k * (a - b) * (a - b)) as f64).sum();
             let g = x.iter().zip(&c).zip(&w).map(|((&a, &b), &k)| 2.0 * k * (a - b)).collect();
             (f, g)
         };
+        (answer, eval)
+    }
+
+    /// Steps `opt` from 0.5 everywhere until it converges (at most 100 steps): the iterates.
+    fn descend(opt: &mut Lbfgs, n: usize, eval: &impl Fn(&[f32]) -> Evaluation) -> Vec<Vec<f32>> {
         let mut x = vec![0.5f32; n];
         let (mut f, mut g) = eval(&x);
-        let mut opt = Lbfgs::new(5);
+        let mut path = vec![x.clone()];
         for _ in 0..100 {
             assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
-            if opt.step(&mut x, &mut f, &mut g, eval) == LbfgsStep::Converged {
+            let step = opt.step(&mut x, &mut f, &mut g, eval);
+            assert_ne!(step, LbfgsStep::NonFinite);
+            path.push(x.clone());
+            if step == LbfgsStep::Converged {
                 break;
             }
         }
-        for (xi, ci) in x.iter().zip(&c) {
-            assert!((xi - ci.clamp(0.0, 1.0)).abs() < 1e-4, "{xi} vs {ci}");
+        path
+    }
+
+    #[test]
+    fn bounded_quadratic_converges_to_the_clamped_minimum() {
+        let (answer, eval) = quadratic(50);
+        let mut opt = Lbfgs::new(5);
+        let x = descend(&mut opt, 50, &eval).pop().unwrap_or_default();
+        for (xi, ai) in x.iter().zip(&answer) {
+            assert!((xi - ai).abs() < 1e-4, "{xi} vs {ai}");
+        }
+    }
+
+    /// With its pairs on a GPU, the optimiser takes the host's steps (to f32 rounding) and reaches the
+    /// same minimum; the ring wraps (more accepted steps than pairs).
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn the_history_on_a_gpu_takes_the_host_steps() {
+        let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let gpu = impasto_gpu::Gpu::new(impasto_gpu::Choice::Index(index)).unwrap_or_else(|e| panic!("{e}"));
+        let n = 67;
+        let (answer, eval) = quadratic(n);
+        let host = descend(&mut Lbfgs::new(3), n, &eval);
+        let mut opt = Lbfgs::new(3);
+        let error = Arc::new(Mutex::new(None));
+        opt.move_to_gpu(gpu, error.clone(), n).unwrap();
+        assert!(opt.on_gpu());
+        let device = descend(&mut opt, n, &eval);
+        assert!(opt.on_gpu() && error.lock().unwrap().is_none());
+        assert!(host.len() > 5, "{} steps", host.len());
+        for (k, (a, b)) in host.iter().zip(&device).take(5).enumerate() {
+            let err = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < 1e-5, "step {k}: the iterates differ by {err}");
+        }
+        for (xi, ai) in device.last().unwrap_or(&answer).iter().zip(&answer) {
+            assert!((xi - ai).abs() < 1e-4, "{xi} vs {ai}");
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::config::StyleConfig;
 use crate::error::{Error, Result};
 use crate::loss::Objective;
 use crate::observer::{Losses, Observer, RunInfo, Scale, Step, StopReason, Weights};
-use crate::optim::{Lbfgs, LbfgsStep, all_finite};
+use crate::optim::{LbfgsStep, all_finite};
 use crate::pixels::to_image;
 
 use super::Stylized;
@@ -120,6 +120,14 @@ impl ScaleRun<'_> {
         observer: &mut dyn Observer,
         announce: bool,
     ) -> Result<Stylized> {
+        // On a GPU, L-BFGS keeps its pairs there and runs the two-loop recursion there: only the
+        // gradient goes up and the direction comes back (a failure to allocate the ring stops the
+        // run as one building the objective does).
+        #[cfg(feature = "gpu")]
+        if let (OptState::Lbfgs(opt), Some(ctx)) = (&mut state.opt, steerable.objective.gpu_context()) {
+            opt.move_to_gpu(ctx.net.gpu().clone(), ctx.error.clone(), state.x.len())
+                .map_err(|reason| Error::Gpu { reason, last_good: None })?;
+        }
         let mut point = Point::at(steerable, &state)?;
         if announce {
             let info = RunInfo {
@@ -249,7 +257,7 @@ impl ScaleRun<'_> {
         }
         *point = Point { losses, f: losses.total(), g };
         match &mut state.opt {
-            OptState::Lbfgs(opt) => *opt = Lbfgs::new(opt.history),
+            OptState::Lbfgs(opt) => opt.restart(),
             OptState::Adam(_, ema) => ema.restart_best(),
         }
         Ok(())

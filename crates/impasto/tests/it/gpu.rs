@@ -10,7 +10,7 @@ use impasto::{AlphaPlane, Arch, Device, NoObserver, Objective, Pooling, StyleCon
 use crate::common::{Lcg, random_vgg, real_weights, shared_dir};
 use crate::fixtures::{load_fixture, rel_err};
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     assert!(
         !impasto::gpu_adapters().is_empty(),
@@ -19,7 +19,7 @@ fn device() -> Device {
     Device::Gpu(Some(index))
 }
 
-fn img(name: &str) -> impasto::image::Rgb32FImage {
+pub(crate) fn img(name: &str) -> impasto::image::Rgb32FImage {
     impasto::load_image(&shared_dir().join("images").join(name)).unwrap()
 }
 
@@ -27,12 +27,12 @@ fn half_mask(w: u32, h: u32, left: bool) -> AlphaPlane {
     AlphaPlane::from_fn(w, h, |x, _| impasto::image::Luma([if (x < w / 2) == left { 1.0 } else { 0.3 }]))
 }
 
-fn rel(a: f64, b: f64) -> f64 {
+pub(crate) fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-30)
 }
 
 /// A small network and settings that reach relu2_1: fast on a software GPU.
-fn small_config(device: Device) -> StyleConfig {
+pub(crate) fn small_config(device: Device) -> StyleConfig {
     StyleConfig {
         size: 64,
         iterations: 6,
@@ -188,8 +188,9 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     let styles = std::slice::from_ref(&style);
     let faults =
         |f: &str| StyleConfig { gpu_faults: impasto::GpuFaults::parse(f).unwrap(), ..small_config(gpu) };
-    // The device is lost at the fourth evaluation (submissions 1 and 2 compute the style and content
-    // targets): one line, and the image of the last good one.
+    // The device is lost at submission 6 (1 and 2 compute the style and content targets, then each
+    // evaluation submits once, and from the second step on each L-BFGS direction, its history being
+    // on the GPU): one line, and the image of the last good evaluation.
     let err = impasto::stylize(&net, &faults("lost@6"), &content, styles, &mut NoObserver).unwrap_err();
     let line = err.to_string();
     assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("was lost"), "{line}");

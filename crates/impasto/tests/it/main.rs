@@ -8,6 +8,7 @@ mod compact;
 mod config;
 mod fixtures;
 mod gpu;
+mod gpu_lbfgs;
 mod gradcheck;
 mod io;
 mod masks;
