@@ -94,7 +94,8 @@ impl Plan<'_> {
     /// on a GPU, its limits and `config.max_gpu_memory`.
     fn largest_tile(&self, s: &Scale) -> Result<u32> {
         let (c, net) = (self.config, self.net);
-        let cpu_fits = |t| c.max_memory.is_none_or(|b| estimate_tiled_peak(net, c, s.width, s.height, t) <= b);
+        let cpu_fits =
+            |t| c.max_memory.is_none_or(|b| estimate_tiled_peak(net, c, s.width, s.height, t) <= b);
         let least = min_tile(c.tile_overlap).div_ceil(tiles::TILE_ALIGN) * tiles::TILE_ALIGN;
         let mut t = s.long_side() / tiles::TILE_ALIGN * tiles::TILE_ALIGN;
         while t >= least {

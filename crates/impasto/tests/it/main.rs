@@ -8,6 +8,7 @@ mod compact;
 mod config;
 mod fixtures;
 mod gpu;
+mod gpu_tiles;
 mod gradcheck;
 mod io;
 mod masks;
