@@ -10,7 +10,7 @@ use impasto::{AlphaPlane, Arch, Device, NoObserver, Objective, Pooling, StyleCon
 use crate::common::{Lcg, random_vgg, real_weights, shared_dir};
 use crate::fixtures::{load_fixture, rel_err};
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     assert!(
         !impasto::gpu_adapters().is_empty(),
@@ -19,7 +19,7 @@ fn device() -> Device {
     Device::Gpu(Some(index))
 }
 
-fn img(name: &str) -> impasto::image::Rgb32FImage {
+pub(crate) fn img(name: &str) -> impasto::image::Rgb32FImage {
     impasto::load_image(&shared_dir().join("images").join(name)).unwrap()
 }
 
@@ -27,12 +27,12 @@ fn half_mask(w: u32, h: u32, left: bool) -> AlphaPlane {
     AlphaPlane::from_fn(w, h, |x, _| impasto::image::Luma([if (x < w / 2) == left { 1.0 } else { 0.3 }]))
 }
 
-fn rel(a: f64, b: f64) -> f64 {
+pub(crate) fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-30)
 }
 
 /// A small network and settings that reach relu2_1: fast on a software GPU.
-fn small_config(device: Device) -> StyleConfig {
+pub(crate) fn small_config(device: Device) -> StyleConfig {
     StyleConfig {
         size: 64,
         iterations: 6,
@@ -239,7 +239,7 @@ fn a_network_keeps_its_gpu_copy_for_the_next_runs() {
 /// The smallest `oom@N` whose run keeps an image: a failed allocation before the run has a result
 /// is an error without one; from the first allocation after it on, the error carries the last good
 /// image (or, past the last allocation, the run finishes). Exponential then binary search on N.
-fn first_oom_with_an_image(
+pub(crate) fn first_oom_with_an_image(
     run: impl Fn(u64) -> impasto::Result<impasto::Stylized>,
 ) -> (u64, impasto::Result<impasto::Stylized>) {
     let keeps = |r: &impasto::Result<impasto::Stylized>| {
@@ -309,8 +309,9 @@ fn a_tiled_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     assert_eq!(a.image.as_raw(), b.image.as_raw(), "two tiled GPU runs differ");
 }
 
-/// A run on a GPU computes its targets there: the content features and the style Grams (whole, and in
-/// tiles as a tiled scale does) equal the CPU's to 1e-4 relative on the shared fixture's 64 px image.
+/// A run on a GPU computes its targets there: the content features to 1e-4 relative and the style
+/// Grams (whole, and in tiles as a tiled scale does: each interior's Gram with the cropped-Gram
+/// kernel) to 1e-5 of the CPU's on the shared fixture's 64 px image.
 #[test]
 fn targets_on_the_gpu_match_the_cpu() {
     let gpu = device();
@@ -333,7 +334,7 @@ fn targets_on_the_gpu_match_the_cpu() {
         for ((name, g), c) in style.iter().zip(&on_gpu).zip(&cpu) {
             let e = rel_err(g, c);
             eprintln!("Gram {name} (tile {tile:?}): rel err {e:.2e}");
-            assert!(e < 1e-4, "Gram {name} (tile {tile:?}): {e}");
+            assert!(e < 1e-5, "Gram {name} (tile {tile:?}): {e}");
         }
     }
 }
