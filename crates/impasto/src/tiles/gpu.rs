@@ -33,6 +33,8 @@ pub struct GpuLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Misfit {
     pub(crate) what: String,
+    /// `needed` is an estimate.
+    pub(crate) about: bool,
     pub(crate) needed: u64,
     pub(crate) allowed: u64,
     /// The adapter's limit (with the adapter's name), or the budget flag.
@@ -41,7 +43,15 @@ pub(crate) struct Misfit {
 
 impl std::fmt::Display for Misfit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} needs {} but {} is {}", self.what, fmt_bytes(self.needed), self.limit, fmt_bytes(self.allowed))
+        let about = if self.about { "about " } else { "" };
+        write!(
+            f,
+            "{} needs {about}{} but {} is {}",
+            self.what,
+            fmt_bytes(self.needed),
+            self.limit,
+            fmt_bytes(self.allowed)
+        )
     }
 }
 
@@ -67,7 +77,13 @@ fn block_partials(rows: usize, cols: usize, cap: u64) -> usize {
 
 /// Floats of the forward pass of an `h`×`w` image through layers `0..=last` keeping `wanted` (the
 /// input, the network input and each kept output), and each layer's (channels, height, width).
-fn forward(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool]) -> (usize, Vec<(usize, usize, usize)>) {
+fn forward(
+    net: &Vgg,
+    h: usize,
+    w: usize,
+    last: usize,
+    wanted: &[bool],
+) -> (usize, Vec<(usize, usize, usize)>) {
     let layers = net.layers();
     let mut floats = 2 * 3 * h * w;
     let mut shape = Vec::new();
@@ -242,7 +258,13 @@ fn objective_bytes(net: &Vgg, config: &StyleConfig, width: u32, height: u32, cap
 /// and the larger of the objective (its resident buffers and one evaluation's read-back) and the
 /// forward pass that computes its content targets. The style targets are computed before, in
 /// passes of their own (see the tiler).
-pub fn estimate_gpu_peak(net: &Vgg, config: &StyleConfig, width: u32, height: u32, limits: &GpuLimits) -> u64 {
+pub fn estimate_gpu_peak(
+    net: &Vgg,
+    config: &StyleConfig,
+    width: u32,
+    height: u32,
+    limits: &GpuLimits,
+) -> u64 {
     let objective = objective_bytes(net, config, width, height, limits.tensor).0;
     gpu_weight_bytes(net) + objective.max(content_pass(net, config, width, height).0)
 }
@@ -272,6 +294,7 @@ pub(crate) fn objective_misfit(
     if plane > limits.tensor {
         return Some(Misfit {
             what: format!("one channel plane of a {width}x{height} image"),
+            about: false,
             needed: plane,
             allowed: limits.tensor,
             limit: on(limits.tensor_limit),
@@ -286,6 +309,7 @@ pub(crate) fn objective_misfit(
     if readback > limits.buffer {
         return Some(Misfit {
             what: format!("the read-back of a {width}x{height} image's gradient or features"),
+            about: false,
             needed: readback,
             allowed: limits.buffer,
             limit: on("max_buffer_size"),
@@ -305,6 +329,7 @@ fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Mi
     let bytes = 4 * (c * c) as u64;
     (bytes > limits.tensor).then(|| Misfit {
         what: format!("a {c}×{c} Gram matrix"),
+        about: false,
         needed: bytes,
         allowed: limits.tensor,
         limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
@@ -314,56 +339,42 @@ fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Mi
 fn budget_misfit(config: &StyleConfig, peak: u64, what: impl FnOnce() -> String) -> Option<Misfit> {
     let budget = config.max_gpu_memory?;
     (peak > budget).then(|| Misfit {
-        what: format!("{} (about)", what()),
+        what: what(),
+        about: true,
         needed: peak,
         allowed: budget,
-        limit: "the GPU memory budget (--max-gpu-memory)".into(),
+        limit: "the GPU memory budget".into(),
     })
 }
 
-/// Why the style-target pass over a `width`×`height` crop of a style image cannot run on the GPU;
-/// `whole`: the Grams are computed there (`grams_at`), else the layers' outputs are read back for
-/// the interior Grams (a tiled pass).
+/// Why the style-target pass over a `width`×`height` style image (or a crop of one, with its halo)
+/// cannot run on the GPU: its forward pass, then each layer's Gram (of the whole, or of the crop's
+/// interior) computed there, only the Grams read back.
 fn style_pass_misfit(
     net: &Vgg,
     config: &StyleConfig,
     width: u32,
     height: u32,
-    whole: bool,
     limits: &GpuLimits,
 ) -> Option<Misfit> {
     let style = style_layers(net, config);
     let &last = style.iter().max()?;
-    let on = |limit: &str| format!("{}'s {limit}", limits.adapter);
     let plane = 4 * u64::from(width) * u64::from(height);
     if plane > limits.tensor {
         return Some(Misfit {
             what: format!("one channel plane of a {width}x{height} style image tile"),
+            about: false,
             needed: plane,
             allowed: limits.tensor,
-            limit: on(limits.tensor_limit),
+            limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
         });
     }
     let mut wanted = vec![false; last + 1];
     style.iter().for_each(|&l| wanted[l] = true);
     let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
-    let readback: usize = style
-        .iter()
-        .map(|&l| {
-            let (c, lh, lw) = shape[l];
-            if whole { c * c } else { c * lh * lw }
-        })
-        .sum();
-    let grams: usize = if whole { style.iter().map(|&l| shape[l].0.pow(2) * 65).sum() } else { 0 };
-    if 4 * readback as u64 > limits.buffer {
-        return Some(Misfit {
-            what: format!("the read-back of a {width}x{height} style image tile's features"),
-            needed: 4 * readback as u64,
-            allowed: limits.buffer,
-            limit: on("max_buffer_size"),
-        });
-    }
-    let peak = gpu_weight_bytes(net) + 4 * (floats + grams + readback) as u64;
+    // Each Gram with at most 64 slices, and its read-back.
+    let grams: usize = style.iter().map(|&l| shape[l].0.pow(2) * (65 + 1)).sum();
+    let peak = gpu_weight_bytes(net) + 4 * (floats + grams) as u64;
     budget_misfit(config, peak, || format!("the style targets of a {width}x{height} style image tile"))
 }
 
@@ -383,13 +394,13 @@ pub(crate) fn gram_tile(
     let halo = halo.div_ceil(align) * align;
     let misfit = |t: u32| {
         if width <= t && height <= t {
-            style_pass_misfit(net, config, width, height, true, limits)
+            style_pass_misfit(net, config, width, height, limits)
         } else {
             let (cw, ch) = ((t + 2 * halo).min(width), (t + 2 * halo).min(height));
-            style_pass_misfit(net, config, cw, ch, false, limits)
+            style_pass_misfit(net, config, cw, ch, limits)
         }
     };
-    if requested.is_none() && style_pass_misfit(net, config, width, height, true, limits).is_none() {
+    if requested.is_none() && style_pass_misfit(net, config, width, height, limits).is_none() {
         return Ok(None);
     }
     let start = (requested.unwrap_or(width.max(height)) / align * align).max(align);
@@ -422,7 +433,10 @@ mod tests {
                 if conv >= convs {
                     break;
                 }
-                weights.push(((0..c_out * c_in * 9).map(|_| next()).collect(), (0..c_out).map(|_| next()).collect()));
+                weights.push((
+                    (0..c_out * c_in * 9).map(|_| next()).collect(),
+                    (0..c_out).map(|_| next()).collect(),
+                ));
             }
         }
         Vgg::from_tensors(Arch::Vgg16, Pooling::Max, Preprocess::Torch, weights).unwrap()
