@@ -243,6 +243,7 @@ impl<'a> Plan<'a> {
         for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
             s.iterations *= t.as_ref().map_or(1, tiles::TilePlan::len);
         }
+        plan.check_style_targets(styles)?;
         Ok(plan)
     }
 

@@ -106,6 +106,21 @@ impl<'a> Plan<'a> {
         Ok(style_targets)
     }
 
+    /// On a GPU, that every scale's style targets fit it (see [`Plan::gram_tile`]): checked before the
+    /// run starts, so that a later scale does not stop it there.
+    pub(super) fn check_style_targets(&self, styles: &[Rgb32FImage]) -> Result<()> {
+        if self.gpu.is_none() || self.style_layers.is_empty() {
+            return Ok(());
+        }
+        for (s, t) in self.scales.iter().zip(&self.tiles) {
+            for img in styles {
+                let size = fit_longest_side(img.width(), img.height(), self.style_long(s.long_side()));
+                self.gram_tile(size, t.as_ref().map(|p| p.tile))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The tile side in which a `width`×`height` style image's Grams are computed: `requested` (a
     /// tiled scale's tile side) on the CPU; on a GPU, the largest that fits its limits (see
     /// [`tiles::gram_tile`]), the whole image when it fits and no tile was requested.

@@ -116,6 +116,16 @@ fn forward(
     (floats, shape)
 }
 
+/// Floats of a `c×c` Gram over `n` pixels and its K slices (`impasto-gpu`'s `gram_slices` and
+/// `record_gram`).
+fn gram_floats(c: usize, n: usize, cap: u64) -> usize {
+    let tiles = c.div_ceil(64).pow(2);
+    let slices = (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1);
+    let room = (cap / (c * c * 4).max(1) as u64).max(1) as usize;
+    let chunk = n.div_ceil(slices.clamp(1, room)).next_multiple_of(16).max(16);
+    (1 + n.div_ceil(chunk).max(1)) * c * c
+}
+
 /// Bytes of the kernels' parameter buffers of the forward pass and of the backward pass of an
 /// `h`×`w` image through layers `0..=last` (80 per matrix product, 64 per other kernel): each
 /// convolution takes one product per pair of channel groups (cut where the weights' row blocks end),
@@ -225,13 +235,8 @@ fn objective_bytes(net: &Vgg, config: &StyleConfig, width: u32, height: u32, cap
         }
         // The Gram's products, its slices' sum, the loss, the Gram backward's products and sums.
         params += 80 * g * g + 64 + 64 + if g == 1 { 80 } else { g * (80 * g + 64) };
-        let tiles = c.div_ceil(64).pow(2);
-        let slices = (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1);
-        let room = (cap / (c * c * 4).max(1) as u64).max(1) as usize;
-        let chunk = n.div_ceil(slices.clamp(1, room)).next_multiple_of(16).max(16);
-        let slices = n.div_ceil(chunk).max(1);
-        // The Gram, its slices, the target, its gradient, the partials.
-        floats += (3 + slices) * c * c + partial_count(c * c);
+        // The Gram and its slices, the target, its gradient, the partials.
+        floats += gram_floats(c, n, cap) + 2 * c * c + partial_count(c * c);
         let per = per_block(c, n, cap);
         if per < c && per * n > scratch {
             scratch = per * n;
@@ -372,10 +377,11 @@ fn style_pass_misfit(
     let mut wanted = vec![false; last + 1];
     style.iter().for_each(|&l| wanted[l] = true);
     let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
-    // Each Gram with at most 64 slices, and its read-back.
-    let grams: usize = style.iter().map(|&l| shape[l].0.pow(2) * (65 + 1)).sum();
+    // Each Gram (of at most every position of the layer) with its slices, and its read-back.
+    let grams: usize =
+        style.iter().map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2)).sum();
     let peak = gpu_weight_bytes(net) + 4 * (floats + grams) as u64;
-    budget_misfit(config, peak, || format!("the style targets of a {width}x{height} style image tile"))
+    budget_misfit(config, peak, || format!("computing the style targets of a {width}x{height} style image tile"))
 }
 
 /// The tile side in which a `width`×`height` style image's Grams are computed on the GPU (see
