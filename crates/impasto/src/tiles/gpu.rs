@@ -378,10 +378,14 @@ fn style_pass_misfit(
     style.iter().for_each(|&l| wanted[l] = true);
     let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
     // Each Gram (of at most every position of the layer) with its slices, and its read-back.
-    let grams: usize =
-        style.iter().map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2)).sum();
+    let grams: usize = style
+        .iter()
+        .map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2))
+        .sum();
     let peak = gpu_weight_bytes(net) + 4 * (floats + grams) as u64;
-    budget_misfit(config, peak, || format!("computing the style targets of a {width}x{height} style image tile"))
+    budget_misfit(config, peak, || {
+        format!("computing the style targets of a {width}x{height} style image tile")
+    })
 }
 
 /// The tile side in which a `width`×`height` style image's Grams are computed on the GPU (see

@@ -46,7 +46,8 @@ fn a_gpu_run_larger_than_a_binding_is_tiled_to_fit_and_matches_the_cpu() {
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 21);
     let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
     let styles = std::slice::from_ref(&style);
-    let config = |device, binding| StyleConfig { style_weight: 0.0, iterations: 4, ..config(device, binding) };
+    let config =
+        |device, binding| StyleConfig { style_weight: 0.0, iterations: 4, ..config(device, binding) };
     let mut plans = Plans::default();
     let on_gpu = impasto::stylize(&net, &config(gpu, Some(143 * 256)), &content, styles, &mut plans)
         .expect("the run is tiled to fit the binding");
