@@ -136,8 +136,11 @@ fn gram_and_its_backward_match_naive() {
     }
 }
 
+/// A rectangle of a plane: (x, y, width, height).
+type Rect = (usize, usize, usize, usize);
+
 /// The pixels of `f` (`c` planes of `h`×`w`) inside the rectangle (x, y, width, height), row-major.
-fn crop(f: &[f32], c: usize, h: usize, w: usize, (x, y, cw, ch): (usize, usize, usize, usize)) -> Vec<f32> {
+fn crop(f: &[f32], c: usize, h: usize, w: usize, (x, y, cw, ch): Rect) -> Vec<f32> {
     let mut out = Vec::with_capacity(c * cw * ch);
     for plane in f.chunks_exact(h * w) {
         for row in y..y + ch {
@@ -149,7 +152,7 @@ fn crop(f: &[f32], c: usize, h: usize, w: usize, (x, y, cw, ch): (usize, usize, 
 
 /// (c, h, w, rectangle): 1, 3, 5, 63, 65 channels and pixels, odd offsets, a rectangle that is the
 /// whole plane, one row, one column, and one crossing the GEMM's 64-wide tiles.
-const CROPS: [(usize, usize, usize, (usize, usize, usize, usize)); 8] = [
+const CROPS: [(usize, usize, usize, Rect); 8] = [
     (1, 1, 1, (0, 0, 1, 1)),
     (3, 5, 7, (1, 1, 3, 3)),
     (5, 9, 13, (3, 1, 5, 7)),

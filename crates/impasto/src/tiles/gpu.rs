@@ -487,6 +487,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)] // the measured difference, shown with --nocapture
     fn the_gpu_estimate_equals_what_impasto_gpu_allocates() {
         let net = random_vgg(4);
         let base = StyleConfig {
