@@ -323,6 +323,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
     pub max_memory: Option<String>,
 
+    /// GPU memory the run may take on a GPU (--device): a scale that would hold more there is
+    /// optimised in overlapping tiles that fit [default: no budget; tiles always keep within the
+    /// adapter's buffer limits]
+    #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
+    pub max_gpu_memory: Option<String>,
+
     /// Optimise every scale larger than PX in overlapping tiles of PX, one after the other
     #[arg(long, value_name = "PX", help_heading = "Print sizes (tiling)")]
     pub tile: Option<u32>,
@@ -372,8 +378,9 @@ pub struct RunArgs {
     pub device: Option<impasto::Device>,
 
     /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
-    /// Nth allocation fails; kernel=NAME: that kernel does not compile)
-    #[arg(long, value_name = "lost@N|oom@N|kernel=NAME", value_parser = parse_gpu_fault, hide = true)]
+    /// Nth allocation fails; kernel=NAME: that kernel does not compile; binding=BYTES: open the
+    /// device with at most this storage binding size)
+    #[arg(long, value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES", value_parser = parse_gpu_fault, hide = true)]
     pub gpu_fault: Option<impasto::GpuFaults>,
 
     /// Without a terminal, log a line every N iterations (0 = never)
@@ -430,5 +437,6 @@ pub enum PoolingArg {
 }
 
 fn parse_gpu_fault(s: &str) -> Result<impasto::GpuFaults, String> {
-    impasto::GpuFaults::parse(s).ok_or_else(|| format!("`{s}` is not lost@N, oom@N or kernel=NAME"))
+    impasto::GpuFaults::parse(s)
+        .ok_or_else(|| format!("`{s}` is not lost@N, oom@N, kernel=NAME or binding=BYTES"))
 }

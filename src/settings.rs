@@ -73,7 +73,12 @@ pub const DEFAULT_MEMORY_SHARE: f64 = 0.75;
 
 /// `--max-memory`: `3G`, `1.5GiB`, `800M`, `512k` (binary units, `B`/`iB` optional) or bytes.
 pub fn parse_memory(text: &str) -> Result<u64> {
-    let bad = || anyhow!("invalid --max-memory `{text}`: expected a size such as 3G, 1.5GiB or 800M");
+    parse_size("--max-memory", text)
+}
+
+/// A size given to `flag` (`--max-memory`, `--max-gpu-memory`): see [`parse_memory`].
+fn parse_size(flag: &str, text: &str) -> Result<u64> {
+    let bad = || anyhow!("invalid {flag} `{text}`: expected a size such as 3G, 1.5GiB or 800M");
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
     let unit_at = lower.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(lower.len());
@@ -349,6 +354,11 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
             Some(text) => Some(parse_memory(text)?),
             None => env.memory.map(|m| (m as f64 * DEFAULT_MEMORY_SHARE) as u64),
         },
+        max_gpu_memory: args
+            .max_gpu_memory
+            .as_deref()
+            .map(|t| parse_size("--max-gpu-memory", t))
+            .transpose()?,
         tile: args.tile,
         tile_overlap: args.tile_overlap,
     };

@@ -66,7 +66,38 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
     }
     let bad = run("melt");
     assert_eq!(bad.code, Some(2));
-    assert!(bad.stderr.contains("`melt` is not lost@N, oom@N or kernel=NAME"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("`melt` is not lost@N, oom@N, kernel=NAME or binding=BYTES"),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// `--max-gpu-memory` below what even the smallest tiles need on the GPU: one line naming the budget
+/// before the run, exit 1, no image; a malformed size is refused as `--max-memory`'s is.
+#[test]
+fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    let run = |budget: &str| {
+        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+        args.extend(["-n", "5", "--quiet", "--device", "gpu:0", "--max-gpu-memory", budget]);
+        args.extend(crate::common::TINY_LAYERS);
+        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+        crate::common::Run::from(out)
+    };
+    let out = run("1k");
+    assert_eq!(out.code, Some(1));
+    let line = out.error_line(1);
+    assert!(
+        line.contains("do not fit the GPU at 32x24") && line.ends_with("the GPU memory budget is 1.0 KiB"),
+        "{line}"
+    );
+    assert!(!sb.path("out.png").exists());
+    let bad = run("lots");
+    insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-gpu-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
 }
 
 /// Out of GPU memory while building the second scale (injected with `--gpu-fault oom@N`, N the first

@@ -103,13 +103,16 @@ fn help() {
           --pooling <max|avg>         Pooling: max (as trained) or avg (smoother) [default: max]
 
     Print sizes (tiling):
-          --max-memory <SIZE>  Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that would
-                               need more is optimised in overlapping tiles that fit [default: 3/4 of
-                               this machine's memory]
-          --tile <PX>          Optimise every scale larger than PX in overlapping tiles of PX, one after
-                               the other
-          --tile-overlap <PX>  Least overlap between neighbouring tiles (tiles must be at least 2×PX+64)
-                               [default: 80]
+          --max-memory <SIZE>      Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that
+                                   would need more is optimised in overlapping tiles that fit [default:
+                                   3/4 of this machine's memory]
+          --max-gpu-memory <SIZE>  GPU memory the run may take on a GPU (--device): a scale that would
+                                   hold more there is optimised in overlapping tiles that fit [default:
+                                   no budget; tiles always keep within the adapter's buffer limits]
+          --tile <PX>              Optimise every scale larger than PX in overlapping tiles of PX, one
+                                   after the other
+          --tile-overlap <PX>      Least overlap between neighbouring tiles (tiles must be at least
+                                   2×PX+64) [default: 80]
 
     Time and checkpoints:
           --time-limit <DURATION>  Stop after this much optimisation time and write the image: 90s, 5m,

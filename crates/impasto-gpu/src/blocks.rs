@@ -176,6 +176,7 @@ pub(crate) fn record_conv(
                     c_off: (r - y0) * n,
                     c_slice: 0,
                     bias_off: r,
+                    crop: (0, 0),
                 };
                 prog.gemm(gpu, Gemm::Conv, wbuf, xbuf, bias, ybuf, d)?;
             }
@@ -203,7 +204,46 @@ pub(crate) fn record_gram(
     slices: usize,
     g: &wgpu::Buffer,
 ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-    let (c, n) = (f.rows, f.cols);
+    record_gram_of(gpu, prog, f, None, scale, slices, g)
+}
+
+/// A rectangle of a tensor's planes: (plane width, first column, first row, width, height).
+pub(crate) type Crop = (usize, usize, usize, usize, usize);
+
+/// Records `g = scale·F_r·F_rᵀ`, `F_r` the pixels of `f` (`c` × planes of `w` values a row) inside the
+/// rectangle `crop` = (w, x, y, width, height), in row-major order: the Gram of a sub-rectangle, each
+/// entry one sum over its pixels in that order (K split into slices summed in order, as
+/// [`record_gram`]).
+pub(crate) fn record_crop_gram(
+    gpu: &Gpu,
+    prog: &mut Program,
+    f: &Blocks,
+    crop: Crop,
+    scale: f32,
+    slices: usize,
+    g: &wgpu::Buffer,
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let (w, x, y, cw, ch) = crop;
+    if cw == 0 || ch == 0 || x + cw > w || w == 0 || (y + ch) * w > f.cols {
+        return Err(GpuError::Shape {
+            op: "cropped Gram",
+            reason: format!("a {cw}×{ch} rectangle at ({x}, {y}) of {w}-wide planes of {} values", f.cols),
+        });
+    }
+    record_gram_of(gpu, prog, f, Some(crop), scale, slices, g)
+}
+
+fn record_gram_of(
+    gpu: &Gpu,
+    prog: &mut Program,
+    f: &Blocks,
+    crop: Option<Crop>,
+    scale: f32,
+    slices: usize,
+    g: &wgpu::Buffer,
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let c = f.rows;
+    let n = crop.map_or(f.cols, |(_, _, _, cw, ch)| cw * ch);
     let room = (gpu.binding_cap().0 / (c * c * 4).max(1) as u64).max(1) as usize;
     let chunk = n.div_ceil(slices.clamp(1, room)).next_multiple_of(16).max(16);
     let slices = n.div_ceil(chunk).max(1);
@@ -222,7 +262,13 @@ pub(crate) fn record_gram(
                 c_slice: c * c,
                 ..Default::default()
             };
-            prog.gemm(gpu, Gemm::Gram, fi, fj, None, &parts, d)?;
+            match crop {
+                None => prog.gemm(gpu, Gemm::Gram, fi, fj, None, &parts, d)?,
+                Some((w, x, y, cw, _)) => {
+                    let d = GemmDims { h: cw, w, lda: f.cols, crop: (x, y), ..d };
+                    prog.gemm(gpu, Gemm::CropGram, fi, fj, None, &parts, d)?
+                }
+            };
         }
     }
     let p =

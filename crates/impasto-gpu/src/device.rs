@@ -110,6 +110,8 @@ pub struct Gpu {
     faults: Faults,
     submits: AtomicU64,
     allocations: AtomicU64,
+    /// Bytes of every buffer created so far (storage, uniform and read-back buffers).
+    allocated: AtomicU64,
 }
 
 impl Gpu {
@@ -194,6 +196,7 @@ impl Gpu {
             faults: options.faults.clone(),
             submits: AtomicU64::new(0),
             allocations: AtomicU64::new(0),
+            allocated: AtomicU64::new(0),
         }))
     }
 
@@ -215,6 +218,24 @@ impl Gpu {
     pub(crate) fn binding_cap(&self) -> (u64, &'static str) {
         let (b, m) = (self.limits.max_storage_buffer_binding_size, self.limits.max_buffer_size);
         if b <= m { (b / 4 * 4, "max_storage_buffer_binding_size") } else { (m / 4 * 4, "max_buffer_size") }
+    }
+
+    /// The largest tensor (one channel group of an activation, one Gram matrix) one storage binding
+    /// holds, bytes, and the name of the limit that sets it (`max_storage_buffer_binding_size`, or
+    /// `max_buffer_size` where that is smaller).
+    pub fn max_tensor_bytes(&self) -> (u64, &'static str) {
+        self.binding_cap()
+    }
+
+    /// The largest buffer of the opened device, bytes (bounds one read-back).
+    pub fn max_buffer_size(&self) -> u64 {
+        self.limits.max_buffer_size
+    }
+
+    /// Bytes of every buffer created on this device so far (storage, uniform and read-back buffers),
+    /// freed ones included: the difference across a call is what it allocated.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// The largest storage binding of the opened device, bytes (what [`GpuOptions::max_storage_binding`]
@@ -278,6 +299,7 @@ impl Gpu {
             });
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
         self.scoped("buffer allocation", bytes, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
@@ -305,6 +327,7 @@ impl Gpu {
 
     /// A uniform buffer of kernel parameters (a multiple of 4 words).
     pub(crate) fn params(&self, words: &[u32]) -> wgpu::Buffer {
+        self.allocated.fetch_add((words.len() * 4) as u64, Ordering::Relaxed);
         let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: (words.len() * 4) as u64,
@@ -323,7 +346,18 @@ impl Gpu {
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<f32>>> {
         let total: usize = reads.iter().map(|r| r.1).sum();
-        let staging = self.scoped("read-back buffer", (total.max(1) * 4) as u64, || {
+        let bytes = (total.max(1) * 4) as u64;
+        if bytes > self.limits.max_buffer_size {
+            return Err(GpuError::Limit {
+                adapter: self.name(),
+                what: format!("a read-back of {total} values"),
+                limit: "max_buffer_size",
+                needed: bytes,
+                allowed: self.limits.max_buffer_size,
+            });
+        }
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
+        let staging = self.scoped("read-back buffer", bytes, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),
                 size: (total.max(1) * 4) as u64,

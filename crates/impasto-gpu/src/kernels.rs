@@ -9,6 +9,8 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const HISTORY: &str = include_str!("shaders/history.wgsl");
 
+/// `A` read as a row-major block: row stride `lda`, first element `a_off`.
+const A_PLAIN: &str = "fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + k; }";
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
 fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
@@ -38,6 +40,18 @@ fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 {
     return b[(ci * p.h + u32(ii)) * p.w + u32(jj)];
 }";
 
+/// The cropped Gram `F_r·F_rᵀ`: `F` row-major planes of `w` values a row and `lda` values a plane, `F_r`
+/// the pixels of the rectangle at (`crop_x`, `crop_y`) that is `h` wide, in row-major order (pixel k
+/// of the rectangle is k). A and B are both `F` (channel groups of it).
+const LOAD_CROP_GRAM: &str = "const B_KFAST = true;
+fn crop_pixel(k: u32) -> u32 {
+    let y = k / p.h;
+    return (p.crop_y + y) * p.w + p.crop_x + (k - y * p.h);
+}
+fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + crop_pixel(k); }
+fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[col * p.lda + crop_pixel(k)]; }";
+
 /// The entry points of `ops.wgsl`.
 const OP_ENTRIES: [&str; 14] = [
     "relu_forward",
@@ -66,6 +80,8 @@ pub(crate) enum Gemm {
     Plain,
     Gram,
     Conv,
+    /// The Gram of a rectangle of the planes (`h` its width, `w` the planes', `crop` its corner).
+    CropGram,
 }
 
 /// GEMM epilogue flags (as in `matmul.wgsl`).
@@ -79,7 +95,7 @@ pub(crate) const ACC_INIT: u32 = 32;
 /// Every pipeline, compiled once per device.
 #[derive(Debug)]
 pub(crate) struct Kernels {
-    gemm: [wgpu::ComputePipeline; 3],
+    gemm: [wgpu::ComputePipeline; 4],
     /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
     ops: Vec<(&'static str, wgpu::ComputePipeline)>,
     /// Bound where a kernel's optional input is unused.
@@ -125,10 +141,12 @@ impl Kernels {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
         let gemm_src = |kernel: &str, load: &str| source(kernel, MATMUL.replace("//LOAD_B", load));
+        let plain_a = |load: &str| format!("{A_PLAIN}\n{load}");
         let gemm = [
-            pipeline(device, adapter, "gemm", &gemm_src("gemm", LOAD_PLAIN), "main")?,
-            pipeline(device, adapter, "gram", &gemm_src("gram", LOAD_GRAM), "main")?,
-            pipeline(device, adapter, "conv3x3", &gemm_src("conv3x3", LOAD_CONV), "main")?,
+            pipeline(device, adapter, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), "main")?,
+            pipeline(device, adapter, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), "main")?,
+            pipeline(device, adapter, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), "main")?,
+            pipeline(device, adapter, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), "main")?,
         ];
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
@@ -192,6 +210,8 @@ pub(crate) struct GemmDims {
     pub(crate) c_off: usize,
     pub(crate) c_slice: usize,
     pub(crate) bias_off: usize,
+    /// The cropped Gram's rectangle corner (column, row).
+    pub(crate) crop: (usize, usize),
 }
 
 /// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
@@ -282,8 +302,8 @@ impl Program {
             d.c_off as u32,
             or(d.c_slice, d.m * d.n),
             d.bias_off as u32,
-            0,
-            0,
+            d.crop.0 as u32,
+            d.crop.1 as u32,
             0,
         ];
         let params = gpu.params(&words);
@@ -293,7 +313,7 @@ impl Program {
         let label = self.tag.clone().unwrap_or_else(|| {
             match kind {
                 Gemm::Plain => "gram bwd",
-                Gemm::Gram => "gram",
+                Gemm::Gram | Gemm::CropGram => "gram",
                 Gemm::Conv => "conv",
             }
             .to_string()

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::blocks::{
-    Blocks, gram_slices, record_conv, record_each, record_gram, record_planes, record_pool_backward,
-    record_pool_forward,
+    Blocks, gram_slices, record_conv, record_crop_gram, record_each, record_gram, record_planes,
+    record_pool_backward, record_pool_forward,
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
@@ -307,6 +307,49 @@ impl GpuNet {
             .iter()
             .map(|&l| (data.by_ref().take(fwd.out(l).bufs.len()).collect::<Vec<_>>().concat(), fwd.shape[l]))
             .collect())
+    }
+
+    /// Gram matrices `F_r·F_rᵀ` (not normalised) of `rgb` at `layers`, `F_r` each layer's features
+    /// inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid: the interior Grams
+    /// of a style image computed in tiles with a halo, on the device (only the Grams are read back).
+    pub fn cropped_grams_at(
+        &self,
+        rgb: &[f32],
+        h: usize,
+        w: usize,
+        layers: &[usize],
+        crops: &[(usize, usize, usize, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
+        self.check_layer(last)?;
+        if rgb.len() != 3 * h * w || crops.len() != layers.len() {
+            return Err(GpuError::Shape {
+                op: "cropped_grams_at",
+                reason: format!(
+                    "{} values for 3×{h}×{w}, {} rectangles for {} layers",
+                    rgb.len(),
+                    crops.len(),
+                    layers.len()
+                ),
+            });
+        }
+        let mut wanted = vec![false; last + 1];
+        layers.iter().for_each(|&l| wanted[l] = true);
+        let mut prog = Program::default();
+        let fwd = self.record_forward(&mut prog, h, w, last, &wanted)?;
+        let mut grams = Vec::new();
+        for (&l, &(x, y, cw, ch)) in layers.iter().zip(crops) {
+            let (c, _, lw) = fwd.shape[l];
+            let g = self.gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
+            let slices = gram_slices(c, cw * ch);
+            record_crop_gram(&self.gpu, &mut prog, fwd.out(l), (lw, x, y, cw, ch), 1.0, slices, &g)?;
+            grams.push((g, c * c));
+        }
+        fwd.rgb.write(&self.gpu, rgb);
+        let mut enc = self.gpu.encoder();
+        prog.record(&mut enc);
+        let reads: Vec<(&wgpu::Buffer, usize)> = grams.iter().map(|(b, n)| (b, *n)).collect();
+        self.gpu.finish_and_read(enc, &reads)
     }
 
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `rgb` at `layers`, computed on the device.

@@ -2,8 +2,8 @@
 //! network and the objective record, exposed for tests against the CPU twins and for benchmarks.
 
 use crate::blocks::{
-    Blocks, record_conv, record_each, record_gram, record_gram_backward, record_pool_backward,
-    record_pool_forward,
+    Blocks, record_conv, record_crop_gram, record_each, record_gram, record_gram_backward,
+    record_pool_backward, record_pool_forward,
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
@@ -161,6 +161,29 @@ impl Gpu {
         let mut prog = Program::default();
         let g = self.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
         record_gram(self, &mut prog, &fb, scale, slices, &g)?;
+        let out = Blocks { rows: 1, cols: c * c, per: 1, bufs: vec![g] };
+        run(self, &prog, &out)
+    }
+
+    /// `scale·F_r·F_rᵀ` of `f` (`c` planes of `h`×`w`), `F_r` its pixels inside the rectangle `crop` =
+    /// (x, y, width, height) in row-major order; K split into `slices` summed in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cropped_gram(
+        &self,
+        f: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+        crop: (usize, usize, usize, usize),
+        scale: f32,
+        slices: usize,
+    ) -> Result<Vec<f32>> {
+        check("cropped_gram", "f", f.len(), c * h * w)?;
+        let fb = self.upload_blocks("features", f, c, h * w)?;
+        let mut prog = Program::default();
+        let g = self.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
+        let (x, y, cw, ch) = crop;
+        record_crop_gram(self, &mut prog, &fb, (w, x, y, cw, ch), scale, slices, &g)?;
         let out = Blocks { rows: 1, cols: c * c, per: 1, bufs: vec![g] };
         run(self, &prog, &out)
     }

@@ -125,6 +125,11 @@ pub struct StyleConfig {
     /// [`estimate_peak`](crate::tiles::estimate_peak)) is optimised in tiles small enough to fit.
     /// `None`: no limit.
     pub max_memory: Option<u64>,
+    /// GPU memory the run may take (bytes), on a GPU: a scale whose whole-image optimisation would hold
+    /// more there (see [`estimate_gpu_peak`](crate::tiles::estimate_gpu_peak)) is optimised in tiles
+    /// small enough to fit. `None`: no budget (the adapter's limits on one tensor and one buffer are
+    /// kept to either way). Ignored on the CPU.
+    pub max_gpu_memory: Option<u64>,
     /// Optimise every scale larger than this (pixels, longest side) in overlapping tiles of this side,
     /// one after the other. `None`: only where `max_memory` needs it.
     pub tile: Option<u32>,
@@ -167,6 +172,7 @@ impl Default for StyleConfig {
             device: crate::Device::Cpu,
             gpu_faults: crate::GpuFaults::default(),
             max_memory: None,
+            max_gpu_memory: None,
             tile: None,
             tile_overlap: crate::tiles::TILE_OVERLAP,
         }
@@ -343,6 +349,7 @@ impl StyleConfig {
         // Whether and how a scale is tiled is decided per scale, and the run adds that to its
         // fingerprint: a budget that leads to the same tiles does not change the result.
         c.max_memory = None;
+        c.max_gpu_memory = None;
         c.tile = None;
         let mut key = String::new();
         for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {

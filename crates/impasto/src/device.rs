@@ -58,10 +58,13 @@ pub struct GpuFaults {
     pub out_of_memory_at_allocation: Option<u64>,
     /// The kernel of this name (`conv3x3`, `gram`, `relu_forward`, …) fails to compile.
     pub broken_kernel: Option<String>,
+    /// Open the device with at most this storage binding size (bytes), as an adapter with smaller
+    /// limits would have: small images then meet the limits that large ones meet on a real GPU.
+    pub max_storage_binding: Option<u64>,
 }
 
 impl GpuFaults {
-    /// Parses `lost@N`, `oom@N` or `kernel=NAME`.
+    /// Parses `lost@N`, `oom@N`, `kernel=NAME` or `binding=BYTES`.
     pub fn parse(s: &str) -> Option<GpuFaults> {
         let n = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
         let mut f = GpuFaults::default();
@@ -71,6 +74,8 @@ impl GpuFaults {
             f.out_of_memory_at_allocation = Some(n(v)?);
         } else if let Some(v) = s.strip_prefix("kernel=").filter(|v| !v.is_empty()) {
             f.broken_kernel = Some(v.to_string());
+        } else if let Some(v) = s.strip_prefix("binding=") {
+            f.max_storage_binding = Some(n(v)?);
         } else {
             return None;
         }
@@ -226,21 +231,21 @@ impl GpuContext {
     }
 
     #[cfg(feature = "gpu")]
-    fn open_index(index: usize, faults: &GpuFaults, net: &Vgg) -> Result<Option<GpuContext>> {
+    fn open_index(index: usize, faults_in: &GpuFaults, net: &Vgg) -> Result<Option<GpuContext>> {
         use crate::model::{LayerKind, Pooling};
         use impasto_gpu::{Choice, Faults, Gpu, GpuNet, GpuOptions, LayerSpec, PreprocessSpec};
         let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
-        let reuse = *faults == GpuFaults::default();
+        let reuse = *faults_in == GpuFaults::default();
         if let Some(gnet) = net.gpu.get(index).filter(|_| reuse) {
             return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }));
         }
         let faults = Faults {
-            lose_device_at_submit: faults.lose_device_at_submit,
-            out_of_memory_at_allocation: faults.out_of_memory_at_allocation,
-            broken_kernel: faults.broken_kernel.clone(),
+            lose_device_at_submit: faults_in.lose_device_at_submit,
+            out_of_memory_at_allocation: faults_in.out_of_memory_at_allocation,
+            broken_kernel: faults_in.broken_kernel.clone(),
         };
-        let gpu = Gpu::with_options(Choice::Index(index), &GpuOptions { faults, ..GpuOptions::default() })
-            .map_err(err)?;
+        let options = GpuOptions { faults, max_storage_binding: faults_in.max_storage_binding };
+        let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
         let specs = net
             .layers()
             .iter()
@@ -271,6 +276,30 @@ impl GpuContext {
             reason: "this build has no GPU support (the `gpu` feature is off)".into(),
             last_good: None,
         })
+    }
+
+    /// The limits of the opened device that decide how a run is tiled on it.
+    pub(crate) fn limits(&self) -> crate::tiles::GpuLimits {
+        #[cfg(feature = "gpu")]
+        {
+            let gpu = self.net.gpu();
+            let (tensor, tensor_limit) = gpu.max_tensor_bytes();
+            crate::tiles::GpuLimits {
+                adapter: gpu.adapter().name.clone(),
+                tensor,
+                tensor_limit,
+                buffer: gpu.max_buffer_size(),
+            }
+        }
+        #[cfg(not(feature = "gpu"))]
+        unreachable!("a GPU context exists only with the `gpu` feature")
+    }
+
+    /// Bytes of every buffer the device has allocated since it was opened (see
+    /// `impasto_gpu::Gpu::allocated_bytes`).
+    #[cfg(all(test, feature = "gpu"))]
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        self.net.gpu().allocated_bytes()
     }
 
     /// `e` as the GPU error it hides: a run stopped by a failed GPU evaluation reports the GPU's

@@ -236,12 +236,14 @@ impl<'a> Plan<'a> {
                 Scale { width, height, iterations }
             })
             .collect();
+        // The GPU first: its limits decide the tiles as the memory budget does.
+        plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
         // A tiled scale's iterations are those of each tile, all tiles together.
         for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
             s.iterations *= t.as_ref().map_or(1, tiles::TilePlan::len);
         }
-        plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
+        plan.check_style_targets(styles)?;
         Ok(plan)
     }
 

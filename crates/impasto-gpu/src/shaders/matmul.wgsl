@@ -1,7 +1,8 @@
 // Tiled, register-blocked matrix product C (+)= alpha·A·B with a fused epilogue, the one GEMM of the
 // GPU backend. A is M×K row-major. B is K×N, read through `load_b`, which the host substitutes:
-// a plain row-major matrix, the transpose of a row-major N×K matrix (Gram) or the implicit im2col
-// matrix of a 3×3, pad-1 convolution. 16×16 invocations compute a 64×64 tile of C, 4×4 outputs each,
+// a plain row-major matrix, the transpose of a row-major N×K matrix (Gram), the implicit im2col
+// matrix of a 3×3, pad-1 convolution, or (cropped Gram) the transpose of the pixels of a rectangle of
+// N planes, K the rectangle's pixels in row-major order, A indexed through the same rectangle. 16×16 invocations compute a 64×64 tile of C, 4×4 outputs each,
 // over K in steps of 16 staged in workgroup memory. Each output is one invocation's sum in increasing
 // k, so results do not depend on scheduling. Workgroups along z split K (`chunk` values each) into
 // separate slices of C (flag SPLIT) that a later pass sums in order. A may be a sub-block of a larger
@@ -15,7 +16,7 @@ struct P {
     m_tiles: u32, xn: u32, chunk: u32, flags: u32,
     h: u32, w: u32, lda: u32, a_off: u32,
     alpha: f32, ldc: u32, c_off: u32, c_slice: u32,
-    bias_off: u32, pad0: u32, pad1: u32, pad2: u32,
+    bias_off: u32, crop_x: u32, crop_y: u32, pad0: u32,
 }
 
 const RELU: u32 = 1u;
@@ -85,7 +86,7 @@ fn main(
             let grow = row0 + rr;
             var av = 0.0;
             if grow < p.m && gk < k_end {
-                av = a[p.a_off + grow * p.lda + gk];
+                av = a[a_index(grow, gk)];
             }
             a_tile[kk * 65u + rr] = av;
             var bk: u32;

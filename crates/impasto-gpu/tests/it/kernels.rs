@@ -136,6 +136,55 @@ fn gram_and_its_backward_match_naive() {
     }
 }
 
+/// A rectangle of a plane: (x, y, width, height).
+type Rect = (usize, usize, usize, usize);
+
+/// The pixels of `f` (`c` planes of `h`×`w`) inside the rectangle (x, y, width, height), row-major.
+fn crop(f: &[f32], c: usize, h: usize, w: usize, (x, y, cw, ch): Rect) -> Vec<f32> {
+    let mut out = Vec::with_capacity(c * cw * ch);
+    for plane in f.chunks_exact(h * w) {
+        for row in y..y + ch {
+            out.extend_from_slice(&plane[row * w + x..row * w + x + cw]);
+        }
+    }
+    out
+}
+
+/// (c, h, w, rectangle): 1, 3, 5, 63, 65 channels and pixels, odd offsets, a rectangle that is the
+/// whole plane, one row, one column, and one crossing the GEMM's 64-wide tiles.
+const CROPS: [(usize, usize, usize, Rect); 8] = [
+    (1, 1, 1, (0, 0, 1, 1)),
+    (3, 5, 7, (1, 1, 3, 3)),
+    (5, 9, 13, (3, 1, 5, 7)),
+    (63, 7, 11, (1, 3, 1, 3)),
+    (65, 9, 9, (5, 3, 3, 1)),
+    (65, 13, 11, (3, 5, 7, 7)),
+    (64, 3, 5, (0, 0, 5, 3)),
+    (3, 75, 69, (1, 3, 65, 63)),
+];
+
+#[test]
+fn cropped_gram_matches_naive_on_the_crop() {
+    let gpu = gpu();
+    let mut rng = Lcg(8);
+    for (c, h, w, r) in CROPS {
+        let f = rng.vec(c * h * w, 1.0);
+        let inner = crop(&f, c, h, w, r);
+        let n = r.2 * r.3;
+        let mut want = vec![0.0; c * c];
+        naive::gram(&inner, c, n, 1.0, &mut want);
+        for slices in [1, 3, 64] {
+            let got = gpu.cropped_gram(&f, c, h, w, r, 1.0, slices).unwrap();
+            let e = rel_err(&got, &want);
+            assert!(e < TOL, "cropped gram {c}×{h}×{w} at {r:?} in {slices} slices: rel err {e:e}");
+            // The same sums, in the same order, as the Gram of the crop copied out.
+            assert_eq!(got, gpu.gram(&inner, c, n, 1.0, slices).unwrap(), "{c}×{h}×{w} at {r:?}");
+        }
+    }
+    let err = gpu.cropped_gram(&[0.0; 12], 1, 3, 4, (2, 0, 3, 1), 1.0, 1).unwrap_err();
+    assert!(err.to_string().contains("rectangle"), "{err}");
+}
+
 #[test]
 fn kernels_repeat_bit_for_bit() {
     let gpu = gpu();

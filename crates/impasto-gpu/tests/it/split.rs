@@ -120,6 +120,27 @@ fn split_gram_and_its_backward_match_unsplit_and_naive() {
     }
 }
 
+/// The cropped Gram over channel groups (30 channels of 15×20 planes: groups of 2) at odd offsets:
+/// the unsplit bits, and the naive Gram of the crop.
+#[test]
+fn split_cropped_gram_matches_unsplit_and_naive() {
+    let (split, whole) = (small(), gpu());
+    let mut rng = Lcg(24);
+    for (c, h, w, r) in [(30, 15, 20, (3, 1, 13, 11)), (7, 25, 40, (1, 5, 37, 19)), (3, 1, 5, (1, 0, 3, 1))] {
+        let f = rng.vec(c * h * w, 1.0);
+        let got = split.cropped_gram(&f, c, h, w, r, 1.0, 1).unwrap();
+        assert_eq!(got, whole.cropped_gram(&f, c, h, w, r, 1.0, 1).unwrap(), "{c}×{h}×{w} at {r:?}");
+        let (x, y, cw, ch) = r;
+        let inner: Vec<f32> = f
+            .chunks_exact(h * w)
+            .flat_map(|p| (y..y + ch).flat_map(move |row| p[row * w + x..row * w + x + cw].to_vec()))
+            .collect();
+        let mut want = vec![0.0; c * c];
+        naive::gram(&inner, c, cw * ch, 1.0, &mut want);
+        assert!(rel_err(&got, &want) < 2e-5, "cropped gram {c}×{h}×{w} at {r:?}");
+    }
+}
+
 #[test]
 fn a_channel_larger_than_a_binding_is_one_line_naming_the_limit() {
     let err = small()

@@ -47,6 +47,39 @@ impl TargetNet<'_> {
         Ok(self.outputs_at(pixels, h, w, layers)?.into_iter().map(|(f, _)| f).collect())
     }
 
+    /// Gram matrices `F_r·F_rᵀ` (not normalised) of `pixels` at the given layers, `F_r` each layer's
+    /// features inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid: on the
+    /// GPU with its cropped-Gram kernel (only the Grams come back), on the CPU from the layer outputs.
+    pub(crate) fn cropped_grams_at(
+        &self,
+        pixels: &[f32],
+        h: usize,
+        w: usize,
+        layers: &[usize],
+        crops: &[(usize, usize, usize, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = self.gpu {
+            return g.net.cropped_grams_at(pixels, h, w, layers, crops).map_err(gpu_error);
+        }
+        let outs = outputs_at(self.net, pixels, h, w, layers);
+        Ok(outs
+            .into_iter()
+            .zip(crops)
+            .map(|((f, (c, lh, lw)), &(x, y, cw, ch))| {
+                let mut inner = Vec::with_capacity(c * cw * ch);
+                for plane in f.chunks_exact(lh * lw) {
+                    for row in y..y + ch {
+                        inner.extend_from_slice(&plane[row * lw + x..row * lw + x + cw]);
+                    }
+                }
+                let mut g = vec![0.0f32; c * c];
+                impasto_kernels::gram(&inner, c, cw * ch, 1.0, &mut g);
+                g
+            })
+            .collect())
+    }
+
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `pixels` at the given layers (style targets), in order.
     pub(crate) fn grams_at(
         &self,

@@ -75,6 +75,7 @@ impl<'a> Plan<'a> {
             }
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
             check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
+            let tile = self.gram_tile((sw, sh), tile)?;
             let grams = match tile {
                 Some(t) => tiles::tiled_grams(
                     self.targets(),
@@ -103,6 +104,34 @@ impl<'a> Plan<'a> {
             }
         }
         Ok(style_targets)
+    }
+
+    /// On a GPU, that every scale's style targets fit it (see [`Plan::gram_tile`]): checked before the
+    /// run starts, so that a later scale does not stop it there.
+    pub(super) fn check_style_targets(&self, styles: &[Rgb32FImage]) -> Result<()> {
+        if self.gpu.is_none() || self.style_layers.is_empty() {
+            return Ok(());
+        }
+        for (s, t) in self.scales.iter().zip(&self.tiles) {
+            for img in styles {
+                let size = fit_longest_side(img.width(), img.height(), self.style_long(s.long_side()));
+                self.gram_tile(size, t.as_ref().map(|p| p.tile))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tile side in which a `width`×`height` style image's Grams are computed: `requested` (a
+    /// tiled scale's tile side) on the CPU; on a GPU, the largest that fits its limits (see
+    /// [`tiles::gram_tile`]), the whole image when it fits and no tile was requested.
+    fn gram_tile(&self, size: (u32, u32), requested: Option<u32>) -> Result<Option<u32>> {
+        let Some(gpu) = &self.gpu else { return Ok(requested) };
+        tiles::gram_tile(self.net, self.config, size, requested, GRAM_HALO, &gpu.limits()).map_err(|m| {
+            crate::Error::Gpu {
+                reason: format!("the style targets do not fit the GPU even in the smallest tiles: {m}"),
+                last_good: None,
+            }
+        })
     }
 
     /// The objective on the rectangle `rect` of a scale (the whole image, or a tile): content targets

@@ -167,6 +167,9 @@ pub fn prepare_tiles(
 /// them) that are not stored yet, storing each when finished; tiles already stored are skipped
 /// ([`Observer::on_tile`] with `skipped`). The settings and images must be the job's. Returns how the
 /// last tile stopped ([`StopReason::Cancelled`]: the observer stopped it, and it was not stored).
+/// A GPU failure or a non-finite loss while the tiles are set up or optimised is an error carrying
+/// the last good image ([`Error::last_good_image`]): the base with every stored tile blended in; the
+/// tiles finished before it stay stored.
 #[allow(clippy::too_many_arguments)]
 pub fn run_tiles(
     net: &Vgg,
@@ -206,8 +209,20 @@ pub fn run_tiles(
         if todo.is_empty() {
             return Ok(StopReason::Finished);
         }
+        // A GPU failure (or a non-finite loss) from here on stops the job as it stops a run: one
+        // line, with the last good image, the job's base with every finished tile blended in.
+        let keep = |e: Error| {
+            let e = plan.explain(e);
+            if !matches!(e, Error::Gpu { .. } | Error::NonFinite { .. }) {
+                return e;
+            }
+            match finished_so_far(job, base, &store) {
+                Ok(image) => e.with_last_good(image),
+                Err(_) => e,
+            }
+        };
         let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
-        let ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small)?;
+        let ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small).map_err(keep)?;
         let per_tile = plan.scales[k].iterations / n;
         let mut carry = Carry {
             fingerprint,
@@ -219,7 +234,7 @@ pub fn run_tiles(
         };
         let mut stop = StopReason::Finished;
         for i in todo {
-            let r = plan.optimise_tile(&ts, i, None, &mut carry, observer).map_err(|e| plan.explain(e))?;
+            let r = plan.optimise_tile(&ts, i, None, &mut carry, observer).map_err(keep)?;
             stop = r.stop;
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;
@@ -229,6 +244,20 @@ pub fn run_tiles(
         }
         Ok(stop)
     })
+}
+
+/// The image of tile job `job` so far: its base at the scale with every stored tile blended in (once
+/// all are stored, what [`stitch_tiles`] gives before the colour options).
+fn finished_so_far(job: &TileJob, base: &Rgb32FImage, store: &TileStore) -> Result<Rgb32FImage> {
+    let base = crate::pixels::resize(base, job.plan.width, job.plan.height);
+    let mut out = base.clone();
+    for i in 0..job.plan.len() {
+        if let Some(x) = store.read(i, job.plan.rect(i))? {
+            tiles::blend_tile(&mut out, &base, &job.plan, i, &x);
+        }
+    }
+    tiles::finish(&mut out);
+    Ok(out)
 }
 
 /// The image of a finished tile job: every tile of `job` (folder `dir`) blended over its base, then the

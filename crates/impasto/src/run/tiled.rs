@@ -16,6 +16,11 @@ use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::pixels::{resize, to_image, to_planar};
 use crate::tiles::{self, TilePlan, TileStore, estimate_peak, estimate_tiled_peak, fmt_bytes, min_tile};
 
+/// A GPU limit that stops a run before it starts: one line naming it.
+fn gpu_limit(reason: String) -> Error {
+    Error::Gpu { reason, last_good: None }
+}
+
 /// What the loop over the scales carries from one scale to the next.
 pub(super) struct Carry {
     pub(super) fingerprint: u64,
@@ -32,14 +37,15 @@ pub(super) struct Carry {
 
 impl Plan<'_> {
     /// The tile plan of scale `s`, or `None` when it is optimised whole: tiled when `config.tile` is
-    /// smaller than its longest side, or when its whole-image peak would exceed `config.max_memory`
+    /// smaller than its longest side, or when its whole-image peak would exceed `config.max_memory`,
+    /// or, on a GPU, when the whole image does not fit the adapter's limits or `config.max_gpu_memory`
     /// (then in the largest tiles that fit).
     pub(super) fn tiling(&self, s: &Scale) -> Result<Option<TilePlan>> {
         let (c, net) = (self.config, self.net);
         let (w, h) = (s.width, s.height);
-        let tile = match (c.tile, c.max_memory) {
-            (Some(t), budget) if s.long_side() > t => {
-                if let Some(b) = budget
+        let tile = match c.tile {
+            Some(t) if s.long_side() > t => {
+                if let Some(b) = c.max_memory
                     && estimate_tiled_peak(net, c, w, h, t) > b
                 {
                     return Err(Error::Config {
@@ -51,11 +57,18 @@ impl Plan<'_> {
                         ),
                     });
                 }
+                if let Some(m) = self.gpu_misfit(s, Some(t)) {
+                    return Err(gpu_limit(format!("tiles of {t} px at {w}x{h}: {m}; give a smaller tile")));
+                }
                 t
             }
-            (Some(_), _) => return Ok(None),
-            (None, Some(b)) if estimate_peak(net, c, w, h) > b => self.tile_for_budget(s, b)?,
-            _ => return Ok(None),
+            // An explicit tile no smaller than the scale leaves it whole on the CPU.
+            _ if (c.tile.is_some() || c.max_memory.is_none_or(|b| estimate_peak(net, c, w, h) <= b))
+                && self.gpu_misfit(s, None).is_none() =>
+            {
+                return Ok(None);
+            }
+            _ => self.largest_tile(s)?,
         };
         if self.pools > tiles::TILE_ALIGN.trailing_zeros() {
             return Err(Error::Config {
@@ -69,17 +82,35 @@ impl Plan<'_> {
         TilePlan::new(w, h, tile, c.tile_overlap).map(Some)
     }
 
-    /// The largest tile (a multiple of 16 pixels) whose tiled scale fits in `budget`.
-    fn tile_for_budget(&self, s: &Scale, budget: u64) -> Result<u32> {
+    /// Why scale `s` does not fit the run's GPU whole (`tile`: `None`) or in tiles of side `tile` (at
+    /// most `tile + 15` px); `None` when it fits, or when the run is on the CPU.
+    fn gpu_misfit(&self, s: &Scale, tile: Option<u32>) -> Option<tiles::Misfit> {
+        let limits = self.gpu.as_ref()?.limits();
+        let side = |v: u32| tile.map_or(v, |t| v.min(t + tiles::TILE_ALIGN - 1));
+        tiles::objective_misfit(self.net, self.config, side(s.width), side(s.height), &limits)
+    }
+
+    /// The largest tile (a multiple of 16 pixels) whose tiled scale fits in `config.max_memory` and,
+    /// on a GPU, its limits and `config.max_gpu_memory`.
+    fn largest_tile(&self, s: &Scale) -> Result<u32> {
         let (c, net) = (self.config, self.net);
+        let cpu_fits =
+            |t| c.max_memory.is_none_or(|b| estimate_tiled_peak(net, c, s.width, s.height, t) <= b);
         let least = min_tile(c.tile_overlap).div_ceil(tiles::TILE_ALIGN) * tiles::TILE_ALIGN;
         let mut t = s.long_side() / tiles::TILE_ALIGN * tiles::TILE_ALIGN;
         while t >= least {
-            if estimate_tiled_peak(net, c, s.width, s.height, t) <= budget {
+            if cpu_fits(t) && self.gpu_misfit(s, Some(t)).is_none() {
                 return Ok(t);
             }
             t -= tiles::TILE_ALIGN;
         }
+        if let Some(m) = self.gpu_misfit(s, Some(least)) {
+            return Err(gpu_limit(format!(
+                "even the smallest tiles ({least} px) do not fit the GPU at {}x{}: {m}",
+                s.width, s.height
+            )));
+        }
+        let budget = c.max_memory.unwrap_or(0);
         Err(Error::Config {
             what: "memory budget",
             reason: format!(

@@ -18,8 +18,8 @@ pub const GRAM_HALO: u32 = 80;
 
 /// The normalised Gram matrices `F·Fᵀ/(C·N)` of `img` at `layers` (as `grams_at` computes them on the
 /// whole image), computed on interior tiles of side `tile` (a multiple of [`TILE_ALIGN`]) with `halo`
-/// pixels of context, the forward passes on `net`'s device (each interior's Gram on the CPU). An image
-/// that fits in one tile is computed whole.
+/// pixels of context, on `net`'s device (on a GPU, each interior's Gram too: its cropped-Gram kernel,
+/// only the Grams read back). An image that fits in one tile is computed whole.
 pub(crate) fn tiled_grams(
     net: TargetNet<'_>,
     img: &Rgb32FImage,
@@ -44,32 +44,33 @@ pub(crate) fn tiled_grams(
             let (cx1, cy1) = ((x1 + halo).min(w), (y1 + halo).min(h));
             let crop = Rect { x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0 };
             let px = crop_planar(img, crop);
-            let outs = net.outputs_at(&px, crop.height as usize, crop.width as usize, layers)?;
-            for (k, ((f, (c, lh, lw)), &p)) in outs.into_iter().zip(&pools).enumerate() {
-                // The interior on this layer's grid; a tile at the image's end takes the rest of the grid.
+            // Each layer's interior on its grid; a tile at the image's end takes the rest of the grid.
+            let (mut wanted, mut rects, mut slots) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, (&l, &p)) in layers.iter().zip(&pools).enumerate() {
                 let s = 1u32 << p;
+                let (lw, lh) = ((crop.width >> p) as usize, (crop.height >> p) as usize);
                 let ix0 = ((x0 - cx0) / s) as usize;
                 let iy0 = ((y0 - cy0) / s) as usize;
                 let ix1 = if x1 == w { lw } else { ((x1 - cx0) / s) as usize };
                 let iy1 = if y1 == h { lh } else { ((y1 - cy0) / s) as usize };
-                let n = (ix1 - ix0) * (iy1 - iy0);
-                if n == 0 {
-                    continue;
+                if ix1 > ix0 && iy1 > iy0 {
+                    wanted.push(l);
+                    rects.push((ix0, iy0, ix1 - ix0, iy1 - iy0));
+                    slots.push(k);
                 }
-                let mut inner = Vec::with_capacity(c * n);
-                for ch in f.chunks_exact(lh * lw) {
-                    for y in iy0..iy1 {
-                        inner.extend_from_slice(&ch[y * lw + ix0..y * lw + ix1]);
-                    }
-                }
-                let mut g = vec![0.0f32; c * c];
-                impasto_kernels::gram(&inner, c, n, 1.0, &mut g);
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let grams =
+                net.cropped_grams_at(&px, crop.height as usize, crop.width as usize, &wanted, &rects)?;
+            for (k, g) in slots.into_iter().zip(grams) {
                 if sums.len() <= k {
                     sums.resize(layers.len(), Vec::new());
                 }
                 if sums[k].is_empty() {
-                    sums[k] = vec![0.0; c * c];
-                    channels[k] = c;
+                    sums[k] = vec![0.0; g.len()];
+                    channels[k] = (g.len() as f64).sqrt().round() as usize;
                 }
                 sums[k].iter_mut().zip(&g).for_each(|(a, &b)| *a += f64::from(b));
             }

@@ -11,7 +11,7 @@ use crate::model::Vgg;
 pub const BASELINE_BYTES: u64 = 160 << 20;
 
 /// The layers an objective evaluates: (deepest layer, which layers are wanted).
-fn wanted(net: &Vgg, config: &StyleConfig) -> Option<(usize, Vec<bool>, Vec<usize>)> {
+pub(super) fn wanted(net: &Vgg, config: &StyleConfig) -> Option<(usize, Vec<bool>, Vec<usize>)> {
     let content: Vec<usize> = config.content_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect();
     let style: Vec<usize> = if config.style_weight > 0.0 {
         config.style_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect()
@@ -92,5 +92,11 @@ pub fn fmt_bytes(b: u64) -> String {
     const GIB: f64 = (1u64 << 30) as f64;
     const MIB: f64 = (1u64 << 20) as f64;
     let v = b as f64;
-    if v >= GIB { format!("{:.1} GiB", v / GIB) } else { format!("{:.0} MiB", v / MIB) }
+    if v >= GIB {
+        format!("{:.1} GiB", v / GIB)
+    } else if v >= MIB {
+        format!("{:.0} MiB", v / MIB)
+    } else {
+        format!("{:.1} KiB", v / 1024.0)
+    }
 }

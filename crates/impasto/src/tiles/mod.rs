@@ -1,8 +1,10 @@
 //! Tiled refinement: large scales optimised in overlapping tiles so that memory stays bounded. The
 //! plan of the tiles, their smooth blend weights and stitching, the style targets of images too large
-//! for one pass, the memory estimate that decides when to tile, and the seam measure.
+//! for one pass, the memory estimates (CPU and GPU) and the GPU's limits that decide when to tile, and
+//! the seam measure.
 
 mod blend;
+mod gpu;
 mod gram;
 mod memory;
 mod plan;
@@ -12,6 +14,8 @@ mod store;
 pub use crate::run::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish};
+pub use gpu::{GpuLimits, estimate_gpu_peak, gpu_weight_bytes};
+pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
 pub(crate) use gram::tiled_grams;
 pub use gram::{GRAM_HALO, style_grams};
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};

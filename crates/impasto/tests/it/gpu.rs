@@ -240,7 +240,7 @@ fn a_network_keeps_its_gpu_copy_for_the_next_runs() {
 /// The smallest `oom@N` whose run keeps an image: a failed allocation before the run has a result
 /// is an error without one; from the first allocation after it on, the error carries the last good
 /// image (or, past the last allocation, the run finishes). Exponential then binary search on N.
-fn first_oom_with_an_image(
+pub(crate) fn first_oom_with_an_image(
     run: impl Fn(u64) -> impasto::Result<impasto::Stylized>,
 ) -> (u64, impasto::Result<impasto::Stylized>) {
     let keeps = |r: &impasto::Result<impasto::Stylized>| {
@@ -310,8 +310,9 @@ fn a_tiled_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     assert_eq!(a.image.as_raw(), b.image.as_raw(), "two tiled GPU runs differ");
 }
 
-/// A run on a GPU computes its targets there: the content features and the style Grams (whole, and in
-/// tiles as a tiled scale does) equal the CPU's to 1e-4 relative on the shared fixture's 64 px image.
+/// A run on a GPU computes its targets there: the content features to 1e-4 relative and the style
+/// Grams (whole, and in tiles as a tiled scale does: each interior's Gram with the cropped-Gram
+/// kernel) to 1e-5 of the CPU's on the shared fixture's 64 px image.
 #[test]
 fn targets_on_the_gpu_match_the_cpu() {
     let gpu = device();
@@ -334,7 +335,7 @@ fn targets_on_the_gpu_match_the_cpu() {
         for ((name, g), c) in style.iter().zip(&on_gpu).zip(&cpu) {
             let e = rel_err(g, c);
             eprintln!("Gram {name} (tile {tile:?}): rel err {e:.2e}");
-            assert!(e < 1e-4, "Gram {name} (tile {tile:?}): {e}");
+            assert!(e < 1e-5, "Gram {name} (tile {tile:?}): {e}");
         }
     }
 }

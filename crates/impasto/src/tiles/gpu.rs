@@ -1,0 +1,518 @@
+//! What a scale or a tile must fit on a GPU: the adapter's limit on one tensor (a storage binding
+//! holds one channel group, so at least one channel plane must fit in it), on one buffer (a
+//! read-back), and the GPU memory budget ([`StyleConfig::max_gpu_memory`]) against an estimate of
+//! the bytes the GPU holds while it optimises an image of a given size. The tiler keeps every scale,
+//! tile and style-target pass within them.
+//!
+//! The estimate mirrors the allocations of `impasto-gpu`: the forward pass's kept outputs, the two
+//! gradient pools of the backward pass, the targets, Grams and their slices, the loss partials, the
+//! read-back of each evaluation, the kernels' parameter buffers, the network's weights and their
+//! flipped copies. Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the
+//! test below) for 33×21 to 96×80 images, with masks and with channel groups: equal to within 4 bytes
+//! (one 4-byte placeholder buffer of the kernels). It leaves out what the driver adds per buffer
+//! (alignment, the allocator's blocks).
+
+use super::memory::{fmt_bytes, wanted};
+use crate::config::StyleConfig;
+use crate::model::{LayerKind, Vgg};
+
+/// The limits of an opened GPU that decide how a run is tiled on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuLimits {
+    /// The adapter's name, for messages.
+    pub adapter: String,
+    /// The largest tensor one storage binding holds, bytes.
+    pub tensor: u64,
+    /// The limit that sets `tensor`: `max_storage_buffer_binding_size` (or `max_buffer_size`).
+    pub tensor_limit: &'static str,
+    /// The largest buffer, bytes (bounds one read-back).
+    pub buffer: u64,
+}
+
+/// Something that does not fit on the GPU: what needs how many bytes, and the limit it exceeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Misfit {
+    pub(crate) what: String,
+    /// `needed` is an estimate.
+    pub(crate) about: bool,
+    pub(crate) needed: u64,
+    pub(crate) allowed: u64,
+    /// The adapter's limit (with the adapter's name), or the budget flag.
+    pub(crate) limit: String,
+}
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let about = if self.about { "about " } else { "" };
+        write!(
+            f,
+            "{} needs {about}{} but {} is {}",
+            self.what,
+            fmt_bytes(self.needed),
+            self.limit,
+            fmt_bytes(self.allowed)
+        )
+    }
+}
+
+/// How many partial sums a loss kernel over `n` values leaves (`impasto-gpu`'s `partial_count`).
+fn partial_count(n: usize) -> usize {
+    let wg = n.div_ceil(256).max(1);
+    let x = wg.min(32768);
+    x * wg.div_ceil(x)
+}
+
+/// Rows per channel group of a `rows×cols` tensor under a binding of `cap` bytes
+/// (`impasto-gpu`'s `rows_per_block`; the caller has checked that one row fits).
+fn per_block(rows: usize, cols: usize, cap: u64) -> usize {
+    let fit = (cap / (cols.max(1) * 4) as u64).max(1) as usize;
+    if fit >= rows { rows.max(1) } else { 1 << fit.ilog2() }
+}
+
+/// Partial sums of a loss kernel run once per channel group of a `rows×cols` tensor.
+fn block_partials(rows: usize, cols: usize, cap: u64) -> usize {
+    let per = per_block(rows, cols, cap);
+    (0..rows.max(1)).step_by(per).map(|r0| partial_count(per.min(rows.max(1) - r0) * cols)).sum()
+}
+
+/// Floats of the forward pass of an `h`×`w` image through layers `0..=last` keeping `wanted` (the
+/// input, the network input and each kept output), and each layer's (channels, height, width).
+fn forward(
+    net: &Vgg,
+    h: usize,
+    w: usize,
+    last: usize,
+    wanted: &[bool],
+) -> (usize, Vec<(usize, usize, usize)>) {
+    let layers = net.layers();
+    let mut floats = 2 * 3 * h * w;
+    let mut shape = Vec::new();
+    let (mut c, mut h, mut w) = (3, h, w);
+    let mut i = 0;
+    while i <= last {
+        match layers[i].kind {
+            LayerKind::Conv { c_out, .. } => {
+                let fuse = i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu);
+                c = c_out;
+                floats += c * h * w;
+                shape.push((c, h, w));
+                if fuse {
+                    shape.push((c, h, w));
+                    i += 1;
+                }
+            }
+            LayerKind::Relu => {
+                floats += c * h * w;
+                shape.push((c, h, w));
+            }
+            LayerKind::Pool => {
+                (h, w) = (h / 2, w / 2);
+                floats += c * h * w;
+                shape.push((c, h, w));
+            }
+        }
+        i += 1;
+    }
+    (floats, shape)
+}
+
+/// Floats of a `c×c` Gram over `n` pixels and its K slices (`impasto-gpu`'s `gram_slices` and
+/// `record_gram`).
+fn gram_floats(c: usize, n: usize, cap: u64) -> usize {
+    let tiles = c.div_ceil(64).pow(2);
+    let slices = (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1);
+    let room = (cap / (c * c * 4).max(1) as u64).max(1) as usize;
+    let chunk = n.div_ceil(slices.clamp(1, room)).next_multiple_of(16).max(16);
+    (1 + n.div_ceil(chunk).max(1)) * c * c
+}
+
+/// Bytes of the kernels' parameter buffers of the forward pass and of the backward pass of an
+/// `h`×`w` image through layers `0..=last` (80 per matrix product, 64 per other kernel): each
+/// convolution takes one product per pair of channel groups (cut where the weights' row blocks end),
+/// each element-wise kernel one dispatch per channel group.
+fn pass_params(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool], cap: u64) -> (usize, usize) {
+    let layers = net.layers();
+    let groups = |rows: usize, cols: usize| rows.max(1).div_ceil(per_block(rows, cols, cap));
+    // The preprocessing's three planes, each way.
+    let (mut fwd, mut bwd) = (3 * 64, 3 * 64);
+    let (mut c, mut h, mut w) = (3, h, w);
+    let mut i = 0;
+    while i <= last {
+        let n = h * w;
+        match layers[i].kind {
+            LayerKind::Conv { c_in, c_out, .. } => {
+                let out = per_block(c_out, n, cap).min(per_block(c_out, 9 * c_in, cap));
+                fwd += 80 * groups(c_in, n) * c_out.div_ceil(out);
+                let back = per_block(c_in, n, cap).min(per_block(c_in, 9 * c_out, cap));
+                bwd += 80 * groups(c_out, n) * c_in.div_ceil(back);
+                c = c_out;
+                if i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu) {
+                    bwd += 64 * groups(c, n);
+                    i += 1;
+                }
+            }
+            LayerKind::Relu => {
+                fwd += 64 * groups(c, n);
+                bwd += 64 * groups(c, n);
+            }
+            LayerKind::Pool => {
+                fwd += 64 * groups(c, n);
+                bwd += 64 * groups(c, n);
+                (h, w) = (h / 2, w / 2);
+            }
+        }
+        i += 1;
+    }
+    (fwd, bwd)
+}
+
+/// Bytes of the network's weights on the GPU: each convolution's weights, their flipped copy for the
+/// backward pass, and the biases.
+pub fn gpu_weight_bytes(net: &Vgg) -> u64 {
+    net.layers()
+        .iter()
+        .map(|l| match l.kind {
+            LayerKind::Conv { c_in, c_out, .. } => 4 * (2 * 9 * c_in * c_out + c_out) as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The layers a run's style terms use, and how many terms each has (one per style-mask region).
+fn style_layers(net: &Vgg, config: &StyleConfig) -> Vec<usize> {
+    if config.style_weight <= 0.0 {
+        return Vec::new();
+    }
+    config.style_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect()
+}
+
+/// What one objective over a `width`×`height` image holds on the GPU: (bytes of its resident
+/// buffers and of one evaluation's read-back, the floats of that read-back).
+fn objective_bytes(net: &Vgg, config: &StyleConfig, width: u32, height: u32, cap: u64) -> (u64, usize) {
+    let (h, w) = (height as usize, width as usize);
+    let hw = h * w;
+    let Some((last, wanted, content)) = wanted(net, config) else {
+        // Only TV: the image, the gradient, the partials, the sums, the read-back.
+        let floats = 2 * 3 * hw + block_partials(3, hw, cap) + 1 + (1 + 3 * hw);
+        return (4 * floats as u64, 1 + 3 * hw);
+    };
+    let (mut floats, shape) = forward(net, h, w, last, &wanted);
+    // The backward pass's two gradient pools, each as many buffers as the most channel groups of any
+    // layer, each as long as the longest group.
+    let shapes = shape.iter().map(|&(c, lh, lw)| (c, lh * lw)).chain([(3, hw)]);
+    let (mut count, mut len) = (1, 1);
+    for (rows, cols) in shapes {
+        let per = per_block(rows, cols, cap);
+        count = count.max(rows.div_ceil(per));
+        len = len.max(per.min(rows) * cols);
+    }
+    floats += 2 * count * len;
+    let (fwd, bwd) = pass_params(net, h, w, last, &wanted, cap);
+    let mut params = fwd + bwd;
+    let groups = |rows: usize, cols: usize| rows.max(1).div_ceil(per_block(rows, cols, cap));
+    let mut reductions = 0;
+    for &l in &content {
+        let (c, lh, lw) = shape[l];
+        floats += c * lh * lw + block_partials(c, lh * lw, cap);
+        params += 64 * groups(c, lh * lw);
+        reductions += 1;
+    }
+    let regions = config.style_masks.as_ref().map_or(1, Vec::len);
+    let masked = config.style_masks.is_some() || config.mask.is_some();
+    let style = style_layers(net, config);
+    // The backward pass records the style terms from the deepest layer up; the scratch buffer of a
+    // split Gram backward grows when a term needs more.
+    let mut order: Vec<usize> = (0..regions).flat_map(|_| style.iter().copied()).collect();
+    order.sort_by_key(|&l| std::cmp::Reverse(l));
+    let mut scratch = 0;
+    for l in order {
+        let (c, lh, lw) = shape[l];
+        let n = lh * lw;
+        let g = groups(c, n);
+        if masked {
+            floats += n + c * n;
+            params += 64 * g;
+        }
+        // The Gram's products, its slices' sum, the loss, the Gram backward's products and sums.
+        params += 80 * g * g + 64 + 64 + if g == 1 { 80 } else { g * (80 * g + 64) };
+        // The Gram and its slices, the target, its gradient, the partials.
+        floats += gram_floats(c, n, cap) + 2 * c * c + partial_count(c * c);
+        let per = per_block(c, n, cap);
+        if per < c && per * n > scratch {
+            scratch = per * n;
+            floats += scratch;
+        }
+        reductions += 1;
+    }
+    // Total variation, the pixel mask and its masked gradient, the sums.
+    floats += block_partials(3, hw, cap) + 1;
+    params += 64 * groups(3, hw);
+    reductions += 1;
+    if config.mask.is_some() {
+        floats += hw + 3 * hw;
+        params += 64 * groups(3, hw);
+    }
+    floats += reductions;
+    params += 64 * reductions;
+    let readback = reductions + 3 * hw;
+    (4 * (floats + readback) as u64 + params as u64, readback)
+}
+
+/// The bytes the GPU holds at most while a `width`×`height` image (a whole scale, or one tile) is
+/// optimised on it under `config`, with the tensor binding `limits.tensor`: the network's weights,
+/// and the larger of the objective (its resident buffers and one evaluation's read-back) and the
+/// forward pass that computes its content targets. The style targets are computed before, in
+/// passes of their own (see the tiler).
+pub fn estimate_gpu_peak(
+    net: &Vgg,
+    config: &StyleConfig,
+    width: u32,
+    height: u32,
+    limits: &GpuLimits,
+) -> u64 {
+    let objective = objective_bytes(net, config, width, height, limits.tensor).0;
+    gpu_weight_bytes(net) + objective.max(content_pass(net, config, width, height).0)
+}
+
+/// The forward pass of the content targets: (bytes with its read-back, read-back floats).
+fn content_pass(net: &Vgg, config: &StyleConfig, width: u32, height: u32) -> (u64, usize) {
+    let content: Vec<usize> = config.content_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect();
+    let Some(&last) = content.iter().max() else { return (0, 0) };
+    let mut wanted = vec![false; last + 1];
+    content.iter().for_each(|&l| wanted[l] = true);
+    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
+    let readback: usize = content.iter().map(|&l| shape[l].0 * shape[l].1 * shape[l].2).sum();
+    (4 * (floats + readback) as u64, readback)
+}
+
+/// Why a `width`×`height` image (a whole scale or a tile) cannot be optimised on the GPU under
+/// `limits` and the budget `config.max_gpu_memory`; `None` when it can.
+pub(crate) fn objective_misfit(
+    net: &Vgg,
+    config: &StyleConfig,
+    width: u32,
+    height: u32,
+    limits: &GpuLimits,
+) -> Option<Misfit> {
+    let on = |limit: &str| format!("{}'s {limit}", limits.adapter);
+    let plane = 4 * u64::from(width) * u64::from(height);
+    if plane > limits.tensor {
+        return Some(Misfit {
+            what: format!("one channel plane of a {width}x{height} image"),
+            about: false,
+            needed: plane,
+            allowed: limits.tensor,
+            limit: on(limits.tensor_limit),
+        });
+    }
+    if let Some(m) = gram_misfit(net, config, limits) {
+        return Some(m);
+    }
+    let (_, readback) = objective_bytes(net, config, width, height, limits.tensor);
+    let (_, content) = content_pass(net, config, width, height);
+    let readback = 4 * readback.max(content) as u64;
+    if readback > limits.buffer {
+        return Some(Misfit {
+            what: format!("the read-back of a {width}x{height} image's gradient or features"),
+            about: false,
+            needed: readback,
+            allowed: limits.buffer,
+            limit: on("max_buffer_size"),
+        });
+    }
+    let peak = estimate_gpu_peak(net, config, width, height, limits);
+    budget_misfit(config, peak, || format!("optimising a {width}x{height} image on the GPU"))
+}
+
+/// The largest style Gram matrix, if it is larger than one binding.
+fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Misfit> {
+    let (_, shape) = match wanted(net, config) {
+        Some((last, wanted, _)) => forward(net, 32, 32, last, &wanted),
+        None => return None,
+    };
+    let c = style_layers(net, config).into_iter().map(|l| shape[l].0).max()?;
+    let bytes = 4 * (c * c) as u64;
+    (bytes > limits.tensor).then(|| Misfit {
+        what: format!("a {c}×{c} Gram matrix"),
+        about: false,
+        needed: bytes,
+        allowed: limits.tensor,
+        limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
+    })
+}
+
+fn budget_misfit(config: &StyleConfig, peak: u64, what: impl FnOnce() -> String) -> Option<Misfit> {
+    let budget = config.max_gpu_memory?;
+    (peak > budget).then(|| Misfit {
+        what: what(),
+        about: true,
+        needed: peak,
+        allowed: budget,
+        limit: "the GPU memory budget".into(),
+    })
+}
+
+/// Why the style-target pass over a `width`×`height` style image (or a crop of one, with its halo)
+/// cannot run on the GPU: its forward pass, then each layer's Gram (of the whole, or of the crop's
+/// interior) computed there, only the Grams read back.
+fn style_pass_misfit(
+    net: &Vgg,
+    config: &StyleConfig,
+    width: u32,
+    height: u32,
+    limits: &GpuLimits,
+) -> Option<Misfit> {
+    let style = style_layers(net, config);
+    let &last = style.iter().max()?;
+    let plane = 4 * u64::from(width) * u64::from(height);
+    if plane > limits.tensor {
+        return Some(Misfit {
+            what: format!("one channel plane of a {width}x{height} style image tile"),
+            about: false,
+            needed: plane,
+            allowed: limits.tensor,
+            limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
+        });
+    }
+    let mut wanted = vec![false; last + 1];
+    style.iter().for_each(|&l| wanted[l] = true);
+    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
+    // Each Gram (of at most every position of the layer) with its slices, and its read-back.
+    let grams: usize = style
+        .iter()
+        .map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2))
+        .sum();
+    let peak = gpu_weight_bytes(net) + 4 * (floats + grams) as u64;
+    budget_misfit(config, peak, || {
+        format!("computing the style targets of a {width}x{height} style image tile")
+    })
+}
+
+/// The tile side in which a `width`×`height` style image's Grams are computed on the GPU (see
+/// [`tiled_grams`](super::tiled_grams)): `requested` when its tiles (with their `halo`) fit, else the
+/// largest multiple of 16 px below it whose tiles do; `None` (the whole image in one pass) when no
+/// tile was requested and the whole image fits. The misfit of the smallest tile when none fits.
+pub(crate) fn gram_tile(
+    net: &Vgg,
+    config: &StyleConfig,
+    (width, height): (u32, u32),
+    requested: Option<u32>,
+    halo: u32,
+    limits: &GpuLimits,
+) -> Result<Option<u32>, Misfit> {
+    let align = super::TILE_ALIGN;
+    let halo = halo.div_ceil(align) * align;
+    let misfit = |t: u32| {
+        if width <= t && height <= t {
+            style_pass_misfit(net, config, width, height, limits)
+        } else {
+            let (cw, ch) = ((t + 2 * halo).min(width), (t + 2 * halo).min(height));
+            style_pass_misfit(net, config, cw, ch, limits)
+        }
+    };
+    if requested.is_none() && style_pass_misfit(net, config, width, height, limits).is_none() {
+        return Ok(None);
+    }
+    let start = (requested.unwrap_or(width.max(height)) / align * align).max(align);
+    let mut t = start;
+    loop {
+        match misfit(t) {
+            None => return Ok(Some(t)),
+            Some(m) if t <= align => return Err(m),
+            Some(_) => t -= align,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use super::*;
+    use crate::device::{Device, GpuContext, GpuFaults};
+    use crate::loss::{ContentTarget, Objective, StyleTarget};
+    use crate::model::{Arch, Pooling, Preprocess};
+
+    fn random_vgg(convs: usize) -> Vgg {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.1
+        };
+        let mut weights = Vec::new();
+        for l in Arch::Vgg16.layers() {
+            if let LayerKind::Conv { c_in, c_out, conv, .. } = l.kind {
+                if conv >= convs {
+                    break;
+                }
+                weights.push((
+                    (0..c_out * c_in * 9).map(|_| next()).collect(),
+                    (0..c_out).map(|_| next()).collect(),
+                ));
+            }
+        }
+        Vgg::from_tensors(Arch::Vgg16, Pooling::Max, Preprocess::Torch, weights).unwrap()
+    }
+
+    /// The objective `config` describes for a `w`×`h` image (zero targets: only the sizes matter),
+    /// built on a fresh device with the binding `cap` and evaluated once: (estimated, allocated) bytes.
+    fn measured(net: &Vgg, config: &StyleConfig, w: u32, h: u32, cap: Option<u64>) -> (u64, u64) {
+        // Never the network's kept device (other objectives were built on it): a fresh one.
+        let faults = GpuFaults { max_storage_binding: Some(cap.unwrap_or(u64::MAX)), ..GpuFaults::default() };
+        let ctx = GpuContext::open(Device::Gpu(Some(0)), &faults, net).unwrap().expect("a GPU adapter");
+        let (last, wanted, content) = wanted(net, config).unwrap();
+        let (_, shape) = forward(net, h as usize, w as usize, last, &wanted);
+        let (hw, wu) = (h as usize * w as usize, w as usize);
+        let mut o = Objective::new(net, wu, h as usize);
+        o.tv_weight = 1.0;
+        for &l in &content {
+            let (c, lh, lw) = shape[l];
+            o.content.push(ContentTarget { layer: l, features: vec![0.0; c * lh * lw], weight: 1.0 });
+        }
+        let regions = config.style_masks.as_ref().map_or(1, Vec::len);
+        let masked = config.style_masks.is_some() || config.mask.is_some();
+        for _ in 0..regions {
+            for l in style_layers(net, config) {
+                let (c, lh, lw) = shape[l];
+                let mask = masked.then(|| vec![0.5; lh * lw]);
+                o.style.push(StyleTarget { layer: l, gram: vec![0.0; c * c], weight: 1.0, mask });
+            }
+        }
+        o.pixel_mask = config.mask.as_ref().map(|_| vec![1.0; hw]);
+        o.attach(Some(&ctx)).unwrap();
+        let (losses, _) = o.evaluate(&vec![0.5; 3 * hw]);
+        assert!(losses.total().is_finite());
+        // Everything the device allocated: the weights, the objective, one evaluation's read-back.
+        let got = ctx.allocated_bytes();
+        let est = objective_bytes(net, config, w, h, ctx.limits().tensor).0 + gpu_weight_bytes(net);
+        (est, got)
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)] // the measured difference, shown with --nocapture
+    fn the_gpu_estimate_equals_what_impasto_gpu_allocates() {
+        let net = random_vgg(4);
+        let base = StyleConfig {
+            content_layers: vec!["relu2_1".into()],
+            style_layers: vec!["relu1_1".into(), "relu1_2".into(), "relu2_1".into()],
+            ..StyleConfig::default()
+        };
+        let mask = image::ImageBuffer::from_pixel(4, 4, image::Luma([1.0f32]));
+        let masked = StyleConfig {
+            mask: Some(mask.clone()),
+            style_masks: Some(vec![mask.clone(), mask]),
+            ..base.clone()
+        };
+        for (what, config, (w, h), cap) in [
+            ("plain", &base, (33, 21), None),
+            ("plain", &base, (96, 80), None),
+            ("masked", &masked, (64, 48), None),
+            // Bindings of 120 KiB: four channel groups at 64 channels, two at 128.
+            ("split", &base, (48, 40), Some(120 << 10)),
+            ("masked split", &masked, (48, 40), Some(120 << 10)),
+        ] {
+            let (est, got) = measured(&net, config, w, h, cap);
+            let rel = (est as f64 - got as f64) / got as f64;
+            eprintln!("{what} {w}x{h} cap {cap:?}: estimated {est}, allocated {got} ({:+.3} %)", 100.0 * rel);
+            assert!(rel.abs() < 1e-4, "{what} {w}x{h}: estimated {est}, allocated {got}");
+        }
+    }
+}
