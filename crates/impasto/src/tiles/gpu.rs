@@ -7,13 +7,13 @@
 //! The estimate mirrors the allocations of `impasto-gpu`: the forward pass's kept outputs, the two
 //! gradient pools of the backward pass, the targets, Grams and their slices, the loss partials, the
 //! read-back of each evaluation, the kernels' parameter buffers, the network's weights and their
-//! flipped copies. Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the
+//! flipped copies, and L-BFGS's ring of correction pairs (equal to the bytes it allocates). Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the
 //! test below) for 33×21 to 96×80 images, with masks and with channel groups: equal to within 4 bytes
 //! (one 4-byte placeholder buffer of the kernels). It leaves out what the driver adds per buffer
 //! (alignment, the allocator's blocks).
 
 use super::memory::{fmt_bytes, wanted};
-use crate::config::StyleConfig;
+use crate::config::{Optimizer, StyleConfig, lbfgs_history_for};
 use crate::model::{LayerKind, Vgg};
 
 /// The limits of an opened GPU that decide how a run is tiled on it.
@@ -271,7 +271,25 @@ pub fn estimate_gpu_peak(
     limits: &GpuLimits,
 ) -> u64 {
     let objective = objective_bytes(net, config, width, height, limits.tensor).0;
+    let objective = objective + lbfgs_ring_bytes(config, width, height, limits.tensor);
     gpu_weight_bytes(net) + objective.max(content_pass(net, config, width, height).0)
+}
+
+/// The L-BFGS history a GPU run allocates beside the objective when a scale or tile starts
+/// (impasto-gpu's `GpuHistory`, its vectors split into segments of one `tensor` binding): `s` and `y`
+/// of every pair the run keeps at this size, the direction and its read-back, the coefficients, the
+/// partial sums, and the 64-byte parameters of the 7·segments + 4 dispatches recorded per pair. Adam
+/// keeps its state on the host.
+fn lbfgs_ring_bytes(config: &StyleConfig, width: u32, height: u32, tensor: u64) -> u64 {
+    let Optimizer::Lbfgs { history } = config.optimizer else { return 0 };
+    let values = 3 * width as u64 * height as u64;
+    let pairs = lbfgs_history_for(history, values as usize) as u64;
+    let per_segment = (tensor / 4).max(1);
+    let segments = values.div_ceil(per_segment);
+    let partials: u64 = (0..segments)
+        .map(|j| (values - j * per_segment).min(per_segment).div_ceil(16).div_ceil(256).max(1))
+        .sum();
+    4 * values * (2 * pairs + 2) + 4 * (4 * pairs + 2) + 8 * partials + 64 * pairs * (7 * segments + 4)
 }
 
 /// The forward pass of the content targets: (bytes with its read-back, read-back floats).
@@ -484,6 +502,38 @@ mod tests {
         let got = ctx.allocated_bytes();
         let est = objective_bytes(net, config, w, h, ctx.limits().tensor).0 + gpu_weight_bytes(net);
         (est, got)
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)] // the measured difference, shown with --nocapture
+    fn the_lbfgs_ring_estimate_equals_what_impasto_gpu_allocates() {
+        let net = random_vgg(4);
+        // The last case with 16 KiB bindings: each vector in 6 segments.
+        for (w, h, history, cap) in
+            [(33u32, 21u32, 100, None), (96, 80, 7, None), (96, 80, 7, Some(16u64 << 10))]
+        {
+            let faults = GpuFaults { max_storage_binding: cap, ..GpuFaults::default() };
+            let ctx = GpuContext::open(Device::Gpu(Some(0)), &faults, &net).unwrap().expect("a GPU adapter");
+            let tensor = ctx.limits().tensor;
+            let config = StyleConfig { optimizer: Optimizer::Lbfgs { history }, ..StyleConfig::default() };
+            let n = 3 * (w * h) as usize;
+            let before = ctx.allocated_bytes();
+            let mut ring =
+                impasto_gpu::GpuHistory::new(ctx.net.gpu().clone(), n, lbfgs_history_for(history, n))
+                    .unwrap();
+            ring.push(&vec![1e-3; n], &vec![2e-3; n], 2e-6 * n as f64).unwrap();
+            ring.direction(&vec![0.5; n]).unwrap();
+            let (est, got) = (lbfgs_ring_bytes(&config, w, h, tensor), ctx.allocated_bytes() - before);
+            let rel = (est as f64 - got as f64) / got as f64;
+            eprintln!(
+                "L-BFGS ring {w}x{h}, history {history}, binding {tensor}: estimated {est}, allocated {got} ({:+.4} %)",
+                100.0 * rel
+            );
+            assert!(rel.abs() < 1e-4, "{w}x{h}, binding {tensor}: estimated {est}, allocated {got}");
+        }
+        let adam =
+            StyleConfig { optimizer: Optimizer::Adam { learning_rate: 0.01 }, ..StyleConfig::default() };
+        assert_eq!(lbfgs_ring_bytes(&adam, 96, 80, 1 << 20), 0);
     }
 
     #[test]
