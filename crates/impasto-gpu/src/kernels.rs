@@ -8,6 +8,8 @@ use crate::error::{GpuError, Result};
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const HISTORY: &str = include_str!("shaders/history.wgsl");
+/// The parameter struct `ops.wgsl` and `history.wgsl` share, prepended to each.
+const PARAMS: &str = include_str!("shaders/params.wgsl");
 
 /// `A` read as a row-major block: row stride `lda`, first element `a_off`.
 const A_PLAIN: &str = "fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + k; }";
@@ -150,10 +152,10 @@ impl Kernels {
         ];
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
-            ops.push((e, pipeline(device, adapter, e, &source(e, OPS.to_string()), e)?));
+            ops.push((e, pipeline(device, adapter, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
         }
         for e in HISTORY_ENTRIES {
-            ops.push((e, pipeline(device, adapter, e, &source(e, HISTORY.to_string()), e)?));
+            ops.push((e, pipeline(device, adapter, e, &source(e, format!("{PARAMS}{HISTORY}")), e)?));
         }
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),

@@ -8,12 +8,7 @@
 // scal layout (m = ring capacity): [0, m) ρ of each slot, [m, 2m) α, [2m, 3m) −α (first loop's
 // axpy), [3m, 4m) α − β (second loop's), 4m: sᵀy of the newest pair, 4m + 1: γ = sᵀy / yᵀy.
 
-struct P {
-    n: u32, c: u32, h: u32, w: u32,
-    u0: u32, u1: u32, u2: u32, u3: u32,
-    f0: f32, f1: f32, f2: f32, f3: f32,
-    f4: f32, f5: f32, f6: f32, f7: f32,
-}
+// `struct P` (the parameters) is prepended from params.wgsl.
 // lbfgs_dot: n = segment length, u0 = first partial (pairs) of this segment.
 // finish: n = partials (pairs) to add, u0 = slot, u1 = m.
 // axpy / scale: n = segment length, u0 = index of the coefficient in scal.

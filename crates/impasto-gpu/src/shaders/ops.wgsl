@@ -6,12 +6,7 @@
 // their partials from `u3` on, and the pooling kernels address the pooled side from channel `u0`
 // (its group can hold more channels than the full-size side's).
 
-struct P {
-    n: u32, c: u32, h: u32, w: u32,
-    u0: u32, u1: u32, u2: u32, u3: u32,
-    f0: f32, f1: f32, f2: f32, f3: f32,
-    f4: f32, f5: f32, f6: f32, f7: f32,
-}
+// `struct P` (the parameters) is prepended from params.wgsl.
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: array<f32>;

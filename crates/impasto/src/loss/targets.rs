@@ -16,6 +16,8 @@ type LayerOutput = (Vec<f32>, (usize, usize, usize));
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TargetNet<'a> {
     pub(crate) net: &'a Vgg,
+    /// Read only when the `gpu` feature is on (without it there is never a context).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     pub(crate) gpu: Option<&'a GpuContext>,
 }
 
