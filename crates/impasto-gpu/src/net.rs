@@ -333,23 +333,11 @@ impl GpuNet {
                 ),
             });
         }
-        let mut wanted = vec![false; last + 1];
-        layers.iter().for_each(|&l| wanted[l] = true);
-        let mut prog = Program::default();
-        let fwd = self.record_forward(&mut prog, h, w, last, &wanted)?;
-        let mut grams = Vec::new();
-        for (&l, &(x, y, cw, ch)) in layers.iter().zip(crops) {
-            let (c, _, lw) = fwd.shape[l];
-            let g = self.gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
-            let slices = gram_slices(c, cw * ch);
-            record_crop_gram(&self.gpu, &mut prog, fwd.out(l), (lw, x, y, cw, ch), 1.0, slices, &g)?;
-            grams.push((g, c * c));
-        }
-        fwd.rgb.write(&self.gpu, rgb);
-        let mut enc = self.gpu.encoder();
-        prog.record(&mut enc);
-        let reads: Vec<(&wgpu::Buffer, usize)> = grams.iter().map(|(b, n)| (b, *n)).collect();
-        self.gpu.finish_and_read(enc, &reads)
+        self.grams_with(rgb, h, w, layers, |prog, fwd, i, l, g| {
+            let ((c, _, lw), (x, y, cw, ch)) = (fwd.shape[l], crops[i]);
+            record_crop_gram(&self.gpu, prog, fwd.out(l), (lw, x, y, cw, ch), 1.0, gram_slices(c, cw * ch), g)
+                .map(drop)
+        })
     }
 
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `rgb` at `layers`, computed on the device.
@@ -362,16 +350,33 @@ impl GpuNet {
                 reason: format!("{} values for 3×{h}×{w}", rgb.len()),
             });
         }
+        self.grams_with(rgb, h, w, layers, |prog, fwd, _, l, g| {
+            let (c, lh, lw) = fwd.shape[l];
+            let n = lh * lw;
+            record_gram(&self.gpu, prog, fwd.out(l), 1.0 / (c * n) as f32, gram_slices(c, n), g).map(drop)
+        })
+    }
+
+    /// One forward pass of `rgb` to the deepest of `layers`, then a C×C Gram per layer recorded by
+    /// `gram(program, forward, i, layers[i], output)`, all in one submission; only the Grams are read.
+    fn grams_with(
+        &self,
+        rgb: &[f32],
+        h: usize,
+        w: usize,
+        layers: &[usize],
+        mut gram: impl FnMut(&mut Program, &Forward, usize, usize, &wgpu::Buffer) -> Result<()>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
         let mut wanted = vec![false; last + 1];
         layers.iter().for_each(|&l| wanted[l] = true);
         let mut prog = Program::default();
         let fwd = self.record_forward(&mut prog, h, w, last, &wanted)?;
         let mut grams = Vec::new();
-        for &l in layers {
-            let (c, lh, lw) = fwd.shape[l];
+        for (i, &l) in layers.iter().enumerate() {
+            let c = fwd.shape[l].0;
             let g = self.gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
-            let n = lh * lw;
-            record_gram(&self.gpu, &mut prog, fwd.out(l), 1.0 / (c * n) as f32, gram_slices(c, n), &g)?;
+            gram(&mut prog, &fwd, i, l, &g)?;
             grams.push((g, c * c));
         }
         fwd.rgb.write(&self.gpu, rgb);

@@ -303,6 +303,19 @@ fn content_pass(net: &Vgg, config: &StyleConfig, width: u32, height: u32) -> (u6
     (4 * (floats + readback) as u64, readback)
 }
 
+/// One channel plane of a `width`×`height` `what` (a storage binding holds at least one) beyond the
+/// adapter's tensor limit.
+fn plane_misfit(width: u32, height: u32, limits: &GpuLimits, what: &str) -> Option<Misfit> {
+    let plane = 4 * u64::from(width) * u64::from(height);
+    (plane > limits.tensor).then(|| Misfit {
+        what: format!("one channel plane of a {width}x{height} {what}"),
+        about: false,
+        needed: plane,
+        allowed: limits.tensor,
+        limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
+    })
+}
+
 /// Why a `width`×`height` image (a whole scale or a tile) cannot be optimised on the GPU under
 /// `limits` and the budget `config.max_gpu_memory`; `None` when it can.
 pub(crate) fn objective_misfit(
@@ -313,15 +326,8 @@ pub(crate) fn objective_misfit(
     limits: &GpuLimits,
 ) -> Option<Misfit> {
     let on = |limit: &str| format!("{}'s {limit}", limits.adapter);
-    let plane = 4 * u64::from(width) * u64::from(height);
-    if plane > limits.tensor {
-        return Some(Misfit {
-            what: format!("one channel plane of a {width}x{height} image"),
-            about: false,
-            needed: plane,
-            allowed: limits.tensor,
-            limit: on(limits.tensor_limit),
-        });
+    if let Some(m) = plane_misfit(width, height, limits, "image") {
+        return Some(m);
     }
     if let Some(m) = gram_misfit(net, config, limits) {
         return Some(m);
@@ -382,15 +388,8 @@ fn style_pass_misfit(
 ) -> Option<Misfit> {
     let style = style_layers(net, config);
     let &last = style.iter().max()?;
-    let plane = 4 * u64::from(width) * u64::from(height);
-    if plane > limits.tensor {
-        return Some(Misfit {
-            what: format!("one channel plane of a {width}x{height} style image tile"),
-            about: false,
-            needed: plane,
-            allowed: limits.tensor,
-            limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
-        });
+    if let Some(m) = plane_misfit(width, height, limits, "style image tile") {
+        return Some(m);
     }
     let mut wanted = vec![false; last + 1];
     style.iter().for_each(|&l| wanted[l] = true);
