@@ -307,10 +307,15 @@ fn content_pass(net: &Vgg, config: &StyleConfig, width: u32, height: u32) -> (u6
 /// adapter's tensor limit.
 fn plane_misfit(width: u32, height: u32, limits: &GpuLimits, what: &str) -> Option<Misfit> {
     let plane = 4 * u64::from(width) * u64::from(height);
-    (plane > limits.tensor).then(|| Misfit {
-        what: format!("one channel plane of a {width}x{height} {what}"),
+    tensor_misfit(plane, limits, || format!("one channel plane of a {width}x{height} {what}"))
+}
+
+/// A tensor of `bytes` (`what` it is) that one storage binding cannot hold.
+fn tensor_misfit(bytes: u64, limits: &GpuLimits, what: impl FnOnce() -> String) -> Option<Misfit> {
+    (bytes > limits.tensor).then(|| Misfit {
+        what: what(),
         about: false,
-        needed: plane,
+        needed: bytes,
         allowed: limits.tensor,
         limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
     })
@@ -355,14 +360,7 @@ fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Mi
         None => return None,
     };
     let c = style_layers(net, config).into_iter().map(|l| shape[l].0).max()?;
-    let bytes = 4 * (c * c) as u64;
-    (bytes > limits.tensor).then(|| Misfit {
-        what: format!("a {c}×{c} Gram matrix"),
-        about: false,
-        needed: bytes,
-        allowed: limits.tensor,
-        limit: format!("{}'s {}", limits.adapter, limits.tensor_limit),
-    })
+    tensor_misfit(4 * (c * c) as u64, limits, || format!("a {c}×{c} Gram matrix"))
 }
 
 fn budget_misfit(config: &StyleConfig, peak: u64, what: impl FnOnce() -> String) -> Option<Misfit> {
