@@ -337,6 +337,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "PX", default_value_t = defaults().tile_overlap, help_heading = "Print sizes (tiling)")]
     pub tile_overlap: u32,
 
+    /// Rounds over the tiles, coupled through the whole image's style (each tile's iterations are
+    /// spread over them); 0: each tile matches the style on its own
+    #[arg(long, value_name = "N", default_value_t = defaults().tile_rounds, help_heading = "Print sizes (tiling)")]
+    pub tile_rounds: usize,
+
     /// Stop after this much optimisation time and write the image: 90s, 5m, 1h30m or seconds
     #[arg(long, value_name = "DURATION", help_heading = "Time and checkpoints")]
     pub time_limit: Option<String>,

@@ -361,6 +361,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
             .transpose()?,
         tile: args.tile,
         tile_overlap: args.tile_overlap,
+        tile_rounds: args.tile_rounds,
     };
     config.validate(args.styles.len())?;
     let display = env.display(args.quiet, args.print_every);

@@ -136,6 +136,11 @@ pub struct StyleConfig {
     /// The least overlap between neighbouring tiles (pixels). Tiles must be at least
     /// `2·tile_overlap + 32` pixels.
     pub tile_overlap: u32,
+    /// Rounds over the tiles of a tiled scale, coupled through the whole image's style: each tile's
+    /// iterations are spread over the rounds, and in each round the tiles are held to the style
+    /// together (see the `coupling` module). 0: each tile is held to the style's Grams on its own, in
+    /// one round. Without masks only (with them, tiles are not coupled). Tile jobs take one round.
+    pub tile_rounds: usize,
 }
 
 impl Default for StyleConfig {
@@ -175,9 +180,13 @@ impl Default for StyleConfig {
             max_gpu_memory: None,
             tile: None,
             tile_overlap: crate::tiles::TILE_OVERLAP,
+            tile_rounds: crate::tiles::TILE_ROUNDS,
         }
     }
 }
+
+/// The most rounds over a scale's tiles (each recomputes the whole image's Grams).
+const MAX_TILE_ROUNDS: usize = 100;
 
 fn bad(what: &'static str, reason: impl Into<String>) -> Error {
     Error::Config { what, reason: reason.into() }
@@ -281,6 +290,12 @@ impl StyleConfig {
                 format!("{} px (must be at most {MAX_SIZE})", self.tile_overlap),
             ));
         }
+        if self.tile_rounds > MAX_TILE_ROUNDS {
+            return Err(bad(
+                "tile rounds",
+                format!("{} (must be at most {MAX_TILE_ROUNDS})", self.tile_rounds),
+            ));
+        }
         match self.optimizer {
             Optimizer::Lbfgs { history } if history == 0 || history > 10_000 => {
                 return Err(bad("L-BFGS history", format!("{history} (must be 1..=10000)")));
@@ -351,6 +366,7 @@ impl StyleConfig {
         c.max_memory = None;
         c.max_gpu_memory = None;
         c.tile = None;
+        c.tile_rounds = 0;
         let mut key = String::new();
         for m in c.mask.iter().chain(c.style_masks.iter().flatten()) {
             key.push_str(&format!(" mask {}x{} {:08x}", m.width(), m.height(), {

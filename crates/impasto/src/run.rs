@@ -2,6 +2,7 @@
 //! targets, start from the previous scale's result (or the init) and optimise, reporting to an [`Observer`].
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
+mod coupling;
 mod inputs;
 mod jobs;
 mod scale;
@@ -305,7 +306,10 @@ impl<'a> Plan<'a> {
         }
         for (k, t) in self.tiles.iter().enumerate() {
             if let Some(t) = t {
-                fp.add(format!(" tiles {k} {} {}", t.tile, t.overlap).as_bytes());
+                fp.add(
+                    format!(" tiles {k} {} {} rounds {}", t.tile, t.overlap, self.config.tile_rounds)
+                        .as_bytes(),
+                );
             }
         }
         if let Some(t) = self.temporal {
@@ -345,11 +349,13 @@ impl<'a> Plan<'a> {
         match (self.scales.get(state.scale), tiled, &state.tile) {
             (Some(s), None, None) if (s.width, s.height) == (state.width, state.height) => {}
             // A tile index of the tile count: every tile is finished (the state holds the last one).
+            // Tile indices count on over the rounds: tile i of round r is r·n + i.
             (Some(_), Some(plan), Some(t))
-                if t.count == plan.len()
-                    && t.index <= plan.len()
-                    && plan.rect(t.index.min(plan.len() - 1)).width == state.width
-                    && plan.rect(t.index.min(plan.len() - 1)).height == state.height => {}
+                if t.count % plan.len() == 0
+                    && t.count > 0
+                    && t.index <= t.count
+                    && plan.rect(t.index.min(t.count - 1) % plan.len()).width == state.width
+                    && plan.rect(t.index.min(t.count - 1) % plan.len()).height == state.height => {}
             _ => return Err(err("its scale (or its tiles) does not match this run's schedule")),
         }
         match (&state.opt, self.config.optimizer) {

@@ -116,13 +116,29 @@ fn job_plan<'a>(
 ) -> Result<(Plan<'a>, u64)> {
     let mut plan = Plan::new(net, config, content, styles)?;
     let k = plan.scales.len() - 1;
-    if plan.tiles[k].is_none() {
-        let Some(tile) = config.tile else {
+    let s = plan.scales[k];
+    // The job's tiles are those of the tile size alone, whatever this machine would choose on its own
+    // (one tile when the image is no larger; on a GPU that needs smaller ones, one line naming its
+    // limit), so that every process taking tiles has the same plan.
+    let wanted = match (config.tile, &plan.tiles[k]) {
+        (Some(tile), _) => Some(TilePlan::new(s.width, s.height, tile, config.tile_overlap)?),
+        (None, None) => {
             return Err(Error::Config { what: "tile size", reason: "tile jobs need a tile size".into() });
-        };
-        let s = plan.scales[k];
-        let tp = TilePlan::new(s.width, s.height, tile, config.tile_overlap)?;
-        plan.scales[k].iterations *= tp.len();
+        }
+        (None, Some(_)) => None,
+    };
+    if let Some(tp) = wanted.filter(|tp| plan.tiles[k].as_ref() != Some(tp)) {
+        if let Some(m) = plan.gpu_misfit(&s, Some(tp.tile)) {
+            return Err(Error::Gpu {
+                reason: format!(
+                    "the job's tiles of {} px at {}x{} do not fit this GPU: {m}; take them on the CPU (--device cpu) or plan the job with a smaller --tile",
+                    tp.tile, s.width, s.height
+                ),
+                last_good: None,
+            });
+        }
+        let planned = plan.tiles[k].as_ref().map_or(1, TilePlan::len);
+        plan.scales[k].iterations = plan.scales[k].iterations / planned * tp.len();
         plan.tiles[k] = Some(tp);
     }
     let earlier: Vec<Option<TilePlan>> = plan.tiles[..k].iter_mut().map(Option::take).collect();
@@ -222,7 +238,10 @@ pub fn run_tiles(
             }
         };
         let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
-        let ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small).map_err(keep)?;
+        let mut ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small).map_err(keep)?;
+        // Jobs take one round: every tile starts from the job's base, coupled through its Grams.
+        ts.rounds = 1;
+        let shift = ts.coupled.then(|| plan.style_shift(&ts, &ts.base)).transpose().map_err(keep)?;
         let per_tile = plan.scales[k].iterations / n;
         let mut carry = Carry {
             fingerprint,
@@ -234,7 +253,10 @@ pub fn run_tiles(
         };
         let mut stop = StopReason::Finished;
         for i in todo {
-            let r = plan.optimise_tile(&ts, i, None, &mut carry, observer).map_err(keep)?;
+            let r = plan
+                .tile_targets(&ts, i, &ts.base, shift.as_deref())
+                .and_then(|style| plan.optimise_tile(&ts, 0, i, &ts.base, &style, None, &mut carry, observer))
+                .map_err(keep)?;
             stop = r.stop;
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;

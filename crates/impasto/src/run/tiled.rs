@@ -84,7 +84,7 @@ impl Plan<'_> {
 
     /// Why scale `s` does not fit the run's GPU whole (`tile`: `None`) or in tiles of side `tile` (at
     /// most `tile + 15` px); `None` when it fits, or when the run is on the CPU.
-    fn gpu_misfit(&self, s: &Scale, tile: Option<u32>) -> Option<tiles::Misfit> {
+    pub(super) fn gpu_misfit(&self, s: &Scale, tile: Option<u32>) -> Option<tiles::Misfit> {
         let limits = self.gpu.as_ref()?.limits();
         let side = |v: u32| tile.map_or(v, |t| v.min(t + tiles::TILE_ALIGN - 1));
         tiles::objective_misfit(self.net, self.config, side(s.width), side(s.height), &limits)
@@ -136,6 +136,10 @@ impl Plan<'_> {
         let Scale { width, height, iterations } = self.scales[k];
         let base = resize(&to_image(&base_small.2, base_small.0, base_small.1), width, height);
         let long = self.scales[k].long_side();
+        let per_tile = iterations / plan.len();
+        // One tile is the whole image: nothing to couple.
+        let coupled = self.coupled() && plan.len() > 1;
+        let rounds = if coupled { self.config.tile_rounds } else { 1 };
         Ok(TiledScale {
             k,
             plan: plan.clone(),
@@ -144,7 +148,9 @@ impl Plan<'_> {
             base_small: self.config.checkpoint.is_some().then_some(base_small),
             inputs: self.inputs_at(content, long),
             style: self.style_targets(styles, long, Some(plan.tile))?,
-            per_tile: iterations / plan.len(),
+            per_tile,
+            rounds,
+            coupled,
         })
     }
 
@@ -165,28 +171,35 @@ impl Plan<'_> {
         }
     }
 
-    /// Optimises tile `i` of `ts` (continuing `resumed` when given): its result (planar RGB 0..1 of
-    /// the tile's rectangle), losses, and how it stopped.
+    /// Optimises tile `i` of `ts` in round `round` (continuing `resumed` when given), starting from
+    /// its crop of `start` (the image the round starts from) and held to `style` (the scale's style
+    /// targets, or in a coupled round the tile's own): its result (planar RGB 0..1 of the tile's
+    /// rectangle), losses, and how it stopped.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn optimise_tile(
         &self,
         ts: &TiledScale,
+        round: usize,
         i: usize,
+        start: &Rgb32FImage,
+        style: &[crate::loss::StyleTarget],
         resumed: Option<State>,
         carry: &mut Carry,
         observer: &mut dyn Observer,
     ) -> Result<Stylized> {
         let n = ts.plan.len();
+        let (g, count) = (round * n + i, ts.rounds * n);
         let rect = ts.plan.rect(i);
-        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, &ts.style)?, self.config);
+        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, style)?, self.config);
         objective.set(carry.weights);
         let state = match resumed {
             Some(s) => s,
             None => {
-                let mut x = tiles::crop_planar(&ts.base, rect);
+                let mut x = tiles::crop_planar(start, rect);
                 let content_px = tiles::crop_planar(&ts.inputs.content, rect);
                 keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
                 let opt = self.fresh_optimiser(&x);
-                let tile = ts.base_small.as_ref().map(|b| TileState { index: i, count: n, base: b.clone() });
+                let tile = ts.base_small.as_ref().map(|b| TileState { index: g, count, base: b.clone() });
                 State {
                     fingerprint: carry.fingerprint,
                     scale: ts.k,
@@ -207,17 +220,18 @@ impl Plan<'_> {
             start: carry.start,
             last: false,
             tiles: &self.tiles,
-            tile: Some((i, n)),
+            tile: Some((g, count)),
         };
         let announce = std::mem::take(&mut carry.announce);
-        let r = run.optimise(&mut objective, state, ts.per_tile, observer, announce)?;
+        let r = run.optimise(&mut objective, state, ts.round_iterations(round), observer, announce)?;
         carry.weights = objective.weights;
         carry.done = r.iterations;
         Ok(r)
     }
 
-    /// Optimises scale `k` tile by tile, starting from `prev` (the previous scale's result; `None`:
-    /// the initial image), or continuing `resumed` (a checkpoint inside this scale).
+    /// Optimises scale `k` tile by tile, in `ts.rounds` rounds, starting from `prev` (the previous
+    /// scale's result; `None`: the initial image), or continuing `resumed` (a checkpoint inside this
+    /// scale: the tiles finished before it are read back from beside it and blended again).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn tiled_scale(
         &self,
@@ -236,39 +250,59 @@ impl Plan<'_> {
         };
         let ts = self.tiled_setup(k, plan, content, styles, base_small)?;
         let n = plan.len();
+        let count = ts.rounds * n;
         let store = self
             .config
             .checkpoint
             .as_ref()
             .map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
         let mut out = ts.base.clone();
+        let mut round_start = out.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
         if first > 0 {
             let path = self.config.resume.as_deref().unwrap_or(std::path::Path::new(""));
             let from = TileStore::new(TileStore::beside(path), carry.fingerprint, k);
-            for i in 0..first {
+            for g in 0..first {
+                let (round, i) = (g / n, g % n);
+                if i == 0 && round > 0 {
+                    tiles::finish(&mut out);
+                    round_start = out.clone();
+                }
                 let rect = plan.rect(i);
-                let x = from.read(i, rect)?.ok_or_else(|| Error::Checkpoint {
-                    path: from.path(i),
+                let x = from.read(g, rect)?.ok_or_else(|| Error::Checkpoint {
+                    path: from.path(g),
                     reason: "missing: the checkpoint's finished tiles are kept beside it".into(),
                 })?;
                 if let Some(s) = &store {
-                    s.write(i, rect, &x)?;
+                    s.write(g, rect, &x)?;
                 }
-                tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
-                observer.on_tile(i, n, true);
+                tiles::blend_tile(&mut out, &round_start, plan, i, &x);
+                observer.on_tile(g, count, true);
             }
         }
         let (mut sum, mut pixels) = (Losses::default(), 0.0f64);
         let mut stop = StopReason::Finished;
-        for i in first..n {
+        let mut shift = None;
+        for g in first..count {
+            let (round, i) = (g / n, g % n);
+            if i == 0 && round > 0 {
+                tiles::finish(&mut out);
+                round_start = out.clone();
+                (sum, pixels) = (Losses::default(), 0.0);
+            }
+            if shift.is_none() || i == 0 {
+                shift = ts.coupled.then(|| self.style_shift(&ts, &round_start)).transpose()?;
+            }
             let rect = plan.rect(i);
-            let r = match self.optimise_tile(&ts, i, resumed.take(), carry, observer) {
+            let tile = self.tile_targets(&ts, i, &round_start, shift.as_deref()).and_then(|style| {
+                self.optimise_tile(&ts, round, i, &round_start, &style, resumed.take(), carry, observer)
+            });
+            let r = match tile {
                 Ok(r) => r,
                 // The tiles blended so far are the last good image (before the first tile, a GPU
                 // failure building its objective keeps the previous scale's result: `run_scales`).
-                Err(e) if i > 0 || matches!(e, Error::NonFinite { .. }) => {
+                Err(e) if g > 0 || matches!(e, Error::NonFinite { .. }) => {
                     tiles::finish(&mut out);
                     return Err(e.with_last_good(out));
                 }
@@ -280,9 +314,9 @@ impl Plan<'_> {
             }
             let x = to_planar(&r.image);
             if let Some(s) = &store {
-                s.write(i, rect, &x)?;
+                s.write(g, rect, &x)?;
             }
-            tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
+            tiles::blend_tile(&mut out, &round_start, plan, i, &x);
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {
@@ -292,8 +326,8 @@ impl Plan<'_> {
                 temporal: sum.temporal + p * l.temporal,
             };
             pixels += p;
-            observer.on_tile(i, n, false);
-            if i + 1 == n && k + 1 == self.scales.len() {
+            observer.on_tile(g, count, false);
+            if g + 1 == count && k + 1 == self.scales.len() {
                 self.checkpoint_finished(&ts, r, carry, observer)?;
             }
         }
@@ -321,18 +355,18 @@ impl Plan<'_> {
         observer: &mut dyn Observer,
     ) -> Result<()> {
         let (Some(path), Some(base)) = (&self.config.checkpoint, &ts.base_small) else { return Ok(()) };
-        let n = ts.plan.len();
+        let count = ts.rounds * ts.plan.len();
         let x = to_planar(&last.image);
         let state = State {
             fingerprint: carry.fingerprint,
             scale: ts.k,
-            scale_done: ts.per_tile,
+            scale_done: ts.round_iterations(ts.rounds - 1),
             done: carry.done,
             width: last.image.width(),
             height: last.image.height(),
             opt: self.fresh_optimiser(&x),
             x,
-            tile: Some(TileState { index: n, count: n, base: base.clone() }),
+            tile: Some(TileState { index: count, count, base: base.clone() }),
         };
         crate::checkpoint::write(path, &state)?;
         observer.on_checkpoint(carry.done, path);
@@ -349,8 +383,21 @@ pub(super) struct TiledScale {
     pub(super) base: Rgb32FImage,
     /// The same before resizing, for checkpoints (`None` without checkpoints).
     base_small: Option<Arc<(u32, u32, Vec<f32>)>>,
-    inputs: super::inputs::ScaleInputs,
-    style: Vec<crate::loss::StyleTarget>,
-    /// Iterations of each tile.
+    pub(super) inputs: super::inputs::ScaleInputs,
+    /// The scale's style targets (the style images' Grams).
+    pub(super) style: Vec<crate::loss::StyleTarget>,
+    /// Iterations of each tile, all rounds together.
     per_tile: usize,
+    /// Rounds over the tiles (at least 1).
+    pub(super) rounds: usize,
+    /// Whether the tiles are coupled through the whole image's Grams (see `coupling`).
+    pub(super) coupled: bool,
+}
+
+impl TiledScale {
+    /// Iterations of each tile in round `round`: the tile's iterations spread over the rounds, the
+    /// first rounds taking one more when they do not divide evenly.
+    pub(super) fn round_iterations(&self, round: usize) -> usize {
+        self.per_tile / self.rounds + usize::from(round < self.per_tile % self.rounds)
+    }
 }

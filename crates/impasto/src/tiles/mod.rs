@@ -28,6 +28,10 @@ pub(crate) use store::{read_tensor, write_tensor};
 /// come within 1 % of the whole image's (measured on VGG-16, see BENCHMARKS.md).
 pub const TILE_OVERLAP: u32 = 80;
 
+/// Default rounds over a tiled scale's tiles, coupled through the whole image's style (measured in
+/// BENCHMARKS.md, "Tiles coupled through the whole image's style").
+pub const TILE_ROUNDS: usize = 4;
+
 /// The smallest tile side for tiles overlapping by `overlap`: two overlaps and four alignment steps,
 /// so that no pixel is in more than two tiles along an axis wherever the aligned starts fall.
 pub fn min_tile(overlap: u32) -> u32 {

@@ -214,3 +214,48 @@ fn a_gpu_failure_in_a_tile_job_keeps_the_last_good_image() {
         assert_ne!(image.as_raw(), scaled.as_raw(), "{fault}: the first tile is in the image");
     }
 }
+
+/// A tile job planned on the CPU in one tile (its tile size no smaller than the image) taken on a GPU
+/// whose binding cannot hold that tile, which a run there would cut in smaller tiles: the job's plan
+/// stays, and the GPU is refused with one line naming its limit (it was refused as "planned with
+/// other settings"); with a tile that fits, the same job runs there.
+#[test]
+fn a_cpu_planned_tile_job_too_large_for_the_gpu_names_the_limit() {
+    let gpu = device();
+    let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 25);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let config =
+        |device, binding| StyleConfig { tile: Some(96), style_weight: 0.0, ..config(device, binding) };
+    let (job, base) =
+        impasto::tiles::prepare_tiles(&net, &config(Device::Cpu, None), &content, styles, &mut NoObserver)
+            .unwrap();
+    assert_eq!(job.plan.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let take = |binding| {
+        impasto::tiles::run_tiles(
+            &net,
+            &config(gpu, binding),
+            &content,
+            styles,
+            &job,
+            &base,
+            dir.path(),
+            &[0],
+            &mut NoObserver,
+        )
+    };
+    let err = take(Some(143 * 256)).unwrap_err();
+    let line = err.to_string();
+    eprintln!("{line}");
+    assert!(matches!(err, impasto::Error::Gpu { .. }), "{line}");
+    assert!(
+        line.contains("the job's tiles of 96 px at 96x96 do not fit this GPU: one channel plane of a 96x96 image needs 36.0 KiB")
+            && line.contains("--device cpu")
+            && !line.contains('\n'),
+        "{line}"
+    );
+    assert!(job.missing(dir.path()).unwrap() == vec![0], "nothing stored");
+    take(None).expect("without the cap the GPU takes the job's tile");
+    assert!(job.missing(dir.path()).unwrap().is_empty());
+}

@@ -1,0 +1,63 @@
+//! Tiles coupled through the whole image's style. On their own, tiles each match the style's Gram
+//! matrices, which is not the same as the whole image matching them: the whole image's optimum puts
+//! more of some style features in one region and less in another. So a tiled scale runs in rounds,
+//! and in each round every tile is held to its own Grams at the round's start plus the whole image's
+//! shortfall, `G_tile(start) + (A − G_whole(start))`: at the start the tile's style gradient is the
+//! whole image's (a Jacobi step on the whole-image objective), and the tiles together move the whole
+//! image's Grams towards the style's. Not with content or style masks (their Grams are masked per
+//! region): there every tile is held to the style's Grams, in one round.
+
+use image::Rgb32FImage;
+
+use super::Plan;
+use super::tiled::TiledScale;
+use crate::error::Result;
+use crate::loss::StyleTarget;
+use crate::tiles::{self, GRAM_HALO};
+
+impl Plan<'_> {
+    /// Whether a tiled scale's tiles are coupled: `tile_rounds` above 0, style terms, no masks.
+    pub(super) fn coupled(&self) -> bool {
+        let c = self.config;
+        c.tile_rounds > 0 && !self.style_layers.is_empty() && c.mask.is_none() && c.style_masks.is_none()
+    }
+
+    /// A coupled round's shift of every style target: `A − G_whole(start)`, the style's Grams less
+    /// the whole image's at the round's start (computed in tiles with a halo, as exact as in one pass).
+    pub(super) fn style_shift(&self, ts: &TiledScale, start: &Rgb32FImage) -> Result<Vec<Vec<f32>>> {
+        let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
+        let whole = tiles::tiled_grams(self.targets(), start, &layers, ts.plan.tile, GRAM_HALO)?;
+        Ok(ts
+            .style
+            .iter()
+            .zip(whole)
+            .map(|(t, g)| t.gram.iter().zip(&g).map(|(a, b)| a - b).collect())
+            .collect())
+    }
+
+    /// The style targets of tile `i` in a round that starts from `start`: the scale's, or with a
+    /// `shift` (coupled) the tile's own Grams at the start plus the shift.
+    pub(super) fn tile_targets(
+        &self,
+        ts: &TiledScale,
+        i: usize,
+        start: &Rgb32FImage,
+        shift: Option<&[Vec<f32>]>,
+    ) -> Result<Vec<StyleTarget>> {
+        let Some(shift) = shift else { return Ok(ts.style.clone()) };
+        let rect = ts.plan.rect(i);
+        let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
+        let x = tiles::crop_planar(start, rect);
+        let own = self.targets().grams_at(&x, rect.height as usize, rect.width as usize, &layers)?;
+        Ok(ts
+            .style
+            .iter()
+            .zip(own)
+            .zip(shift)
+            .map(|((t, g), s)| StyleTarget {
+                gram: g.iter().zip(s).map(|(a, b)| a + b).collect(),
+                ..t.clone()
+            })
+            .collect())
+    }
+}
