@@ -113,6 +113,9 @@ fn help() {
                                    after the other
           --tile-overlap <PX>      Least overlap between neighbouring tiles (tiles must be at least
                                    2×PX+64) [default: 80]
+          --tile-rounds <N>        Rounds over the tiles, coupled through the whole image's style (each
+                                   tile's iterations are spread over them); 0: each tile matches the
+                                   style on its own [default: 2]
 
     Time and checkpoints:
           --time-limit <DURATION>  Stop after this much optimisation time and write the image: 90s, 5m,

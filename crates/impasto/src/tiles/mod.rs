@@ -30,7 +30,7 @@ pub const TILE_OVERLAP: u32 = 80;
 
 /// Default rounds over a tiled scale's tiles, coupled through the whole image's style (measured in
 /// BENCHMARKS.md, "Tiles coupled through the whole image's style").
-pub const TILE_ROUNDS: usize = 4;
+pub const TILE_ROUNDS: usize = 2;
 
 /// The smallest tile side for tiles overlapping by `overlap`: two overlaps and four alignment steps,
 /// so that no pixel is in more than two tiles along an axis wherever the aligned starts fall.
