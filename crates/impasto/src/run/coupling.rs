@@ -26,7 +26,10 @@ impl Plan<'_> {
     /// the whole image's at the round's start (computed in tiles with a halo, as exact as in one pass).
     pub(super) fn style_shift(&self, ts: &TiledScale, start: &Rgb32FImage) -> Result<Vec<Vec<f32>>> {
         let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
-        let whole = tiles::tiled_grams(self.targets(), start, &layers, ts.plan.tile, GRAM_HALO)?;
+        // Passes no larger than the tiles (interior and halo), so that they fit where the tiles do.
+        let side = ts.plan.rects().map(|r| r.width.max(r.height)).max().unwrap_or(0);
+        let interior = side.saturating_sub(2 * GRAM_HALO).max(side / 2);
+        let whole = tiles::tiled_grams(self.targets(), start, &layers, interior, GRAM_HALO)?;
         Ok(ts
             .style
             .iter()

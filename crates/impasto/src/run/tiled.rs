@@ -248,7 +248,7 @@ impl Plan<'_> {
             Some(State { tile: Some(t), .. }) => t.base.clone(),
             _ => self.base_of(k, content, prev),
         };
-        let ts = self.tiled_setup(k, plan, content, styles, base_small)?;
+        let mut ts = self.tiled_setup(k, plan, content, styles, base_small)?;
         let n = plan.len();
         let count = ts.rounds * n;
         let store = self
@@ -256,8 +256,9 @@ impl Plan<'_> {
             .checkpoint
             .as_ref()
             .map(|p| TileStore::new(TileStore::beside(p), carry.fingerprint, k));
+        // Each round starts from `ts.base`: the upscaled previous scale, then (no longer needed) the
+        // result of the round before, copied into the same buffer.
         let mut out = ts.base.clone();
-        let mut round_start = out.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
         if first > 0 {
@@ -267,7 +268,7 @@ impl Plan<'_> {
                 let (round, i) = (g / n, g % n);
                 if i == 0 && round > 0 {
                     tiles::finish(&mut out);
-                    round_start = out.clone();
+                    ts.base.copy_from_slice(&out);
                 }
                 let rect = plan.rect(i);
                 let x = from.read(g, rect)?.ok_or_else(|| Error::Checkpoint {
@@ -277,7 +278,7 @@ impl Plan<'_> {
                 if let Some(s) = &store {
                     s.write(g, rect, &x)?;
                 }
-                tiles::blend_tile(&mut out, &round_start, plan, i, &x);
+                tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
                 observer.on_tile(g, count, true);
             }
         }
@@ -288,15 +289,15 @@ impl Plan<'_> {
             let (round, i) = (g / n, g % n);
             if i == 0 && round > 0 {
                 tiles::finish(&mut out);
-                round_start = out.clone();
+                ts.base.copy_from_slice(&out);
                 (sum, pixels) = (Losses::default(), 0.0);
             }
             if shift.is_none() || i == 0 {
-                shift = ts.coupled.then(|| self.style_shift(&ts, &round_start)).transpose()?;
+                shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
             }
             let rect = plan.rect(i);
-            let tile = self.tile_targets(&ts, i, &round_start, shift.as_deref()).and_then(|style| {
-                self.optimise_tile(&ts, round, i, &round_start, &style, resumed.take(), carry, observer)
+            let tile = self.tile_targets(&ts, i, &ts.base, shift.as_deref()).and_then(|style| {
+                self.optimise_tile(&ts, round, i, &ts.base, &style, resumed.take(), carry, observer)
             });
             let r = match tile {
                 Ok(r) => r,
@@ -316,7 +317,7 @@ impl Plan<'_> {
             if let Some(s) = &store {
                 s.write(g, rect, &x)?;
             }
-            tiles::blend_tile(&mut out, &round_start, plan, i, &x);
+            tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {
