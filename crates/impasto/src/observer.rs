@@ -106,7 +106,9 @@ pub struct Step<'a> {
     /// Height of the current scale's image.
     pub height: u32,
     /// On a tiled scale, (0-based tile, tiles): the image is that tile's (`width`×`height` are the
-    /// tile's size).
+    /// tile's size). Tiles count on over the scale's rounds (see
+    /// [`StyleConfig::tile_rounds`](crate::StyleConfig::tile_rounds)): tile `i` of a plan of `n` in
+    /// round `r` is `r·n + i` of `rounds·n`.
     pub tile: Option<(usize, usize)>,
 }
 
@@ -147,7 +149,8 @@ pub trait Observer: Send {
     /// Called after a checkpoint was written (after `iteration` iterations).
     fn on_checkpoint(&mut self, _iteration: usize, _path: &std::path::Path) {}
     /// Called when tile `index` (0-based) of `count` of a tiled scale is finished and blended into the
-    /// image (`skipped`: it was finished by an earlier run and read back).
+    /// image (`skipped`: it was finished by an earlier run and read back); counted over the rounds,
+    /// as [`Step::tile`].
     fn on_tile(&mut self, _index: usize, _count: usize, _skipped: bool) {}
 }
 
