@@ -38,19 +38,18 @@ impl Plan<'_> {
             .collect())
     }
 
-    /// The style targets of tile `i` in a round that starts from `start`: the scale's, or with a
+    /// The style targets of tile `i` in a round that starts from `ts.base`: the scale's, or with a
     /// `shift` (coupled) the tile's own Grams at the start plus the shift.
     pub(super) fn tile_targets(
         &self,
         ts: &TiledScale,
         i: usize,
-        start: &Rgb32FImage,
         shift: Option<&[Vec<f32>]>,
     ) -> Result<Vec<StyleTarget>> {
         let Some(shift) = shift else { return Ok(ts.style.clone()) };
         let rect = ts.plan.rect(i);
         let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
-        let x = tiles::crop_planar(start, rect);
+        let x = tiles::crop_planar(&ts.base, rect);
         let own = self.targets().grams_at(&x, rect.height as usize, rect.width as usize, &layers)?;
         Ok(ts
             .style

@@ -253,10 +253,8 @@ pub fn run_tiles(
         };
         let mut stop = StopReason::Finished;
         for i in todo {
-            let r = plan
-                .tile_targets(&ts, i, &ts.base, shift.as_deref())
-                .and_then(|style| plan.optimise_tile(&ts, 0, i, &ts.base, &style, None, &mut carry, observer))
-                .map_err(keep)?;
+            let r =
+                plan.optimise_tile(&ts, 0, i, shift.as_deref(), None, &mut carry, observer).map_err(keep)?;
             stop = r.stop;
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;

@@ -172,17 +172,17 @@ impl Plan<'_> {
     }
 
     /// Optimises tile `i` of `ts` in round `round` (continuing `resumed` when given), starting from
-    /// its crop of `start` (the image the round starts from) and held to `style` (the scale's style
-    /// targets, or in a coupled round the tile's own): its result (planar RGB 0..1 of the tile's
-    /// rectangle), losses, and how it stopped.
+    /// its crop of `ts.base` (the image the round starts from) and held to the scale's style targets,
+    /// or in a coupled round (`shift`: the round's [`Plan::style_shift`]) to the tile's own
+    /// ([`Plan::tile_targets`]): its result (planar RGB 0..1 of the tile's rectangle), losses, and
+    /// how it stopped.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn optimise_tile(
         &self,
         ts: &TiledScale,
         round: usize,
         i: usize,
-        start: &Rgb32FImage,
-        style: &[crate::loss::StyleTarget],
+        shift: Option<&[Vec<f32>]>,
         resumed: Option<State>,
         carry: &mut Carry,
         observer: &mut dyn Observer,
@@ -190,12 +190,13 @@ impl Plan<'_> {
         let n = ts.plan.len();
         let (g, count) = (round * n + i, ts.rounds * n);
         let rect = ts.plan.rect(i);
-        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, style)?, self.config);
+        let style = self.tile_targets(ts, i, shift)?;
+        let mut objective = Steerable::new(self.objective_on(&ts.inputs, rect, &style)?, self.config);
         objective.set(carry.weights);
         let state = match resumed {
             Some(s) => s,
             None => {
-                let mut x = tiles::crop_planar(start, rect);
+                let mut x = tiles::crop_planar(&ts.base, rect);
                 let content_px = tiles::crop_planar(&ts.inputs.content, rect);
                 keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
                 let opt = self.fresh_optimiser(&x);
@@ -296,9 +297,7 @@ impl Plan<'_> {
                 shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
             }
             let rect = plan.rect(i);
-            let tile = self.tile_targets(&ts, i, &ts.base, shift.as_deref()).and_then(|style| {
-                self.optimise_tile(&ts, round, i, &ts.base, &style, resumed.take(), carry, observer)
-            });
+            let tile = self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), carry, observer);
             let r = match tile {
                 Ok(r) => r,
                 // The tiles blended so far are the last good image (before the first tile, a GPU
