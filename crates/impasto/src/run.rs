@@ -3,6 +3,7 @@
 //! The plan (schedule, objective, start, resume) is here; one scale's optimisation loop is in `scale`.
 
 mod coupling;
+mod curvature;
 mod inputs;
 mod jobs;
 mod scale;
@@ -408,7 +409,7 @@ impl<'a> Plan<'a> {
             tile: None,
         };
         let announce = std::mem::take(&mut carry.announce);
-        let out = scale.optimise(&mut objective, state, iterations, observer, announce)?;
+        let (out, _) = scale.optimise(&mut objective, state, iterations, observer, announce)?;
         carry.weights = objective.weights;
         carry.done = out.iterations;
         Ok(out)

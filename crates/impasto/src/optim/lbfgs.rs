@@ -94,6 +94,24 @@ impl Lbfgs {
         }
     }
 
+    /// The optimiser with only its newest `keep` pairs, on the host (read back from a GPU, where a
+    /// failure leaves none): to carry a tile's curvature into its next round. `None` when no pair
+    /// is left.
+    pub(crate) fn carried(mut self, keep: usize) -> Option<Lbfgs> {
+        #[cfg(feature = "gpu")]
+        self.move_to_host();
+        let history = self.history;
+        if let Pairs::Host { s, y, rho } = &mut self.pairs {
+            while s.len() > keep {
+                s.pop_front();
+                y.pop_front();
+                rho.pop_front();
+            }
+        }
+        self.history = history;
+        (self.len() > 0).then_some(self)
+    }
+
     /// Whether the pairs are on a GPU.
     #[cfg(test)]
     pub(crate) fn on_gpu(&self) -> bool {

@@ -253,8 +253,9 @@ pub fn run_tiles(
         };
         let mut stop = StopReason::Finished;
         for i in todo {
-            let r =
-                plan.optimise_tile(&ts, 0, i, shift.as_deref(), None, &mut carry, observer).map_err(keep)?;
+            let (r, _) = plan
+                .optimise_tile(&ts, 0, i, shift.as_deref(), None, None, &mut carry, observer)
+                .map_err(keep)?;
             stop = r.stop;
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
                 break;

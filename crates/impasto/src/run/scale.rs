@@ -111,7 +111,7 @@ pub(super) struct ScaleRun<'o> {
 impl ScaleRun<'_> {
     /// Optimises until the scale's `iterations` are done (counting those of a resumed `state`), the
     /// optimiser converges, the observer cancels or the time limit is reached. `announce`: call
-    /// [`Observer::on_start`] first.
+    /// [`Observer::on_start`] first. Returns the result and the optimiser's final state.
     pub(super) fn optimise(
         &self,
         steerable: &mut Steerable<'_>,
@@ -119,7 +119,7 @@ impl ScaleRun<'_> {
         iterations: usize,
         observer: &mut dyn Observer,
         announce: bool,
-    ) -> Result<Stylized> {
+    ) -> Result<(Stylized, OptState)> {
         // On a GPU, L-BFGS keeps its pairs there and runs the two-loop recursion there: only the
         // gradient goes up and the direction comes back (a failure to allocate the ring stops the
         // run as one building the objective does).
@@ -274,7 +274,12 @@ impl ScaleRun<'_> {
 
 /// The scale's result. Adam returns the iterate average (smoother than any single iterate, though its
 /// loss is usually a little higher), or with decay 0 the best iterate seen; L-BFGS its last iterate.
-fn finish(steerable: &Steerable<'_>, state: State, mut losses: Losses, stop: StopReason) -> Stylized {
+fn finish(
+    steerable: &Steerable<'_>,
+    state: State,
+    mut losses: Losses,
+    stop: StopReason,
+) -> (Stylized, OptState) {
     let mut x = state.x;
     if let OptState::Adam(_, ema) = &state.opt
         && let Some(avg) = ema.value()
@@ -285,5 +290,6 @@ fn finish(steerable: &Steerable<'_>, state: State, mut losses: Losses, stop: Sto
             losses = l;
         }
     }
-    Stylized { image: to_image(&x, state.width, state.height), losses, iterations: state.done, stop }
+    let image = to_image(&x, state.width, state.height);
+    (Stylized { image, losses, iterations: state.done, stop }, state.opt)
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use image::Rgb32FImage;
 
+use super::curvature::{Key, pairs_path};
 use super::scale::{ScaleRun, Steerable};
 use super::{Plan, Stylized, keep_unmasked};
-use crate::checkpoint::{State, TileState};
+use crate::checkpoint::{OptState, State, TileState};
 use crate::error::{Error, Result};
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::pixels::{resize, to_image, to_planar};
@@ -174,8 +175,9 @@ impl Plan<'_> {
     /// Optimises tile `i` of `ts` in round `round` (continuing `resumed` when given), starting from
     /// its crop of `ts.base` (the image the round starts from) and held to the scale's style targets,
     /// or in a coupled round (`shift`: the round's [`Plan::style_shift`]) to the tile's own
-    /// ([`Plan::tile_targets`]): its result (planar RGB 0..1 of the tile's rectangle), losses, and
-    /// how it stopped.
+    /// ([`Plan::tile_targets`]). A fresh tile starts with `warm` (its optimiser from the round
+    /// before, see `curvature`), else a new one. Returns its result (planar RGB 0..1 of the tile's
+    /// rectangle), losses and how it stopped, and the optimiser's final state.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn optimise_tile(
         &self,
@@ -184,9 +186,10 @@ impl Plan<'_> {
         i: usize,
         shift: Option<&[Vec<f32>]>,
         resumed: Option<State>,
+        warm: Option<OptState>,
         carry: &mut Carry,
         observer: &mut dyn Observer,
-    ) -> Result<Stylized> {
+    ) -> Result<(Stylized, OptState)> {
         let n = ts.plan.len();
         let (g, count) = (round * n + i, ts.rounds * n);
         let rect = ts.plan.rect(i);
@@ -199,7 +202,7 @@ impl Plan<'_> {
                 let mut x = tiles::crop_planar(&ts.base, rect);
                 let content_px = tiles::crop_planar(&ts.inputs.content, rect);
                 keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
-                let opt = self.fresh_optimiser(&x);
+                let opt = warm.unwrap_or_else(|| self.fresh_optimiser(&x));
                 let tile = ts.base_small.as_ref().map(|b| TileState { index: g, count, base: b.clone() });
                 State {
                     fingerprint: carry.fingerprint,
@@ -224,10 +227,10 @@ impl Plan<'_> {
             tile: Some((g, count)),
         };
         let announce = std::mem::take(&mut carry.announce);
-        let r = run.optimise(&mut objective, state, ts.round_iterations(round), observer, announce)?;
+        let (r, opt) = run.optimise(&mut objective, state, ts.round_iterations(round), observer, announce)?;
         carry.weights = objective.weights;
         carry.done = r.iterations;
-        Ok(r)
+        Ok((r, opt))
     }
 
     /// Optimises scale `k` tile by tile, in `ts.rounds` rounds, starting from `prev` (the previous
@@ -262,6 +265,8 @@ impl Plan<'_> {
         let mut out = ts.base.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
+        let mut carried = self.carried(&ts);
+        let key = Key { fingerprint: carry.fingerprint, scale: k };
         if first > 0 {
             let path = self.config.resume.as_deref().unwrap_or(std::path::Path::new(""));
             let from = TileStore::new(TileStore::beside(path), carry.fingerprint, k);
@@ -280,6 +285,15 @@ impl Plan<'_> {
                     s.write(g, rect, &x)?;
                 }
                 tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
+                // The pairs the tiles after `first` start their next round with.
+                if carried.on() && g + n >= first && round + 1 < ts.rounds {
+                    carried.load(i, &pairs_path(&from, g), key, rect)?;
+                    if let Some(s) = &store
+                        && pairs_path(s, g) != pairs_path(&from, g)
+                    {
+                        carried.save(i, &pairs_path(s, g), key, rect, x)?;
+                    }
+                }
                 observer.on_tile(g, count, true);
             }
         }
@@ -297,8 +311,10 @@ impl Plan<'_> {
                 shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
             }
             let rect = plan.rect(i);
-            let tile = self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), carry, observer);
-            let r = match tile {
+            let warm = carried.take(i);
+            let tile =
+                self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), warm, carry, observer);
+            let (r, opt) = match tile {
                 Ok(r) => r,
                 // The tiles blended so far are the last good image (before the first tile, a GPU
                 // failure building its objective keeps the previous scale's result: `run_scales`).
@@ -317,6 +333,16 @@ impl Plan<'_> {
                 s.write(g, rect, &x)?;
             }
             tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
+            if round + 1 < ts.rounds {
+                carried.put(i, opt);
+                if let Some(s) = &store {
+                    carried.save(i, &pairs_path(s, g), key, rect, x)?;
+                }
+            }
+            // The pairs this tile started with are used: a resume from here on does not need them.
+            if let (Some(s), true) = (&store, round > 0) {
+                let _ = std::fs::remove_file(pairs_path(s, g - n));
+            }
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {
@@ -387,7 +413,7 @@ pub(super) struct TiledScale {
     /// The scale's style targets (the style images' Grams).
     pub(super) style: Vec<crate::loss::StyleTarget>,
     /// Iterations of each tile, all rounds together.
-    per_tile: usize,
+    pub(super) per_tile: usize,
     /// Rounds over the tiles (at least 1).
     pub(super) rounds: usize,
     /// Whether the tiles are coupled through the whole image's Grams (see `coupling`).
