@@ -13,12 +13,14 @@ use super::tiled::TiledScale;
 use crate::checkpoint::{self, OptState, State};
 use crate::config::{Optimizer, lbfgs_history_for};
 use crate::error::{Error, Result};
-use crate::tiles::{Rect, TileStore, estimate_tiled_peak};
+use crate::tiles::{Rect, TileStore, estimate_tiled_peak, tile_history};
 
 impl Plan<'_> {
     /// What the tiles of `ts` carry from one round into the next: their pairs of every round but
-    /// the last (at most the history), fewer where the memory budget (`max_memory`, beyond the tiled
-    /// scale's own peak) has no room for them all; nothing with one round or with Adam.
+    /// the last (at most the history), fewer where the memory budget (`max_memory`) has no room for
+    /// them all beyond the tiled scale's own peak; nothing with one round or with Adam. That peak
+    /// ([`estimate_tiled_peak`]) counts a whole history for the tile being optimised, which holds
+    /// no more pairs than its iterations: the rest is room for the carried pairs.
     pub(super) fn carried(&self, ts: &TiledScale) -> Carried {
         let n = ts.plan.len();
         let Optimizer::Lbfgs { history } = self.config.optimizer else { return Carried::new(n, 0, 0) };
@@ -33,9 +35,13 @@ impl Plan<'_> {
         let Some(budget) = self.config.max_memory else { return most };
         let s = self.scales[ts.k];
         let peak = estimate_tiled_peak(self.net, self.config, s.width, s.height, ts.plan.tile);
-        // One pair of every tile: s and y, 3 channels of f32.
+        // The tile being optimised holds no more pairs than its iterations, carried ones included.
+        let (counted, bytes) = tile_history(s.width, s.height, ts.plan.tile, history);
+        let unused = counted.saturating_sub(ts.per_tile) as u64 * bytes;
+        let room = (budget + unused).saturating_sub(peak);
+        // A pair of every tile: s and y, 3 channels of f32.
         let pair: u64 = ts.plan.rects().map(|r| 2 * 3 * 4 * r.pixels()).sum();
-        most.min(usize::try_from(budget.saturating_sub(peak) / pair.max(1)).unwrap_or(usize::MAX))
+        most.min(usize::try_from(room / pair.max(1)).unwrap_or(usize::MAX))
     }
 }
 

@@ -113,13 +113,15 @@ fn a_tiled_run_scores_close_to_the_untiled_run() {
     let plain = StyleConfig {
         content_layers: vec!["relu2_2".into()],
         scale_iterations: Some(40),
+        // As many pairs as a tile's iterations, so that the memory estimate keeps no spare history.
+        optimizer: impasto::Optimizer::Lbfgs { history: 10 },
         ..config(&["relu1_1".to_string(), "relu2_1".to_string()])
     };
     let untiled = impasto::stylize(&net, &plain, &content, style, &mut NoObserver).unwrap();
     let a = impasto::score(&net, &plain, &content, style, &untiled.image).unwrap();
     let start = impasto::score(&net, &plain, &content, style, &content).unwrap();
     eprintln!("untiled {a:?}\nstart   {start:?}");
-    let mut change = Vec::new();
+    let (mut change, mut outputs) = (Vec::new(), Vec::new());
     // A memory budget with no room beyond the tiled scale's own peak carries no L-BFGS pairs from
     // one round into the next.
     let no_room = tiles::estimate_tiled_peak(&net, &plain, 96, 96, 80);
@@ -128,6 +130,7 @@ fn a_tiled_run_scores_close_to_the_untiled_run() {
         let tiled_config =
             StyleConfig { tile: Some(80), tile_rounds: rounds, max_memory: budget, ..plain.clone() };
         let tiled_out = impasto::stylize(&net, &tiled_config, &content, style, &mut seen).unwrap();
+        outputs.push(bits(&tiled_out.image));
         assert_eq!(seen.optimised, 4 * rounds.max(1), "every tile in every round");
         let b = impasto::score(&net, &plain, &content, style, &tiled_out.image).unwrap();
         change.push((b.total() - a.total()) / a.total());
@@ -137,16 +140,19 @@ fn a_tiled_run_scores_close_to_the_untiled_run() {
         );
         assert!(b.total() < 0.1 * start.total());
     }
-    // Measured +65 % at this size with tiles each held to the style on its own (0 rounds): the Gram
+    // Measured +77 % at this size with tiles each held to the style on its own (0 rounds): the Gram
     // matrix of part of a tiny tile is far from the tile's own (a 64 px crop of the untiled result
     // scores 12 times its whole-image style loss), so stitching the kept parts of tiles that each
     // match the style loses some of it. Coupled through the whole image's Grams, tiles lose less
     // (the comparison that counts is at print sizes: BENCHMARKS.md).
     assert!(change[0] < 1.0, "uncoupled tiles: {:+.3}", change[0]);
     assert!(change[1] < 0.5 * change[0], "coupled {:+.3} vs uncoupled {:+.3}", change[1], change[0]);
-    // Measured +12.3 % without the pairs carried across the rounds, +11.6 % with them (at 2048 px:
-    // +5.8 % and +1.3 %).
-    assert!(change[2] < change[1], "carried pairs {:+.4} vs none {:+.4}", change[2], change[1]);
+    // L-BFGS pairs carried across the rounds where the budget has room for them, not where it has
+    // none. Measured at this size +11.9 % without them and +13.2 % with them (with the default
+    // history of 100: +12.3 % and +11.6 %): tiles of 64 px at 10 iterations say little either way;
+    // at 2048 px they took the loss from +5.8 % to +1.3 % (BENCHMARKS.md).
+    assert!(change[2] < 0.5 * change[0], "carried pairs {:+.3} vs uncoupled {:+.3}", change[2], change[0]);
+    assert!(outputs[1] != outputs[2], "the budget decides whether pairs are carried");
 }
 
 #[test]
