@@ -3,8 +3,8 @@
 //! targets' shift, so its curvature still holds, and the round does not begin with the short
 //! steepest-descent steps of a fresh L-BFGS (at 2048 px, 2 rounds: +5.8 % over the untiled loss
 //! without the pairs, +1.3 % with them; BENCHMARKS.md). The pairs are kept on the host as far as
-//! the memory budget leaves room, and with checkpoints also beside them, so that a resumed run
-//! carries them as the uninterrupted one does.
+//! the memory budget leaves room, and with checkpoints also beside them (only there when the budget
+//! leaves no room), so that a resumed run carries them as the uninterrupted one does.
 
 use std::path::{Path, PathBuf};
 
@@ -13,35 +13,31 @@ use super::tiled::TiledScale;
 use crate::checkpoint::{self, OptState, State};
 use crate::config::{Optimizer, lbfgs_history_for};
 use crate::error::{Error, Result};
-use crate::tiles::{Rect, TileStore, estimate_tiled_peak, tile_history};
+use crate::tiles::{Rect, TileStore, estimate_tiled_peak};
 
 impl Plan<'_> {
     /// What the tiles of `ts` carry from one round into the next: their pairs of every round but
-    /// the last (at most the history), fewer where the memory budget (`max_memory`) has no room for
-    /// them all beyond the tiled scale's own peak; nothing with one round or with Adam. That peak
-    /// ([`estimate_tiled_peak`]) counts a whole history for the tile being optimised, which holds
-    /// no more pairs than its iterations: the rest is room for the carried pairs.
-    pub(super) fn carried(&self, ts: &TiledScale) -> Carried {
+    /// the last (at most the history); nothing with one round or with Adam. They are kept in memory
+    /// where the budget (`max_memory`) has room for them beyond the tiled scale's own peak, else
+    /// only on disk beside the checkpoint (`on_disk`: the run has one), else as many as fit.
+    pub(super) fn carried(&self, ts: &TiledScale, on_disk: bool) -> Carried {
         let n = ts.plan.len();
-        let Optimizer::Lbfgs { history } = self.config.optimizer else { return Carried::new(n, 0, 0) };
-        Carried::new(n, self.carried_pairs(ts, history), history)
-    }
-
-    fn carried_pairs(&self, ts: &TiledScale, history: usize) -> usize {
+        let Optimizer::Lbfgs { history } = self.config.optimizer else { return Carried::new(n, 0, 0, false) };
         if ts.rounds < 2 {
-            return 0;
+            return Carried::new(n, 0, history, false);
         }
         let most = (ts.per_tile - ts.round_iterations(ts.rounds - 1)).min(history);
-        let Some(budget) = self.config.max_memory else { return most };
+        let Some(budget) = self.config.max_memory else { return Carried::new(n, most, history, false) };
         let s = self.scales[ts.k];
         let peak = estimate_tiled_peak(self.net, self.config, s.width, s.height, ts.plan.tile);
-        // The tile being optimised holds no more pairs than its iterations, carried ones included.
-        let (counted, bytes) = tile_history(s.width, s.height, ts.plan.tile, history);
-        let unused = counted.saturating_sub(ts.per_tile) as u64 * bytes;
-        let room = (budget + unused).saturating_sub(peak);
         // A pair of every tile: s and y, 3 channels of f32.
         let pair: u64 = ts.plan.rects().map(|r| 2 * 3 * 4 * r.pixels()).sum();
-        most.min(usize::try_from(room / pair.max(1)).unwrap_or(usize::MAX))
+        let fit = usize::try_from(budget.saturating_sub(peak) / pair.max(1)).unwrap_or(usize::MAX);
+        match (fit >= most, on_disk) {
+            (true, _) => Carried::new(n, most, history, false),
+            (false, true) => Carried::new(n, most, history, true),
+            (false, false) => Carried::new(n, fit, history, false),
+        }
     }
 }
 
@@ -52,17 +48,24 @@ pub(super) struct Carried {
     keep: usize,
     /// The run's L-BFGS history.
     history: usize,
+    /// Kept only in their files beside the checkpoint (no room in memory), read back when used.
+    on_disk: bool,
 }
 
 impl Carried {
     /// Nothing carried yet for `tiles` tiles, keeping `keep` pairs of each (of a run's `history`).
-    fn new(tiles: usize, keep: usize, history: usize) -> Carried {
-        Carried { slots: (0..tiles).map(|_| None).collect(), keep, history }
+    fn new(tiles: usize, keep: usize, history: usize, on_disk: bool) -> Carried {
+        Carried { slots: (0..tiles).map(|_| None).collect(), keep, history, on_disk }
     }
 
     /// Whether any pairs are carried.
     pub(super) fn on(&self) -> bool {
         self.keep > 0
+    }
+
+    /// Whether they are kept only on disk.
+    pub(super) fn on_disk(&self) -> bool {
+        self.on_disk
     }
 
     /// Tile `i`'s optimiser from its last round (taken: it starts the tile's next round once).
@@ -82,12 +85,14 @@ impl Carried {
     }
 
     /// Writes tile `i`'s carried optimiser (if any) to `path` as a checkpoint file of the tile (its
-    /// result `x` in `rect`), so that a resumed run carries it too.
+    /// result `x` in `rect`), so that a resumed run carries it too; kept only there `on_disk`.
     pub(super) fn save(&mut self, i: usize, path: &Path, key: Key, rect: Rect, x: Vec<f32>) -> Result<()> {
         let Some(opt) = self.take(i) else { return Ok(()) };
         let state = key.state(rect, x, opt);
         let written = checkpoint::write(path, &state);
-        self.slots[i] = Some(state.opt);
+        if !self.on_disk {
+            self.slots[i] = Some(state.opt);
+        }
         written
     }
 

@@ -265,7 +265,7 @@ impl Plan<'_> {
         let mut out = ts.base.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
-        let mut carried = self.carried(&ts);
+        let mut carried = self.carried(&ts, store.is_some());
         let key = Key { fingerprint: carry.fingerprint, scale: k };
         if first > 0 {
             let path = self.config.resume.as_deref().unwrap_or(std::path::Path::new(""));
@@ -285,13 +285,22 @@ impl Plan<'_> {
                     s.write(g, rect, &x)?;
                 }
                 tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
-                // The pairs the tiles after `first` start their next round with.
+                // The pairs the tiles after `first` start their next round with (into the new
+                // checkpoint's folder when it is another).
                 if carried.on() && g + n >= first && round + 1 < ts.rounds {
-                    carried.load(i, &pairs_path(&from, g), key, rect)?;
-                    if let Some(s) = &store
-                        && pairs_path(s, g) != pairs_path(&from, g)
-                    {
-                        carried.save(i, &pairs_path(s, g), key, rect, x)?;
+                    let (at, to) = (pairs_path(&from, g), store.as_ref().map(|s| pairs_path(s, g)));
+                    if carried.on_disk() {
+                        if let Some(to) = to.filter(|to| *to != at && at.exists()) {
+                            std::fs::copy(&at, &to).map_err(|e| Error::Checkpoint {
+                                path: to.clone(),
+                                reason: format!("cannot write: {e}"),
+                            })?;
+                        }
+                    } else {
+                        carried.load(i, &at, key, rect)?;
+                        if let Some(to) = to.filter(|to| *to != at) {
+                            carried.save(i, &to, key, rect, x)?;
+                        }
                     }
                 }
                 observer.on_tile(g, count, true);
@@ -311,6 +320,9 @@ impl Plan<'_> {
                 shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
             }
             let rect = plan.rect(i);
+            if let (Some(s), true) = (&store, carried.on_disk() && round > 0 && resumed.is_none()) {
+                carried.load(i, &pairs_path(s, g - n), key, rect)?;
+            }
             let warm = carried.take(i);
             let tile =
                 self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), warm, carry, observer);

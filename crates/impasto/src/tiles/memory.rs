@@ -78,25 +78,13 @@ pub fn estimate_peak(net: &Vgg, config: &StyleConfig, width: u32, height: u32) -
 /// `tile + 15` pixels): the whole-image buffers a tiled scale keeps (the upscaled previous scale, the
 /// blended output, the content at the scale, masks) and one tile's optimisation.
 pub fn estimate_tiled_peak(net: &Vgg, config: &StyleConfig, width: u32, height: u32, tile: u32) -> u64 {
-    let side = |s: u32| tile_side(s, tile);
+    let side = |s: u32| s.min(tile + super::TILE_ALIGN - 1);
     let whole = 3 * 4 * 3 * u64::from(width) * u64::from(height);
     let masks = (config.mask.is_some() as u64 + config.style_masks.as_ref().map_or(0, |m| m.len()) as u64)
         * 4
         * u64::from(width)
         * u64::from(height);
     whole + masks + estimate_peak(net, config, side(width), side(height))
-}
-
-/// The side of the tiles [`estimate_tiled_peak`] counts along an image side of `s` pixels.
-fn tile_side(s: u32, tile: u32) -> u32 {
-    s.min(tile + super::TILE_ALIGN - 1)
-}
-
-/// The L-BFGS pairs [`estimate_tiled_peak`] counts for the tile being optimised (`history`: the
-/// config's), and the bytes of one.
-pub(crate) fn tile_history(width: u32, height: u32, tile: u32, history: usize) -> (usize, u64) {
-    let values = 3 * tile_side(width, tile) as usize * tile_side(height, tile) as usize;
-    (lbfgs_history_for(history, values), 2 * 4 * values as u64)
 }
 
 /// `2.5 GiB`, `300 MiB`: a byte count for messages.

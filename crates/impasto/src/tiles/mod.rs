@@ -18,7 +18,6 @@ pub use gpu::{GpuLimits, estimate_gpu_peak, gpu_weight_bytes};
 pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
 pub(crate) use gram::tiled_grams;
 pub use gram::{GRAM_HALO, style_grams};
-pub(crate) use memory::tile_history;
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};
 pub use plan::{Axis, Rect, TILE_ALIGN, TilePlan};
 pub use seam::{NEARBY, Seams, seams};
