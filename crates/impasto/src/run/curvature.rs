@@ -103,15 +103,21 @@ impl Carried {
             return Ok(());
         }
         let values = 3 * rect.pixels() as usize;
-        let state = checkpoint::read(path, lbfgs_history_for(self.history, values), 0.0, 0.0)?;
+        // The pairs only speed the tile's next round up: deleting a bad file loses no work.
+        let bad = |reason: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("{reason} (delete it to start that tile's next round without its L-BFGS pairs)"),
+        };
+        let state = match checkpoint::read(path, lbfgs_history_for(self.history, values), 0.0, 0.0) {
+            Ok(s) => s,
+            Err(Error::Checkpoint { reason, .. }) => return Err(bad(reason)),
+            Err(e) => return Err(e),
+        };
         if state.fingerprint != key.fingerprint
             || state.scale != key.scale
             || (state.width, state.height) != (rect.width, rect.height)
         {
-            return Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                reason: "it belongs to another run (other settings, images or tile plan)".into(),
-            });
+            return Err(bad("it belongs to another run (other settings, images or tile plan)".into()));
         }
         self.slots[i] = Some(state.opt);
         Ok(())

@@ -183,7 +183,14 @@ fn a_resumed_tiled_run_skips_finished_tiles_and_ends_with_the_same_bits() {
     let stored = tiles::TileStore::beside(&ckpt);
     let pairs = |g: usize| stored.join(format!("tile-{g:05}.pairs.safetensors")).exists();
     assert_eq!((0..4).map(pairs).collect::<Vec<_>>(), [false, false, true, true]);
-    let resumed = StyleConfig { resume: Some(ckpt.clone()), ..first };
+    // A damaged pairs file stops the resume on one line that names it and says what to do.
+    let file = stored.join("tile-00003.pairs.safetensors");
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..100]).unwrap();
+    let resumed = StyleConfig { resume: Some(ckpt.clone()), ..first.clone() };
+    let err = impasto::stylize(&net, &resumed, &content, style, &mut NoObserver).unwrap_err().to_string();
+    assert!(err.contains("tile-00003.pairs.safetensors") && err.contains("delete it"), "{err}");
+    std::fs::write(&file, &good).unwrap();
     let mut seen = Tiles::default();
     let out = impasto::stylize(&net, &resumed, &content, style, &mut seen).unwrap();
     assert_eq!((seen.skipped, seen.optimised), (6, count - 6));
