@@ -20,61 +20,121 @@ impl Plan<'_> {
     /// the last (at most the history); nothing with one round or with Adam. They are kept in memory
     /// where the budget (`max_memory`) has room for them beyond the tiled scale's own peak, else
     /// only on disk beside the checkpoint (`on_disk`: the run has one), else as many as fit.
-    pub(super) fn carried(&self, ts: &TiledScale, on_disk: bool) -> Carried {
-        let n = ts.plan.len();
-        let Optimizer::Lbfgs { history } = self.config.optimizer else { return Carried::new(n, 0, 0, false) };
+    pub(super) fn carried(&self, ts: &TiledScale, store: Option<TileStore>, fingerprint: u64) -> Carried {
+        let key = Key { fingerprint, scale: ts.k };
+        let new = |keep, history, on_disk| Carried {
+            slots: (0..ts.plan.len()).map(|_| None).collect(),
+            rounds: ts.rounds,
+            keep,
+            history,
+            on_disk,
+            store: store.clone(),
+            key,
+        };
+        let Optimizer::Lbfgs { history } = self.config.optimizer else { return new(0, 0, false) };
         if ts.rounds < 2 {
-            return Carried::new(n, 0, history, false);
+            return new(0, history, false);
         }
         let most = (ts.per_tile - ts.round_iterations(ts.rounds - 1)).min(history);
-        let Some(budget) = self.config.max_memory else { return Carried::new(n, most, history, false) };
+        let Some(budget) = self.config.max_memory else { return new(most, history, false) };
         let s = self.scales[ts.k];
         let peak = estimate_tiled_peak(self.net, self.config, s.width, s.height, ts.plan.tile);
         // A pair of every tile: s and y, 3 channels of f32.
         let pair: u64 = ts.plan.rects().map(|r| 2 * 3 * 4 * r.pixels()).sum();
         let fit = usize::try_from(budget.saturating_sub(peak) / pair.max(1)).unwrap_or(usize::MAX);
-        match (fit >= most, on_disk) {
-            (true, _) => Carried::new(n, most, history, false),
-            (false, true) => Carried::new(n, most, history, true),
-            (false, false) => Carried::new(n, fit, history, false),
+        match (fit >= most, store.is_some()) {
+            (true, _) => new(most, history, false),
+            (false, true) => new(most, history, true),
+            (false, false) => new(fit, history, false),
         }
     }
 }
 
-/// The optimisers the tiles of a tiled scale carry from one round into the next.
+/// The optimisers the tiles of a tiled scale carry from one round into the next, and their files
+/// beside the checkpoint. Tiles are counted over the rounds (`g = round · tiles + i`).
 pub(super) struct Carried {
     slots: Vec<Option<OptState>>,
+    rounds: usize,
     /// Newest pairs kept of each (0: none carried).
     keep: usize,
     /// The run's L-BFGS history.
     history: usize,
     /// Kept only in their files beside the checkpoint (no room in memory), read back when used.
     on_disk: bool,
+    /// The checkpoint's folder of finished tiles, where the pairs' files go too.
+    store: Option<TileStore>,
+    key: Key,
 }
 
 impl Carried {
-    /// Nothing carried yet for `tiles` tiles, keeping `keep` pairs of each (of a run's `history`).
-    fn new(tiles: usize, keep: usize, history: usize, on_disk: bool) -> Carried {
-        Carried { slots: (0..tiles).map(|_| None).collect(), keep, history, on_disk }
+    /// Tile `g` of a resumed run, finished before it stopped at tile `first`, read back from `from`
+    /// (the resumed checkpoint's folder; its result `x` in `rect`): the pairs it carries into its
+    /// next round, if a tile after `first` starts with them (copied into this run's folder when it
+    /// is another).
+    pub(super) fn replayed(
+        &mut self,
+        from: &TileStore,
+        g: usize,
+        first: usize,
+        rect: Rect,
+        x: Vec<f32>,
+    ) -> Result<()> {
+        let (n, i) = (self.slots.len(), g % self.slots.len());
+        if self.keep == 0 || g + n < first || g / n + 1 >= self.rounds {
+            return Ok(());
+        }
+        let (at, to) = (pairs_path(from, g), self.store.as_ref().map(|s| pairs_path(s, g)));
+        let to = to.filter(|to| *to != at);
+        if !self.on_disk {
+            self.load(i, &at, rect)?;
+            return match to {
+                Some(to) => self.save(i, &to, rect, x),
+                None => Ok(()),
+            };
+        }
+        match to {
+            Some(to) if at.exists() => std::fs::copy(&at, &to)
+                .map(|_| ())
+                .map_err(|e| Error::Checkpoint { path: to.clone(), reason: format!("cannot write: {e}") }),
+            _ => Ok(()),
+        }
     }
 
-    /// Whether any pairs are carried.
-    pub(super) fn on(&self) -> bool {
-        self.keep > 0
+    /// The optimiser tile `g` (in `rect`) starts with: its own from the round before, if carried
+    /// (read back when kept on disk); `None` for a fresh one or when the tile is `resumed`.
+    pub(super) fn starting(&mut self, g: usize, rect: Rect, resumed: bool) -> Result<Option<OptState>> {
+        let (n, i) = (self.slots.len(), g % self.slots.len());
+        if let Some(s) = self.store.as_ref().filter(|_| self.on_disk && g >= n && !resumed) {
+            self.load(i, &pairs_path(s, g - n), rect)?;
+        }
+        Ok(self.take(i))
     }
 
-    /// Whether they are kept only on disk.
-    pub(super) fn on_disk(&self) -> bool {
-        self.on_disk
+    /// Tile `g` (in `rect`) is finished with optimiser `opt` and result `x`: keeps its pairs for its
+    /// next round (and writes them beside the checkpoint), and deletes the file of the pairs it
+    /// started with, which a resume from here on no longer needs.
+    pub(super) fn finished(&mut self, g: usize, rect: Rect, opt: OptState, x: Vec<f32>) -> Result<()> {
+        let (n, i) = (self.slots.len(), g % self.slots.len());
+        if let (Some(s), true) = (&self.store, g >= n) {
+            let _ = std::fs::remove_file(pairs_path(s, g - n));
+        }
+        if g / n + 1 >= self.rounds {
+            return Ok(());
+        }
+        self.put(i, opt);
+        match self.store.as_ref().map(|s| pairs_path(s, g)) {
+            Some(path) => self.save(i, &path, rect, x),
+            None => Ok(()),
+        }
     }
 
     /// Tile `i`'s optimiser from its last round (taken: it starts the tile's next round once).
-    pub(super) fn take(&mut self, i: usize) -> Option<OptState> {
+    fn take(&mut self, i: usize) -> Option<OptState> {
         self.slots.get_mut(i)?.take()
     }
 
     /// Keeps the newest pairs of tile `i`'s optimiser at the end of a round; `None` when it has none.
-    pub(super) fn put(&mut self, i: usize, opt: OptState) {
+    fn put(&mut self, i: usize, opt: OptState) {
         let kept = match opt {
             OptState::Lbfgs(l) if self.keep > 0 => l.carried(self.keep).map(OptState::Lbfgs),
             _ => None,
@@ -86,9 +146,9 @@ impl Carried {
 
     /// Writes tile `i`'s carried optimiser (if any) to `path` as a checkpoint file of the tile (its
     /// result `x` in `rect`), so that a resumed run carries it too; kept only there `on_disk`.
-    pub(super) fn save(&mut self, i: usize, path: &Path, key: Key, rect: Rect, x: Vec<f32>) -> Result<()> {
+    fn save(&mut self, i: usize, path: &Path, rect: Rect, x: Vec<f32>) -> Result<()> {
         let Some(opt) = self.take(i) else { return Ok(()) };
-        let state = key.state(rect, x, opt);
+        let state = self.key.state(rect, x, opt);
         let written = checkpoint::write(path, &state);
         if !self.on_disk {
             self.slots[i] = Some(state.opt);
@@ -98,7 +158,7 @@ impl Carried {
 
     /// Reads tile `i`'s carried optimiser back from `path` (written by [`Carried::save`]); a missing
     /// file leaves the tile to start its round afresh, as one from an older checkpoint does.
-    pub(super) fn load(&mut self, i: usize, path: &Path, key: Key, rect: Rect) -> Result<()> {
+    fn load(&mut self, i: usize, path: &Path, rect: Rect) -> Result<()> {
         if !path.exists() {
             return Ok(());
         }
@@ -113,8 +173,8 @@ impl Carried {
             Err(Error::Checkpoint { reason, .. }) => return Err(bad(reason)),
             Err(e) => return Err(e),
         };
-        if state.fingerprint != key.fingerprint
-            || state.scale != key.scale
+        if state.fingerprint != self.key.fingerprint
+            || state.scale != self.key.scale
             || (state.width, state.height) != (rect.width, rect.height)
         {
             return Err(bad("it belongs to another run (other settings, images or tile plan)".into()));
@@ -126,9 +186,9 @@ impl Carried {
 
 /// The run and scale a carried optimiser's file belongs to.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Key {
-    pub(super) fingerprint: u64,
-    pub(super) scale: usize,
+struct Key {
+    fingerprint: u64,
+    scale: usize,
 }
 
 impl Key {
@@ -149,7 +209,7 @@ impl Key {
 
 /// The file of the pairs tile `index` (counted over the rounds) carries into its next round, beside
 /// the tile's own file in `store`.
-pub(super) fn pairs_path(store: &TileStore, index: usize) -> PathBuf {
+fn pairs_path(store: &TileStore, index: usize) -> PathBuf {
     let tile = store.path(index);
     tile.with_extension("pairs.safetensors")
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use image::Rgb32FImage;
 
-use super::curvature::{Key, pairs_path};
 use super::scale::{ScaleRun, Steerable};
 use super::{Plan, Stylized, keep_unmasked};
 use crate::checkpoint::{OptState, State, TileState};
@@ -265,8 +264,7 @@ impl Plan<'_> {
         let mut out = ts.base.clone();
         let mut resumed = resumed;
         let first = resumed.as_ref().and_then(|s| s.tile.as_ref()).map_or(0, |t| t.index);
-        let mut carried = self.carried(&ts, store.is_some());
-        let key = Key { fingerprint: carry.fingerprint, scale: k };
+        let mut carried = self.carried(&ts, store.clone(), carry.fingerprint);
         if first > 0 {
             let path = self.config.resume.as_deref().unwrap_or(std::path::Path::new(""));
             let from = TileStore::new(TileStore::beside(path), carry.fingerprint, k);
@@ -285,24 +283,7 @@ impl Plan<'_> {
                     s.write(g, rect, &x)?;
                 }
                 tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
-                // The pairs the tiles after `first` start their next round with (into the new
-                // checkpoint's folder when it is another).
-                if carried.on() && g + n >= first && round + 1 < ts.rounds {
-                    let (at, to) = (pairs_path(&from, g), store.as_ref().map(|s| pairs_path(s, g)));
-                    if carried.on_disk() {
-                        if let Some(to) = to.filter(|to| *to != at && at.exists()) {
-                            std::fs::copy(&at, &to).map_err(|e| Error::Checkpoint {
-                                path: to.clone(),
-                                reason: format!("cannot write: {e}"),
-                            })?;
-                        }
-                    } else {
-                        carried.load(i, &at, key, rect)?;
-                        if let Some(to) = to.filter(|to| *to != at) {
-                            carried.save(i, &to, key, rect, x)?;
-                        }
-                    }
-                }
+                carried.replayed(&from, g, first, rect, x)?;
                 observer.on_tile(g, count, true);
             }
         }
@@ -320,10 +301,7 @@ impl Plan<'_> {
                 shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
             }
             let rect = plan.rect(i);
-            if let (Some(s), true) = (&store, carried.on_disk() && round > 0 && resumed.is_none()) {
-                carried.load(i, &pairs_path(s, g - n), key, rect)?;
-            }
-            let warm = carried.take(i);
+            let warm = carried.starting(g, rect, resumed.is_some())?;
             let tile =
                 self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), warm, carry, observer);
             let (r, opt) = match tile {
@@ -345,16 +323,7 @@ impl Plan<'_> {
                 s.write(g, rect, &x)?;
             }
             tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
-            if round + 1 < ts.rounds {
-                carried.put(i, opt);
-                if let Some(s) = &store {
-                    carried.save(i, &pairs_path(s, g), key, rect, x)?;
-                }
-            }
-            // The pairs this tile started with are used: a resume from here on does not need them.
-            if let (Some(s), true) = (&store, round > 0) {
-                let _ = std::fs::remove_file(pairs_path(s, g - n));
-            }
+            carried.finished(g, rect, opt, x)?;
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {
