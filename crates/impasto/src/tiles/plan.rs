@@ -44,7 +44,7 @@ pub struct Axis {
 
 impl Axis {
     /// The fewest spans of at most `tile` pixels (the last one up to 15 pixels longer, to end at
-    /// `size`) whose starts are multiples of [`TILE_ALIGN`], each overlapping the next by at least
+    /// `size`; all of them, where the aligned starts leave no other way) whose starts are multiples of [`TILE_ALIGN`], each overlapping the next by at least
     /// `overlap`, no pixel in more than two: as short as that allows, so that overlaps stay near
     /// `overlap` (wide overlaps cost time, and blending two tiles over a wide band averages their
     /// textures away).
@@ -53,10 +53,17 @@ impl Axis {
             return Some(Axis { spans: vec![(0, size)] });
         }
         let align = |v: u32| v / TILE_ALIGN * TILE_ALIGN;
-        for n in 2..=(size / TILE_ALIGN + 2) {
+        // Spans of at most `tile` first; only where none fit (the aligned starts leave too little
+        // overlap), spans up to 15 pixels longer, as the last one may be.
+        let passes = (0..2).flat_map(|pass| (2..=(size / TILE_ALIGN + 2)).map(move |n| (pass, n)));
+        for (pass, n) in passes {
             // The shortest span that n spans overlapping by `overlap` need, plus the alignment's slack.
             let least = (size + (n - 1) * overlap).div_ceil(n).div_ceil(TILE_ALIGN) * TILE_ALIGN;
-            for len in (least..=tile).step_by(TILE_ALIGN as usize).chain(std::iter::once(tile)) {
+            let lens: Vec<u32> = match pass {
+                0 => (least..=tile).step_by(TILE_ALIGN as usize).chain(std::iter::once(tile)).collect(),
+                _ => (tile + 1..tile + TILE_ALIGN).collect(),
+            };
+            for len in lens {
                 let span = size.saturating_sub(len);
                 let starts: Vec<u32> = (0..n)
                     .map(|i| align((u64::from(span) * u64::from(i) / u64::from(n - 1)) as u32))
@@ -185,6 +192,14 @@ impl TilePlan {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn where_aligned_starts_leave_too_little_overlap_tiles_are_slightly_longer() {
+        // Found by the property test below: 317 px in tiles of 180 overlapping by 58 has no plan of
+        // spans of at most 180 px with starts on the 16 px grid; two spans of 186 and 189 px fit.
+        let plan = TilePlan::new(1, 317, 180, 58).unwrap();
+        assert_eq!(plan.ys.spans, [(0, 186), (128, 317)]);
+    }
 
     proptest! {
         #[test]
