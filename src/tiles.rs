@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use impasto::tiles::{TileJob, TilePlan};
+use impasto::tiles::{JobProgress, TileJob, TilePlan};
 use impasto::{SaveOptions, StopReason, Vgg};
 
 use crate::args::RunArgs;
@@ -25,7 +25,8 @@ const AFTER_HELP: &str = "\
 Examples:
   impasto tiles plan --job poster photo.jpg style.jpg --size 8192 --tile 1024 -o poster.png
   impasto tiles run --job poster --shard 0/4        # on four machines: 0/4 .. 3/4
-  sbatch --array=0-3 --wrap 'impasto tiles run --job poster'   # the shard from Slurm
+  sbatch --array=0-3 --wrap 'impasto tiles run --job poster --round 1'   # the shard from Slurm,
+  sbatch --array=0-3 --dependency=afterok:JOBID --wrap 'impasto tiles run --job poster --round 2'
   impasto tiles stitch --job poster                 # writes poster.png
   impasto tiles seams poster.png --job poster       # border vs inside gradient ratio
 
@@ -34,8 +35,11 @@ Examples:
 and tiles/ (finished tiles). `run` optimises the tiles of its shard (--shard I/N, else
 $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of $SLURM_ARRAY_TASK_COUNT, else $JOB_COMPLETION_INDEX of
 --shard-count or $IMPASTO_SHARD_COUNT, else all) or the --index tiles; a tile already in tiles/ is
-skipped, so reruns only do what is missing. `stitch` blends the tiles into the plan's -o image. The
-result is the same, pixel for pixel, as the same command line run in one process.";
+skipped, so reruns only do what is missing. The tiles run in --tile-rounds rounds (2 by default), coupled
+through the whole picture's style: a round starts once every tile of the one before is finished, and
+`run` goes on from round to round as far as the finished tiles allow (--round R: that round only).
+`stitch` blends the last round's tiles into the plan's -o image. The result is the same, pixel for
+pixel, as the same command line run in one process.";
 
 /// `impasto tiles`.
 #[derive(Debug, Args)]
@@ -89,6 +93,10 @@ pub struct RunTilesArgs {
     /// The shard count with $JOB_COMPLETION_INDEX [default: $IMPASTO_SHARD_COUNT]
     #[arg(long, value_name = "N")]
     pub shard_count: Option<usize>,
+
+    /// Optimise only round R's tiles (every tile of the rounds before must be finished) [default: from the first unfinished round on, as far as finished rounds allow]
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
+    pub round: Option<u32>,
 
     /// Print nothing but errors
     #[arg(short, long)]
@@ -214,8 +222,9 @@ fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
     job.write(&a.job, &base)?;
     if s.display != Display::Quiet {
         let p = &job.plan;
+        let rounds = if job.rounds > 1 { format!(" in {} rounds", job.rounds) } else { String::new() };
         note(&format!(
-            "planned {} tiles of {tile} px ({}x{}) in {}: run them with `impasto tiles run --job {0}` \
+            "planned {} tiles of {tile} px ({}x{}){rounds} in {}: run them with `impasto tiles run --job {0}` \
              (--shard I/N to split them), then `impasto tiles stitch --job {0}`",
             p.len(),
             p.width,
@@ -271,7 +280,10 @@ fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome
     let net = load_net(&mut s, &mut inputs)?;
     interrupt::install(s.display);
     let mut progress = Progress::new(s.display, 0, &s.output, &interrupt::STOP_REQUESTED);
-    let before = job.missing(&dir)?.len();
+    // Tiles finished over the rounds: those of the rounds before the first unfinished one, and its own.
+    let finished = |p: &JobProgress| p.round * n + if p.missing.is_empty() { 0 } else { n - p.missing.len() };
+    let before = job.progress(&dir)?;
+    let round = a.round.map(|r| r as usize - 1);
     let stop = impasto::tiles::run_tiles(
         &net,
         &inputs.config,
@@ -281,22 +293,28 @@ fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome
         &base,
         &dir,
         &indices,
+        round,
         &mut progress,
     );
     progress.finish();
     let stop = stop?;
-    let left = job.missing(&dir)?.len();
+    let after = job.progress(&dir)?;
     if s.display != Display::Quiet {
-        note(&format!(
-            "tiles: {} optimised here, {} of {n} finished{}",
-            before - left,
-            n - left,
-            if left == 0 {
-                format!("; stitch with `impasto tiles stitch --job {}`", a.job.display())
-            } else {
-                String::new()
-            }
-        ));
+        let here = finished(&after) - finished(&before);
+        let line = if after.round == job.rounds {
+            let all = if job.rounds > 1 { format!("all {} rounds of ", job.rounds) } else { String::new() };
+            format!("{all}{n} of {n} finished; stitch with `impasto tiles stitch --job {}`", a.job.display())
+        } else if job.rounds > 1 {
+            format!(
+                "round {} of {}: {} of {n} finished",
+                after.round + 1,
+                job.rounds,
+                n - after.missing.len()
+            )
+        } else {
+            format!("{} of {n} finished", n - after.missing.len())
+        };
+        note(&format!("tiles: {here} optimised here, {line}"));
     }
     Ok(if stop == StopReason::Cancelled { Outcome::Interrupted } else { Outcome::Done })
 }
@@ -308,12 +326,17 @@ fn stitch(a: StitchArgs, env: &Env) -> Result<Outcome> {
     let output = output.unwrap_or_else(|| s.output.clone());
     impasto::check_writable(&output)?;
     s.save.check(&output)?;
-    let missing = job.missing(&dir)?;
-    if let Some(first) = missing.first() {
+    let p = job.progress(&dir)?;
+    if let Some(first) = p.missing.first() {
+        let of_round = if job.rounds > 1 {
+            format!(" of round {} of {}", p.round + 1, job.rounds)
+        } else {
+            String::new()
+        };
         bail!(
-            "job {}: {} of {} tiles are not finished (the first is {first}): run `impasto tiles run --job {}` first",
+            "job {}: {} of {} tiles{of_round} are not finished (the first is {first}): run `impasto tiles run --job {}` first",
             a.job.display(),
-            missing.len(),
+            p.missing.len(),
             job.plan.len(),
             a.job.display()
         );

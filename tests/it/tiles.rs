@@ -1,6 +1,6 @@
 //! Print sizes with tiny weights: `--tile` runs end to end, `impasto tiles plan|run|stitch` in
-//! separate processes gives the pixels of the in-process tiled run with one round (reruns skip
-//! finished tiles), and
+//! separate processes gives the pixels of the in-process tiled run, in two coupled rounds or one
+//! (reruns skip finished tiles; a round waits for the one before), and
 //! tiles or memory budgets too small are refused on one line before any work.
 
 use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
@@ -56,23 +56,62 @@ fn ok(run: Run) -> Run {
 #[test]
 fn tiled_runs_and_tile_jobs_in_separate_processes_give_the_same_pixels() {
     let sb = sandbox();
-    // Tile jobs take one coupled round; so does this one-process run.
-    let run = ok(sb.run(&args(&["-o", "inproc.png", "--tile-rounds", "1"])));
+    // Two coupled rounds (the default), as the tile jobs take them.
+    let run = ok(sb.run(&args(&["-o", "inproc.png"])));
     assert!(run.stderr.contains("wrote inproc.png (96x96"), "{}", run.stderr);
     let plan = ok(sb.run(&[&["tiles", "plan", "--job", "job"][..], &args(&["-o", "tiled.png"])].concat()));
-    assert!(plan.stderr.starts_with("planned 4 tiles of 80 px (96x96) in job"), "{}", plan.stderr);
+    assert!(
+        plan.stderr.starts_with("planned 4 tiles of 80 px (96x96) in 2 rounds in job"),
+        "{}",
+        plan.stderr
+    );
     let first = ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2"]));
-    assert!(first.stderr.contains("tiles: 2 optimised here, 2 of 4 finished"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("tiles: 2 optimised here, round 1 of 2: 2 of 4 finished"),
+        "{}",
+        first.stderr
+    );
     let early = sb.run(&["tiles", "stitch", "--job", "job"]);
-    insta::assert_snapshot!(early.error_line(1), @"impasto: error: job job: 2 of 4 tiles are not finished (the first is 1): run `impasto tiles run --job job` first");
-    ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "1/2"]));
+    insta::assert_snapshot!(early.error_line(1), @"impasto: error: job job: 2 of 4 tiles of round 1 of 2 are not finished (the first is 1): run `impasto tiles run --job job` first");
+    let ahead = sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2", "--round", "2"]);
+    insta::assert_snapshot!(ahead.error_line(1), @"impasto: error: invalid tile round: round 2 needs every tile of round 1 first: 2 of 4 are not finished (the first is 1)");
+    // The other shard finishes round 1 and goes on with its tiles of round 2.
+    let second = ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "1/2"]));
+    assert!(
+        second.stderr.contains("tiles: 4 optimised here, round 2 of 2: 2 of 4 finished"),
+        "{}",
+        second.stderr
+    );
+    let last = ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2", "--round", "2"]));
+    assert!(
+        last.stderr.contains("tiles: 2 optimised here, all 2 rounds of 4 of 4 finished; stitch with"),
+        "{}",
+        last.stderr
+    );
     let again = ok(sb.run(&["tiles", "run", "--job", "job"]));
-    assert!(again.stderr.contains("tiles: 0 optimised here, 4 of 4 finished"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("tiles: 0 optimised here, all 2 rounds of 4 of 4 finished"),
+        "{}",
+        again.stderr
+    );
+    let beyond = sb.run(&["tiles", "run", "--job", "job", "--round", "3"]);
+    insta::assert_snapshot!(beyond.error_line(1), @"impasto: error: invalid tile round: 3 (the job has 2 rounds)");
     let stitched = ok(sb.run(&["tiles", "stitch", "--job", "job"]));
     assert!(stitched.stderr.contains("tiled.png (96x96, 4 tiles)"), "{}", stitched.stderr);
     assert_eq!(pixels(&sb, "tiled.png"), pixels(&sb, "inproc.png"));
     let seams = ok(sb.run(&["tiles", "seams", "tiled.png", "--job", "job"]));
     assert!(seams.stdout.starts_with("seams: border "), "{}", seams.stdout);
+    // One round, as jobs planned before the rounds took.
+    let one = ok(sb.run(&args(&["-o", "one.png", "--tile-rounds", "1"])));
+    assert!(one.stderr.contains("wrote one.png"), "{}", one.stderr);
+    let plan = ok(sb.run(
+        &[&["tiles", "plan", "--job", "job1"][..], &args(&["-o", "t1.png", "--tile-rounds", "1"])].concat(),
+    ));
+    assert!(plan.stderr.starts_with("planned 4 tiles of 80 px (96x96) in job1"), "{}", plan.stderr);
+    let all = ok(sb.run(&["tiles", "run", "--job", "job1"]));
+    assert!(all.stderr.contains("tiles: 4 optimised here, 4 of 4 finished; stitch with"), "{}", all.stderr);
+    ok(sb.run(&["tiles", "stitch", "--job", "job1"]));
+    assert_eq!(pixels(&sb, "t1.png"), pixels(&sb, "one.png"));
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles;
-pub use jobs::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
+pub use jobs::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tiles};
 use scale::{ScaleRun, Steerable};
 use tiled::Carry;
 

@@ -22,6 +22,12 @@ impl Plan<'_> {
         c.tile_rounds > 0 && !self.style_layers.is_empty() && c.mask.is_none() && c.style_masks.is_none()
     }
 
+    /// The rounds over the tiles of `plan`: `tile_rounds` when they are coupled, else 1 (one tile is
+    /// the whole image: nothing to couple).
+    pub(super) fn rounds(&self, plan: &crate::tiles::TilePlan) -> usize {
+        if self.coupled() && plan.len() > 1 { self.config.tile_rounds } else { 1 }
+    }
+
     /// A coupled round's shift of every style target: `A − G_whole(start)`, the style's Grams less
     /// the whole image's at the round's start (computed in tiles with a halo, as exact as in one pass).
     pub(super) fn style_shift(&self, ts: &TiledScale, start: &Rgb32FImage) -> Result<Vec<Vec<f32>>> {

@@ -111,13 +111,10 @@ impl Carried {
     }
 
     /// Tile `g` (in `rect`) is finished with optimiser `opt` and result `x`: keeps its pairs for its
-    /// next round (and writes them beside the checkpoint), and deletes the file of the pairs it
-    /// started with, which a resume from here on no longer needs.
+    /// next round (and writes them beside the checkpoint). Called before the tile itself is stored,
+    /// so that a stored tile always has its pairs on disk.
     pub(super) fn finished(&mut self, g: usize, rect: Rect, opt: OptState, x: Vec<f32>) -> Result<()> {
         let (n, i) = (self.slots.len(), g % self.slots.len());
-        if let (Some(s), true) = (&self.store, g >= n) {
-            let _ = std::fs::remove_file(pairs_path(s, g - n));
-        }
         if g / n + 1 >= self.rounds {
             return Ok(());
         }
@@ -126,6 +123,22 @@ impl Carried {
             Some(path) => self.save(i, &path, rect, x),
             None => Ok(()),
         }
+    }
+
+    /// Tile `g` is stored: deletes the file of the pairs it started with, which a resume (or a tile
+    /// job run again) from here on no longer needs. Until then a rerun of the tile finds them.
+    pub(super) fn stored(&self, g: usize) {
+        let n = self.slots.len();
+        if let (Some(s), true) = (&self.store, g >= n) {
+            let _ = std::fs::remove_file(pairs_path(s, g - n));
+        }
+    }
+
+    /// Keeps the pairs only in their files, whatever room memory has: tile jobs, whose tiles of the
+    /// next round another process may take.
+    pub(super) fn only_on_disk(mut self) -> Carried {
+        self.on_disk = self.store.is_some();
+        self
     }
 
     /// Tile `i`'s optimiser from its last round (taken: it starts the tile's next round once).
@@ -149,7 +162,12 @@ impl Carried {
     fn save(&mut self, i: usize, path: &Path, rect: Rect, x: Vec<f32>) -> Result<()> {
         let Some(opt) = self.take(i) else { return Ok(()) };
         let state = self.key.state(rect, x, opt);
-        let written = checkpoint::write(path, &state);
+        // Written before the tile itself, maybe into a folder no tile has made yet.
+        let folder = path.parent().map(std::fs::create_dir_all).transpose().map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("cannot create its folder: {e}"),
+        });
+        let written = folder.and_then(|_| checkpoint::write(path, &state));
         if !self.on_disk {
             self.slots[i] = Some(state.opt);
         }

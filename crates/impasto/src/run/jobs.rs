@@ -1,9 +1,10 @@
 //! Tiles as independent jobs: the last scale of a run cut into tiles that separate processes (or
 //! machines) optimise, each writing its finished tiles into a shared folder, and a stitch of them into
 //! the image. `prepare_tiles` runs the scales before the last and writes what the tiles start from;
-//! `run_tiles` optimises any tiles (skipping stored ones, so reruns are idempotent); `stitch_tiles`
-//! blends them. The in-process tiled run uses the same setup, tile optimisation and blend, so the
-//! result is the same, bit for bit.
+//! `run_tiles` optimises any tiles (skipping stored ones, so reruns are idempotent), round after
+//! round where the tiles are coupled (a round starts once every tile of the one before is stored);
+//! `stitch_tiles` blends them. The in-process tiled run uses the same setup, tile optimisation,
+//! carried L-BFGS pairs and blend, so the result is the same, bit for bit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,12 +39,29 @@ pub struct TileJob {
     pub scale: usize,
     /// Its tiles.
     pub plan: TilePlan,
+    /// Rounds over the tiles, coupled through the whole image's style (`tile_rounds`, or 1 when
+    /// the tiles are not coupled): every tile of a round is finished before the next one starts.
+    #[serde(default = "one_round")]
+    pub rounds: usize,
     /// Size of the image the tiles start from (the previous scale's result), before resizing.
     pub base_width: u32,
     /// See `base_width`.
     pub base_height: u32,
     /// Free for the caller: the CLI records the command line that made the job.
     pub args: Vec<String>,
+}
+
+fn one_round() -> usize {
+    1
+}
+
+/// How far a tile job is ([`TileJob::progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobProgress {
+    /// The first round (0-based) with tiles not finished yet; the job's `rounds` when all are.
+    pub round: usize,
+    /// Those tiles (0-based, within the round).
+    pub missing: Vec<usize>,
 }
 
 impl TileJob {
@@ -90,6 +108,9 @@ impl TileJob {
         if job.format != FORMAT {
             return Err(bad(format!("format `{}`, expected {FORMAT}", job.format)));
         }
+        if job.rounds == 0 {
+            return Err(bad("0 rounds".into()));
+        }
         let (_, x) = read_tensor(&dir.join("base.safetensors"))?;
         if x.len() != 3 * job.base_width as usize * job.base_height as usize {
             return Err(bad("its base image does not match".into()));
@@ -98,10 +119,55 @@ impl TileJob {
         Ok((job, base))
     }
 
-    /// The tiles not finished yet.
-    pub fn missing(&self, dir: &Path) -> Result<Vec<usize>> {
+    /// The tiles of round `round` (0-based) not finished yet.
+    pub fn missing_in(&self, dir: &Path, round: usize) -> Result<Vec<usize>> {
         let store = self.store(dir)?;
-        Ok((0..self.plan.len()).filter(|&i| !store.has(i, self.plan.rect(i))).collect())
+        let n = self.plan.len();
+        Ok((0..n).filter(|&i| !store.has(round * n + i, self.plan.rect(i))).collect())
+    }
+
+    /// The tiles of the last round not finished yet: those the stitch still needs.
+    pub fn missing(&self, dir: &Path) -> Result<Vec<usize>> {
+        self.missing_in(dir, self.rounds - 1)
+    }
+
+    /// The first round with tiles not finished yet, and those tiles.
+    pub fn progress(&self, dir: &Path) -> Result<JobProgress> {
+        for round in 0..self.rounds {
+            let missing = self.missing_in(dir, round)?;
+            if !missing.is_empty() {
+                return Ok(JobProgress { round, missing });
+            }
+        }
+        Ok(JobProgress { round: self.rounds, missing: Vec::new() })
+    }
+
+    /// The error of a tile of round `round` that is not stored.
+    fn unfinished(&self, store: &TileStore, round: usize, i: usize) -> Error {
+        let n = self.plan.len();
+        let of_round = if self.rounds > 1 {
+            format!(" of round {} of {}", round + 1, self.rounds)
+        } else {
+            String::new()
+        };
+        Error::Checkpoint {
+            path: store.path(round * n + i),
+            reason: format!("tile {i} of {n}{of_round} is not finished"),
+        }
+    }
+
+    /// The image round `round` (0-based) starts from, at the scale: the job's base resized, then each
+    /// round before blended over the image it started from (as the in-process loop does, so to the
+    /// same bits); with `round` = `rounds`, the finished image. Every tile of those rounds is needed.
+    fn round_start(&self, base: &Rgb32FImage, store: &TileStore, round: usize) -> Result<Rgb32FImage> {
+        let n = self.plan.len();
+        let mut start = crate::pixels::resize(base, self.plan.width, self.plan.height);
+        for r in 0..round {
+            start = tiles::stitch(&self.plan, &start, |i| {
+                store.read(r * n + i, self.plan.rect(i))?.ok_or_else(|| self.unfinished(store, r, i))
+            })?;
+        }
+        Ok(start)
     }
 }
 
@@ -165,11 +231,13 @@ pub fn prepare_tiles(
             return Err(Error::Config { what: "tile job", reason: "stopped before the tiled scale".into() });
         }
         let base = plan.base_of(k, content_in, prev.as_ref());
+        let tiles = plan.tiles[k].clone().expect("the last scale is tiled");
         let job = TileJob {
             format: FORMAT.into(),
             fingerprint: format!("{fingerprint:016x}"),
             scale: k,
-            plan: plan.tiles[k].clone().expect("the last scale is tiled"),
+            rounds: plan.rounds(&tiles),
+            plan: tiles,
             base_width: base.0,
             base_height: base.1,
             args: Vec::new(),
@@ -181,11 +249,16 @@ pub fn prepare_tiles(
 
 /// Optimises the tiles `indices` of `job` (folder `dir`, base image `base` as [`TileJob::read`] gives
 /// them) that are not stored yet, storing each when finished; tiles already stored are skipped
-/// ([`Observer::on_tile`] with `skipped`). The settings and images must be the job's. Returns how the
-/// last tile stopped ([`StopReason::Cancelled`]: the observer stopped it, and it was not stored).
-/// A GPU failure or a non-finite loss while the tiles are set up or optimised is an error carrying
-/// the last good image ([`Error::last_good_image`]): the base with every stored tile blended in; the
-/// tiles finished before it stay stored.
+/// ([`Observer::on_tile`] with `skipped`; tiles are counted over the rounds). With `round` (0-based)
+/// only that round's tiles, which needs every tile of the rounds before it; without, from the first
+/// round with tiles to do on, going on to the next round whenever every tile of one is stored (by
+/// this process or others). A coupled tile carries its L-BFGS pairs into its next round in a file
+/// beside it, as an in-process run with a checkpoint does. The settings and images must be the
+/// job's. Returns how the last tile stopped ([`StopReason::Cancelled`]: the observer stopped it,
+/// and it was not stored). A GPU failure or a non-finite loss while the tiles are set up or
+/// optimised is an error carrying the last good image ([`Error::last_good_image`]): the image the
+/// round started from with every stored tile of the round blended in; the tiles finished before it
+/// stay stored.
 #[allow(clippy::too_many_arguments)]
 pub fn run_tiles(
     net: &Vgg,
@@ -196,6 +269,7 @@ pub fn run_tiles(
     base: &Rgb32FImage,
     dir: &Path,
     indices: &[usize],
+    round: Option<usize>,
     observer: &mut dyn Observer,
 ) -> Result<StopReason> {
     with_run_inputs(config, content, styles, |config, content_in, styles_in| {
@@ -204,6 +278,7 @@ pub fn run_tiles(
         if format!("{fingerprint:016x}") != job.fingerprint
             || k != job.scale
             || plan.tiles[k].as_ref() != Some(&job.plan)
+            || plan.rounds(&job.plan) != job.rounds
         {
             return Err(Error::Checkpoint {
                 path: TileJob::file(dir),
@@ -217,64 +292,119 @@ pub fn run_tiles(
                 reason: format!("{i} (the job has tiles 0 to {})", n - 1),
             });
         }
+        let progress = job.progress(dir)?;
+        let rounds = match round {
+            Some(r) if r >= job.rounds => {
+                return Err(Error::Config {
+                    what: "tile round",
+                    reason: format!("{} (the job has {} round{})", r + 1, job.rounds, plural(job.rounds)),
+                });
+            }
+            Some(r) if r > progress.round => {
+                return Err(Error::Config {
+                    what: "tile round",
+                    reason: format!(
+                        "round {} needs every tile of round {} first: {} of {n} are not finished (the first is {})",
+                        r + 1,
+                        progress.round + 1,
+                        progress.missing.len(),
+                        progress.missing[0]
+                    ),
+                });
+            }
+            Some(r) => r..r + 1,
+            None => progress.round..job.rounds,
+        };
         let store = job.store(dir)?;
-        let todo: Vec<usize> = indices.iter().copied().filter(|&i| !store.has(i, job.plan.rect(i))).collect();
-        for &i in indices.iter().filter(|i| !todo.contains(i)) {
-            observer.on_tile(i, n, true);
-        }
-        if todo.is_empty() {
-            return Ok(StopReason::Finished);
-        }
         // A GPU failure (or a non-finite loss) from here on stops the job as it stops a run: one
-        // line, with the last good image, the job's base with every finished tile blended in.
-        let keep = |e: Error| {
+        // line, with the last good image, the round's start with every finished tile blended in.
+        let keep = |e: Error, r: usize| {
             let e = plan.explain(e);
             if !matches!(e, Error::Gpu { .. } | Error::NonFinite { .. }) {
                 return e;
             }
-            match finished_so_far(job, base, &store) {
+            match finished_so_far(job, base, &store, r) {
                 Ok(image) => e.with_last_good(image),
                 Err(_) => e,
             }
         };
-        let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
-        let mut ts = plan.tiled_setup(k, &job.plan, content_in, styles_in, base_small).map_err(keep)?;
-        // Jobs take one round: every tile starts from the job's base, coupled through its Grams.
-        ts.rounds = 1;
-        let shift = ts.coupled.then(|| plan.style_shift(&ts, &ts.base)).transpose().map_err(keep)?;
-        let per_tile = plan.scales[k].iterations / n;
+        let mut tiled = None;
         let mut carry = Carry {
             fingerprint,
-            total: todo.len() * per_tile,
+            total: 0,
             start: Instant::now(),
             done: 0,
             weights: Weights::of(config),
             announce: true,
         };
+        let count = job.rounds * n;
         let mut stop = StopReason::Finished;
-        for i in todo {
-            let (r, _) = plan
-                .optimise_tile(&ts, 0, i, shift.as_deref(), None, None, &mut carry, observer)
-                .map_err(keep)?;
-            stop = r.stop;
-            if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
+        for r in rounds {
+            let todo: Vec<usize> =
+                indices.iter().copied().filter(|&i| !store.has(r * n + i, job.plan.rect(i))).collect();
+            for &i in indices.iter().filter(|i| !todo.contains(i)) {
+                observer.on_tile(r * n + i, count, true);
+            }
+            if !todo.is_empty() {
+                if tiled.is_none() {
+                    let base_small = Arc::new((base.width(), base.height(), to_planar(base)));
+                    let ts = plan
+                        .tiled_setup(k, &job.plan, content_in, styles_in, base_small)
+                        .map_err(|e| keep(e, r))?;
+                    let carried = plan.carried(&ts, Some(store.clone()), fingerprint).only_on_disk();
+                    tiled = Some((ts, carried));
+                }
+                let (ts, carried) = tiled.as_mut().expect("set up above");
+                if r > 0 {
+                    ts.base = job.round_start(base, &store, r)?;
+                }
+                let shift =
+                    ts.coupled.then(|| plan.style_shift(ts, &ts.base)).transpose().map_err(|e| keep(e, r))?;
+                carry.total = carry.done + todo.len() * ts.round_iterations(r);
+                for i in todo {
+                    let (g, rect) = (r * n + i, job.plan.rect(i));
+                    let warm = carried.starting(g, rect, false)?;
+                    let (res, opt) = plan
+                        .optimise_tile(ts, r, i, shift.as_deref(), None, warm, &mut carry, observer)
+                        .map_err(|e| keep(e, r))?;
+                    stop = res.stop;
+                    if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
+                        return Ok(stop);
+                    }
+                    let x = to_planar(&res.image);
+                    carried.finished(g, rect, opt, x.clone())?;
+                    store.write(g, rect, &x)?;
+                    carried.stored(g);
+                    observer.on_tile(g, count, false);
+                }
+            }
+            // The next round starts from every tile of this one: other processes may still be on theirs.
+            if !job.missing_in(dir, r)?.is_empty() {
                 break;
             }
-            store.write(i, job.plan.rect(i), &to_planar(&r.image))?;
-            observer.on_tile(i, n, false);
         }
         Ok(stop)
     })
 }
 
-/// The image of tile job `job` so far: its base at the scale with every stored tile blended in (once
-/// all are stored, what [`stitch_tiles`] gives before the colour options).
-fn finished_so_far(job: &TileJob, base: &Rgb32FImage, store: &TileStore) -> Result<Rgb32FImage> {
-    let base = crate::pixels::resize(base, job.plan.width, job.plan.height);
-    let mut out = base.clone();
-    for i in 0..job.plan.len() {
-        if let Some(x) = store.read(i, job.plan.rect(i))? {
-            tiles::blend_tile(&mut out, &base, &job.plan, i, &x);
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The image of tile job `job` so far in round `round`: the image the round started from with every
+/// stored tile of the round blended in (once all are stored, the next round's start).
+fn finished_so_far(
+    job: &TileJob,
+    base: &Rgb32FImage,
+    store: &TileStore,
+    round: usize,
+) -> Result<Rgb32FImage> {
+    let start = job.round_start(base, store, round)?;
+    let n = job.plan.len();
+    let mut out = start.clone();
+    for i in 0..n {
+        if let Some(x) = store.read(round * n + i, job.plan.rect(i))? {
+            tiles::blend_tile(&mut out, &start, &job.plan, i, &x);
         }
     }
     tiles::finish(&mut out);
@@ -291,14 +421,7 @@ pub fn stitch_tiles(
     dir: &Path,
 ) -> Result<Rgb32FImage> {
     let store = job.store(dir)?;
-    let (w, h) = (job.plan.width, job.plan.height);
-    let base = crate::pixels::resize(base, w, h);
-    let mut image = tiles::stitch(&job.plan, &base, |i| {
-        store.read(i, job.plan.rect(i))?.ok_or_else(|| Error::Checkpoint {
-            path: store.path(i),
-            reason: format!("tile {i} of {} is not finished", job.plan.len()),
-        })
-    })?;
+    let mut image = job.round_start(base, &store, job.rounds)?;
     if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
         image = preserve_colors(&image, content);
     }

@@ -139,7 +139,7 @@ impl Plan<'_> {
         let per_tile = iterations / plan.len();
         // One tile is the whole image: nothing to couple.
         let coupled = self.coupled() && plan.len() > 1;
-        let rounds = if coupled { self.config.tile_rounds } else { 1 };
+        let rounds = self.rounds(plan);
         Ok(TiledScale {
             k,
             plan: plan.clone(),
@@ -319,11 +319,12 @@ impl Plan<'_> {
                 break;
             }
             let x = to_planar(&r.image);
+            carried.finished(g, rect, opt, x.clone())?;
             if let Some(s) = &store {
                 s.write(g, rect, &x)?;
             }
+            carried.stored(g);
             tiles::blend_tile(&mut out, &ts.base, plan, i, &x);
-            carried.finished(g, rect, opt, x)?;
             let p = rect.pixels() as f64;
             let l = r.losses;
             sum = Losses {

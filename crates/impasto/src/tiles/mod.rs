@@ -11,7 +11,7 @@ mod plan;
 mod seam;
 mod store;
 
-pub use crate::run::{TileJob, prepare_tiles, run_tiles, stitch_tiles};
+pub use crate::run::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish};
 pub use gpu::{GpuLimits, estimate_gpu_peak, gpu_weight_bytes};

@@ -166,6 +166,7 @@ fn a_gpu_failure_in_a_tile_job_keeps_the_last_good_image() {
             &base,
             dir.path(),
             &[0, 1],
+            None,
             &mut NoObserver,
         );
         let first = job.store(dir.path()).unwrap().read(0, job.plan.rect(0)).unwrap();
@@ -242,6 +243,7 @@ fn a_cpu_planned_tile_job_too_large_for_the_gpu_names_the_limit() {
             &base,
             dir.path(),
             &[0],
+            None,
             &mut NoObserver,
         )
     };

@@ -2,13 +2,14 @@
 //! tiled run's whole-image losses are close to the untiled run's (closer with L-BFGS pairs carried
 //! across the rounds), a resumed tiled run skips its finished tiles and ends with the same bits (the
 //! carried pairs kept beside the checkpoint), masks and two styles work in tiles, tile jobs run in
-//! parts and stitched give the in-process pixels, and a failed final write keeps the checkpoint.
+//! parts and rounds and stitched give the in-process pixels, and a failed final write keeps the
+//! checkpoint.
 
 use std::ops::ControlFlow;
 
 use impasto::image::Rgb32FImage;
-use impasto::tiles::{self, TileJob};
-use impasto::{AlphaPlane, NoObserver, Observer, Pooling, Step, StyleConfig, Vgg};
+use impasto::tiles::{self, JobProgress, TileJob};
+use impasto::{AlphaPlane, NoObserver, Observer, Pooling, Step, StyleConfig};
 
 use crate::common::{run_net, shared_image_or_pattern};
 
@@ -90,8 +91,19 @@ fn one_tile_is_the_untiled_run() {
     let dir = tempfile::tempdir().unwrap();
     let (job, base) = tiles::prepare_tiles(&net, &tiled, &content, &styles[..1], &mut NoObserver).unwrap();
     assert_eq!(job.plan.len(), 1);
-    tiles::run_tiles(&net, &tiled, &content, &styles[..1], &job, &base, dir.path(), &[0], &mut NoObserver)
-        .unwrap();
+    tiles::run_tiles(
+        &net,
+        &tiled,
+        &content,
+        &styles[..1],
+        &job,
+        &base,
+        dir.path(),
+        &[0],
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
     let got = tiles::stitch_tiles(&tiled, &content, &job, &base, dir.path()).unwrap();
     assert_eq!(bits(&got), bits(&want.image));
 }
@@ -239,29 +251,76 @@ fn masks_and_two_styles_work_in_tiles() {
     assert!(changed > 0.05, "masked-in rows barely changed ({changed})");
 }
 
+/// The carried L-BFGS pairs' files in a job's (or checkpoint's) tile folder.
+fn pair_files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n.ends_with(".pairs.safetensors"));
+    v.sort();
+    v
+}
+
 #[test]
 fn tile_jobs_in_parts_stitch_to_the_in_process_pixels() {
     let (net, layers) = run_net(Pooling::Max, "relu5_1");
     let (content, styles) = inputs();
-    // Tile jobs take one round; so does this in-process run.
-    let config = StyleConfig { tile_rounds: 1, ..tiled(&layers) };
-    let want = impasto::stylize(&net, &config, &content, &styles, &mut NoObserver).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (job, base) = tiles::prepare_tiles(&net, &config, &content, &styles, &mut NoObserver).unwrap();
-    job.write(dir.path(), &base).unwrap();
-    let run = |indices: &[usize], net: &Vgg| {
+    for rounds in [1, 2] {
+        let config = StyleConfig { tile_rounds: rounds, ..tiled(&layers) };
+        let want = impasto::stylize(&net, &config, &content, &styles, &mut NoObserver).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (job, base) = tiles::prepare_tiles(&net, &config, &content, &styles, &mut NoObserver).unwrap();
+        assert_eq!(job.rounds, rounds);
+        job.write(dir.path(), &base).unwrap();
+        let run = |indices: &[usize], round: Option<usize>| {
+            let (job, base) = TileJob::read(dir.path()).unwrap();
+            let mut seen = Tiles::default();
+            tiles::run_tiles(
+                &net,
+                &config,
+                &content,
+                &styles,
+                &job,
+                &base,
+                dir.path(),
+                indices,
+                round,
+                &mut seen,
+            )
+            .map(|_| (seen.optimised, seen.skipped))
+        };
+        let progress = |round, missing: &[usize]| JobProgress { round, missing: missing.to_vec() };
+        // One process takes tiles 0 and 3 and stops where round 1 waits for the others' tiles.
+        assert_eq!(run(&[0, 3], None).unwrap(), (2, 0));
+        assert_eq!(job.progress(dir.path()).unwrap(), progress(0, &[1, 2]));
+        if rounds == 1 {
+            assert_eq!(job.missing(dir.path()).unwrap(), vec![1, 2]);
+            assert_eq!(run(&[1, 2, 3], None).unwrap(), (2, 1));
+        } else {
+            let early = run(&[0], Some(1)).unwrap_err().to_string();
+            assert!(
+                early.ends_with(
+                    "round 2 needs every tile of round 1 first: 2 of 4 are not finished (the first is 1)"
+                ),
+                "{early}"
+            );
+            // The other finishes round 1 and goes on with its tiles of round 2.
+            assert_eq!(run(&[1, 2], None).unwrap(), (4, 0));
+            assert_eq!(job.progress(dir.path()).unwrap(), progress(1, &[0, 3]));
+            // The pairs tiles 0 and 3 carry into round 2 wait beside them; those of 1 and 2 are used.
+            let folder = dir.path().join("tiles");
+            assert_eq!(pair_files(&folder), ["tile-00000.pairs.safetensors", "tile-00003.pairs.safetensors"]);
+            assert_eq!(run(&[0, 1, 2, 3], Some(1)).unwrap(), (2, 2));
+            assert_eq!(pair_files(&folder), Vec::<String>::new());
+        }
+        assert_eq!(job.progress(dir.path()).unwrap(), progress(rounds, &[]));
         let (job, base) = TileJob::read(dir.path()).unwrap();
-        let mut seen = Tiles::default();
-        tiles::run_tiles(net, &config, &content, &styles, &job, &base, dir.path(), indices, &mut seen)
-            .unwrap();
-        (seen.optimised, seen.skipped)
-    };
-    assert_eq!(run(&[0, 3], &net), (2, 0));
-    assert_eq!(job.missing(dir.path()).unwrap(), vec![1, 2]);
-    assert_eq!(run(&[1, 2, 3], &net), (2, 1));
-    let (job, base) = TileJob::read(dir.path()).unwrap();
-    let got = tiles::stitch_tiles(&config, &content, &job, &base, dir.path()).unwrap();
-    assert_eq!(bits(&got), bits(&want.image));
-    let seams = tiles::seams(&got, &job.plan);
-    eprintln!("seams at 96 px in 64 px tiles: {seams:?}, ratio {:.3}", seams.ratio());
+        let got = tiles::stitch_tiles(&config, &content, &job, &base, dir.path()).unwrap();
+        assert!(
+            bits(&got) == bits(&want.image),
+            "{rounds} round(s): the stitched pixels differ from the in-process run's"
+        );
+        let seams = tiles::seams(&got, &job.plan);
+        eprintln!("{rounds} round(s): seams at 96 px in 64 px tiles: {seams:?}, ratio {:.3}", seams.ratio());
+    }
 }
