@@ -22,10 +22,12 @@ impl Plan<'_> {
         c.tile_rounds > 0 && !self.style_layers.is_empty() && c.mask.is_none() && c.style_masks.is_none()
     }
 
-    /// The rounds over the tiles of `plan`: `tile_rounds` when they are coupled, else 1 (one tile is
-    /// the whole image: nothing to couple).
-    pub(super) fn rounds(&self, plan: &crate::tiles::TilePlan) -> usize {
-        if self.coupled() && plan.len() > 1 { self.config.tile_rounds } else { 1 }
+    /// The rounds over the tiles of `plan` at scale `k`: `tile_rounds` when they are coupled, but
+    /// no more than each tile's iterations (a round without any would only cost the whole image's
+    /// Grams and an evaluation per tile); else 1 (one tile is the whole image: nothing to couple).
+    pub(super) fn rounds(&self, k: usize, plan: &crate::tiles::TilePlan) -> usize {
+        let per_tile = self.scales[k].iterations / plan.len();
+        if self.coupled() && plan.len() > 1 { self.config.tile_rounds.min(per_tile).max(1) } else { 1 }
     }
 
     /// A coupled round's shift of every style target: `A − G_whole(start)`, the style's Grams less

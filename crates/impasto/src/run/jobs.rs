@@ -236,7 +236,7 @@ pub fn prepare_tiles(
             format: FORMAT.into(),
             fingerprint: format!("{fingerprint:016x}"),
             scale: k,
-            rounds: plan.rounds(&tiles),
+            rounds: plan.rounds(k, &tiles),
             plan: tiles,
             base_width: base.0,
             base_height: base.1,
@@ -278,7 +278,7 @@ pub fn run_tiles(
         if format!("{fingerprint:016x}") != job.fingerprint
             || k != job.scale
             || plan.tiles[k].as_ref() != Some(&job.plan)
-            || plan.rounds(&job.plan) != job.rounds
+            || plan.rounds(k, &job.plan) != job.rounds
         {
             return Err(Error::Checkpoint {
                 path: TileJob::file(dir),

@@ -139,7 +139,7 @@ impl Plan<'_> {
         let per_tile = iterations / plan.len();
         // One tile is the whole image: nothing to couple.
         let coupled = self.coupled() && plan.len() > 1;
-        let rounds = self.rounds(plan);
+        let rounds = self.rounds(k, plan);
         Ok(TiledScale {
             k,
             plan: plan.clone(),

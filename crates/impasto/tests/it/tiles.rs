@@ -176,6 +176,20 @@ fn a_tiled_run_scores_close_to_the_untiled_run() {
 }
 
 #[test]
+fn tiles_take_no_more_rounds_than_iterations() {
+    let (net, layers) = run_net(Pooling::Max, "relu5_1");
+    let (content, styles) = inputs();
+    // One iteration a tile: a second round would have none, so there is one.
+    let config = StyleConfig { iterations: 1, scale_iterations: Some(1), ..tiled(&layers) };
+    assert_eq!(config.tile_rounds, 2);
+    let mut seen = Tiles::default();
+    impasto::stylize(&net, &config, &content, &styles[..1], &mut seen).unwrap();
+    assert_eq!(seen.optimised, 4, "4 tiles in one round");
+    let (job, _) = tiles::prepare_tiles(&net, &config, &content, &styles[..1], &mut NoObserver).unwrap();
+    assert_eq!((job.plan.len(), job.rounds), (4, 1));
+}
+
+#[test]
 fn a_resumed_tiled_run_skips_finished_tiles_and_ends_with_the_same_bits() {
     let (net, layers) = run_net(Pooling::Max, "relu5_1");
     let (content, styles) = inputs();
