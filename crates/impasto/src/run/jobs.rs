@@ -14,7 +14,7 @@ use std::time::Instant;
 use image::Rgb32FImage;
 use serde::{Deserialize, Serialize};
 
-use super::tiled::Carry;
+use super::tiled::{Carry, TiledScale};
 use super::{Plan, with_run_inputs};
 use crate::color::{ColorMode, preserve_colors};
 use crate::config::StyleConfig;
@@ -49,6 +49,10 @@ pub struct TileJob {
     pub base_height: u32,
     /// Free for the caller: the CLI records the command line that made the job.
     pub args: Vec<String>,
+    /// The first round's style shift, as [`prepare_tiles`] computed it: [`TileJob::write`] writes
+    /// it beside the job, so that the processes taking the tiles need not each compute it.
+    #[serde(skip)]
+    first_shift: Option<Vec<Vec<f32>>>,
 }
 
 fn one_round() -> usize {
@@ -91,6 +95,9 @@ impl TileJob {
             ("height".to_string(), base.height().to_string()),
         ]);
         write_tensor(&dir.join("base.safetensors"), meta, &to_planar(base))?;
+        if let Some(shift) = &self.first_shift {
+            self.write_shift(dir, 0, shift)?;
+        }
         let text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         std::fs::write(Self::file(dir), text + "\n").map_err(io)
     }
@@ -140,6 +147,50 @@ impl TileJob {
             }
         }
         Ok(JobProgress { round: self.rounds, missing: Vec::new() })
+    }
+
+    /// Writes round `round`'s style shift (see `coupling`: one Gram difference per style layer).
+    fn write_shift(&self, dir: &Path, round: usize, shift: &[Vec<f32>]) -> Result<()> {
+        let meta = HashMap::from([
+            ("fingerprint".to_string(), self.fingerprint.clone()),
+            ("round".to_string(), round.to_string()),
+            ("sizes".to_string(), sizes(shift.iter().map(Vec::len))),
+        ]);
+        write_tensor(&shift_path(dir, round), meta, &shift.concat())
+    }
+
+    /// Round `round`'s style shift if a process wrote it (`None`: not yet), of Gram matrices of
+    /// `lens` values each.
+    fn read_shift(&self, dir: &Path, round: usize, lens: &[usize]) -> Result<Option<Vec<Vec<f32>>>> {
+        let path = shift_path(dir, round);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let again = "delete it: the round's processes compute it again";
+        let (meta, x) = read_tensor(&path).map_err(|e| match e {
+            Error::Checkpoint { path, reason } => {
+                Error::Checkpoint { path, reason: format!("{reason} ({again})") }
+            }
+            e => e,
+        })?;
+        let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
+        if get("fingerprint") != self.fingerprint
+            || get("round") != round.to_string()
+            || get("sizes") != sizes(lens.iter().copied())
+            || x.len() != lens.iter().sum::<usize>()
+        {
+            return Err(Error::Checkpoint { path, reason: format!("it belongs to another job ({again})") });
+        }
+        let mut rest = &x[..];
+        Ok(Some(
+            lens.iter()
+                .map(|&n| {
+                    let (g, tail) = rest.split_at(n);
+                    rest = tail;
+                    g.to_vec()
+                })
+                .collect(),
+        ))
     }
 
     /// The error of a tile of round `round` that is not stored.
@@ -232,7 +283,14 @@ pub fn prepare_tiles(
         }
         let base = plan.base_of(k, content_in, prev.as_ref());
         let tiles = plan.tiles[k].clone().expect("the last scale is tiled");
-        let job = TileJob {
+        let image = to_image(&base.2, base.0, base.1);
+        // The first round's shift, once here rather than in every process taking tiles (from the
+        // base as they read it back).
+        let small = Arc::new((base.0, base.1, to_planar(&image)));
+        let ts = plan.tiled_setup(k, &tiles, content_in, styles_in, small)?;
+        let first_shift = ts.coupled.then(|| plan.style_shift(&ts, &ts.base)).transpose()?;
+        drop(ts);
+        let mut job = TileJob {
             format: FORMAT.into(),
             fingerprint: format!("{fingerprint:016x}"),
             scale: k,
@@ -241,8 +299,9 @@ pub fn prepare_tiles(
             base_width: base.0,
             base_height: base.1,
             args: Vec::new(),
+            first_shift: None,
         };
-        let image = to_image(&base.2, base.0, base.1);
+        job.first_shift = first_shift;
         Ok((job, image))
     })
 }
@@ -328,7 +387,9 @@ pub fn run_tiles(
                 Err(_) => e,
             }
         };
+        // The tiles' setup, made at the first tile to optimise, and the round its base is the start of.
         let mut tiled = None;
+        let mut base_round = 0;
         let mut carry = Carry {
             fingerprint,
             total: 0,
@@ -336,6 +397,20 @@ pub fn run_tiles(
             done: 0,
             weights: Weights::of(config),
             announce: true,
+        };
+        // A round's shift: written by the process that finished the round before (the first by
+        // `plan`), else computed here and written for the others.
+        let shift_of = |ts: &TiledScale, r: usize| -> Result<Option<Vec<Vec<f32>>>> {
+            if !ts.coupled {
+                return Ok(None);
+            }
+            let lens: Vec<usize> = ts.style.iter().map(|t| t.gram.len()).collect();
+            if let Some(shift) = job.read_shift(dir, r, &lens)? {
+                return Ok(Some(shift));
+            }
+            let shift = plan.style_shift(ts, &ts.base)?;
+            job.write_shift(dir, r, &shift)?;
+            Ok(Some(shift))
         };
         let count = job.rounds * n;
         let mut stop = StopReason::Finished;
@@ -355,11 +430,11 @@ pub fn run_tiles(
                     tiled = Some((ts, carried));
                 }
                 let (ts, carried) = tiled.as_mut().expect("set up above");
-                if r > 0 {
+                if r != base_round {
                     ts.base = job.round_start(base, &store, r)?;
+                    base_round = r;
                 }
-                let shift =
-                    ts.coupled.then(|| plan.style_shift(ts, &ts.base)).transpose().map_err(|e| keep(e, r))?;
+                let shift = shift_of(ts, r).map_err(|e| keep(e, r))?;
                 carry.total = carry.done + todo.len() * ts.round_iterations(r);
                 for i in todo {
                     let (g, rect) = (r * n + i, job.plan.rect(i));
@@ -382,9 +457,26 @@ pub fn run_tiles(
             if !job.missing_in(dir, r)?.is_empty() {
                 break;
             }
+            // This process finished the round: it writes the next one's shift for the processes
+            // that take its tiles.
+            if let Some((ts, _)) = tiled.as_mut().filter(|(ts, _)| ts.coupled && r + 1 < job.rounds) {
+                ts.base = job.round_start(base, &store, r + 1)?;
+                base_round = r + 1;
+                shift_of(ts, r + 1).map_err(|e| keep(e, r + 1))?;
+            }
         }
         Ok(stop)
     })
+}
+
+/// The file of round `round`'s style shift in a job folder.
+fn shift_path(dir: &Path, round: usize) -> PathBuf {
+    dir.join(format!("round-{}.shift.safetensors", round + 1))
+}
+
+/// `lens` as the shift file records them.
+fn sizes(lens: impl Iterator<Item = usize>) -> String {
+    lens.map(|n| n.to_string()).collect::<Vec<_>>().join(",")
 }
 
 fn plural(n: usize) -> &'static str {

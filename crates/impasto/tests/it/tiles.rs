@@ -286,6 +286,9 @@ fn tile_jobs_in_parts_stitch_to_the_in_process_pixels() {
         let (job, base) = tiles::prepare_tiles(&net, &config, &content, &styles, &mut NoObserver).unwrap();
         assert_eq!(job.rounds, rounds);
         job.write(dir.path(), &base).unwrap();
+        // The first round's whole-image style shift is computed once, by the plan.
+        let shift = |round: usize| dir.path().join(format!("round-{round}.shift.safetensors")).exists();
+        assert!(shift(1));
         let run = |indices: &[usize], round: Option<usize>| {
             let (job, base) = TileJob::read(dir.path()).unwrap();
             let mut seen = Tiles::default();
@@ -318,12 +321,21 @@ fn tile_jobs_in_parts_stitch_to_the_in_process_pixels() {
                 ),
                 "{early}"
             );
-            // The other finishes round 1 and goes on with its tiles of round 2.
+            assert!(!shift(2));
+            // The other finishes round 1, writes round 2's shift and goes on with its tiles of round 2.
             assert_eq!(run(&[1, 2], None).unwrap(), (4, 0));
+            assert!(shift(2));
             assert_eq!(job.progress(dir.path()).unwrap(), progress(1, &[0, 3]));
             // The pairs tiles 0 and 3 carry into round 2 wait beside them; those of 1 and 2 are used.
             let folder = dir.path().join("tiles");
             assert_eq!(pair_files(&folder), ["tile-00000.pairs.safetensors", "tile-00003.pairs.safetensors"]);
+            // A damaged shift file stops the round's processes on one line that says what to do.
+            let file = dir.path().join("round-2.shift.safetensors");
+            let good = std::fs::read(&file).unwrap();
+            std::fs::write(&file, b"not a shift").unwrap();
+            let err = run(&[0], Some(1)).unwrap_err().to_string();
+            assert!(err.contains("round-2.shift.safetensors") && err.contains("delete it"), "{err}");
+            std::fs::write(&file, good).unwrap();
             assert_eq!(run(&[0, 1, 2, 3], Some(1)).unwrap(), (2, 2));
             assert_eq!(pair_files(&folder), Vec::<String>::new());
         }
