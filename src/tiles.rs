@@ -223,13 +223,13 @@ fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
     if s.display != Display::Quiet {
         let p = &job.plan;
         let rounds = if job.rounds > 1 { format!(" in {} rounds", job.rounds) } else { String::new() };
+        let dir = a.job.display();
         note(&format!(
-            "planned {} tiles of {tile} px ({}x{}){rounds} in {}: run them with `impasto tiles run --job {0}` \
-             (--shard I/N to split them), then `impasto tiles stitch --job {0}`",
+            "planned {} tiles of {tile} px ({}x{}){rounds} in {dir}: run them with `impasto tiles run --job {dir}` \
+             (--shard I/N to split them), then `impasto tiles stitch --job {dir}`",
             p.len(),
             p.width,
             p.height,
-            a.job.display()
         ));
     }
     Ok(Outcome::Done)
