@@ -284,10 +284,9 @@ pub fn prepare_tiles(
         let base = plan.base_of(k, content_in, prev.as_ref());
         let tiles = plan.tiles[k].clone().expect("the last scale is tiled");
         let image = to_image(&base.2, base.0, base.1);
-        // The first round's shift, once here rather than in every process taking tiles (from the
-        // base as they read it back).
-        let small = Arc::new((base.0, base.1, to_planar(&image)));
-        let ts = plan.tiled_setup(k, &tiles, content_in, styles_in, small)?;
+        // The first round's shift, once here rather than in every process taking tiles (the base is
+        // a result in 0..1, so the same as they read it back).
+        let ts = plan.tiled_setup(k, &tiles, content_in, styles_in, base.clone())?;
         let first_shift = ts.coupled.then(|| plan.style_shift(&ts, &ts.base)).transpose()?;
         drop(ts);
         let mut job = TileJob {
