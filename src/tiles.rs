@@ -25,21 +25,23 @@ const AFTER_HELP: &str = "\
 Examples:
   impasto tiles plan --job poster photo.jpg style.jpg --size 8192 --tile 1024 -o poster.png
   impasto tiles run --job poster --shard 0/4        # on four machines: 0/4 .. 3/4
-  sbatch --array=0-3 --wrap 'impasto tiles run --job poster --round 1'   # the shard from Slurm,
-  sbatch --array=0-3 --dependency=afterok:JOBID --wrap 'impasto tiles run --job poster --round 2'
   impasto tiles stitch --job poster                 # writes poster.png
   impasto tiles seams poster.png --job poster       # border vs inside gradient ratio
+On Slurm, one array per round (the shard from the array task):
+  a=$(sbatch --parsable --array=0-3 --wrap 'impasto tiles run --job poster --round 1')
+  sbatch --array=0-3 --dependency=afterok:$a --wrap 'impasto tiles run --job poster --round 2'
 
-`plan` runs the scales before the last one (as a plain run would) and writes the job folder: job.json
-(the tile plan, the run's command line and folder), base.safetensors (the image the tiles start from)
-and tiles/ (finished tiles). `run` optimises the tiles of its shard (--shard I/N, else
-$SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of $SLURM_ARRAY_TASK_COUNT, else $JOB_COMPLETION_INDEX of
---shard-count or $IMPASTO_SHARD_COUNT, else all) or the --index tiles; a tile already in tiles/ is
-skipped, so reruns only do what is missing. The tiles run in --tile-rounds rounds (2 by default), coupled
-through the whole picture's style: a round starts once every tile of the one before is finished, and
-`run` goes on from round to round as far as the finished tiles allow (--round R: that round only).
-`stitch` blends the last round's tiles into the plan's -o image. The result is the same, pixel for
-pixel, as the same command line run in one process.";
+`plan` runs the scales before the last one (as a plain run would) and writes the job folder:
+job.json (the tile plan, the run's command line and folder), base.safetensors (the image the
+tiles start from) and tiles/ (finished tiles). `run` optimises the tiles of its shard (--shard
+I/N, else $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of $SLURM_ARRAY_TASK_COUNT, else
+$JOB_COMPLETION_INDEX of --shard-count or $IMPASTO_SHARD_COUNT, else all) or the --index tiles;
+a tile already in tiles/ is skipped, so reruns only do what is missing. The tiles run in
+--tile-rounds rounds (2 by default), coupled through the whole picture's style: a round starts
+once every tile of the one before is finished, and `run` goes on from round to round as far as
+the finished tiles allow (--round R: that round only). `stitch` blends the last round's tiles
+into the plan's -o image. The result is the same, pixel for pixel, as the same command line run
+in one process.";
 
 /// `impasto tiles`.
 #[derive(Debug, Args)]
