@@ -209,12 +209,24 @@ impl TileJob {
 
     /// The image round `round` (0-based) starts from, at the scale: the job's base resized, then each
     /// round before blended over the image it started from (as the in-process loop does, so to the
-    /// same bits); with `round` = `rounds`, the finished image. Every tile of those rounds is needed.
-    fn round_start(&self, base: &Rgb32FImage, store: &TileStore, round: usize) -> Result<Rgb32FImage> {
+    /// same bits); with `round` = `rounds`, the finished image. Every tile of those rounds is needed;
+    /// with `near`, only those reaching into the tiles `near`, and the image is right only there (a
+    /// process taking a few tiles of a large job reads a few tiles of each round before, not all).
+    fn round_start(
+        &self,
+        base: &Rgb32FImage,
+        store: &TileStore,
+        round: usize,
+        near: Option<&[usize]>,
+    ) -> Result<Rgb32FImage> {
         let n = self.plan.len();
+        let which: Vec<usize> = match near {
+            Some(of) => tiles::reaching(&self.plan, of),
+            None => (0..n).collect(),
+        };
         let mut start = crate::pixels::resize(base, self.plan.width, self.plan.height);
         for r in 0..round {
-            start = tiles::stitch(&self.plan, &start, |i| {
+            start = tiles::stitch_some(&self.plan, &start, &which, |i| {
                 store.read(r * n + i, self.plan.rect(i))?.ok_or_else(|| self.unfinished(store, r, i))
             })?;
         }
@@ -398,7 +410,8 @@ pub fn run_tiles(
             announce: true,
         };
         // A round's shift: written by the process that finished the round before (the first by
-        // `plan`), else computed here and written for the others.
+        // `plan`), else computed here from the whole image's start (the tiles' base holds only their
+        // part of it after the first round) and written for the others.
         let shift_of = |ts: &TiledScale, r: usize| -> Result<Option<Vec<Vec<f32>>>> {
             if !ts.coupled {
                 return Ok(None);
@@ -407,7 +420,14 @@ pub fn run_tiles(
             if let Some(shift) = job.read_shift(dir, r, &lens)? {
                 return Ok(Some(shift));
             }
-            let shift = plan.style_shift(ts, &ts.base)?;
+            let whole;
+            let start = if r == 0 {
+                &ts.base
+            } else {
+                whole = job.round_start(base, &store, r, None)?;
+                &whole
+            };
+            let shift = plan.style_shift(ts, start)?;
             job.write_shift(dir, r, &shift)?;
             Ok(Some(shift))
         };
@@ -430,7 +450,7 @@ pub fn run_tiles(
                 }
                 let (ts, carried) = tiled.as_mut().expect("set up above");
                 if r != base_round {
-                    ts.base = job.round_start(base, &store, r)?;
+                    ts.base = job.round_start(base, &store, r, Some(&todo))?;
                     base_round = r;
                 }
                 let shift = shift_of(ts, r).map_err(|e| keep(e, r))?;
@@ -457,10 +477,8 @@ pub fn run_tiles(
                 break;
             }
             // This process finished the round: it writes the next one's shift for the processes
-            // that take its tiles.
-            if let Some((ts, _)) = tiled.as_mut().filter(|(ts, _)| ts.coupled && r + 1 < job.rounds) {
-                ts.base = job.round_start(base, &store, r + 1)?;
-                base_round = r + 1;
+            // that take its tiles (unless one that finished it too already has).
+            if let Some((ts, _)) = tiled.as_ref().filter(|(ts, _)| ts.coupled && r + 1 < job.rounds) {
                 shift_of(ts, r + 1).map_err(|e| keep(e, r + 1))?;
             }
         }
@@ -490,7 +508,7 @@ fn finished_so_far(
     store: &TileStore,
     round: usize,
 ) -> Result<Rgb32FImage> {
-    let start = job.round_start(base, store, round)?;
+    let start = job.round_start(base, store, round, None)?;
     let n = job.plan.len();
     let mut out = start.clone();
     for i in 0..n {
@@ -512,9 +530,52 @@ pub fn stitch_tiles(
     dir: &Path,
 ) -> Result<Rgb32FImage> {
     let store = job.store(dir)?;
-    let mut image = job.round_start(base, &store, job.rounds)?;
+    let mut image = job.round_start(base, &store, job.rounds, None)?;
     if matches!(config.color, ColorMode::PreserveContent | ColorMode::Luminance) {
         image = preserve_colors(&image, content);
     }
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_start_near_some_tiles_reads_only_the_tiles_reaching_them() {
+        // Three tiles in a row: the first and the last do not meet.
+        let plan = TilePlan::new(160, 16, 64, 0).unwrap();
+        assert_eq!(plan.len(), 3);
+        assert_eq!(tiles::reaching(&plan, &[0]), [0, 1]);
+        let job = TileJob {
+            format: FORMAT.into(),
+            fingerprint: "00000000000000ab".into(),
+            scale: 0,
+            plan: plan.clone(),
+            rounds: 3,
+            base_width: 80,
+            base_height: 8,
+            args: Vec::new(),
+            first_shift: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let base = to_image(&(0..3 * 80 * 8).map(|v| (v % 97) as f32 / 97.0).collect::<Vec<_>>(), 80, 8);
+        let store = job.store(dir.path()).unwrap();
+        for g in 0..2 * plan.len() {
+            let rect = plan.rect(g % plan.len());
+            let x: Vec<f32> =
+                (0..3 * rect.pixels()).map(|v| ((v * 7 + g as u64 * 13) % 101) as f32 / 101.0).collect();
+            store.write(g, rect, &x).unwrap();
+        }
+        let whole = job.round_start(&base, &store, 2, None).unwrap();
+        // Without the last tile's files, the image near the first tile is the same, bit for bit.
+        std::fs::remove_file(store.path(2)).unwrap();
+        std::fs::remove_file(store.path(5)).unwrap();
+        let near = job.round_start(&base, &store, 2, Some(&[0])).unwrap();
+        let r = plan.rect(0);
+        let crop =
+            |img: &Rgb32FImage| tiles::crop_planar(img, r).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(crop(&near), crop(&whole));
+        assert!(job.round_start(&base, &store, 2, None).is_err(), "the whole image needs every tile");
+    }
 }

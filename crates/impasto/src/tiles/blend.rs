@@ -64,14 +64,35 @@ pub fn blend_tile(out: &mut Rgb32FImage, base: &Rgb32FImage, plan: &TilePlan, i:
 pub fn stitch<E>(
     plan: &TilePlan,
     base: &Rgb32FImage,
+    tile: impl FnMut(usize) -> Result<Vec<f32>, E>,
+) -> Result<Rgb32FImage, E> {
+    let all: Vec<usize> = (0..plan.len()).collect();
+    stitch_some(plan, base, &all, tile)
+}
+
+/// [`stitch`] with only the tiles `which` (in increasing order): the same bits as the whole stitch
+/// wherever no other tile reaches, so within the tiles of [`reaching`] `which` is built for.
+pub(crate) fn stitch_some<E>(
+    plan: &TilePlan,
+    base: &Rgb32FImage,
+    which: &[usize],
     mut tile: impl FnMut(usize) -> Result<Vec<f32>, E>,
 ) -> Result<Rgb32FImage, E> {
     let mut out = base.clone();
-    for i in 0..plan.len() {
+    for &i in which {
         blend_tile(&mut out, base, plan, i, &tile(i)?);
     }
     finish(&mut out);
     Ok(out)
+}
+
+/// The tiles of `plan` that overlap any of the tiles `of`, in order (those among them included): a
+/// pixel of `of`'s rectangles takes its blend from these alone.
+pub(crate) fn reaching(plan: &TilePlan, of: &[usize]) -> Vec<usize> {
+    let meets = |a: Rect, b: Rect| {
+        a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+    };
+    (0..plan.len()).filter(|&j| of.iter().any(|&i| meets(plan.rect(i), plan.rect(j)))).collect()
 }
 
 /// Clamps a blended image to 0..1 (blending in f32 can leave it a rounding error outside).

@@ -13,7 +13,7 @@ mod store;
 
 pub use crate::run::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
-pub(crate) use blend::{crop_plane, finish};
+pub(crate) use blend::{crop_plane, finish, reaching, stitch_some};
 pub use gpu::{GpuLimits, estimate_gpu_peak, gpu_weight_bytes};
 pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
 pub(crate) use gram::tiled_grams;
