@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue #11 as one command on a lent GPU machine (BENCHMARKS.md, "GPU
+# (wgpu/Vulkan) on an NVIDIA H200"): impasto's iteration beside PyTorch CUDA's (TF32 off and on), a
+# per-kernel breakdown, VGG-19 at 2048² with peak GPU memory, and the default 512 px run end to end.
+#
+# Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR
+#   IMPASTO          a stripped release binary built on the developer machine
+#   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
+#   OUT_DIR          where the logs go (the device tool's $OUT)
+# Each step has its own time limit, so that a slow step cannot take the rest with it; all of them
+# together stay under about 8 minutes. The machine needs a Vulkan loader (libvulkan1) and its
+# driver's Vulkan ICD, PyTorch with CUDA and safetensors.
+set -u
+bin=$1 bench=$2 out=$3
+# The adapter: the first hardware GPU (gpu:N picks another, or a software one to try the script).
+dev=${IMPASTO_MEASURE_DEVICE:-gpu}
+mkdir -p "$out"
+step() { # name seconds command...
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name" | tee -a "$out/steps.txt"
+    /usr/bin/time -v -o "$out/$name.time" timeout "$limit" "$@" >"$out/$name.out" 2>"$out/$name.err"
+    echo "rc=$?" | tee -a "$out/steps.txt"
+}
+# Samples the GPU's used memory every 50 ms while a command runs (context included).
+sampled() { # name seconds command...
+    local name=$1
+    if ! command -v nvidia-smi >/dev/null; then
+        step "$@"
+        return
+    fi
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 >"$out/$name.mem" &
+    local smi=$!
+    step "$@"
+    kill "$smi"
+    sort -n "$out/$name.mem" | tail -1 | sed 's/$/ MiB peak/' | tee -a "$out/steps.txt"
+}
+
+date -u >"$out/date.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
+step devices 30 "$bin" devices
+
+# PyTorch's VGG-16 timing needs a weights file of the right shapes; the values do not change it.
+work=$(mktemp -d)
+mkdir -p "$work/bench" "$work/models"
+cp "$bench/torch_vgg_iter.py" "$work/bench/"
+python3 - "$work/models/vgg16-conv-imagenet.safetensors" <<'PY'
+import sys, torch
+from safetensors.torch import save_file
+cfg, idx, cin, t = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512], [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24], 3, {}
+for c, i in zip(cfg, idx):
+    t[f'features.{i}.weight'] = torch.randn(c, cin, 3, 3) * 0.05
+    t[f'features.{i}.bias'] = torch.zeros(c)
+    cin = c
+save_file(t, sys.argv[1])
+PY
+torch=(python3 "$work/bench/torch_vgg_iter.py" --device cuda)
+
+step impasto_vgg16_512 150 "$bin" bench --device "$dev" --sizes 512 --model vgg16 --reps 5 --warmup 2 --layers --json
+step torch_vgg16_tf32off 120 "${torch[@]}" --tf32 off --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
+step torch_vgg16_tf32on 120 "${torch[@]}" --tf32 on --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
+step torch_vgg19_2048_tf32off 90 "${torch[@]}" --tf32 off --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
+step torch_vgg19_2048_tf32on 90 "${torch[@]}" --tf32 on --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
+sampled impasto_vgg19_2048 90 "$bin" bench --device "$dev" --sizes 2048 --model vgg19 --reps 2 --warmup 1 --json
+# The default run end to end (built-in model: the same network and kernels as the full weights).
+sampled e2e_512 120 "$bin" docs/astronaut_starry.png docs/chelsea_scream.png -o "$out/e2e.png" --device "$dev" --size 512 --weights builtin
+rm -rf "$work"
