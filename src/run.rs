@@ -4,7 +4,7 @@
 //! time limit or its loss becomes non-finite. Weights found nowhere are downloaded once the images
 //! have been read, so a mistyped file name never costs a download.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
@@ -167,13 +167,15 @@ fn load_and_stylize(
     inputs: Option<Inputs>,
     progress: &mut Progress,
 ) -> Result<Option<Finished>> {
-    let inputs = match inputs {
+    let mut inputs = match inputs {
         Some(inputs) => inputs,
         None => {
             progress.stage("loading images");
             inputs::load(s)?
         }
     };
+    let scratch = Scratch::beside(&s.output);
+    inputs.config.scratch = Some(scratch.0.clone());
     let config = &inputs.config;
     progress.stage("loading weights");
     let net = match weights {
@@ -199,6 +201,26 @@ fn load_and_stylize(
     let seconds = start.elapsed().as_secs_f64();
     let size = impasto::output_size(inputs.content.dimensions(), config);
     Ok(Some(Finished { result, save, seconds, size }))
+}
+
+/// The run's scratch folder beside its output (`.out.png.impasto-scratch`: the L-BFGS pairs a tiled
+/// run without a checkpoint carries between rounds where memory has no room), emptied of any earlier
+/// run's files first and removed with everything in it when the run is over, however it ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn beside(output: &Path) -> Scratch {
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = output.with_file_name(format!(".{name}.impasto-scratch"));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// On a non-finite loss, writes the last good image the error carries and says so in the message.
@@ -233,4 +255,27 @@ fn summary(s: &Settings, out: &Stylized, seconds: f64) -> String {
         StopReason::Finished | StopReason::Cancelled => {}
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_folder_starts_empty_and_is_gone_after_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.png");
+        let folder = dir.path().join(".out.png.impasto-scratch");
+        // An earlier run's files (killed before it could remove them) are not read as this run's.
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("tile-00000.pairs.safetensors"), b"old").unwrap();
+        let scratch = Scratch::beside(&out);
+        assert_eq!(scratch.0, folder);
+        assert!(!folder.exists());
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("tile-00001.pairs.safetensors"), b"new").unwrap();
+        drop(scratch);
+        assert!(!folder.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

@@ -345,6 +345,8 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         checkpoint: args.checkpoint,
         checkpoint_every: args.checkpoint_every,
         resume: resolve_resume(args.resume)?,
+        // Set for the run itself (`run::run_settings`), beside the output.
+        scratch: None,
         // Loaded with the images.
         mask: None,
         style_masks: None,

@@ -112,6 +112,11 @@ pub struct StyleConfig {
     /// The scale the checkpoint is in goes on to its count under this config, so more iterations
     /// continue a stopped or finished run for longer.
     pub resume: Option<std::path::PathBuf>,
+    /// A folder for files that only speed this run up and that no checkpoint keeps: the L-BFGS pairs
+    /// a tiled scale's tiles carry from one coupled round into the next, where `max_memory` leaves
+    /// no room for them in memory and there is no checkpoint folder. Created when needed; the caller
+    /// removes it after the run. `None`: such pairs are dropped (the rounds restart L-BFGS).
+    pub scratch: Option<std::path::PathBuf>,
     /// Where the content gets stylised (white = fully, black = kept as the content; any size, it is
     /// resized to the output at every scale).
     pub mask: Option<crate::AlphaPlane>,
@@ -173,6 +178,7 @@ impl Default for StyleConfig {
             checkpoint: None,
             checkpoint_every: 0,
             resume: None,
+            scratch: None,
             mask: None,
             style_masks: None,
             device: crate::Device::Cpu,
@@ -360,6 +366,7 @@ impl StyleConfig {
         c.checkpoint = None;
         c.checkpoint_every = 0;
         c.resume = None;
+        c.scratch = None;
         c.device = crate::Device::Cpu;
         c.gpu_faults = crate::GpuFaults::default();
         // Whether and how a scale is tiled is decided per scale, and the run adds that to its

@@ -4,7 +4,9 @@
 //! steepest-descent steps of a fresh L-BFGS (at 2048 px, 2 rounds: +5.8 % over the untiled loss
 //! without the pairs, +1.3 % with them; BENCHMARKS.md). The pairs are kept on the host as far as
 //! the memory budget leaves room, and with checkpoints also beside them (only there when the budget
-//! leaves no room), so that a resumed run carries them as the uninterrupted one does.
+//! leaves no room), so that a resumed run carries them as the uninterrupted one does. Without a
+//! checkpoint and without room, in the run's scratch folder if it has one (a failed write there only
+//! drops the pairs).
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,8 @@ impl Plan<'_> {
     /// What the tiles of `ts` carry from one round into the next: their pairs of every round but
     /// the last (at most the history); nothing with one round or with Adam. They are kept in memory
     /// where the budget (`max_memory`) has room for them beyond the tiled scale's own peak, else
-    /// only on disk beside the checkpoint (`on_disk`: the run has one), else as many as fit.
+    /// only on disk beside the checkpoint (`store`: the run has one), else only in `config.scratch`,
+    /// else as many as fit.
     pub(super) fn carried(&self, ts: &TiledScale, store: Option<TileStore>, fingerprint: u64) -> Carried {
         let key = Key { fingerprint, scale: ts.k };
         let new = |keep, history, on_disk| Carried {
@@ -29,6 +32,7 @@ impl Plan<'_> {
             history,
             on_disk,
             store: store.clone(),
+            scratch: false,
             key,
         };
         let Optimizer::Lbfgs { history } = self.config.optimizer else { return new(0, 0, false) };
@@ -42,10 +46,15 @@ impl Plan<'_> {
         // A pair of every tile: s and y, 3 channels of f32.
         let pair: u64 = ts.plan.rects().map(|r| 2 * 3 * 4 * r.pixels()).sum();
         let fit = usize::try_from(budget.saturating_sub(peak) / pair.max(1)).unwrap_or(usize::MAX);
-        match (fit >= most, store.is_some()) {
-            (true, _) => new(most, history, false),
-            (false, true) => new(most, history, true),
-            (false, false) => new(fit, history, false),
+        match (fit >= most, store.is_some(), &self.config.scratch) {
+            (true, ..) => new(most, history, false),
+            (false, true, _) => new(most, history, true),
+            (false, false, Some(dir)) => Carried {
+                store: Some(TileStore::new(dir, fingerprint, ts.k)),
+                scratch: true,
+                ..new(most, history, true)
+            },
+            (false, false, None) => new(fit, history, false),
         }
     }
 }
@@ -61,8 +70,12 @@ pub(super) struct Carried {
     history: usize,
     /// Kept only in their files beside the checkpoint (no room in memory), read back when used.
     on_disk: bool,
-    /// The checkpoint's folder of finished tiles, where the pairs' files go too.
+    /// The checkpoint's folder of finished tiles, where the pairs' files go too (or the scratch
+    /// folder).
     store: Option<TileStore>,
+    /// `store` is the run's scratch folder: the pairs' files help this run only, so one that cannot
+    /// be written or read back is dropped (the tile starts its next round afresh), not an error.
+    scratch: bool,
     key: Key,
 }
 
@@ -171,7 +184,13 @@ impl Carried {
         if !self.on_disk {
             self.slots[i] = Some(state.opt);
         }
-        written
+        match written {
+            Err(_) if self.scratch => {
+                let _ = std::fs::remove_file(path);
+                Ok(())
+            }
+            w => w,
+        }
     }
 
     /// Reads tile `i`'s carried optimiser back from `path` (written by [`Carried::save`]); a missing
@@ -188,6 +207,7 @@ impl Carried {
         };
         let state = match checkpoint::read(path, lbfgs_history_for(self.history, values), 0.0, 0.0) {
             Ok(s) => s,
+            Err(_) if self.scratch => return Ok(()),
             Err(Error::Checkpoint { reason, .. }) => return Err(bad(reason)),
             Err(e) => return Err(e),
         };
@@ -195,6 +215,9 @@ impl Carried {
             || state.scale != self.key.scale
             || (state.width, state.height) != (rect.width, rect.height)
         {
+            if self.scratch {
+                return Ok(());
+            }
             return Err(bad("it belongs to another run (other settings, images or tile plan)".into()));
         }
         self.slots[i] = Some(state.opt);

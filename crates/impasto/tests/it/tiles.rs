@@ -173,6 +173,18 @@ fn a_tiled_run_scores_close_to_the_untiled_run() {
     };
     let out = impasto::stylize(&net, &on_disk, &content, style, &mut NoObserver).unwrap();
     assert!(bits(&out.image) == outputs[2], "pairs carried on disk give the pixels of those in memory");
+    // Without a checkpoint, in the run's scratch folder: the same pixels, and no file left there.
+    let scratch = dir.path().join("scratch");
+    let in_scratch = StyleConfig { checkpoint: None, scratch: Some(scratch.clone()), ..on_disk.clone() };
+    let out = impasto::stylize(&net, &in_scratch, &content, style, &mut NoObserver).unwrap();
+    assert!(bits(&out.image) == outputs[2], "pairs carried in the scratch folder give the same pixels");
+    assert!(pair_files(&scratch).is_empty(), "{:?}", pair_files(&scratch));
+    // A scratch folder that cannot be made (a file in its place) only drops the pairs.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"a file").unwrap();
+    let no_scratch = StyleConfig { scratch: Some(blocked), ..in_scratch };
+    let out = impasto::stylize(&net, &no_scratch, &content, style, &mut NoObserver).unwrap();
+    assert!(bits(&out.image) == outputs[1], "an unwritable scratch folder runs as without pairs");
 }
 
 #[test]
