@@ -1,14 +1,14 @@
 //! Masked tiles coupled like unmasked ones: the whole image's masked Grams computed in tiles equal
 //! the ones of a single pass and of the masked features themselves (a content mask, two style masks,
-//! a region empty in some tiles, a region empty everywhere), masked tiled runs take the coupled
+//! a region empty in some tiles, a region empty everywhere), on the CPU and the GPU, masked tiled runs take the coupled
 //! rounds in process and in tile jobs (stitched to the same pixels), score closer to the untiled
 //! run than uncoupled tiles, and one tile is still the untiled run.
 
 use impasto::image::{Luma, Rgb32FImage};
 use impasto::tiles::{self, TileJob};
-use impasto::{AlphaPlane, Device, NoObserver, Pooling, StyleConfig, Vgg};
+use impasto::{AlphaPlane, Arch, Device, NoObserver, Pooling, StyleConfig, Vgg};
 
-use crate::common::{run_net, shared_image_or_pattern};
+use crate::common::{random_vgg, run_net, shared_image_or_pattern};
 
 fn bits(img: &Rgb32FImage) -> Vec<u32> {
     img.as_raw().iter().map(|v| v.to_bits()).collect()
@@ -123,6 +123,26 @@ fn masked_tiled_grams_equal_the_whole_image_masked_grams() {
     let wrong = plane(92, 77, |_, _| 1.0);
     let err = impasto::masked_grams_on(&net, Device::Cpu, &img, &names, &[wrong], None).unwrap_err();
     assert!(err.to_string().contains("a 92x77 mask for a 93x77 image"), "{err}");
+}
+
+/// On a GPU the masked Grams (the masked features into its cropped-Gram kernel) are the CPU's, in one
+/// pass and in tiles with the halo, empty regions included; a small random network to relu3_1 (two
+/// poolings) keeps it fast on a software adapter.
+#[test]
+fn masked_tiled_grams_on_the_gpu_match_the_cpu() {
+    let gpu = crate::gpu::device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 5, 13);
+    let names = ["relu1_1", "relu2_1", "relu3_1"];
+    let img = impasto::resize(&shared_image_or_pattern("the_scream.jpg", 96), 61, 45);
+    for (what, masks) in mask_sets(61, 45) {
+        for tile in [None, Some(32)] {
+            let cpu = impasto::masked_grams_on(&net, Device::Cpu, &img, &names, &masks, tile).unwrap();
+            let on_gpu = impasto::masked_grams_on(&net, gpu, &img, &names, &masks, tile).unwrap();
+            let e = worst(&on_gpu, &cpu);
+            eprintln!("{what}, tile {tile:?}: GPU against CPU {e:.2e} (worst term)");
+            assert!(e < 1e-5, "{what}, tile {tile:?}: {e}");
+        }
+    }
 }
 
 fn inputs() -> (Rgb32FImage, Vec<Rgb32FImage>) {
@@ -258,4 +278,28 @@ fn coupled_masked_tiles_score_closer_to_the_untiled_run() {
         );
     }
     assert!(change[1] < 0.5 * change[0], "coupled {:+.3} vs uncoupled {:+.3}", change[1], change[0]);
+}
+
+/// A masked tiled run on a GPU (a small random network) takes the coupled rounds and ends within
+/// 1 % of the CPU's losses.
+#[test]
+fn masked_coupled_tiles_on_the_gpu_end_within_one_percent_of_the_cpu() {
+    let gpu = crate::gpu::device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 17);
+    let (content, styles) = inputs();
+    let config = |device| StyleConfig {
+        content_layers: vec!["relu2_1".into()],
+        tv_weight: 1e3,
+        iterations: 6,
+        scale_iterations: Some(6),
+        device,
+        ..masked(&["relu1_1".to_string(), "relu1_2".to_string(), "relu2_1".to_string()])
+    };
+    let cpu = impasto::stylize(&net, &config(Device::Cpu), &content, &styles, &mut NoObserver).unwrap();
+    let mut seen = Count::default();
+    let on_gpu = impasto::stylize(&net, &config(gpu), &content, &styles, &mut seen).unwrap();
+    assert_eq!(seen.0, 4 * tiles::TILE_ROUNDS);
+    eprintln!("masked tiles: cpu {:?}\n              gpu {:?}", cpu.losses, on_gpu.losses);
+    let (x, y) = (on_gpu.losses.total(), cpu.losses.total());
+    assert!((x - y).abs() / y < 0.01, "gpu {x} vs cpu {y}");
 }
