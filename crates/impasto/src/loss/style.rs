@@ -15,7 +15,7 @@ pub fn gram_matrix(f: &[f32], c: usize, n: usize) -> Vec<f32> {
 /// 1e-6), whose term is zero.
 pub(crate) fn masked_gram_norm(c: usize, m: &[f32]) -> Option<f64> {
     let area: f64 = m.iter().map(|&v| f64::from(v)).sum();
-    (area > 1e-6).then(|| c as f64 * area)
+    (area > 1e-6).then_some(c as f64 * area)
 }
 
 /// A region mask of `h`×`w` pixels (one plane) on the grid of a layer after `pools` 2×2 poolings:
