@@ -312,6 +312,9 @@ impl GpuNet {
     /// Gram matrices `F_r·F_rᵀ` (not normalised) of `rgb` at `layers`, `F_r` each layer's features
     /// inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid: the interior Grams
     /// of a style image computed in tiles with a halo, on the device (only the Grams are read back).
+    /// With a `masks[i]` (one value per position of the layer's grid) each feature is multiplied by
+    /// its position's value first, `(F∘m)_r·(F∘m)_rᵀ`: a region's masked Gram (a layer may then come
+    /// more than once, one rectangle and mask per region).
     pub fn cropped_grams_at(
         &self,
         rgb: &[f32],
@@ -319,23 +322,50 @@ impl GpuNet {
         w: usize,
         layers: &[usize],
         crops: &[(usize, usize, usize, usize)],
+        masks: &[Option<&[f32]>],
     ) -> Result<Vec<Vec<f32>>> {
         let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
         self.check_layer(last)?;
-        if rgb.len() != 3 * h * w || crops.len() != layers.len() {
+        if rgb.len() != 3 * h * w || crops.len() != layers.len() || masks.len() != layers.len() {
             return Err(GpuError::Shape {
                 op: "cropped_grams_at",
                 reason: format!(
-                    "{} values for 3×{h}×{w}, {} rectangles for {} layers",
+                    "{} values for 3×{h}×{w}, {} rectangles and {} masks for {} layers",
                     rgb.len(),
                     crops.len(),
+                    masks.len(),
                     layers.len()
                 ),
             });
         }
+        // One buffer of masked features per layer, reused by its regions (they run in order).
+        let mut masked: Vec<(usize, Blocks)> = Vec::new();
         self.grams_with(rgb, h, w, layers, |prog, fwd, i, l, g| {
-            let ((c, _, lw), (x, y, cw, ch)) = (fwd.shape[l], crops[i]);
-            record_crop_gram(&self.gpu, prog, fwd.out(l), (lw, x, y, cw, ch), 1.0, gram_slices(c, cw * ch), g)
+            let ((c, lh, lw), (x, y, cw, ch)) = (fwd.shape[l], crops[i]);
+            let n = lh * lw;
+            let f = fwd.out(l);
+            let source = match masks[i] {
+                None => f,
+                Some(m) => {
+                    if m.len() != n {
+                        return Err(GpuError::Shape {
+                            op: "cropped_grams_at",
+                            reason: format!("layer {l}: a mask of {} values, expected {lh}×{lw}", m.len()),
+                        });
+                    }
+                    if !masked.iter().any(|(k, _)| *k == l) {
+                        masked.push((l, self.gpu.blocks("masked features", c, n)?));
+                    }
+                    let fm = &masked.iter().find(|(k, _)| *k == l).expect("pushed above").1;
+                    let mb = self.gpu.upload("region mask", m)?;
+                    let p = OpParams { w: n, ..Default::default() };
+                    record_each(&self.gpu, prog, "mul_planes", f, p, |b| {
+                        vec![(1, &f.bufs[b]), (2, &fm.bufs[b]), (3, &mb)]
+                    })?;
+                    fm
+                }
+            };
+            record_crop_gram(&self.gpu, prog, source, (lw, x, y, cw, ch), 1.0, gram_slices(c, cw * ch), g)
                 .map(drop)
         })
     }

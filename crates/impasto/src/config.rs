@@ -144,8 +144,8 @@ pub struct StyleConfig {
     /// Rounds over the tiles of a tiled scale, coupled through the whole image's style: each tile's
     /// iterations are spread over the rounds (no more rounds than a tile has iterations), and in each
     /// round the tiles are held to the style together (see the `coupling` module). 0: each tile is
-    /// held to the style's Grams on its own, in one round. Without masks only (with them, tiles are
-    /// not coupled). Tile jobs take the same rounds, one after the other.
+    /// held to the style's Grams on its own, in one round. With masks, each region's masked Grams
+    /// are coupled the same way. Tile jobs take the same rounds, one after the other.
     pub tile_rounds: usize,
 }
 

@@ -2,8 +2,9 @@
 //! `max_storage_binding` (a few KiB) takes on small images the paths that a 2048 px run needs on a
 //! real GPU. Every kernel against the unsplit device (the same bits where the sums keep their order)
 //! and the CPU naive twin; the network and the whole objective (content, Gram style with and without
-//! a mask, TV, pixel mask, gradient) against the unsplit device; the PyTorch fixtures split; and the
-//! one-line error when a single channel does not fit.
+//! a mask, TV, pixel mask, gradient) against the unsplit device; masked cropped Grams split and
+//! unsplit against the naive ones; the PyTorch fixtures split; and the one-line error when a single
+//! channel does not fit.
 
 use std::sync::{Arc, OnceLock};
 
@@ -234,4 +235,52 @@ fn a_split_network_and_objective_match_the_unsplit_device() {
         (la2.content - 2.0 * la.content).abs() / la2.content < 1e-5
             && (la2.tv - lb2.tv).abs() / lb2.tv < 1e-5
     );
+}
+
+/// The masked cropped Grams of the network's layers (a layer twice, with two region masks; one
+/// without a mask) at odd rectangles, split into channel groups and not: the naive Gram of the
+/// masked features' crop, and one line for a mask of the wrong size.
+#[test]
+fn masked_cropped_grams_match_naive_split_and_unsplit() {
+    let (w, h) = (37, 29);
+    let split = net(capped(8192));
+    let whole = net(gpu());
+    let mut rng = Lcg(26);
+    let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
+    let layers = [1, 1, 3, 6];
+    let outs = whole.outputs_at(&px, h, w, &layers).unwrap();
+    let masks: Vec<Option<Vec<f32>>> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, (_, lh, lw)))| {
+            (i != 2).then(|| {
+                (0..lh * lw).map(|j| if (j % lw < lw / 2) == (i == 0) { 1.0 } else { 0.3 }).collect()
+            })
+        })
+        .collect();
+    let crops = [(3, 2, 30, 25), (0, 0, 37, 29), (1, 1, 15, 11), (2, 0, 6, 7)];
+    let m: Vec<Option<&[f32]>> = masks.iter().map(Option::as_deref).collect();
+    let a = split.cropped_grams_at(&px, h, w, &layers, &crops, &m).unwrap();
+    let b = whole.cropped_grams_at(&px, h, w, &layers, &crops, &m).unwrap();
+    for (i, ((f, (c, lh, lw)), (x, y, cw, ch))) in outs.iter().zip(crops).enumerate() {
+        let inner: Vec<f32> = f
+            .chunks_exact(lh * lw)
+            .flat_map(|p| {
+                let m = &masks[i];
+                (y..y + ch).flat_map(move |row| {
+                    (x..x + cw)
+                        .map(move |col| p[row * lw + col] * m.as_ref().map_or(1.0, |m| m[row * lw + col]))
+                })
+            })
+            .collect();
+        let mut want = vec![0.0; c * c];
+        naive::gram(&inner, *c, cw * ch, 1.0, &mut want);
+        for (what, got) in [("split", &a[i]), ("unsplit", &b[i])] {
+            let e = rel_err(got, &want);
+            assert!(e < 2e-5, "{what} masked cropped Gram {i} (layer {}): {e:e}", layers[i]);
+        }
+    }
+    let short = [Some(&[1.0f32; 5][..])];
+    let err = whole.cropped_grams_at(&px, h, w, &[1], &[(0, 0, 3, 3)], &short).unwrap_err().to_string();
+    assert!(!err.contains('\n') && err.contains("a mask of 5 values, expected 29×37"), "{err}");
 }

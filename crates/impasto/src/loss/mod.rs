@@ -10,8 +10,9 @@ mod temporal;
 mod tv;
 
 pub use style::gram_matrix;
+pub(crate) use style::{layer_mask, masked_gram_norm};
 pub(crate) use targets::TargetNet;
-pub use targets::{features_on, grams_on};
+pub use targets::{features_on, grams_on, masked_grams_on};
 pub use temporal::Temporal;
 pub(crate) use temporal::TemporalTarget;
 

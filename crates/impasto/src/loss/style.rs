@@ -10,6 +10,26 @@ pub fn gram_matrix(f: &[f32], c: usize, n: usize) -> Vec<f32> {
     g
 }
 
+/// The normaliser `C·Σm` of the masked Gram `G = (F∘m)(F∘m)ᵀ / (C·Σm)` of `c` channels under the
+/// region mask `m` (one value per position of the layer); `None` for an empty region (`Σm` at most
+/// 1e-6), whose term is zero.
+pub(crate) fn masked_gram_norm(c: usize, m: &[f32]) -> Option<f64> {
+    let area: f64 = m.iter().map(|&v| f64::from(v)).sum();
+    (area > 1e-6).then_some(c as f64 * area)
+}
+
+/// A region mask of `h`×`w` pixels (one plane) on the grid of a layer after `pools` 2×2 poolings:
+/// averaged over each pooling window, as the features are pooled.
+pub(crate) fn layer_mask(m: &[f32], h: usize, w: usize, pools: u32) -> Vec<f32> {
+    let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
+    for _ in 0..pools {
+        let mut out = vec![0.0; (mh / 2) * (mw / 2)];
+        k::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
+        (mh, mw, v) = (mh / 2, mw / 2, out);
+    }
+    v
+}
+
 /// Returns `weight · mean((G(f) - target)²)` and adds its gradient with respect to `f` into `grad`.
 ///
 /// With a `mask` (one value per pixel, at this layer's resolution) the Gram matrix is that of the
@@ -25,13 +45,10 @@ pub(crate) fn style_loss(
     grad: &mut [f32],
 ) -> f64 {
     if let Some(m) = mask {
-        let area: f64 = m.iter().map(|&v| v as f64).sum();
-        if area <= 1e-6 {
-            return 0.0;
-        }
+        let Some(norm) = masked_gram_norm(c, m) else { return 0.0 };
         let fm: Vec<f32> = f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b)).collect();
         let mut gm = vec![0.0f32; f.len()];
-        let loss = style_loss_scaled(&fm, c, n, (c as f64 * area) as f32, target, weight, &mut gm);
+        let loss = style_loss_scaled(&fm, c, n, norm as f32, target, weight, &mut gm);
         for (row_g, row_gm) in grad.chunks_exact_mut(n).zip(gm.chunks_exact(n)) {
             for ((gv, &d), &mv) in row_g.iter_mut().zip(row_gm).zip(m) {
                 *gv += d * mv;

@@ -50,8 +50,10 @@ impl TargetNet<'_> {
     }
 
     /// Gram matrices `F_r·F_rᵀ` (not normalised) of `pixels` at the given layers, `F_r` each layer's
-    /// features inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid: on the
-    /// GPU with its cropped-Gram kernel (only the Grams come back), on the CPU from the layer outputs.
+    /// features inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid, with a
+    /// `masks[i]` (one value per position of the layer's whole grid) each feature multiplied by its
+    /// position's value first: `(F∘m)_r·(F∘m)_rᵀ`. On the GPU with its cropped-Gram kernel (only the
+    /// Grams come back), on the CPU from the layer outputs.
     pub(crate) fn cropped_grams_at(
         &self,
         pixels: &[f32],
@@ -59,24 +61,48 @@ impl TargetNet<'_> {
         w: usize,
         layers: &[usize],
         crops: &[(usize, usize, usize, usize)],
+        masks: &[Option<&[f32]>],
     ) -> Result<Vec<Vec<f32>>> {
         #[cfg(feature = "gpu")]
         if let Some(g) = self.gpu {
-            return g.net.cropped_grams_at(pixels, h, w, layers, crops).map_err(gpu_error);
+            return g.net.cropped_grams_at(pixels, h, w, layers, crops, masks).map_err(gpu_error);
         }
-        let outs = outputs_at(self.net, pixels, h, w, layers);
-        Ok(outs
-            .into_iter()
+        let mut unique = layers.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let outs = outputs_at(self.net, pixels, h, w, &unique);
+        let at = |l: &usize| &outs[unique.binary_search(l).unwrap_or_default()];
+        let fits = |(l, m): (&usize, &Option<&[f32]>)| m.is_none_or(|m| m.len() == at(l).1.1 * at(l).1.2);
+        if crops.len() != layers.len() || masks.len() != layers.len() || !layers.iter().zip(masks).all(fits) {
+            return Err(Error::Config {
+                what: "cropped Grams",
+                reason: format!(
+                    "{} rectangles and masks of {:?} values for the layers {layers:?} of a {w}x{h} image",
+                    crops.len(),
+                    masks.iter().map(|m| m.map(<[f32]>::len)).collect::<Vec<_>>(),
+                ),
+            });
+        }
+        Ok(layers
+            .iter()
             .zip(crops)
-            .map(|((f, (c, lh, lw)), &(x, y, cw, ch))| {
+            .zip(masks)
+            .map(|((l, &(x, y, cw, ch)), mask)| {
+                let (f, (c, lh, lw)) = at(l);
                 let mut inner = Vec::with_capacity(c * cw * ch);
                 for plane in f.chunks_exact(lh * lw) {
                     for row in y..y + ch {
-                        inner.extend_from_slice(&plane[row * lw + x..row * lw + x + cw]);
+                        let span = row * lw + x..row * lw + x + cw;
+                        match mask {
+                            None => inner.extend_from_slice(&plane[span]),
+                            Some(m) => {
+                                inner.extend(plane[span.clone()].iter().zip(&m[span]).map(|(a, b)| a * b))
+                            }
+                        }
                     }
                 }
                 let mut g = vec![0.0f32; c * c];
-                impasto_kernels::gram(&inner, c, cw * ch, 1.0, &mut g);
+                impasto_kernels::gram(&inner, *c, cw * ch, 1.0, &mut g);
                 g
             })
             .collect())
@@ -141,6 +167,39 @@ pub fn grams_on(
             let px = crate::pixels::to_planar(img);
             t.grams_at(&px, img.height() as usize, img.width() as usize, &idx)
         }
+    })
+}
+
+/// Masked Gram matrices `(F∘m)(F∘m)ᵀ/(C·Σm)` of `img` (RGB 0..1), as a masked style term has them,
+/// for each region mask in `masks` (one value per pixel of `img`, averaged onto each layer's grid)
+/// and named layer, region-major (`r·layers.len() + l`), computed on `device` as a coupled tiled
+/// run computes the whole image's: in one pass, or with `tile` in interior tiles of that side with
+/// [`GRAM_HALO`](crate::tiles::GRAM_HALO) pixels of context. `None` for a region empty at a layer.
+pub fn masked_grams_on(
+    net: &Vgg,
+    device: Device,
+    img: &Rgb32FImage,
+    layers: &[&str],
+    masks: &[crate::AlphaPlane],
+    tile: Option<u32>,
+) -> Result<Vec<Option<Vec<f32>>>> {
+    if let Some(m) = masks.iter().find(|m| m.dimensions() != img.dimensions()) {
+        return Err(Error::Config {
+            what: "region mask",
+            reason: format!(
+                "a {}x{} mask for a {}x{} image",
+                m.width(),
+                m.height(),
+                img.width(),
+                img.height()
+            ),
+        });
+    }
+    let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
+    let planes: Vec<Vec<f32>> = masks.iter().map(|m| m.as_raw().clone()).collect();
+    let tile = tile.unwrap_or(u32::MAX);
+    on_device(net, device, |t| {
+        crate::tiles::region_grams(t, img, &idx, Some(&planes), tile, crate::tiles::GRAM_HALO)
     })
 }
 

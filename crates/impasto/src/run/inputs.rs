@@ -5,7 +5,7 @@ use image::Rgb32FImage;
 
 use super::{Plan, check_min_side};
 use crate::error::Result;
-use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget};
+use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget, layer_mask};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -154,36 +154,14 @@ impl<'a> Plan<'a> {
             .collect();
 
         let pixel_mask = inputs.mask.as_ref().map(|m| tiles::crop_plane(m, inputs.width, rect));
-        let layer_mask = |m: &[f32], layer: usize| {
-            let (mut mh, mut mw, mut v) = (h, w, m.to_vec());
-            for _ in 0..net.pools_before(layer) {
-                let mut out = vec![0.0; (mh / 2) * (mw / 2)];
-                impasto_kernels::avg_pool2x2_forward(&v, 1, mh, mw, &mut out);
-                (mh, mw, v) = (mh / 2, mw / 2, out);
-            }
-            v
-        };
-        // Without style masks, one blended target per layer over the whole (content-masked) output;
-        // with them, one target per style and layer, each over its own region.
-        let regions: Vec<Option<Vec<f32>>> = match &inputs.style_masks {
-            None => vec![pixel_mask.clone()],
-            Some(ms) => ms
-                .iter()
-                .map(|m| {
-                    let mut v = tiles::crop_plane(m, inputs.width, rect);
-                    if let Some(cm) = &pixel_mask {
-                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
-                    }
-                    Some(v)
-                })
-                .collect(),
-        };
+        let regions = inputs.regions(rect);
         let nl = self.style_layers.len();
         let style_targets = style
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let mask = regions[i / nl.max(1)].as_ref().map(|m| layer_mask(m, t.layer));
+                let pools = net.pools_before(t.layer + 1);
+                let mask = regions[i / nl.max(1)].as_ref().map(|m| layer_mask(m, h, w, pools));
                 StyleTarget { mask, ..t.clone() }
             })
             .collect();
@@ -223,6 +201,28 @@ pub(super) struct ScaleInputs {
     pub(super) style_masks: Option<Vec<Vec<f32>>>,
     /// Video: the temporal target and its reliability (one plane).
     pub(super) temporal: Option<(Rgb32FImage, Vec<f32>)>,
+}
+
+impl ScaleInputs {
+    /// The style regions on the rectangle `rect` (pixel masks, one plane each): without style masks
+    /// one, the content mask (`None`: everywhere); with them one per style, its mask times the
+    /// content mask. The style terms are region-major: term `r·layers + l` is region `r`'s at layer `l`.
+    pub(super) fn regions(&self, rect: Rect) -> Vec<Option<Vec<f32>>> {
+        let pixel_mask = self.mask.as_ref().map(|m| tiles::crop_plane(m, self.width, rect));
+        match &self.style_masks {
+            None => vec![pixel_mask],
+            Some(ms) => ms
+                .iter()
+                .map(|m| {
+                    let mut v = tiles::crop_plane(m, self.width, rect);
+                    if let Some(cm) = &pixel_mask {
+                        v.iter_mut().zip(cm).for_each(|(a, b)| *a *= b);
+                    }
+                    Some(v)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A mask resized to `width`×`height`, values clamped to 0..1, as one plane.

@@ -8,7 +8,7 @@ use image::Rgb32FImage;
 use super::blend::crop_planar;
 use super::plan::{Rect, TILE_ALIGN};
 use crate::error::Result;
-use crate::loss::TargetNet;
+use crate::loss::{TargetNet, layer_mask, masked_gram_norm};
 use crate::model::Vgg;
 
 /// The halo around each interior tile of a tiled Gram, in pixels: the receptive radius of relu5_1
@@ -29,45 +29,89 @@ pub(crate) fn tiled_grams(
 ) -> Result<Vec<Vec<f32>>> {
     let (w, h) = img.dimensions();
     let tile = (tile / TILE_ALIGN * TILE_ALIGN).max(TILE_ALIGN);
-    let halo = halo.div_ceil(TILE_ALIGN) * TILE_ALIGN;
     if w <= tile && h <= tile {
         let px = crate::pixels::to_planar(img);
         return net.grams_at(&px, h as usize, w as usize, layers);
     }
+    Ok(region_grams(net, img, layers, None, tile, halo)?.into_iter().flatten().collect())
+}
+
+/// The masked Gram matrices `G = (F∘m)(F∘m)ᵀ / (C·Σm)` of `img` (the style terms' rule, see
+/// `loss::style`) for each region mask in `masks` (planes of `img`'s pixels, each averaged onto a
+/// layer's grid as the objective's masks are) and layer in `layers`, region-major (term
+/// `r·layers.len() + l`), computed as [`tiled_grams`] computes unmasked ones: interior tiles of side
+/// `tile` with `halo` pixels of context, each interior's `(F∘m)(F∘m)ᵀ` summed, divided by the whole
+/// image's `C·Σm`. `None` for a region empty at a layer (its term is zero). Without `masks`, one
+/// region: the unmasked Grams. A `tile` no smaller than the image is one pass over the whole.
+pub(crate) fn region_grams(
+    net: TargetNet<'_>,
+    img: &Rgb32FImage,
+    layers: &[usize],
+    masks: Option<&[Vec<f32>]>,
+    tile: u32,
+    halo: u32,
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let (w, h) = img.dimensions();
+    let tile = (tile.min(w.max(h).next_multiple_of(TILE_ALIGN)) / TILE_ALIGN * TILE_ALIGN).max(TILE_ALIGN);
+    let halo = halo.div_ceil(TILE_ALIGN) * TILE_ALIGN;
     let pools: Vec<u32> = layers.iter().map(|&l| net.net.pools_before(l + 1)).collect();
-    let mut sums: Vec<Vec<f64>> = Vec::new();
-    let mut channels = vec![0usize; layers.len()];
+    let grid = |v: u32, p: u32| (v >> p) as usize;
+    // Each region's mask on each layer's grid (region-major), over the whole image.
+    let layer_masks: Option<Vec<Vec<f32>>> = masks.map(|ms| {
+        ms.iter().flat_map(|m| pools.iter().map(|&p| layer_mask(m, h as usize, w as usize, p))).collect()
+    });
+    let regions = masks.map_or(1, <[_]>::len);
+    let terms = regions * layers.len();
+    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); terms];
+    let mut channels = vec![0usize; terms];
     for y0 in (0..h).step_by(tile as usize) {
         for x0 in (0..w).step_by(tile as usize) {
             let (x1, y1) = ((x0 + tile).min(w), (y0 + tile).min(h));
             let (cx0, cy0) = (x0.saturating_sub(halo), y0.saturating_sub(halo));
             let (cx1, cy1) = ((x1 + halo).min(w), (y1 + halo).min(h));
             let crop = Rect { x: cx0, y: cy0, width: cx1 - cx0, height: cy1 - cy0 };
-            let px = crop_planar(img, crop);
             // Each layer's interior on its grid; a tile at the image's end takes the rest of the grid.
-            let (mut wanted, mut rects, mut slots) = (Vec::new(), Vec::new(), Vec::new());
-            for (k, (&l, &p)) in layers.iter().zip(&pools).enumerate() {
-                let s = 1u32 << p;
-                let (lw, lh) = ((crop.width >> p) as usize, (crop.height >> p) as usize);
-                let ix0 = ((x0 - cx0) / s) as usize;
-                let iy0 = ((y0 - cy0) / s) as usize;
-                let ix1 = if x1 == w { lw } else { ((x1 - cx0) / s) as usize };
-                let iy1 = if y1 == h { lh } else { ((y1 - cy0) / s) as usize };
-                if ix1 > ix0 && iy1 > iy0 {
+            // With masks, each region's mask on the crop's grid of each layer.
+            let (mut wanted, mut rects, mut crop_masks, mut slots) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in 0..regions {
+                for (k, (&l, &p)) in layers.iter().zip(&pools).enumerate() {
+                    let s = 1u32 << p;
+                    let (lw, lh) = (grid(crop.width, p), grid(crop.height, p));
+                    let ix0 = ((x0 - cx0) / s) as usize;
+                    let iy0 = ((y0 - cy0) / s) as usize;
+                    let ix1 = if x1 == w { lw } else { ((x1 - cx0) / s) as usize };
+                    let iy1 = if y1 == h { lh } else { ((y1 - cy0) / s) as usize };
+                    if ix1 <= ix0 || iy1 <= iy0 {
+                        continue;
+                    }
+                    let slot = r * layers.len() + k;
                     wanted.push(l);
                     rects.push((ix0, iy0, ix1 - ix0, iy1 - iy0));
-                    slots.push(k);
+                    crop_masks.push(layer_masks.as_ref().map(|ms| {
+                        let (mx, my, mw) = (grid(cx0, p), grid(cy0, p), grid(w, p));
+                        (my..my + lh)
+                            .flat_map(|row| &ms[slot][row * mw + mx..row * mw + mx + lw])
+                            .copied()
+                            .collect::<Vec<f32>>()
+                    }));
+                    slots.push(slot);
                 }
             }
             if wanted.is_empty() {
                 continue;
             }
-            let grams =
-                net.cropped_grams_at(&px, crop.height as usize, crop.width as usize, &wanted, &rects)?;
+            let px = crop_planar(img, crop);
+            let masks: Vec<Option<&[f32]>> = crop_masks.iter().map(Option::as_deref).collect();
+            let grams = net.cropped_grams_at(
+                &px,
+                crop.height as usize,
+                crop.width as usize,
+                &wanted,
+                &rects,
+                &masks,
+            )?;
             for (k, g) in slots.into_iter().zip(grams) {
-                if sums.len() <= k {
-                    sums.resize(layers.len(), Vec::new());
-                }
                 if sums[k].is_empty() {
                     sums[k] = vec![0.0; g.len()];
                     channels[k] = (g.len() as f64).sqrt().round() as usize;
@@ -78,13 +122,15 @@ pub(crate) fn tiled_grams(
     }
     Ok(sums
         .into_iter()
-        .zip(&pools)
         .zip(channels)
-        .map(|((s, &p), c)| {
-            let s_px = 1u32 << p;
-            let positions = f64::from(w / s_px) * f64::from(h / s_px);
-            let norm = c as f64 * positions;
-            s.into_iter().map(|v| (v / norm) as f32).collect()
+        .enumerate()
+        .map(|(k, (s, c))| {
+            let p = pools[k % layers.len()];
+            let norm = match &layer_masks {
+                None => Some(c as f64 * (grid(w, p) as f64 * grid(h, p) as f64)),
+                Some(ms) => masked_gram_norm(c, &ms[k]),
+            };
+            norm.map(|norm| s.into_iter().map(|v| (v / norm) as f32).collect())
         })
         .collect())
 }

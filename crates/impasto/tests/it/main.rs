@@ -18,4 +18,5 @@ mod schedule;
 mod steer;
 mod stylize;
 mod temporal;
+mod tile_masks;
 mod tiles;
