@@ -9,10 +9,7 @@ use impasto::tiles::{self, TileJob};
 use impasto::{AlphaPlane, Arch, Device, NoObserver, Pooling, StyleConfig, Vgg};
 
 use crate::common::{random_vgg, run_net, shared_image_or_pattern};
-
-fn bits(img: &Rgb32FImage) -> Vec<u32> {
-    img.as_raw().iter().map(|v| v.to_bits()).collect()
-}
+use crate::tiles::{bits, inputs, tiled};
 
 fn plane(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> AlphaPlane {
     AlphaPlane::from_fn(w, h, |x, y| Luma([f(x, y)]))
@@ -145,33 +142,18 @@ fn masked_tiled_grams_on_the_gpu_match_the_cpu() {
     }
 }
 
-fn inputs() -> (Rgb32FImage, Vec<Rgb32FImage>) {
-    let content = impasto::resize(&shared_image_or_pattern("chelsea.png", 96), 96, 96);
-    let styles =
-        vec![shared_image_or_pattern("starry_night.jpg", 96), shared_image_or_pattern("the_scream.jpg", 96)];
-    (content, styles)
-}
-
 /// Tiles of at most 80 px overlapping by at least 8 at 96 px (2×2 tiles of 64 px), with a content
 /// mask (the top half) and two style masks: the first only in the leftmost 1/8 (empty in the right
 /// tiles), the second only in the bottom 3/8 (empty everywhere the content mask leaves, once both
 /// are resized to the scale).
 fn masked(layers: &[String]) -> StyleConfig {
     StyleConfig {
-        size: 96,
-        min_size: 48,
-        iterations: 12,
-        scale_iterations: Some(12),
-        style_layers: layers.to_vec(),
-        threads: 2,
-        tile_overlap: 8,
-        tile: Some(80),
         mask: Some(plane(8, 8, |_, y| if y < 4 { 1.0 } else { 0.0 })),
         style_masks: Some(vec![
             plane(8, 8, |x, _| if x < 1 { 1.0 } else { 0.0 }),
             plane(8, 8, |_, y| if y >= 5 { 1.0 } else { 0.0 }),
         ]),
-        ..StyleConfig::default()
+        ..tiled(layers)
     }
 }
 

@@ -13,7 +13,7 @@ use impasto::{AlphaPlane, NoObserver, Observer, Pooling, Step, StyleConfig};
 
 use crate::common::{run_net, shared_image_or_pattern};
 
-fn inputs() -> (Rgb32FImage, Vec<Rgb32FImage>) {
+pub(crate) fn inputs() -> (Rgb32FImage, Vec<Rgb32FImage>) {
     let content = impasto::resize(&shared_image_or_pattern("chelsea.png", 96), 96, 96);
     let styles =
         vec![shared_image_or_pattern("starry_night.jpg", 96), shared_image_or_pattern("the_scream.jpg", 96)];
@@ -33,7 +33,7 @@ fn config(style_layers: &[String]) -> StyleConfig {
     }
 }
 
-fn bits(img: &Rgb32FImage) -> Vec<u32> {
+pub(crate) fn bits(img: &Rgb32FImage) -> Vec<u32> {
     img.as_raw().iter().map(|v| v.to_bits()).collect()
 }
 
@@ -110,7 +110,7 @@ fn one_tile_is_the_untiled_run() {
 
 /// The tiled run's config: tiles of at most 80 px overlapping by at least 8 at the 96 px scale (2×2
 /// tiles of 64 px overlapping by 32).
-fn tiled(layers: &[String]) -> StyleConfig {
+pub(crate) fn tiled(layers: &[String]) -> StyleConfig {
     StyleConfig { tile: Some(80), ..config(layers) }
 }
 
