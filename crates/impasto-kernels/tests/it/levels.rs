@@ -124,3 +124,29 @@ fn sgemm_levels_agree_to_rounding() {
     let below: Vec<_> = levels.iter().filter(|&&l| l != SimdLevel::Avx512).map(|&l| bits(&run(l))).collect();
     assert!(below.windows(2).all(|p| p[0] == p[1]), "levels below AVX-512 differ");
 }
+
+/// What max pooling's tie rule relies on (the first conv before a max pool runs on im2col): two
+/// pixels with bit-identical 3×3 neighbourhoods get bit-identical outputs at every level, wherever
+/// they fall in the image (on a 64×64 photo with flat regions, 770 pool windows tie this way).
+#[test]
+fn im2col_gives_identical_neighbourhoods_identical_outputs_at_every_level() {
+    let mut rng = Rng::new(77);
+    let (c_in, c_out, h, w) = (64, 64, 64, 64);
+    let conv = Conv3x3::new(c_in, c_out, rng.vec(c_out * c_in * 9), rng.vec(c_out));
+    // Flat: every channel constant over the image, so every interior pixel's neighbourhood is the same.
+    let x: Vec<f32> = (0..c_in).flat_map(|_| std::iter::repeat_n(rng.uniform(), h * w)).collect();
+    pool(2).install(|| {
+        crate::common::each_level(|level| {
+            let mut y = vec![0.0; c_out * h * w];
+            conv.forward_with(ConvAlgo::Im2col, &x, h, w, true, &mut y);
+            for (o, plane) in y.chunks_exact(h * w).enumerate() {
+                let first = plane[w + 1];
+                let differ = (1..h - 1)
+                    .flat_map(|i| (1..w - 1).map(move |j| (i, j)))
+                    .filter(|&(i, j)| plane[i * w + j].to_bits() != first.to_bits())
+                    .count();
+                assert_eq!(differ, 0, "{level:?}: channel {o}: {differ} interior pixels differ from (1, 1)");
+            }
+        });
+    });
+}

@@ -20,6 +20,8 @@ pub struct Vgg {
     preprocess: Preprocess,
     layers: Vec<Layer>,
     convs: Vec<k::Conv3x3>,
+    /// Every convolution on im2col (see [`Vgg::exact_convolutions`]).
+    exact: bool,
     /// The network's copy on the GPU of its last GPU run, reused by the next runs on that adapter.
     pub(crate) gpu: crate::device::GpuCache,
 }
@@ -191,7 +193,17 @@ impl Vgg {
         weights: Vec<ConvWeights>,
     ) -> Vgg {
         let convs = weights.into_iter().map(|w| k::Conv3x3::new(w.c_in, w.c_out, w.weight, w.bias)).collect();
-        Vgg { arch, pooling, preprocess, layers, convs, gpu: Default::default() }
+        Vgg { arch, pooling, preprocess, layers, convs, exact: false, gpu: Default::default() }
+    }
+
+    /// With `on`, every CPU convolution (forward and backward) runs on im2col + GEMM instead of
+    /// Winograd where Winograd would be faster: slower, with about a tenth of the rounding error
+    /// (relative ~1e-7 instead of ~1e-6). For checks against a reference whose gradients go through
+    /// max pools, where a window whose two largest values are closer than Winograd's rounding may
+    /// send its gradient to the other one. The GPU path is unaffected (it has no Winograd).
+    pub fn exact_convolutions(mut self, on: bool) -> Vgg {
+        self.exact = on;
+        self
     }
 
     /// The GPU adapter (`gpu:N`) holding this network's weights from an earlier run, which the next
@@ -284,6 +296,7 @@ impl Vgg {
         wanted: &[bool],
         pool: &BufferPool,
     ) -> Activations {
+        pool.for_input(h, w);
         let mut x = pool.scratch(rgb.len());
         self.preprocess.forward(rgb, &mut x);
         let mut acts = Activations {
@@ -413,7 +426,7 @@ impl Vgg {
     /// subgradient). Deeper pools see no exact ties in practice.
     fn forward_algo(&self, i: usize) -> k::ConvAlgo {
         let first_pool = self.layers.iter().position(|l| l.kind == LayerKind::Pool);
-        if self.pooling == Pooling::Max && first_pool == Some(i + 2) {
+        if self.exact || self.pooling == Pooling::Max && first_pool == Some(i + 2) {
             k::ConvAlgo::Im2col
         } else {
             k::ConvAlgo::Auto
@@ -460,7 +473,8 @@ impl Vgg {
                 LayerKind::Conv { conv, .. } => {
                     let (_, h, w) = acts.shape[iu];
                     let mut spare = pool.scratch(in_c * h * w);
-                    self.convs[conv].backward_input(&grad, h, w, &mut spare);
+                    let algo = if self.exact { k::ConvAlgo::Im2col } else { k::ConvAlgo::Auto };
+                    self.convs[conv].backward_input_with(algo, &grad, h, w, &mut spare);
                     pool.give_scratch(std::mem::replace(&mut grad, spare));
                 }
                 LayerKind::Pool => {
