@@ -21,7 +21,7 @@ use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
 use crate::error::{Error, Result};
 use crate::loss::{TargetNet, Temporal};
-use crate::model::Vgg;
+use crate::model::{BufferPool, Vgg};
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::optim::{Adam, Ema, Lbfgs};
 use crate::pixels::{fit_longest_side, resize, to_planar};
@@ -190,6 +190,9 @@ struct Plan<'a> {
     gpu: Option<GpuContext>,
     /// The tile plan of each scale (`None`: optimised whole).
     tiles: Vec<Option<tiles::TilePlan>>,
+    /// Buffers of the CPU passes, shared by the target passes and the objectives (see
+    /// [`BufferPool`]): a tiled scale's tiles, their targets and the next tile's all run at one size.
+    pool: BufferPool,
 }
 
 impl<'a> Plan<'a> {
@@ -218,6 +221,7 @@ impl<'a> Plan<'a> {
             temporal: None,
             gpu: None,
             tiles: Vec::new(),
+            pool: BufferPool::default(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -259,7 +263,7 @@ impl<'a> Plan<'a> {
 
     /// The network that computes the targets: the run's GPU when it has one, else the CPU.
     fn targets(&self) -> TargetNet<'_> {
-        TargetNet { net: self.net, gpu: self.gpu.as_ref() }
+        TargetNet { net: self.net, gpu: self.gpu.as_ref(), pool: Some(&self.pool) }
     }
 
     /// The smallest side the deepest layer used needs.

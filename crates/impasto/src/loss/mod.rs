@@ -221,6 +221,32 @@ impl<'a> Objective<'a> {
     }
 }
 
+/// A layer output seen in place: the values and (channels, height, width).
+pub(crate) type LayerView<'a> = (&'a [f32], (usize, usize, usize));
+
+/// Runs the forward pass of `pixels` to the deepest of `layers` with buffers from `pool`, hands `f`
+/// the outputs at the given layer indices in order, then gives the buffers back to `pool`.
+pub(crate) fn with_outputs<R>(
+    net: &Vgg,
+    pixels: &[f32],
+    (h, w): (usize, usize),
+    layers: &[usize],
+    pool: &BufferPool,
+    f: impl FnOnce(&[LayerView<'_>]) -> R,
+) -> R {
+    let Some(&last) = layers.iter().max() else { return f(&[]) };
+    let mut wanted = vec![false; last + 1];
+    for &l in layers {
+        wanted[l] = true;
+    }
+    let acts = net.forward(pixels, h, w, last, &wanted, pool);
+    let views: Vec<LayerView<'_>> = layers.iter().map(|&l| (acts.get(l), acts.shape[l])).collect();
+    let r = f(&views);
+    drop(views);
+    acts.recycle(pool);
+    r
+}
+
 /// Outputs of `pixels` at the given layer indices with their (channels, height, width), in order.
 pub(crate) fn outputs_at(
     net: &Vgg,
@@ -228,20 +254,21 @@ pub(crate) fn outputs_at(
     h: usize,
     w: usize,
     layers: &[usize],
+    pool: &BufferPool,
 ) -> Vec<(Vec<f32>, (usize, usize, usize))> {
-    let Some(&last) = layers.iter().max() else { return Vec::new() };
-    let mut wanted = vec![false; last + 1];
-    for &l in layers {
-        wanted[l] = true;
-    }
-    let acts = net.forward(pixels, h, w, last, &wanted, &BufferPool::default());
-    layers.iter().map(|&l| (acts.get(l).to_vec(), acts.shape[l])).collect()
+    with_outputs(net, pixels, (h, w), layers, pool, |o| o.iter().map(|&(v, s)| (v.to_vec(), s)).collect())
 }
 
 /// Normalised Gram matrices of `pixels` at the given layers, in the order given.
-pub(crate) fn grams_at(net: &Vgg, pixels: &[f32], h: usize, w: usize, layers: &[usize]) -> Vec<Vec<f32>> {
-    outputs_at(net, pixels, h, w, layers)
-        .into_iter()
-        .map(|(f, (c, lh, lw))| gram_matrix(&f, c, lh * lw))
-        .collect()
+pub(crate) fn grams_at(
+    net: &Vgg,
+    pixels: &[f32],
+    h: usize,
+    w: usize,
+    layers: &[usize],
+    pool: &BufferPool,
+) -> Vec<Vec<f32>> {
+    with_outputs(net, pixels, (h, w), layers, pool, |o| {
+        o.iter().map(|&(f, (c, lh, lw))| gram_matrix(f, c, lh * lw)).collect()
+    })
 }

@@ -4,10 +4,10 @@
 
 use image::Rgb32FImage;
 
-use super::{grams_at, outputs_at};
+use super::{grams_at, outputs_at, with_outputs};
 use crate::device::{Device, GpuContext, GpuFaults};
 use crate::error::{Error, Result};
-use crate::model::Vgg;
+use crate::model::{BufferPool, Vgg};
 
 /// A layer output: the values and (channels, height, width).
 type LayerOutput = (Vec<f32>, (usize, usize, usize));
@@ -19,9 +19,25 @@ pub(crate) struct TargetNet<'a> {
     /// Read only when the `gpu` feature is on (without it there is never a context).
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     pub(crate) gpu: Option<&'a GpuContext>,
+    /// Where the CPU passes take their buffers from and leave them (`None`: a pool of their own,
+    /// dropped after the pass).
+    pub(crate) pool: Option<&'a BufferPool>,
 }
 
-impl TargetNet<'_> {
+impl<'a> TargetNet<'a> {
+    /// `net` on the CPU, or its copy on `gpu`, each pass with a pool of its own.
+    pub(crate) fn new(net: &'a Vgg, gpu: Option<&'a GpuContext>) -> TargetNet<'a> {
+        TargetNet { net, gpu, pool: None }
+    }
+
+    /// Runs `f` with the pool of the CPU passes.
+    fn pooled<R>(&self, f: impl FnOnce(&BufferPool) -> R) -> R {
+        match self.pool {
+            Some(p) => f(p),
+            None => f(&BufferPool::default()),
+        }
+    }
+
     /// Outputs of `pixels` (planar RGB 0..1, `h`×`w`) at the given layer indices with their
     /// (channels, height, width), in order.
     pub(crate) fn outputs_at(
@@ -35,7 +51,7 @@ impl TargetNet<'_> {
         if let Some(g) = self.gpu {
             return g.net.outputs_at(pixels, h, w, layers).map_err(gpu_error);
         }
-        Ok(outputs_at(self.net, pixels, h, w, layers))
+        Ok(self.pooled(|pool| outputs_at(self.net, pixels, h, w, layers, pool)))
     }
 
     /// Features of `pixels` at the given layers (content targets), in order.
@@ -70,42 +86,50 @@ impl TargetNet<'_> {
         let mut unique = layers.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let outs = outputs_at(self.net, pixels, h, w, &unique);
-        let at = |l: &usize| &outs[unique.binary_search(l).unwrap_or_default()];
-        let fits = |(l, m): (&usize, &Option<&[f32]>)| m.is_none_or(|m| m.len() == at(l).1.1 * at(l).1.2);
-        if crops.len() != layers.len() || masks.len() != layers.len() || !layers.iter().zip(masks).all(fits) {
-            return Err(Error::Config {
-                what: "cropped Grams",
-                reason: format!(
-                    "{} rectangles and masks of {:?} values for the layers {layers:?} of a {w}x{h} image",
-                    crops.len(),
-                    masks.iter().map(|m| m.map(<[f32]>::len)).collect::<Vec<_>>(),
-                ),
-            });
-        }
-        Ok(layers
-            .iter()
-            .zip(crops)
-            .zip(masks)
-            .map(|((l, &(x, y, cw, ch)), mask)| {
-                let (f, (c, lh, lw)) = at(l);
-                let mut inner = Vec::with_capacity(c * cw * ch);
-                for plane in f.chunks_exact(lh * lw) {
-                    for row in y..y + ch {
-                        let span = row * lw + x..row * lw + x + cw;
-                        match mask {
-                            None => inner.extend_from_slice(&plane[span]),
-                            Some(m) => {
-                                inner.extend(plane[span.clone()].iter().zip(&m[span]).map(|(a, b)| a * b))
+        self.pooled(|pool| {
+            with_outputs(self.net, pixels, (h, w), &unique, pool, |outs| {
+                let at = |l: &usize| outs[unique.binary_search(l).unwrap_or_default()];
+                let fits =
+                    |(l, m): (&usize, &Option<&[f32]>)| m.is_none_or(|m| m.len() == at(l).1.1 * at(l).1.2);
+                if crops.len() != layers.len() || masks.len() != layers.len() || !layers.iter().zip(masks).all(fits)
+                {
+                    return Err(Error::Config {
+                        what: "cropped Grams",
+                        reason: format!(
+                            "{} rectangles and masks of {:?} values for the layers {layers:?} of a {w}x{h} image",
+                            crops.len(),
+                            masks.iter().map(|m| m.map(<[f32]>::len)).collect::<Vec<_>>(),
+                        ),
+                    });
+                }
+                Ok(layers
+                    .iter()
+                    .zip(crops)
+                    .zip(masks)
+                    .map(|((l, &(x, y, cw, ch)), mask)| {
+                        let (f, (c, lh, lw)) = at(l);
+                        let mut inner = pool.scratch(c * cw * ch);
+                        let mut rows = inner.chunks_exact_mut(cw.max(1));
+                        for plane in f.chunks_exact(lh * lw) {
+                            for (row, out) in (y..y + ch).zip(&mut rows) {
+                                let span = row * lw + x..row * lw + x + cw;
+                                match mask {
+                                    None => out.copy_from_slice(&plane[span]),
+                                    Some(m) => out
+                                        .iter_mut()
+                                        .zip(plane[span.clone()].iter().zip(&m[span]))
+                                        .for_each(|(o, (a, b))| *o = a * b),
+                                }
                             }
                         }
-                    }
-                }
-                let mut g = vec![0.0f32; c * c];
-                impasto_kernels::gram(&inner, *c, cw * ch, 1.0, &mut g);
-                g
+                        let mut g = vec![0.0f32; c * c];
+                        impasto_kernels::gram(&inner, c, cw * ch, 1.0, &mut g);
+                        pool.give_scratch(inner);
+                        g
+                    })
+                    .collect())
             })
-            .collect())
+        })
     }
 
     /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `pixels` at the given layers (style targets), in order.
@@ -120,7 +144,7 @@ impl TargetNet<'_> {
         if let Some(g) = self.gpu {
             return g.net.grams_at(pixels, h, w, layers).map_err(gpu_error);
         }
-        Ok(grams_at(self.net, pixels, h, w, layers))
+        Ok(self.pooled(|pool| grams_at(self.net, pixels, h, w, layers, pool)))
     }
 }
 
@@ -132,7 +156,7 @@ fn gpu_error(e: impasto_gpu::GpuError) -> Error {
 /// Opens `device` for `net` and runs `f` with the network that computes targets there.
 fn on_device<T>(net: &Vgg, device: Device, f: impl FnOnce(TargetNet<'_>) -> Result<T>) -> Result<T> {
     let ctx = GpuContext::open(device, &GpuFaults::default(), net)?;
-    f(TargetNet { net, gpu: ctx.as_ref() })
+    f(TargetNet::new(net, ctx.as_ref()))
 }
 
 /// Features of `rgb` (planar RGB 0..1, `width`×`height`) at the named layers, computed on `device` as

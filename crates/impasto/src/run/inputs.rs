@@ -181,7 +181,8 @@ impl<'a> Plan<'a> {
                 }),
                 _ => None,
             },
-            buffers: Default::default(),
+            // What the content pass just left, the first evaluation's buffers.
+            buffers: self.pool.take(),
             gpu: None,
         };
         objective.attach(self.gpu.as_ref())?;

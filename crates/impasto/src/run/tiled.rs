@@ -227,6 +227,8 @@ impl Plan<'_> {
         };
         let announce = std::mem::take(&mut carry.announce);
         let (r, opt) = run.optimise(&mut objective, state, ts.round_iterations(round), observer, announce)?;
+        // The next tile (mostly of the same size) and its target passes take these buffers again.
+        self.pool.absorb(std::mem::take(&mut objective.objective.buffers));
         carry.weights = objective.weights;
         carry.done = r.iterations;
         Ok((r, opt))
@@ -339,6 +341,8 @@ impl Plan<'_> {
                 self.checkpoint_finished(&ts, r, carry, observer)?;
             }
         }
+        // The next scale runs at another size: nothing here fits it.
+        self.pool.clear();
         tiles::finish(&mut out);
         let p = pixels.max(1.0);
         let losses = Losses {

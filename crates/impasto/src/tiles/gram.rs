@@ -146,5 +146,5 @@ pub fn style_grams(
     halo: u32,
 ) -> crate::Result<Vec<Vec<f32>>> {
     let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<crate::Result<_>>()?;
-    tiled_grams(TargetNet { net, gpu: None }, img, &idx, tile, halo)
+    tiled_grams(TargetNet::new(net, None), img, &idx, tile, halo)
 }
