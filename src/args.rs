@@ -54,8 +54,8 @@ IMPASTO_OFFLINE=1, or no network), a VGG-16 run uses the compact VGG-16 built in
 instead (8-bit, layers up to relu4_2; style layers relu1_1..relu4_1), as does --weights builtin.
 See `impasto models --help` to download or import weights beforehand.
 
-Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C (the current image
-and the --checkpoint are written; press Ctrl-C twice to quit at once).";
+Exit status: 0 done, 1 error, 2 bad command line, 130 interrupted by Ctrl-C, SIGTERM or SIGHUP (the
+current image and the --checkpoint are written; press Ctrl-C twice to quit at once).";
 
 /// The whole command line: a subcommand, or else the arguments of a style-transfer run (which conflict
 /// with, and stop being required by, a subcommand).

@@ -426,7 +426,13 @@ fn run_shard(
             Ok(run::Ran { outcome: Outcome::Interrupted, result }) => {
                 // An interrupted run writes its current image; it is not a result.
                 let _ = std::fs::remove_file(&output);
-                record(r.job, "interrupted", Some("interrupted (Ctrl-C)".into()), seconds, result)?;
+                record(
+                    r.job,
+                    "interrupted",
+                    Some("interrupted (Ctrl-C or SIGTERM)".into()),
+                    seconds,
+                    result,
+                )?;
                 interrupted = true;
             }
             Err(e) => {

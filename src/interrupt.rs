@@ -1,19 +1,21 @@
-//! Ctrl-C: the first press asks the run to stop after the current iteration (the observer polls
-//! [`STOP_REQUESTED`]); a second press exits at once with status 130.
+//! Ctrl-C, SIGTERM and SIGHUP: the first asks the run to stop after the current iteration (the observer
+//! polls [`STOP_REQUESTED`]), so the current image and checkpoint are written; a second exits at once
+//! with status 130. SIGTERM is what Slurm sends at a job's time limit and `kill` and Kubernetes send by
+//! default, so a scheduled run keeps its work as an interactive one does.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::progress::Display;
 
-/// Set by the first Ctrl-C.
+/// Set by the first Ctrl-C (or SIGTERM, SIGHUP).
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// The exit status of an interrupted run (128 + SIGINT).
+/// The exit status of an interrupted run (128 + SIGINT), whichever of the signals stopped it.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// Installs the Ctrl-C handler. The "stopping" note follows `display`: none when quiet, on a line of its
-/// own below a progress bar. Failing to install a handler (it can only fail if something else already
+/// Installs the handler for Ctrl-C, SIGTERM and SIGHUP. The "stopping" note follows `display`: none
+/// when quiet, on a line of its own below a progress bar. Failing to install a handler (it can only fail if something else already
 /// did) leaves the default behaviour, so it is not an error.
 pub fn install(display: Display) {
     // ctrlc calls the handler on one thread, one signal after another, so load-then-store is not racy.

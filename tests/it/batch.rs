@@ -318,6 +318,64 @@ fn a_claim_of_a_live_owner_is_left_and_a_dead_one_is_taken_over() {
     assert!(sb.path(&format!("out/.{}.png.lock", names[0])).exists());
 }
 
+/// SIGTERM (Slurm's time limit, `scancel`, Kubernetes stopping a pod) stops the batch as Ctrl-C does:
+/// the running job is logged `interrupted`, leaves no result and gives up its owner marker, so a rerun
+/// takes it at once instead of after `--stale-after`; the status is 130.
+#[cfg(unix)]
+#[test]
+fn sigterm_logs_the_running_job_interrupted_and_releases_its_claim() {
+    let sb = setup();
+    let mut cmd = sb.cmd();
+    for v in SHARD_VARS {
+        cmd.env_remove(v);
+    }
+    let args = [
+        "--content",
+        "photos/a.png",
+        "--style",
+        "s.png",
+        "--set",
+        "size=32",
+        "--set",
+        "iterations=100000000",
+        "--set",
+        "optimizer=adam",
+        "--set",
+        "weights=builtin",
+        "-o",
+        "out",
+    ];
+    let child = cmd
+        .arg("batch")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("impasto batch starts");
+    let started = std::time::Instant::now();
+    let lock = || {
+        std::fs::read_dir(sb.path("out"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".png.lock"))
+    };
+    while !lock() {
+        assert!(started.elapsed().as_secs() < 60, "the job did not start within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    let out: Run = child.wait_with_output().expect("impasto batch ends").into();
+    assert_eq!(out.code, Some(130), "{}", out.stderr);
+    assert!(!lock(), "the owner marker is released");
+    assert!(results(&sb.path("out")).is_empty());
+    assert_eq!(statuses(&sb.path("out")), ["interrupted"]);
+    let log = std::fs::read_to_string(sb.path("out/batch-log/shard-0-of-1.jsonl")).unwrap();
+    assert!(log.contains(r#""reason":"interrupted (Ctrl-C or SIGTERM)""#), "{log}");
+}
+
 /// Runs a shell command, panicking with its output when it fails.
 fn sh(script: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(script).output().expect("run bash");
@@ -328,7 +386,7 @@ fn sh(script: &str) -> String {
 
 #[test]
 #[ignore = "slow: needs slurm (root, Debian's slurm-wlm and munge; .ci/run runs it)"]
-fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_killed_task() {
+fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_cancelled_task() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     // Installs Slurm when missing and starts a single-node cluster; under CI a failure fails the test.
     sh(&format!("{}/.ci/slurm-up", repo.display()));
@@ -387,6 +445,14 @@ fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_killed_task(
     ));
     let after_kill = results(&sb.path("out2"));
     assert!(after_kill.len() < 8, "the killed task left jobs undone: {after_kill:?}");
+    // scancel's SIGTERM takes the Ctrl-C path: the running job is logged and its claim given up.
+    assert!(statuses(&sb.path("out2")).iter().any(|s| s == "interrupted"), "the cancelled job is logged");
+    let held: Vec<_> = std::fs::read_dir(sb.path("out2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert!(held.is_empty(), "the cancelled task released its claim: {held:?}");
     let done_before = statuses(&sb.path("out2")).iter().filter(|s| *s == "done").count();
     submit("");
     let statuses = statuses(&sb.path("out2"));

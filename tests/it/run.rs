@@ -187,8 +187,14 @@ fn start_long_run(
 
 #[cfg(unix)]
 fn sigint(child: &std::process::Child) {
-    let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(ok.success());
+    signal(child, "INT");
+}
+
+/// Sends `kill -NAME` to the child.
+#[cfg(unix)]
+fn signal(child: &std::process::Child, name: &str) {
+    let ok = std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+    assert!(ok.unwrap().success(), "kill -{name} failed");
 }
 
 #[cfg(unix)]
@@ -244,6 +250,30 @@ fn ctrl_c_with_a_checkpoint_writes_both() {
         "{stderr}"
     );
     assert!(sb.path("run.ckpt").is_file() && sb.path("out.png").is_file());
+}
+
+/// SIGTERM (Slurm's time limit, `kill`, Kubernetes) and SIGHUP (a closed terminal) take the Ctrl-C
+/// path: the current image and the checkpoint are written and the status is 130, not death by signal.
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sighup_write_the_current_image_and_checkpoint_and_exit_130() {
+    for name in ["TERM", "HUP"] {
+        let sb = tiny();
+        let (mut child, reader, started) = start_long_run(&sb, &["--checkpoint", "run.ckpt"]);
+        started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+        signal(&child, name);
+        let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+        let stderr = reader.join().unwrap();
+        assert_eq!(code, Some(130), "SIG{name}: {stderr}");
+        let last = stderr.lines().last().unwrap();
+        assert!(
+            last.starts_with("interrupted: wrote current image to out.png (iteration "),
+            "SIG{name}: {stderr}"
+        );
+        assert!(last.ends_with("(continue with --resume run.ckpt)"), "SIG{name}: {stderr}");
+        assert_eq!(dims(&sb.path("out.png")), (32, 16));
+        assert!(sb.path("run.ckpt").is_file(), "SIG{name}");
+    }
 }
 
 /// A Ctrl-C the instant the run announces itself (before its first iteration): the handler is in place

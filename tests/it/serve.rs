@@ -1,5 +1,5 @@
 //! `impasto serve`: starts on a free loopback port, prints its URL, serves the page and its limits from
-//! the flags, stops cleanly on Ctrl-C (SIGINT); bad flags, missing weights and a taken port are one-line
+//! the flags, stops cleanly on Ctrl-C (SIGINT), SIGTERM and SIGHUP; bad flags, missing weights and a taken port are one-line
 //! errors. (The server itself is tested in crates/impasto-serve.)
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -53,8 +53,14 @@ fn start(sb: &Sandbox, args: &[&str]) -> (Child, String) {
 
 /// Ctrl-C to the server: it must stop cleanly with status 0.
 fn interrupt(child: Child) -> Run {
-    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT failed");
+    stop_with(child, "INT")
+}
+
+/// `kill -NAME` to the server: it must stop cleanly with status 0.
+fn stop_with(child: Child, name: &str) -> Run {
+    let sent =
+        std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{name} failed");
     let out: Run = child.wait_with_output().expect("impasto serve ends").into();
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     out
@@ -110,6 +116,19 @@ fn ctrl_c_right_after_the_url_stops_cleanly_every_time() {
         let out: Run = child.wait_with_output().expect("impasto serve ends").into();
         assert_eq!(out.code, Some(0), "round {round}: killed by the signal? stderr: {}", out.stderr);
         assert!(out.stderr.trim_end().ends_with("impasto serve: stopped"), "round {round}: {}", out.stderr);
+    }
+}
+
+/// SIGTERM (how Kubernetes, systemd and `kill` stop a server) and SIGHUP stop it as Ctrl-C does.
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sighup_stop_the_server_cleanly() {
+    let sb = Sandbox::new();
+    for name in ["TERM", "HUP"] {
+        let (child, addr) = start(&sb, &["--port", "0"]);
+        assert!(get(&addr, "/api/limits").starts_with("HTTP/1.1 200"), "SIG{name}");
+        let out = stop_with(child, name);
+        assert!(out.stderr.trim_end().ends_with("impasto serve: stopped"), "SIG{name}: {}", out.stderr);
     }
 }
 

@@ -147,7 +147,7 @@ impl Server {
     }
 }
 
-/// Runs the server until Ctrl-C, on a runtime of its own. `on_ready` gets the bound server before the
+/// Runs the server until Ctrl-C (or SIGTERM, SIGHUP), on a runtime of its own. `on_ready` gets the bound server before the
 /// first request is taken (the CLI prints its [`Server::url`] and opens the browser there); the Ctrl-C
 /// handler is in place by then, so a Ctrl-C the moment the URL is out stops the server cleanly.
 pub fn serve(config: ServeConfig, on_ready: impl FnOnce(&Server)) -> Result<(), ServeError> {
@@ -165,15 +165,23 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(&Server)) -> Result<(), 
     })
 }
 
-/// Installs the Ctrl-C handler now (the process no longer dies of SIGINT); the future completes at the
-/// first Ctrl-C. Needs a tokio runtime.
+/// Installs the Ctrl-C, SIGTERM and SIGHUP handlers now (the process no longer dies of them); the
+/// future completes at the first of them. SIGTERM is how Kubernetes, systemd and `kill` stop a server.
+/// Needs a tokio runtime.
 #[cfg(unix)]
 fn ctrl_c() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut signal = signal(SignalKind::interrupt())
-        .map_err(|error| ServeError::Io { what: "installing the Ctrl-C handler", error })?;
+    let install =
+        |kind| signal(kind).map_err(|error| ServeError::Io { what: "installing the Ctrl-C handler", error });
+    let mut interrupt = install(SignalKind::interrupt())?;
+    let mut terminate = install(SignalKind::terminate())?;
+    let mut hangup = install(SignalKind::hangup())?;
     Ok(async move {
-        signal.recv().await;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
     })
 }
 
