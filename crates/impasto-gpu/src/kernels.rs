@@ -1,5 +1,6 @@
-//! The compiled kernels and the recording of a sequence of dispatches: the tiled GEMM in its three
-//! variants (plain, Gram, implicit-im2col convolution) and the element-wise, pooling and loss kernels,
+//! The compiled kernels and the recording of a sequence of dispatches: the tiled GEMM in its variants
+//! (plain, Gram, implicit-im2col convolution, cropped Gram; a column-per-invocation form of the
+//! convolution for outputs of at most 4 channels) and the element-wise, pooling and loss kernels,
 //! each bound once to its buffers so that an evaluation only replays the list into one encoder.
 
 use crate::device::Gpu;
@@ -86,6 +87,10 @@ pub(crate) enum Gemm {
     CropGram,
 }
 
+/// Output rows up to which a convolution takes the column-per-invocation kernel (its accumulators
+/// are one `vec4`); above, a 64-row tile leaves less of its work unused.
+pub(crate) const NARROW_ROWS: usize = 4;
+
 /// GEMM epilogue flags (as in `matmul.wgsl`).
 pub(crate) const RELU: u32 = 1;
 pub(crate) const BIAS: u32 = 2;
@@ -98,6 +103,8 @@ pub(crate) const ACC_INIT: u32 = 32;
 #[derive(Debug)]
 pub(crate) struct Kernels {
     gemm: [wgpu::ComputePipeline; 4],
+    /// The convolution as [`NARROW_ROWS`] or fewer output rows per column (`narrow` of `matmul.wgsl`).
+    conv_narrow: wgpu::ComputePipeline,
     /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
     ops: Vec<(&'static str, wgpu::ComputePipeline)>,
     /// Bound where a kernel's optional input is unused.
@@ -150,6 +157,13 @@ impl Kernels {
             pipeline(device, adapter, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), "main")?,
             pipeline(device, adapter, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), "main")?,
         ];
+        let conv_narrow = pipeline(
+            device,
+            adapter,
+            "conv3x3_narrow",
+            &gemm_src("conv3x3_narrow", &plain_a(LOAD_CONV)),
+            "narrow",
+        )?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
             ops.push((e, pipeline(device, adapter, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
@@ -163,7 +177,7 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(Kernels { gemm, ops, dummy })
+        Ok(Kernels { gemm, conv_narrow, ops, dummy })
     }
 
     fn op(&self, name: &str) -> &wgpu::ComputePipeline {
@@ -270,8 +284,10 @@ impl Program {
         let slices = d.slices.max(1);
         let chunk = d.k.div_ceil(slices).next_multiple_of(16).max(16);
         let slices = d.k.div_ceil(chunk).max(1);
-        let m_tiles = d.m.div_ceil(64).max(1);
-        let n_tiles = d.n.div_ceil(64).max(1);
+        // A convolution with few output rows runs a column per invocation, 256 columns a workgroup.
+        let narrow = kind == Gemm::Conv && d.m <= NARROW_ROWS;
+        let m_tiles = if narrow { 1 } else { d.m.div_ceil(64).max(1) };
+        let n_tiles = d.n.div_ceil(if narrow { 256 } else { 64 }).max(1);
         let xn = n_tiles.min(32768);
         let yn = n_tiles.div_ceil(xn);
         let groups = [xn as u32, (m_tiles * yn) as u32, slices as u32];
@@ -309,7 +325,7 @@ impl Program {
             0,
         ];
         let params = gpu.params(&words);
-        let pipeline = &gpu.kernels.gemm[kind as usize];
+        let pipeline = if narrow { &gpu.kernels.conv_narrow } else { &gpu.kernels.gemm[kind as usize] };
         let extra = extra.unwrap_or(&gpu.kernels.dummy);
         let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
         let label = self.tag.clone().unwrap_or_else(|| {

@@ -123,33 +123,66 @@ fn main(
     var accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + lid.y + 16u * i;
-        if row >= p.m {
-            continue;
-        }
         for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x + 16u * j;
-            if col >= p.n {
-                continue;
-            }
-            var v = p.alpha * accs[i][j];
-            if (p.flags & SPLIT) != 0u {
-                c[p.c_off + wid.z * p.c_slice + row * p.ldc + col] = v;
-                continue;
-            }
-            if (p.flags & BIAS) != 0u {
-                v += extra[p.bias_off + row];
-            }
-            if (p.flags & RELU) != 0u {
-                v = max(v, 0.0);
-            }
-            if (p.flags & COLMASK) != 0u {
-                v *= extra[col];
-            }
-            let idx = p.c_off + row * p.ldc + col;
-            if (p.flags & ACCUMULATE) != 0u {
-                v += c[idx];
-            }
-            c[idx] = v;
+            store(row, col0 + lid.x + 16u * j, wid.z, accs[i][j]);
         }
+    }
+}
+
+// The raw sum at (row, col) of K slice z, through the epilogue the flags ask for; outside C, nothing.
+fn store(row: u32, col: u32, z: u32, sum: f32) {
+    if row >= p.m || col >= p.n {
+        return;
+    }
+    var v = p.alpha * sum;
+    if (p.flags & SPLIT) != 0u {
+        c[p.c_off + z * p.c_slice + row * p.ldc + col] = v;
+        return;
+    }
+    if (p.flags & BIAS) != 0u {
+        v += extra[p.bias_off + row];
+    }
+    if (p.flags & RELU) != 0u {
+        v = max(v, 0.0);
+    }
+    if (p.flags & COLMASK) != 0u {
+        v *= extra[col];
+    }
+    let idx = p.c_off + row * p.ldc + col;
+    if (p.flags & ACCUMULATE) != 0u {
+        v += c[idx];
+    }
+    c[idx] = v;
+}
+
+// C with at most 4 rows (the backward of the first convolution to its 3 input channels), where a
+// 64-row tile would leave most of its work unused: one invocation per column of C computes all of its
+// rows, each row's output the same fma chain in increasing k as `main`'s, so both give the same bits.
+// Workgroups of 256 columns, `xn` of them along x; z is the K slice.
+@compute @workgroup_size(256)
+fn narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let col = (wid.x + p.xn * wid.y) * 256u + li;
+    if col >= p.n {
+        return;
+    }
+    let k_begin = wid.z * p.chunk;
+    let k_end = min(p.k, k_begin + p.chunk);
+    var acc = vec4<f32>(0.0);
+    if (p.flags & ACC_INIT) != 0u {
+        for (var i = 0u; i < p.m; i++) {
+            acc[i] = c[p.c_off + i * p.ldc + col];
+        }
+    }
+    let b_ij = b_column(col);
+    for (var k = k_begin; k < k_end; k++) {
+        let bv = load_b(k, col, b_ij);
+        var av = vec4<f32>(0.0);
+        for (var i = 0u; i < p.m; i++) {
+            av[i] = a[a_index(i, k)];
+        }
+        acc = fma(av, vec4<f32>(bv), acc);
+    }
+    for (var i = 0u; i < p.m; i++) {
+        store(i, col, wid.z, acc[i]);
     }
 }

@@ -53,6 +53,31 @@ fn conv3x3_backward_input_matches_naive() {
     }
 }
 
+/// A convolution with at most 4 output channels takes the column-per-invocation kernel; with 5 it
+/// takes the 64-row tile. Both sum each output in the same order, so the channels they share have the
+/// same bits, forward and backward.
+#[test]
+fn narrow_convolutions_give_the_tiled_bits() {
+    let gpu = gpu();
+    let mut rng = Lcg(5);
+    for (c, h, w) in [(1, 1, 1), (3, 13, 11), (65, 5, 3), (64, 9, 17)] {
+        let x = rng.vec(c * h * w, 1.0);
+        let wt = rng.vec(5 * c * 9, 0.2);
+        let b = rng.vec(5, 0.5);
+        let tiled = gpu.conv3x3_forward(&x, c, 5, h, w, &wt, &b, true).unwrap();
+        let narrow = gpu.conv3x3_forward(&x, c, 4, h, w, &wt[..4 * c * 9], &b[..4], true).unwrap();
+        assert_eq!(narrow, tiled[..4 * h * w], "conv forward {c}→4 {h}×{w}");
+
+        // Backward to 5 input channels, and to the first 4 of them (their weights unchanged).
+        let dy = rng.vec(c * h * w, 1.0);
+        let wt5 = rng.vec(c * 5 * 9, 0.2);
+        let wt4: Vec<f32> = wt5.chunks(5 * 9).flat_map(|o| o[..4 * 9].to_vec()).collect();
+        let tiled = gpu.conv3x3_backward_input(&dy, 5, c, h, w, &wt5).unwrap();
+        let narrow = gpu.conv3x3_backward_input(&dy, 4, c, h, w, &wt4).unwrap();
+        assert_eq!(narrow, tiled[..4 * h * w], "conv backward {c}→4 {h}×{w}");
+    }
+}
+
 /// Values on a coarse grid, so that pooling windows have ties.
 fn coarse(rng: &mut Lcg, n: usize) -> Vec<f32> {
     (0..n).map(|_| (rng.next() * 3.0).round()).collect()
