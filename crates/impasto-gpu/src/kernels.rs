@@ -119,10 +119,10 @@ fn pipeline(
     entry: &str,
 ) -> Result<wgpu::ComputePipeline> {
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(kernel),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
+    let module = module_without_loop_counters(
+        device,
+        wgpu::ShaderModuleDescriptor { label: Some(kernel), source: wgpu::ShaderSource::Wgsl(source.into()) },
+    );
     let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(kernel),
         layout: None,
@@ -135,6 +135,26 @@ fn pipeline(
         return Err(GpuError::Shader { kernel, adapter: adapter.into(), reason: first_line(&e.to_string()) });
     }
     Ok(p)
+}
+
+/// Compiles one of this crate's WGSL sources with every bounds check wgpu applies, but without the
+/// iteration counter naga otherwise adds to every loop so that a driver cannot assume an endless loop
+/// away. That counter is a local variable the driver's compiler cannot see through: it keeps loops
+/// such as the GEMM's 16-step inner product from being unrolled (gfx-rs/wgpu#7698 reports 100×
+/// slower compute passes from it).
+#[allow(unsafe_code)]
+fn module_without_loop_counters(
+    device: &wgpu::Device,
+    desc: wgpu::ShaderModuleDescriptor<'_>,
+) -> wgpu::ShaderModule {
+    let checks =
+        wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+    // SAFETY: `create_shader_module_trusted` asks that the shader never index out of bounds (the
+    // bounds checks stay on, so wgpu still guarantees that) and never loop forever. Every loop in
+    // `shaders/*.wgsl` is a `for` over a u32 counter that moves towards a bound fixed before the loop:
+    // constants, halvings down to 0, or `k`/`n` values below 2^31 (a buffer binding holds fewer than
+    // 2^30 floats), so no counter can wrap past its bound. There is no `loop` or `while`.
+    unsafe { device.create_shader_module_trusted(desc, checks) }
 }
 
 /// The first non-empty line of a (multi-line) driver message, for a one-line error.
@@ -444,4 +464,32 @@ fn bind_group(
             entries: &entries,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `module_without_loop_counters` relies on: every loop of every shader is a `for`, none a
+    /// `loop` or `while` that only a `break` could end.
+    #[test]
+    fn every_shader_loop_is_a_for_loop() {
+        for (name, src) in [("matmul", MATMUL), ("ops", OPS), ("history", HISTORY), ("params", PARAMS)] {
+            for (n, line) in src.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                let words: Vec<&str> = code
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                assert!(
+                    !words.iter().any(|w| ["loop", "while", "continuing"].contains(w)),
+                    "{name}.wgsl line {}: {line}",
+                    n + 1
+                );
+            }
+        }
+        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN] {
+            assert!(!load.contains("loop") && !load.contains("while"), "{load}");
+        }
+    }
 }
