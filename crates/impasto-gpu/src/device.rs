@@ -46,6 +46,10 @@ pub struct GpuOptions {
     pub max_storage_binding: Option<u64>,
     /// Failures to inject, to test the error paths.
     pub faults: Faults,
+    /// Compile the kernels with naga's per-loop iteration counters, wgpu's default. Off, the kernels
+    /// are compiled without them (they keep drivers from unrolling loops; bounds checks stay on
+    /// either way): this is for measuring what they cost (`examples/conv_rate.rs`).
+    pub loop_counters: bool,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -184,7 +188,12 @@ impl Gpu {
                 }
             }));
         }
-        let kernels = Kernels::build(&device, &summary.name, options.faults.broken_kernel.as_deref())?;
+        let kernels = Kernels::build(
+            &device,
+            &summary.name,
+            options.faults.broken_kernel.as_deref(),
+            options.loop_counters,
+        )?;
         Ok(Arc::new(Gpu {
             device,
             queue,

@@ -111,18 +111,29 @@ pub(crate) struct Kernels {
     dummy: wgpu::Buffer,
 }
 
+/// Where [`Kernels::build`] compiles: the device, the adapter's name (for errors), whether to keep
+/// naga's loop counters.
+struct Target<'a> {
+    device: &'a wgpu::Device,
+    adapter: &'a str,
+    loop_counters: bool,
+}
+
 fn pipeline(
-    device: &wgpu::Device,
-    adapter: &str,
+    t: &Target<'_>,
     kernel: &'static str,
     source: &str,
     entry: &str,
 ) -> Result<wgpu::ComputePipeline> {
+    let (device, adapter) = (t.device, t.adapter);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = module_without_loop_counters(
-        device,
-        wgpu::ShaderModuleDescriptor { label: Some(kernel), source: wgpu::ShaderSource::Wgsl(source.into()) },
-    );
+    let desc =
+        wgpu::ShaderModuleDescriptor { label: Some(kernel), source: wgpu::ShaderSource::Wgsl(source.into()) };
+    let module = if t.loop_counters {
+        device.create_shader_module(desc)
+    } else {
+        module_without_loop_counters(device, desc)
+    };
     let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(kernel),
         layout: None,
@@ -165,31 +176,33 @@ fn first_line(s: &str) -> String {
 
 impl Kernels {
     /// Compiles every kernel; `broken` names one whose source is made invalid (fault injection).
-    pub(crate) fn build(device: &wgpu::Device, adapter: &str, broken: Option<&str>) -> Result<Kernels> {
+    /// `loop_counters`: keep naga's per-loop counters (see [`module_without_loop_counters`]).
+    pub(crate) fn build(
+        device: &wgpu::Device,
+        adapter: &str,
+        broken: Option<&str>,
+        loop_counters: bool,
+    ) -> Result<Kernels> {
+        let t = Target { device, adapter, loop_counters };
         let source = |kernel: &str, src: String| {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
         let gemm_src = |kernel: &str, load: &str| source(kernel, MATMUL.replace("//LOAD_B", load));
         let plain_a = |load: &str| format!("{A_PLAIN}\n{load}");
         let gemm = [
-            pipeline(device, adapter, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), "main")?,
-            pipeline(device, adapter, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), "main")?,
-            pipeline(device, adapter, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), "main")?,
-            pipeline(device, adapter, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), "main")?,
+            pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), "main")?,
+            pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), "main")?,
+            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), "main")?,
+            pipeline(&t, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), "main")?,
         ];
-        let conv_narrow = pipeline(
-            device,
-            adapter,
-            "conv3x3_narrow",
-            &gemm_src("conv3x3_narrow", &plain_a(LOAD_CONV)),
-            "narrow",
-        )?;
+        let conv_narrow =
+            pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &plain_a(LOAD_CONV)), "narrow")?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
-            ops.push((e, pipeline(device, adapter, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
+            ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
         }
         for e in HISTORY_ENTRIES {
-            ops.push((e, pipeline(device, adapter, e, &source(e, format!("{PARAMS}{HISTORY}")), e)?));
+            ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{HISTORY}")), e)?));
         }
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),

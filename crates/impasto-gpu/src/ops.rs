@@ -81,6 +81,40 @@ impl Gpu {
         run(self, &prog, &dx)
     }
 
+    /// Seconds one 3×3 convolution kernel takes on the device, data already there: the forward
+    /// (`c_in → c_out` on `h×w`, bias and ReLU fused) or, with `backward`, its backward to the input.
+    /// The median of `reps` submissions, each waited for and timed on the host, after one warm-up.
+    /// For measuring the kernels' rate (`examples/conv_rate.rs`); the values (zeros) do not matter.
+    pub fn conv3x3_seconds(
+        &self,
+        c_in: usize,
+        c_out: usize,
+        (h, w): (usize, usize),
+        backward: bool,
+        reps: usize,
+    ) -> Result<f64> {
+        let (rows_in, rows_out) = if backward { (c_out, c_in) } else { (c_in, c_out) };
+        let x = self.blocks("x", rows_in, h * w)?;
+        let wts = self.blocks("weights", rows_out, 9 * rows_in)?;
+        let bias = self.storage("bias", rows_out)?;
+        let y = self.blocks("y", rows_out, h * w)?;
+        let mut prog = Program::default();
+        let bias = (!backward).then_some(&bias);
+        record_conv(self, &mut prog, &wts, bias, &x, &y, (h, w), !backward)?;
+        let mut times = Vec::with_capacity(reps);
+        for rep in 0..=reps.max(1) {
+            let mut enc = self.encoder();
+            prog.record(&mut enc);
+            let t = std::time::Instant::now();
+            self.submit_and_wait(enc)?;
+            if rep > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
     /// 2×2 stride-2 max pooling (floor size; first maximum of a window).
     pub fn max_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
         self.pool_forward(true, x, c, h, w)

@@ -244,7 +244,11 @@ impl GpuContext {
             out_of_memory_at_allocation: faults_in.out_of_memory_at_allocation,
             broken_kernel: faults_in.broken_kernel.clone(),
         };
-        let options = GpuOptions { faults, max_storage_binding: faults_in.max_storage_binding };
+        let options = GpuOptions {
+            faults,
+            max_storage_binding: faults_in.max_storage_binding,
+            ..GpuOptions::default()
+        };
         let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
         let specs = net
             .layers()

@@ -1,0 +1,62 @@
+//! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, with and without naga's
+//! per-loop iteration counters: what the GEMM itself reaches on an adapter, apart from the rest of an
+//! iteration, and what the counters cost there.
+//!
+//! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
+//! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line per layer, direction and compilation: milliseconds per call
+//! (median) and GFLOP/s (`2·c_in·c_out·9·h·w`), then the totals.
+
+use impasto_gpu::{Choice, Gpu, GpuOptions};
+
+/// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
+const VGG16: [(usize, usize, u32); 11] = [
+    (3, 64, 0),
+    (64, 64, 0),
+    (64, 128, 1),
+    (128, 128, 1),
+    (128, 256, 2),
+    (256, 256, 2),
+    (256, 256, 2),
+    (256, 512, 3),
+    (512, 512, 3),
+    (512, 512, 3),
+    (512, 512, 4),
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| -> Result<usize, Box<dyn std::error::Error>> {
+        Ok(args.get(i).map(|a| a.parse()).transpose()?.unwrap_or(default))
+    };
+    let adapter = args.first().map_or("gpu", String::as_str);
+    let choice = match adapter.strip_prefix("gpu:") {
+        Some(n) => Choice::Index(n.parse()?),
+        None if adapter == "gpu" => Choice::Auto,
+        None => return Err(format!("adapter `{adapter}`: expected gpu or gpu:N").into()),
+    };
+    let (size, reps) = (arg(1, 512)?, arg(2, 5)?);
+    println!("adapter {adapter}, {size}x{size}, median of {reps}");
+    for loop_counters in [false, true] {
+        let options = GpuOptions { loop_counters, ..GpuOptions::default() };
+        let gpu = Gpu::with_options(choice, &options)?;
+        let label = if loop_counters { "with loop counters" } else { "without loop counters" };
+        let (mut seconds, mut flops) = (0.0, 0.0);
+        for (c_in, c_out, down) in VGG16 {
+            let side = size >> down;
+            let f = 2.0 * (c_in * c_out * 9 * side * side) as f64;
+            for backward in [false, true] {
+                let s = gpu.conv3x3_seconds(c_in, c_out, (side, side), backward, reps)?;
+                let dir = if backward { "bwd" } else { "fwd" };
+                println!(
+                    "{label:22} conv {c_in:>3}->{c_out:<3} {side:>4}x{side:<4} {dir}  {:9.3} ms  {:8.1} GFLOP/s",
+                    s * 1e3,
+                    f / s / 1e9
+                );
+                seconds += s;
+                flops += f;
+            }
+        }
+        println!("{label:22} total {:.3} ms, {:.1} GFLOP/s", seconds * 1e3, flops / seconds / 1e9);
+    }
+    Ok(())
+}
