@@ -6,6 +6,8 @@
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line per layer, direction and compilation: milliseconds per call
 //! (median) and GFLOP/s (`2·c_in·c_out·9·h·w`), then the totals.
 
+#![allow(clippy::print_stdout)] // a measurement tool: its report is its output
+
 use impasto_gpu::{Choice, Gpu, GpuOptions};
 
 /// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
