@@ -141,9 +141,10 @@ pub struct SeamsArgs {
     pub tile_overlap: u32,
 }
 
-/// A parser of the recorded run arguments.
+/// A parser of the recorded run arguments, with the main command line's rules: a flag given twice
+/// takes its last value there, so it must here too, or a job planned so could never run.
 #[derive(Debug, Parser)]
-#[command(name = "impasto")]
+#[command(name = "impasto", args_override_self = true)]
 struct RecordedRun {
     #[command(flatten)]
     run: RunArgs,

@@ -121,3 +121,54 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
     insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
     assert!(!sb.path("o.png").exists());
 }
+
+/// SIGTERM (a Slurm time limit or `scancel` on a tile job) stops `tiles run` as Ctrl-C does: after the
+/// current iteration, with status 130 and its count of finished tiles, the job left as it was.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_tile_job_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let sb = sandbox();
+    // 4 iterations at 48 px, then tiles that would take 10^8 each.
+    let long =
+        ["-o", "t.png", "--scale-iterations", "100000000", "--optimizer", "adam", "--print-every", "1"];
+    let mut plan_args = args(&[&long[..], &["--tile-rounds", "1"]].concat());
+    // `args` sets --print-every 0 before `long` sets 1: the later value wins, in `tiles plan` and in
+    // the recorded command line `tiles run` reads (it used to refuse the job for the repeated flag).
+    plan_args.splice(0..0, ["tiles", "plan", "--job", "job"]);
+    ok(sb.run(&plan_args));
+    let mut child = sb
+        .cmd()
+        .args(["tiles", "run", "--job", "job"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("impasto tiles run starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !line.starts_with("iter ") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no iteration logged: {seen}");
+        seen.push_str(&line);
+    }
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "tiles run did not stop: {rest}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130), "{rest}");
+    assert!(rest.contains("tiles: 0 optimised here, 0 of 4 finished"), "{rest}");
+    let stitch = sb.run(&["tiles", "stitch", "--job", "job"]);
+    assert!(stitch.error_line(1).contains("4 of 4 tiles"), "{}", stitch.stderr);
+}
