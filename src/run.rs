@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use impasto::{SaveOptions, StopReason, Stylized, Vgg};
+use impasto::{OutputReservation, SaveOptions, StopReason, Stylized, Vgg};
 
 use crate::args::RunArgs;
 use crate::inputs::Inputs;
@@ -75,7 +75,7 @@ pub fn run_settings(mut s: Settings) -> Result<Ran> {
     let mut progress = Progress::new(s.display, s.save_every, &s.output, &interrupt::STOP_REQUESTED);
     let result = load_and_stylize(&s, &weights, inputs, &mut progress);
     progress.finish();
-    let Some(Finished { result, save, seconds, size }) = result? else {
+    let Some(Finished { result, save, seconds, size, mut reserved }) = result? else {
         if !quiet {
             note("interrupted before the first iteration: nothing written");
         }
@@ -84,11 +84,11 @@ pub fn run_settings(mut s: Settings) -> Result<Ran> {
 
     let mut out = match result {
         Ok(out) => out,
-        Err(e) => return Err(write_last_good(e, &s.output, &save)),
+        Err(e) => return Err(write_last_good(e, &mut reserved, &save)),
     };
     // A run stopped early at a coarse scale is written at the size asked for.
     out.image = impasto::at_output_size(out.image, size);
-    impasto::save_image_with(&out.image, &s.output, &save)?;
+    reserved.save(&out.image, &save)?;
     if let Some(e) = progress.take_save_error() {
         return Err(anyhow!(
             "{e}; stopped at iteration {} and wrote the current image to {}",
@@ -157,6 +157,8 @@ struct Finished {
     seconds: f64,
     /// The output size asked for.
     size: (u32, u32),
+    /// The disk space set aside for the output before the run.
+    reserved: OutputReservation,
 }
 
 /// Loads the inputs (unless they were loaded already) and runs the optimisation. `Ok(None)`: Ctrl-C
@@ -192,6 +194,10 @@ fn load_and_stylize(
         ..s.save.clone()
     };
     progress.set_save_options(save.clone());
+    // Before the long work: a disk without room for the result is one clear error now, and one that
+    // fills up during the run cannot lose the result at the end.
+    let size = impasto::output_size(inputs.content.dimensions(), config);
+    let reserved = impasto::reserve_output(&s.output, size.0, size.1, &save)?;
     if interrupt::requested() {
         return Ok(None);
     }
@@ -199,8 +205,7 @@ fn load_and_stylize(
     let start = Instant::now();
     let result = impasto::stylize(&net, config, &inputs.content, &inputs.styles, progress);
     let seconds = start.elapsed().as_secs_f64();
-    let size = impasto::output_size(inputs.content.dimensions(), config);
-    Ok(Some(Finished { result, save, seconds, size }))
+    Ok(Some(Finished { result, save, seconds, size, reserved }))
 }
 
 /// The run's scratch folder beside its output (`.out.png.impasto-scratch`: the L-BFGS pairs a tiled
@@ -224,10 +229,10 @@ impl Drop for Scratch {
 }
 
 /// On a non-finite loss, writes the last good image the error carries and says so in the message.
-fn write_last_good(e: impasto::Error, output: &Path, save: &SaveOptions) -> anyhow::Error {
+fn write_last_good(e: impasto::Error, output: &mut OutputReservation, save: &SaveOptions) -> anyhow::Error {
     let Some(img) = e.last_good_image() else { return e.into() };
-    match impasto::save_image_with(img, output, save) {
-        Ok(()) => anyhow!("{e}; wrote the last good image to {}", output.display()),
+    match output.save(img, save) {
+        Ok(()) => anyhow!("{e}; wrote the last good image to {}", output.path().display()),
         Err(save) => anyhow!("{e}; could not write the last good image either: {save}"),
     }
 }

@@ -345,9 +345,11 @@ fn stitch(a: StitchArgs, env: &Env) -> Result<Outcome> {
         );
     }
     let inputs = inputs::load(&s)?;
-    let image = impasto::tiles::stitch_tiles(&inputs.config, &inputs.content, &job, &base, &dir)?;
     let save = SaveOptions { alpha: inputs.alpha.clone(), ..s.save.clone() };
-    impasto::save_image_with(&image, &output, &save)?;
+    let (w, h) = impasto::output_size(inputs.content.dimensions(), &inputs.config);
+    let mut reserved = impasto::reserve_output(&output, w, h, &save)?;
+    let image = impasto::tiles::stitch_tiles(&inputs.config, &inputs.content, &job, &base, &dir)?;
+    reserved.save(&image, &save)?;
     if s.display != Display::Quiet {
         note(&format!(
             "wrote {} ({}x{}, {} tiles)",

@@ -290,3 +290,31 @@ pub fn run_tiny(sb: &Sandbox, extra: &[&str]) -> Run {
     args.extend(extra);
     sb.run(&args)
 }
+
+/// A small tmpfs mounted at `path` (a new folder), unmounted when dropped: a disk that fills up.
+/// `None` (with a note) where this machine does not allow mounting (not root); under CI a failure.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    #[allow(clippy::print_stderr)] // the note on why a test did nothing
+    pub fn mount(path: PathBuf, kib: u32) -> Option<Tmpfs> {
+        std::fs::create_dir(&path).expect("create the mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(!under_ci(), "cannot mount a tmpfs for a full-disk test under CI");
+            eprintln!("note: cannot mount a tmpfs here (needs root); skipping a full-disk test");
+            return None;
+        }
+        Some(Tmpfs(path))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

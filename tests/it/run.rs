@@ -1,12 +1,12 @@
 //! Runs that work: a tiny end-to-end run with the real weights (or the built-in model on a fresh clone), and quick runs with tiny weights for the
 //! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C (with and
-//! without `--checkpoint`).
+//! without `--checkpoint`), and a full disk (a small tmpfs).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, run_tiny, run_weights, shared_image_or_png, tiny};
+use crate::common::{Run, Sandbox, TINY_LAYERS, Tmpfs, run_tiny, run_weights, shared_image_or_png, tiny};
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
@@ -325,4 +325,51 @@ fn early_convergence_is_reported() {
     out.assert_ok();
     let last = out.stderr.lines().last().unwrap();
     insta::with_settings!({ filters => vec![(r", \d+\.\d s\)", ", [T] s)")] }, { insta::assert_snapshot!(last, @"wrote out.png (32x16, 0 iterations, content 0.000e0, style 0.000e0, tv 0.000e0, [T] s); stopped early: converged") });
+}
+
+#[test]
+fn a_full_disk_is_one_clear_error_before_the_run_and_cannot_lose_the_result() {
+    let sb = tiny();
+    let Some(disk) = Tmpfs::mount(sb.path("disk"), 64) else { return };
+    let run = |extra: &[&str]| {
+        let mut args =
+            vec!["c.png", "s.png", "-o", "disk/out.tif", "--depth", "16", "--weights", "w.safetensors"];
+        args.extend(["--size", "32", "--optimizer", "adam", "-q"]);
+        args.extend(TINY_LAYERS);
+        args.extend(extra);
+        sb.run(&args)
+    };
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // Up front: a 32x16 16-bit TIFF and its metadata need up to about 20 KiB; the filler leaves 3
+    // pages of the 16.
+    std::fs::write(disk.0.join("filler"), vec![0u8; 50_000]).unwrap();
+    let full = run(&["-n", "3"]);
+    let line = full.error_line(1);
+    assert!(
+        line.starts_with(
+            "impasto: error: cannot write image disk/out.tif: not enough free space in disk: the 32x16 16-bit TIFF \
+             needs up to "
+        ) && line.ends_with(" KiB there, 12.0 KiB free"),
+        "{line}"
+    );
+    assert_eq!(files(), ["filler"], "nothing written, no temporary file left");
+
+    // During the run: snapshots fill the disk; the run stops there, and the result still fits in the
+    // space set aside for it before the run (before, its write failed too and the result was lost).
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let filled = run(&["-n", "40", "--save-every", "1"]);
+    let line = filled.error_line(1);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(line.ends_with("and wrote the current image to disk/out.tif"), "{line}");
+    assert_eq!(dims(&disk.0.join("out.tif")), (32, 16));
+    let names = files();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "no temporary file left: {names:?}");
+    assert!(names.len() > 2 && names.len() < 40, "some snapshots fitted: {names:?}");
 }

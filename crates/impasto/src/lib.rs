@@ -59,8 +59,9 @@ pub use error::{Error, Result};
 pub use eta::Eta;
 pub use image;
 pub use io::{
-    AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, SOFTWARE, SaveOptions, check_writable,
-    decode_image, load_image, load_image_with_alpha, save_image, save_image_with,
+    AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, OutputReservation, SOFTWARE, SaveOptions,
+    check_writable, decode_image, load_image, load_image_with_alpha, reserve_output, save_image,
+    save_image_with,
 };
 pub use layers::{deepest_layer, default_style_layers};
 pub use loss::{Objective, Temporal, features_on, gram_matrix, grams_on, masked_grams_on};

@@ -6,11 +6,13 @@
 //!   does the same for a file's bytes in memory.
 //! * [`save_image`] / [`save_image_with`] write PNG, JPEG, WebP, TIFF or BMP, chosen by extension,
 //!   8- or 16-bit, with the alpha plane re-applied and the run's parameters embedded as metadata,
-//!   atomically (temporary file in the same folder, then rename).
+//!   atomically (temporary file in the same folder, then rename); [`reserve_output`] sets the disk
+//!   space for a run's output aside before the run, so that a full disk cannot lose the result.
 
 mod icc;
 mod load;
 mod metadata;
+mod reserve;
 mod save;
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::path::Path;
 use crate::error::Error;
 
 pub use load::{decode_image, load_image, load_image_with_alpha};
+pub use reserve::{OutputReservation, reserve_output};
 pub use save::{SaveOptions, check_writable, save_image, save_image_with};
 
 /// Largest width or height accepted from an image file (a decompression-bomb guard).

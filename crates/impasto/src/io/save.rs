@@ -1,7 +1,7 @@
 //! Encoding and writing images: format by extension, quality, bit depth, alpha, metadata, atomic rename.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,7 +37,7 @@ impl Default for SaveOptions {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Png,
     Jpeg,
     WebP,
@@ -45,11 +45,24 @@ enum Format {
     Bmp,
 }
 
+impl Format {
+    /// `PNG`, `JPEG`, …: for messages.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Format::Png => "PNG",
+            Format::Jpeg => "JPEG",
+            Format::WebP => "WebP",
+            Format::Tiff => "TIFF",
+            Format::Bmp => "BMP",
+        }
+    }
+}
+
 fn extension(path: &Path) -> String {
     path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default()
 }
 
-fn format_of(path: &Path) -> Result<Format> {
+pub(super) fn format_of(path: &Path) -> Result<Format> {
     let ext = extension(path);
     Ok(match ext.as_str() {
         "png" => Format::Png,
@@ -137,6 +150,17 @@ pub fn save_image(img: &Rgb32FImage, path: &Path) -> Result<()> {
 /// folder and renamed, so a reader never sees half a file and an old result is replaced only by a
 /// complete new one. Errors are [`Error::ImageEncode`].
 pub fn save_image_with(img: &Rgb32FImage, path: &Path, options: &SaveOptions) -> Result<()> {
+    save_through(img, path, options, None)
+}
+
+/// [`save_image_with`], writing into `reserved` (a temporary file beside `path` whose disk space was
+/// set aside before the run, see [`super::reserve_output`]) when there is one.
+pub(super) fn save_through(
+    img: &Rgb32FImage,
+    path: &Path,
+    options: &SaveOptions,
+    reserved: Option<TempFile>,
+) -> Result<()> {
     options.check(path)?;
     let format = format_of(path)?;
     if img.width() == 0 || img.height() == 0 {
@@ -152,13 +176,22 @@ pub fn save_image_with(img: &Rgb32FImage, path: &Path, options: &SaveOptions) ->
         text.push(("Software".into(), SOFTWARE.into()));
     }
 
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp =
-        TempFile(path.with_file_name(format!(".{file_name}.{}-{}.tmp", std::process::id(), next_serial())));
-    let file = File::create(&tmp.0).map_err(|e| encode_err(path, e))?;
-    let mut w = BufWriter::new(file);
+    let (tmp, file) = match reserved {
+        // Written over from the start; what the image does not use is cut off below.
+        Some(tmp) => {
+            let file = OpenOptions::new().write(true).open(&tmp.0).map_err(|e| encode_err(path, e))?;
+            (tmp, file)
+        }
+        None => {
+            let tmp = TempFile::beside(path);
+            let file = File::create(&tmp.0).map_err(|e| encode_err(path, e))?;
+            (tmp, file)
+        }
+    };
+    let mut w = BufWriter::new(Written::new(file));
     encode(&pixels, format, options, &text, &mut w).map_err(|reason| encode_err(path, reason))?;
-    let file = w.into_inner().map_err(|e| encode_err(path, e.error()))?;
+    let Written { file, end, .. } = w.into_inner().map_err(|e| encode_err(path, e.error()))?;
+    file.set_len(end).map_err(|e| encode_err(path, e))?;
     file.sync_all().map_err(|e| encode_err(path, e))?;
     drop(file);
     std::fs::rename(&tmp.0, path).map_err(|e| Error::Io {
@@ -171,11 +204,62 @@ pub fn save_image_with(img: &Rgb32FImage, path: &Path, options: &SaveOptions) ->
 }
 
 /// A temporary file that is removed unless forgotten.
-struct TempFile(PathBuf);
+#[derive(Debug)]
+pub(super) struct TempFile(pub(super) PathBuf);
+
+impl TempFile {
+    /// A fresh hidden name in the folder of `path` (`.out.png.PID-N.tmp`), so that the rename to
+    /// `path` stays on one file system.
+    pub(super) fn beside(path: &Path) -> TempFile {
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        TempFile(path.with_file_name(format!(".{file_name}.{}-{}.tmp", std::process::id(), next_serial())))
+    }
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A file being written from its start, remembering the end of what was written: the TIFF encoder
+/// seeks back to patch its header, and a reserved file is longer than the image.
+struct Written {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl Written {
+    fn new(file: File) -> Written {
+        Written { file, pos: 0, end: 0 }
+    }
+}
+
+impl Write for Written {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.pos += n as u64;
+        self.end = self.end.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Written {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        // From the end of what was written, not of the (possibly reserved) file.
+        let to = match to {
+            SeekFrom::End(d) => SeekFrom::Start(self.end.checked_add_signed(d).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+            })?),
+            other => other,
+        };
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
     }
 }
 
@@ -221,7 +305,7 @@ fn encode(
     format: Format,
     options: &SaveOptions,
     text: &[(String, String)],
-    w: &mut BufWriter<File>,
+    w: &mut BufWriter<Written>,
 ) -> std::result::Result<(), String> {
     let exif = || {
         let software = text.iter().find(|(k, _)| k.eq_ignore_ascii_case("software")).map(|(_, v)| v.as_str());
