@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Run, Sandbox, png_text_value};
+use crate::common::{Run, Sandbox, png_text_value, signal};
 
 /// The shard and scheduler variables a test must not inherit (CI could itself run under Slurm).
 const SHARD_VARS: [&str; 5] = [
@@ -365,8 +365,7 @@ fn sigterm_logs_the_running_job_interrupted_and_releases_its_claim() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    signal(&child, "TERM");
     let out: Run = child.wait_with_output().expect("impasto batch ends").into();
     assert_eq!(out.code, Some(130), "{}", out.stderr);
     assert!(!lock(), "the owner marker is released");

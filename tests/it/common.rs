@@ -318,3 +318,24 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Sends `kill -NAME` (INT, TERM, HUP) to the child.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{name} failed");
+}
+
+/// The child's exit code once it ends; kills it and fails the test if that takes more than `limit`.
+pub fn wait_with_timeout(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("impasto did not stop within {limit:?} of the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -4,9 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, Tmpfs, run_tiny, run_weights, shared_image_or_png, tiny};
+use crate::common::{
+    Run, Sandbox, TINY_LAYERS, Tmpfs, run_tiny, run_weights, shared_image_or_png, signal, tiny,
+    wait_with_timeout,
+};
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
@@ -188,28 +191,6 @@ fn start_long_run(
 #[cfg(unix)]
 fn sigint(child: &std::process::Child) {
     signal(child, "INT");
-}
-
-/// Sends `kill -NAME` to the child.
-#[cfg(unix)]
-fn signal(child: &std::process::Child, name: &str) {
-    let ok = std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
-    assert!(ok.unwrap().success(), "kill -{name} failed");
-}
-
-#[cfg(unix)]
-fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("impasto did not stop within {limit:?} of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[cfg(unix)]

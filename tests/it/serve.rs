@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::{Run, Sandbox, run_weights};
+use crate::common::{Run, Sandbox, run_weights, signal};
 
 /// A GET over a plain socket: the whole answer, headers included.
 fn get(addr: &str, path: &str) -> String {
@@ -58,9 +58,7 @@ fn interrupt(child: Child) -> Run {
 
 /// `kill -NAME` to the server: it must stop cleanly with status 0.
 fn stop_with(child: Child, name: &str) -> Run {
-    let sent =
-        std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -{name} failed");
+    signal(&child, name);
     let out: Run = child.wait_with_output().expect("impasto serve ends").into();
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     out
@@ -110,9 +108,8 @@ fn ctrl_c_right_after_the_url_stops_cleanly_every_time() {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("impasto serve prints its URL");
-        let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        signal(&child, "INT");
         assert!(line.starts_with("impasto serve: open http://127.0.0.1:"), "round {round}: {line}");
-        assert!(sent.is_ok_and(|s| s.success()), "kill -INT failed");
         let out: Run = child.wait_with_output().expect("impasto serve ends").into();
         assert_eq!(out.code, Some(0), "round {round}: killed by the signal? stderr: {}", out.stderr);
         assert!(out.stderr.trim_end().ends_with("impasto serve: stopped"), "round {round}: {}", out.stderr);

@@ -3,7 +3,7 @@
 //! (reruns skip finished tiles; a round waits for the one before), and
 //! tiles or memory budgets too small are refused on one line before any work.
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
+use crate::common::{Run, Sandbox, TINY_LAYERS, signal, tiny, wait_with_timeout};
 
 /// The run's arguments: a 96x96 output in tiles of at most 80 px overlapping by at least 8 (4 tiles of
 /// 64 px), 16-bit.
@@ -129,7 +129,7 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
 fn sigterm_stops_a_tile_job_cleanly() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let sb = sandbox();
     // 4 iterations at 48 px, then tiles that would take 10^8 each.
@@ -155,18 +155,10 @@ fn sigterm_stops_a_tile_job_cleanly() {
         assert!(stderr.read_line(&mut line).unwrap() > 0, "no iteration logged: {seen}");
         seen.push_str(&line);
     }
-    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    signal(&child, "TERM");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "tiles run did not stop: {rest}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
     assert_eq!(code, Some(130), "{rest}");
     assert!(rest.contains("tiles: 0 optimised here, 0 of 4 finished"), "{rest}");
     let stitch = sb.run(&["tiles", "stitch", "--job", "job"]);

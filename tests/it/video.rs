@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::Sandbox;
+use crate::common::{Sandbox, signal};
 
 /// ffmpeg must be there (`.ci/run` installs Debian's); a missing one fails the test rather than skipping.
 fn ffmpeg(sb: &Sandbox, args: &[&str]) {
@@ -130,8 +130,7 @@ fn an_interrupted_clip_continues_with_resume() {
         assert!(start.elapsed() < Duration::from_secs(120), "no second frame");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(ok.success());
+    signal(&child, "INT");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted status");
     let kept = impasto_video_files(&sb, "out");
