@@ -5,8 +5,8 @@
 //! without the pairs, +1.3 % with them; BENCHMARKS.md). The pairs are kept on the host as far as
 //! the memory budget leaves room, and with checkpoints also beside them (only there when the budget
 //! leaves no room), so that a resumed run carries them as the uninterrupted one does. Without a
-//! checkpoint and without room, in the run's scratch folder if it has one (a failed write there only
-//! drops the pairs).
+//! checkpoint and without room, in the run's scratch folder if it has one, as many as its disk holds
+//! with room to spare (a failed write there only drops the pairs).
 
 use std::path::{Path, PathBuf};
 
@@ -49,14 +49,31 @@ impl Plan<'_> {
         match (fit >= most, store.is_some(), &self.config.scratch) {
             (true, ..) => new(most, history, false),
             (false, true, _) => new(most, history, true),
-            (false, false, Some(dir)) => Carried {
-                store: Some(TileStore::new(dir, fingerprint, ts.k)),
-                scratch: true,
-                ..new(most, history, true)
-            },
+            (false, false, Some(dir)) => {
+                let free = dir.parent().and_then(|folder| fs4::available_space(folder).ok());
+                Carried {
+                    store: Some(TileStore::new(dir, fingerprint, ts.k)),
+                    scratch: true,
+                    ..new(scratch_pairs(most, free, pair), history, true)
+                }
+            }
             (false, false, None) => new(fit, history, false),
         }
     }
+}
+
+/// Space left free on the scratch folder's disk: a tenth of what is free, at least this much.
+const SCRATCH_SPARE: u64 = 256 << 20;
+
+/// How many of their `most` newest pairs the tiles carry in the scratch folder, whose disk has `free`
+/// bytes (`None`: unknown): as many as fit in that space less a tenth of it (at least 256 MiB, for
+/// snapshots, other programs and the output, whose space is set aside before the run) and less the
+/// tiles' results stored with them (half a `pair`, the bytes of one pair of every tile). The pairs
+/// help this run only; a disk they filled would fail the run's other writes.
+fn scratch_pairs(most: usize, free: Option<u64>, pair: u64) -> usize {
+    let Some(free) = free else { return most };
+    let room = free.saturating_sub((free / 10).max(SCRATCH_SPARE)).saturating_sub(pair / 2);
+    most.min(usize::try_from(room / pair.max(1)).unwrap_or(usize::MAX))
 }
 
 /// The optimisers the tiles of a tiled scale carry from one round into the next, and their files
@@ -253,4 +270,24 @@ impl Key {
 fn pairs_path(store: &TileStore, index: usize) -> PathBuf {
     let tile = store.path(index);
     tile.with_extension("pairs.safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_folder_keeps_a_tenth_of_its_disk_free() {
+        const GIB: u64 = 1 << 30;
+        // A pair of every tile: 1 GiB; the tiles' results with them: 0.5 GiB.
+        assert_eq!(scratch_pairs(5, None, GIB), 5, "unknown free space: as before");
+        assert_eq!(scratch_pairs(5, Some(100 * GIB), GIB), 5, "room for all");
+        // 10 GiB free: 1 GiB spare, 0.5 GiB of results, 8 pairs fit.
+        assert_eq!(scratch_pairs(20, Some(10 * GIB), GIB), 8);
+        // 2 GiB free: 256 MiB spare (more than a tenth), 0.5 GiB of results: 1 pair.
+        assert_eq!(scratch_pairs(3, Some(2 * GIB), GIB), 1);
+        assert_eq!(scratch_pairs(3, Some(GIB), GIB), 0, "none: each round starts afresh");
+        assert_eq!(scratch_pairs(3, Some(0), GIB), 0);
+        assert_eq!(scratch_pairs(0, Some(100 * GIB), GIB), 0);
+    }
 }
