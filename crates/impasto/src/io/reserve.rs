@@ -52,10 +52,11 @@ impl OutputReservation {
 }
 
 /// Sets aside, in the folder of `path`, the disk space for a `width` × `height` output written with
-/// `options` (its format from the extension, its bit depth and alpha plane; see
-/// [`encoded_size_bound`]). Call it once the output size is known and before the long work: a disk
-/// without that much free space is then one clear error (`not enough free space …`) before anything
-/// is computed, and the final write later cannot fail for lack of space.
+/// `options` (its format from the extension, its bit depth and alpha plane): the raw samples plus
+/// 1/16, 16 KiB and the metadata, the most any of the formats takes. Call it once the output size is
+/// known and before the long work: a disk without that much free space is then one clear error (`not
+/// enough free space …`) before anything is computed, and the final write later cannot fail for lack
+/// of space.
 pub fn reserve_output(
     path: &Path,
     width: u32,
