@@ -101,12 +101,17 @@ impl Lbfgs {
         #[cfg(feature = "gpu")]
         self.move_to_host();
         let history = self.history;
-        if let Pairs::Host { s, y, rho } = &mut self.pairs {
-            while s.len() > keep {
-                s.pop_front();
-                y.pop_front();
-                rho.pop_front();
+        match &mut self.pairs {
+            Pairs::Host { s, y, rho } => {
+                while s.len() > keep {
+                    s.pop_front();
+                    y.pop_front();
+                    rho.pop_front();
+                }
             }
+            // Not reached: `move_to_host` above left them on the host.
+            #[cfg(feature = "gpu")]
+            Pairs::Gpu { .. } => {}
         }
         self.history = history;
         (self.len() > 0).then_some(self)
