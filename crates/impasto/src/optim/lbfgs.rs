@@ -102,13 +102,7 @@ impl Lbfgs {
         self.move_to_host();
         let history = self.history;
         match &mut self.pairs {
-            Pairs::Host { s, y, rho } => {
-                while s.len() > keep {
-                    s.pop_front();
-                    y.pop_front();
-                    rho.pop_front();
-                }
-            }
+            Pairs::Host { s, y, rho } => keep_newest(s, y, rho, keep),
             // Not reached: `move_to_host` above left them on the host.
             #[cfg(feature = "gpu")]
             Pairs::Gpu { .. } => {}
@@ -170,13 +164,7 @@ impl Lbfgs {
         self.history = history.max(1);
         let history = self.history;
         match &mut self.pairs {
-            Pairs::Host { s, y, rho } => {
-                while s.len() > history {
-                    s.pop_front();
-                    y.pop_front();
-                    rho.pop_front();
-                }
-            }
+            Pairs::Host { s, y, rho } => keep_newest(s, y, rho, history),
             #[cfg(feature = "gpu")]
             Pairs::Gpu { ring, error } => {
                 if ring.capacity() != history {
@@ -333,6 +321,14 @@ impl Lbfgs {
 
 /// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first).
 #[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
+/// Drops the oldest host pairs beyond the newest `keep`.
+fn keep_newest(s: &mut VecDeque<Vec<f32>>, y: &mut VecDeque<Vec<f32>>, rho: &mut VecDeque<f64>, keep: usize) {
+    let old = s.len().saturating_sub(keep);
+    s.drain(..old);
+    y.drain(..old);
+    rho.drain(..old);
+}
+
 fn host_direction(
     s: &VecDeque<Vec<f32>>,
     y: &VecDeque<Vec<f32>>,
