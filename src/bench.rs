@@ -128,7 +128,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             out(&table_row(&r, peak));
         }
         if args.layers && device != impasto::Device::Cpu {
-            for (family, s, n) in impasto::bench::gpu_kernels(spec, device)? {
+            let times = impasto::bench::gpu_kernels(spec, device)?;
+            let clock = if times.gpu_clock { "gpu" } else { "host" };
+            if !args.json {
+                out(&format!(
+                    "  per kernel family, timed {}:",
+                    if times.gpu_clock {
+                        "with the GPU's timestamps"
+                    } else {
+                        "on the host, one submit and wait per dispatch"
+                    }
+                ));
+            }
+            for (family, s, n) in times.rows {
                 if args.json {
                     out(&json!({
                         "kind": "gpu_kernel",
@@ -138,6 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         "dispatches": n,
                         "seconds": s,
                         "share": s / r.median_s,
+                        "clock": clock,
                     })
                     .to_string());
                 } else {

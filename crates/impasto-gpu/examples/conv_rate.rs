@@ -42,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = GpuOptions { loop_counters, ..GpuOptions::default() };
         let gpu = Gpu::with_options(choice, &options)?;
         let label = if loop_counters { "with loop counters" } else { "without loop counters" };
+        if !loop_counters {
+            println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);
+        }
         let (mut seconds, mut flops) = (0.0, 0.0);
         for (c_in, c_out, down) in VGG16 {
             let side = size >> down;

@@ -50,6 +50,9 @@ pub struct GpuOptions {
     /// are compiled without them (they keep drivers from unrolling loops; bounds checks stay on
     /// either way): this is for measuring what they cost (`examples/conv_rate.rs`).
     pub loop_counters: bool,
+    /// Time kernels on the host (one submit and wait per dispatch) even where the adapter has
+    /// timestamp queries, which profiles otherwise use ([`Gpu::kernel_clock`]).
+    pub host_timing: bool,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -116,6 +119,18 @@ pub struct Gpu {
     allocations: AtomicU64,
     /// Bytes of every buffer created so far (storage, uniform and read-back buffers).
     allocated: AtomicU64,
+    /// Whether profiles read the GPU's timestamps (the adapter has them and the host clock was not asked for).
+    timestamps: bool,
+}
+
+/// What a kernel profile's times were measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelClock {
+    /// The GPU's own timestamps at the start and end of each dispatch, all of one evaluation in one
+    /// submission: the kernels' time on the device.
+    Device,
+    /// The host's clock around one submit and wait per dispatch: each time includes that round trip.
+    Host,
 }
 
 impl Gpu {
@@ -153,9 +168,11 @@ impl Gpu {
             let cap = (cap / 256 * 256).max(256);
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
         }
+        let clock = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let timestamps = !options.host_timing && adapter.features().contains(clock);
         let desc = wgpu::DeviceDescriptor {
             label: Some("impasto"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps { clock } else { wgpu::Features::empty() },
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -206,6 +223,7 @@ impl Gpu {
             submits: AtomicU64::new(0),
             allocations: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
+            timestamps,
         }))
     }
 
@@ -216,6 +234,11 @@ impl Gpu {
 
     pub(crate) fn name(&self) -> String {
         self.summary.name.clone()
+    }
+
+    /// What [`crate::GpuObjective::profile`] and [`Gpu::conv3x3_seconds`] time kernels with.
+    pub fn kernel_clock(&self) -> KernelClock {
+        if self.timestamps { KernelClock::Device } else { KernelClock::Host }
     }
 
     /// Why the device was lost, if it was (it then fails every later call).
@@ -351,11 +374,21 @@ impl Gpu {
     /// returns the floats of each, in order: one submit, one map.
     pub(crate) fn finish_and_read(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<f32>>> {
+        self.finish_and_read_as(encoder, reads)
+    }
+
+    /// [`Gpu::finish_and_read`] for values of any plain type `T` (`reads` counts values of `T`).
+    pub(crate) fn finish_and_read_as<T: bytemuck::Pod>(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<T>>> {
+        let size = std::mem::size_of::<T>();
         let total: usize = reads.iter().map(|r| r.1).sum();
-        let bytes = (total.max(1) * 4) as u64;
+        let bytes = (total.max(1) * size) as u64;
         if bytes > self.limits.max_buffer_size {
             return Err(GpuError::Limit {
                 adapter: self.name(),
@@ -369,7 +402,7 @@ impl Gpu {
         let staging = self.scoped("read-back buffer", bytes, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),
-                size: (total.max(1) * 4) as u64,
+                size: bytes,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -377,9 +410,9 @@ impl Gpu {
         let mut off = 0u64;
         for &(b, n) in reads {
             if n > 0 {
-                encoder.copy_buffer_to_buffer(b, 0, &staging, off, (n * 4) as u64);
+                encoder.copy_buffer_to_buffer(b, 0, &staging, off, (n * size) as u64);
             }
-            off += (n * 4) as u64;
+            off += (n * size) as u64;
         }
         self.submit(encoder)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -398,7 +431,7 @@ impl Gpu {
         let mut out = Vec::with_capacity(reads.len());
         {
             let view = staging.get_mapped_range(..).map_err(|e| self.classify("read-back", e.to_string()))?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
+            let all: &[T] = bytemuck::cast_slice(&view);
             let mut at = 0;
             for &(_, n) in reads {
                 out.push(all[at..at + n].to_vec());

@@ -225,7 +225,7 @@ impl Kernels {
 
 /// One recorded step of an evaluation.
 #[derive(Debug)]
-enum Step {
+pub(crate) enum Step {
     Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3], label: String },
     Clear(wgpu::Buffer),
 }
@@ -399,33 +399,9 @@ impl Program {
         self.tag = tag;
     }
 
-    /// Runs every step as its own submit and waits for it: (label, seconds) per step, in order. A
-    /// host-side timing (it includes one submit and wait per step), for finding the slow kernels.
-    pub(crate) fn profile(&self, gpu: &Gpu) -> Result<Vec<(String, f64)>> {
-        let mut out = Vec::with_capacity(self.steps.len());
-        for step in &self.steps {
-            let mut enc = gpu.encoder();
-            let label = match step {
-                Step::Clear(b) => {
-                    enc.clear_buffer(b, 0, None);
-                    "clear".to_string()
-                }
-                Step::Dispatch { pipeline, bind, groups, label } => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, bind, &[]);
-                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                    label.clone()
-                }
-            };
-            let t = std::time::Instant::now();
-            gpu.submit_and_wait(enc)?;
-            out.push((label, t.elapsed().as_secs_f64()));
-        }
-        Ok(out)
+    /// The recorded steps, in order (for [`crate::profile`]).
+    pub(crate) fn steps(&self) -> &[Step] {
+        &self.steps
     }
 
     /// Adds the zeroing of `buffer`.

@@ -22,8 +22,9 @@ mod kernels;
 mod net;
 mod objective;
 mod ops;
+mod profile;
 
-pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, adapters};
+pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
 pub use error::{GpuError, Result};
 pub use history::GpuHistory;
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};

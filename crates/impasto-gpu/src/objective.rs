@@ -362,8 +362,15 @@ impl GpuObjective {
 }
 
 impl GpuObjective {
-    /// One evaluation at `pixels` with every step submitted and waited for on its own: (what, seconds)
-    /// per step in order, `upload` first and `readback` last. Host timings, for finding slow kernels.
+    /// What [`GpuObjective::profile`] times the kernels with.
+    pub fn kernel_clock(&self) -> crate::KernelClock {
+        self.net.gpu.kernel_clock()
+    }
+
+    /// One evaluation at `pixels` with every step timed on its own: (what, seconds) per step in order,
+    /// `upload` first and `readback` last (those two on the host's clock), for finding slow kernels.
+    /// The kernels are timed with [`Gpu::kernel_clock`](crate::Gpu::kernel_clock): the GPU's
+    /// timestamps where it has them, else the host's clock around one submit and wait per step.
     pub fn profile(&mut self, pixels: &[f32]) -> Result<Vec<(String, f64)>> {
         let n = 3 * self.h * self.w;
         if pixels.len() != n {
@@ -377,7 +384,7 @@ impl GpuObjective {
         self.rgb.write(gpu, pixels);
         gpu.submit_and_wait(gpu.encoder())?;
         let mut out = vec![("upload".to_string(), t.elapsed().as_secs_f64())];
-        out.extend(self.prog.profile(gpu)?);
+        out.extend(crate::profile::profile(gpu, &self.prog)?);
         let live = self.terms.iter().filter(|t| t.live).count();
         let t = std::time::Instant::now();
         let mut reads = vec![(&self.sums, live)];

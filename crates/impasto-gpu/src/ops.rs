@@ -83,8 +83,10 @@ impl Gpu {
 
     /// Seconds one 3×3 convolution kernel takes on the device, data already there: the forward
     /// (`c_in → c_out` on `h×w`, bias and ReLU fused) or, with `backward`, its backward to the input.
-    /// The median of `reps` submissions, each waited for and timed on the host, after one warm-up.
-    /// For measuring the kernels' rate (`examples/conv_rate.rs`); the values (zeros) do not matter.
+    /// The median of `reps` runs after one warm-up, each the sum of its dispatches' times on
+    /// [`Gpu::kernel_clock`] (the GPU's timestamps where it has them, else the host's clock around
+    /// one submit and wait per dispatch). For measuring the kernels' rate (`examples/conv_rate.rs`);
+    /// the values (zeros) do not matter.
     pub fn conv3x3_seconds(
         &self,
         c_in: usize,
@@ -103,12 +105,9 @@ impl Gpu {
         record_conv(self, &mut prog, &wts, bias, &x, &y, (h, w), !backward)?;
         let mut times = Vec::with_capacity(reps);
         for rep in 0..=reps.max(1) {
-            let mut enc = self.encoder();
-            prog.record(&mut enc);
-            let t = std::time::Instant::now();
-            self.submit_and_wait(enc)?;
+            let s: f64 = crate::profile::profile(self, &prog)?.iter().map(|(_, s)| s).sum();
             if rep > 0 {
-                times.push(t.elapsed().as_secs_f64());
+                times.push(s);
             }
         }
         times.sort_by(f64::total_cmp);

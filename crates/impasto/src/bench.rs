@@ -313,11 +313,22 @@ pub fn layers(spec: &BenchSpec) -> Result<Vec<LayerTiming>> {
     Ok(out)
 }
 
+/// Per-kernel GPU times of one benchmark iteration ([`gpu_kernels`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuKernelTimes {
+    /// (family, median seconds per iteration summed over its dispatches, dispatches per iteration).
+    pub rows: Vec<(String, f64, usize)>,
+    /// Whether the kernels were timed with the GPU's own timestamps, all of an iteration in one
+    /// submission; otherwise with the host's clock around one submit and wait per kernel.
+    pub gpu_clock: bool,
+}
+
 /// GPU time of one benchmark iteration on `device`, per step family (`conv fwd …` per layer,
 /// `conv bwd …` per layer, each `ops.wgsl` kernel by name, `gram`, `gram bwd`, `upload`, `readback`):
 /// (family, median seconds per iteration summed over its dispatches, dispatches per iteration), in
-/// order of first appearance. Each dispatch is its own submit and wait, timed on the host.
-pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<Vec<(String, f64, usize)>> {
+/// order of first appearance. The kernels are timed with the GPU's timestamps where the adapter has
+/// them, else each is its own submit and wait, timed on the host ([`GpuKernelTimes::gpu_clock`]).
+pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<GpuKernelTimes> {
     check(spec)?;
     let net = random_vgg(spec.arch)?;
     let (h, w) = (spec.size, spec.size);
@@ -325,13 +336,15 @@ pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<Vec<(Strin
     let mut obj = objective(&net, h, w)?;
     obj.use_device(device)?;
     let mut families: Vec<(String, Vec<f64>, usize)> = Vec::new();
+    let mut gpu_clock = false;
     for i in 0..spec.warmup + spec.reps {
-        let steps = obj.gpu_profile(&pixels)?;
+        let profile = obj.gpu_profile(&pixels)?;
+        gpu_clock = profile.gpu_clock;
         if i < spec.warmup {
             continue;
         }
         let mut this: Vec<(String, f64, usize)> = Vec::new();
-        for (label, s) in steps {
+        for (label, s) in profile.steps {
             match this.iter_mut().find(|f| f.0 == label) {
                 Some(f) => (f.1, f.2) = (f.1 + s, f.2 + 1),
                 None => this.push((label, s, 1)),
@@ -344,7 +357,8 @@ pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<Vec<(Strin
             }
         }
     }
-    Ok(families.into_iter().map(|(l, s, n)| (l, stats(&s).0, n)).collect())
+    let rows = families.into_iter().map(|(l, s, n)| (l, stats(&s).0, n)).collect();
+    Ok(GpuKernelTimes { rows, gpu_clock })
 }
 
 /// GFLOP/s of a large `sgemm` (512 × 1024 × 4608, the shape of a deep VGG layer's GEMM) on a pool of

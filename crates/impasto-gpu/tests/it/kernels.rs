@@ -235,3 +235,21 @@ fn wrong_sizes_are_errors_not_panics() {
     let err = gpu.conv3x3_forward(&[0.0; 5], 1, 1, 2, 2, &[0.0; 9], &[0.0], false).unwrap_err();
     assert!(err.to_string().contains("x has 5 values, expected 4"), "{err}");
 }
+
+#[test]
+fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
+    use impasto_gpu::{Choice, Gpu, GpuOptions, KernelClock};
+    // Vulkan drivers (lavapipe included) have timestamp queries: profiles read the device's clock.
+    let device = gpu();
+    assert_eq!(device.kernel_clock(), KernelClock::Device, "{}", device.adapter().name);
+    let options = GpuOptions { host_timing: true, ..GpuOptions::default() };
+    let host = Gpu::with_options(Choice::Index(crate::common::test_adapter()), &options).unwrap();
+    assert_eq!(host.kernel_clock(), KernelClock::Host);
+    for g in [&device, &host] {
+        // A split of the output rows into several dispatches, forward and backward.
+        for backward in [false, true] {
+            let s = g.conv3x3_seconds(5, 65, (9, 7), backward, 2).unwrap();
+            assert!(s > 0.0 && s < 60.0, "{:?} {s}", g.kernel_clock());
+        }
+    }
+}

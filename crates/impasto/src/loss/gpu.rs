@@ -78,14 +78,16 @@ impl Backend {
 
 impl Backend {
     /// One evaluation with every GPU step timed on its own (see [`GpuObjective::profile`]).
-    pub(crate) fn profile(&self, o: &Objective<'_>, pixels: &[f32]) -> crate::Result<Vec<(String, f64)>> {
+    pub(crate) fn profile(&self, o: &Objective<'_>, pixels: &[f32]) -> crate::Result<super::GpuProfile> {
         let content: Vec<f32> = o.content.iter().map(|t| t.weight).collect();
         let style: Vec<f32> = o.style.iter().map(|t| t.weight).collect();
         let fail = |reason: String| crate::Error::Gpu { reason, last_good: None };
         let mut g = self.objective.lock().map_err(|_| fail("the GPU objective's lock is poisoned".into()))?;
-        g.set_weights(&content, &style, o.tv_weight)
+        let steps = g
+            .set_weights(&content, &style, o.tv_weight)
             .and_then(|()| g.profile(pixels))
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(super::GpuProfile { steps, gpu_clock: g.kernel_clock() == impasto_gpu::KernelClock::Device })
     }
 }
 

@@ -19,6 +19,17 @@ pub(crate) use temporal::TemporalTarget;
 use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
 
+/// One GPU evaluation timed step by step ([`Objective::gpu_profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProfile {
+    /// (step, seconds) in order: `upload`, each kernel, `readback`.
+    pub steps: Vec<(String, f64)>,
+    /// Whether the kernels were timed with the GPU's own timestamps (all of the evaluation in one
+    /// submission); otherwise with the host's clock around one submit and wait per kernel, which
+    /// adds that round trip to each. `upload` and `readback` are host times either way.
+    pub gpu_clock: bool,
+}
+
 /// A content target: the features of the content image at one layer.
 #[derive(Debug, Clone)]
 pub(crate) struct ContentTarget {
@@ -106,9 +117,9 @@ impl<'a> Objective<'a> {
         self.gpu.as_ref().map(|g| g.context())
     }
 
-    /// One GPU evaluation at `pixels` with every step (upload, each kernel, read-back) submitted and
-    /// timed on its own: (step, seconds) in order. Errors when the objective is on the CPU.
-    pub fn gpu_profile(&self, pixels: &[f32]) -> crate::Result<Vec<(String, f64)>> {
+    /// One GPU evaluation at `pixels` with every step (upload, each kernel, read-back) timed on its
+    /// own. Errors when the objective is on the CPU.
+    pub fn gpu_profile(&self, pixels: &[f32]) -> crate::Result<GpuProfile> {
         #[cfg(feature = "gpu")]
         if let Some(g) = &self.gpu {
             return g.profile(self, pixels);
