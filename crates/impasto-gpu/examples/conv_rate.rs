@@ -1,14 +1,15 @@
-//! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, with and without naga's
-//! per-loop iteration counters: what the GEMM itself reaches on an adapter, apart from the rest of an
-//! iteration, and what the counters cost there.
+//! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in both forms of the tiled
+//! GEMM (8×8 and 4×4 outputs per invocation) and with and without naga's per-loop iteration
+//! counters: what the GEMM itself reaches on an adapter, apart from the rest of an iteration.
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
-//! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line per layer, direction and compilation: milliseconds per call
-//! (median) and GFLOP/s (`2·c_in·c_out·9·h·w`), then the totals.
+//! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
+//! per layer, direction and form: milliseconds per call (median; on the GPU's timestamps where it
+//! has them) and GFLOP/s (`2·c_in·c_out·9·h·w`), then the totals.
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
 
-use impasto_gpu::{Choice, Gpu, GpuOptions};
+use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions};
 
 /// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
 const VGG16: [(usize, usize, u32); 11] = [
@@ -38,11 +39,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (size, reps) = (arg(1, 512)?, arg(2, 5)?);
     println!("adapter {adapter}, {size}x{size}, median of {reps}");
-    for loop_counters in [false, true] {
-        let options = GpuOptions { loop_counters, ..GpuOptions::default() };
+    // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default).
+    let configs = [
+        (GemmTile::Outputs8x8, false, "8x8, no loop counters"),
+        (GemmTile::Outputs4x4, false, "4x4, no loop counters"),
+        (GemmTile::Outputs8x8, true, "8x8, loop counters"),
+        (GemmTile::Outputs4x4, true, "4x4, loop counters"),
+    ];
+    for (i, (gemm_tile, loop_counters, label)) in configs.into_iter().enumerate() {
+        let options = GpuOptions { loop_counters, gemm_tile, ..GpuOptions::default() };
         let gpu = Gpu::with_options(choice, &options)?;
-        let label = if loop_counters { "with loop counters" } else { "without loop counters" };
-        if !loop_counters {
+        if i == 0 {
             println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);
         }
         let (mut seconds, mut flops) = (0.0, 0.0);

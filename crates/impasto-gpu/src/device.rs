@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{GemmTile, Kernels};
 
 /// One adapter as `impasto devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct GpuOptions {
     /// Time kernels on the host (one submit and wait per dispatch) even where the adapter has
     /// timestamp queries, which profiles otherwise use ([`Gpu::kernel_clock`]).
     pub host_timing: bool,
+    /// The GEMM's form (the default: 8×8 outputs per invocation); both give the same bits.
+    pub gemm_tile: GemmTile,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -210,6 +212,7 @@ impl Gpu {
             &summary.name,
             options.faults.broken_kernel.as_deref(),
             options.loop_counters,
+            options.gemm_tile,
         )?;
         Ok(Arc::new(Gpu {
             device,

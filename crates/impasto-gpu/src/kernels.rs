@@ -87,6 +87,17 @@ pub(crate) enum Gemm {
     CropGram,
 }
 
+/// Which form of the tiled GEMM computes each 64×64 tile of C (`matmul.wgsl`). Both give the same
+/// bits: each output is the same fma chain in increasing k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmTile {
+    /// 64 invocations of 8×8 outputs each (`tile8`): 4 vec4 reads of workgroup memory per 64 fma.
+    #[default]
+    Outputs8x8,
+    /// 256 invocations of 4×4 outputs each (`main`): 8 float reads per 16 fma.
+    Outputs4x4,
+}
+
 /// Output rows up to which a convolution takes the column-per-invocation kernel (its accumulators
 /// are one `vec4`); above, a 64-row tile leaves less of its work unused.
 pub(crate) const NARROW_ROWS: usize = 4;
@@ -176,12 +187,14 @@ fn first_line(s: &str) -> String {
 
 impl Kernels {
     /// Compiles every kernel; `broken` names one whose source is made invalid (fault injection).
-    /// `loop_counters`: keep naga's per-loop counters (see [`module_without_loop_counters`]).
+    /// `loop_counters`: keep naga's per-loop counters (see [`module_without_loop_counters`]); `tile`:
+    /// the GEMM's form.
     pub(crate) fn build(
         device: &wgpu::Device,
         adapter: &str,
         broken: Option<&str>,
         loop_counters: bool,
+        tile: GemmTile,
     ) -> Result<Kernels> {
         let t = Target { device, adapter, loop_counters };
         let source = |kernel: &str, src: String| {
@@ -189,11 +202,15 @@ impl Kernels {
         };
         let gemm_src = |kernel: &str, load: &str| source(kernel, MATMUL.replace("//LOAD_B", load));
         let plain_a = |load: &str| format!("{A_PLAIN}\n{load}");
+        let entry = match tile {
+            GemmTile::Outputs8x8 => "tile8",
+            GemmTile::Outputs4x4 => "main",
+        };
         let gemm = [
-            pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), "main")?,
-            pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), "main")?,
-            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), "main")?,
-            pipeline(&t, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), "main")?,
+            pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), entry)?,
+            pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), entry)?,
+            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), entry)?,
+            pipeline(&t, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), entry)?,
         ];
         let conv_narrow =
             pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &plain_a(LOAD_CONV)), "narrow")?;

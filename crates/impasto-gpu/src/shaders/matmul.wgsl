@@ -129,6 +129,166 @@ fn main(
     }
 }
 
+// `main` with 8×8 outputs per invocation: 64 invocations compute the same 64×64 tile of C, each the
+// rows 4·ty..4·ty+3 and 32+4·ty..32+4·ty+3 and the columns 4·tx.., 32+4·tx.. (ty, tx = its index / 8,
+// mod 8). The tiles hold vec4s of 4 consecutive rows (columns), so each k step reads 4 vec4s from
+// workgroup memory for 64 fma where `main` reads 8 floats for 16. Each output is the same fma chain
+// in increasing k as `main`'s (the same tiles of A and B, zero-padded alike): the same bits.
+// [16 k][16 quads of rows], k rows padded to 17 quads against bank conflicts on the transposed stores.
+var<workgroup> a_quads: array<vec4<f32>, 272>;
+var<workgroup> b_quads: array<vec4<f32>, 272>;
+
+@compute @workgroup_size(64)
+fn tile8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let m_tile = wid.y % p.m_tiles;
+    let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
+    if n_tile >= p.n_tiles {
+        return;
+    }
+    let row0 = m_tile * 64u;
+    let col0 = n_tile * 64u;
+    let k_begin = wid.z * p.chunk;
+    let k_end = min(p.k, k_begin + p.chunk);
+    let tx = li & 7u;
+    let ty = li >> 3u;
+    let ra = row0 + 4u * ty;
+    let rb = ra + 32u;
+    let ca = col0 + 4u * tx;
+    let cb = ca + 32u;
+    var c00 = vec4<f32>(0.0);
+    var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0);
+    var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0);
+    var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0);
+    var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0);
+    var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0);
+    var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0);
+    var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0);
+    var c71 = vec4<f32>(0.0);
+    if (p.flags & ACC_INIT) != 0u {
+        c00 = load4(ra + 0u, ca);
+        c01 = load4(ra + 0u, cb);
+        c10 = load4(ra + 1u, ca);
+        c11 = load4(ra + 1u, cb);
+        c20 = load4(ra + 2u, ca);
+        c21 = load4(ra + 2u, cb);
+        c30 = load4(ra + 3u, ca);
+        c31 = load4(ra + 3u, cb);
+        c40 = load4(rb + 0u, ca);
+        c41 = load4(rb + 0u, cb);
+        c50 = load4(rb + 1u, ca);
+        c51 = load4(rb + 1u, cb);
+        c60 = load4(rb + 2u, ca);
+        c61 = load4(rb + 2u, cb);
+        c70 = load4(rb + 3u, ca);
+        c71 = load4(rb + 3u, cb);
+    }
+    // Without B_KFAST invocation li loads column li of the tile for every k: index it once.
+    let b_ij = b_column(col0 + li);
+    for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
+        for (var r = 0u; r < 16u; r++) {
+            let e = li + 64u * r;
+            // A: k fastest (rows of A are contiguous in k).
+            let kk = e & 15u;
+            let rr = e >> 4u;
+            let gk = k0 + kk;
+            let grow = row0 + rr;
+            var av = 0.0;
+            if grow < p.m && gk < k_end {
+                av = a[a_index(grow, gk)];
+            }
+            a_quads[kk * 17u + (rr >> 2u)][rr & 3u] = av;
+            var bk: u32;
+            var bc: u32;
+            if B_KFAST {
+                bk = e & 15u;
+                bc = e >> 4u;
+            } else {
+                bc = li;
+                bk = r;
+            }
+            let gbk = k0 + bk;
+            let gcol = col0 + bc;
+            var bv = 0.0;
+            if gbk < k_end && gcol < p.n {
+                bv = load_b(gbk, gcol, b_ij);
+            }
+            b_quads[bk * 17u + (bc >> 2u)][bc & 3u] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            let q = kk * 17u;
+            let a0 = a_quads[q + ty];
+            let a1 = a_quads[q + 8u + ty];
+            let b0 = b_quads[q + tx];
+            let b1 = b_quads[q + 8u + tx];
+            c00 = fma(vec4<f32>(a0.x), b0, c00);
+            c01 = fma(vec4<f32>(a0.x), b1, c01);
+            c10 = fma(vec4<f32>(a0.y), b0, c10);
+            c11 = fma(vec4<f32>(a0.y), b1, c11);
+            c20 = fma(vec4<f32>(a0.z), b0, c20);
+            c21 = fma(vec4<f32>(a0.z), b1, c21);
+            c30 = fma(vec4<f32>(a0.w), b0, c30);
+            c31 = fma(vec4<f32>(a0.w), b1, c31);
+            c40 = fma(vec4<f32>(a1.x), b0, c40);
+            c41 = fma(vec4<f32>(a1.x), b1, c41);
+            c50 = fma(vec4<f32>(a1.y), b0, c50);
+            c51 = fma(vec4<f32>(a1.y), b1, c51);
+            c60 = fma(vec4<f32>(a1.z), b0, c60);
+            c61 = fma(vec4<f32>(a1.z), b1, c61);
+            c70 = fma(vec4<f32>(a1.w), b0, c70);
+            c71 = fma(vec4<f32>(a1.w), b1, c71);
+        }
+        workgroupBarrier();
+    }
+    store4(ra + 0u, ca, wid.z, c00);
+    store4(ra + 0u, cb, wid.z, c01);
+    store4(ra + 1u, ca, wid.z, c10);
+    store4(ra + 1u, cb, wid.z, c11);
+    store4(ra + 2u, ca, wid.z, c20);
+    store4(ra + 2u, cb, wid.z, c21);
+    store4(ra + 3u, ca, wid.z, c30);
+    store4(ra + 3u, cb, wid.z, c31);
+    store4(rb + 0u, ca, wid.z, c40);
+    store4(rb + 0u, cb, wid.z, c41);
+    store4(rb + 1u, ca, wid.z, c50);
+    store4(rb + 1u, cb, wid.z, c51);
+    store4(rb + 2u, ca, wid.z, c60);
+    store4(rb + 2u, cb, wid.z, c61);
+    store4(rb + 3u, ca, wid.z, c70);
+    store4(rb + 3u, cb, wid.z, c71);
+}
+
+// The 4 values of C at (row, col..col+3) that exist, zeros elsewhere (ACC_INIT's starting sums).
+fn load4(row: u32, col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if row < p.m {
+        for (var j = 0u; j < 4u; j++) {
+            if col + j < p.n {
+                v[j] = c[p.c_off + row * p.ldc + col + j];
+            }
+        }
+    }
+    return v;
+}
+
+// `store` of 4 consecutive columns.
+fn store4(row: u32, col: u32, z: u32, v: vec4<f32>) {
+    store(row, col, z, v.x);
+    store(row, col + 1u, z, v.y);
+    store(row, col + 2u, z, v.z);
+    store(row, col + 3u, z, v.w);
+}
+
 // The raw sum at (row, col) of K slice z, through the epilogue the flags ask for; outside C, nothing.
 fn store(row: u32, col: u32, z: u32, sum: f32) {
     if row >= p.m || col >= p.n {
