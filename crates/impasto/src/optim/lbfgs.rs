@@ -319,8 +319,6 @@ impl Lbfgs {
     }
 }
 
-/// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first).
-#[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
 /// Drops the oldest host pairs beyond the newest `keep`.
 fn keep_newest(s: &mut VecDeque<Vec<f32>>, y: &mut VecDeque<Vec<f32>>, rho: &mut VecDeque<f64>, keep: usize) {
     let old = s.len().saturating_sub(keep);
@@ -329,6 +327,8 @@ fn keep_newest(s: &mut VecDeque<Vec<f32>>, y: &mut VecDeque<Vec<f32>>, rho: &mut
     rho.drain(..old);
 }
 
+/// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first).
+#[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
 fn host_direction(
     s: &VecDeque<Vec<f32>>,
     y: &VecDeque<Vec<f32>>,
