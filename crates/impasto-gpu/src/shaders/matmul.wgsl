@@ -2,8 +2,9 @@
 // GPU backend. A is M×K row-major. B is K×N, read through `load_b`, which the host substitutes:
 // a plain row-major matrix, the transpose of a row-major N×K matrix (Gram), the implicit im2col
 // matrix of a 3×3, pad-1 convolution, or (cropped Gram) the transpose of the pixels of a rectangle of
-// N planes, K the rectangle's pixels in row-major order, A indexed through the same rectangle. 16×16 invocations compute a 64×64 tile of C, 4×4 outputs each,
-// over K in steps of 16 staged in workgroup memory. Each output is one invocation's sum in increasing
+// N planes, K the rectangle's pixels in row-major order, A indexed through the same rectangle. A
+// workgroup computes a 64×64 tile of C over K in steps of 16 staged in workgroup memory: `tile8`
+// (the default) with 64 invocations of 8×8 outputs, `main` with 256 of 4×4. Each output is one invocation's sum in increasing
 // k, so results do not depend on scheduling. Workgroups along z split K (`chunk` values each) into
 // separate slices of C (flag SPLIT) that a later pass sums in order. A may be a sub-block of a larger
 // row-major matrix (row stride `lda`, first element `a_off`) and C one of a larger one (`ldc`, `c_off`;
@@ -39,21 +40,70 @@ var<workgroup> b_tile: array<f32, 1040>; // [16 k][64 cols], padded like a_tile 
 
 //LOAD_B
 
+// The tile of C a workgroup computes: its first row and column, and its K range [k_begin, k_end).
+struct Tile {
+    row0: u32,
+    col0: u32,
+    k_begin: u32,
+    k_end: u32,
+}
+
+// Workgroup `wid`'s tile (when `live`).
+fn tile_of(wid: vec3<u32>) -> Tile {
+    let m_tile = wid.y % p.m_tiles;
+    let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
+    let k_begin = wid.z * p.chunk;
+    return Tile(m_tile * 64u, n_tile * 64u, k_begin, min(p.k, k_begin + p.chunk));
+}
+
+// Whether workgroup `wid` has a tile: false past the last one (the whole workgroup then returns).
+fn live(wid: vec3<u32>) -> bool {
+    return wid.x + p.xn * (wid.y / p.m_tiles) < p.n_tiles;
+}
+
+// Element e (0..1023) of the 64×16 block of A at k0: row e / 16, k e % 16 of the block (k fastest:
+// rows of A are contiguous in k); zero outside A or the tile's K range.
+fn a_block(t: Tile, k0: u32, e: u32) -> f32 {
+    let gk = k0 + (e & 15u);
+    let grow = t.row0 + (e >> 4u);
+    if grow < p.m && gk < t.k_end {
+        return a[a_index(grow, gk)];
+    }
+    return 0.0;
+}
+
+// Where element e (0..1023) of the 16×64 block of B goes: (k, column) of the block, k fastest with
+// B_KFAST (the Gram reads rows of F), else the column (so an invocation keeps its column for every
+// k, the one `b_column` indexed once).
+fn b_place(e: u32) -> vec2<u32> {
+    if B_KFAST {
+        return vec2<u32>(e & 15u, e >> 4u);
+    }
+    return vec2<u32>(e >> 6u, e & 63u);
+}
+
+// The value of B at `kc` = (k, column) of the block at k0; zero outside B or the tile's K range.
+fn b_block(t: Tile, k0: u32, kc: vec2<u32>, b_ij: vec2<u32>) -> f32 {
+    let gbk = k0 + kc.x;
+    let gcol = t.col0 + kc.y;
+    if gbk < t.k_end && gcol < p.n {
+        return load_b(gbk, gcol, b_ij);
+    }
+    return 0.0;
+}
+
 @compute @workgroup_size(16, 16)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let m_tile = wid.y % p.m_tiles;
-    let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
-    if n_tile >= p.n_tiles {
+    if !live(wid) {
         return;
     }
-    let row0 = m_tile * 64u;
-    let col0 = n_tile * 64u;
-    let k_begin = wid.z * p.chunk;
-    let k_end = min(p.k, k_begin + p.chunk);
+    let t = tile_of(wid);
+    let row0 = t.row0;
+    let col0 = t.col0;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -76,35 +126,12 @@ fn main(
     }
     // Without B_KFAST each invocation loads the same column of B for every k: index it once.
     let b_ij = b_column(col0 + (li & 63u));
-    for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
-            // A: k fastest (rows of A are contiguous in k).
-            let kk = e & 15u;
-            let rr = e >> 4u;
-            let gk = k0 + kk;
-            let grow = row0 + rr;
-            var av = 0.0;
-            if grow < p.m && gk < k_end {
-                av = a[a_index(grow, gk)];
-            }
-            a_tile[kk * 65u + rr] = av;
-            var bk: u32;
-            var bc: u32;
-            if B_KFAST {
-                bk = e & 15u;
-                bc = e >> 4u;
-            } else {
-                bc = e & 63u;
-                bk = e >> 6u;
-            }
-            let gbk = k0 + bk;
-            let gcol = col0 + bc;
-            var bv = 0.0;
-            if gbk < k_end && gcol < p.n {
-                bv = load_b(gbk, gcol, b_ij);
-            }
-            b_tile[bk * 65u + bc] = bv;
+            a_tile[(e & 15u) * 65u + (e >> 4u)] = a_block(t, k0, e);
+            let kc = b_place(e);
+            b_tile[kc.x * 65u + kc.y] = b_block(t, k0, kc, b_ij);
         }
         workgroupBarrier();
         // Four vec4 accumulators (row i, columns j) instead of an indexed array: nothing for the
@@ -143,15 +170,12 @@ fn tile8(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let m_tile = wid.y % p.m_tiles;
-    let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
-    if n_tile >= p.n_tiles {
+    if !live(wid) {
         return;
     }
-    let row0 = m_tile * 64u;
-    let col0 = n_tile * 64u;
-    let k_begin = wid.z * p.chunk;
-    let k_end = min(p.k, k_begin + p.chunk);
+    let t = tile_of(wid);
+    let row0 = t.row0;
+    let col0 = t.col0;
     let tx = li & 7u;
     let ty = li >> 3u;
     let ra = row0 + 4u * ty;
@@ -194,35 +218,13 @@ fn tile8(
     }
     // Without B_KFAST invocation li loads column li of the tile for every k: index it once.
     let b_ij = b_column(col0 + li);
-    for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
         for (var r = 0u; r < 16u; r++) {
             let e = li + 64u * r;
-            // A: k fastest (rows of A are contiguous in k).
-            let kk = e & 15u;
             let rr = e >> 4u;
-            let gk = k0 + kk;
-            let grow = row0 + rr;
-            var av = 0.0;
-            if grow < p.m && gk < k_end {
-                av = a[a_index(grow, gk)];
-            }
-            a_quads[kk * 17u + (rr >> 2u)][rr & 3u] = av;
-            var bk: u32;
-            var bc: u32;
-            if B_KFAST {
-                bk = e & 15u;
-                bc = e >> 4u;
-            } else {
-                bc = li;
-                bk = r;
-            }
-            let gbk = k0 + bk;
-            let gcol = col0 + bc;
-            var bv = 0.0;
-            if gbk < k_end && gcol < p.n {
-                bv = load_b(gbk, gcol, b_ij);
-            }
-            b_quads[bk * 17u + (bc >> 2u)][bc & 3u] = bv;
+            a_quads[(e & 15u) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e);
+            let kc = b_place(e);
+            b_quads[kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk++) {
