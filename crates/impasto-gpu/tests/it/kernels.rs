@@ -252,6 +252,13 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
             assert!(s > 0.0 && s < 60.0, "{:?} {s}", g.kernel_clock());
         }
     }
+    // More dispatches than one query set holds (2048 steps): 64 single-channel input groups times
+    // 64 one-row weight blocks on a device whose binding holds 1024 floats.
+    let options = GpuOptions { max_storage_binding: Some(4096), ..GpuOptions::default() };
+    let capped = Gpu::with_options(Choice::Index(crate::common::test_adapter()), &options).unwrap();
+    assert_eq!(capped.kernel_clock(), KernelClock::Device);
+    let s = capped.conv3x3_seconds(64, 64, (32, 32), false, 1).unwrap();
+    assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
 /// The two forms of the tiled GEMM (`GemmTile`) give the same bits in every variant: convolution
