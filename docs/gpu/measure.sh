@@ -6,9 +6,9 @@
 # Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE]
 #   IMPASTO          a stripped release binary built on the developer machine
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
-#                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in both
-#                    of its forms (8×8 and 4×4 outputs per invocation), with and without naga's
-#                    loop counters
+#                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in each
+#                    of its forms (8×8 outputs per invocation, the same with two staging buffers,
+#                    4×4), with and without naga's loop counters
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
 #   OUT_DIR          where the logs go (the device tool's $OUT)
 # Each step has its own time limit, so that a slow step cannot take the rest with it; all of them

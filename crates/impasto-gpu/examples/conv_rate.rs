@@ -1,6 +1,7 @@
-//! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in both forms of the tiled
-//! GEMM (8×8 and 4×4 outputs per invocation) and with and without naga's per-loop iteration
-//! counters: what the GEMM itself reaches on an adapter, apart from the rest of an iteration.
+//! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in each form of the tiled
+//! GEMM (`GemmTile`: 8×8 outputs per invocation, the same with two staging buffers, 4×4) and with
+//! and without naga's per-loop iteration counters: what the GEMM itself reaches on an adapter, apart
+//! from the rest of an iteration.
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
@@ -42,8 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default).
     let configs = [
         (GemmTile::Outputs8x8, false, "8x8, no loop counters"),
+        (GemmTile::Outputs8x8Pipelined, false, "8x8 pipelined, no loop counters"),
         (GemmTile::Outputs4x4, false, "4x4, no loop counters"),
         (GemmTile::Outputs8x8, true, "8x8, loop counters"),
+        (GemmTile::Outputs8x8Pipelined, true, "8x8 pipelined, loop counters"),
         (GemmTile::Outputs4x4, true, "4x4, loop counters"),
     ];
     for (i, (gemm_tile, loop_counters, label)) in configs.into_iter().enumerate() {
@@ -60,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let s = gpu.conv3x3_seconds(c_in, c_out, (side, side), backward, reps)?;
                 let dir = if backward { "bwd" } else { "fwd" };
                 println!(
-                    "{label:22} conv {c_in:>3}->{c_out:<3} {side:>4}x{side:<4} {dir}  {:9.3} ms  {:8.1} GFLOP/s",
+                    "{label:31} conv {c_in:>3}->{c_out:<3} {side:>4}x{side:<4} {dir}  {:9.3} ms  {:8.1} GFLOP/s",
                     s * 1e3,
                     f / s / 1e9
                 );
@@ -68,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 flops += f;
             }
         }
-        println!("{label:22} total {:.3} ms, {:.1} GFLOP/s", seconds * 1e3, flops / seconds / 1e9);
+        println!("{label:31} total {:.3} ms, {:.1} GFLOP/s", seconds * 1e3, flops / seconds / 1e9);
     }
     Ok(())
 }

@@ -94,6 +94,9 @@ pub enum GemmTile {
     /// 64 invocations of 8×8 outputs each (`tile8`): 4 vec4 reads of workgroup memory per 64 fma.
     #[default]
     Outputs8x8,
+    /// `Outputs8x8` with two buffers in workgroup memory: the next block of K is staged while this
+    /// one is read, one barrier a block instead of two (twice the workgroup memory).
+    Outputs8x8Pipelined,
     /// 256 invocations of 4×4 outputs each (`main`): 8 float reads per 16 fma.
     Outputs4x4,
 }
@@ -200,10 +203,16 @@ impl Kernels {
         let source = |kernel: &str, src: String| {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
-        let gemm_src = |kernel: &str, load: &str| source(kernel, MATMUL.replace("//LOAD_B", load));
+        let tile8 = match tile {
+            GemmTile::Outputs8x8Pipelined => "const PIPELINED = true;\nconst QUADS = 544u;",
+            GemmTile::Outputs8x8 | GemmTile::Outputs4x4 => "const PIPELINED = false;\nconst QUADS = 272u;",
+        };
+        let gemm_src = |kernel: &str, load: &str| {
+            source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", tile8))
+        };
         let plain_a = |load: &str| format!("{A_PLAIN}\n{load}");
         let entry = match tile {
-            GemmTile::Outputs8x8 => "tile8",
+            GemmTile::Outputs8x8 | GemmTile::Outputs8x8Pipelined => "tile8",
             GemmTile::Outputs4x4 => "main",
         };
         let gemm = [

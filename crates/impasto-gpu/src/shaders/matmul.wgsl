@@ -162,8 +162,11 @@ fn main(
 // workgroup memory for 64 fma where `main` reads 8 floats for 16. Each output is the same fma chain
 // in increasing k as `main`'s (the same tiles of A and B, zero-padded alike): the same bits.
 // [16 k][16 quads of rows], k rows padded to 17 quads against bank conflicts on the transposed stores.
-var<workgroup> a_quads: array<vec4<f32>, 272>;
-var<workgroup> b_quads: array<vec4<f32>, 272>;
+// With PIPELINED (substituted by the host, as QUADS: 272 or 544) two such buffers: block k0 + 16 is
+// staged into one while block k0 is read from the other, one barrier a block instead of two.
+//TILE8
+var<workgroup> a_quads: array<vec4<f32>, QUADS>;
+var<workgroup> b_quads: array<vec4<f32>, QUADS>;
 
 @compute @workgroup_size(64)
 fn tile8(
@@ -218,17 +221,24 @@ fn tile8(
     }
     // Without B_KFAST invocation li loads column li of the tile for every k: index it once.
     let b_ij = b_column(col0 + li);
-    for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
-        for (var r = 0u; r < 16u; r++) {
-            let e = li + 64u * r;
-            let rr = e >> 4u;
-            a_quads[(e & 15u) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e);
-            let kc = b_place(e);
-            b_quads[kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+    var buf = 0u;
+    if PIPELINED {
+        if t.k_begin < t.k_end {
+            stage8(t, t.k_begin, li, b_ij, 0u);
         }
         workgroupBarrier();
+    }
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
+        if PIPELINED {
+            if k0 + 16u < t.k_end {
+                stage8(t, k0 + 16u, li, b_ij, 272u - buf);
+            }
+        } else {
+            stage8(t, k0, li, b_ij, 0u);
+            workgroupBarrier();
+        }
         for (var kk = 0u; kk < 16u; kk++) {
-            let q = kk * 17u;
+            let q = buf + kk * 17u;
             let a0 = a_quads[q + ty];
             let a1 = a_quads[q + 8u + ty];
             let b0 = b_quads[q + tx];
@@ -250,6 +260,9 @@ fn tile8(
             c70 = fma(vec4<f32>(a1.w), b0, c70);
             c71 = fma(vec4<f32>(a1.w), b1, c71);
         }
+        if PIPELINED {
+            buf = 272u - buf;
+        }
         workgroupBarrier();
     }
     store4(ra + 0u, ca, wid.z, c00);
@@ -268,6 +281,18 @@ fn tile8(
     store4(rb + 2u, cb, wid.z, c61);
     store4(rb + 3u, ca, wid.z, c70);
     store4(rb + 3u, cb, wid.z, c71);
+}
+
+// Stages block k0 of A and B into the quads from `at` (0, or 272 for PIPELINED's second buffer):
+// invocation li stores 16 values of each.
+fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec2<u32>, at: u32) {
+    for (var r = 0u; r < 16u; r++) {
+        let e = li + 64u * r;
+        let rr = e >> 4u;
+        a_quads[at + (e & 15u) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e);
+        let kc = b_place(e);
+        b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+    }
 }
 
 // The 4 values of C at (row, col..col+3) that exist, zeros elsewhere (ACC_INIT's starting sums).

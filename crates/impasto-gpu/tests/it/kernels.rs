@@ -261,11 +261,11 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
     assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
-/// The two forms of the tiled GEMM (`GemmTile`) give the same bits in every variant: convolution
+/// Every form of the tiled GEMM (`GemmTile`) gives the default's bits in every variant: convolution
 /// forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes and on tile
 /// edges, and with tensors split into channel groups (a capped binding: ACC_INIT chains).
 #[test]
-fn both_gemm_tiles_give_the_same_bits() {
+fn every_gemm_tile_gives_the_same_bits() {
     use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions};
     let open = |gemm_tile, cap| {
         let options = GpuOptions { gemm_tile, max_storage_binding: cap, ..GpuOptions::default() };
@@ -273,31 +273,44 @@ fn both_gemm_tiles_give_the_same_bits() {
     };
     let mut rng = Lcg(11);
     for cap in [None, Some(4096)] {
-        let (g8, g4) = (open(GemmTile::Outputs8x8, cap), open(GemmTile::Outputs4x4, cap));
+        let reference = open(GemmTile::default(), cap);
+        let others = [GemmTile::Outputs4x4, GemmTile::Outputs8x8Pipelined].map(|t| (t, open(t, cap)));
         for (c_in, c_out, h, w) in
             [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65)]
         {
             let x = rng.vec(c_in * h * w, 1.0);
             let wt = rng.vec(c_out * c_in * 9, 0.2);
             let b = rng.vec(c_out, 0.5);
-            let fwd = |g: &Gpu| g.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
-            assert_eq!(fwd(&g8), fwd(&g4), "conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}");
             let dy = rng.vec(c_out * h * w, 1.0);
+            let fwd = |g: &Gpu| g.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
             let bwd = |g: &Gpu| g.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
-            assert_eq!(bwd(&g8), bwd(&g4), "conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}");
+            for (tile, g) in &others {
+                assert_eq!(
+                    fwd(g),
+                    fwd(&reference),
+                    "{tile:?} conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}"
+                );
+                assert_eq!(
+                    bwd(g),
+                    bwd(&reference),
+                    "{tile:?} conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}"
+                );
+            }
         }
         // A Gram must fit one binding: 65 channels (two row tiles) unsplit, 31 split.
         let wide = if cap.is_none() { 65 } else { 31 };
         for (c, h, w) in [(5, 7, 9), (wide, 9, 31), (3, 13, 65)] {
             let f = rng.vec(c * h * w, 1.0);
             let n = h * w;
-            let gram = |g: &Gpu| g.gram(&f, c, n, 0.5, 3).unwrap();
-            assert_eq!(gram(&g8), gram(&g4), "gram {c}×{n} cap {cap:?}");
-            let crop = |g: &Gpu| g.cropped_gram(&f, c, h, w, (1, 2, w - 3, h - 4), 1.0, 2).unwrap();
-            assert_eq!(crop(&g8), crop(&g4), "cropped gram {c} {h}×{w} cap {cap:?}");
             let dg = rng.vec(c * c, 1.0);
+            let gram = |g: &Gpu| g.gram(&f, c, n, 0.5, 3).unwrap();
+            let crop = |g: &Gpu| g.cropped_gram(&f, c, h, w, (1, 2, w - 3, h - 4), 1.0, 2).unwrap();
             let back = |g: &Gpu| g.gram_backward(&f, c, n, &dg, 0.25).unwrap();
-            assert_eq!(back(&g8), back(&g4), "gram backward {c}×{n} cap {cap:?}");
+            for (tile, g) in &others {
+                assert_eq!(gram(g), gram(&reference), "{tile:?} gram {c}×{n} cap {cap:?}");
+                assert_eq!(crop(g), crop(&reference), "{tile:?} cropped gram {c} {h}×{w} cap {cap:?}");
+                assert_eq!(back(g), back(&reference), "{tile:?} gram backward {c}×{n} cap {cap:?}");
+            }
         }
     }
 }
