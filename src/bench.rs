@@ -134,7 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 out(&format!(
                     "  per kernel family, timed {}:",
                     if times.gpu_clock {
-                        "with the GPU's timestamps"
+                        "with the GPU's timestamps (upload and readback on the host)"
                     } else {
                         "on the host, one submit and wait per dispatch"
                     }
@@ -150,7 +150,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         "dispatches": n,
                         "seconds": s,
                         "share": s / r.median_s,
-                        "clock": clock,
+                        // The upload and the read-back are host times on either clock.
+                        "clock": if family == "upload" || family == "readback" { "host" } else { clock },
                     })
                     .to_string());
                 } else {
