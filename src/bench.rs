@@ -129,7 +129,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         if args.layers && device != impasto::Device::Cpu {
             let times = impasto::bench::gpu_kernels(spec, device)?;
-            let clock = if times.gpu_clock { "gpu" } else { "host" };
             if !args.json {
                 out(&format!(
                     "  per kernel family, timed {}:",
@@ -140,7 +139,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     }
                 ));
             }
-            for (family, s, n) in times.rows {
+            for (family, s, n) in &times.rows {
+                let clock = if times.on_gpu_clock(family) { "gpu" } else { "host" };
                 if args.json {
                     out(&json!({
                         "kind": "gpu_kernel",
@@ -150,8 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         "dispatches": n,
                         "seconds": s,
                         "share": s / r.median_s,
-                        // The upload and the read-back are host times on either clock.
-                        "clock": if family == "upload" || family == "readback" { "host" } else { clock },
+                        "clock": clock,
                     })
                     .to_string());
                 } else {

@@ -323,6 +323,14 @@ pub struct GpuKernelTimes {
     pub gpu_clock: bool,
 }
 
+impl GpuKernelTimes {
+    /// Whether row `family` was timed with the GPU's timestamps: every kernel under
+    /// [`GpuKernelTimes::gpu_clock`]; `upload` and `readback` are host times on either clock.
+    pub fn on_gpu_clock(&self, family: &str) -> bool {
+        self.gpu_clock && family != "upload" && family != "readback"
+    }
+}
+
 /// GPU time of one benchmark iteration on `device`, per step family (`conv fwd …` per layer,
 /// `conv bwd …` per layer, each `ops.wgsl` kernel by name, `gram`, `gram bwd`, `upload`, `readback`):
 /// (family, median seconds per iteration summed over its dispatches, dispatches per iteration), in
