@@ -14,33 +14,51 @@ const PARAMS: &str = include_str!("shaders/params.wgsl");
 
 /// `A` read as a row-major block: row stride `lda`, first element `a_off`.
 const A_PLAIN: &str = "fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + k; }";
+/// What every loader but the convolution's shares: `tile8`'s blocks of 16 k, no per-tap path.
+const BLOCK16: &str = "const BK = 16u;
+const TAPS = false;
+fn load_b_block(k0: u32, r: u32, ij: vec4<u32>) -> f32 { return 0.0; }";
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
-fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
-fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[k * p.n + col]; }";
+fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[k * p.n + col]; }";
 /// `B = Fᵀ` with `F` row-major N×K (the Gram matrix `F·Fᵀ`).
 const LOAD_GRAM: &str = "const B_KFAST = true;
-fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
-fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[col * p.k + k]; }";
+fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[col * p.k + k]; }";
 /// `B` the im2col matrix of a c×h×w input for a 3×3 pad-1 convolution: row k = (c, ky, kx), column
-/// = output pixel. The pixel's (row, column), a division by the runtime width, is computed once per
-/// invocation by `b_column` (its column of the tile is the same for every k).
+/// = output pixel. `b_column` computes once per invocation what its column (the same for every k)
+/// needs: the pixel's row and column (a division by the runtime width), its index, and which of
+/// the 9 taps (3·ky + kx) fall inside the image, one bit each. `tile8` stages blocks of 18 k, 2
+/// channels × 9 taps (TAPS): with the loop over a block's rows unrolled, row r's tap and channel
+/// offset are constants, so a value costs an addition and a bit test.
 const LOAD_CONV: &str = "const B_KFAST = false;
-fn b_column(col: u32) -> vec2<u32> {
+const BK = 18u;
+const TAPS = true;
+fn b_column(col: u32) -> vec4<u32> {
     let i = col / p.w;
-    return vec2<u32>(i, col - i * p.w);
+    let j = col - i * p.w;
+    var taps = 0u;
+    for (var t = 0u; t < 9u; t++) {
+        let y = i + t / 3u;
+        let x = j + t % 3u;
+        if y >= 1u && y <= p.h && x >= 1u && x <= p.w {
+            taps |= 1u << t;
+        }
+    }
+    return vec4<u32>(i, j, taps, i * p.w + j);
 }
-fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 {
-    let ci = k / 9u;
-    let r = k - ci * 9u;
-    let ky = r / 3u;
-    let kx = r - ky * 3u;
-    let ii = i32(ij.x + ky) - 1;
-    let jj = i32(ij.y + kx) - 1;
-    if ii < 0 || jj < 0 || ii >= i32(p.h) || jj >= i32(p.w) {
+fn load_b_block(k0: u32, r: u32, ij: vec4<u32>) -> f32 {
+    let tap = r % 9u;
+    if (ij.z & (1u << tap)) == 0u {
         return 0.0;
     }
-    return b[(ci * p.h + u32(ii)) * p.w + u32(jj)];
+    let ky = tap / 3u;
+    return b[(k0 / 9u + r / 9u) * p.h * p.w + ij.w + ky * p.w + tap - 3u * ky - p.w - 1u];
+}
+fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 {
+    let r = k % 9u;
+    return load_b_block(k - r, r, ij);
 }";
 
 /// The cropped Gram `F_r·F_rᵀ`: `F` row-major planes of `w` values a row and `lda` values a plane, `F_r`
@@ -52,8 +70,8 @@ fn crop_pixel(k: u32) -> u32 {
     return (p.crop_y + y) * p.w + p.crop_x + (k - y * p.h);
 }
 fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + crop_pixel(k); }
-fn b_column(col: u32) -> vec2<u32> { return vec2<u32>(0u); }
-fn load_b(k: u32, col: u32, ij: vec2<u32>) -> f32 { return b[col * p.lda + crop_pixel(k)]; }";
+fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[col * p.lda + crop_pixel(k)]; }";
 
 /// The entry points of `ops.wgsl`.
 const OP_ENTRIES: [&str; 14] = [
@@ -204,13 +222,13 @@ impl Kernels {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
         let tile8 = match tile {
-            GemmTile::Outputs8x8Pipelined => "const PIPELINED = true;\nconst QUADS = 544u;",
-            GemmTile::Outputs8x8 | GemmTile::Outputs4x4 => "const PIPELINED = false;\nconst QUADS = 272u;",
+            GemmTile::Outputs8x8Pipelined => "const PIPELINED = true;",
+            GemmTile::Outputs8x8 | GemmTile::Outputs4x4 => "const PIPELINED = false;",
         };
         let gemm_src = |kernel: &str, load: &str| {
             source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", tile8))
         };
-        let plain_a = |load: &str| format!("{A_PLAIN}\n{load}");
+        let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{load}");
         let entry = match tile {
             GemmTile::Outputs8x8 | GemmTile::Outputs8x8Pipelined => "tile8",
             GemmTile::Outputs4x4 => "main",
@@ -218,11 +236,20 @@ impl Kernels {
         let gemm = [
             pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), entry)?,
             pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), entry)?,
-            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &plain_a(LOAD_CONV)), entry)?,
-            pipeline(&t, "gram_crop", &gemm_src("gram_crop", LOAD_CROP_GRAM), entry)?,
+            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &format!("{A_PLAIN}\n{LOAD_CONV}")), entry)?,
+            pipeline(
+                &t,
+                "gram_crop",
+                &gemm_src("gram_crop", &format!("{BLOCK16}\n{LOAD_CROP_GRAM}")),
+                entry,
+            )?,
         ];
-        let conv_narrow =
-            pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &plain_a(LOAD_CONV)), "narrow")?;
+        let conv_narrow = pipeline(
+            &t,
+            "conv3x3_narrow",
+            &gemm_src("conv3x3_narrow", &format!("{A_PLAIN}\n{LOAD_CONV}")),
+            "narrow",
+        )?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
             ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
@@ -341,7 +368,9 @@ impl Program {
         d: GemmDims,
     ) -> Result<wgpu::Buffer> {
         let slices = d.slices.max(1);
-        let chunk = d.k.div_ceil(slices).next_multiple_of(16).max(16);
+        // K slices start on a block of the kernel (`BK` of `matmul.wgsl`).
+        let block = if kind == Gemm::Conv { 18 } else { 16 };
+        let chunk = d.k.div_ceil(slices).next_multiple_of(block).max(block);
         let slices = d.k.div_ceil(chunk).max(1);
         // A convolution with few output rows runs a column per invocation, 256 columns a workgroup.
         let narrow = kind == Gemm::Conv && d.m <= NARROW_ROWS;
@@ -503,7 +532,7 @@ mod tests {
                 );
             }
         }
-        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN] {
+        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN, BLOCK16] {
             assert!(!load.contains("loop") && !load.contains("while"), "{load}");
         }
     }

@@ -3,14 +3,17 @@
 // a plain row-major matrix, the transpose of a row-major N×K matrix (Gram), the implicit im2col
 // matrix of a 3×3, pad-1 convolution, or (cropped Gram) the transpose of the pixels of a rectangle of
 // N planes, K the rectangle's pixels in row-major order, A indexed through the same rectangle. A
-// workgroup computes a 64×64 tile of C over K in steps of 16 staged in workgroup memory: `tile8`
-// (the default) with 64 invocations of 8×8 outputs, `main` with 256 of 4×4. Each output is one invocation's sum in increasing
-// k, so results do not depend on scheduling. Workgroups along z split K (`chunk` values each) into
-// separate slices of C (flag SPLIT) that a later pass sums in order. A may be a sub-block of a larger
-// row-major matrix (row stride `lda`, first element `a_off`) and C one of a larger one (`ldc`, `c_off`;
-// slice z of a SPLIT at `c_off + z·c_slice`), so that a product over tensors split into channel groups
-// is a sequence of these: with ACC_INIT the accumulators start from C (the raw sums a previous group
-// of K left there), so each output is still one sum in increasing k.
+// workgroup computes a 64×64 tile of C over K in blocks staged in workgroup memory: `tile8` (the
+// default) with 64 invocations of 8×8 outputs, blocks of BK (16; 18 for the convolution, whose
+// block is then 2 input channels × 9 taps: TAPS), and `main` with 256 of 4×4, blocks of 16. Each
+// output is one invocation's sum in increasing k, so results do not depend on scheduling (nor on the
+// form: the zeros that pad the last block leave a sum unchanged). Workgroups along z split K (`chunk`
+// values each, a multiple of the block) into separate slices of C (flag SPLIT) that a later pass sums
+// in order. A may be a sub-block of a larger row-major matrix (row stride `lda`, first element
+// `a_off`) and C one of a larger one (`ldc`, `c_off`; slice z of a SPLIT at `c_off + z·c_slice`), so
+// that a product over tensors split into channel groups is a sequence of these: with ACC_INIT the
+// accumulators start from C (the raw sums a previous group of K left there), so each output is still
+// one sum in increasing k.
 
 struct P {
     m: u32, n: u32, k: u32, n_tiles: u32,
@@ -61,18 +64,17 @@ fn live(wid: vec3<u32>) -> bool {
     return wid.x + p.xn * (wid.y / p.m_tiles) < p.n_tiles;
 }
 
-// Element e (0..1023) of the 64×16 block of A at k0: row e / 16, k e % 16 of the block (k fastest:
-// rows of A are contiguous in k); zero outside A or the tile's K range.
-fn a_block(t: Tile, k0: u32, e: u32) -> f32 {
-    let gk = k0 + (e & 15u);
-    let grow = t.row0 + (e >> 4u);
+// A at row `row` of the tile, k0 + kk; zero outside A or the tile's K range.
+fn a_block(t: Tile, k0: u32, kk: u32, row: u32) -> f32 {
+    let gk = k0 + kk;
+    let grow = t.row0 + row;
     if grow < p.m && gk < t.k_end {
         return a[a_index(grow, gk)];
     }
     return 0.0;
 }
 
-// Where element e (0..1023) of the 16×64 block of B goes: (k, column) of the block, k fastest with
+// Where element e (0..1023) of a 16×64 block of B goes: (k, column) of the block, k fastest with
 // B_KFAST (the Gram reads rows of F), else the column (so an invocation keeps its column for every
 // k, the one `b_column` indexed once).
 fn b_place(e: u32) -> vec2<u32> {
@@ -83,7 +85,7 @@ fn b_place(e: u32) -> vec2<u32> {
 }
 
 // The value of B at `kc` = (k, column) of the block at k0; zero outside B or the tile's K range.
-fn b_block(t: Tile, k0: u32, kc: vec2<u32>, b_ij: vec2<u32>) -> f32 {
+fn b_block(t: Tile, k0: u32, kc: vec2<u32>, b_ij: vec4<u32>) -> f32 {
     let gbk = k0 + kc.x;
     let gcol = t.col0 + kc.y;
     if gbk < t.k_end && gcol < p.n {
@@ -129,7 +131,7 @@ fn main(
     for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
-            a_tile[(e & 15u) * 65u + (e >> 4u)] = a_block(t, k0, e);
+            a_tile[(e & 15u) * 65u + (e >> 4u)] = a_block(t, k0, e & 15u, e >> 4u);
             let kc = b_place(e);
             b_tile[kc.x * 65u + kc.y] = b_block(t, k0, kc, b_ij);
         }
@@ -160,11 +162,13 @@ fn main(
 // rows 4·ty..4·ty+3 and 32+4·ty..32+4·ty+3 and the columns 4·tx.., 32+4·tx.. (ty, tx = its index / 8,
 // mod 8). The tiles hold vec4s of 4 consecutive rows (columns), so each k step reads 4 vec4s from
 // workgroup memory for 64 fma where `main` reads 8 floats for 16. Each output is the same fma chain
-// in increasing k as `main`'s (the same tiles of A and B, zero-padded alike): the same bits.
-// [16 k][16 quads of rows], k rows padded to 17 quads against bank conflicts on the transposed stores.
-// With PIPELINED (substituted by the host, as QUADS: 272 or 544) two such buffers: block k0 + 16 is
-// staged into one while block k0 is read from the other, one barrier a block instead of two.
+// in increasing k as `main`'s: the same bits.
+// [BK k][16 quads of rows], k rows padded to 17 quads against bank conflicts on the transposed stores
+// (STAGE quads). With PIPELINED (substituted by the host) two such buffers: block k0 + BK is staged
+// into one while block k0 is read from the other, one barrier a block instead of two.
 //TILE8
+const STAGE = BK * 17u;
+const QUADS = STAGE * select(1u, 2u, PIPELINED);
 var<workgroup> a_quads: array<vec4<f32>, QUADS>;
 var<workgroup> b_quads: array<vec4<f32>, QUADS>;
 
@@ -221,23 +225,24 @@ fn tile8(
     }
     // Without B_KFAST invocation li loads column li of the tile for every k: index it once.
     let b_ij = b_column(col0 + li);
+    let col_ok = col0 + li < p.n;
     var buf = 0u;
     if PIPELINED {
         if t.k_begin < t.k_end {
-            stage8(t, t.k_begin, li, b_ij, 0u);
+            stage8(t, t.k_begin, li, b_ij, col_ok, 0u);
         }
         workgroupBarrier();
     }
-    for (var k0 = t.k_begin; k0 < t.k_end; k0 += 16u) {
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
         if PIPELINED {
-            if k0 + 16u < t.k_end {
-                stage8(t, k0 + 16u, li, b_ij, 272u - buf);
+            if k0 + BK < t.k_end {
+                stage8(t, k0 + BK, li, b_ij, col_ok, STAGE - buf);
             }
         } else {
-            stage8(t, k0, li, b_ij, 0u);
+            stage8(t, k0, li, b_ij, col_ok, 0u);
             workgroupBarrier();
         }
-        for (var kk = 0u; kk < 16u; kk++) {
+        for (var kk = 0u; kk < BK; kk++) {
             let q = buf + kk * 17u;
             let a0 = a_quads[q + ty];
             let a1 = a_quads[q + 8u + ty];
@@ -261,7 +266,7 @@ fn tile8(
             c71 = fma(vec4<f32>(a1.w), b1, c71);
         }
         if PIPELINED {
-            buf = 272u - buf;
+            buf = STAGE - buf;
         }
         workgroupBarrier();
     }
@@ -283,15 +288,28 @@ fn tile8(
     store4(rb + 3u, cb, wid.z, c71);
 }
 
-// Stages block k0 of A and B into the quads from `at` (0, or 272 for PIPELINED's second buffer):
-// invocation li stores 16 values of each.
-fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec2<u32>, at: u32) {
-    for (var r = 0u; r < 16u; r++) {
+// Stages block k0 of A and B into the quads from `at` (0, or STAGE for PIPELINED's second buffer):
+// invocation li stores BK values of each. A is read k fastest (its rows are contiguous in k). Of B
+// invocation li reads its column (`b_ij`, inside C when `col_ok`) for every k of the block, through
+// `load_b_block` with TAPS: the block's row r is tap r % 9 of channel k0 / 9 + r / 9, constants but
+// for k0 once the loop is unrolled, so one addition and one bit test a value.
+fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool, at: u32) {
+    for (var r = 0u; r < BK; r++) {
         let e = li + 64u * r;
-        let rr = e >> 4u;
-        a_quads[at + (e & 15u) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e);
-        let kc = b_place(e);
-        b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+        let rr = e / BK;
+        a_quads[at + (e % BK) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
+    }
+    for (var r = 0u; r < BK; r++) {
+        if TAPS {
+            var v = 0.0;
+            if col_ok && k0 + r < t.k_end {
+                v = load_b_block(k0, r, b_ij);
+            }
+            b_quads[at + r * 17u + (li >> 2u)][li & 3u] = v;
+        } else {
+            let kc = b_place(li + 64u * r);
+            b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+        }
     }
 }
 
@@ -361,13 +379,23 @@ fn narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         }
     }
     let b_ij = b_column(col);
-    for (var k = k_begin; k < k_end; k++) {
-        let bv = load_b(k, col, b_ij);
-        var av = vec4<f32>(0.0);
-        for (var i = 0u; i < p.m; i++) {
-            av[i] = a[a_index(i, k)];
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        for (var kk = 0u; kk < BK; kk++) {
+            let k = k0 + kk;
+            if k < k_end {
+                var bv: f32;
+                if TAPS {
+                    bv = load_b_block(k0, kk, b_ij);
+                } else {
+                    bv = load_b(k, col, b_ij);
+                }
+                var av = vec4<f32>(0.0);
+                for (var i = 0u; i < p.m; i++) {
+                    av[i] = a[a_index(i, k)];
+                }
+                acc = fma(av, vec4<f32>(bv), acc);
+            }
         }
-        acc = fma(av, vec4<f32>(bv), acc);
     }
     for (var i = 0u; i < p.m; i++) {
         store(i, col, wid.z, acc[i]);
