@@ -186,11 +186,13 @@ pub(crate) fn record_conv(
     Ok(())
 }
 
-/// How many K slices a Gram over `n` pixels uses: enough workgroups to fill a large GPU, slices of at
-/// least 1024 pixels.
+/// How many K slices a Gram over `n` pixels uses: about 1024 workgroups (of 64 invocations), which
+/// fills a large GPU (an H200's 132 multiprocessors at about 8 each), in slices of at least 256
+/// pixels. The partial matrices then take at most 16 MiB. (`impasto::tiles`' GPU memory estimate
+/// repeats this rule; its test checks the two against the bytes allocated.)
 pub(crate) fn gram_slices(c: usize, n: usize) -> usize {
     let tiles = c.div_ceil(64).pow(2);
-    (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1)
+    (1024 / tiles).max(1).min(n.div_ceil(256)).max(1)
 }
 
 /// Records `g = scale·F·Fᵀ` (`f` `c×n`, `g` one `c×c` buffer), K split into up to `slices` slices

@@ -120,7 +120,7 @@ fn forward(
 /// `record_gram`).
 fn gram_floats(c: usize, n: usize, cap: u64) -> usize {
     let tiles = c.div_ceil(64).pow(2);
-    let slices = (256 / tiles).clamp(1, 64).min(n.div_ceil(1024)).max(1);
+    let slices = (1024 / tiles).max(1).min(n.div_ceil(256)).max(1);
     let room = (cap / (c * c * 4).max(1) as u64).max(1) as usize;
     let chunk = n.div_ceil(slices.clamp(1, room)).next_multiple_of(16).max(16);
     (1 + n.div_ceil(chunk).max(1)) * c * c
