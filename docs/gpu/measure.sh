@@ -8,7 +8,8 @@
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
 #                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in each
 #                    of its forms (8×8 outputs per invocation, the same with two staging buffers,
-#                    4×4), with and without naga's loop counters
+#                    4×4), with the input staged 2 channels × 9 taps at a time or a value at a time,
+#                    with and without naga's loop counters
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
 #   OUT_DIR          where the logs go (the device tool's $OUT)
 # Each step has its own time limit, so that a slow step cannot take the rest with it; all of them

@@ -1,7 +1,8 @@
 //! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in each form of the tiled
-//! GEMM (`GemmTile`: 8×8 outputs per invocation, the same with two staging buffers, 4×4) and with
-//! and without naga's per-loop iteration counters: what the GEMM itself reaches on an adapter, apart
-//! from the rest of an iteration.
+//! GEMM (`GemmTile`: 8×8 outputs per invocation, the same with two staging buffers, 4×4), with the
+//! input staged 2 channels × 9 taps at a time (the default) or a value at a time
+//! (`GpuOptions::im2col_per_value`), and with and without naga's per-loop iteration counters: what
+//! the GEMM itself reaches on an adapter, apart from the rest of an iteration.
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
@@ -40,17 +41,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (size, reps) = (arg(1, 512)?, arg(2, 5)?);
     println!("adapter {adapter}, {size}x{size}, median of {reps}");
-    // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default).
+    // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default); the
+    // 8×8 forms also with the convolution's input decoded a value at a time (`im2col_per_value`).
     let configs = [
-        (GemmTile::Outputs8x8, false, "8x8, no loop counters"),
-        (GemmTile::Outputs8x8Pipelined, false, "8x8 pipelined, no loop counters"),
-        (GemmTile::Outputs4x4, false, "4x4, no loop counters"),
-        (GemmTile::Outputs8x8, true, "8x8, loop counters"),
-        (GemmTile::Outputs8x8Pipelined, true, "8x8 pipelined, loop counters"),
-        (GemmTile::Outputs4x4, true, "4x4, loop counters"),
+        (GemmTile::Outputs8x8, false, false, "8x8, no loop counters"),
+        (GemmTile::Outputs8x8Pipelined, false, false, "8x8 pipelined, no loop counters"),
+        (GemmTile::Outputs4x4, false, false, "4x4, no loop counters"),
+        (GemmTile::Outputs8x8, false, true, "8x8, im2col per value"),
+        (GemmTile::Outputs8x8Pipelined, false, true, "8x8 pipelined, im2col per value"),
+        (GemmTile::Outputs8x8, true, false, "8x8, loop counters"),
+        (GemmTile::Outputs8x8Pipelined, true, false, "8x8 pipelined, loop counters"),
+        (GemmTile::Outputs4x4, true, false, "4x4, loop counters"),
     ];
-    for (i, (gemm_tile, loop_counters, label)) in configs.into_iter().enumerate() {
-        let options = GpuOptions { loop_counters, gemm_tile, ..GpuOptions::default() };
+    for (i, (gemm_tile, loop_counters, im2col_per_value, label)) in configs.into_iter().enumerate() {
+        let options = GpuOptions { loop_counters, gemm_tile, im2col_per_value, ..GpuOptions::default() };
         let gpu = Gpu::with_options(choice, &options)?;
         if i == 0 {
             println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);

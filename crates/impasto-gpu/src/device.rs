@@ -55,6 +55,10 @@ pub struct GpuOptions {
     pub host_timing: bool,
     /// The GEMM's form (the default: 8×8 outputs per invocation); both give the same bits.
     pub gemm_tile: GemmTile,
+    /// Stage the convolution's implicit im2col matrix as before blocks of 2 channels × 9 taps:
+    /// 16 k at a time, each value's channel and tap decoded from k (about a dozen integer
+    /// instructions). The same bits; for measuring what the taps save (`examples/conv_rate.rs`).
+    pub im2col_per_value: bool,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -207,13 +211,7 @@ impl Gpu {
                 }
             }));
         }
-        let kernels = Kernels::build(
-            &device,
-            &summary.name,
-            options.faults.broken_kernel.as_deref(),
-            options.loop_counters,
-            options.gemm_tile,
-        )?;
+        let kernels = Kernels::build(&device, &summary.name, options)?;
         Ok(Arc::new(Gpu {
             device,
             queue,

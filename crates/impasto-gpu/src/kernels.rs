@@ -3,7 +3,7 @@
 //! convolution for outputs of at most 4 channels) and the element-wise, pooling and loss kernels,
 //! each bound once to its buffers so that an evaluation only replays the list into one encoder.
 
-use crate::device::Gpu;
+use crate::device::{Gpu, GpuOptions};
 use crate::error::{GpuError, Result};
 
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
@@ -14,10 +14,14 @@ const PARAMS: &str = include_str!("shaders/params.wgsl");
 
 /// `A` read as a row-major block: row stride `lda`, first element `a_off`.
 const A_PLAIN: &str = "fn a_index(row: u32, k: u32) -> u32 { return p.a_off + row * p.lda + k; }";
-/// What every loader but the convolution's shares: `tile8`'s blocks of 16 k, no per-tap path.
+/// The convolution's blocks of 18 k, 2 channels × 9 taps (see [`LOAD_CONV`]).
+const BLOCK_TAPS: &str = "const BK = 18u;
+const TAPS = true;";
+/// `tile8`'s blocks of 16 k without a per-tap path: every loader's but the convolution's.
 const BLOCK16: &str = "const BK = 16u;
-const TAPS = false;
-fn load_b_block(k0: u32, r: u32, ij: vec4<u32>) -> f32 { return 0.0; }";
+const TAPS = false;";
+/// The per-tap load of the loaders without taps (never called).
+const NO_TAPS: &str = "fn load_b_block(k0: u32, r: u32, ij: vec4<u32>) -> f32 { return 0.0; }";
 /// `B` read as a row-major K×N matrix.
 const LOAD_PLAIN: &str = "const B_KFAST = false;
 fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
@@ -31,10 +35,9 @@ fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[col * p.k + k]; }";
 /// needs: the pixel's row and column (a division by the runtime width), its index, and which of
 /// the 9 taps (3·ky + kx) fall inside the image, one bit each. `tile8` stages blocks of 18 k, 2
 /// channels × 9 taps (TAPS): with the loop over a block's rows unrolled, row r's tap and channel
-/// offset are constants, so a value costs an addition and a bit test.
+/// offset are constants, so a value costs an addition and a bit test ([`GpuOptions::im2col_per_value`]:
+/// [`BLOCK16`] instead, each value decoded from k by `load_b`).
 const LOAD_CONV: &str = "const B_KFAST = false;
-const BK = 18u;
-const TAPS = true;
 fn b_column(col: u32) -> vec4<u32> {
     let i = col / p.w;
     let j = col - i * p.w;
@@ -207,17 +210,13 @@ fn first_line(s: &str) -> String {
 }
 
 impl Kernels {
-    /// Compiles every kernel; `broken` names one whose source is made invalid (fault injection).
-    /// `loop_counters`: keep naga's per-loop counters (see [`module_without_loop_counters`]); `tile`:
-    /// the GEMM's form.
-    pub(crate) fn build(
-        device: &wgpu::Device,
-        adapter: &str,
-        broken: Option<&str>,
-        loop_counters: bool,
-        tile: GemmTile,
-    ) -> Result<Kernels> {
-        let t = Target { device, adapter, loop_counters };
+    /// Compiles every kernel as `options` ask: `faults.broken_kernel` names one whose source is made
+    /// invalid (fault injection); `loop_counters` keeps naga's per-loop counters (see
+    /// [`module_without_loop_counters`]); `gemm_tile` is the GEMM's form; `im2col_per_value` stages
+    /// the convolution's input 16 k at a time, each value decoded from k.
+    pub(crate) fn build(device: &wgpu::Device, adapter: &str, options: &GpuOptions) -> Result<Kernels> {
+        let (broken, tile) = (options.faults.broken_kernel.as_deref(), options.gemm_tile);
+        let t = Target { device, adapter, loop_counters: options.loop_counters };
         let source = |kernel: &str, src: String| {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
@@ -228,7 +227,9 @@ impl Kernels {
         let gemm_src = |kernel: &str, load: &str| {
             source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", tile8))
         };
-        let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{load}");
+        let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
+        let conv_blocks = if options.im2col_per_value { BLOCK16 } else { BLOCK_TAPS };
+        let conv = format!("{A_PLAIN}\n{conv_blocks}\n{LOAD_CONV}");
         let entry = match tile {
             GemmTile::Outputs8x8 | GemmTile::Outputs8x8Pipelined => "tile8",
             GemmTile::Outputs4x4 => "main",
@@ -236,20 +237,15 @@ impl Kernels {
         let gemm = [
             pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), entry)?,
             pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), entry)?,
-            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &format!("{A_PLAIN}\n{LOAD_CONV}")), entry)?,
+            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &conv), entry)?,
             pipeline(
                 &t,
                 "gram_crop",
-                &gemm_src("gram_crop", &format!("{BLOCK16}\n{LOAD_CROP_GRAM}")),
+                &gemm_src("gram_crop", &format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}")),
                 entry,
             )?,
         ];
-        let conv_narrow = pipeline(
-            &t,
-            "conv3x3_narrow",
-            &gemm_src("conv3x3_narrow", &format!("{A_PLAIN}\n{LOAD_CONV}")),
-            "narrow",
-        )?;
+        let conv_narrow = pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &conv), "narrow")?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
             ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
@@ -532,7 +528,8 @@ mod tests {
                 );
             }
         }
-        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN, BLOCK16] {
+        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN, BLOCK16, BLOCK_TAPS, NO_TAPS]
+        {
             assert!(!load.contains("loop") && !load.contains("while"), "{load}");
         }
     }

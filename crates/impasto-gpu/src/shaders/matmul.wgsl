@@ -379,23 +379,13 @@ fn narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         }
     }
     let b_ij = b_column(col);
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        for (var kk = 0u; kk < BK; kk++) {
-            let k = k0 + kk;
-            if k < k_end {
-                var bv: f32;
-                if TAPS {
-                    bv = load_b_block(k0, kk, b_ij);
-                } else {
-                    bv = load_b(k, col, b_ij);
-                }
-                var av = vec4<f32>(0.0);
-                for (var i = 0u; i < p.m; i++) {
-                    av[i] = a[a_index(i, k)];
-                }
-                acc = fma(av, vec4<f32>(bv), acc);
-            }
+    for (var k = k_begin; k < k_end; k++) {
+        let bv = load_b(k, col, b_ij);
+        var av = vec4<f32>(0.0);
+        for (var i = 0u; i < p.m; i++) {
+            av[i] = a[a_index(i, k)];
         }
+        acc = fma(av, vec4<f32>(bv), acc);
     }
     for (var i = 0u; i < p.m; i++) {
         store(i, col, wid.z, acc[i]);

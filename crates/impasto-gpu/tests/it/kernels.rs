@@ -261,20 +261,27 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
     assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
-/// Every form of the tiled GEMM (`GemmTile`) gives the default's bits in every variant: convolution
-/// forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes and on tile
-/// edges, and with tensors split into channel groups (a capped binding: ACC_INIT chains).
+/// Every form of the tiled GEMM (`GemmTile`), and the convolution's input staged a value at a time
+/// instead of 2 channels × 9 taps (`im2col_per_value`), gives the default's bits in every variant:
+/// convolution forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes
+/// and on tile edges, and with tensors split into channel groups (a capped binding: ACC_INIT chains).
 #[test]
 fn every_gemm_tile_gives_the_same_bits() {
     use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions};
-    let open = |gemm_tile, cap| {
-        let options = GpuOptions { gemm_tile, max_storage_binding: cap, ..GpuOptions::default() };
+    let open = |gemm_tile, im2col_per_value, cap| {
+        let options =
+            GpuOptions { gemm_tile, im2col_per_value, max_storage_binding: cap, ..GpuOptions::default() };
         Gpu::with_options(Choice::Index(crate::common::test_adapter()), &options).unwrap()
     };
     let mut rng = Lcg(11);
     for cap in [None, Some(4096)] {
-        let reference = open(GemmTile::default(), cap);
-        let others = [GemmTile::Outputs4x4, GemmTile::Outputs8x8Pipelined].map(|t| (t, open(t, cap)));
+        let reference = open(GemmTile::default(), false, cap);
+        let others = [
+            ("4x4", open(GemmTile::Outputs4x4, false, cap)),
+            ("8x8 pipelined", open(GemmTile::Outputs8x8Pipelined, false, cap)),
+            ("8x8, im2col per value", open(GemmTile::Outputs8x8, true, cap)),
+            ("8x8 pipelined, im2col per value", open(GemmTile::Outputs8x8Pipelined, true, cap)),
+        ];
         for (c_in, c_out, h, w) in
             [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65)]
         {
@@ -285,15 +292,11 @@ fn every_gemm_tile_gives_the_same_bits() {
             let fwd = |g: &Gpu| g.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
             let bwd = |g: &Gpu| g.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
             for (tile, g) in &others {
-                assert_eq!(
-                    fwd(g),
-                    fwd(&reference),
-                    "{tile:?} conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}"
-                );
+                assert_eq!(fwd(g), fwd(&reference), "{tile} conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}");
                 assert_eq!(
                     bwd(g),
                     bwd(&reference),
-                    "{tile:?} conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}"
+                    "{tile} conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}"
                 );
             }
         }
@@ -307,9 +310,9 @@ fn every_gemm_tile_gives_the_same_bits() {
             let crop = |g: &Gpu| g.cropped_gram(&f, c, h, w, (1, 2, w - 3, h - 4), 1.0, 2).unwrap();
             let back = |g: &Gpu| g.gram_backward(&f, c, n, &dg, 0.25).unwrap();
             for (tile, g) in &others {
-                assert_eq!(gram(g), gram(&reference), "{tile:?} gram {c}×{n} cap {cap:?}");
-                assert_eq!(crop(g), crop(&reference), "{tile:?} cropped gram {c} {h}×{w} cap {cap:?}");
-                assert_eq!(back(g), back(&reference), "{tile:?} gram backward {c}×{n} cap {cap:?}");
+                assert_eq!(gram(g), gram(&reference), "{tile} gram {c}×{n} cap {cap:?}");
+                assert_eq!(crop(g), crop(&reference), "{tile} cropped gram {c} {h}×{w} cap {cap:?}");
+                assert_eq!(back(g), back(&reference), "{tile} gram backward {c}×{n} cap {cap:?}");
             }
         }
     }
