@@ -1,8 +1,9 @@
 //! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in each form of the tiled
 //! GEMM (`GemmTile`: 8×8 outputs per invocation, the same with two staging buffers, 4×4), with the
 //! input staged 2 channels × 9 taps at a time (the default) or a value at a time
-//! (`GpuOptions::im2col_per_value`), and with and without naga's per-loop iteration counters: what
-//! the GEMM itself reaches on an adapter, apart from the rest of an iteration.
+//! (`GpuOptions::im2col_per_value`), with and without 32×32 tiles for the layers with few 64×64
+//! ones (`SmallTiles`), and with and without naga's per-loop iteration counters: what the GEMM itself
+//! reaches on an adapter, apart from the rest of an iteration.
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
@@ -11,7 +12,7 @@
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
 
-use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions};
+use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions, SmallTiles};
 
 /// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
 const VGG16: [(usize, usize, u32); 11] = [
@@ -42,19 +43,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (size, reps) = (arg(1, 512)?, arg(2, 5)?);
     println!("adapter {adapter}, {size}x{size}, median of {reps}");
     // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default); the
-    // 8×8 forms also with the convolution's input decoded a value at a time (`im2col_per_value`).
+    // 8×8 forms also with the convolution's input decoded a value at a time (`im2col_per_value`),
+    // and 8×8 with the small layers' 32×32 tiles forced on and off (the default: on for GPUs).
+    use SmallTiles::{Auto, Off, On};
     let configs = [
-        (GemmTile::Outputs8x8, false, false, "8x8, no loop counters"),
-        (GemmTile::Outputs8x8Pipelined, false, false, "8x8 pipelined, no loop counters"),
-        (GemmTile::Outputs4x4, false, false, "4x4, no loop counters"),
-        (GemmTile::Outputs8x8, false, true, "8x8, im2col per value"),
-        (GemmTile::Outputs8x8Pipelined, false, true, "8x8 pipelined, im2col per value"),
-        (GemmTile::Outputs8x8, true, false, "8x8, loop counters"),
-        (GemmTile::Outputs8x8Pipelined, true, false, "8x8 pipelined, loop counters"),
-        (GemmTile::Outputs4x4, true, false, "4x4, loop counters"),
+        (GemmTile::Outputs8x8, false, false, Auto, "8x8, no loop counters"),
+        (GemmTile::Outputs8x8Pipelined, false, false, Auto, "8x8 pipelined, no loop counters"),
+        (GemmTile::Outputs4x4, false, false, Auto, "4x4, no loop counters"),
+        (GemmTile::Outputs8x8, false, true, Auto, "8x8, im2col per value"),
+        (GemmTile::Outputs8x8Pipelined, false, true, Auto, "8x8 pipelined, im2col per value"),
+        (GemmTile::Outputs8x8, false, false, On, "8x8, 32x32 tiles when few"),
+        (GemmTile::Outputs8x8, false, false, Off, "8x8, 64x64 tiles only"),
+        (GemmTile::Outputs8x8, true, false, Auto, "8x8, loop counters"),
+        (GemmTile::Outputs8x8Pipelined, true, false, Auto, "8x8 pipelined, loop counters"),
+        (GemmTile::Outputs4x4, true, false, Auto, "4x4, loop counters"),
     ];
-    for (i, (gemm_tile, loop_counters, im2col_per_value, label)) in configs.into_iter().enumerate() {
-        let options = GpuOptions { loop_counters, gemm_tile, im2col_per_value, ..GpuOptions::default() };
+    for (i, (gemm_tile, loop_counters, im2col_per_value, small_tiles, label)) in
+        configs.into_iter().enumerate()
+    {
+        let options =
+            GpuOptions { loop_counters, gemm_tile, im2col_per_value, small_tiles, ..GpuOptions::default() };
         let gpu = Gpu::with_options(choice, &options)?;
         if i == 0 {
             println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);

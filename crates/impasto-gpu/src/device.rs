@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
-use crate::kernels::{GemmTile, Kernels};
+use crate::kernels::{GemmTile, Kernels, SmallTiles};
 
 /// One adapter as `impasto devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct GpuOptions {
     pub host_timing: bool,
     /// The GEMM's form (the default: 8×8 outputs per invocation); both give the same bits.
     pub gemm_tile: GemmTile,
+    /// Which products take 32×32 tiles (the default: those with few 64×64 tiles, on GPUs).
+    pub small_tiles: SmallTiles,
     /// Stage the convolution's implicit im2col matrix as before blocks of 2 channels × 9 taps:
     /// 16 k at a time, each value's channel and tap decoded from k (about a dozen integer
     /// instructions). The same bits; for measuring what the taps save (`examples/conv_rate.rs`).
@@ -211,7 +213,12 @@ impl Gpu {
                 }
             }));
         }
-        let kernels = Kernels::build(&device, &summary.name, options)?;
+        let small_tiles = match options.small_tiles {
+            SmallTiles::Auto => adapter.get_info().device_type != wgpu::DeviceType::Cpu,
+            SmallTiles::On => true,
+            SmallTiles::Off => false,
+        };
+        let kernels = Kernels::build(&device, &summary.name, options, small_tiles)?;
         Ok(Arc::new(Gpu {
             device,
             queue,

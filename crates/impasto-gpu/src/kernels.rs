@@ -122,6 +122,27 @@ pub enum GemmTile {
     Outputs4x4,
 }
 
+/// Whether products with few 64×64 tiles take 32×32 tiles (`tile4` of `matmul.wgsl`): four times
+/// the workgroups, the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmallTiles {
+    /// On adapters that are not CPUs: a product with fewer than 256 workgroups of 64×64 tiles (K
+    /// slices counted) takes 32×32 tiles. On a CPU (lavapipe) a workgroup runs on a core, and any
+    /// count keeps the cores busy.
+    #[default]
+    Auto,
+    /// As on a GPU, on any adapter (to test the small tiles on a software one).
+    On,
+    /// 64×64 tiles for every product.
+    Off,
+}
+
+/// Workgroups of 64×64 tiles below which a product takes 32×32 tiles ([`SmallTiles`]): about 2 per
+/// multiprocessor of a large GPU (an H200 has 132), where most of each one's issue slots go unused.
+/// Above, the 64×64 form wins: the 32×32 one reads 2 vec4s of workgroup memory per 16 fma, which
+/// bounds it at about half a GPU's fma rate (and on lavapipe it is 1.85× slower per fma).
+pub(crate) const SMALL_BELOW: usize = 256;
+
 /// Output rows up to which a convolution takes the column-per-invocation kernel (its accumulators
 /// are one `vec4`); above, a 64-row tile leaves less of its work unused.
 pub(crate) const NARROW_ROWS: usize = 4;
@@ -137,7 +158,10 @@ pub(crate) const ACC_INIT: u32 = 32;
 /// Every pipeline, compiled once per device.
 #[derive(Debug)]
 pub(crate) struct Kernels {
-    gemm: [wgpu::ComputePipeline; 4],
+    /// The tiled GEMM of each [`Gemm`] variant, in the form [`GemmTile`] chose.
+    gemm: Vec<wgpu::ComputePipeline>,
+    /// The same with 32×32 tiles (`tile4`), when the device uses them ([`SmallTiles`]); else empty.
+    small: Vec<wgpu::ComputePipeline>,
     /// The convolution as [`NARROW_ROWS`] or fewer output rows per column (`narrow` of `matmul.wgsl`).
     conv_narrow: wgpu::ComputePipeline,
     /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
@@ -214,7 +238,13 @@ impl Kernels {
     /// invalid (fault injection); `loop_counters` keeps naga's per-loop counters (see
     /// [`module_without_loop_counters`]); `gemm_tile` is the GEMM's form; `im2col_per_value` stages
     /// the convolution's input 16 k at a time, each value decoded from k.
-    pub(crate) fn build(device: &wgpu::Device, adapter: &str, options: &GpuOptions) -> Result<Kernels> {
+    /// `small_tiles`: also compile the 32×32-tile form.
+    pub(crate) fn build(
+        device: &wgpu::Device,
+        adapter: &str,
+        options: &GpuOptions,
+        small_tiles: bool,
+    ) -> Result<Kernels> {
         let (broken, tile) = (options.faults.broken_kernel.as_deref(), options.gemm_tile);
         let t = Target { device, adapter, loop_counters: options.loop_counters };
         let source = |kernel: &str, src: String| {
@@ -234,17 +264,20 @@ impl Kernels {
             GemmTile::Outputs8x8 | GemmTile::Outputs8x8Pipelined => "tile8",
             GemmTile::Outputs4x4 => "main",
         };
-        let gemm = [
-            pipeline(&t, "gemm", &gemm_src("gemm", &plain_a(LOAD_PLAIN)), entry)?,
-            pipeline(&t, "gram", &gemm_src("gram", &plain_a(LOAD_GRAM)), entry)?,
-            pipeline(&t, "conv3x3", &gemm_src("conv3x3", &conv), entry)?,
-            pipeline(
-                &t,
-                "gram_crop",
-                &gemm_src("gram_crop", &format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}")),
-                entry,
-            )?,
+        let sources = [
+            ("gemm", plain_a(LOAD_PLAIN)),
+            ("gram", plain_a(LOAD_GRAM)),
+            ("conv3x3", conv.clone()),
+            ("gram_crop", format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}")),
         ];
+        let forms = |entry: &str| -> Result<Vec<wgpu::ComputePipeline>> {
+            sources
+                .iter()
+                .map(|(kernel, load)| pipeline(&t, kernel, &gemm_src(kernel, load), entry))
+                .collect()
+        };
+        let gemm = forms(entry)?;
+        let small = if small_tiles { forms("tile4")? } else { Vec::new() };
         let conv_narrow = pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &conv), "narrow")?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
@@ -259,7 +292,7 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(Kernels { gemm, conv_narrow, ops, dummy })
+        Ok(Kernels { gemm, small, conv_narrow, ops, dummy })
     }
 
     fn op(&self, name: &str) -> &wgpu::ComputePipeline {
@@ -370,8 +403,11 @@ impl Program {
         let slices = d.k.div_ceil(chunk).max(1);
         // A convolution with few output rows runs a column per invocation, 256 columns a workgroup.
         let narrow = kind == Gemm::Conv && d.m <= NARROW_ROWS;
-        let m_tiles = if narrow { 1 } else { d.m.div_ceil(64).max(1) };
-        let n_tiles = d.n.div_ceil(if narrow { 256 } else { 64 }).max(1);
+        let big = d.m.div_ceil(64) * d.n.div_ceil(64) * slices;
+        let small = !narrow && !gpu.kernels.small.is_empty() && big < SMALL_BELOW;
+        let size = if small { 32 } else { 64 };
+        let m_tiles = if narrow { 1 } else { d.m.div_ceil(size).max(1) };
+        let n_tiles = d.n.div_ceil(if narrow { 256 } else { size }).max(1);
         let xn = n_tiles.min(32768);
         let yn = n_tiles.div_ceil(xn);
         let groups = [xn as u32, (m_tiles * yn) as u32, slices as u32];
@@ -409,7 +445,13 @@ impl Program {
             0,
         ];
         let params = gpu.params(&words);
-        let pipeline = if narrow { &gpu.kernels.conv_narrow } else { &gpu.kernels.gemm[kind as usize] };
+        let pipeline = if narrow {
+            &gpu.kernels.conv_narrow
+        } else if small {
+            &gpu.kernels.small[kind as usize]
+        } else {
+            &gpu.kernels.gemm[kind as usize]
+        };
         let extra = extra.unwrap_or(&gpu.kernels.dummy);
         let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
         let label = self.tag.clone().unwrap_or_else(|| {

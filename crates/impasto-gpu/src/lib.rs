@@ -27,7 +27,7 @@ mod profile;
 pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
 pub use error::{GpuError, Result};
 pub use history::GpuHistory;
-pub use kernels::GemmTile;
+pub use kernels::{GemmTile, SmallTiles};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};
 pub use ops::flip_weights;

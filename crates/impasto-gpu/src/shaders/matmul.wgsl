@@ -51,12 +51,12 @@ struct Tile {
     k_end: u32,
 }
 
-// Workgroup `wid`'s tile (when `live`).
-fn tile_of(wid: vec3<u32>) -> Tile {
+// Workgroup `wid`'s tile of `size`×`size` outputs (when `live`).
+fn tile_of(wid: vec3<u32>, size: u32) -> Tile {
     let m_tile = wid.y % p.m_tiles;
     let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
     let k_begin = wid.z * p.chunk;
-    return Tile(m_tile * 64u, n_tile * 64u, k_begin, min(p.k, k_begin + p.chunk));
+    return Tile(m_tile * size, n_tile * size, k_begin, min(p.k, k_begin + p.chunk));
 }
 
 // Whether workgroup `wid` has a tile: false past the last one (the whole workgroup then returns).
@@ -103,7 +103,7 @@ fn main(
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid);
+    let t = tile_of(wid, 64u);
     let row0 = t.row0;
     let col0 = t.col0;
     var acc0 = vec4<f32>(0.0);
@@ -180,7 +180,7 @@ fn tile8(
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid);
+    let t = tile_of(wid, 64u);
     let row0 = t.row0;
     let col0 = t.col0;
     let tx = li & 7u;
@@ -311,6 +311,80 @@ fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool, at: u32) {
             b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
         }
     }
+}
+
+// A 32×32 tile of C with 64 invocations of 4×4 outputs (rows 4·ty.., columns 4·tx..), for products
+// with too few 64×64 tiles to fill a GPU (the deepest layers: conv5_1 at 512² has 128): four times
+// the workgroups, 2 vec4 reads of workgroup memory per 16 fma. Each output is the same fma chain in
+// increasing k as in `tile8`: the same bits. [BK k][8 quads], k rows padded to 9 quads.
+const SMALL = BK * 9u;
+var<workgroup> a_small: array<vec4<f32>, SMALL>;
+var<workgroup> b_small: array<vec4<f32>, SMALL>;
+
+@compute @workgroup_size(64)
+fn tile4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    if !live(wid) {
+        return;
+    }
+    let t = tile_of(wid, 32u);
+    let tx = li & 7u;
+    let ty = li >> 3u;
+    let r0 = t.row0 + 4u * ty;
+    let c0 = t.col0 + 4u * tx;
+    var c0v = vec4<f32>(0.0);
+    var c1v = vec4<f32>(0.0);
+    var c2v = vec4<f32>(0.0);
+    var c3v = vec4<f32>(0.0);
+    if (p.flags & ACC_INIT) != 0u {
+        c0v = load4(r0, c0);
+        c1v = load4(r0 + 1u, c0);
+        c2v = load4(r0 + 2u, c0);
+        c3v = load4(r0 + 3u, c0);
+    }
+    // Without B_KFAST invocation li stages column li % 32 of the tile, rows half·BK/2.. of each
+    // block (half = li / 32): with TAPS, 9 rows of one channel, row r its tap r.
+    let half = li >> 5u;
+    let b_ij = b_column(t.col0 + (li & 31u));
+    let col_ok = t.col0 + (li & 31u) < p.n;
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
+        for (var r = 0u; r < BK / 2u; r++) {
+            let e = li + 64u * r;
+            let rr = e / BK;
+            a_small[(e % BK) * 9u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
+            if B_KFAST {
+                let kc = vec2<u32>(e & 15u, e >> 4u);
+                b_small[kc.x * 9u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+            } else {
+                let kc = vec2<u32>(half * (BK / 2u) + r, li & 31u);
+                var v = 0.0;
+                if TAPS {
+                    if col_ok && k0 + kc.x < t.k_end {
+                        v = load_b_block(k0 + 9u * half, r, b_ij);
+                    }
+                } else {
+                    v = b_block(t, k0, kc, b_ij);
+                }
+                b_small[kc.x * 9u + (kc.y >> 2u)][kc.y & 3u] = v;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let a4 = a_small[kk * 9u + ty];
+            let b4 = b_small[kk * 9u + tx];
+            c0v = fma(vec4<f32>(a4.x), b4, c0v);
+            c1v = fma(vec4<f32>(a4.y), b4, c1v);
+            c2v = fma(vec4<f32>(a4.z), b4, c2v);
+            c3v = fma(vec4<f32>(a4.w), b4, c3v);
+        }
+        workgroupBarrier();
+    }
+    store4(r0, c0, wid.z, c0v);
+    store4(r0 + 1u, c0, wid.z, c1v);
+    store4(r0 + 2u, c0, wid.z, c2v);
+    store4(r0 + 3u, c0, wid.z, c3v);
 }
 
 // The 4 values of C at (row, col..col+3) that exist, zeros elsewhere (ACC_INIT's starting sums).

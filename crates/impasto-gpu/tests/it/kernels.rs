@@ -261,18 +261,26 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
     assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
-/// Every form of the tiled GEMM (`GemmTile`), and the convolution's input staged a value at a time
-/// instead of 2 channels × 9 taps (`im2col_per_value`), gives the default's bits in every variant:
+/// Every form of the tiled GEMM (`GemmTile`), 32×32 tiles for the products with few 64×64 ones
+/// (`SmallTiles::On`, here all of them), and the convolution's input staged a value at a time instead
+/// of 2 channels × 9 taps (`im2col_per_value`), gives the default's bits in every variant:
 /// convolution forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes
 /// and on tile edges, and with tensors split into channel groups (a capped binding: ACC_INIT chains).
 #[test]
 fn every_gemm_tile_gives_the_same_bits() {
-    use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions};
-    let open = |gemm_tile, im2col_per_value, cap| {
-        let options =
-            GpuOptions { gemm_tile, im2col_per_value, max_storage_binding: cap, ..GpuOptions::default() };
+    use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions, SmallTiles};
+    let open_with = |gemm_tile, im2col_per_value, small_tiles, cap| {
+        let options = GpuOptions {
+            gemm_tile,
+            im2col_per_value,
+            small_tiles,
+            max_storage_binding: cap,
+            ..GpuOptions::default()
+        };
         Gpu::with_options(Choice::Index(crate::common::test_adapter()), &options).unwrap()
     };
+    let open =
+        |gemm_tile, im2col_per_value, cap| open_with(gemm_tile, im2col_per_value, SmallTiles::Off, cap);
     let mut rng = Lcg(11);
     for cap in [None, Some(4096)] {
         let reference = open(GemmTile::default(), false, cap);
@@ -281,6 +289,8 @@ fn every_gemm_tile_gives_the_same_bits() {
             ("8x8 pipelined", open(GemmTile::Outputs8x8Pipelined, false, cap)),
             ("8x8, im2col per value", open(GemmTile::Outputs8x8, true, cap)),
             ("8x8 pipelined, im2col per value", open(GemmTile::Outputs8x8Pipelined, true, cap)),
+            ("32x32 tiles", open_with(GemmTile::Outputs8x8, false, SmallTiles::On, cap)),
+            ("32x32 tiles, im2col per value", open_with(GemmTile::Outputs8x8, true, SmallTiles::On, cap)),
         ];
         for (c_in, c_out, h, w) in
             [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65)]
