@@ -2,13 +2,17 @@
 //! Nocedal's two-loop recursion over it, so that only the gradient goes up and the direction comes
 //! back each iteration (the pairs of a 512² run with 100 of them are 630 MB, read twice per step).
 //!
-//! Each slot of the ring has its dispatches recorded once, bound to its buffers: the first loop's
-//! `α = ρ·sᵀq; q −= α·y`, the second loop's `β = ρ·yᵀq; q += (α − β)·s`, and the scaling by
-//! `γ = sᵀy/yᵀy` when the slot holds the newest pair. A direction replays them in ring order into
-//! one submission, the coefficients passing from kernel to kernel in a small device buffer; the
-//! dot products are fixed-order double-f32 reductions (see `shaders/history.wgsl`), so one device
-//! gives the same bits run after run. Vectors longer than one storage binding are split into
-//! segments of at most a binding each.
+//! Each slot of the ring has its dispatches recorded once, bound to its buffers and its ring
+//! neighbours' (the next older pair is always the previous slot, the next newer the next one): the
+//! first loop's `α = ρ·sᵀq; q −= α·y`, the second loop's `β = ρ·yᵀq; q += (α − β)·s`, the update of
+//! q fused with the partial sums of the next pair's dot product over the updated q, so that a pair
+//! costs two dispatches a loop (a segment's update and one finish), not three; and the scaling by
+//! `γ = sᵀy/yᵀy` of the newest pair (computed on the host at each push) fused with the oldest pair's
+//! `yᵀq`. A direction replays them
+//! in ring order into one submission, the coefficients passing from kernel to kernel in small device
+//! buffers; the dot products are fixed-order double-f32 reductions (see `shaders/history.wgsl`), so
+//! one device gives the same bits run after run. Vectors longer than one storage binding are split
+//! into segments of at most a binding each.
 
 use std::sync::Arc;
 
@@ -16,7 +20,7 @@ use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::kernels::{OpParams, Program, grid};
 
-/// Values one invocation of `lbfgs_dot` adds (`PER` in `history.wgsl`).
+/// Values one invocation of the `history.wgsl` kernels handles (`PER` there).
 const PER: usize = 16;
 
 /// One slot of the ring: its two vectors (in segments) and its recorded dispatches.
@@ -24,12 +28,14 @@ const PER: usize = 16;
 struct Slot {
     s: Vec<wgpu::Buffer>,
     y: Vec<wgpu::Buffer>,
-    /// `α = ρ·sᵀq`, `q −= α·y`.
+    /// `sᵀq` into this slot's region, when it holds the newest pair (before the first loop).
+    dot: Program,
+    /// `α = ρ·sᵀq` (the finish), `q −= α·y`, the partials of the previous slot's `sᵀq`.
     first: Program,
-    /// `β = ρ·yᵀq`, `q += (α − β)·s`.
-    second: Program,
-    /// `q *= sᵀy / yᵀy`.
+    /// When it holds the oldest pair: `q *= γ`, the partials of this slot's `yᵀq`.
     gamma: Program,
+    /// `β = ρ·yᵀq` (the finish), `q += (α − β)·s`, the partials of the next slot's `yᵀq`.
+    second: Program,
 }
 
 /// The buffers every slot's dispatches share, and how the vectors are split.
@@ -37,56 +43,69 @@ struct Slot {
 struct Shared {
     /// (first value, length) of each segment.
     segments: Vec<(usize, usize)>,
-    /// First partial sum (pair) of each segment's dot product.
+    /// First partial sum (pair) of each segment's dot product within a region.
     offsets: Vec<usize>,
-    /// Partial sums (pairs) of one dot product.
+    /// Partial sums (pairs) of one dot product: a region of `partials`.
     partial_pairs: usize,
     /// The vector the recursion works on, in segments.
     q: Vec<wgpu::Buffer>,
+    /// One region per slot (the partial sums of the dot product that slot's coefficient needs),
+    /// and one more that nobody reads (a ring of one pair).
     partials: wgpu::Buffer,
-    /// ρ, α, −α, α − β per slot, then sᵀy and γ (see `history.wgsl`).
+    /// ρ, α and α − β per slot, then γ (see `history.wgsl`).
     scal: wgpu::Buffer,
     capacity: usize,
 }
 
 impl Shared {
-    /// Records `a·b` (segment by segment into the partial sums), then the finish `entry` for `slot`.
-    fn dot(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        a: &[wgpu::Buffer],
-        b: &[wgpu::Buffer],
-        entry: &'static str,
-        slot: usize,
-    ) -> Result<()> {
-        for (j, &(_, len)) in self.segments.iter().enumerate() {
-            let p = OpParams { n: len, u: [self.offsets[j] as u32, 0, 0, 0], ..OpParams::default() };
-            let bufs = [(1, &a[j]), (2, &b[j]), (4, &self.partials)];
-            prog.op(gpu, "lbfgs_dot", p, &bufs, grid(len.div_ceil(PER)))?;
-        }
+    /// Records the finish `entry` (`lbfgs_alpha`, `lbfgs_beta`) of `slot`: its coefficient from the
+    /// partial sums in its region.
+    fn finish(&self, gpu: &Gpu, prog: &mut Program, entry: &'static str, slot: usize) -> Result<()> {
         let p = OpParams {
-            n: self.partial_pairs,
-            u: [slot as u32, self.capacity as u32, 0, 0],
+            c: self.capacity,
+            h: self.partial_pairs,
+            u: [0, (slot * self.partial_pairs) as u32, slot as u32, 0],
             ..OpParams::default()
         };
         prog.op(gpu, entry, p, &[(4, &self.partials), (5, &self.scal)], [1, 1, 1])?;
         Ok(())
     }
 
-    /// Records `q += scal[coef]·x` (`lbfgs_axpy`) or `q *= scal[coef]` (`lbfgs_scale`, `x` None).
-    fn update(&self, gpu: &Gpu, prog: &mut Program, coef: usize, x: Option<&[wgpu::Buffer]>) -> Result<()> {
+    /// Records `entry` of `history.wgsl` for `slot`, one dispatch per segment: it updates q with `a`
+    /// (and the slot's coefficient) and leaves the partials of `b·q` in the region of `to`.
+    fn step(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        entry: &'static str,
+        slot: usize,
+        (a, b): (Option<&[wgpu::Buffer]>, Option<&[wgpu::Buffer]>),
+        to: usize,
+    ) -> Result<()> {
         for (j, &(_, len)) in self.segments.iter().enumerate() {
-            let p = OpParams { n: len, u: [coef as u32, 0, 0, 0], ..OpParams::default() };
-            let mut bufs = vec![(3, &self.q[j]), (5, &self.scal)];
-            let entry = match x {
-                Some(x) => {
-                    bufs.push((1, &x[j]));
-                    "lbfgs_axpy"
-                }
-                None => "lbfgs_scale",
+            let p = OpParams {
+                n: len,
+                c: self.capacity,
+                h: self.partial_pairs,
+                u: [
+                    (to * self.partial_pairs + self.offsets[j]) as u32,
+                    (slot * self.partial_pairs) as u32,
+                    slot as u32,
+                    0,
+                ],
+                ..OpParams::default()
             };
-            prog.op(gpu, entry, p, &bufs, grid(len))?;
+            let mut bufs = vec![(3, &self.q[j]), (4, &self.partials)];
+            if entry != "lbfgs_dot" {
+                bufs.push((5, &self.scal));
+            }
+            if let Some(a) = a {
+                bufs.push((1, &a[j]));
+            }
+            if let Some(b) = b {
+                bufs.push((2, &b[j]));
+            }
+            prog.op(gpu, entry, p, &bufs, grid(len.div_ceil(PER)))?;
         }
         Ok(())
     }
@@ -133,27 +152,50 @@ impl GpuHistory {
         let m = capacity;
         let shared = Shared {
             q: vectors("direction")?,
-            partials: gpu.storage("L-BFGS partial sums", 2 * partial_pairs)?,
-            scal: gpu.upload("L-BFGS coefficients", &vec![0.0; 4 * m + 2])?,
+            partials: gpu.storage("L-BFGS partial sums", 2 * (m + 1) * partial_pairs)?,
+            scal: gpu.upload("L-BFGS coefficients", &vec![0.0; 3 * m + 1])?,
             segments: segments.clone(),
             offsets,
             partial_pairs,
             capacity,
         };
+        let mut vecs = Vec::with_capacity(capacity);
+        for _ in 0..capacity {
+            vecs.push((vectors("s")?, vectors("y")?));
+        }
+        // The region a slot leaves its neighbour's partials in: the neighbour's, or (a ring of one
+        // pair, where the neighbour is the slot itself) the spare one.
+        let region = |slot: usize, other: usize| if other == slot { m } else { other };
         let mut slots = Vec::with_capacity(capacity);
-        for slot in 0..capacity {
-            let (s, y) = (vectors("s")?, vectors("y")?);
+        for (slot, (s, y)) in vecs.iter().enumerate() {
+            let (older, newer) = ((slot + m - 1) % m, (slot + 1) % m);
+            let mut dot = Program::default();
+            shared.step(&gpu, &mut dot, "lbfgs_dot", slot, (Some(s), None), slot)?;
             let mut first = Program::default();
-            shared.dot(&gpu, &mut first, &s, &shared.q, "lbfgs_alpha", slot)?;
-            shared.update(&gpu, &mut first, 2 * m + slot, Some(&y))?;
-            let mut second = Program::default();
-            shared.dot(&gpu, &mut second, &y, &shared.q, "lbfgs_beta", slot)?;
-            shared.update(&gpu, &mut second, 3 * m + slot, Some(&s))?;
+            shared.finish(&gpu, &mut first, "lbfgs_alpha", slot)?;
+            let older_s = vecs[older].0.as_slice();
+            shared.step(
+                &gpu,
+                &mut first,
+                "lbfgs_first",
+                slot,
+                (Some(y), Some(older_s)),
+                region(slot, older),
+            )?;
             let mut gamma = Program::default();
-            shared.dot(&gpu, &mut gamma, &s, &y, "lbfgs_sy", slot)?;
-            shared.dot(&gpu, &mut gamma, &y, &y, "lbfgs_gamma", slot)?;
-            shared.update(&gpu, &mut gamma, 4 * m + 1, None)?;
-            slots.push(Slot { s, y, first, second, gamma });
+            shared.step(&gpu, &mut gamma, "lbfgs_gamma", slot, (None, Some(y)), slot)?;
+            let mut second = Program::default();
+            shared.finish(&gpu, &mut second, "lbfgs_beta", slot)?;
+            let newer_y = vecs[newer].1.as_slice();
+            shared.step(
+                &gpu,
+                &mut second,
+                "lbfgs_second",
+                slot,
+                (Some(s), Some(newer_y)),
+                region(slot, newer),
+            )?;
+            slots.push(Slot { s: s.clone(), y: y.clone(), dot, first, gamma, second });
         }
         Ok(GpuHistory { gpu, n, shared, slots, rho: vec![0.0; capacity], head: 0, len: 0 })
     }
@@ -239,6 +281,10 @@ impl GpuHistory {
             queue.write_buffer(&self.slots[slot].y[j], 0, bytemuck::cast_slice(&y[a..a + len]));
         }
         queue.write_buffer(&self.shared.scal, (4 * slot) as u64, bytemuck::bytes_of(&(rho as f32)));
+        // γ = sᵀy / yᵀy of this pair, the newest now, in f64 as the host recursion computes it.
+        let yy: f64 = y.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let gamma = (1.0 / rho / yy) as f32;
+        queue.write_buffer(&self.shared.scal, (12 * self.capacity()) as u64, bytemuck::bytes_of(&gamma));
         Ok(())
     }
 
@@ -256,10 +302,11 @@ impl GpuHistory {
             self.gpu.queue.write_buffer(&self.shared.q[j], 0, bytemuck::cast_slice(&q[a..a + len]));
         }
         let mut enc = self.gpu.encoder();
+        self.slots[self.slot(self.len - 1)].dot.record(&mut enc);
         for i in (0..self.len).rev() {
             self.slots[self.slot(i)].first.record(&mut enc);
         }
-        self.slots[self.slot(self.len - 1)].gamma.record(&mut enc);
+        self.slots[self.slot(0)].gamma.record(&mut enc);
         for i in 0..self.len {
             self.slots[self.slot(i)].second.record(&mut enc);
         }

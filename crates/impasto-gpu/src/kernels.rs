@@ -95,8 +95,8 @@ const OP_ENTRIES: [&str; 14] = [
 ];
 
 /// The entry points of `history.wgsl` (the L-BFGS two-loop recursion, see `history.rs`).
-const HISTORY_ENTRIES: [&str; 7] =
-    ["lbfgs_dot", "lbfgs_alpha", "lbfgs_beta", "lbfgs_sy", "lbfgs_gamma", "lbfgs_axpy", "lbfgs_scale"];
+const HISTORY_ENTRIES: [&str; 6] =
+    ["lbfgs_dot", "lbfgs_alpha", "lbfgs_first", "lbfgs_gamma", "lbfgs_beta", "lbfgs_second"];
 
 /// Which GEMM variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

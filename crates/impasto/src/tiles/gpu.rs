@@ -278,7 +278,8 @@ pub fn estimate_gpu_peak(
 /// The L-BFGS history a GPU run allocates beside the objective when a scale or tile starts
 /// (impasto-gpu's `GpuHistory`, its vectors split into segments of one `tensor` binding): `s` and `y`
 /// of every pair the run keeps at this size, the direction and its read-back, the coefficients, the
-/// partial sums, and the 64-byte parameters of the 7·segments + 4 dispatches recorded per pair. Adam
+/// partial sums (a region per pair and a spare one), and the 64-byte parameters of the 4·segments + 2
+/// dispatches recorded per pair. Adam
 /// keeps its state on the host.
 fn lbfgs_ring_bytes(config: &StyleConfig, width: u32, height: u32, tensor: u64) -> u64 {
     let Optimizer::Lbfgs { history } = config.optimizer else { return 0 };
@@ -289,7 +290,13 @@ fn lbfgs_ring_bytes(config: &StyleConfig, width: u32, height: u32, tensor: u64) 
     let partials: u64 = (0..segments)
         .map(|j| (values - j * per_segment).min(per_segment).div_ceil(16).div_ceil(256).max(1))
         .sum();
-    4 * values * (2 * pairs + 2) + 4 * (4 * pairs + 2) + 8 * partials + 64 * pairs * (7 * segments + 4)
+    // The vectors (s and y of each pair, q, the read-back), the coefficients, a region of partial
+    // sums per pair and a spare one, and the parameters of 4 dispatches per pair and segment and
+    // of 2 finishes per pair.
+    4 * values * (2 * pairs + 2)
+        + 4 * (3 * pairs + 1)
+        + 8 * partials * (pairs + 1)
+        + 64 * pairs * (4 * segments + 2)
 }
 
 /// The forward pass of the content targets: (bytes with its read-back, read-back floats).
