@@ -171,30 +171,18 @@ impl GpuHistory {
             let (older, newer) = ((slot + m - 1) % m, (slot + 1) % m);
             let mut dot = Program::default();
             shared.step(&gpu, &mut dot, "lbfgs_dot", slot, (Some(s), None), slot)?;
-            let mut first = Program::default();
-            shared.finish(&gpu, &mut first, "lbfgs_alpha", slot)?;
-            let older_s = vecs[older].0.as_slice();
-            shared.step(
-                &gpu,
-                &mut first,
-                "lbfgs_first",
-                slot,
-                (Some(y), Some(older_s)),
-                region(slot, older),
-            )?;
+            // A loop's step: the slot's coefficient (finish), then the update of q with `a` and the
+            // partials of `b·q` in the region of `to`.
+            let pass = |finish, entry, a: &[wgpu::Buffer], b: &[wgpu::Buffer], to| -> Result<Program> {
+                let mut prog = Program::default();
+                shared.finish(&gpu, &mut prog, finish, slot)?;
+                shared.step(&gpu, &mut prog, entry, slot, (Some(a), Some(b)), to)?;
+                Ok(prog)
+            };
+            let first = pass("lbfgs_alpha", "lbfgs_first", y, &vecs[older].0, region(slot, older))?;
             let mut gamma = Program::default();
             shared.step(&gpu, &mut gamma, "lbfgs_gamma", slot, (None, Some(y)), slot)?;
-            let mut second = Program::default();
-            shared.finish(&gpu, &mut second, "lbfgs_beta", slot)?;
-            let newer_y = vecs[newer].1.as_slice();
-            shared.step(
-                &gpu,
-                &mut second,
-                "lbfgs_second",
-                slot,
-                (Some(s), Some(newer_y)),
-                region(slot, newer),
-            )?;
+            let second = pass("lbfgs_beta", "lbfgs_second", s, &vecs[newer].1, region(slot, newer))?;
             slots.push(Slot { s: s.clone(), y: y.clone(), dot, first, gamma, second });
         }
         Ok(GpuHistory { gpu, n, shared, slots, rho: vec![0.0; capacity], head: 0, len: 0 })
