@@ -8,11 +8,10 @@
 //! q fused with the partial sums of the next pair's dot product over the updated q, so that a pair
 //! costs two dispatches a loop (a segment's update and one finish), not three; and the scaling by
 //! `γ = sᵀy/yᵀy` of the newest pair (computed on the host at each push) fused with the oldest pair's
-//! `yᵀq`. A direction replays them
-//! in ring order into one submission, the coefficients passing from kernel to kernel in small device
-//! buffers; the dot products are fixed-order double-f32 reductions (see `shaders/history.wgsl`), so
-//! one device gives the same bits run after run. Vectors longer than one storage binding are split
-//! into segments of at most a binding each.
+//! `yᵀq`. A direction replays them in ring order into one submission, the coefficients passing from
+//! kernel to kernel in small device buffers; the dot products are fixed-order double-f32 reductions
+//! (see `shaders/history.wgsl`), so one device gives the same bits run after run. Vectors longer
+//! than one storage binding are split into segments of at most a binding each.
 
 use std::sync::Arc;
 
@@ -87,12 +86,7 @@ impl Shared {
                 n: len,
                 c: self.capacity,
                 h: self.partial_pairs,
-                u: [
-                    (to * self.partial_pairs + self.offsets[j]) as u32,
-                    (slot * self.partial_pairs) as u32,
-                    slot as u32,
-                    0,
-                ],
+                u: [(to * self.partial_pairs + self.offsets[j]) as u32, 0, slot as u32, 0],
                 ..OpParams::default()
             };
             let mut bufs = vec![(3, &self.q[j]), (4, &self.partials)];

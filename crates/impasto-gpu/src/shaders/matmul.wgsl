@@ -355,7 +355,7 @@ fn tile4(
             let rr = e / BK;
             a_small[(e % BK) * 9u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
             if B_KFAST {
-                let kc = vec2<u32>(e & 15u, e >> 4u);
+                let kc = b_place(e);
                 b_small[kc.x * 9u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
             } else {
                 let kc = vec2<u32>(half * (BK / 2u) + r, li & 31u);
