@@ -12,7 +12,7 @@
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
 
-use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions, SmallTiles};
+use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions, SmallTiles, Tune};
 
 /// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
 const VGG16: [(usize, usize, u32); 11] = [
@@ -61,8 +61,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, (gemm_tile, loop_counters, im2col_per_value, small_tiles, label)) in
         configs.into_iter().enumerate()
     {
-        let options =
-            GpuOptions { loop_counters, gemm_tile, im2col_per_value, small_tiles, ..GpuOptions::default() };
+        // Each form alone: no other form compiled for the objectives' tuning.
+        let options = GpuOptions {
+            loop_counters,
+            gemm_tile,
+            im2col_per_value,
+            small_tiles,
+            tune: Tune::Off,
+            ..GpuOptions::default()
+        };
         let gpu = Gpu::with_options(choice, &options)?;
         if i == 0 {
             println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);

@@ -1,11 +1,13 @@
 //! Adapters and the opened device: listing adapters with their memory limits, choosing one, and the
 //! buffer, upload, read-back and error-scope helpers every other module goes through.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
 use crate::kernels::{GemmTile, Kernels, SmallTiles};
+use crate::tune::{Form, Key, Tune};
 
 /// One adapter as `impasto devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,9 @@ pub struct GpuOptions {
     /// 16 k at a time, each value's channel and tap decoded from k (about a dozen integer
     /// instructions). The same bits; for measuring what the taps save (`examples/conv_rate.rs`).
     pub im2col_per_value: bool,
+    /// Whether objectives time every GEMM form during their first evaluations and keep the fastest
+    /// for each product (the default: on GPUs with timestamp queries). All forms give the same bits.
+    pub tune: Tune,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -129,6 +134,8 @@ pub struct Gpu {
     allocated: AtomicU64,
     /// Whether profiles read the GPU's timestamps (the adapter has them and the host clock was not asked for).
     timestamps: bool,
+    /// The form each tuned product shape chose on this device.
+    tuned: Mutex<HashMap<Key, Form>>,
 }
 
 /// What a kernel profile's times were measured with.
@@ -218,7 +225,14 @@ impl Gpu {
             SmallTiles::On => true,
             SmallTiles::Off => false,
         };
-        let kernels = Kernels::build(&device, &summary.name, options, small_tiles)?;
+        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let tune = timestamps
+            && match options.tune {
+                Tune::Auto => !software,
+                Tune::On => true,
+                Tune::Off => false,
+            };
+        let kernels = Kernels::build(&device, &summary.name, options, small_tiles, tune)?;
         Ok(Arc::new(Gpu {
             device,
             queue,
@@ -232,6 +246,7 @@ impl Gpu {
             allocations: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
             timestamps,
+            tuned: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -247,6 +262,23 @@ impl Gpu {
     /// What [`crate::GpuObjective::profile`] and [`Gpu::conv3x3_seconds`] time kernels with.
     pub fn kernel_clock(&self) -> KernelClock {
         if self.timestamps { KernelClock::Device } else { KernelClock::Host }
+    }
+
+    /// Whether objectives on this device choose each product's GEMM form by timing ([`Tune`]).
+    pub fn tunes(&self) -> bool {
+        self.kernels.tune
+    }
+
+    /// The form a product of shape `key` chose on this device, if one has.
+    pub(crate) fn remembered(&self, key: &Key) -> Option<Form> {
+        self.tuned.lock().ok().and_then(|t| t.get(key).copied())
+    }
+
+    /// Remembers `form` for products of shape `key`.
+    pub(crate) fn remember(&self, key: Key, form: Form) {
+        if let Ok(mut t) = self.tuned.lock() {
+            t.insert(key, form);
+        }
     }
 
     /// Why the device was lost, if it was (it then fails every later call).

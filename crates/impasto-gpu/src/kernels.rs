@@ -5,6 +5,7 @@
 
 use crate::device::{Gpu, GpuOptions};
 use crate::error::{GpuError, Result};
+use crate::tune::{Choice, Form, Tile};
 
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
@@ -99,7 +100,7 @@ const HISTORY_ENTRIES: [&str; 6] =
     ["lbfgs_dot", "lbfgs_alpha", "lbfgs_first", "lbfgs_gamma", "lbfgs_beta", "lbfgs_second"];
 
 /// Which GEMM variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Gemm {
     Plain,
     Gram,
@@ -110,7 +111,7 @@ pub(crate) enum Gemm {
 
 /// Which form of the tiled GEMM computes each 64×64 tile of C (`matmul.wgsl`). Both give the same
 /// bits: each output is the same fma chain in increasing k.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GemmTile {
     /// 64 invocations of 8×8 outputs each (`tile8`): 4 vec4 reads of workgroup memory per 64 fma.
     #[default]
@@ -158,16 +159,23 @@ pub(crate) const ACC_INIT: u32 = 32;
 /// Every pipeline, compiled once per device.
 #[derive(Debug)]
 pub(crate) struct Kernels {
-    /// The tiled GEMM of each [`Gemm`] variant, in the form [`GemmTile`] chose.
-    gemm: Vec<wgpu::ComputePipeline>,
-    /// The same with 32×32 tiles (`tile4`), when the device uses them ([`SmallTiles`]); else empty.
-    small: Vec<wgpu::ComputePipeline>,
+    /// Each compiled form of each [`Gemm`] variant's tiled GEMM: the default ones, and with tuning
+    /// every one ([`Kernels::forms`]).
+    gemm: Vec<(Gemm, Form, wgpu::ComputePipeline)>,
+    /// The form of a product's 64×64 tiles where nothing was tuned ([`GpuOptions::gemm_tile`]).
+    tile: GemmTile,
+    /// Whether products with few 64×64 tiles take 32×32 ones by default ([`SmallTiles`]).
+    small: bool,
+    /// Whether the convolution stages its input a value at a time by default.
+    per_value: bool,
+    /// Whether every form is compiled, for objectives to time them ([`crate::Tune`]).
+    pub(crate) tune: bool,
     /// The convolution as [`NARROW_ROWS`] or fewer output rows per column (`narrow` of `matmul.wgsl`).
-    conv_narrow: wgpu::ComputePipeline,
+    pub(crate) conv_narrow: wgpu::ComputePipeline,
     /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
     ops: Vec<(&'static str, wgpu::ComputePipeline)>,
     /// Bound where a kernel's optional input is unused.
-    dummy: wgpu::Buffer,
+    pub(crate) dummy: wgpu::Buffer,
 }
 
 /// Where [`Kernels::build`] compiles: the device, the adapter's name (for errors), whether to keep
@@ -237,48 +245,69 @@ impl Kernels {
     /// Compiles every kernel as `options` ask: `faults.broken_kernel` names one whose source is made
     /// invalid (fault injection); `loop_counters` keeps naga's per-loop counters (see
     /// [`module_without_loop_counters`]); `gemm_tile` is the GEMM's form; `im2col_per_value` stages
-    /// the convolution's input 16 k at a time, each value decoded from k.
-    /// `small_tiles`: also compile the 32×32-tile form.
+    /// the convolution's input 16 k at a time, each value decoded from k. `small_tiles`: also compile
+    /// the 32×32-tile form; `tune`: every form, for objectives to choose among by timing.
     pub(crate) fn build(
         device: &wgpu::Device,
         adapter: &str,
         options: &GpuOptions,
         small_tiles: bool,
+        tune: bool,
     ) -> Result<Kernels> {
         let (broken, tile) = (options.faults.broken_kernel.as_deref(), options.gemm_tile);
         let t = Target { device, adapter, loop_counters: options.loop_counters };
         let source = |kernel: &str, src: String| {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
-        let tile8 = match tile {
-            GemmTile::Outputs8x8Pipelined => "const PIPELINED = true;",
-            GemmTile::Outputs8x8 | GemmTile::Outputs4x4 => "const PIPELINED = false;",
-        };
-        let gemm_src = |kernel: &str, load: &str| {
-            source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", tile8))
+        let gemm_src = |kernel: &str, load: &str, pipelined: bool| {
+            let tile8 = format!("const PIPELINED = {pipelined};");
+            source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8))
         };
         let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
-        let conv_blocks = if options.im2col_per_value { BLOCK16 } else { BLOCK_TAPS };
-        let conv = format!("{A_PLAIN}\n{conv_blocks}\n{LOAD_CONV}");
-        let entry = match tile {
-            GemmTile::Outputs8x8 | GemmTile::Outputs8x8Pipelined => "tile8",
-            GemmTile::Outputs4x4 => "main",
+        let conv = |per_value: bool| {
+            format!("{A_PLAIN}\n{}\n{LOAD_CONV}", if per_value { BLOCK16 } else { BLOCK_TAPS })
         };
-        let sources = [
-            ("gemm", plain_a(LOAD_PLAIN)),
-            ("gram", plain_a(LOAD_GRAM)),
-            ("conv3x3", conv.clone()),
-            ("gram_crop", format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}")),
-        ];
-        let forms = |entry: &str| -> Result<Vec<wgpu::ComputePipeline>> {
-            sources
-                .iter()
-                .map(|(kernel, load)| pipeline(&t, kernel, &gemm_src(kernel, load), entry))
+        let mut tiles = if tune {
+            vec![GemmTile::Outputs8x8, GemmTile::Outputs8x8Pipelined, GemmTile::Outputs4x4]
+                .into_iter()
+                .map(Tile::Big)
                 .collect()
+        } else {
+            vec![Tile::Big(tile)]
         };
-        let gemm = forms(entry)?;
-        let small = if small_tiles { forms("tile4")? } else { Vec::new() };
-        let conv_narrow = pipeline(&t, "conv3x3_narrow", &gemm_src("conv3x3_narrow", &conv), "narrow")?;
+        if small_tiles {
+            tiles.push(Tile::Small);
+        }
+        let stagings = if tune { vec![false, true] } else { vec![options.im2col_per_value] };
+        let mut gemm = Vec::new();
+        for (kind, kernel) in [
+            (Gemm::Plain, "gemm"),
+            (Gemm::Gram, "gram"),
+            (Gemm::Conv, "conv3x3"),
+            (Gemm::CropGram, "gram_crop"),
+        ] {
+            for &tile in &tiles {
+                let per_values = if kind == Gemm::Conv { stagings.clone() } else { vec![false] };
+                for per_value in per_values {
+                    let load = match kind {
+                        Gemm::Plain => plain_a(LOAD_PLAIN),
+                        Gemm::Gram => plain_a(LOAD_GRAM),
+                        Gemm::Conv => conv(per_value),
+                        Gemm::CropGram => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}"),
+                    };
+                    let (entry, pipelined) = match tile {
+                        Tile::Big(GemmTile::Outputs8x8) => ("tile8", false),
+                        Tile::Big(GemmTile::Outputs8x8Pipelined) => ("tile8", true),
+                        Tile::Big(GemmTile::Outputs4x4) => ("main", false),
+                        Tile::Small => ("tile4", false),
+                    };
+                    let p = pipeline(&t, kernel, &gemm_src(kernel, &load, pipelined), entry)?;
+                    gemm.push((kind, Form { tile, per_value }, p));
+                }
+            }
+        }
+        let narrow_src = gemm_src("conv3x3_narrow", &conv(options.im2col_per_value), false);
+        let conv_narrow = pipeline(&t, "conv3x3_narrow", &narrow_src, "narrow")?;
         let mut ops = Vec::new();
         for e in OP_ENTRIES {
             ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
@@ -292,7 +321,28 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(Kernels { gemm, small, conv_narrow, ops, dummy })
+        Ok(Kernels {
+            gemm,
+            tile,
+            small: small_tiles,
+            per_value: options.im2col_per_value,
+            tune,
+            conv_narrow,
+            ops,
+            dummy,
+        })
+    }
+
+    /// The form a product of `kind` with `big` workgroups of 64×64 tiles takes where nothing was
+    /// tuned: 32×32 tiles below [`SMALL_BELOW`] where they are compiled, else the options' form.
+    pub(crate) fn default_form(&self, kind: Gemm, big: usize) -> Form {
+        let tile = if self.small && big < SMALL_BELOW { Tile::Small } else { Tile::Big(self.tile) };
+        Form { tile, per_value: kind == Gemm::Conv && self.per_value }
+    }
+
+    /// The compiled forms of `kind`, with their pipelines.
+    pub(crate) fn forms(&self, kind: Gemm) -> impl Iterator<Item = (Form, &wgpu::ComputePipeline)> {
+        self.gemm.iter().filter(move |g| g.0 == kind).map(|g| (g.1, &g.2))
     }
 
     fn op(&self, name: &str) -> &wgpu::ComputePipeline {
@@ -315,34 +365,11 @@ pub(crate) enum Step {
 /// A fixed list of dispatches over resident buffers, replayed into one encoder per evaluation.
 #[derive(Debug, Default)]
 pub(crate) struct Program {
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     /// Names the GEMMs recorded until the next [`Program::tag`] (for the per-kernel profile).
-    tag: Option<String>,
-}
-
-/// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution. A and C
-/// may be sub-blocks of larger row-major matrices: `lda`, `ldc` their row strides (0: K, N), `a_off`,
-/// `c_off` their first elements, `c_slice` the distance between SPLIT slices (0: M·N), `bias_off`
-/// the bias of row 0.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GemmDims {
-    pub(crate) m: usize,
-    pub(crate) n: usize,
-    pub(crate) k: usize,
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-    pub(crate) flags: u32,
-    pub(crate) alpha: f32,
-    /// K split into this many slices (flag SPLIT; C then holds `slices` M×N results).
-    pub(crate) slices: usize,
-    pub(crate) lda: usize,
-    pub(crate) a_off: usize,
-    pub(crate) ldc: usize,
-    pub(crate) c_off: usize,
-    pub(crate) c_slice: usize,
-    pub(crate) bias_off: usize,
-    /// The cropped Gram's rectangle corner (column, row).
-    pub(crate) crop: (usize, usize),
+    pub(crate) tag: Option<String>,
+    /// The GEMM steps with more than one form to choose from (a device that tunes).
+    pub(crate) choices: Vec<Choice>,
 }
 
 /// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
@@ -385,87 +412,6 @@ impl OpParams {
 }
 
 impl Program {
-    /// Adds a GEMM; returns its parameter buffer.
-    pub(crate) fn gemm(
-        &mut self,
-        gpu: &Gpu,
-        kind: Gemm,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        extra: Option<&wgpu::Buffer>,
-        c: &wgpu::Buffer,
-        d: GemmDims,
-    ) -> Result<wgpu::Buffer> {
-        let slices = d.slices.max(1);
-        // K slices start on a block of the kernel (`BK` of `matmul.wgsl`).
-        let block = if kind == Gemm::Conv { 18 } else { 16 };
-        let chunk = d.k.div_ceil(slices).next_multiple_of(block).max(block);
-        let slices = d.k.div_ceil(chunk).max(1);
-        // A convolution with few output rows runs a column per invocation, 256 columns a workgroup.
-        let narrow = kind == Gemm::Conv && d.m <= NARROW_ROWS;
-        let big = d.m.div_ceil(64) * d.n.div_ceil(64) * slices;
-        let small = !narrow && !gpu.kernels.small.is_empty() && big < SMALL_BELOW;
-        let size = if small { 32 } else { 64 };
-        let m_tiles = if narrow { 1 } else { d.m.div_ceil(size).max(1) };
-        let n_tiles = d.n.div_ceil(if narrow { 256 } else { size }).max(1);
-        let xn = n_tiles.min(32768);
-        let yn = n_tiles.div_ceil(xn);
-        let groups = [xn as u32, (m_tiles * yn) as u32, slices as u32];
-        let max = gpu.limits.max_compute_workgroups_per_dimension;
-        if groups.iter().any(|&g| g > max) {
-            return Err(GpuError::Limit {
-                adapter: gpu.name(),
-                what: format!("a {}×{}×{} matrix product", d.m, d.k, d.n),
-                limit: "max_compute_workgroups_per_dimension",
-                needed: u64::from(*groups.iter().max().unwrap_or(&0)),
-                allowed: u64::from(max),
-            });
-        }
-        let or = |v: usize, default: usize| if v == 0 { default } else { v } as u32;
-        let words = [
-            d.m as u32,
-            d.n as u32,
-            d.k as u32,
-            n_tiles as u32,
-            m_tiles as u32,
-            xn as u32,
-            chunk as u32,
-            d.flags,
-            d.h as u32,
-            d.w as u32,
-            or(d.lda, d.k),
-            d.a_off as u32,
-            d.alpha.to_bits(),
-            or(d.ldc, d.n),
-            d.c_off as u32,
-            or(d.c_slice, d.m * d.n),
-            d.bias_off as u32,
-            d.crop.0 as u32,
-            d.crop.1 as u32,
-            0,
-        ];
-        let params = gpu.params(&words);
-        let pipeline = if narrow {
-            &gpu.kernels.conv_narrow
-        } else if small {
-            &gpu.kernels.small[kind as usize]
-        } else {
-            &gpu.kernels.gemm[kind as usize]
-        };
-        let extra = extra.unwrap_or(&gpu.kernels.dummy);
-        let bind = bind_group(gpu, pipeline, &params, &[(1, a), (2, b), (3, extra), (4, c)])?;
-        let label = self.tag.clone().unwrap_or_else(|| {
-            match kind {
-                Gemm::Plain => "gram bwd",
-                Gemm::Gram | Gemm::CropGram => "gram",
-                Gemm::Conv => "conv",
-            }
-            .to_string()
-        });
-        self.steps.push(Step::Dispatch { pipeline: pipeline.clone(), bind, groups, label });
-        Ok(params)
-    }
-
     /// Adds an `ops.wgsl` or `history.wgsl` kernel over `groups`; `buffers` are (binding, buffer). Returns the parameters.
     pub(crate) fn op(
         &mut self,
@@ -504,8 +450,28 @@ impl Program {
 
     /// Records every step into `encoder`, consecutive dispatches in one compute pass.
     pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_timing(encoder, &[], None);
+    }
+
+    /// [`Program::record`] with the steps `timed` (ascending) each in a pass of its own between two
+    /// timestamps of `set`: the j-th at queries 2j and 2j + 1.
+    pub(crate) fn record_timing(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        timed: &[usize],
+        set: Option<&wgpu::QuerySet>,
+    ) {
+        let mut next = timed.iter().copied().enumerate().peekable();
         let mut i = 0;
         while i < self.steps.len() {
+            if let (Some(&(j, at)), Some(set)) = (next.peek(), set)
+                && at == i
+            {
+                crate::profile::record(encoder, &self.steps[i], Some((set, 2 * j as u32)));
+                next.next();
+                i += 1;
+                continue;
+            }
             match &self.steps[i] {
                 Step::Clear(b) => {
                     encoder.clear_buffer(b, 0, None);
@@ -517,6 +483,9 @@ impl Program {
                         timestamp_writes: None,
                     });
                     while let Some(Step::Dispatch { pipeline, bind, groups, .. }) = self.steps.get(i) {
+                        if set.is_some() && next.peek().is_some_and(|&(_, at)| at == i) {
+                            break;
+                        }
                         pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, bind, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -528,7 +497,7 @@ impl Program {
     }
 }
 
-fn bind_group(
+pub(crate) fn bind_group(
     gpu: &Gpu,
     pipeline: &wgpu::ComputePipeline,
     params: &wgpu::Buffer,

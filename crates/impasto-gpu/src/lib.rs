@@ -17,12 +17,14 @@
 mod blocks;
 mod device;
 mod error;
+mod gemm;
 mod history;
 mod kernels;
 mod net;
 mod objective;
 mod ops;
 mod profile;
+mod tune;
 
 pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
 pub use error::{GpuError, Result};
@@ -31,3 +33,4 @@ pub use kernels::{GemmTile, SmallTiles};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};
 pub use ops::flip_weights;
+pub use tune::{Tune, TunedProduct};

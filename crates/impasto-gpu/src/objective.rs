@@ -337,16 +337,29 @@ impl GpuObjective {
                 reason: format!("{} pixels values, expected {n}", pixels.len()),
             });
         }
-        let gpu = &self.net.gpu;
-        self.rgb.write(gpu, pixels);
+        let gpu = self.net.gpu.clone();
+        self.rgb.write(&gpu, pixels);
         let mut enc = gpu.encoder();
-        self.prog.record(&mut enc);
+        // While products are being tuned, each runs this round's form between two timestamps.
+        let round = if self.prog.tuning() {
+            let timed = self.prog.begin_round();
+            let stamps = crate::profile::Stamps::new(&gpu, timed.len())?;
+            self.prog.record_timing(&mut enc, &timed, Some(&stamps.set));
+            Some(stamps)
+        } else {
+            self.prog.record(&mut enc);
+            None
+        };
         let live = self.terms.iter().filter(|t| t.live).count();
         let mut reads = vec![(&self.sums, live)];
         reads.extend(self.grad.reads());
         let mut out = gpu.finish_and_read(enc, &reads)?;
         let grad = out.split_off(1).concat();
         let sums = out.pop().unwrap_or_default();
+        if let Some(stamps) = round {
+            let seconds = stamps.seconds(&gpu, gpu.encoder())?;
+            self.prog.end_round(&gpu, &seconds);
+        }
         let mut losses = GpuLosses::default();
         let mut s = sums.iter();
         for t in self.terms.iter().filter(|t| t.live) {
@@ -362,6 +375,29 @@ impl GpuObjective {
 }
 
 impl GpuObjective {
+    /// Whether some matrix product's form is still being chosen: the device tunes
+    /// ([`crate::Tune`]) and fewer evaluations than the choice needs have run. Tuning changes no
+    /// result (every form gives the same bits), only the time of these first evaluations.
+    pub fn tuning(&self) -> bool {
+        self.prog.tuning()
+    }
+
+    /// Evaluates at `pixels` until every product's form is chosen; returns the evaluations run.
+    pub fn tune(&mut self, pixels: &[f32]) -> Result<usize> {
+        let mut rounds = 0;
+        while self.tuning() {
+            self.evaluate(pixels)?;
+            rounds += 1;
+        }
+        Ok(rounds)
+    }
+
+    /// Every matrix product with a choice of form (none where the device does not tune): each
+    /// form's fastest time so far and the form in force.
+    pub fn tuned(&self) -> Vec<crate::TunedProduct> {
+        self.prog.tuned()
+    }
+
     /// What [`GpuObjective::profile`] times the kernels with.
     pub fn kernel_clock(&self) -> crate::KernelClock {
         self.net.gpu.kernel_clock()

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::kernels::{Program, Step};
 
 /// Steps per query set: two timestamps each, within wgpu's limit on one query set.
-const STEPS_PER_SET: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
+pub(crate) const STEPS_PER_SET: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
 
 /// (label, seconds) of every step of `prog`, in order, measured with [`Gpu::kernel_clock`].
 pub(crate) fn profile(gpu: &Gpu, prog: &Program) -> Result<Vec<(String, f64)>> {
@@ -24,7 +24,11 @@ fn label(step: &Step) -> String {
 }
 
 /// Records `step` into `encoder` in a pass (or, for a clear, between timestamps) of its own.
-fn record(encoder: &mut wgpu::CommandEncoder, step: &Step, writes: Option<(&wgpu::QuerySet, u32)>) {
+pub(crate) fn record(
+    encoder: &mut wgpu::CommandEncoder,
+    step: &Step,
+    writes: Option<(&wgpu::QuerySet, u32)>,
+) {
     match step {
         Step::Clear(b) => {
             if let Some((set, i)) = writes {
@@ -65,18 +69,38 @@ fn on_host(gpu: &Gpu, steps: &[Step]) -> Result<Vec<(String, f64)>> {
 
 /// Every step in one submission (per query set), each between two GPU timestamps.
 fn on_device(gpu: &Gpu, steps: &[Step]) -> Result<Vec<(String, f64)>> {
-    let ns_per_tick = f64::from(gpu.queue.get_timestamp_period());
     let mut out = Vec::with_capacity(steps.len());
     for chunk in steps.chunks(STEPS_PER_SET) {
-        let count = 2 * chunk.len();
-        let set = gpu.scoped("kernel profile", 0, || {
+        let stamps = Stamps::new(gpu, chunk.len())?;
+        let mut enc = gpu.encoder();
+        for (i, step) in chunk.iter().enumerate() {
+            record(&mut enc, step, Some((&stamps.set, 2 * i as u32)));
+        }
+        let secs = stamps.seconds(gpu, enc)?;
+        out.extend(chunk.iter().map(label).zip(secs));
+    }
+    Ok(out)
+}
+
+/// Two timestamp queries for each of up to [`STEPS_PER_SET`] steps, and where they are resolved.
+pub(crate) struct Stamps {
+    pub(crate) set: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    count: usize,
+}
+
+impl Stamps {
+    /// Queries for `steps` steps (at most [`STEPS_PER_SET`]).
+    pub(crate) fn new(gpu: &Gpu, steps: usize) -> Result<Stamps> {
+        let count = 2 * steps.clamp(1, STEPS_PER_SET);
+        let set = gpu.scoped("kernel timestamps", 0, || {
             gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kernel profile"),
+                label: Some("kernel timestamps"),
                 ty: wgpu::QueryType::Timestamp,
                 count: count as u32,
             })
         })?;
-        let resolved = gpu.scoped("kernel profile", (count * 8) as u64, || {
+        let resolved = gpu.scoped("kernel timestamps", (count * 8) as u64, || {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps"),
                 size: (count * 8) as u64,
@@ -84,16 +108,18 @@ fn on_device(gpu: &Gpu, steps: &[Step]) -> Result<Vec<(String, f64)>> {
                 mapped_at_creation: false,
             })
         })?;
-        let mut enc = gpu.encoder();
-        for (i, step) in chunk.iter().enumerate() {
-            record(&mut enc, step, Some((&set, 2 * i as u32)));
-        }
-        enc.resolve_query_set(&set, 0..count as u32, &resolved, 0);
-        let ticks: Vec<u64> =
-            gpu.finish_and_read_as(enc, &[(&resolved, count)])?.into_iter().next().unwrap_or_default();
-        for (step, t) in chunk.iter().zip(ticks.chunks_exact(2)) {
-            out.push((label(step), t[1].saturating_sub(t[0]) as f64 * ns_per_tick * 1e-9));
-        }
+        Ok(Stamps { set, resolved, count })
     }
-    Ok(out)
+
+    /// Submits `encoder` with the queries resolved at its end; the seconds between each pair.
+    pub(crate) fn seconds(&self, gpu: &Gpu, mut encoder: wgpu::CommandEncoder) -> Result<Vec<f64>> {
+        let ns_per_tick = f64::from(gpu.queue.get_timestamp_period());
+        encoder.resolve_query_set(&self.set, 0..self.count as u32, &self.resolved, 0);
+        let ticks: Vec<u64> = gpu
+            .finish_and_read_as(encoder, &[(&self.resolved, self.count)])?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(ticks.chunks_exact(2).map(|t| t[1].saturating_sub(t[0]) as f64 * ns_per_tick * 1e-9).collect())
+    }
 }

@@ -12,3 +12,4 @@ mod fixtures;
 mod history;
 mod kernels;
 mod split;
+mod tune;

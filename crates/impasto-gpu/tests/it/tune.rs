@@ -1,0 +1,96 @@
+//! Tuning: an objective on a device that tunes times every GEMM form in its first evaluations and
+//! keeps the fastest for each product, and no result changes by a bit on the way.
+
+use std::sync::Arc;
+
+use impasto_gpu::{
+    Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, SmallTiles, StyleTerm, Tune,
+};
+
+use crate::common::{Lcg, test_adapter};
+
+fn open(tune: Tune) -> Arc<Gpu> {
+    let options = GpuOptions { tune, small_tiles: SmallTiles::On, ..Default::default() };
+    Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap()
+}
+
+/// Two poolings; convolutions wide enough for tiled products (the 3-channel backward is narrow).
+fn net(gpu: Arc<Gpu>) -> Arc<GpuNet> {
+    let mut rng = Lcg(31);
+    let mut conv = |c_in: usize, c_out: usize| LayerSpec::Conv {
+        c_in,
+        c_out,
+        weight: rng.vec(c_out * c_in * 9, (2.0 / (9.0 * c_in as f32)).sqrt() * 1.5),
+        bias: rng.vec(c_out, 0.1),
+    };
+    let layers = vec![
+        conv(3, 8),
+        LayerSpec::Relu,
+        conv(8, 70),
+        LayerSpec::Relu,
+        LayerSpec::MaxPool,
+        conv(70, 16),
+        LayerSpec::Relu,
+    ];
+    let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };
+    Arc::new(GpuNet::new(gpu, layers, pre).unwrap())
+}
+
+#[test]
+fn tuning_times_every_form_keeps_the_fastest_and_changes_no_bit() {
+    let (tuned, fixed) = (open(Tune::On), open(Tune::Off));
+    assert!(tuned.tunes(), "{} has no timestamp queries: nothing to tune with", tuned.adapter().name);
+    assert!(!fixed.tunes());
+    let (a, b) = (net(tuned), net(fixed));
+    let (w, h) = (33, 27);
+    let mut rng = Lcg(32);
+    let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
+    let other: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.1 * rng.next()).collect();
+    let layers = [1, 3, 6];
+    let targets = b.outputs_at(&other, h, w, &layers).unwrap();
+    let grams = b.grams_at(&other, h, w, &layers).unwrap();
+    let objective = |net: &Arc<GpuNet>| {
+        let style = vec![
+            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 50.0, mask: None },
+            StyleTerm { layer: 3, gram: grams[1].clone(), weight: 20.0, mask: None },
+            StyleTerm { layer: 6, gram: grams[2].clone(), weight: 20.0, mask: None },
+        ];
+        let content = vec![(6, targets[2].0.clone(), 3.0)];
+        GpuObjective::new(net.clone(), w, h, content, style, 10.0, None).unwrap()
+    };
+    let (mut oa, mut ob) = (objective(&a), objective(&b));
+    assert!(oa.tuning() && !ob.tuning());
+    let mut rounds = 0;
+    while oa.tuning() {
+        assert_eq!(oa.evaluate(&px).unwrap(), ob.evaluate(&px).unwrap(), "tuning round {rounds}");
+        rounds += 1;
+        assert!(rounds < 40, "tuning does not end");
+    }
+    assert_eq!(oa.evaluate(&px).unwrap(), ob.evaluate(&px).unwrap(), "after tuning");
+    let products = oa.tuned();
+    eprintln!("{rounds} tuning rounds");
+    for p in &products {
+        eprintln!("{} {}x{}x{}: {} ({:?})", p.label, p.m, p.k, p.n, p.chosen, p.forms);
+    }
+    // Every tiled product: the convolutions forward and backward (one narrow backward aside), the
+    // Grams and their backward.
+    assert!(products.len() >= 8, "{} products", products.len());
+    for p in &products {
+        let expected = if p.label.starts_with("conv") { 8 } else { 4 };
+        assert_eq!(p.forms.len(), expected, "{}", p.label);
+        assert!(p.forms.iter().all(|f| f.1.is_some()), "{}: a form was not timed", p.label);
+        let fastest = p.forms.iter().min_by(|x, y| x.1.unwrap().total_cmp(&y.1.unwrap())).unwrap();
+        assert_eq!(p.chosen, fastest.0, "{}", p.label);
+        assert!(!p.remembered);
+    }
+    assert!(rounds > 8, "every conv form after a warm-up: {rounds} rounds");
+    assert!(ob.tuned().is_empty());
+    // A new objective of the same shape on the device starts with the choices made.
+    let oc = objective(&a);
+    assert!(!oc.tuning());
+    let again = oc.tuned();
+    assert_eq!(again.len(), products.len());
+    for (x, y) in again.iter().zip(&products) {
+        assert!(x.remembered && x.chosen == y.chosen, "{}: {} vs {}", x.label, x.chosen, y.chosen);
+    }
+}
