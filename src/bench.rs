@@ -127,6 +127,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         } else {
             out(&table_row(&r, peak));
         }
+        if args.layers {
+            for line in tuned_lines(spec, &r, args.json) {
+                out(&line);
+            }
+        }
         if args.layers && device != impasto::Device::Cpu {
             let times = impasto::bench::gpu_kernels(spec, device)?;
             if !args.json {
@@ -267,8 +272,50 @@ fn json_line(r: &BenchResult, peak: Option<u64>) -> String {
         "flops": r.flops,
         "gflops": r.gflops,
         "peak_rss_bytes": peak,
+        "tuning_rounds": r.tuning_rounds,
     })
     .to_string()
+}
+
+/// What `--layers` shows of a GPU's tuning: each product's forms and times, the chosen one first.
+fn tuned_lines(spec: &BenchSpec, r: &BenchResult, json: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if !json && !r.tuned.is_empty() {
+        out.push(format!(
+            "  kernel forms chosen by timing in {} evaluations before the warm-up (GPU timestamps):",
+            r.tuning_rounds
+        ));
+    }
+    for t in &r.tuned {
+        if json {
+            let forms: Vec<_> = t.forms.iter().map(|(f, s)| json!({ "form": f, "seconds": s })).collect();
+            out.push(
+                json!({
+                    "kind": "gpu_tuned",
+                    "model": spec.arch.name(),
+                    "size": spec.size,
+                    "product": t.label,
+                    "m": t.m,
+                    "k": t.k,
+                    "n": t.n,
+                    "chosen": t.chosen,
+                    "forms": forms,
+                })
+                .to_string(),
+            );
+            continue;
+        }
+        let mut forms: Vec<&(String, Option<f64>)> = t.forms.iter().collect();
+        forms.sort_by(|a, b| a.1.unwrap_or(f64::INFINITY).total_cmp(&b.1.unwrap_or(f64::INFINITY)));
+        let times: Vec<String> = forms
+            .iter()
+            .map(|(f, s)| {
+                format!("{f} {}", s.map_or_else(|| "-".to_string(), |s| format!("{:.3} ms", s * 1e3)))
+            })
+            .collect();
+        out.push(format!("  {} {}x{}x{}: {}", t.label, t.m, t.k, t.n, times.join("; ")));
+    }
+    out
 }
 
 fn table_row(r: &BenchResult, peak: Option<u64>) -> String {
@@ -335,6 +382,8 @@ mod tests {
             samples_s: vec![0.45, 0.5, 0.61],
             flops: 10_000_000_000,
             gflops: 20.0,
+            tuning_rounds: 0,
+            tuned: Vec::new(),
         };
         assert_eq!(
             table_row(&r, Some(300 << 20)),
@@ -346,5 +395,43 @@ mod tests {
             (j["model"].as_str(), j["size"].as_u64(), j["peak_rss_bytes"].is_null()),
             (Some("vgg19"), Some(512), true)
         );
+    }
+
+    #[test]
+    fn tuned_products_list_their_forms_fastest_first() {
+        let spec = BenchSpec { arch: Arch::Vgg16, size: 512, threads: 1, warmup: 1, reps: 1 };
+        let tuned = impasto::GpuTuned {
+            label: "conv fwd 64->64 512x512 (layer 2)".into(),
+            m: 64,
+            k: 576,
+            n: 262144,
+            forms: vec![("a".into(), Some(0.002)), ("b".into(), None), ("c".into(), Some(0.001))],
+            chosen: "c".into(),
+            remembered: false,
+        };
+        let r = BenchResult {
+            spec,
+            median_s: 0.01,
+            min_s: 0.01,
+            max_s: 0.01,
+            samples_s: vec![0.01],
+            flops: 1,
+            gflops: 1.0,
+            tuning_rounds: 12,
+            tuned: vec![tuned],
+        };
+        assert_eq!(
+            tuned_lines(&spec, &r, false),
+            [
+                "  kernel forms chosen by timing in 12 evaluations before the warm-up (GPU timestamps):",
+                "  conv fwd 64->64 512x512 (layer 2) 64x576x262144: c 1.000 ms; a 2.000 ms; b -",
+            ]
+        );
+        let json = tuned_lines(&spec, &r, true);
+        let j: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!((j["kind"].as_str(), j["chosen"].as_str()), (Some("gpu_tuned"), Some("c")));
+        assert_eq!(j["forms"][1]["seconds"], serde_json::Value::Null);
+        let none = BenchResult { tuned: Vec::new(), tuning_rounds: 0, ..r };
+        assert!(tuned_lines(&spec, &none, false).is_empty());
     }
 }

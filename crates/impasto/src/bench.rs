@@ -68,6 +68,11 @@ pub struct BenchResult {
     pub flops: u64,
     /// `flops / median_s / 1e9`: the effective rate (Winograd can exceed the machine's peak).
     pub gflops: f64,
+    /// On a GPU that tunes, the evaluations run before the warm-up to choose each matrix product's
+    /// kernel form ([`Objective::gpu_tune`]), not timed; 0 elsewhere.
+    pub tuning_rounds: usize,
+    /// Those products: each form's time and the one chosen (empty where nothing was tuned).
+    pub tuned: Vec<crate::GpuTuned>,
 }
 
 /// Median time of one convolution layer, forward (with its fused ReLU) and gradient to the input.
@@ -117,9 +122,10 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
     let (h, w) = (spec.size, spec.size);
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
     let pool = thread_pool(spec.threads)?;
-    let samples_s = pool.install(|| -> Result<Vec<f64>> {
+    let (samples_s, (tuning_rounds, tuned)) = pool.install(|| -> Result<_> {
         let mut obj = objective(&net, h, w)?;
         obj.use_device(device)?;
+        let tuning = obj.gpu_tune(&pixels)?;
         let mut samples = Vec::with_capacity(spec.reps);
         for i in 0..spec.warmup + spec.reps {
             let t = Instant::now();
@@ -136,7 +142,7 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
                 samples.push(dt);
             }
         }
-        Ok(samples)
+        Ok((samples, tuning))
     })?;
     let flops = flops(spec.arch, h, w, DEEPEST)?;
     let (median_s, min_s, max_s) = stats(&samples_s);
@@ -148,6 +154,8 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
         samples_s,
         flops,
         gflops: flops as f64 / median_s / 1e9,
+        tuning_rounds,
+        tuned,
     })
 }
 
@@ -343,6 +351,7 @@ pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<GpuKernelT
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
     let mut obj = objective(&net, h, w)?;
     obj.use_device(device)?;
+    obj.gpu_tune(&pixels)?;
     let mut families: Vec<(String, Vec<f64>, usize)> = Vec::new();
     let mut gpu_clock = false;
     for i in 0..spec.warmup + spec.reps {

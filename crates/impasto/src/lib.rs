@@ -64,7 +64,9 @@ pub use io::{
     save_image_with,
 };
 pub use layers::{deepest_layer, default_style_layers};
-pub use loss::{GpuProfile, Objective, Temporal, features_on, gram_matrix, grams_on, masked_grams_on};
+pub use loss::{
+    GpuProfile, GpuTuned, Objective, Temporal, features_on, gram_matrix, grams_on, masked_grams_on,
+};
 pub use model::{
     Arch, COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER,
     COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,

@@ -91,6 +91,29 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Evaluates until every product's kernel form is chosen (see [`GpuObjective::tune`]).
+    pub(crate) fn tune(&self, pixels: &[f32]) -> crate::Result<(usize, Vec<super::GpuTuned>)> {
+        let fail = |reason: String| crate::Error::Gpu { reason, last_good: None };
+        let mut g = self.objective.lock().map_err(|_| fail("the GPU objective's lock is poisoned".into()))?;
+        let rounds = g.tune(pixels).map_err(|e| fail(e.to_string()))?;
+        let tuned = g
+            .tuned()
+            .into_iter()
+            .map(|t| super::GpuTuned {
+                label: t.label,
+                m: t.m,
+                k: t.k,
+                n: t.n,
+                forms: t.forms,
+                chosen: t.chosen,
+                remembered: t.remembered,
+            })
+            .collect();
+        Ok((rounds, tuned))
+    }
+}
+
 /// The result of a failed evaluation: NaN, which stops the run loop.
 fn failed(n: usize) -> (Losses, Vec<f32>) {
     (Losses { content: f64::NAN, style: f64::NAN, tv: f64::NAN, temporal: f64::NAN }, vec![f32::NAN; n])

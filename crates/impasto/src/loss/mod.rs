@@ -30,6 +30,26 @@ pub struct GpuProfile {
     pub gpu_clock: bool,
 }
 
+/// One matrix product of a GPU evaluation whose kernel form was chosen by timing
+/// ([`Objective::gpu_tune`]; every form gives the same bits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuTuned {
+    /// The step's name, as in [`GpuProfile::steps`].
+    pub label: String,
+    /// The product's shape: C is `m`×`n`, the sum over `k`.
+    pub m: usize,
+    /// The sum's length.
+    pub k: usize,
+    /// Columns of C (pixels, for a convolution).
+    pub n: usize,
+    /// Each form's name and its fastest time, seconds (`None`: not timed).
+    pub forms: Vec<(String, Option<f64>)>,
+    /// The form in force.
+    pub chosen: String,
+    /// Whether the choice came from an earlier objective of the same shape on the device.
+    pub remembered: bool,
+}
+
 /// A content target: the features of the content image at one layer.
 #[derive(Debug, Clone)]
 pub(crate) struct ContentTarget {
@@ -126,6 +146,19 @@ impl<'a> Objective<'a> {
         }
         let _ = pixels;
         Err(crate::Error::Config { what: "GPU profile", reason: "the objective runs on the CPU".into() })
+    }
+
+    /// On a GPU that tunes (`impasto_gpu::Tune`: GPUs with timestamp queries), evaluates at `pixels`
+    /// until every matrix product's kernel form is chosen, as a run's first evaluations otherwise
+    /// do; returns the evaluations this took and each product's forms with their times. Nothing on
+    /// the CPU or where the device does not tune.
+    pub fn gpu_tune(&self, pixels: &[f32]) -> crate::Result<(usize, Vec<GpuTuned>)> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.tune(pixels);
+        }
+        let _ = pixels;
+        Ok((0, Vec::new()))
     }
 
     /// Moves the evaluation onto the GPU of `ctx` (targets and weights as they are now; later weight
