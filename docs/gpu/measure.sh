@@ -3,20 +3,23 @@
 # (wgpu/Vulkan) on an NVIDIA H200"): impasto's iteration beside PyTorch CUDA's (TF32 off and on), a
 # per-kernel breakdown, VGG-19 at 2048² with peak GPU memory, and the default 512 px run end to end.
 #
-# Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE]
+# Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE] [TUNING]
 #   IMPASTO          a stripped release binary built on the developer machine
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
 #                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in each
 #                    of its forms (8×8 outputs per invocation, the same with two staging buffers,
 #                    4×4), with the input staged 2 channels × 9 taps at a time or a value at a time,
 #                    with and without naga's loop counters
+#   TUNING           optional: the stripped `tuning` example of impasto-gpu, a VGG-16 evaluation with
+#                    each product's GEMM form chosen by timing against the default forms (the
+#                    per-product table is also in the `--layers` bench's "gpu_tuned" lines)
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
 #   OUT_DIR          where the logs go (the device tool's $OUT)
 # Each step has its own time limit, so that a slow step cannot take the rest with it; all of them
-# together stay under about 8 minutes. The machine needs a Vulkan loader (libvulkan1) and its
+# together stay under about 9 minutes. The machine needs a Vulkan loader (libvulkan1) and its
 # driver's Vulkan ICD, PyTorch with CUDA and safetensors.
 set -u
-bin=$1 bench=$2 out=$3 conv_rate=${4:-}
+bin=$1 bench=$2 out=$3 conv_rate=${4:-} tuning=${5:-}
 # The adapter: the first hardware GPU (gpu:N picks another, or a software one to try the script).
 dev=${IMPASTO_MEASURE_DEVICE:-gpu}
 mkdir -p "$out"
@@ -46,6 +49,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.
 step devices 30 "$bin" devices
 if [ -n "$conv_rate" ]; then
     step conv_rate 90 "$conv_rate" "$dev" 512 5
+fi
+if [ -n "$tuning" ]; then
+    step tuning 60 "$tuning" "$dev" 512 5
 fi
 
 # PyTorch's VGG-16 timing needs a weights file of the right shapes; the values do not change it.
