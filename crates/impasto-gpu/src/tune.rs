@@ -25,7 +25,7 @@ pub enum Tune {
     Off,
 }
 
-/// How a tile of C is computed: 64×64 in one of the [`GemmTile`] forms, or 32×32 (`tile4`).
+/// How a tile of C is computed: in one of the [`GemmTile`] forms (64×64 or 128×128), or 32×32 (`tile4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Tile {
     Big(GemmTile),
@@ -41,9 +41,13 @@ pub(crate) struct Form {
 }
 
 impl Form {
-    /// The tile's side (64 or 32 outputs).
+    /// The tile's side (128, 64 or 32 outputs).
     pub(crate) fn size(self) -> usize {
-        if self.tile == Tile::Small { 32 } else { 64 }
+        match self.tile {
+            Tile::Small => 32,
+            Tile::Big(GemmTile::Outputs8x8Tile128) => 128,
+            Tile::Big(_) => 64,
+        }
     }
 
     /// A short name: the tile and outputs per invocation, and the convolution's staging.
@@ -51,7 +55,9 @@ impl Form {
         let tile = match self.tile {
             Tile::Big(GemmTile::Outputs8x8) => "64x64 tile, 8x8 per invocation",
             Tile::Big(GemmTile::Outputs8x8Pipelined) => "64x64 tile, 8x8, two buffers",
+            Tile::Big(GemmTile::Outputs8x8Prefetch) => "64x64 tile, 8x8, prefetched",
             Tile::Big(GemmTile::Outputs4x4) => "64x64 tile, 4x4 per invocation",
+            Tile::Big(GemmTile::Outputs8x8Tile128) => "128x128 tile, 8x8 per invocation",
             Tile::Small => "32x32 tile, 4x4 per invocation",
         };
         match (kind, self.per_value) {

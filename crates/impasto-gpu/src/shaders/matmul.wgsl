@@ -165,7 +165,8 @@ fn main(
 // in increasing k as `main`'s: the same bits.
 // [BK k][16 quads of rows], k rows padded to 17 quads against bank conflicts on the transposed stores
 // (STAGE quads). With PIPELINED (substituted by the host) two such buffers: block k0 + BK is staged
-// into one while block k0 is read from the other, one barrier a block instead of two.
+// into one while block k0 is read from the other, one barrier a block instead of two. With PREFETCH,
+// block k0 + BK is read into registers before block k0's fma and stored after them (`fetch8`).
 //TILE8
 const STAGE = BK * 17u;
 const QUADS = STAGE * select(1u, 2u, PIPELINED);
@@ -233,10 +234,20 @@ fn tile8(
         }
         workgroupBarrier();
     }
+    var next: Fetched;
+    if PREFETCH && t.k_begin < t.k_end {
+        next = fetch8(t, t.k_begin, li, b_ij, col_ok);
+    }
     for (var k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
         if PIPELINED {
             if k0 + BK < t.k_end {
                 stage8(t, k0 + BK, li, b_ij, col_ok, STAGE - buf);
+            }
+        } else if PREFETCH {
+            store8(next, li, 0u);
+            workgroupBarrier();
+            if k0 + BK < t.k_end {
+                next = fetch8(t, k0 + BK, li, b_ij, col_ok);
             }
         } else {
             stage8(t, k0, li, b_ij, col_ok, 0u);
@@ -294,10 +305,22 @@ fn tile8(
 // `load_b_block` with TAPS: the block's row r is tap r % 9 of channel k0 / 9 + r / 9, constants but
 // for k0 once the loop is unrolled, so one addition and one bit test a value.
 fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool, at: u32) {
+    store8(fetch8(t, k0, li, b_ij, col_ok), li, at);
+}
+
+// The values of A and B invocation li stages for block k0 (`stage8`), read from global memory.
+// PREFETCH (substituted by the host) reads the next block into these registers before the fma of
+// this one, so that the reads' latency overlaps them, and stores them after.
+struct Fetched {
+    a: array<f32, BK>,
+    b: array<f32, BK>,
+}
+
+fn fetch8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool) -> Fetched {
+    var f: Fetched;
     for (var r = 0u; r < BK; r++) {
         let e = li + 64u * r;
-        let rr = e / BK;
-        a_quads[at + (e % BK) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
+        f.a[r] = a_block(t, k0, e % BK, e / BK);
     }
     for (var r = 0u; r < BK; r++) {
         if TAPS {
@@ -305,10 +328,27 @@ fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool, at: u32) {
             if col_ok && k0 + r < t.k_end {
                 v = load_b_block(k0, r, b_ij);
             }
-            b_quads[at + r * 17u + (li >> 2u)][li & 3u] = v;
+            f.b[r] = v;
+        } else {
+            f.b[r] = b_block(t, k0, b_place(li + 64u * r), b_ij);
+        }
+    }
+    return f;
+}
+
+// Stores what `fetch8` read into the quads from `at`.
+fn store8(f: Fetched, li: u32, at: u32) {
+    for (var r = 0u; r < BK; r++) {
+        let e = li + 64u * r;
+        let rr = e / BK;
+        a_quads[at + (e % BK) * 17u + (rr >> 2u)][rr & 3u] = f.a[r];
+    }
+    for (var r = 0u; r < BK; r++) {
+        if TAPS {
+            b_quads[at + r * 17u + (li >> 2u)][li & 3u] = f.b[r];
         } else {
             let kc = b_place(li + 64u * r);
-            b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+            b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = f.b[r];
         }
     }
 }
@@ -385,6 +425,136 @@ fn tile4(
     store4(r0 + 1u, c0, wid.z, c1v);
     store4(r0 + 2u, c0, wid.z, c2v);
     store4(r0 + 3u, c0, wid.z, c3v);
+}
+
+// `tile8` on 128×128 tiles: 256 invocations of 8×8 outputs, the rows 4·ty.. and 64+4·ty.., the
+// columns 4·tx.. and 64+4·tx.. (ty, tx = index / 16, mod 16). Each value staged in workgroup memory
+// feeds twice the fma of `tile8`'s, and each barrier is shared by four times the work: for products
+// with many tiles, where a GPU is limited by its memory traffic or its barriers more than by the
+// occupancy that 64×64 tiles leave it. Staging as in `tile4`: invocation li stages column li % 128
+// of B, the rows half·BK/2.. of each block (half = li / 128; with TAPS, channel half's 9 taps). Each
+// output is the same fma chain in increasing k as `tile8`'s: the same bits. [BK k][32 quads], k rows
+// padded to 33 quads.
+const WIDE = BK * 33u;
+var<workgroup> a_wide: array<vec4<f32>, WIDE>;
+var<workgroup> b_wide: array<vec4<f32>, WIDE>;
+
+@compute @workgroup_size(256)
+fn tile8w(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    if !live(wid) {
+        return;
+    }
+    let t = tile_of(wid, 128u);
+    let tx = li & 15u;
+    let ty = li >> 4u;
+    let ra = t.row0 + 4u * ty;
+    let rb = ra + 64u;
+    let ca = t.col0 + 4u * tx;
+    let cb = ca + 64u;
+    var c00 = vec4<f32>(0.0);
+    var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0);
+    var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0);
+    var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0);
+    var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0);
+    var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0);
+    var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0);
+    var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0);
+    var c71 = vec4<f32>(0.0);
+    if (p.flags & ACC_INIT) != 0u {
+        c00 = load4(ra + 0u, ca);
+        c01 = load4(ra + 0u, cb);
+        c10 = load4(ra + 1u, ca);
+        c11 = load4(ra + 1u, cb);
+        c20 = load4(ra + 2u, ca);
+        c21 = load4(ra + 2u, cb);
+        c30 = load4(ra + 3u, ca);
+        c31 = load4(ra + 3u, cb);
+        c40 = load4(rb + 0u, ca);
+        c41 = load4(rb + 0u, cb);
+        c50 = load4(rb + 1u, ca);
+        c51 = load4(rb + 1u, cb);
+        c60 = load4(rb + 2u, ca);
+        c61 = load4(rb + 2u, cb);
+        c70 = load4(rb + 3u, ca);
+        c71 = load4(rb + 3u, cb);
+    }
+    let half = li >> 7u;
+    let col = li & 127u;
+    let b_ij = b_column(t.col0 + col);
+    let col_ok = t.col0 + col < p.n;
+    for (var k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
+        for (var r = 0u; r < BK / 2u; r++) {
+            let e = li + 256u * r;
+            let rr = e / BK;
+            a_wide[(e % BK) * 33u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
+            if B_KFAST {
+                let kc = b_place(e);
+                b_wide[kc.x * 33u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+            } else {
+                let kc = vec2<u32>(half * (BK / 2u) + r, col);
+                var v = 0.0;
+                if TAPS {
+                    if col_ok && k0 + kc.x < t.k_end {
+                        v = load_b_block(k0 + 9u * half, r, b_ij);
+                    }
+                } else {
+                    v = b_block(t, k0, kc, b_ij);
+                }
+                b_wide[kc.x * 33u + (col >> 2u)][col & 3u] = v;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let q = kk * 33u;
+            let a0 = a_wide[q + ty];
+            let a1 = a_wide[q + 16u + ty];
+            let b0 = b_wide[q + tx];
+            let b1 = b_wide[q + 16u + tx];
+            c00 = fma(vec4<f32>(a0.x), b0, c00);
+            c01 = fma(vec4<f32>(a0.x), b1, c01);
+            c10 = fma(vec4<f32>(a0.y), b0, c10);
+            c11 = fma(vec4<f32>(a0.y), b1, c11);
+            c20 = fma(vec4<f32>(a0.z), b0, c20);
+            c21 = fma(vec4<f32>(a0.z), b1, c21);
+            c30 = fma(vec4<f32>(a0.w), b0, c30);
+            c31 = fma(vec4<f32>(a0.w), b1, c31);
+            c40 = fma(vec4<f32>(a1.x), b0, c40);
+            c41 = fma(vec4<f32>(a1.x), b1, c41);
+            c50 = fma(vec4<f32>(a1.y), b0, c50);
+            c51 = fma(vec4<f32>(a1.y), b1, c51);
+            c60 = fma(vec4<f32>(a1.z), b0, c60);
+            c61 = fma(vec4<f32>(a1.z), b1, c61);
+            c70 = fma(vec4<f32>(a1.w), b0, c70);
+            c71 = fma(vec4<f32>(a1.w), b1, c71);
+        }
+        workgroupBarrier();
+    }
+    store4(ra + 0u, ca, wid.z, c00);
+    store4(ra + 0u, cb, wid.z, c01);
+    store4(ra + 1u, ca, wid.z, c10);
+    store4(ra + 1u, cb, wid.z, c11);
+    store4(ra + 2u, ca, wid.z, c20);
+    store4(ra + 2u, cb, wid.z, c21);
+    store4(ra + 3u, ca, wid.z, c30);
+    store4(ra + 3u, cb, wid.z, c31);
+    store4(rb + 0u, ca, wid.z, c40);
+    store4(rb + 0u, cb, wid.z, c41);
+    store4(rb + 1u, ca, wid.z, c50);
+    store4(rb + 1u, cb, wid.z, c51);
+    store4(rb + 2u, ca, wid.z, c60);
+    store4(rb + 2u, cb, wid.z, c61);
+    store4(rb + 3u, ca, wid.z, c70);
+    store4(rb + 3u, cb, wid.z, c71);
 }
 
 // The 4 values of C at (row, col..col+3) that exist, zeros elsewhere (ACC_INIT's starting sums).

@@ -261,7 +261,7 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
     assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
-/// Every form of the tiled GEMM (`GemmTile`), 32×32 tiles for the products with few 64×64 ones
+/// Every form of the tiled GEMM (`GemmTile`: 64×64 and 128×128 tiles), 32×32 tiles for the products with few 64×64 ones
 /// (`SmallTiles::On`, here all of them), and the convolution's input staged a value at a time instead
 /// of 2 channels × 9 taps (`im2col_per_value`), gives the default's bits in every variant:
 /// convolution forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes
@@ -289,11 +289,17 @@ fn every_gemm_tile_gives_the_same_bits() {
             ("8x8 pipelined", open(GemmTile::Outputs8x8Pipelined, false, cap)),
             ("8x8, im2col per value", open(GemmTile::Outputs8x8, true, cap)),
             ("8x8 pipelined, im2col per value", open(GemmTile::Outputs8x8Pipelined, true, cap)),
+            ("8x8 prefetched", open(GemmTile::Outputs8x8Prefetch, false, cap)),
+            ("8x8 prefetched, im2col per value", open(GemmTile::Outputs8x8Prefetch, true, cap)),
+            ("128x128 tiles", open(GemmTile::Outputs8x8Tile128, false, cap)),
+            ("128x128 tiles, im2col per value", open(GemmTile::Outputs8x8Tile128, true, cap)),
             ("32x32 tiles", open_with(GemmTile::Outputs8x8, false, SmallTiles::On, cap)),
             ("32x32 tiles, im2col per value", open_with(GemmTile::Outputs8x8, true, SmallTiles::On, cap)),
         ];
+        // Two 128-row tiles unsplit; split, a weight channel must fit the binding (100·9 floats).
+        let tall = if cap.is_none() { 131 } else { 100 };
         for (c_in, c_out, h, w) in
-            [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65)]
+            [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65), (7, tall, 12, 11)]
         {
             let x = rng.vec(c_in * h * w, 1.0);
             let wt = rng.vec(c_out * c_in * 9, 0.2);
@@ -312,7 +318,9 @@ fn every_gemm_tile_gives_the_same_bits() {
         }
         // A Gram must fit one binding: 65 channels (two row tiles) unsplit, 31 split.
         let wide = if cap.is_none() { 65 } else { 31 };
-        for (c, h, w) in [(5, 7, 9), (wide, 9, 31), (3, 13, 65)] {
+        for (c, h, w) in
+            [(5, 7, 9), (wide, 9, 31), (3, 13, 65), (if cap.is_none() { 130 } else { 20 }, 5, 29)]
+        {
             let f = rng.vec(c * h * w, 1.0);
             let n = h * w;
             let dg = rng.vec(c * c, 1.0);
