@@ -1,13 +1,12 @@
 //! Adapters and the opened device: listing adapters with their memory limits, choosing one, and the
 //! buffer, upload, read-back and error-scope helpers every other module goes through.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
 use crate::kernels::{GemmTile, Kernels, SmallTiles};
-use crate::tune::{Form, Key, Tune};
+use crate::tune::{Tune, Tuner};
 
 /// One adapter as `impasto devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +133,8 @@ pub struct Gpu {
     allocated: AtomicU64,
     /// Whether profiles read the GPU's timestamps (the adapter has them and the host clock was not asked for).
     timestamps: bool,
-    /// The form each tuned product shape chose on this device.
-    tuned: Mutex<HashMap<Key, Form>>,
+    /// The choice of each product shape's GEMM form on this device.
+    pub(crate) tuner: Tuner,
 }
 
 /// What a kernel profile's times were measured with.
@@ -246,7 +245,7 @@ impl Gpu {
             allocations: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
             timestamps,
-            tuned: Mutex::new(HashMap::new()),
+            tuner: Tuner::default(),
         }))
     }
 
@@ -267,18 +266,6 @@ impl Gpu {
     /// Whether objectives on this device choose each product's GEMM form by timing ([`Tune`]).
     pub fn tunes(&self) -> bool {
         self.kernels.tune
-    }
-
-    /// The form a product of shape `key` chose on this device, if one has.
-    pub(crate) fn remembered(&self, key: &Key) -> Option<Form> {
-        self.tuned.lock().ok().and_then(|t| t.get(key).copied())
-    }
-
-    /// Remembers `form` for products of shape `key`.
-    pub(crate) fn remember(&self, key: Key, form: Form) {
-        if let Ok(mut t) = self.tuned.lock() {
-            t.insert(key, form);
-        }
     }
 
     /// Why the device was lost, if it was (it then fails every later call).

@@ -97,9 +97,12 @@ impl Program {
                 reason: format!("no kernel for {default:?}"),
             });
         };
-        let key = Key { kind, m: d.m, n: d.n, k: d.k, h: d.h, w: d.w, slices, flags: d.flags };
-        let choice = Choice::new(self.steps.len(), key, label, alts, first, gpu.remembered(&key));
-        self.steps.push(crate::tune::dispatch(&choice));
+        let key = Key { kind, m: d.m, k: d.k, n_class: d.n.next_power_of_two(), slices, flags: d.flags };
+        let step = self.steps.len();
+        let remembered =
+            alts.len() < 2 || gpu.tuner.register(key, alts.iter().map(|a| a.form).collect(), default);
+        let choice = Choice { step, key, label, n: d.n, alts, default: first, remembered };
+        self.steps.push(crate::tune::dispatch(&choice, first));
         if choice.alts.len() > 1 {
             self.choices.push(choice);
         }

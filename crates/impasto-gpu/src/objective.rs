@@ -341,14 +341,15 @@ impl GpuObjective {
         self.rgb.write(&gpu, pixels);
         let mut enc = gpu.encoder();
         // While products are being tuned, each runs this round's form between two timestamps.
-        let round = if self.prog.tuning() {
-            let timed = self.prog.begin_round();
-            let stamps = crate::profile::Stamps::new(&gpu, timed.len())?;
-            self.prog.record_timing(&mut enc, &timed, Some(&stamps.set));
-            Some(stamps)
-        } else {
+        let timed = self.prog.round(&gpu);
+        let round = if timed.is_empty() {
             self.prog.record(&mut enc);
             None
+        } else {
+            let stamps = crate::profile::Stamps::new(&gpu, timed.len())?;
+            let steps: Vec<usize> = timed.iter().map(|t| t.0).collect();
+            self.prog.record_timing(&mut enc, &steps, Some(&stamps.set));
+            Some(stamps)
         };
         let live = self.terms.iter().filter(|t| t.live).count();
         let mut reads = vec![(&self.sums, live)];
@@ -358,7 +359,7 @@ impl GpuObjective {
         let sums = out.pop().unwrap_or_default();
         if let Some(stamps) = round {
             let seconds = stamps.seconds(&gpu, gpu.encoder())?;
-            self.prog.end_round(&gpu, &seconds);
+            self.prog.record_round(&gpu, &timed, &seconds);
         }
         let mut losses = GpuLosses::default();
         let mut s = sums.iter();
@@ -379,7 +380,7 @@ impl GpuObjective {
     /// ([`crate::Tune`]) and fewer evaluations than the choice needs have run. Tuning changes no
     /// result (every form gives the same bits), only the time of these first evaluations.
     pub fn tuning(&self) -> bool {
-        self.prog.tuning()
+        self.prog.tuning(&self.net.gpu)
     }
 
     /// Evaluates at `pixels` until every product's form is chosen; returns the evaluations run.
@@ -395,7 +396,7 @@ impl GpuObjective {
     /// Every matrix product with a choice of form (none where the device does not tune): each
     /// form's fastest time so far and the form in force.
     pub fn tuned(&self) -> Vec<crate::TunedProduct> {
-        self.prog.tuned()
+        self.prog.tuned(&self.net.gpu)
     }
 
     /// What [`GpuObjective::profile`] times the kernels with.

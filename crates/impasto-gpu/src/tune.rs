@@ -5,7 +5,8 @@
 //! choice. The choice is remembered per device and product shape, so later objectives of that shape
 //! (the next tile, the next run of `impasto serve`) start with it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 use crate::device::Gpu;
 use crate::kernels::{Gemm, GemmTile, Program, Step};
@@ -68,16 +69,15 @@ impl Form {
     }
 }
 
-/// What identifies a product for the remembered choice: its variant and everything that sets its
-/// work and workgroups.
+/// What identifies a product for the choice of its form: its variant, its rows, its sum's length,
+/// its K slices and epilogue, and its columns (pixels) to the next power of two, so that products of
+/// about the same size (a run's tiles, which differ by a few pixels) share one tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub(crate) kind: Gemm,
     pub(crate) m: usize,
-    pub(crate) n: usize,
     pub(crate) k: usize,
-    pub(crate) h: usize,
-    pub(crate) w: usize,
+    pub(crate) n_class: usize,
     pub(crate) slices: usize,
     pub(crate) flags: u32,
 }
@@ -164,82 +164,153 @@ impl Trials {
     }
 }
 
-/// The choice of form for one GEMM step of a program.
+/// The tuning of one product shape on a device: its forms, and the trials among them.
+#[derive(Debug)]
+struct Tuning {
+    forms: Vec<Form>,
+    trials: Trials,
+}
+
+/// The tunings of a device, by product shape, shared by every program on it: a product's form is
+/// chosen once per device and shape, over the evaluations of as many objectives as that takes (a
+/// run's tiles, or its scales and later runs of the same size, carry on where the last one stopped).
+#[derive(Debug, Default)]
+pub(crate) struct Tuner(Mutex<HashMap<Key, Tuning>>);
+
+impl Tuner {
+    /// Starts tuning `key` among `forms` (`default` in force until decided), unless it is known;
+    /// returns whether it was already decided.
+    pub(crate) fn register(&self, key: Key, forms: Vec<Form>, default: Form) -> bool {
+        let Ok(mut map) = self.0.lock() else { return true };
+        if let Some(t) = map.get(&key) {
+            return t.trials.decided();
+        }
+        let first = forms.iter().position(|&f| f == default).unwrap_or(0);
+        let trials = Trials::new(forms.len(), first, None);
+        let decided = trials.decided();
+        map.insert(key, Tuning { forms, trials });
+        decided
+    }
+
+    /// The form `key` runs now (the chosen one once decided), and whether it is decided.
+    fn current(&self, key: &Key) -> Option<(Form, bool)> {
+        let map = self.0.lock().ok()?;
+        map.get(key).map(|t| (t.forms[t.trials.current()], t.trials.decided()))
+    }
+
+    /// Whether `key`'s form is chosen (unknown keys count as chosen: nothing to tune).
+    fn decided(&self, key: &Key) -> bool {
+        self.current(key).is_none_or(|c| c.1)
+    }
+
+    /// Takes a time of `form` for `key`, if that is the form its trials wait for.
+    fn record(&self, key: &Key, form: Form, seconds: f64) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(t) = map.get_mut(key)
+            && !t.trials.decided()
+            && t.forms[t.trials.current()] == form
+        {
+            t.trials.record(seconds);
+        }
+    }
+
+    /// `key`'s forms with their fastest times, and the form in force.
+    fn report(&self, key: &Key) -> Option<(FormTimes, Form)> {
+        let map = self.0.lock().ok()?;
+        let t = map.get(key)?;
+        let forms = t.forms.iter().copied().zip(t.trials.best.iter().copied()).collect();
+        Some((forms, t.forms[t.trials.current()]))
+    }
+}
+
+/// Each form with its fastest time, seconds (`None`: not timed).
+type FormTimes = Vec<(Form, Option<f64>)>;
+
+/// A GEMM step of a program with more than one form to run in.
 #[derive(Debug)]
 pub(crate) struct Choice {
     /// The step of the program this chooses for.
     pub(crate) step: usize,
     pub(crate) key: Key,
     pub(crate) label: String,
+    /// The product's columns.
+    pub(crate) n: usize,
+    /// Its forms, bound to its buffers.
     pub(crate) alts: Vec<Alt>,
-    pub(crate) trials: Trials,
-    /// Taken from an earlier objective's tuning, not timed here.
+    /// The alternative run where the tuner's form is not among `alts`.
+    pub(crate) default: usize,
+    /// Whether the form was chosen before this program existed.
     pub(crate) remembered: bool,
 }
 
-impl Choice {
-    /// A step with alternatives `alts`, `default` in force; decided when `remembered` names one.
-    pub(crate) fn new(
-        step: usize,
-        key: Key,
-        label: String,
-        alts: Vec<Alt>,
-        default: usize,
-        remembered: Option<Form>,
-    ) -> Choice {
-        let known = remembered.and_then(|f| alts.iter().position(|a| a.form == f));
-        let trials = Trials::new(alts.len(), default, known);
-        Choice { step, key, label, alts, trials, remembered: known.is_some() }
-    }
-
-    /// The alternative this round runs (or the chosen one).
-    pub(crate) fn current(&self) -> &Alt {
-        &self.alts[self.trials.current()]
-    }
-}
-
 impl Program {
-    /// Whether some product's form is still being chosen.
-    pub(crate) fn tuning(&self) -> bool {
-        self.choices.iter().any(|c| !c.trials.decided())
-    }
-
-    /// Puts this round's alternative into the step of every product still being tuned (at most
-    /// [`STEPS_PER_SET`] of them) and returns those steps, ascending: the steps to time.
-    pub(crate) fn begin_round(&mut self) -> Vec<usize> {
+    /// Puts each product's form in force (the chosen one, or the one its tuning runs next) into its
+    /// step; returns the steps to time this round (those of products still tuned, ascending, at most
+    /// [`STEPS_PER_SET`]) with the shape and form each runs.
+    pub(crate) fn round(&mut self, gpu: &Gpu) -> Vec<(usize, Key, Form)> {
         let mut timed = Vec::new();
-        for c in self.choices.iter().filter(|c| !c.trials.decided()).take(STEPS_PER_SET) {
-            self.steps[c.step] = dispatch(c);
-            timed.push(c.step);
+        for c in &self.choices {
+            let current = gpu.tuner.current(&c.key);
+            let alt =
+                current.and_then(|(form, _)| c.alts.iter().position(|a| a.form == form)).unwrap_or(c.default);
+            self.steps[c.step] = dispatch(c, alt);
+            if let Some((form, false)) = current
+                && c.alts[alt].form == form
+                && timed.len() < STEPS_PER_SET
+            {
+                timed.push((c.step, c.key, form));
+            }
         }
         timed
     }
 
-    /// Takes the times of the steps [`Program::begin_round`] returned, in order; a product whose
-    /// choice that decides takes its fastest form, which `gpu` remembers for its shape.
-    pub(crate) fn end_round(&mut self, gpu: &Gpu, seconds: &[f64]) {
-        let undecided = self.choices.iter_mut().filter(|c| !c.trials.decided()).take(STEPS_PER_SET);
-        for (c, &s) in undecided.zip(seconds) {
-            if c.trials.record(s) {
-                gpu.remember(c.key, c.alts[c.trials.chosen].form);
+    /// Takes the times of the steps [`Program::round`] returned, in order: the time of a shape's
+    /// form this round is the sum over the steps of that shape.
+    pub(crate) fn record_round(&self, gpu: &Gpu, timed: &[(usize, Key, Form)], seconds: &[f64]) {
+        let mut sums: Vec<(Key, Form, f64)> = Vec::new();
+        for (&(_, key, form), &s) in timed.iter().zip(seconds) {
+            match sums.iter_mut().find(|x| x.0 == key && x.1 == form) {
+                Some(x) => x.2 += s,
+                None => sums.push((key, form, s)),
             }
-            self.steps[c.step] = dispatch(c);
+        }
+        for (key, form, s) in sums {
+            gpu.tuner.record(&key, form, s);
         }
     }
 
+    /// Whether some product's form is still being chosen.
+    pub(crate) fn tuning(&self, gpu: &Gpu) -> bool {
+        self.choices.iter().any(|c| !gpu.tuner.decided(&c.key))
+    }
+
     /// Every product with a choice of form: the forms' times and the one in force.
-    pub(crate) fn tuned(&self) -> Vec<TunedProduct> {
-        self.choices.iter().map(TunedProduct::of).collect()
+    pub(crate) fn tuned(&self, gpu: &Gpu) -> Vec<TunedProduct> {
+        let mut out = Vec::new();
+        for c in &self.choices {
+            let Some((forms, chosen)) = gpu.tuner.report(&c.key) else { continue };
+            let name = |f: Form| f.name(c.key.kind);
+            out.push(TunedProduct {
+                label: c.label.clone(),
+                m: c.key.m,
+                k: c.key.k,
+                n: c.n,
+                forms: forms.into_iter().map(|(f, t)| (name(f), t)).collect(),
+                chosen: name(chosen),
+                remembered: c.remembered,
+            });
+        }
+        out
     }
 }
 
-/// The step that runs `c`'s current alternative.
-pub(crate) fn dispatch(c: &Choice) -> Step {
-    let alt = c.current();
+/// The step that runs alternative `alt` of `c`.
+pub(crate) fn dispatch(c: &Choice, alt: usize) -> Step {
+    let a = &c.alts[alt];
     Step::Dispatch {
-        pipeline: alt.pipeline.clone(),
-        bind: alt.bind.clone(),
-        groups: alt.groups,
+        pipeline: a.pipeline.clone(),
+        bind: a.bind.clone(),
+        groups: a.groups,
         label: c.label.clone(),
     }
 }
@@ -259,23 +330,9 @@ pub struct TunedProduct {
     pub forms: Vec<(String, Option<f64>)>,
     /// The form in force.
     pub chosen: String,
-    /// Whether the choice came from an earlier objective of the same shape on this device.
+    /// Whether the choice was made before this objective existed (by an earlier one of about the
+    /// same shape on this device).
     pub remembered: bool,
-}
-
-impl TunedProduct {
-    pub(crate) fn of(c: &Choice) -> TunedProduct {
-        let name = |a: &Alt| a.form.name(c.key.kind);
-        TunedProduct {
-            label: c.label.clone(),
-            m: c.key.m,
-            k: c.key.k,
-            n: c.key.n,
-            forms: c.alts.iter().zip(&c.trials.best).map(|(a, t)| (name(a), *t)).collect(),
-            chosen: name(&c.alts[c.trials.chosen]),
-            remembered: c.remembered,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -323,5 +380,42 @@ mod tests {
         let t = Trials::new(4, 0, Some(2));
         assert!(t.decided());
         assert_eq!(t.current(), 2);
+    }
+
+    fn key(m: usize) -> Key {
+        Key { kind: Gemm::Conv, m, k: 576, n_class: 4096, slices: 1, flags: 0 }
+    }
+
+    fn forms() -> Vec<Form> {
+        [GemmTile::Outputs8x8, GemmTile::Outputs4x4, GemmTile::Outputs8x8Tile128]
+            .map(|t| Form { tile: Tile::Big(t), per_value: false })
+            .to_vec()
+    }
+
+    #[test]
+    fn objectives_of_one_shape_share_its_tuning_and_a_stale_time_is_ignored() {
+        let tuner = Tuner::default();
+        let f = forms();
+        assert!(!tuner.register(key(64), f.clone(), f[1]));
+        // The warm-up runs the default, then every form in order.
+        assert_eq!(tuner.current(&key(64)), Some((f[1], false)));
+        tuner.record(&key(64), f[1], 9.0);
+        assert_eq!(tuner.current(&key(64)), Some((f[0], false)));
+        // A second objective of the shape (or one of about its size) continues the same trials; a
+        // time of a form the trials no longer wait for (another objective's round) is dropped.
+        assert!(!tuner.register(key(64), f.clone(), f[0]));
+        tuner.record(&key(64), f[1], 0.1);
+        assert_eq!(tuner.current(&key(64)), Some((f[0], false)));
+        for (form, s) in [(f[0], 2.0), (f[1], 3.0), (f[2], 1.0)] {
+            tuner.record(&key(64), form, s);
+        }
+        assert_eq!(tuner.current(&key(64)), Some((f[2], true)));
+        assert!(tuner.register(key(64), f.clone(), f[0]), "decided: nothing left to tune");
+        let (times, chosen) = tuner.report(&key(64)).unwrap();
+        assert_eq!(chosen, f[2]);
+        assert_eq!(times, vec![(f[0], Some(2.0)), (f[1], Some(3.0)), (f[2], Some(1.0))]);
+        // Another shape is tuned on its own; an unknown one has nothing to tune.
+        assert!(!tuner.register(key(128), f.clone(), f[0]));
+        assert!(!tuner.decided(&key(128)) && tuner.decided(&key(256)));
     }
 }

@@ -61,6 +61,18 @@ fn tuning_times_every_form_keeps_the_fastest_and_changes_no_bit() {
     let (mut oa, mut ob) = (objective(&a), objective(&b));
     assert!(oa.tuning() && !ob.tuning());
     let mut rounds = 0;
+    // An objective dropped while tuning (a tile, a scale with few iterations) leaves the tuning to
+    // the next one of its shape.
+    for _ in 0..3 {
+        assert_eq!(oa.evaluate(&px).unwrap(), ob.evaluate(&px).unwrap(), "tuning round {rounds}");
+        rounds += 1;
+    }
+    drop(oa);
+    let mut oa = objective(&a);
+    assert!(oa.tuning());
+    assert!(
+        oa.tuned().iter().all(|p| !p.remembered && p.forms.iter().filter(|f| f.1.is_some()).count() == 2)
+    );
     while oa.tuning() {
         assert_eq!(oa.evaluate(&px).unwrap(), ob.evaluate(&px).unwrap(), "tuning round {rounds}");
         rounds += 1;
