@@ -421,6 +421,8 @@ impl GpuObjective {
         self.rgb.write(gpu, pixels);
         gpu.submit_and_wait(gpu.encoder())?;
         let mut out = vec![("upload".to_string(), t.elapsed().as_secs_f64())];
+        // Each product in the form in force (while tuning, the one its trials run next).
+        self.prog.round(gpu);
         out.extend(crate::profile::profile(gpu, &self.prog)?);
         let live = self.terms.iter().filter(|t| t.live).count();
         let t = std::time::Instant::now();
