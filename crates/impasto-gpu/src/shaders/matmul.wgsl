@@ -190,39 +190,9 @@ fn tile8(
     let rb = ra + 32u;
     let ca = col0 + 4u * tx;
     let cb = ca + 32u;
-    var c00 = vec4<f32>(0.0);
-    var c01 = vec4<f32>(0.0);
-    var c10 = vec4<f32>(0.0);
-    var c11 = vec4<f32>(0.0);
-    var c20 = vec4<f32>(0.0);
-    var c21 = vec4<f32>(0.0);
-    var c30 = vec4<f32>(0.0);
-    var c31 = vec4<f32>(0.0);
-    var c40 = vec4<f32>(0.0);
-    var c41 = vec4<f32>(0.0);
-    var c50 = vec4<f32>(0.0);
-    var c51 = vec4<f32>(0.0);
-    var c60 = vec4<f32>(0.0);
-    var c61 = vec4<f32>(0.0);
-    var c70 = vec4<f32>(0.0);
-    var c71 = vec4<f32>(0.0);
+    var acc: Acc8;
     if (p.flags & ACC_INIT) != 0u {
-        c00 = load4(ra + 0u, ca);
-        c01 = load4(ra + 0u, cb);
-        c10 = load4(ra + 1u, ca);
-        c11 = load4(ra + 1u, cb);
-        c20 = load4(ra + 2u, ca);
-        c21 = load4(ra + 2u, cb);
-        c30 = load4(ra + 3u, ca);
-        c31 = load4(ra + 3u, cb);
-        c40 = load4(rb + 0u, ca);
-        c41 = load4(rb + 0u, cb);
-        c50 = load4(rb + 1u, ca);
-        c51 = load4(rb + 1u, cb);
-        c60 = load4(rb + 2u, ca);
-        c61 = load4(rb + 2u, cb);
-        c70 = load4(rb + 3u, ca);
-        c71 = load4(rb + 3u, cb);
+        acc = acc8_load(ra, rb, ca, cb);
     }
     // Without B_KFAST invocation li loads column li of the tile for every k: index it once.
     let b_ij = b_column(col0 + li);
@@ -259,44 +229,14 @@ fn tile8(
             let a1 = a_quads[q + 8u + ty];
             let b0 = b_quads[q + tx];
             let b1 = b_quads[q + 8u + tx];
-            c00 = fma(vec4<f32>(a0.x), b0, c00);
-            c01 = fma(vec4<f32>(a0.x), b1, c01);
-            c10 = fma(vec4<f32>(a0.y), b0, c10);
-            c11 = fma(vec4<f32>(a0.y), b1, c11);
-            c20 = fma(vec4<f32>(a0.z), b0, c20);
-            c21 = fma(vec4<f32>(a0.z), b1, c21);
-            c30 = fma(vec4<f32>(a0.w), b0, c30);
-            c31 = fma(vec4<f32>(a0.w), b1, c31);
-            c40 = fma(vec4<f32>(a1.x), b0, c40);
-            c41 = fma(vec4<f32>(a1.x), b1, c41);
-            c50 = fma(vec4<f32>(a1.y), b0, c50);
-            c51 = fma(vec4<f32>(a1.y), b1, c51);
-            c60 = fma(vec4<f32>(a1.z), b0, c60);
-            c61 = fma(vec4<f32>(a1.z), b1, c61);
-            c70 = fma(vec4<f32>(a1.w), b0, c70);
-            c71 = fma(vec4<f32>(a1.w), b1, c71);
+            acc8_fma(&acc, a0, a1, b0, b1);
         }
         if PIPELINED {
             buf = STAGE - buf;
         }
         workgroupBarrier();
     }
-    store4(ra + 0u, ca, wid.z, c00);
-    store4(ra + 0u, cb, wid.z, c01);
-    store4(ra + 1u, ca, wid.z, c10);
-    store4(ra + 1u, cb, wid.z, c11);
-    store4(ra + 2u, ca, wid.z, c20);
-    store4(ra + 2u, cb, wid.z, c21);
-    store4(ra + 3u, ca, wid.z, c30);
-    store4(ra + 3u, cb, wid.z, c31);
-    store4(rb + 0u, ca, wid.z, c40);
-    store4(rb + 0u, cb, wid.z, c41);
-    store4(rb + 1u, ca, wid.z, c50);
-    store4(rb + 1u, cb, wid.z, c51);
-    store4(rb + 2u, ca, wid.z, c60);
-    store4(rb + 2u, cb, wid.z, c61);
-    store4(rb + 3u, ca, wid.z, c70);
-    store4(rb + 3u, cb, wid.z, c71);
+    acc8_store(acc, ra, rb, ca, cb, wid.z);
 }
 
 // Stages block k0 of A and B into the quads from `at` (0, or STAGE for PIPELINED's second buffer):
@@ -454,39 +394,9 @@ fn tile8w(
     let rb = ra + 64u;
     let ca = t.col0 + 4u * tx;
     let cb = ca + 64u;
-    var c00 = vec4<f32>(0.0);
-    var c01 = vec4<f32>(0.0);
-    var c10 = vec4<f32>(0.0);
-    var c11 = vec4<f32>(0.0);
-    var c20 = vec4<f32>(0.0);
-    var c21 = vec4<f32>(0.0);
-    var c30 = vec4<f32>(0.0);
-    var c31 = vec4<f32>(0.0);
-    var c40 = vec4<f32>(0.0);
-    var c41 = vec4<f32>(0.0);
-    var c50 = vec4<f32>(0.0);
-    var c51 = vec4<f32>(0.0);
-    var c60 = vec4<f32>(0.0);
-    var c61 = vec4<f32>(0.0);
-    var c70 = vec4<f32>(0.0);
-    var c71 = vec4<f32>(0.0);
+    var acc: Acc8;
     if (p.flags & ACC_INIT) != 0u {
-        c00 = load4(ra + 0u, ca);
-        c01 = load4(ra + 0u, cb);
-        c10 = load4(ra + 1u, ca);
-        c11 = load4(ra + 1u, cb);
-        c20 = load4(ra + 2u, ca);
-        c21 = load4(ra + 2u, cb);
-        c30 = load4(ra + 3u, ca);
-        c31 = load4(ra + 3u, cb);
-        c40 = load4(rb + 0u, ca);
-        c41 = load4(rb + 0u, cb);
-        c50 = load4(rb + 1u, ca);
-        c51 = load4(rb + 1u, cb);
-        c60 = load4(rb + 2u, ca);
-        c61 = load4(rb + 2u, cb);
-        c70 = load4(rb + 3u, ca);
-        c71 = load4(rb + 3u, cb);
+        acc = acc8_load(ra, rb, ca, cb);
     }
     let half = li >> 7u;
     let col = li & 127u;
@@ -520,41 +430,72 @@ fn tile8w(
             let a1 = a_wide[q + 16u + ty];
             let b0 = b_wide[q + tx];
             let b1 = b_wide[q + 16u + tx];
-            c00 = fma(vec4<f32>(a0.x), b0, c00);
-            c01 = fma(vec4<f32>(a0.x), b1, c01);
-            c10 = fma(vec4<f32>(a0.y), b0, c10);
-            c11 = fma(vec4<f32>(a0.y), b1, c11);
-            c20 = fma(vec4<f32>(a0.z), b0, c20);
-            c21 = fma(vec4<f32>(a0.z), b1, c21);
-            c30 = fma(vec4<f32>(a0.w), b0, c30);
-            c31 = fma(vec4<f32>(a0.w), b1, c31);
-            c40 = fma(vec4<f32>(a1.x), b0, c40);
-            c41 = fma(vec4<f32>(a1.x), b1, c41);
-            c50 = fma(vec4<f32>(a1.y), b0, c50);
-            c51 = fma(vec4<f32>(a1.y), b1, c51);
-            c60 = fma(vec4<f32>(a1.z), b0, c60);
-            c61 = fma(vec4<f32>(a1.z), b1, c61);
-            c70 = fma(vec4<f32>(a1.w), b0, c70);
-            c71 = fma(vec4<f32>(a1.w), b1, c71);
+            acc8_fma(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
-    store4(ra + 0u, ca, wid.z, c00);
-    store4(ra + 0u, cb, wid.z, c01);
-    store4(ra + 1u, ca, wid.z, c10);
-    store4(ra + 1u, cb, wid.z, c11);
-    store4(ra + 2u, ca, wid.z, c20);
-    store4(ra + 2u, cb, wid.z, c21);
-    store4(ra + 3u, ca, wid.z, c30);
-    store4(ra + 3u, cb, wid.z, c31);
-    store4(rb + 0u, ca, wid.z, c40);
-    store4(rb + 0u, cb, wid.z, c41);
-    store4(rb + 1u, ca, wid.z, c50);
-    store4(rb + 1u, cb, wid.z, c51);
-    store4(rb + 2u, ca, wid.z, c60);
-    store4(rb + 2u, cb, wid.z, c61);
-    store4(rb + 3u, ca, wid.z, c70);
-    store4(rb + 3u, cb, wid.z, c71);
+    acc8_store(acc, ra, rb, ca, cb, wid.z);
+}
+
+// The 8×8 outputs of one invocation of `tile8` or `tile8w`: row i of the first four rows (from ra)
+// is `ci0` at columns ca..ca+3 and `ci1` at cb..cb+3, row i of the next four (from rb) `c(4+i)0`
+// and `c(4+i)1`. Named vectors, not an array, so that nothing is left for a driver to keep in
+// local memory.
+struct Acc8 {
+    c00: vec4<f32>, c01: vec4<f32>, c10: vec4<f32>, c11: vec4<f32>,
+    c20: vec4<f32>, c21: vec4<f32>, c30: vec4<f32>, c31: vec4<f32>,
+    c40: vec4<f32>, c41: vec4<f32>, c50: vec4<f32>, c51: vec4<f32>,
+    c60: vec4<f32>, c61: vec4<f32>, c70: vec4<f32>, c71: vec4<f32>,
+}
+
+// ACC_INIT's starting sums of those outputs.
+fn acc8_load(ra: u32, rb: u32, ca: u32, cb: u32) -> Acc8 {
+    return Acc8(
+        load4(ra, ca), load4(ra, cb), load4(ra + 1u, ca), load4(ra + 1u, cb),
+        load4(ra + 2u, ca), load4(ra + 2u, cb), load4(ra + 3u, ca), load4(ra + 3u, cb),
+        load4(rb, ca), load4(rb, cb), load4(rb + 1u, ca), load4(rb + 1u, cb),
+        load4(rb + 2u, ca), load4(rb + 2u, cb), load4(rb + 3u, ca), load4(rb + 3u, cb),
+    );
+}
+
+// One k step: the rows' values a0 (ra..ra+3), a1 (rb..) times the columns' b0 (ca..), b1 (cb..).
+fn acc8_fma(acc: ptr<function, Acc8>, a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>) {
+    (*acc).c00 = fma(vec4<f32>(a0.x), b0, (*acc).c00);
+    (*acc).c01 = fma(vec4<f32>(a0.x), b1, (*acc).c01);
+    (*acc).c10 = fma(vec4<f32>(a0.y), b0, (*acc).c10);
+    (*acc).c11 = fma(vec4<f32>(a0.y), b1, (*acc).c11);
+    (*acc).c20 = fma(vec4<f32>(a0.z), b0, (*acc).c20);
+    (*acc).c21 = fma(vec4<f32>(a0.z), b1, (*acc).c21);
+    (*acc).c30 = fma(vec4<f32>(a0.w), b0, (*acc).c30);
+    (*acc).c31 = fma(vec4<f32>(a0.w), b1, (*acc).c31);
+    (*acc).c40 = fma(vec4<f32>(a1.x), b0, (*acc).c40);
+    (*acc).c41 = fma(vec4<f32>(a1.x), b1, (*acc).c41);
+    (*acc).c50 = fma(vec4<f32>(a1.y), b0, (*acc).c50);
+    (*acc).c51 = fma(vec4<f32>(a1.y), b1, (*acc).c51);
+    (*acc).c60 = fma(vec4<f32>(a1.z), b0, (*acc).c60);
+    (*acc).c61 = fma(vec4<f32>(a1.z), b1, (*acc).c61);
+    (*acc).c70 = fma(vec4<f32>(a1.w), b0, (*acc).c70);
+    (*acc).c71 = fma(vec4<f32>(a1.w), b1, (*acc).c71);
+}
+
+// The outputs through the epilogue (`store`), K slice z.
+fn acc8_store(acc: Acc8, ra: u32, rb: u32, ca: u32, cb: u32, z: u32) {
+    store4(ra, ca, z, acc.c00);
+    store4(ra, cb, z, acc.c01);
+    store4(ra + 1u, ca, z, acc.c10);
+    store4(ra + 1u, cb, z, acc.c11);
+    store4(ra + 2u, ca, z, acc.c20);
+    store4(ra + 2u, cb, z, acc.c21);
+    store4(ra + 3u, ca, z, acc.c30);
+    store4(ra + 3u, cb, z, acc.c31);
+    store4(rb, ca, z, acc.c40);
+    store4(rb, cb, z, acc.c41);
+    store4(rb + 1u, ca, z, acc.c50);
+    store4(rb + 1u, cb, z, acc.c51);
+    store4(rb + 2u, ca, z, acc.c60);
+    store4(rb + 2u, cb, z, acc.c61);
+    store4(rb + 3u, ca, z, acc.c70);
+    store4(rb + 3u, cb, z, acc.c71);
 }
 
 // The 4 values of C at (row, col..col+3) that exist, zeros elsewhere (ACC_INIT's starting sums).
