@@ -13,7 +13,9 @@
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
 
-use impasto_gpu::{Choice, GemmTile, Gpu, GpuOptions, SmallTiles, Tune};
+mod common;
+
+use impasto_gpu::{GemmTile, Gpu, GpuOptions, SmallTiles, Tune};
 
 /// (c_in, c_out, downsamplings before the layer) of VGG-16's convolutions up to conv5_1.
 const VGG16: [(usize, usize, u32); 11] = [
@@ -31,17 +33,7 @@ const VGG16: [(usize, usize, u32); 11] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| -> Result<usize, Box<dyn std::error::Error>> {
-        Ok(args.get(i).map(|a| a.parse()).transpose()?.unwrap_or(default))
-    };
-    let adapter = args.first().map_or("gpu", String::as_str);
-    let choice = match adapter.strip_prefix("gpu:") {
-        Some(n) => Choice::Index(n.parse()?),
-        None if adapter == "gpu" => Choice::Auto,
-        None => return Err(format!("adapter `{adapter}`: expected gpu or gpu:N").into()),
-    };
-    let (size, reps) = (arg(1, 512)?, arg(2, 5)?);
+    let (adapter, choice, size, reps) = common::args(5)?;
     println!("adapter {adapter}, {size}x{size}, median of {reps}");
     // Each GEMM form without naga's loop counters (what runs), then with them (wgpu's default); the
     // 8×8 forms also with the convolution's input decoded a value at a time (`im2col_per_value`),

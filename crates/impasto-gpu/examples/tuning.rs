@@ -10,12 +10,12 @@
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use impasto_gpu::{
-    Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm, Tune,
-};
+use impasto_gpu::{Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm, Tune};
 
 /// VGG-16's convolutions up to conv5_1 as (c_in, c_out), `None` for a pooling.
 const VGG16: [Option<(usize, usize)>; 15] = [
@@ -84,17 +84,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| -> Result<usize, Box<dyn std::error::Error>> {
-        Ok(args.get(i).map(|a| a.parse()).transpose()?.unwrap_or(default))
-    };
-    let adapter = args.first().map_or("gpu", String::as_str);
-    let choice = match adapter.strip_prefix("gpu:") {
-        Some(n) => Choice::Index(n.parse()?),
-        None if adapter == "gpu" => Choice::Auto,
-        None => return Err(format!("adapter `{adapter}`: expected gpu or gpu:N").into()),
-    };
-    let (size, reps) = (arg(1, 512)?, arg(2, 5)?.max(1));
+    let (adapter, choice, size, reps) = common::args(5)?;
+    let reps = reps.max(1);
     let open = |tune| Gpu::with_options(choice, &GpuOptions { tune, ..GpuOptions::default() });
     let (tuned, fixed) = (open(Tune::On)?, open(Tune::Off)?);
     println!("adapter {} ({adapter}), {size}x{size}, VGG-16, median of {reps}", tuned.adapter().name);

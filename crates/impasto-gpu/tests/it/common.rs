@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use impasto_gpu::{Choice, Gpu, adapters};
+use impasto_gpu::{Choice, Gpu, GpuNet, LayerSpec, PreprocessSpec, adapters};
 
 /// The device the tests run on: adapter `IMPASTO_TEST_GPU` (an index) or the first adapter,
 /// software ones included. No adapter is a failure, never a skip (CI installs lavapipe).
@@ -47,4 +47,32 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     let max_ref = b.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs())).max(1e-30);
     let max_err = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((f64::from(x) - f64::from(y)).abs()));
     max_err / max_ref
+}
+
+/// A layer of a small test network: a 3×3 convolution (input, output channels; a ReLU follows it) or
+/// a 2×2 pooling.
+pub enum Layer {
+    Conv(usize, usize),
+    MaxPool,
+    AvgPool,
+}
+
+/// A small VGG-like network on `gpu`: weights from `seed` (He's scale ×1.5, biases ±0.1), a ReLU
+/// after each convolution, BGR-like planes with a scale and offset each.
+pub fn small_net(gpu: Arc<Gpu>, seed: u64, layers: &[Layer]) -> GpuNet {
+    let mut rng = Lcg(seed);
+    let mut specs = Vec::new();
+    for l in layers {
+        match *l {
+            Layer::Conv(c_in, c_out) => {
+                let weight = rng.vec(c_out * c_in * 9, (2.0 / (9.0 * c_in as f32)).sqrt() * 1.5);
+                specs.push(LayerSpec::Conv { c_in, c_out, weight, bias: rng.vec(c_out, 0.1) });
+                specs.push(LayerSpec::Relu);
+            }
+            Layer::MaxPool => specs.push(LayerSpec::MaxPool),
+            Layer::AvgPool => specs.push(LayerSpec::AvgPool),
+        }
+    }
+    let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };
+    GpuNet::new(gpu, specs, pre).unwrap()
 }

@@ -8,12 +8,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use impasto_gpu::{
-    Choice, Gpu, GpuError, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm,
-};
+use impasto_gpu::{Choice, Gpu, GpuError, GpuNet, GpuObjective, GpuOptions, StyleTerm};
 use impasto_kernels::naive;
 
-use crate::common::{Lcg, gpu, rel_err, test_adapter};
+use crate::common::{Lcg, gpu, rel_err, small_net, test_adapter};
 
 /// Binding cap of the split device: 4 KiB = 1024 floats.
 const CAP: u64 = 4096;
@@ -157,27 +155,8 @@ fn a_channel_larger_than_a_binding_is_one_line_naming_the_limit() {
 
 /// A small VGG-like network: both poolings, channel counts that split unevenly.
 fn net(gpu: Arc<Gpu>) -> GpuNet {
-    let mut rng = Lcg(24);
-    let mut conv = |c_in: usize, c_out: usize| LayerSpec::Conv {
-        c_in,
-        c_out,
-        weight: rng.vec(c_out * c_in * 9, (2.0 / (9.0 * c_in as f32)).sqrt() * 1.5),
-        bias: rng.vec(c_out, 0.1),
-    };
-    let layers = vec![
-        conv(3, 6),
-        LayerSpec::Relu,
-        conv(6, 9),
-        LayerSpec::Relu,
-        LayerSpec::MaxPool,
-        conv(9, 20),
-        LayerSpec::Relu,
-        LayerSpec::AvgPool,
-        conv(20, 12),
-        LayerSpec::Relu,
-    ];
-    let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };
-    GpuNet::new(gpu, layers, pre).unwrap()
+    use crate::common::Layer::{AvgPool, Conv, MaxPool};
+    small_net(gpu, 24, &[Conv(3, 6), Conv(6, 9), MaxPool, Conv(9, 20), AvgPool, Conv(20, 12)])
 }
 
 #[test]

@@ -3,37 +3,19 @@
 
 use std::sync::Arc;
 
-use impasto_gpu::{
-    Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, SmallTiles, StyleTerm, Tune,
-};
+use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, SmallTiles, StyleTerm, Tune};
 
-use crate::common::{Lcg, test_adapter};
+use crate::common::{Lcg, small_net, test_adapter};
 
 fn open(tune: Tune) -> Arc<Gpu> {
     let options = GpuOptions { tune, small_tiles: SmallTiles::On, ..Default::default() };
     Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap()
 }
 
-/// Two poolings; convolutions wide enough for tiled products (the 3-channel backward is narrow).
+/// A pooling; convolutions wide enough for tiled products (the 3-channel backward is narrow).
 fn net(gpu: Arc<Gpu>) -> Arc<GpuNet> {
-    let mut rng = Lcg(31);
-    let mut conv = |c_in: usize, c_out: usize| LayerSpec::Conv {
-        c_in,
-        c_out,
-        weight: rng.vec(c_out * c_in * 9, (2.0 / (9.0 * c_in as f32)).sqrt() * 1.5),
-        bias: rng.vec(c_out, 0.1),
-    };
-    let layers = vec![
-        conv(3, 8),
-        LayerSpec::Relu,
-        conv(8, 70),
-        LayerSpec::Relu,
-        LayerSpec::MaxPool,
-        conv(70, 16),
-        LayerSpec::Relu,
-    ];
-    let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };
-    Arc::new(GpuNet::new(gpu, layers, pre).unwrap())
+    use crate::common::Layer::{Conv, MaxPool};
+    Arc::new(small_net(gpu, 31, &[Conv(3, 8), Conv(8, 70), MaxPool, Conv(70, 16)]))
 }
 
 #[test]
