@@ -1,6 +1,6 @@
 //! The rate of the 3×3 convolution kernel at every VGG-16 layer shape, in each form of the tiled
 //! GEMM (`GemmTile`: 8×8 outputs per invocation, the same with two staging buffers or with the next
-//! block prefetched into registers, 4×4, 8×8 in 128×128 tiles), with the
+//! block prefetched into registers, 4×4, 8×8 in 128×128 or 64×128 tiles), with the
 //! input staged 2 channels × 9 taps at a time (the default) or a value at a time
 //! (`GpuOptions::im2col_per_value`), with and without 32×32 tiles for the layers with few 64×64
 //! ones (`SmallTiles`), and with and without naga's per-loop iteration counters: what the GEMM itself
@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (GemmTile::Outputs4x4, false, false, Auto, "4x4, no loop counters"),
         (GemmTile::Outputs8x8Prefetch, false, false, Auto, "8x8 prefetched"),
         (GemmTile::Outputs8x8Tile128, false, false, Auto, "8x8 in 128x128 tiles"),
+        (GemmTile::Outputs8x8Tile64x128, false, false, Auto, "8x8 in 64x128 tiles"),
         (GemmTile::Outputs8x8, false, true, Auto, "8x8, im2col per value"),
         (GemmTile::Outputs8x8Pipelined, false, true, Auto, "8x8 pipelined, im2col per value"),
         (GemmTile::Outputs8x8, false, false, On, "8x8, 32x32 tiles when few"),

@@ -111,16 +111,17 @@ impl Program {
 }
 
 /// The parameter buffer and workgroups of a product `d` in K slices of `chunk` (`slices` of them),
-/// in tiles of `tile` outputs a side, or (`None`) one column per invocation in workgroups of 256.
+/// in tiles of `tile` (rows, columns) of outputs, or (`None`) one column per invocation in
+/// workgroups of 256.
 fn gemm_params(
     gpu: &Gpu,
     d: &GemmDims,
     chunk: usize,
     slices: usize,
-    tile: Option<usize>,
+    tile: Option<(usize, usize)>,
 ) -> Result<(wgpu::Buffer, [u32; 3])> {
-    let m_tiles = tile.map_or(1, |t| d.m.div_ceil(t).max(1));
-    let n_tiles = d.n.div_ceil(tile.unwrap_or(256)).max(1);
+    let m_tiles = tile.map_or(1, |t| d.m.div_ceil(t.0).max(1));
+    let n_tiles = d.n.div_ceil(tile.map_or(256, |t| t.1)).max(1);
     let xn = n_tiles.min(32768);
     let yn = n_tiles.div_ceil(xn);
     let groups = [xn as u32, (m_tiles * yn) as u32, slices as u32];

@@ -128,6 +128,10 @@ pub enum GemmTile {
     /// 128×128 tiles of 256 invocations of 8×8 outputs each (`tile8w`): each value staged in
     /// workgroup memory feeds twice the fma of `Outputs8x8`'s, each barrier four times the work.
     Outputs8x8Tile128,
+    /// 64×128 tiles (64 rows, 128 columns) of 128 invocations of 8×8 outputs each (`tile8m`): the
+    /// same for products of 64 rows (the first block's convolutions), which 128-row tiles would
+    /// leave half empty.
+    Outputs8x8Tile64x128,
 }
 
 /// Bytes of workgroup memory `tile` needs with blocks of `bk` k (as declared in `matmul.wgsl`).
@@ -136,7 +140,7 @@ fn workgroup_bytes(tile: Tile, bk: u32) -> u32 {
         Tile::Big(GemmTile::Outputs8x8 | GemmTile::Outputs8x8Prefetch) => 2 * bk * 17,
         Tile::Big(GemmTile::Outputs8x8Pipelined) => 4 * bk * 17,
         Tile::Big(GemmTile::Outputs4x4) => 2 * 1040 / 4,
-        Tile::Big(GemmTile::Outputs8x8Tile128) => 2 * bk * 33,
+        Tile::Big(GemmTile::Outputs8x8Tile128 | GemmTile::Outputs8x8Tile64x128) => 2 * bk * 33,
         Tile::Small => 2 * bk * 9,
     };
     16 * quads
@@ -294,6 +298,7 @@ impl Kernels {
                 GemmTile::Outputs8x8Prefetch,
                 GemmTile::Outputs4x4,
                 GemmTile::Outputs8x8Tile128,
+                GemmTile::Outputs8x8Tile64x128,
             ]
             .into_iter()
             .map(Tile::Big)
@@ -334,6 +339,7 @@ impl Kernels {
                         Tile::Big(GemmTile::Outputs8x8Prefetch) => ("tile8", (false, true)),
                         Tile::Big(GemmTile::Outputs4x4) => ("main", (false, false)),
                         Tile::Big(GemmTile::Outputs8x8Tile128) => ("tile8w", (false, false)),
+                        Tile::Big(GemmTile::Outputs8x8Tile64x128) => ("tile8m", (false, false)),
                         Tile::Small => ("tile4", (false, false)),
                     };
                     let p = pipeline(&t, kernel, &gemm_src(kernel, &load, staging), entry)?;

@@ -26,7 +26,8 @@ pub enum Tune {
     Off,
 }
 
-/// How a tile of C is computed: in one of the [`GemmTile`] forms (64×64 or 128×128), or 32×32 (`tile4`).
+/// How a tile of C is computed: in one of the [`GemmTile`] forms (64×64, 128×128, 64×128), or
+/// 32×32 (`tile4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Tile {
     Big(GemmTile),
@@ -42,12 +43,13 @@ pub(crate) struct Form {
 }
 
 impl Form {
-    /// The tile's side (128, 64 or 32 outputs).
-    pub(crate) fn size(self) -> usize {
+    /// The tile's rows and columns of C.
+    pub(crate) fn size(self) -> (usize, usize) {
         match self.tile {
-            Tile::Small => 32,
-            Tile::Big(GemmTile::Outputs8x8Tile128) => 128,
-            Tile::Big(_) => 64,
+            Tile::Small => (32, 32),
+            Tile::Big(GemmTile::Outputs8x8Tile128) => (128, 128),
+            Tile::Big(GemmTile::Outputs8x8Tile64x128) => (64, 128),
+            Tile::Big(_) => (64, 64),
         }
     }
 
@@ -59,6 +61,7 @@ impl Form {
             Tile::Big(GemmTile::Outputs8x8Prefetch) => "64x64 tile, 8x8, prefetched",
             Tile::Big(GemmTile::Outputs4x4) => "64x64 tile, 4x4 per invocation",
             Tile::Big(GemmTile::Outputs8x8Tile128) => "128x128 tile, 8x8 per invocation",
+            Tile::Big(GemmTile::Outputs8x8Tile64x128) => "64x128 tile, 8x8 per invocation",
             Tile::Small => "32x32 tile, 4x4 per invocation",
         };
         match (kind, self.per_value) {

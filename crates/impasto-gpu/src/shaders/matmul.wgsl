@@ -51,12 +51,12 @@ struct Tile {
     k_end: u32,
 }
 
-// Workgroup `wid`'s tile of `size`×`size` outputs (when `live`).
-fn tile_of(wid: vec3<u32>, size: u32) -> Tile {
+// Workgroup `wid`'s tile of `rows`×`cols` outputs (when `live`).
+fn tile_of(wid: vec3<u32>, rows: u32, cols: u32) -> Tile {
     let m_tile = wid.y % p.m_tiles;
     let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
     let k_begin = wid.z * p.chunk;
-    return Tile(m_tile * size, n_tile * size, k_begin, min(p.k, k_begin + p.chunk));
+    return Tile(m_tile * rows, n_tile * cols, k_begin, min(p.k, k_begin + p.chunk));
 }
 
 // Whether workgroup `wid` has a tile: false past the last one (the whole workgroup then returns).
@@ -103,7 +103,7 @@ fn main(
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid, 64u);
+    let t = tile_of(wid, 64u, 64u);
     let row0 = t.row0;
     let col0 = t.col0;
     var acc0 = vec4<f32>(0.0);
@@ -181,7 +181,7 @@ fn tile8(
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid, 64u);
+    let t = tile_of(wid, 64u, 64u);
     let row0 = t.row0;
     let col0 = t.col0;
     let tx = li & 7u;
@@ -309,7 +309,7 @@ fn tile4(
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid, 32u);
+    let t = tile_of(wid, 32u, 32u);
     let tx = li & 7u;
     let ty = li >> 3u;
     let r0 = t.row0 + 4u * ty;
@@ -367,14 +367,15 @@ fn tile4(
     store4(r0 + 3u, c0, wid.z, c3v);
 }
 
-// `tile8` on 128×128 tiles: 256 invocations of 8×8 outputs, the rows 4·ty.. and 64+4·ty.., the
-// columns 4·tx.. and 64+4·tx.. (ty, tx = index / 16, mod 16). Each value staged in workgroup memory
-// feeds twice the fma of `tile8`'s, and each barrier is shared by four times the work: for products
-// with many tiles, where a GPU is limited by its memory traffic or its barriers more than by the
-// occupancy that 64×64 tiles leave it. Staging as in `tile4`: invocation li stages column li % 128
-// of B, the rows half·BK/2.. of each block (half = li / 128; with TAPS, channel half's 9 taps). Each
-// output is the same fma chain in increasing k as `tile8`'s: the same bits. [BK k][32 quads], k rows
-// padded to 33 quads.
+// `tile8` on tiles of 128 columns: 128×128 (`tile8w`, 256 invocations) or 64×128 (`tile8m`, 128
+// invocations, for products of 64 rows such as the first block's convolutions) of 8×8 outputs each,
+// the rows 4·ty.. and rows/2+4·ty.., the columns 4·tx.. and 64+4·tx.. (ty, tx = index / 16, mod 16).
+// Each value staged in workgroup memory feeds up to twice the fma of `tile8`'s, and each barrier is
+// shared by up to four times the work: for products with many tiles, where a GPU is limited by its
+// memory traffic or its barriers more than by the occupancy that 64×64 tiles leave it. Invocation li
+// stages column li % 128 of B, its rows half·BK/halves.. of each block (half = li / 128 of `halves`;
+// with TAPS, each half's taps of whole channels). Each output is the same fma chain in increasing k
+// as `tile8`'s: the same bits. [BK k][32 quads], k rows padded to 33 quads.
 const WIDE = BK * 33u;
 var<workgroup> a_wide: array<vec4<f32>, WIDE>;
 var<workgroup> b_wide: array<vec4<f32>, WIDE>;
@@ -384,38 +385,58 @@ fn tile8w(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    wide(wid, li, 128u);
+}
+
+@compute @workgroup_size(128)
+fn tile8m(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    wide(wid, li, 64u);
+}
+
+// The body of `tile8w` and `tile8m`: tiles of `rows` (128 or 64) × 128, 2·rows invocations.
+fn wide(wid: vec3<u32>, li: u32, rows: u32) {
     if !live(wid) {
         return;
     }
-    let t = tile_of(wid, 128u);
+    let t = tile_of(wid, rows, 128u);
+    let inv = 2u * rows;
     let tx = li & 15u;
     let ty = li >> 4u;
     let ra = t.row0 + 4u * ty;
-    let rb = ra + 64u;
+    let rb = ra + rows / 2u;
     let ca = t.col0 + 4u * tx;
     let cb = ca + 64u;
     var acc: Acc8;
     if (p.flags & ACC_INIT) != 0u {
         acc = acc8_load(ra, rb, ca, cb);
     }
+    let halves = inv / 128u;
+    let per = BK / halves;
     let half = li >> 7u;
     let col = li & 127u;
     let b_ij = b_column(t.col0 + col);
     let col_ok = t.col0 + col < p.n;
     for (var k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
         for (var r = 0u; r < BK / 2u; r++) {
-            let e = li + 256u * r;
+            let e = li + inv * r;
             let rr = e / BK;
             a_wide[(e % BK) * 33u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
-            if B_KFAST {
-                let kc = b_place(e);
+        }
+        if B_KFAST {
+            for (var r = 0u; r < 128u * BK / inv; r++) {
+                let kc = b_place(li + inv * r);
                 b_wide[kc.x * 33u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
-            } else {
-                let kc = vec2<u32>(half * (BK / 2u) + r, col);
+            }
+        } else {
+            for (var r = 0u; r < per; r++) {
+                let kc = vec2<u32>(half * per + r, col);
                 var v = 0.0;
                 if TAPS {
                     if col_ok && k0 + kc.x < t.k_end {
-                        v = load_b_block(k0 + 9u * half, r, b_ij);
+                        v = load_b_block(k0 + half * per, r, b_ij);
                     }
                 } else {
                     v = b_block(t, k0, kc, b_ij);
@@ -427,7 +448,7 @@ fn tile8w(
         for (var kk = 0u; kk < BK; kk++) {
             let q = kk * 33u;
             let a0 = a_wide[q + ty];
-            let a1 = a_wide[q + 16u + ty];
+            let a1 = a_wide[q + rows / 8u + ty];
             let b0 = b_wide[q + tx];
             let b1 = b_wide[q + 16u + tx];
             acc8_fma(&acc, a0, a1, b0, b1);

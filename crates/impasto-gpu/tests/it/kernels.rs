@@ -261,7 +261,7 @@ fn kernels_are_timed_on_the_gpu_clock_or_on_request_the_host_clock() {
     assert!(s > 0.0 && s < 60.0, "{s}");
 }
 
-/// Every form of the tiled GEMM (`GemmTile`: 64×64 and 128×128 tiles), 32×32 tiles for the products with few 64×64 ones
+/// Every form of the tiled GEMM (`GemmTile`: 64×64, 128×128 and 64×128 tiles), 32×32 tiles for the products with few 64×64 ones
 /// (`SmallTiles::On`, here all of them), and the convolution's input staged a value at a time instead
 /// of 2 channels × 9 taps (`im2col_per_value`), gives the default's bits in every variant:
 /// convolution forward and backward, Gram (split K), cropped Gram and the Gram backward, on odd sizes
@@ -293,6 +293,8 @@ fn every_gemm_tile_gives_the_same_bits() {
             ("8x8 prefetched, im2col per value", open(GemmTile::Outputs8x8Prefetch, true, cap)),
             ("128x128 tiles", open(GemmTile::Outputs8x8Tile128, false, cap)),
             ("128x128 tiles, im2col per value", open(GemmTile::Outputs8x8Tile128, true, cap)),
+            ("64x128 tiles", open(GemmTile::Outputs8x8Tile64x128, false, cap)),
+            ("64x128 tiles, im2col per value", open(GemmTile::Outputs8x8Tile64x128, true, cap)),
             ("32x32 tiles", open_with(GemmTile::Outputs8x8, false, SmallTiles::On, cap)),
             ("32x32 tiles, im2col per value", open_with(GemmTile::Outputs8x8, true, SmallTiles::On, cap)),
         ];
