@@ -4,8 +4,9 @@
 //! (`Tune::Off`), on one adapter in one process; both give the same bits, which it checks.
 //!
 //! `cargo run --release -p impasto-gpu --example tuning -- [ADAPTER] [SIZE] [REPS]` (defaults: `gpu`,
-//! the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). Prints the tuning's
-//! evaluations and seconds, each product's forms (fastest first, GPU timestamps), then the median
+//! the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). Prints the time to
+//! open the device (its kernels compiled) with every form and with one, the tuning's evaluations and
+//! seconds, each product's forms (fastest first, GPU timestamps), then the median
 //! seconds per evaluation of both (host clock, upload and read-back included), alternating.
 
 #![allow(clippy::print_stdout)] // a measurement tool: its report is its output
@@ -86,9 +87,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (adapter, choice, size, reps) = common::args(5)?;
     let reps = reps.max(1);
-    let open = |tune| Gpu::with_options(choice, &GpuOptions { tune, ..GpuOptions::default() });
-    let (tuned, fixed) = (open(Tune::On)?, open(Tune::Off)?);
+    // Opening a device compiles its kernels: every GEMM form where it tunes, one form where not.
+    let open = |tune| -> Result<(Arc<Gpu>, f64), impasto_gpu::GpuError> {
+        let t = Instant::now();
+        let gpu = Gpu::with_options(choice, &GpuOptions { tune, ..GpuOptions::default() })?;
+        Ok((gpu, t.elapsed().as_secs_f64()))
+    };
+    let ((tuned, open_tuned), (fixed, open_fixed)) = (open(Tune::On)?, open(Tune::Off)?);
     println!("adapter {} ({adapter}), {size}x{size}, VGG-16, median of {reps}", tuned.adapter().name);
+    println!(
+        "device opened (kernels compiled) in {open_tuned:.3} s with every form, {open_fixed:.3} s with one"
+    );
     if !tuned.tunes() {
         return Err(format!("{} has no timestamp queries: it cannot tune", tuned.adapter().name).into());
     }

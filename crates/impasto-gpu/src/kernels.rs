@@ -264,6 +264,45 @@ fn first_line(s: &str) -> String {
     lines.iter().take(3).copied().collect::<Vec<_>>().join(" ")
 }
 
+/// Compiles `jobs` (kernel, WGSL source, entry point) in order, on up to one thread per core: a
+/// device that tunes compiles every GEMM form, over fifty pipelines, which one thread takes seconds
+/// for. The first failure in `jobs`' order is the error.
+fn compile_all(
+    t: &Target<'_>,
+    jobs: &[(&'static str, String, &'static str)],
+) -> Result<Vec<wgpu::ComputePipeline>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, jobs.len().max(1));
+    let mut done: Vec<Option<Result<wgpu::ComputePipeline>>> = (0..jobs.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                s.spawn(move || {
+                    let mine = jobs.iter().enumerate().skip(i).step_by(threads);
+                    mine.map(|(j, (kernel, src, entry))| (j, pipeline(t, kernel, src, entry)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for (j, r) in w.join().unwrap_or_default() {
+                done[j] = Some(r);
+            }
+        }
+    });
+    jobs.iter()
+        .zip(done)
+        .map(|((kernel, _, _), r)| {
+            r.unwrap_or_else(|| {
+                Err(GpuError::Shader {
+                    kernel,
+                    adapter: t.adapter.into(),
+                    reason: "its compiler thread stopped".into(),
+                })
+            })
+        })
+        .collect()
+}
+
 impl Kernels {
     /// Compiles every kernel as `options` ask: `faults.broken_kernel` names one whose source is made
     /// invalid (fault injection); `loop_counters` keeps naga's per-loop counters (see
@@ -310,7 +349,10 @@ impl Kernels {
             tiles.push(Tile::Small);
         }
         let stagings = if tune { vec![false, true] } else { vec![options.im2col_per_value] };
-        let mut gemm = Vec::new();
+        // Every pipeline as (kernel, source, entry point), compiled together below; the GEMM forms
+        // first, in `forms` order.
+        let mut jobs: Vec<(&'static str, String, &'static str)> = Vec::new();
+        let mut forms = Vec::new();
         for (kind, kernel) in [
             (Gemm::Plain, "gemm"),
             (Gemm::Gram, "gram"),
@@ -342,20 +384,27 @@ impl Kernels {
                         Tile::Big(GemmTile::Outputs8x8Tile64x128) => ("tile8m", (false, false)),
                         Tile::Small => ("tile4", (false, false)),
                     };
-                    let p = pipeline(&t, kernel, &gemm_src(kernel, &load, staging), entry)?;
-                    gemm.push((kind, Form { tile, per_value }, p));
+                    jobs.push((kernel, gemm_src(kernel, &load, staging), entry));
+                    forms.push((kind, Form { tile, per_value }));
                 }
             }
         }
         let narrow_src = gemm_src("conv3x3_narrow", &conv(options.im2col_per_value), (false, false));
-        let conv_narrow = pipeline(&t, "conv3x3_narrow", &narrow_src, "narrow")?;
-        let mut ops = Vec::new();
+        jobs.push(("conv3x3_narrow", narrow_src, "narrow"));
         for e in OP_ENTRIES {
-            ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{OPS}")), e)?));
+            jobs.push((e, source(e, format!("{PARAMS}{OPS}")), e));
         }
         for e in HISTORY_ENTRIES {
-            ops.push((e, pipeline(&t, e, &source(e, format!("{PARAMS}{HISTORY}")), e)?));
+            jobs.push((e, source(e, format!("{PARAMS}{HISTORY}")), e));
         }
+        let mut pipelines = compile_all(&t, &jobs)?.into_iter();
+        let gemm: Vec<_> = forms.into_iter().zip(pipelines.by_ref()).map(|((k, f), p)| (k, f, p)).collect();
+        let conv_narrow = pipelines.next().ok_or_else(|| GpuError::Shader {
+            kernel: "conv3x3_narrow",
+            adapter: adapter.into(),
+            reason: "not compiled".into(),
+        })?;
+        let ops = OP_ENTRIES.into_iter().chain(HISTORY_ENTRIES).zip(pipelines).collect();
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),
             size: 16,
