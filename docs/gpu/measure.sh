@@ -7,9 +7,10 @@
 #   IMPASTO          a stripped release binary built on the developer machine
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
 #                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in each
-#                    of its forms (8×8 outputs per invocation, the same with two staging buffers,
-#                    4×4), with the input staged 2 channels × 9 taps at a time or a value at a time,
-#                    with and without naga's loop counters
+#                    of its forms (8×8 outputs per invocation, the same with two staging buffers or
+#                    the next block prefetched into registers, 4×4, 8×8 in 128×128 and 64×128
+#                    tiles), with the input staged 2 channels × 9 taps at a time or a value at a
+#                    time, with and without naga's loop counters
 #   TUNING           optional: the stripped `tuning` example of impasto-gpu, a VGG-16 evaluation with
 #                    each product's GEMM form chosen by timing against the default forms (the
 #                    per-product table is also in the `--layers` bench's "gpu_tuned" lines)
