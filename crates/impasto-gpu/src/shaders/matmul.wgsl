@@ -244,13 +244,31 @@ fn tile8(
 // invocation li reads its column (`b_ij`, inside C when `col_ok`) for every k of the block, through
 // `load_b_block` with TAPS: the block's row r is tap r % 9 of channel k0 / 9 + r / 9, constants but
 // for k0 once the loop is unrolled, so one addition and one bit test a value.
+// Each value goes straight from its read to its store, with no array between them that a driver
+// which does not unroll the loops would keep in local memory (`fetch8` has one).
 fn stage8(t: Tile, k0: u32, li: u32, b_ij: vec4<u32>, col_ok: bool, at: u32) {
-    store8(fetch8(t, k0, li, b_ij, col_ok), li, at);
+    for (var r = 0u; r < BK; r++) {
+        let e = li + 64u * r;
+        let rr = e / BK;
+        a_quads[at + (e % BK) * 17u + (rr >> 2u)][rr & 3u] = a_block(t, k0, e % BK, rr);
+    }
+    for (var r = 0u; r < BK; r++) {
+        if TAPS {
+            var v = 0.0;
+            if col_ok && k0 + r < t.k_end {
+                v = load_b_block(k0, r, b_ij);
+            }
+            b_quads[at + r * 17u + (li >> 2u)][li & 3u] = v;
+        } else {
+            let kc = b_place(li + 64u * r);
+            b_quads[at + kc.x * 17u + (kc.y >> 2u)][kc.y & 3u] = b_block(t, k0, kc, b_ij);
+        }
+    }
 }
 
-// The values of A and B invocation li stages for block k0 (`stage8`), read from global memory.
-// PREFETCH (substituted by the host) reads the next block into these registers before the fma of
-// this one, so that the reads' latency overlaps them, and stores them after.
+// The values of A and B invocation li stages for block k0 (as `stage8` does), read from global
+// memory into registers: PREFETCH (substituted by the host) reads the next block before the fma of
+// this one, so that the reads' latency overlaps them, and stores them (`store8`) after.
 struct Fetched {
     a: array<f32, BK>,
     b: array<f32, BK>,
