@@ -101,7 +101,7 @@ impl Program {
         let step = self.steps.len();
         let remembered =
             alts.len() < 2 || gpu.tuner.register(key, alts.iter().map(|a| a.form).collect(), default);
-        let choice = Choice { step, key, label, n: d.n, alts, default: first, remembered };
+        let choice = Choice { step, key, label, n: d.n, alts, default: first, remembered, running: first };
         self.steps.push(crate::tune::dispatch(&choice, first));
         if choice.alts.len() > 1 {
             self.choices.push(choice);

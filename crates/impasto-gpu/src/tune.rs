@@ -244,6 +244,8 @@ pub(crate) struct Choice {
     pub(crate) default: usize,
     /// Whether the form was chosen before this program existed.
     pub(crate) remembered: bool,
+    /// The alternative its step holds now.
+    pub(crate) running: usize,
 }
 
 impl Program {
@@ -252,11 +254,15 @@ impl Program {
     /// [`STEPS_PER_SET`]) with the shape and form each runs.
     pub(crate) fn round(&mut self, gpu: &Gpu) -> Vec<(usize, Key, Form)> {
         let mut timed = Vec::new();
-        for c in &self.choices {
+        for c in &mut self.choices {
             let current = gpu.tuner.current(&c.key);
             let alt =
                 current.and_then(|(form, _)| c.alts.iter().position(|a| a.form == form)).unwrap_or(c.default);
-            self.steps[c.step] = dispatch(c, alt);
+            // Once decided, a step keeps its alternative: rewrite it only when that changes.
+            if alt != c.running {
+                self.steps[c.step] = dispatch(c, alt);
+                c.running = alt;
+            }
             if let Some((form, false)) = current
                 && c.alts[alt].form == form
                 && timed.len() < STEPS_PER_SET
