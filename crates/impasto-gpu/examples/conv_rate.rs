@@ -4,7 +4,9 @@
 //! input staged 2 channels × 9 taps at a time (the default) or a value at a time
 //! (`GpuOptions::im2col_per_value`), with and without 32×32 tiles for the layers with few 64×64
 //! ones (`SmallTiles`), and with and without naga's per-loop iteration counters: what the GEMM itself
-//! reaches on an adapter, apart from the rest of an iteration.
+//! reaches on an adapter, apart from the rest of an iteration. Those all compute every convolution
+//! directly (`GpuOptions::direct_convolutions`); the last configuration is the default, the Winograd
+//! F(4×4, 3×3) form where a layer takes it (its GFLOP/s count the direct form's multiplies).
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
@@ -40,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // and 8×8 with the small layers' 32×32 tiles forced on and off (the default: on for GPUs).
     use SmallTiles::{Auto, Off, On};
     let configs = [
+        (GemmTile::Outputs8x8, false, false, Auto, "Winograd where it applies"),
         (GemmTile::Outputs8x8, false, false, Auto, "8x8, no loop counters"),
         (GemmTile::Outputs8x8Pipelined, false, false, Auto, "8x8 pipelined, no loop counters"),
         (GemmTile::Outputs4x4, false, false, Auto, "4x4, no loop counters"),
@@ -59,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         // Each form alone: no other form compiled for the objectives' tuning.
         let options = GpuOptions {
+            direct_convolutions: i > 0,
             loop_counters,
             gemm_tile,
             im2col_per_value,

@@ -65,6 +65,10 @@ pub struct GpuOptions {
     /// Whether objectives time every GEMM form during their first evaluations and keep the fastest
     /// for each product (the default: on GPUs with timestamp queries). All forms give the same bits.
     pub tune: Tune,
+    /// Compute every convolution as one implicit-im2col product, also where the default takes the
+    /// Winograd F(4×4, 3×3) form (both sides at least 16 channels; a quarter of the multiplies,
+    /// results within about 1e-6 of the output's scale, as the CPU engine's Winograd).
+    pub direct_convolutions: bool,
 }
 
 /// Failures injected through the same paths as the driver's own reports: a destroyed device (the
@@ -135,6 +139,8 @@ pub struct Gpu {
     timestamps: bool,
     /// The choice of each product shape's GEMM form on this device.
     pub(crate) tuner: Tuner,
+    /// Whether convolutions of enough channels take the Winograd form ([`GpuOptions::direct_convolutions`] off).
+    pub(crate) winograd: bool,
 }
 
 /// What a kernel profile's times were measured with.
@@ -246,6 +252,7 @@ impl Gpu {
             allocated: AtomicU64::new(0),
             timestamps,
             tuner: Tuner::default(),
+            winograd: !options.direct_convolutions,
         }))
     }
 

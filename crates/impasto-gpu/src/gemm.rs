@@ -44,15 +44,21 @@ impl Program {
         d: GemmDims,
     ) -> Result<wgpu::Buffer> {
         let slices = d.slices.max(1);
-        // K slices start on a block of the kernel (`BK` of `matmul.wgsl`).
+        // K slices start on a block of the kernel (`BK` of `matmul.wgsl`). A batch's workgroups
+        // along z are its products (`slices` of them), each over the whole of K.
         let block = if kind == Gemm::Conv { 18 } else { 16 };
         let chunk = d.k.div_ceil(slices).next_multiple_of(block).max(block);
-        let slices = d.k.div_ceil(chunk).max(1);
-        let label = self.tag.clone().unwrap_or_else(|| {
+        let (chunk, slices) = match kind {
+            Gemm::Batch => (d.k.next_multiple_of(block).max(block), slices),
+            _ => (chunk, d.k.div_ceil(chunk).max(1)),
+        };
+        let label = self.tag.clone().map(|t| if kind == Gemm::Batch { format!("{t}, Winograd") } else { t });
+        let label = label.unwrap_or_else(|| {
             match kind {
                 Gemm::Plain => "gram bwd",
                 Gemm::Gram | Gemm::CropGram => "gram",
                 Gemm::Conv => "conv",
+                Gemm::Batch => "winograd",
             }
             .to_string()
         });

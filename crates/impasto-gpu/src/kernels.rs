@@ -10,6 +10,7 @@ use crate::tune::{Choice, Form, Tile};
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const HISTORY: &str = include_str!("shaders/history.wgsl");
+const WINOGRAD: &str = include_str!("shaders/winograd.wgsl");
 /// The parameter struct `ops.wgsl` and `history.wgsl` share, prepended to each.
 const PARAMS: &str = include_str!("shaders/params.wgsl");
 
@@ -65,6 +66,13 @@ fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 {
     return load_b_block(k - r, r, ij);
 }";
 
+/// The products of a batch (the Winograd convolution's 36, see `winograd.rs`): product z of A is the
+/// row-major M×K block at z·M·K, of B the K×N block at z·K·N (C's is slice z, flag SPLIT).
+const LOAD_BATCH: &str = "const B_KFAST = false;
+fn a_index(row: u32, k: u32) -> u32 { return (batch * p.m + row) * p.k + k; }
+fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
+fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[(batch * p.k + k) * p.n + col]; }";
+
 /// The cropped Gram `F_r·F_rᵀ`: `F` row-major planes of `w` values a row and `lda` values a plane, `F_r`
 /// the pixels of the rectangle at (`crop_x`, `crop_y`) that is `h` wide, in row-major order (pixel k
 /// of the rectangle is k). A and B are both `F` (channel groups of it).
@@ -95,6 +103,9 @@ const OP_ENTRIES: [&str; 14] = [
     "sum_slices",
 ];
 
+/// The entry points of `winograd.wgsl`.
+const WINOGRAD_ENTRIES: [&str; 2] = ["wino_input", "wino_output"];
+
 /// The entry points of `history.wgsl` (the L-BFGS two-loop recursion, see `history.rs`).
 const HISTORY_ENTRIES: [&str; 6] =
     ["lbfgs_dot", "lbfgs_alpha", "lbfgs_first", "lbfgs_gamma", "lbfgs_beta", "lbfgs_second"];
@@ -107,6 +118,8 @@ pub(crate) enum Gemm {
     Conv,
     /// The Gram of a rectangle of the planes (`h` its width, `w` the planes', `crop` its corner).
     CropGram,
+    /// A batch of plain products, one per workgroup z (the Winograd convolution's 36).
+    Batch,
 }
 
 /// Which form of the tiled GEMM computes the tiles of C (`matmul.wgsl`). All give the same bits: each
@@ -323,7 +336,10 @@ impl Kernels {
             if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
         };
         let gemm_src = |kernel: &str, load: &str, (pipelined, prefetch): (bool, bool)| {
-            let tile8 = format!("const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};");
+            let batched = kernel == "winograd";
+            let tile8 = format!(
+                "const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};\nconst BATCHED = {batched};"
+            );
             source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8))
         };
         let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
@@ -358,6 +374,7 @@ impl Kernels {
             (Gemm::Gram, "gram"),
             (Gemm::Conv, "conv3x3"),
             (Gemm::CropGram, "gram_crop"),
+            (Gemm::Batch, "winograd"),
         ] {
             for &tile in &tiles {
                 let per_values = if kind == Gemm::Conv { stagings.clone() } else { vec![false] };
@@ -374,6 +391,7 @@ impl Kernels {
                         Gemm::Gram => plain_a(LOAD_GRAM),
                         Gemm::Conv => conv(per_value),
                         Gemm::CropGram => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}"),
+                        Gemm::Batch => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_BATCH}"),
                     };
                     let (entry, staging) = match tile {
                         Tile::Big(GemmTile::Outputs8x8) => ("tile8", (false, false)),
@@ -397,6 +415,9 @@ impl Kernels {
         for e in HISTORY_ENTRIES {
             jobs.push((e, source(e, format!("{PARAMS}{HISTORY}")), e));
         }
+        for e in WINOGRAD_ENTRIES {
+            jobs.push((e, source(e, format!("{PARAMS}{WINOGRAD}")), e));
+        }
         let mut pipelines = compile_all(&t, &jobs)?.into_iter();
         let gemm: Vec<_> = forms.into_iter().zip(pipelines.by_ref()).map(|((k, f), p)| (k, f, p)).collect();
         let conv_narrow = pipelines.next().ok_or_else(|| GpuError::Shader {
@@ -404,7 +425,8 @@ impl Kernels {
             adapter: adapter.into(),
             reason: "not compiled".into(),
         })?;
-        let ops = OP_ENTRIES.into_iter().chain(HISTORY_ENTRIES).zip(pipelines).collect();
+        let ops =
+            OP_ENTRIES.into_iter().chain(HISTORY_ENTRIES).chain(WINOGRAD_ENTRIES).zip(pipelines).collect();
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused"),
             size: 16,
@@ -440,7 +462,7 @@ impl Kernels {
             .ops
             .iter()
             .find(|(n, _)| *n == name)
-            .expect("kernel entry point listed in OP_ENTRIES or HISTORY_ENTRIES")
+            .expect("kernel entry point listed in OP_ENTRIES, HISTORY_ENTRIES or WINOGRAD_ENTRIES")
             .1
     }
 }
@@ -460,6 +482,8 @@ pub(crate) struct Program {
     pub(crate) tag: Option<String>,
     /// The GEMM steps with more than one form to choose from (a device that tunes).
     pub(crate) choices: Vec<Choice>,
+    /// The Winograd convolutions' scratch buffers and their floats (`winograd.rs`).
+    pub(crate) winograd: Option<(wgpu::Buffer, wgpu::Buffer, usize)>,
 }
 
 /// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
@@ -615,7 +639,13 @@ mod tests {
     /// `loop` or `while` that only a `break` could end.
     #[test]
     fn every_shader_loop_is_a_for_loop() {
-        for (name, src) in [("matmul", MATMUL), ("ops", OPS), ("history", HISTORY), ("params", PARAMS)] {
+        for (name, src) in [
+            ("matmul", MATMUL),
+            ("ops", OPS),
+            ("history", HISTORY),
+            ("params", PARAMS),
+            ("winograd", WINOGRAD),
+        ] {
             for (n, line) in src.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or_default();
                 let words: Vec<&str> = code
@@ -629,8 +659,17 @@ mod tests {
                 );
             }
         }
-        for load in [LOAD_PLAIN, LOAD_GRAM, LOAD_CONV, LOAD_CROP_GRAM, A_PLAIN, BLOCK16, BLOCK_TAPS, NO_TAPS]
-        {
+        for load in [
+            LOAD_PLAIN,
+            LOAD_GRAM,
+            LOAD_CONV,
+            LOAD_CROP_GRAM,
+            LOAD_BATCH,
+            A_PLAIN,
+            BLOCK16,
+            BLOCK_TAPS,
+            NO_TAPS,
+        ] {
             assert!(!load.contains("loop") && !load.contains("while"), "{load}");
         }
     }

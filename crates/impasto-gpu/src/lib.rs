@@ -25,6 +25,7 @@ mod objective;
 mod ops;
 mod profile;
 mod tune;
+mod winograd;
 
 pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
 pub use error::{GpuError, Result};

@@ -12,6 +12,7 @@ use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::kernels::{OpParams, Program};
 use crate::ops::flip_weights;
+use crate::winograd::{self, WinoWeights};
 
 /// One layer, as the CPU network has it (same indices).
 #[derive(Debug, Clone)]
@@ -48,7 +49,15 @@ pub struct PreprocessSpec {
 
 #[derive(Debug)]
 enum Layer {
-    Conv { c_in: usize, c_out: usize, weight: Blocks, bias: wgpu::Buffer, flipped: Blocks },
+    Conv {
+        c_in: usize,
+        c_out: usize,
+        weight: Blocks,
+        bias: wgpu::Buffer,
+        flipped: Blocks,
+        /// The Winograd form's weights, where the layer takes it.
+        wino: Option<Box<WinoWeights>>,
+    },
     Relu,
     MaxPool,
     AvgPool,
@@ -110,6 +119,7 @@ impl GpuNet {
                     Layer::Conv {
                         c_in,
                         c_out,
+                        wino: winograd::upload(&gpu, i, &weight, &flipped, c_in, c_out)?.map(Box::new),
                         flipped: gpu.upload_blocks(
                             &format!("flipped weights of layer {i}"),
                             &flipped,
@@ -186,6 +196,11 @@ impl GpuNet {
         let x0 = gpu.blocks("network input", 3, h * w)?;
         record_planes(gpu, prog, &rgb, &x0, self.preprocess_planes(false))?;
         let mut fwd = Forward { rgb, x0, out: Vec::new(), shape: Vec::new(), hw: (h, w) };
+        // The Winograd scratch the largest convolution needs, forward and backward alike, so that
+        // one pair serves them all.
+        if let Some(floats) = self.winograd_scratch(h, w, last) {
+            prog.winograd_scratch(gpu, floats)?;
+        }
         let (mut c, mut h, mut w) = (3, h, w);
         let mut i = 0;
         while i <= last {
@@ -193,7 +208,7 @@ impl GpuNet {
                 gpu.blocks(&format!("{what} output of layer {i} ({c}×{h}×{w})"), c, h * w)
             };
             match &self.layers[i] {
-                Layer::Conv { c_in, c_out, weight, bias, .. } => {
+                Layer::Conv { c_in, c_out, weight, bias, wino, .. } => {
                     if *c_in != c {
                         return Err(GpuError::Shape {
                             op: "GpuNet forward",
@@ -203,7 +218,9 @@ impl GpuNet {
                     let fuse = i < last && !wanted[i] && matches!(self.layers[i + 1], Layer::Relu);
                     let y = alloc("convolution", *c_out, h, w)?;
                     prog.tag(Some(format!("conv fwd {c_in}->{c_out} {h}x{w} (layer {i})")));
-                    record_conv(gpu, prog, weight, Some(bias), fwd.input(i), &y, (h, w), fuse)?;
+                    let u = wino.as_ref().map(|u| &u.forward);
+                    let io = (fwd.input(i), &y);
+                    conv(gpu, prog, (weight, u), Some(bias), io, (*c_in, *c_out), (h, w), fuse)?;
                     prog.tag(None);
                     c = *c_out;
                     fwd.shape.push((c, h, w));
@@ -237,6 +254,28 @@ impl GpuNet {
         Ok(fwd)
     }
 
+    /// The floats of each Winograd scratch buffer the convolutions of an `h`×`w` image through
+    /// layers `0..=last` need at most (`None`: none takes the Winograd form, see [`conv`]).
+    fn winograd_scratch(&self, h: usize, w: usize, last: usize) -> Option<usize> {
+        let (mut h, mut w) = (h, w);
+        let whole = |rows: usize, n: usize| self.gpu.rows_per_block("", rows, n).is_ok_and(|per| per >= rows);
+        let mut most = None;
+        for l in &self.layers[..=last] {
+            match l {
+                Layer::Conv { c_in, c_out, wino: Some(_), .. }
+                    if whole(*c_in, h * w) && whole(*c_out, h * w) =>
+                {
+                    if let Some((_, floats)) = winograd::band(&self.gpu, *c_in, *c_out, (h, w)) {
+                        most = most.max(Some(floats));
+                    }
+                }
+                Layer::MaxPool | Layer::AvgPool => (h, w) = (h / 2, w / 2),
+                _ => {}
+            }
+        }
+        most
+    }
+
     /// Records the backward pass from layer `last` to the RGB input. `add_loss(prog, i, grad)` records
     /// the loss gradient of layer `i`'s output into `grad` (for every `i` from `last` down to 0).
     /// Returns the buffer holding d(loss)/d(network input) mapped back to planar RGB (3·h·w).
@@ -268,9 +307,10 @@ impl GpuNet {
                     })?;
                     continue;
                 }
-                Layer::Conv { flipped, .. } => {
+                Layer::Conv { flipped, wino, .. } => {
                     prog.tag(Some(format!("conv bwd {c}->{in_c} {h}x{w} (layer {i})")));
-                    record_conv(gpu, prog, flipped, None, &g, &dx, (h, w), false)?;
+                    let u = wino.as_ref().map(|u| &u.backward);
+                    conv(gpu, prog, (flipped, u), None, (&g, &dx), (c, in_c), (h, w), false)?;
                     prog.tag(None);
                 }
                 Layer::MaxPool => record_pool_backward(gpu, prog, Some(fwd.input(i)), &g, &dx, (in_h, in_w))?,
@@ -415,4 +455,26 @@ impl GpuNet {
         let reads: Vec<(&wgpu::Buffer, usize)> = grams.iter().map(|(b, n)| (b, *n)).collect();
         self.gpu.finish_and_read(enc, &reads)
     }
+}
+
+/// Records one convolution `y = W ⊛ x` of `c → m` channels: in the Winograd form where the layer has
+/// its weights `u`, `x` and `y` are one buffer each and a band fits, else as implicit-im2col products
+/// with the `direct` weights (`record_conv`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv(
+    gpu: &Gpu,
+    prog: &mut Program,
+    (direct, u): (&Blocks, Option<&wgpu::Buffer>),
+    bias: Option<&wgpu::Buffer>,
+    (x, y): (&Blocks, &Blocks),
+    (c, m): (usize, usize),
+    hw: (usize, usize),
+    relu: bool,
+) -> Result<()> {
+    if let (Some(u), [xb], [yb]) = (u, &x.bufs[..], &y.bufs[..])
+        && winograd::record(gpu, prog, u, bias, xb, yb, (c, m), hw, relu)?
+    {
+        return Ok(());
+    }
+    record_conv(gpu, prog, direct, bias, x, y, hw, relu)
 }

@@ -2,12 +2,14 @@
 //! network and the objective record, exposed for tests against the CPU twins and for benchmarks.
 
 use crate::blocks::{
-    Blocks, record_conv, record_crop_gram, record_each, record_gram, record_gram_backward,
-    record_pool_backward, record_pool_forward,
+    Blocks, record_crop_gram, record_each, record_gram, record_gram_backward, record_pool_backward,
+    record_pool_forward,
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::kernels::{OpParams, Program};
+use crate::net::conv;
+use crate::winograd;
 
 fn check(op: &'static str, what: &str, len: usize, want: usize) -> Result<()> {
     if len != want {
@@ -36,7 +38,8 @@ fn run(gpu: &Gpu, prog: &Program, out: &Blocks) -> Result<Vec<f32>> {
 }
 
 impl Gpu {
-    /// 3×3 pad-1 convolution of `x` (`c_in·h·w`) with OIHW `weight` and `bias`, then ReLU if `relu`.
+    /// 3×3 pad-1 convolution of `x` (`c_in·h·w`) with OIHW `weight` and `bias`, then ReLU if `relu`:
+    /// in the Winograd form where a network on this device would take it, as the backward below.
     pub fn conv3x3_forward(
         &self,
         x: &[f32],
@@ -55,8 +58,10 @@ impl Gpu {
         let wb = self.upload_blocks("weight", weight, c_out, 9 * c_in)?;
         let bb = self.upload("bias", bias)?;
         let y = self.blocks("y", c_out, h * w)?;
+        let wino = winograd::upload(self, 0, weight, &flip_weights(weight, c_in, c_out), c_in, c_out)?;
         let mut prog = Program::default();
-        record_conv(self, &mut prog, &wb, Some(&bb), &xb, &y, (h, w), relu)?;
+        let u = wino.as_ref().map(|u| &u.forward);
+        conv(self, &mut prog, (&wb, u), Some(&bb), (&xb, &y), (c_in, c_out), (h, w), relu)?;
         run(self, &prog, &y)
     }
 
@@ -76,13 +81,16 @@ impl Gpu {
         let db = self.upload_blocks("dy", dy, c_out, h * w)?;
         let wb = self.upload_blocks("weight", &flipped, c_in, 9 * c_out)?;
         let dx = self.blocks("dx", c_in, h * w)?;
+        let wino = winograd::upload(self, 0, weight, &flipped, c_in, c_out)?;
         let mut prog = Program::default();
-        record_conv(self, &mut prog, &wb, None, &db, &dx, (h, w), false)?;
+        let u = wino.as_ref().map(|u| &u.backward);
+        conv(self, &mut prog, (&wb, u), None, (&db, &dx), (c_out, c_in), (h, w), false)?;
         run(self, &prog, &dx)
     }
 
     /// Seconds one 3×3 convolution kernel takes on the device, data already there: the forward
-    /// (`c_in → c_out` on `h×w`, bias and ReLU fused) or, with `backward`, its backward to the input.
+    /// (`c_in → c_out` on `h×w`, bias and ReLU fused) or, with `backward`, its backward to the input,
+    /// in the Winograd form where the device takes it ([`crate::GpuOptions::direct_convolutions`]).
     /// The median of `reps` runs after one warm-up, each the sum of its dispatches' times on
     /// [`Gpu::kernel_clock`] (the GPU's timestamps where it has them, else the host's clock around
     /// one submit and wait per dispatch). For measuring the kernels' rate (`examples/conv_rate.rs`);
@@ -100,9 +108,12 @@ impl Gpu {
         let wts = self.blocks("weights", rows_out, 9 * rows_in)?;
         let bias = self.storage("bias", rows_out)?;
         let y = self.blocks("y", rows_out, h * w)?;
+        let u = winograd::takes_winograd(self, c_in, c_out)
+            .then(|| self.storage("Winograd weights", winograd::POINTS * c_in * c_out))
+            .transpose()?;
         let mut prog = Program::default();
         let bias = (!backward).then_some(&bias);
-        record_conv(self, &mut prog, &wts, bias, &x, &y, (h, w), !backward)?;
+        conv(self, &mut prog, (&wts, u.as_ref()), bias, (&x, &y), (rows_in, rows_out), (h, w), !backward)?;
         let mut times = Vec::with_capacity(reps);
         for rep in 0..=reps.max(1) {
             let s: f64 = crate::profile::profile(self, &prog)?.iter().map(|(_, s)| s).sum();

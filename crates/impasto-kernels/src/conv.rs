@@ -69,17 +69,20 @@ const WINO_MIN_CHANNELS: usize = 16;
 /// Smallest number of 4×4 tiles for which [`ConvAlgo::Auto`] picks Winograd.
 const WINO_MIN_TILES: usize = 16;
 
+/// Whether a `c_src → m` channel convolution on an `h × w` image takes the Winograd form where the
+/// choice is automatic (here [`ConvAlgo::Auto`], on the GPU its default): enough channels on both
+/// sides and enough 4×4 tiles for the transforms to pay, and for its rounding (about 1e-6 of the
+/// output's scale) to stay clear of the deepest layers of small images.
+pub fn winograd_applies(c_src: usize, m: usize, h: usize, w: usize) -> bool {
+    let tiles = h.div_ceil(4) * w.div_ceil(4);
+    c_src >= WINO_MIN_CHANNELS && m >= WINO_MIN_CHANNELS && tiles >= WINO_MIN_TILES
+}
+
 /// The algorithm `Auto` resolves to for `c_src → m` channels on an `h × w` image.
 fn resolve(algo: ConvAlgo, c_src: usize, m: usize, h: usize, w: usize) -> ConvAlgo {
     match algo {
-        ConvAlgo::Auto => {
-            let tiles = h.div_ceil(4) * w.div_ceil(4);
-            if c_src >= WINO_MIN_CHANNELS && m >= WINO_MIN_CHANNELS && tiles >= WINO_MIN_TILES {
-                ConvAlgo::Winograd
-            } else {
-                ConvAlgo::Im2col
-            }
-        }
+        ConvAlgo::Auto if winograd_applies(c_src, m, h, w) => ConvAlgo::Winograd,
+        ConvAlgo::Auto => ConvAlgo::Im2col,
         a => a,
     }
 }

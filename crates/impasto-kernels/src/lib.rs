@@ -74,10 +74,11 @@ mod sgemm;
 mod simd;
 mod winograd;
 
-pub use conv::{Conv3x3, ConvAlgo};
+pub use conv::{Conv3x3, ConvAlgo, winograd_applies};
 pub use gram::{gram, gram_backward};
 pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
 pub use pool_argmax::{NO_GRADIENT, max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
 pub use relu::{relu_backward_inplace, relu_inplace};
 pub use sgemm::sgemm;
 pub use simd::{SimdLevel, simd_level, supported_simd_levels, with_simd_level};
+pub use winograd::transform_weights as winograd_weights;

@@ -44,8 +44,9 @@ const G: [[f64; 3]; 6] = [
 ];
 
 /// Transformed weights `U[ξ] = (G g Gᵀ)[ξ]` as 36 row-major `m × c` matrices, from OIHW weights
-/// `w` (row `o` of `9·c` floats starts at `o·ld`). Computed in f64.
-pub(crate) fn transform_weights(w: &[f32], ld: usize, m: usize, c: usize) -> Vec<f32> {
+/// `w` (row `o` of `9·c` floats starts at `o·ld`). Computed in f64. The GPU backend's Winograd
+/// convolution takes the same matrices (its transforms of the input and output mirror `bt`/`at`).
+pub fn transform_weights(w: &[f32], ld: usize, m: usize, c: usize) -> Vec<f32> {
     let mut u = vec![0.0f32; NXI * m * c];
     for o in 0..m {
         for ci in 0..c {

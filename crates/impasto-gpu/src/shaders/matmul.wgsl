@@ -51,10 +51,19 @@ struct Tile {
     k_end: u32,
 }
 
+// With BATCHED (substituted by the host) the workgroups along z compute the products of a batch
+// (the Winograd convolution's 36), each over the whole of K: this is the product's index, which the
+// batch's loaders offset A and B by (C's slice is z, as with SPLIT).
+var<private> batch: u32;
+
 // Workgroup `wid`'s tile of `rows`×`cols` outputs (when `live`).
 fn tile_of(wid: vec3<u32>, rows: u32, cols: u32) -> Tile {
     let m_tile = wid.y % p.m_tiles;
     let n_tile = wid.x + p.xn * (wid.y / p.m_tiles);
+    if BATCHED {
+        batch = wid.z;
+        return Tile(m_tile * rows, n_tile * cols, 0u, p.k);
+    }
     let k_begin = wid.z * p.chunk;
     return Tile(m_tile * rows, n_tile * cols, k_begin, min(p.k, k_begin + p.chunk));
 }

@@ -78,7 +78,7 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
     let Some(w) = weights() else { return };
     let fx = read_tensors(&shared_dir().join("fixtures/vgg16_reference_64.safetensors"));
     let (layers, pre) = vgg16_to_relu5_1(&w);
-    let net = Arc::new(GpuNet::new(gpu(), layers, pre).unwrap());
+    let net = Arc::new(GpuNet::new(gpu(), layers.clone(), pre).unwrap());
     let input = &fx["input_rgb01"];
 
     let idx: Vec<usize> = STYLE.iter().map(|s| s.0).chain([RELU4_2, 3]).collect();
@@ -96,31 +96,36 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
         assert!(e <= TOL, "gram {name}: {e:e}");
     }
 
-    let style = STYLE.iter().map(|&(layer, _, c)| StyleTerm {
-        layer,
-        gram: vec![0.0; c * c],
-        weight: 1.0,
-        mask: None,
-    });
-    let mut obj = GpuObjective::new(
-        net.clone(),
-        64,
-        64,
-        vec![(RELU4_2, vec![0.0; 512 * 8 * 8], 1.0)],
-        style.collect(),
-        0.0,
-        None,
-    )
-    .unwrap();
+    let objective = |net: &Arc<GpuNet>| {
+        let style = STYLE.iter().map(|&(layer, _, c)| StyleTerm {
+            layer,
+            gram: vec![0.0; c * c],
+            weight: 1.0,
+            mask: None,
+        });
+        let content = vec![(RELU4_2, vec![0.0; 512 * 8 * 8], 1.0)];
+        GpuObjective::new(net.clone(), 64, 64, content, style.collect(), 0.0, None).unwrap()
+    };
+    // `input_rgb01` has max-pooling windows of equal values, which the Winograd form's rounding (about
+    // 1e-6 of a layer's scale) may order otherwise than PyTorch, moving a gradient to the other pixel of
+    // the window: as on the CPU (its "exact" network), the direct form checks both inputs and the
+    // default one the input without such ties.
+    let options = GpuOptions { direct_convolutions: true, ..GpuOptions::default() };
+    let direct = Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap();
+    let direct = Arc::new(GpuNet::new(direct, layers, pre).unwrap());
+    let mut obj = objective(&net);
+    let mut exact = objective(&direct);
     let mut first = None;
-    for (input, loss, grad) in [
-        ("input_rgb01", "loss", "grad_input_rgb01"),
-        ("input_rgb01_notie", "loss_notie", "grad_input_rgb01_notie"),
+    for (form, input, loss, grad) in [
+        ("Winograd", "input_rgb01_notie", "loss_notie", "grad_input_rgb01_notie"),
+        ("direct", "input_rgb01", "loss", "grad_input_rgb01"),
+        ("direct", "input_rgb01_notie", "loss_notie", "grad_input_rgb01_notie"),
     ] {
         let t = Instant::now();
-        let (l, g) = obj.evaluate(&fx[input]).unwrap();
+        let o = if form == "direct" { &mut exact } else { &mut obj };
+        let (l, g) = o.evaluate(&fx[input]).unwrap();
         eprintln!(
-            "one 64 px VGG-16 evaluation (to relu5_1, 6 terms) on {}: {:?}",
+            "one 64 px VGG-16 evaluation (to relu5_1, 6 terms) on {}, {form}: {:?}",
             gpu().adapter().name,
             t.elapsed()
         );
@@ -129,17 +134,40 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
         let e_loss = (total - want).abs() / want;
         let e_grad = rel_err(&g, &fx[grad]);
         eprintln!(
-            "{input}: loss {total:.4} vs {want:.4} (rel {e_loss:.2e}), gradient max rel err {e_grad:.2e}"
+            "{form}, {input}: loss {total:.4} vs {want:.4} (rel {e_loss:.2e}), gradient max rel err {e_grad:.2e}"
         );
-        assert!(e_loss <= TOL, "{input}: loss rel err {e_loss:e}");
-        assert!(e_grad <= TOL, "{input}: gradient rel err {e_grad:e}");
+        assert!(e_loss <= TOL, "{form}, {input}: loss rel err {e_loss:e}");
+        if form == "direct" {
+            assert!(e_grad <= TOL, "{form}, {input}: gradient rel err {e_grad:e}");
+        } else {
+            near_tie_flips_only(&g, &fx[grad]);
+        }
         first.get_or_insert((l, g));
     }
     // Same device, same inputs: the same bits.
     let a = first.unwrap();
-    let b = obj.evaluate(&fx["input_rgb01"]).unwrap();
+    let b = obj.evaluate(&fx["input_rgb01_notie"]).unwrap();
     assert_eq!(a.0, b.0, "losses repeat bit for bit");
     assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "gradient repeats bit for bit");
+}
+
+/// Checks a 64×64 input gradient against the no-tie reference where the Winograd form's rounding
+/// (about 1e-6 of a layer's scale) may have resolved one of the few pool1 near-ties (relative gaps
+/// down to 2.2e-6, see the fixtures' README) the other way: every value that differs by more than
+/// `TOL` of the largest lies inside one 6×6 patch (one 2×2 window of pool1 through conv1_1 and
+/// conv1_2), and everything outside it matches to `TOL`. On llvmpipe one window flips (73 values).
+fn near_tie_flips_only(g: &[f32], want: &[f32]) {
+    let max = want.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+    let off: Vec<(usize, usize)> = (0..g.len())
+        .filter(|&i| (f64::from(g[i]) - f64::from(want[i])).abs() > TOL * max)
+        .map(|i| ((i % 4096) / 64, i % 64))
+        .collect();
+    let span = |f: fn(&(usize, usize)) -> usize| {
+        off.iter().map(f).max().unwrap_or(0) - off.iter().map(f).min().unwrap_or(0) + 1
+    };
+    let (rows, cols) = (span(|p| p.0), span(|p| p.1));
+    eprintln!("Winograd gradient: {} values beyond {TOL:e}, within {rows}×{cols} pixels", off.len());
+    assert!(off.is_empty() || (rows <= 6 && cols <= 6), "{} values off over {rows}×{cols} pixels", off.len());
 }
 
 /// The same fixtures on a device whose storage bindings hold 512 KiB: relu1_x (1 MiB) runs in two

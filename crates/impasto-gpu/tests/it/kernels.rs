@@ -300,9 +300,15 @@ fn every_gemm_tile_gives_the_same_bits() {
         ];
         // Two 128-row tiles unsplit; split, a weight channel must fit the binding (100·9 floats).
         let tall = if cap.is_none() { 131 } else { 100 };
-        for (c_in, c_out, h, w) in
-            [(3, 5, 3, 5), (65, 33, 9, 7), (5, 65, 13, 11), (64, 64, 8, 9), (33, 6, 1, 65), (7, tall, 12, 11)]
-        {
+        for (c_in, c_out, h, w) in [
+            (3, 5, 3, 5),
+            (65, 33, 9, 7),
+            (5, 65, 13, 11),
+            (64, 64, 8, 9),
+            (33, 6, 1, 65),
+            (7, tall, 12, 11),
+            (20, 70, 33, 29),
+        ] {
             let x = rng.vec(c_in * h * w, 1.0);
             let wt = rng.vec(c_out * c_in * 9, 0.2);
             let b = rng.vec(c_out, 0.5);

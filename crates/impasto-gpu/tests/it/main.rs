@@ -13,3 +13,4 @@ mod history;
 mod kernels;
 mod split;
 mod tune;
+mod winograd;

@@ -70,7 +70,9 @@ fn tuning_times_every_form_keeps_the_fastest_and_changes_no_bit() {
     // Grams and their backward.
     assert!(products.len() >= 8, "{} products", products.len());
     for p in &products {
-        let expected = if p.label.starts_with("conv") { 14 } else { 7 };
+        // The convolutions' products (Winograd's batches, 7 forms, aside) choose a staging too.
+        let direct = p.label.starts_with("conv") && !p.label.ends_with("Winograd");
+        let expected = if direct { 14 } else { 7 };
         assert_eq!(p.forms.len(), expected, "{}", p.label);
         assert!(p.forms.iter().all(|f| f.1.is_some()), "{}: a form was not timed", p.label);
         let fastest = p.forms.iter().min_by(|x, y| x.1.unwrap().total_cmp(&y.1.unwrap())).unwrap();

@@ -7,7 +7,7 @@
 //! The estimate mirrors the allocations of `impasto-gpu`: the forward pass's kept outputs, the two
 //! gradient pools of the backward pass, the targets, Grams and their slices, the loss partials, the
 //! read-back of each evaluation, the kernels' parameter buffers, the network's weights and their
-//! flipped copies, and L-BFGS's ring of correction pairs (equal to the bytes it allocates). Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the
+//! flipped copies, their Winograd transforms and scratch buffers, and L-BFGS's ring of correction pairs (equal to the bytes it allocates). Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the
 //! test below) for 33×21 to 96×80 images, with masks and with channel groups: equal to within 4 bytes
 //! (one 4-byte placeholder buffer of the kernels). It leaves out what the driver adds per buffer
 //! (alignment, the allocator's blocks).
@@ -75,23 +75,66 @@ fn block_partials(rows: usize, cols: usize, cap: u64) -> usize {
     (0..rows.max(1)).step_by(per).map(|r0| partial_count(per.min(rows.max(1) - r0) * cols)).sum()
 }
 
+/// Points of the Winograd transform and the most bytes one of its two scratch buffers takes
+/// (`impasto-gpu`'s `winograd::POINTS`, `winograd::SCRATCH_BYTES`).
+const WINO_POINTS: usize = 36;
+const WINO_SCRATCH_BYTES: u64 = 256 << 20;
+/// Tiles from which `impasto-gpu` takes the Winograd form (its `winograd::MIN_TILES`).
+const WINO_MIN_TILES: usize = 64;
+
+/// Whether `impasto-gpu` keeps a `c_in → c_out` convolution's Winograd weights (its
+/// `winograd::takes_winograd`: the channels of the CPU engine's rule, one direction in a binding).
+fn winograd_weights(c_in: usize, c_out: usize, cap: u64) -> bool {
+    impasto_kernels::winograd_applies(c_in, c_out, 1 << 16, 1 << 16)
+        && (WINO_POINTS * c_in * c_out * 4) as u64 <= cap
+}
+
+/// Tile rows per band and floats of each scratch buffer of a `c_in → c_out` convolution over
+/// `h`×`w` planes in the Winograd form, or `None` where `impasto-gpu` computes it directly (its
+/// `net::conv` and `winograd::band`: no transformed weights, input or output in channel groups, a
+/// size below the rule's, not one tile row within the scratch).
+fn winograd_band(c_in: usize, c_out: usize, (h, w): (usize, usize), cap: u64) -> Option<(usize, usize)> {
+    let n = h * w;
+    let whole = |rows: usize| per_block(rows, n, cap) >= rows;
+    if !winograd_weights(c_in, c_out, cap)
+        || !whole(c_in)
+        || !whole(c_out)
+        || !impasto_kernels::winograd_applies(c_in, c_out, h, w)
+    {
+        return None;
+    }
+    let (th, tw) = (h.div_ceil(4), w.div_ceil(4));
+    if th * tw < WINO_MIN_TILES {
+        return None;
+    }
+    let per_row = WINO_POINTS * c_in.max(c_out) * tw;
+    let rows = ((cap.min(WINO_SCRATCH_BYTES) / 4) as usize / per_row.max(1)).min(th);
+    (rows > 0).then_some((rows, per_row * rows))
+}
+
 /// Floats of the forward pass of an `h`×`w` image through layers `0..=last` keeping `wanted` (the
-/// input, the network input and each kept output), and each layer's (channels, height, width).
+/// input, the network input, each kept output and the Winograd convolutions' two scratch buffers,
+/// which the backward pass shares), and each layer's (channels, height, width).
 fn forward(
     net: &Vgg,
     h: usize,
     w: usize,
     last: usize,
     wanted: &[bool],
+    cap: u64,
 ) -> (usize, Vec<(usize, usize, usize)>) {
     let layers = net.layers();
     let mut floats = 2 * 3 * h * w;
     let mut shape = Vec::new();
+    let mut scratch = 0;
     let (mut c, mut h, mut w) = (3, h, w);
     let mut i = 0;
     while i <= last {
         match layers[i].kind {
             LayerKind::Conv { c_out, .. } => {
+                if let Some((_, f)) = winograd_band(c, c_out, (h, w), cap) {
+                    scratch = scratch.max(f);
+                }
                 let fuse = i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu);
                 c = c_out;
                 floats += c * h * w;
@@ -113,7 +156,7 @@ fn forward(
         }
         i += 1;
     }
-    (floats, shape)
+    (floats + 2 * scratch, shape)
 }
 
 /// Floats of a `c×c` Gram over `n` pixels and its K slices (`impasto-gpu`'s `gram_slices` and
@@ -141,10 +184,17 @@ fn pass_params(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool], cap:
         let n = h * w;
         match layers[i].kind {
             LayerKind::Conv { c_in, c_out, .. } => {
-                let out = per_block(c_out, n, cap).min(per_block(c_out, 9 * c_in, cap));
-                fwd += 80 * groups(c_in, n) * c_out.div_ceil(out);
-                let back = per_block(c_in, n, cap).min(per_block(c_in, 9 * c_out, cap));
-                bwd += 80 * groups(c_out, n) * c_in.div_ceil(back);
+                if let Some((rows, _)) = winograd_band(c_in, c_out, (h, w), cap) {
+                    // Each band: the input transform, the batched product, the output transform.
+                    let bands = h.div_ceil(4).div_ceil(rows);
+                    fwd += (64 + 80 + 64) * bands;
+                    bwd += (64 + 80 + 64) * bands;
+                } else {
+                    let out = per_block(c_out, n, cap).min(per_block(c_out, 9 * c_in, cap));
+                    fwd += 80 * groups(c_in, n) * c_out.div_ceil(out);
+                    let back = per_block(c_in, n, cap).min(per_block(c_in, 9 * c_out, cap));
+                    bwd += 80 * groups(c_out, n) * c_in.div_ceil(back);
+                }
                 c = c_out;
                 if i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu) {
                     bwd += 64 * groups(c, n);
@@ -166,13 +216,18 @@ fn pass_params(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool], cap:
     (fwd, bwd)
 }
 
-/// Bytes of the network's weights on the GPU: each convolution's weights, their flipped copy for the
-/// backward pass, and the biases.
-pub fn gpu_weight_bytes(net: &Vgg) -> u64 {
+/// Bytes of the network's weights on a GPU whose bindings hold `cap` bytes: each convolution's
+/// weights, their flipped copy for the backward pass, the biases, and where a layer takes the
+/// Winograd form the 36 transformed matrices of each direction.
+pub fn gpu_weight_bytes(net: &Vgg, cap: u64) -> u64 {
     net.layers()
         .iter()
         .map(|l| match l.kind {
-            LayerKind::Conv { c_in, c_out, .. } => 4 * (2 * 9 * c_in * c_out + c_out) as u64,
+            LayerKind::Conv { c_in, c_out, .. } => {
+                let wino =
+                    if winograd_weights(c_in, c_out, cap) { 2 * WINO_POINTS * c_in * c_out } else { 0 };
+                4 * (2 * 9 * c_in * c_out + c_out + wino) as u64
+            }
             _ => 0,
         })
         .sum()
@@ -196,7 +251,7 @@ fn objective_bytes(net: &Vgg, config: &StyleConfig, width: u32, height: u32, cap
         let floats = 2 * 3 * hw + block_partials(3, hw, cap) + 1 + (1 + 3 * hw);
         return (4 * floats as u64, 1 + 3 * hw);
     };
-    let (mut floats, shape) = forward(net, h, w, last, &wanted);
+    let (mut floats, shape) = forward(net, h, w, last, &wanted, cap);
     // The backward pass's two gradient pools, each as many buffers as the most channel groups of any
     // layer, each as long as the longest group.
     let shapes = shape.iter().map(|&(c, lh, lw)| (c, lh * lw)).chain([(3, hw)]);
@@ -272,7 +327,8 @@ pub fn estimate_gpu_peak(
 ) -> u64 {
     let objective = objective_bytes(net, config, width, height, limits.tensor).0;
     let objective = objective + lbfgs_ring_bytes(config, width, height, limits.tensor);
-    gpu_weight_bytes(net) + objective.max(content_pass(net, config, width, height).0)
+    gpu_weight_bytes(net, limits.tensor)
+        + objective.max(content_pass(net, config, width, height, limits.tensor).0)
 }
 
 /// The L-BFGS history a GPU run allocates beside the objective when a scale or tile starts
@@ -300,12 +356,12 @@ fn lbfgs_ring_bytes(config: &StyleConfig, width: u32, height: u32, tensor: u64) 
 }
 
 /// The forward pass of the content targets: (bytes with its read-back, read-back floats).
-fn content_pass(net: &Vgg, config: &StyleConfig, width: u32, height: u32) -> (u64, usize) {
+fn content_pass(net: &Vgg, config: &StyleConfig, width: u32, height: u32, cap: u64) -> (u64, usize) {
     let content: Vec<usize> = config.content_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect();
     let Some(&last) = content.iter().max() else { return (0, 0) };
     let mut wanted = vec![false; last + 1];
     content.iter().for_each(|&l| wanted[l] = true);
-    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
+    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted, cap);
     let readback: usize = content.iter().map(|&l| shape[l].0 * shape[l].1 * shape[l].2).sum();
     (4 * (floats + readback) as u64, readback)
 }
@@ -345,7 +401,7 @@ pub(crate) fn objective_misfit(
         return Some(m);
     }
     let (_, readback) = objective_bytes(net, config, width, height, limits.tensor);
-    let (_, content) = content_pass(net, config, width, height);
+    let (_, content) = content_pass(net, config, width, height, limits.tensor);
     let readback = 4 * readback.max(content) as u64;
     if readback > limits.buffer {
         return Some(Misfit {
@@ -363,7 +419,7 @@ pub(crate) fn objective_misfit(
 /// The largest style Gram matrix, if it is larger than one binding.
 fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Misfit> {
     let (_, shape) = match wanted(net, config) {
-        Some((last, wanted, _)) => forward(net, 32, 32, last, &wanted),
+        Some((last, wanted, _)) => forward(net, 32, 32, last, &wanted, limits.tensor),
         None => return None,
     };
     let c = style_layers(net, config).into_iter().map(|l| shape[l].0).max()?;
@@ -398,13 +454,13 @@ fn style_pass_misfit(
     }
     let mut wanted = vec![false; last + 1];
     style.iter().for_each(|&l| wanted[l] = true);
-    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted);
+    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted, limits.tensor);
     // Each Gram (of at most every position of the layer) with its slices, and its read-back.
     let grams: usize = style
         .iter()
         .map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2))
         .sum();
-    let peak = gpu_weight_bytes(net) + 4 * (floats + grams) as u64;
+    let peak = gpu_weight_bytes(net, limits.tensor) + 4 * (floats + grams) as u64;
     budget_misfit(config, peak, || {
         format!("computing the style targets of a {width}x{height} style image tile")
     })
@@ -481,7 +537,7 @@ mod tests {
         let faults = GpuFaults { max_storage_binding: Some(cap.unwrap_or(u64::MAX)), ..GpuFaults::default() };
         let ctx = GpuContext::open(Device::Gpu(Some(0)), &faults, net).unwrap().expect("a GPU adapter");
         let (last, wanted, content) = wanted(net, config).unwrap();
-        let (_, shape) = forward(net, h as usize, w as usize, last, &wanted);
+        let (_, shape) = forward(net, h as usize, w as usize, last, &wanted, u64::MAX);
         let (hw, wu) = (h as usize * w as usize, w as usize);
         let mut o = Objective::new(net, wu, h as usize);
         o.tv_weight = 1.0;
@@ -504,7 +560,8 @@ mod tests {
         assert!(losses.total().is_finite());
         // Everything the device allocated: the weights, the objective, one evaluation's read-back.
         let got = ctx.allocated_bytes();
-        let est = objective_bytes(net, config, w, h, ctx.limits().tensor).0 + gpu_weight_bytes(net);
+        let tensor = ctx.limits().tensor;
+        let est = objective_bytes(net, config, w, h, tensor).0 + gpu_weight_bytes(net, tensor);
         (est, got)
     }
 
