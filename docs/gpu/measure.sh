@@ -6,8 +6,8 @@
 # Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE] [TUNING]
 #   IMPASTO          a stripped release binary built on the developer machine
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
-#                    -p impasto-gpu --example conv_rate), the GEMM's rate per VGG-16 layer in each
-#                    of its forms (8×8 outputs per invocation, the same with two staging buffers or
+#                    -p impasto-gpu --example conv_rate), each VGG-16 layer's convolution in the
+#                    Winograd form where it applies (the default), then directly in each of the GEMM's forms (8×8 outputs per invocation, the same with two staging buffers or
 #                    the next block prefetched into registers, 4×4, 8×8 in 128×128 and 64×128
 #                    tiles), with the input staged 2 channels × 9 taps at a time or a value at a
 #                    time, with and without naga's loop counters
