@@ -7,7 +7,7 @@
 use crate::device::Gpu;
 use crate::error::Result;
 use crate::gemm::GemmDims;
-use crate::kernels::{self, Gemm, OpParams, Program, grid};
+use crate::kernels::{self, Gemm, OpParams, Program, Step, grid};
 
 /// Points of a tile's transform (6×6), the number of products.
 pub(crate) const POINTS: usize = 36;
@@ -100,6 +100,7 @@ pub(crate) fn record(
         let band = [tw as u32, tb as u32, ty0 as u32];
         let p = OpParams { n: c * tb, c, h, w, u: [band[0], band[1], band[2], 0], ..Default::default() };
         prog.op(gpu, "wino_input", p, &[(1, x), (2, &v)], grid(c * tb))?;
+        name_last(prog, "Winograd input transform");
         let d = GemmDims {
             m,
             n: tb,
@@ -115,9 +116,18 @@ pub(crate) fn record(
             OpParams { n: m * tb, c: m, h, w, u: [band[0], band[1], band[2], flags], ..Default::default() };
         let bias = bias.unwrap_or(&gpu.kernels.dummy);
         prog.op(gpu, "wino_output", p, &[(1, &prods), (2, y), (3, bias)], grid(m * tb))?;
+        name_last(prog, "Winograd output transform");
         ty0 += rows;
     }
     Ok(true)
+}
+
+/// Names the step just recorded after the convolution it belongs to (the program's tag, as its
+/// product is: `conv fwd … (layer 2), Winograd`), so that a profile gives each layer's transforms.
+fn name_last(prog: &mut Program, what: &str) {
+    if let (Some(tag), Some(Step::Dispatch { label, .. })) = (&prog.tag, prog.steps.last_mut()) {
+        *label = format!("{tag}, {what}");
+    }
 }
 
 impl Program {

@@ -41,6 +41,13 @@ fn at(v0: f32, v1: f32, v2: f32, v3: f32, v4: f32, v5: f32) -> vec4<f32> {
     return vec4<f32>(v0 + s12 + s34, d12 + 2.0 * d34, s12 + 4.0 * s34, d12 + 8.0 * d34 + v5);
 }
 
+// Invocation i's channel and its tile's row and column: channel i / u1, tile i % u1 of the band.
+fn band_tile(i: u32) -> vec3<u32> {
+    let ch = i / p.u1;
+    let t = i - ch * p.u1;
+    return vec3<u32>(ch, p.u2 + t / p.u0, t % p.u0);
+}
+
 // The input `src` (c planes of h×w) at row y − 1, column x − 1 of plane ch: zero outside (the padding).
 fn pixel(ch: u32, y: u32, x: u32) -> f32 {
     if y >= 1u && y <= p.h && x >= 1u && x <= p.w {
@@ -58,12 +65,10 @@ fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if i >= p.n {
         return;
     }
-    let ch = i / p.u1;
-    let t = i - ch * p.u1;
-    let ty = p.u2 + t / p.u0;
-    let tx = t % p.u0;
-    let y0 = 4u * ty;
-    let x0 = 4u * tx;
+    let tile = band_tile(i);
+    let ch = tile.x;
+    let y0 = 4u * tile.y;
+    let x0 = 4u * tile.z;
     // q[6·ξy + j]: column j of the patch through Bᵀ.
     var q: array<f32, 36>;
     for (var j = 0u; j < 6u; j++) {
@@ -95,10 +100,10 @@ fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if i >= p.n {
         return;
     }
-    let o = i / p.u1;
-    let t = i - o * p.u1;
-    let ty = p.u2 + t / p.u0;
-    let tx = t % p.u0;
+    let tile = band_tile(i);
+    let o = tile.x;
+    let ty = tile.y;
+    let tx = tile.z;
     let plane = p.c * p.u1;
     // s[ξy]: row ξy of M through Aᵀ (4 output columns).
     var s: array<vec4<f32>, 6>;
