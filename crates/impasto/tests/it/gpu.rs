@@ -174,9 +174,22 @@ fn gpu_kernel_profile_covers_every_step_of_an_iteration() {
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(names.first(), Some(&"upload"));
     assert_eq!(names.last(), Some(&"readback"));
-    // VGG-16 to relu5_1: 11 convolutions (conv1_1 … conv5_1), each timed forward and backward as its own family.
-    assert_eq!(names.iter().filter(|n| n.starts_with("conv fwd")).count(), 11);
-    assert_eq!(names.iter().filter(|n| n.starts_with("conv bwd")).count(), 11);
+    // VGG-16 to relu5_1: 11 convolutions (conv1_1 … conv5_1), each timed forward and backward as its
+    // own family, a Winograd one (conv1_2: 64 tiles at 32 px) as its products and its two transforms.
+    let layers = |dir: &str| {
+        let mut l: Vec<&str> =
+            names.iter().filter(|n| n.starts_with(dir)).map(|n| n.split(',').next().unwrap_or(n)).collect();
+        l.dedup();
+        l.len()
+    };
+    assert_eq!(layers("conv fwd"), 11);
+    assert_eq!(layers("conv bwd"), 11);
+    for part in ["Winograd input transform", "Winograd", "Winograd output transform"] {
+        for dir in ["fwd", "bwd"] {
+            let family = format!("conv {dir} 64->64 32x32 (layer 2), {part}");
+            assert!(names.contains(&family.as_str()), "{family} missing from {names:?}");
+        }
+    }
     for family in ["gram", "gram bwd", "style", "content", "max_pool_forward", "reduce_sum"] {
         assert!(names.contains(&family), "{family} missing from {names:?}");
     }
