@@ -48,24 +48,23 @@ const G: [[f64; 3]; 6] = [
 /// convolution takes the same matrices (its transforms of the input and output mirror `bt`/`at`).
 pub fn transform_weights(w: &[f32], ld: usize, m: usize, c: usize) -> Vec<f32> {
     let mut u = vec![0.0f32; NXI * m * c];
-    for o in 0..m {
-        for ci in 0..c {
-            let g = &w[o * ld + ci * 9..o * ld + ci * 9 + 9];
-            // t = G g (6×3), then u = t Gᵀ (6×6).
-            let mut t = [[0.0f64; 3]; 6];
-            for (i, row) in t.iter_mut().enumerate() {
-                for (kx, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|ky| G[i][ky] * f64::from(g[ky * 3 + kx])).sum();
-                }
-            }
-            for i in 0..A {
-                for j in 0..A {
-                    let v: f64 = (0..3).map(|kx| t[i][kx] * G[j][kx]).sum();
-                    u[((i * A + j) * m + o) * c + ci] = v as f32;
-                }
+    if m * c == 0 {
+        return u;
+    }
+    // One task per point ξ = (i, j): t = row i of G g (3 values), then u = t · row j of G; each
+    // sum in the same order whatever the split, so the same values on any thread count.
+    u.par_chunks_exact_mut(m * c).enumerate().for_each(|(xi, ux)| {
+        let (i, j) = (xi / A, xi % A);
+        for o in 0..m {
+            for ci in 0..c {
+                let g = &w[o * ld + ci * 9..o * ld + ci * 9 + 9];
+                let t: [f64; 3] =
+                    std::array::from_fn(|kx| (0..3).map(|ky| G[i][ky] * f64::from(g[ky * 3 + kx])).sum());
+                let v: f64 = (0..3).map(|kx| t[kx] * G[j][kx]).sum();
+                ux[o * c + ci] = v as f32;
             }
         }
-    }
+    });
     u
 }
 
