@@ -15,19 +15,34 @@
 #                    each product's GEMM form chosen by timing against the default forms (the
 #                    per-product table is also in the `--layers` bench's "gpu_tuned" lines)
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
-#   OUT_DIR          where the logs go (the device tool's $OUT)
-# Each step has its own time limit, so that a slow step cannot take the rest with it; all of them
-# together stay under about 9 minutes. The machine needs a Vulkan loader (libvulkan1) and its
-# driver's Vulkan ICD, PyTorch with CUDA and safetensors.
+#   OUT_DIR          where the logs go (the device tool's $OUT): one archive, measure.tgz, of the
+#                    folder logs/ (the device tool returns at most 8 files), and steps.txt beside it
+# The numbers issue #11 asks for come first (the iterations beside PyTorch's, VGG-19 at 2048², the
+# default run end to end), the diagnostics (`conv_rate`, `tuning`) after them. Each step has its own
+# time limit, cut to what is left of IMPASTO_MEASURE_SECONDS (default 570, under the device tool's
+# 600 s a command), so that a slow step cannot take the rest with it and the script ends before the
+# command's limit with every log it wrote; a step with under 10 s left is skipped and says so. The
+# machine needs a Vulkan loader (libvulkan1) and its driver's Vulkan ICD, PyTorch with CUDA and
+# safetensors.
 set -u
-bin=$1 bench=$2 out=$3 conv_rate=${4:-} tuning=${5:-}
+bin=$1 bench=$2 top=$3 conv_rate=${4:-} tuning=${5:-}
+out=$top/logs
 # The adapter: the first hardware GPU (gpu:N picks another, or a software one to try the script).
 dev=${IMPASTO_MEASURE_DEVICE:-gpu}
 mkdir -p "$out"
+end=$((SECONDS + ${IMPASTO_MEASURE_SECONDS:-570}))
 step() { # name seconds command...
     local name=$1 limit=$2
     shift 2
-    echo "== $name" | tee -a "$out/steps.txt"
+    local left=$((end - SECONDS))
+    if [ "$limit" -gt "$left" ]; then
+        limit=$left
+    fi
+    if [ "$limit" -lt 10 ]; then
+        echo "== $name: skipped, ${left} s left" | tee -a "$out/steps.txt"
+        return
+    fi
+    echo "== $name (limit ${limit} s)" | tee -a "$out/steps.txt"
     /usr/bin/time -v -o "$out/$name.time" timeout "$limit" "$@" >"$out/$name.out" 2>"$out/$name.err"
     echo "rc=$?" | tee -a "$out/steps.txt"
 }
@@ -48,12 +63,6 @@ sampled() { # name seconds command...
 date -u >"$out/date.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 step devices 30 "$bin" devices
-if [ -n "$conv_rate" ]; then
-    step conv_rate 90 "$conv_rate" "$dev" 512 5
-fi
-if [ -n "$tuning" ]; then
-    step tuning 60 "$tuning" "$dev" 512 5
-fi
 
 # PyTorch's VGG-16 timing needs a weights file of the right shapes; the values do not change it.
 work=$(mktemp -d)
@@ -72,11 +81,20 @@ PY
 torch=(python3 "$work/bench/torch_vgg_iter.py" --device cuda)
 
 step impasto_vgg16_512 150 "$bin" bench --device "$dev" --sizes 512 --model vgg16 --reps 5 --warmup 2 --layers --json
-step torch_vgg16_tf32off 120 "${torch[@]}" --tf32 off --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
-step torch_vgg16_tf32on 120 "${torch[@]}" --tf32 on --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
-step torch_vgg19_2048_tf32off 90 "${torch[@]}" --tf32 off --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
-step torch_vgg19_2048_tf32on 90 "${torch[@]}" --tf32 on --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
-sampled impasto_vgg19_2048 90 "$bin" bench --device "$dev" --sizes 2048 --model vgg19 --reps 2 --warmup 1 --json
+step torch_vgg16_tf32off 90 "${torch[@]}" --tf32 off --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
+step torch_vgg16_tf32on 90 "${torch[@]}" --tf32 on --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
+step torch_vgg19_2048_tf32off 60 "${torch[@]}" --tf32 off --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
+step torch_vgg19_2048_tf32on 60 "${torch[@]}" --tf32 on --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
 # The default run end to end (built-in model: the same network and kernels as the full weights).
 sampled e2e_512 120 "$bin" docs/astronaut_starry.png docs/chelsea_scream.png -o "$out/e2e.png" --device "$dev" --size 512 --weights builtin
+# VGG-19 at 2048²: its tuning alone is some 20-30 evaluations of this size, hence the longer limit.
+sampled impasto_vgg19_2048 240 "$bin" bench --device "$dev" --sizes 2048 --model vgg19 --reps 2 --warmup 1 --json
 rm -rf "$work"
+# The diagnostics, in what time is left.
+if [ -n "$conv_rate" ]; then
+    step conv_rate 90 "$conv_rate" "$dev" 512 5
+fi
+if [ -n "$tuning" ]; then
+    step tuning 60 "$tuning" "$dev" 512 5
+fi
+tar -C "$top" -czf "$top/measure.tgz" logs && cp "$out/steps.txt" "$top/" && rm -rf "$out"
