@@ -8,7 +8,8 @@
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::gemm::GemmDims;
-use crate::kernels::{self, Gemm, OpParams, Program, grid, partial_count};
+use crate::kernels::{self, Gemm};
+use crate::program::{OpParams, Program, grid, partial_count};
 
 /// A `rows×cols` row-major matrix held as row blocks of `per` rows (the last one shorter).
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{Gemm, NARROW_ROWS, Program, Step, bind_group};
+use crate::kernels::{Gemm, NARROW_ROWS};
+use crate::program::{Program, Step, bind_group};
 use crate::tune::{Alt, Choice, Key};
 
 /// The shape of one GEMM: C (M×N) (+)= alpha·A (M×K)·B (K×N); `h`, `w` for the convolution. A and C

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{OpParams, Program, grid};
+use crate::program::{OpParams, Program, grid};
 
 /// Values one invocation of the `history.wgsl` kernels handles (`PER` there).
 const PER: usize = 16;

@@ -1,13 +1,14 @@
-//! The compiled kernels and the recording of a sequence of dispatches: the tiled GEMM in its variants
-//! (plain, Gram, implicit-im2col convolution, cropped Gram; a column-per-invocation form of the
-//! convolution for outputs of at most 4 channels) and the element-wise, pooling and loss kernels,
-//! each bound once to its buffers so that an evaluation only replays the list into one encoder.
+//! The compiled kernels: the WGSL sources and their substitutions, the tiled GEMM in its variants
+//! (plain, Gram, implicit-im2col convolution, cropped Gram, the Winograd batch; a
+//! column-per-invocation form of the convolution for outputs of at most 4 channels) and forms, and
+//! the element-wise, pooling, loss, L-BFGS and Winograd transform kernels, compiled in parallel.
 
-use crate::device::{Gpu, GpuOptions};
+use crate::device::GpuOptions;
 use crate::error::{GpuError, Result};
-use crate::tune::{Choice, Form, Tile};
+use crate::tune::{Form, Tile};
 
-const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+/// The tiled GEMM: its 64×64 forms, then its other tile shapes.
+const MATMUL: &str = concat!(include_str!("shaders/matmul.wgsl"), include_str!("shaders/matmul_shapes.wgsl"));
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const HISTORY: &str = include_str!("shaders/history.wgsl");
 const WINOGRAD: &str = include_str!("shaders/winograd.wgsl");
@@ -147,7 +148,7 @@ pub enum GemmTile {
     Outputs8x8Tile64x128,
 }
 
-/// Bytes of workgroup memory `tile` needs with blocks of `bk` k (as declared in `matmul.wgsl`).
+/// Bytes of workgroup memory `tile` needs with blocks of `bk` k (as declared in `matmul.wgsl` and `matmul_shapes.wgsl`).
 fn workgroup_bytes(tile: Tile, bk: u32) -> u32 {
     let quads = match tile {
         Tile::Big(GemmTile::Outputs8x8 | GemmTile::Outputs8x8Prefetch) => 2 * bk * 17,
@@ -159,7 +160,7 @@ fn workgroup_bytes(tile: Tile, bk: u32) -> u32 {
     16 * quads
 }
 
-/// Whether products with few 64×64 tiles take 32×32 tiles (`tile4` of `matmul.wgsl`): four times
+/// Whether products with few 64×64 tiles take 32×32 tiles (`tile4` of `matmul_shapes.wgsl`): four times
 /// the workgroups, the same bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SmallTiles {
@@ -206,7 +207,7 @@ pub(crate) struct Kernels {
     per_value: bool,
     /// Whether every form is compiled, for objectives to time them ([`crate::Tune`]).
     pub(crate) tune: bool,
-    /// The convolution as [`NARROW_ROWS`] or fewer output rows per column (`narrow` of `matmul.wgsl`).
+    /// The convolution as [`NARROW_ROWS`] or fewer output rows per column (`narrow` of `matmul_shapes.wgsl`).
     pub(crate) conv_narrow: wgpu::ComputePipeline,
     /// The `ops.wgsl` and `history.wgsl` kernels, by entry point.
     ops: Vec<(&'static str, wgpu::ComputePipeline)>,
@@ -457,7 +458,7 @@ impl Kernels {
         self.gemm.iter().filter(move |g| g.0 == kind).map(|g| (g.1, &g.2))
     }
 
-    fn op(&self, name: &str) -> &wgpu::ComputePipeline {
+    pub(crate) fn op(&self, name: &str) -> &wgpu::ComputePipeline {
         &self
             .ops
             .iter()
@@ -465,170 +466,6 @@ impl Kernels {
             .expect("kernel entry point listed in OP_ENTRIES, HISTORY_ENTRIES or WINOGRAD_ENTRIES")
             .1
     }
-}
-
-/// One recorded step of an evaluation.
-#[derive(Debug)]
-pub(crate) enum Step {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind: wgpu::BindGroup, groups: [u32; 3], label: String },
-    Clear(wgpu::Buffer),
-}
-
-/// A fixed list of dispatches over resident buffers, replayed into one encoder per evaluation.
-#[derive(Debug, Default)]
-pub(crate) struct Program {
-    pub(crate) steps: Vec<Step>,
-    /// Names the GEMMs recorded until the next [`Program::tag`] (for the per-kernel profile).
-    pub(crate) tag: Option<String>,
-    /// The GEMM steps with more than one form to choose from (a device that tunes).
-    pub(crate) choices: Vec<Choice>,
-    /// The Winograd convolutions' scratch buffers and their floats (`winograd.rs`).
-    pub(crate) winograd: Option<(wgpu::Buffer, wgpu::Buffer, usize)>,
-}
-
-/// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.
-pub(crate) fn grid(n: usize) -> [u32; 3] {
-    let wg = n.div_ceil(256).max(1);
-    let x = wg.min(32768);
-    [x as u32, wg.div_ceil(x) as u32, 1]
-}
-
-/// How many partial sums a loss kernel over `n` values leaves.
-pub(crate) fn partial_count(n: usize) -> usize {
-    let g = grid(n);
-    (g[0] * g[1]) as usize
-}
-
-/// Parameters of an `ops.wgsl` kernel.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct OpParams {
-    pub(crate) n: usize,
-    pub(crate) c: usize,
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-    pub(crate) u: [u32; 4],
-    pub(crate) f: [f32; 8],
-}
-
-impl OpParams {
-    pub(crate) fn words(&self) -> [u32; 16] {
-        let mut w = [0u32; 16];
-        w[0] = self.n as u32;
-        w[1] = self.c as u32;
-        w[2] = self.h as u32;
-        w[3] = self.w as u32;
-        w[4..8].copy_from_slice(&self.u);
-        for (d, s) in w[8..].iter_mut().zip(self.f) {
-            *d = s.to_bits();
-        }
-        w
-    }
-}
-
-impl Program {
-    /// Adds an `ops.wgsl` or `history.wgsl` kernel over `groups`; `buffers` are (binding, buffer). Returns the parameters.
-    pub(crate) fn op(
-        &mut self,
-        gpu: &Gpu,
-        entry: &'static str,
-        p: OpParams,
-        buffers: &[(u32, &wgpu::Buffer)],
-        groups: [u32; 3],
-    ) -> Result<wgpu::Buffer> {
-        let params = gpu.params(&p.words());
-        let pipeline = gpu.kernels.op(entry);
-        let bind = bind_group(gpu, pipeline, &params, buffers)?;
-        self.steps.push(Step::Dispatch {
-            pipeline: pipeline.clone(),
-            bind,
-            groups,
-            label: entry.to_string(),
-        });
-        Ok(params)
-    }
-
-    /// Names the GEMMs recorded from now on (`None`: by their variant) in [`Program::profile`].
-    pub(crate) fn tag(&mut self, tag: Option<String>) {
-        self.tag = tag;
-    }
-
-    /// The recorded steps, in order (for [`crate::profile`]).
-    pub(crate) fn steps(&self) -> &[Step] {
-        &self.steps
-    }
-
-    /// Adds the zeroing of `buffer`.
-    pub(crate) fn clear(&mut self, buffer: &wgpu::Buffer) {
-        self.steps.push(Step::Clear(buffer.clone()));
-    }
-
-    /// Records every step into `encoder`, consecutive dispatches in one compute pass.
-    pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.record_timing(encoder, &[], None);
-    }
-
-    /// [`Program::record`] with the steps `timed` (ascending) each in a pass of its own between two
-    /// timestamps of `set`: the j-th at queries 2j and 2j + 1.
-    pub(crate) fn record_timing(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        timed: &[usize],
-        set: Option<&wgpu::QuerySet>,
-    ) {
-        let mut next = timed.iter().copied().enumerate().peekable();
-        let mut i = 0;
-        while i < self.steps.len() {
-            if let (Some(&(j, at)), Some(set)) = (next.peek(), set)
-                && at == i
-            {
-                crate::profile::record(encoder, &self.steps[i], Some((set, 2 * j as u32)));
-                next.next();
-                i += 1;
-                continue;
-            }
-            match &self.steps[i] {
-                Step::Clear(b) => {
-                    encoder.clear_buffer(b, 0, None);
-                    i += 1;
-                }
-                Step::Dispatch { .. } => {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: None,
-                    });
-                    while let Some(Step::Dispatch { pipeline, bind, groups, .. }) = self.steps.get(i) {
-                        if set.is_some() && next.peek().is_some_and(|&(_, at)| at == i) {
-                            break;
-                        }
-                        pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, bind, &[]);
-                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                        i += 1;
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn bind_group(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    params: &wgpu::Buffer,
-    buffers: &[(u32, &wgpu::Buffer)],
-) -> Result<wgpu::BindGroup> {
-    let layout = pipeline.get_bind_group_layout(0);
-    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-    entries.extend(
-        buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
-    );
-    gpu.scoped("binding kernel buffers", 0, || {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        })
-    })
 }
 
 #[cfg(test)]
@@ -640,7 +477,7 @@ mod tests {
     #[test]
     fn every_shader_loop_is_a_for_loop() {
         for (name, src) in [
-            ("matmul", MATMUL),
+            ("matmul and matmul_shapes", MATMUL),
             ("ops", OPS),
             ("history", HISTORY),
             ("params", PARAMS),

@@ -24,6 +24,7 @@ mod net;
 mod objective;
 mod ops;
 mod profile;
+mod program;
 mod tune;
 mod winograd;
 

@@ -10,8 +10,8 @@ use crate::blocks::{
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{OpParams, Program};
 use crate::ops::flip_weights;
+use crate::program::{OpParams, Program};
 use crate::winograd::{self, WinoWeights};
 
 /// One layer, as the CPU network has it (same indices).

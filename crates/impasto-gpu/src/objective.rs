@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::blocks::{Blocks, gram_slices, record_each, record_gram, record_gram_backward};
 use crate::error::{GpuError, Result};
-use crate::kernels::{OpParams, Program, grid, partial_count};
 use crate::net::GpuNet;
+use crate::program::{OpParams, Program, grid, partial_count};
 
 /// A style term: `weight · mean((G_layer − gram)²)` with `G = F·Fᵀ/(C·H·W)`, or with a `mask` (one
 /// value per pixel at the layer's resolution) `G = (F∘m)(F∘m)ᵀ/(C·Σm)`.

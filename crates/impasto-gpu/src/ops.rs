@@ -7,8 +7,8 @@ use crate::blocks::{
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernels::{OpParams, Program};
 use crate::net::conv;
+use crate::program::{OpParams, Program};
 use crate::winograd;
 
 fn check(op: &'static str, what: &str, len: usize, want: usize) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use crate::device::{Gpu, KernelClock};
 use crate::error::Result;
-use crate::kernels::{Program, Step};
+use crate::program::{Program, Step};
 
 /// Steps per query set: two timestamps each, within wgpu's limit on one query set.
 pub(crate) const STEPS_PER_SET: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;

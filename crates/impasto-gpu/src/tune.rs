@@ -9,8 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::device::Gpu;
-use crate::kernels::{Gemm, GemmTile, Program, Step};
+use crate::kernels::{Gemm, GemmTile};
 use crate::profile::STEPS_PER_SET;
+use crate::program::{Program, Step};
 
 /// Whether objectives time the GEMM forms and keep the fastest for each product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -7,7 +7,8 @@
 use crate::device::Gpu;
 use crate::error::Result;
 use crate::gemm::GemmDims;
-use crate::kernels::{self, Gemm, OpParams, Program, Step, grid};
+use crate::kernels::{self, Gemm};
+use crate::program::{OpParams, Program, Step, grid};
 
 /// Points of a tile's transform (6×6), the number of products.
 pub(crate) const POINTS: usize = 36;

@@ -5,6 +5,7 @@
 
 mod blend;
 mod gpu;
+mod gpu_estimate;
 mod gram;
 mod memory;
 mod plan;
@@ -14,8 +15,9 @@ mod store;
 pub use crate::run::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish, reaching, stitch_some};
-pub use gpu::{GpuLimits, estimate_gpu_peak, gpu_weight_bytes};
+pub use gpu::GpuLimits;
 pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
+pub use gpu_estimate::{estimate_gpu_peak, gpu_weight_bytes};
 pub use gram::{GRAM_HALO, style_grams};
 pub(crate) use gram::{region_grams, tiled_grams};
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};
