@@ -417,11 +417,21 @@ impl Gpu {
     /// [`Gpu::finish_and_read`] for values of any plain type `T` (`reads` counts values of `T`).
     pub(crate) fn finish_and_read_as<T: bytemuck::Pod>(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<T>>> {
+        let ranges: Vec<(&wgpu::Buffer, usize, usize)> = reads.iter().map(|&(b, n)| (b, 0, n)).collect();
+        self.finish_and_read_ranges(encoder, &ranges)
+    }
+
+    /// [`Gpu::finish_and_read_as`] of `(buffer, first value, values)` ranges.
+    pub(crate) fn finish_and_read_ranges<T: bytemuck::Pod>(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize, usize)],
+    ) -> Result<Vec<Vec<T>>> {
         let size = std::mem::size_of::<T>();
-        let total: usize = reads.iter().map(|r| r.1).sum();
+        let total: usize = reads.iter().map(|r| r.2).sum();
         let bytes = (total.max(1) * size) as u64;
         if bytes > self.limits.max_buffer_size {
             return Err(GpuError::Limit {
@@ -442,9 +452,9 @@ impl Gpu {
             })
         })?;
         let mut off = 0u64;
-        for &(b, n) in reads {
+        for &(b, first, n) in reads {
             if n > 0 {
-                encoder.copy_buffer_to_buffer(b, 0, &staging, off, (n * size) as u64);
+                encoder.copy_buffer_to_buffer(b, (first * size) as u64, &staging, off, (n * size) as u64);
             }
             off += (n * size) as u64;
         }
@@ -467,7 +477,7 @@ impl Gpu {
             let view = staging.get_mapped_range(..).map_err(|e| self.classify("read-back", e.to_string()))?;
             let all: &[T] = bytemuck::cast_slice(&view);
             let mut at = 0;
-            for &(_, n) in reads {
+            for &(_, _, n) in reads {
                 out.push(all[at..at + n].to_vec());
                 at += n;
             }

@@ -1,108 +1,103 @@
-//! The L-BFGS history on the device: a ring of up to `capacity` correction pairs (s, y, ρ) and
-//! Nocedal's two-loop recursion over it, so that only the gradient goes up and the direction comes
-//! back each iteration (the pairs of a 512² run with 100 of them are 630 MB, read twice per step).
+//! The L-BFGS history on the device: a ring of up to `capacity` correction pairs (s, y, ρ), and the
+//! quasi-Newton direction over it in a few dispatches whatever the history's length, so that only
+//! the gradient goes up and the direction comes back each iteration (the pairs of a 512² run with
+//! 100 of them are 630 MB, read twice per step).
 //!
-//! Each slot of the ring has its dispatches recorded once, bound to its buffers and its ring
-//! neighbours' (the next older pair is always the previous slot, the next newer the next one): the
-//! first loop's `α = ρ·sᵀq; q −= α·y`, the second loop's `β = ρ·yᵀq; q += (α − β)·s`, the update of
-//! q fused with the partial sums of the next pair's dot product over the updated q, so that a pair
-//! costs two dispatches a loop (a segment's update and one finish), not three; and the scaling by
-//! `γ = sᵀy/yᵀy` of the newest pair (computed on the host at each push) fused with the oldest pair's
-//! `yᵀq`. A direction replays them in ring order into one submission, the coefficients passing from
-//! kernel to kernel in small device buffers; the dot products are fixed-order double-f32 reductions
-//! (see `shaders/history.wgsl`), so one device gives the same bits run after run. Vectors longer
-//! than one storage binding are split into segments of at most a binding each.
+//! The two-loop recursion runs on the host over the dot products of the ring's vectors with one
+//! another and with the gradient ("vector-free" L-BFGS, Chen et al., NeurIPS 2014): each step
+//! computes on the device the dot products of every held vector with the gradient and with the
+//! newest pair's s and y (one pass over the ring), reads those back, runs Nocedal's recursion on
+//! them in f64 (the products among older vectors are kept from earlier steps), and sends back the
+//! coefficients of the direction in the basis of the vectors, which the device sums (a second
+//! pass). Where the recursion itself ran on the device, each pair cost dependent dispatches of their
+//! own (402 at 100 pairs); here a step is two submissions: a dispatch per page and segment and one
+//! finish, then a dispatch per run of vectors within a page (one or two a segment where a binding
+//! holds the whole ring). The vectors live in pages (buffers of as many whole vectors as one storage
+//! binding holds, or of one segment of each where a vector is longer than a binding). The products
+//! are exact and the sums fixed-order double-f32 reductions (`shaders/history.wgsl`); the direction
+//! sums its terms from the oldest pair to the newest whatever slots they occupy, so one device gives
+//! the same bits run after run, and a ring restored from a checkpoint those of the ring it was read
+//! from.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::program::{OpParams, Program, grid};
 
-/// Values one invocation of the `history.wgsl` kernels handles (`PER` there).
-const PER: usize = 16;
+/// Values one workgroup of `lbfgs_dots` adds into a partial sum (256 invocations of `PER` there).
+const BLOCK: usize = 256 * 64;
 
-/// One slot of the ring: its two vectors (in segments) and its recorded dispatches.
-#[derive(Debug)]
-struct Slot {
-    s: Vec<wgpu::Buffer>,
-    y: Vec<wgpu::Buffer>,
-    /// `sᵀq` into this slot's region, when it holds the newest pair (before the first loop).
-    dot: Program,
-    /// `α = ρ·sᵀq` (the finish), `q −= α·y`, the partials of the previous slot's `sᵀq`.
-    first: Program,
-    /// When it holds the oldest pair: `q *= γ`, the partials of this slot's `yᵀq`.
-    gamma: Program,
-    /// `β = ρ·yᵀq` (the finish), `q += (α − β)·s`, the partials of the next slot's `yᵀq`.
-    second: Program,
-}
-
-/// The buffers every slot's dispatches share, and how the vectors are split.
-#[derive(Debug)]
-struct Shared {
+/// How the ring's `2·capacity` vectors of `n` values are laid out: segments of at most one
+/// binding, each stored as pages of whole segments.
+#[derive(Debug, Clone)]
+struct Layout {
     /// (first value, length) of each segment.
     segments: Vec<(usize, usize)>,
-    /// First partial sum (pair) of each segment's dot product within a region.
-    offsets: Vec<usize>,
-    /// Partial sums (pairs) of one dot product: a region of `partials`.
-    partial_pairs: usize,
-    /// The vector the recursion works on, in segments.
-    q: Vec<wgpu::Buffer>,
-    /// One region per slot (the partial sums of the dot product that slot's coefficient needs),
-    /// and one more that nobody reads (a ring of one pair).
-    partials: wgpu::Buffer,
-    /// ρ, α and α − β per slot, then γ (see `history.wgsl`).
-    scal: wgpu::Buffer,
-    capacity: usize,
+    /// Vectors (segments) a page of each segment holds.
+    per_page: Vec<usize>,
+    /// The first block of each segment among a dot product's `blocks` partial sums.
+    first_block: Vec<usize>,
+    /// Partial sums of one dot product (all segments).
+    blocks: usize,
+    /// Vectors of the ring: s of slot k is vector 2k, y is 2k + 1.
+    vectors: usize,
 }
 
-impl Shared {
-    /// Records the finish `entry` (`lbfgs_alpha`, `lbfgs_beta`) of `slot`: its coefficient from the
-    /// partial sums in its region.
-    fn finish(&self, gpu: &Gpu, prog: &mut Program, entry: &'static str, slot: usize) -> Result<()> {
-        let p = OpParams {
-            c: self.capacity,
-            h: self.partial_pairs,
-            u: [0, (slot * self.partial_pairs) as u32, slot as u32, 0],
-            ..OpParams::default()
-        };
-        prog.op(gpu, entry, p, &[(4, &self.partials), (5, &self.scal)], [1, 1, 1])?;
-        Ok(())
+impl Layout {
+    fn new(n: usize, capacity: usize, binding_floats: usize) -> Layout {
+        let per_segment = binding_floats.max(1);
+        let segments: Vec<(usize, usize)> =
+            (0..n).step_by(per_segment).map(|a| (a, per_segment.min(n - a))).collect();
+        let vectors = 2 * capacity;
+        let per_page = segments.iter().map(|&(_, len)| (per_segment / len).clamp(1, vectors)).collect();
+        let mut first_block = Vec::with_capacity(segments.len());
+        let mut blocks = 0;
+        for &(_, len) in &segments {
+            first_block.push(blocks);
+            blocks += len.div_ceil(BLOCK);
+        }
+        Layout { segments, per_page, first_block, blocks, vectors }
     }
 
-    /// Records `entry` of `history.wgsl` for `slot`, one dispatch per segment: it updates q with `a`
-    /// (and the slot's coefficient) and leaves the partials of `b·q` in the region of `to`.
-    fn step(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        entry: &'static str,
-        slot: usize,
-        (a, b): (Option<&[wgpu::Buffer]>, Option<&[wgpu::Buffer]>),
-        to: usize,
-    ) -> Result<()> {
-        for (j, &(_, len)) in self.segments.iter().enumerate() {
-            let p = OpParams {
-                n: len,
-                c: self.capacity,
-                h: self.partial_pairs,
-                u: [(to * self.partial_pairs + self.offsets[j]) as u32, 0, slot as u32, 0],
-                ..OpParams::default()
-            };
-            let mut bufs = vec![(3, &self.q[j]), (4, &self.partials)];
-            if entry != "lbfgs_dot" {
-                bufs.push((5, &self.scal));
-            }
-            if let Some(a) = a {
-                bufs.push((1, &a[j]));
-            }
-            if let Some(b) = b {
-                bufs.push((2, &b[j]));
-            }
-            prog.op(gpu, entry, p, &bufs, grid(len.div_ceil(PER)))?;
-        }
-        Ok(())
+    /// Pages of segment `j`.
+    fn pages(&self, j: usize) -> usize {
+        self.vectors.div_ceil(self.per_page[j])
     }
+
+    /// Vectors page `page` of segment `j` holds.
+    fn in_page(&self, j: usize, page: usize) -> usize {
+        self.per_page[j].min(self.vectors - page * self.per_page[j])
+    }
+
+    /// (page, first value within it) of vector `v`'s segment `j`.
+    fn place(&self, j: usize, v: usize) -> (usize, usize) {
+        (v / self.per_page[j], (v % self.per_page[j]) * self.segments[j].1)
+    }
+
+    /// The vectors of segment `j` from vector `first` round the ring, as (first vector, count) runs
+    /// within one page each: a direction's sum when the oldest pair is in slot `first / 2`.
+    fn chunks(&self, j: usize, first: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (a, b) in [(first, self.vectors), (0, first)] {
+            let mut v = a;
+            while v < b {
+                let end = b.min((v / self.per_page[j] + 1) * self.per_page[j]);
+                out.push((v, end - v));
+                v = end;
+            }
+        }
+        out
+    }
+}
+
+/// The dot products the host keeps between steps.
+#[derive(Debug)]
+struct Table {
+    /// vᵀu of every two held vectors (row-major, `vectors`²).
+    gram: Vec<f64>,
+    /// Slots whose pair was written since their dot products were last taken.
+    pending: Vec<usize>,
 }
 
 /// Up to `capacity` L-BFGS correction pairs of `n` values each, resident on the device.
@@ -110,13 +105,27 @@ impl Shared {
 pub struct GpuHistory {
     gpu: Arc<Gpu>,
     n: usize,
-    shared: Shared,
-    slots: Vec<Slot>,
-    /// ρ = 1/yᵀs of each slot as pushed (the device holds it as f32).
+    capacity: usize,
+    layout: Layout,
+    /// The pages of each segment.
+    pages: Vec<Vec<wgpu::Buffer>>,
+    /// The gradient in, the direction out, in segments.
+    q: Vec<wgpu::Buffer>,
+    held: wgpu::Buffer,
+    dots: wgpu::Buffer,
+    coef: wgpu::Buffer,
+    /// Per slot: the dot products of every held vector with the gradient and that slot's pair.
+    passes: Vec<Program>,
+    /// Per slot of the oldest pair: the direction from the coefficients.
+    combine: Vec<Program>,
+    /// ρ = 1/yᵀs of each slot as pushed.
     rho: Vec<f64>,
+    /// γ = sᵀy/yᵀy of the newest pair, on the host's f32 vectors in f64.
+    gamma: f64,
     /// Slot of the oldest pair.
     head: usize,
     len: usize,
+    table: Mutex<Table>,
 }
 
 impl GpuHistory {
@@ -129,57 +138,91 @@ impl GpuHistory {
                 reason: format!("{capacity} pairs of {n} values (both must be at least 1)"),
             });
         }
-        let per_segment = (gpu.binding_cap().0 / 4) as usize;
-        let segments: Vec<(usize, usize)> =
-            (0..n).step_by(per_segment).map(|a| (a, per_segment.min(n - a))).collect();
-        let mut offsets = Vec::with_capacity(segments.len());
-        let mut partial_pairs = 0;
-        for &(_, len) in &segments {
-            offsets.push(partial_pairs);
-            let g = grid(len.div_ceil(PER));
-            partial_pairs += (g[0] * g[1]) as usize;
+        let layout = Layout::new(n, capacity, (gpu.binding_cap().0 / 4) as usize);
+        let v = layout.vectors;
+        let mut pages = Vec::with_capacity(layout.segments.len());
+        let mut q = Vec::with_capacity(layout.segments.len());
+        for (j, &(_, len)) in layout.segments.iter().enumerate() {
+            let what = |p: usize| format!("L-BFGS pairs (segment {j}, page {p} of {n}-value vectors)");
+            let seg: Result<Vec<_>> =
+                (0..layout.pages(j)).map(|p| gpu.storage(&what(p), layout.in_page(j, p) * len)).collect();
+            pages.push(seg?);
+            q.push(gpu.storage(&format!("L-BFGS direction (segment {j} of {n} values)"), len)?);
         }
-        let what = |v: &str, j: usize| format!("L-BFGS {v} (segment {j} of {n} values)");
-        let vectors = |v: &str| -> Result<Vec<wgpu::Buffer>> {
-            segments.iter().enumerate().map(|(j, &(_, len))| gpu.storage(&what(v, j), len)).collect()
-        };
-        let m = capacity;
-        let shared = Shared {
-            q: vectors("direction")?,
-            partials: gpu.storage("L-BFGS partial sums", 2 * (m + 1) * partial_pairs)?,
-            scal: gpu.upload("L-BFGS coefficients", &vec![0.0; 3 * m + 1])?,
-            segments: segments.clone(),
-            offsets,
-            partial_pairs,
+        let held = gpu.storage("L-BFGS held vectors", v)?;
+        let partials = gpu.storage("L-BFGS partial sums", 2 * 3 * v * layout.blocks)?;
+        let dots = gpu.storage("L-BFGS dot products", 2 * 3 * v)?;
+        let coef = gpu.storage("L-BFGS coefficients", v + 1)?;
+        let mut passes = Vec::with_capacity(capacity);
+        for slot in 0..capacity {
+            let mut prog = Program::default();
+            for (j, &(_, len)) in layout.segments.iter().enumerate() {
+                let ((ps, s_at), (py, y_at)) = (layout.place(j, 2 * slot), layout.place(j, 2 * slot + 1));
+                let b = len.div_ceil(BLOCK);
+                let (by, bz) = (b.min(32768), b.div_ceil(32768));
+                for (page, buf) in pages[j].iter().enumerate() {
+                    let p = OpParams {
+                        n: len,
+                        c: v,
+                        h: layout.blocks,
+                        u: [
+                            (page * layout.per_page[j]) as u32,
+                            s_at as u32,
+                            y_at as u32,
+                            layout.first_block[j] as u32,
+                        ],
+                        ..OpParams::default()
+                    };
+                    let (s_page, y_page) = (&pages[j][ps], &pages[j][py]);
+                    let bufs = [(1, buf), (2, &q[j]), (3, s_page), (4, y_page), (5, &held), (6, &partials)];
+                    let groups = [layout.in_page(j, page) as u32, by as u32, bz as u32];
+                    prog.op(&gpu, "lbfgs_dots", p, &bufs, groups)?;
+                }
+            }
+            let p = OpParams { c: v, h: layout.blocks, ..OpParams::default() };
+            prog.op(&gpu, "lbfgs_finish", p, &[(5, &held), (6, &partials), (7, &dots)], [v as u32, 3, 1])?;
+            passes.push(prog);
+        }
+        let mut combine = Vec::with_capacity(capacity);
+        for head in 0..capacity {
+            let mut prog = Program::default();
+            for (j, &(_, len)) in layout.segments.iter().enumerate() {
+                let chunks = layout.chunks(j, 2 * head);
+                for (c, &(first, count)) in chunks.iter().enumerate() {
+                    let (page, at) = (first / layout.per_page[j], first % layout.per_page[j]);
+                    let first_chunk = u32::from(c == 0);
+                    let p = OpParams {
+                        n: len,
+                        c: v,
+                        w: count,
+                        u: [first as u32, first_chunk, at as u32, 0],
+                        ..OpParams::default()
+                    };
+                    let bufs = [(1, &pages[j][page]), (8, &coef), (9, &q[j])];
+                    prog.op(&gpu, "lbfgs_combine", p, &bufs, grid(len))?;
+                }
+            }
+            combine.push(prog);
+        }
+        let table = Mutex::new(Table { gram: vec![0.0; v * v], pending: Vec::new() });
+        Ok(GpuHistory {
+            gpu,
+            n,
             capacity,
-        };
-        let mut vecs = Vec::with_capacity(capacity);
-        for _ in 0..capacity {
-            vecs.push((vectors("s")?, vectors("y")?));
-        }
-        // The region a slot leaves its neighbour's partials in: the neighbour's, or (a ring of one
-        // pair, where the neighbour is the slot itself) the spare one.
-        let region = |slot: usize, other: usize| if other == slot { m } else { other };
-        let mut slots = Vec::with_capacity(capacity);
-        for (slot, (s, y)) in vecs.iter().enumerate() {
-            let (older, newer) = ((slot + m - 1) % m, (slot + 1) % m);
-            let mut dot = Program::default();
-            shared.step(&gpu, &mut dot, "lbfgs_dot", slot, (Some(s), None), slot)?;
-            // A loop's step: the slot's coefficient (finish), then the update of q with `a` and the
-            // partials of `b·q` in the region of `to`.
-            let pass = |finish, entry, a: &[wgpu::Buffer], b: &[wgpu::Buffer], to| -> Result<Program> {
-                let mut prog = Program::default();
-                shared.finish(&gpu, &mut prog, finish, slot)?;
-                shared.step(&gpu, &mut prog, entry, slot, (Some(a), Some(b)), to)?;
-                Ok(prog)
-            };
-            let first = pass("lbfgs_alpha", "lbfgs_first", y, &vecs[older].0, region(slot, older))?;
-            let mut gamma = Program::default();
-            shared.step(&gpu, &mut gamma, "lbfgs_gamma", slot, (None, Some(y)), slot)?;
-            let second = pass("lbfgs_beta", "lbfgs_second", s, &vecs[newer].1, region(slot, newer))?;
-            slots.push(Slot { s: s.clone(), y: y.clone(), dot, first, gamma, second });
-        }
-        Ok(GpuHistory { gpu, n, shared, slots, rho: vec![0.0; capacity], head: 0, len: 0 })
+            layout,
+            pages,
+            q,
+            held,
+            dots,
+            coef,
+            passes,
+            combine,
+            rho: vec![0.0; capacity],
+            gamma: 1.0,
+            head: 0,
+            len: 0,
+            table,
+        })
     }
 
     /// The device.
@@ -194,7 +237,7 @@ impl GpuHistory {
 
     /// Pairs the ring holds at most.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Pairs held.
@@ -211,19 +254,26 @@ impl GpuHistory {
     pub fn clear(&mut self) {
         self.head = 0;
         self.len = 0;
+        self.table_mut().pending.clear();
     }
 
     /// Keeps only the newest `keep` pairs.
     pub fn keep_newest(&mut self, keep: usize) {
         if keep < self.len {
-            self.head = (self.head + self.len - keep) % self.capacity();
+            self.head = (self.head + self.len - keep) % self.capacity;
             self.len = keep;
+            let held: Vec<usize> = (0..keep).map(|i| self.slot(i)).collect();
+            self.table_mut().pending.retain(|k| held.contains(k));
         }
+    }
+
+    fn table_mut(&mut self) -> &mut Table {
+        self.table.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The slot of pair `i` (0 the oldest).
     fn slot(&self, i: usize) -> usize {
-        (self.head + i) % self.capacity()
+        (self.head + i) % self.capacity
     }
 
     fn check_len(&self, op: &'static str, what: &str, len: usize) -> Result<()> {
@@ -248,53 +298,119 @@ impl GpuHistory {
         self.check_len("GpuHistory::push", "s", s.len())?;
         self.check_len("GpuHistory::push", "y", y.len())?;
         self.gpu.check("uploading an L-BFGS pair")?;
-        let slot = if self.len < self.capacity() {
+        let slot = if self.len < self.capacity {
             self.len += 1;
             self.slot(self.len - 1)
         } else {
             let oldest = self.head;
-            self.head = (self.head + 1) % self.capacity();
+            self.head = (self.head + 1) % self.capacity;
             oldest
         };
         self.rho[slot] = rho;
-        let queue = &self.gpu.queue;
-        for (j, &(a, len)) in self.shared.segments.iter().enumerate() {
-            queue.write_buffer(&self.slots[slot].s[j], 0, bytemuck::cast_slice(&s[a..a + len]));
-            queue.write_buffer(&self.slots[slot].y[j], 0, bytemuck::cast_slice(&y[a..a + len]));
+        for (j, &(a, len)) in self.layout.segments.iter().enumerate() {
+            for (v, data) in [(2 * slot, s), (2 * slot + 1, y)] {
+                let (page, at) = self.layout.place(j, v);
+                let bytes = bytemuck::cast_slice(&data[a..a + len]);
+                self.gpu.queue.write_buffer(&self.pages[j][page], (4 * at) as u64, bytes);
+            }
         }
-        queue.write_buffer(&self.shared.scal, (4 * slot) as u64, bytemuck::bytes_of(&(rho as f32)));
         // γ = sᵀy / yᵀy of this pair, the newest now, in f64 as the host recursion computes it.
         let yy: f64 = y.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        let gamma = (1.0 / rho / yy) as f32;
-        queue.write_buffer(&self.shared.scal, (12 * self.capacity()) as u64, bytemuck::bytes_of(&gamma));
+        self.gamma = 1.0 / rho / yy;
+        let table = self.table_mut();
+        table.pending.retain(|&k| k != slot);
+        table.pending.push(slot);
         Ok(())
     }
 
     /// The quasi-Newton direction `−H·g` by the two-loop recursion over the pairs held: `g` goes up,
-    /// every step runs on the device in one submission, the direction comes back. Without pairs it
-    /// is `−g`, computed here.
+    /// the dot products come back, the coefficients go up, the direction comes back. Without pairs
+    /// it is `−g`, computed here.
     pub fn direction(&self, g: &[f32]) -> Result<Vec<f32>> {
         self.check_len("GpuHistory::direction", "g", g.len())?;
-        let q: Vec<f32> = g.iter().map(|v| -v).collect();
         if self.len == 0 {
-            return Ok(q);
+            return Ok(g.iter().map(|v| -v).collect());
         }
         self.gpu.check("uploading the gradient")?;
-        for (j, &(a, len)) in self.shared.segments.iter().enumerate() {
-            self.gpu.queue.write_buffer(&self.shared.q[j], 0, bytemuck::cast_slice(&q[a..a + len]));
+        let queue = &self.gpu.queue;
+        for (j, &(a, len)) in self.layout.segments.iter().enumerate() {
+            queue.write_buffer(&self.q[j], 0, bytemuck::cast_slice(&g[a..a + len]));
         }
+        let slots: Vec<usize> = (0..self.len).map(|i| self.slot(i)).collect();
+        let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newest = slots[self.len - 1];
+        // Pairs written since their products were taken (several after a restore), each with the
+        // held vectors of the pairs already in the table and its own (the rest take their products
+        // with it in their own pass), then the pass that also takes the gradient's, with the newest
+        // pair and every held vector.
+        let earlier: Vec<usize> = table.pending.iter().copied().filter(|&k| k != newest).collect();
+        let mut held = vec![0u32; self.layout.vectors];
+        for &k in slots.iter().filter(|&&k| k != newest && !earlier.contains(&k)) {
+            held[2 * k..2 * k + 2].fill(1);
+        }
+        let mut grad_dots = Vec::new();
+        for k in earlier.iter().copied().chain([newest]) {
+            if k == newest {
+                slots.iter().for_each(|&k| held[2 * k..2 * k + 2].fill(1));
+            }
+            held[2 * k..2 * k + 2].fill(1);
+            queue.write_buffer(&self.held, 0, bytemuck::cast_slice(&held));
+            let mut enc = self.gpu.encoder();
+            self.passes[k].record(&mut enc);
+            let read = self.gpu.finish_and_read(enc, &[(&self.dots, 6 * self.layout.vectors)])?;
+            grad_dots = self.take_dots(&mut table, k, &read.concat(), &held);
+        }
+        table.pending.clear();
+        let coef = self.coefficients(&table.gram, &grad_dots, &slots);
+        drop(table);
+        queue.write_buffer(&self.coef, 0, bytemuck::cast_slice(&coef));
         let mut enc = self.gpu.encoder();
-        self.slots[self.slot(self.len - 1)].dot.record(&mut enc);
-        for i in (0..self.len).rev() {
-            self.slots[self.slot(i)].first.record(&mut enc);
-        }
-        self.slots[self.slot(0)].gamma.record(&mut enc);
-        for i in 0..self.len {
-            self.slots[self.slot(i)].second.record(&mut enc);
-        }
+        self.combine[self.head].record(&mut enc);
         let reads: Vec<(&wgpu::Buffer, usize)> =
-            self.shared.q.iter().zip(&self.shared.segments).map(|(b, &(_, len))| (b, len)).collect();
+            self.q.iter().zip(&self.layout.segments).map(|(b, &(_, len))| (b, len)).collect();
         Ok(self.gpu.finish_and_read(enc, &reads)?.concat())
+    }
+
+    /// Enters the dot products `read` (hi, lo pairs: the gradient's, slot `k`'s s and y, each with
+    /// every vector) of the vectors flagged in `held` into the table; returns the gradient's.
+    fn take_dots(&self, table: &mut Table, k: usize, read: &[f32], held: &[u32]) -> Vec<f64> {
+        let v = self.layout.vectors;
+        let at = |x: usize, u: usize| f64::from(read[2 * (x * v + u)]) + f64::from(read[2 * (x * v + u) + 1]);
+        let mut grad = vec![0.0; v];
+        for u in (0..v).filter(|&u| held[u] == 1) {
+            grad[u] = at(0, u);
+            for (x, w) in [(1, 2 * k), (2, 2 * k + 1)] {
+                let d = at(x, u);
+                table.gram[w * v + u] = d;
+                table.gram[u * v + w] = d;
+            }
+        }
+        grad
+    }
+
+    /// Nocedal's two-loop recursion on coefficients: q = Σ c_u·u + c_g·g over the held vectors u
+    /// and the gradient, each dot product uᵀq from `gram` and `grad` (gᵀu). Returns the direction's
+    /// coefficients, the vectors' then the gradient's.
+    fn coefficients(&self, gram: &[f64], grad: &[f64], slots: &[usize]) -> Vec<f32> {
+        let v = self.layout.vectors;
+        let mut c = vec![0.0f64; v];
+        let mut cg = -1.0f64;
+        let basis: Vec<usize> = slots.iter().flat_map(|&s| [2 * s, 2 * s + 1]).collect();
+        let dot = |w: usize, c: &[f64], cg: f64| -> f64 {
+            basis.iter().fold(cg * grad[w], |acc, &u| acc + c[u] * gram[w * v + u])
+        };
+        let mut alpha = vec![0.0f64; slots.len()];
+        for (i, &k) in slots.iter().enumerate().rev() {
+            alpha[i] = self.rho[k] * dot(2 * k, &c, cg);
+            c[2 * k + 1] -= alpha[i];
+        }
+        c.iter_mut().for_each(|x| *x *= self.gamma);
+        cg *= self.gamma;
+        for (i, &k) in slots.iter().enumerate() {
+            let beta = self.rho[k] * dot(2 * k + 1, &c, cg);
+            c[2 * k] += alpha[i] - beta;
+        }
+        c.iter().chain([&cg]).map(|&x| x as f32).collect()
     }
 
     /// Pair `i` (0 the oldest) read back: (s, y, ρ) with ρ exactly as pushed.
@@ -305,12 +421,16 @@ impl GpuHistory {
                 reason: format!("pair {i} of a history of {}", self.len),
             });
         }
-        let slot = &self.slots[self.slot(i)];
-        let lens = self.shared.segments.iter().map(|&(_, len)| len);
-        let reads: Vec<(&wgpu::Buffer, usize)> =
-            slot.s.iter().zip(lens.clone()).chain(slot.y.iter().zip(lens)).collect();
-        let mut parts = self.gpu.finish_and_read(self.gpu.encoder(), &reads)?;
-        let y = parts.split_off(self.shared.segments.len()).concat();
-        Ok((parts.concat(), y, self.rho[self.slot(i)]))
+        let slot = self.slot(i);
+        let mut reads = Vec::new();
+        for v in [2 * slot, 2 * slot + 1] {
+            for (j, &(_, len)) in self.layout.segments.iter().enumerate() {
+                let (page, at) = self.layout.place(j, v);
+                reads.push((&self.pages[j][page], at, len));
+            }
+        }
+        let mut parts: Vec<Vec<f32>> = self.gpu.finish_and_read_ranges(self.gpu.encoder(), &reads)?;
+        let y = parts.split_off(self.layout.segments.len()).concat();
+        Ok((parts.concat(), y, self.rho[slot]))
     }
 }

@@ -108,8 +108,7 @@ const OP_ENTRIES: [&str; 14] = [
 const WINOGRAD_ENTRIES: [&str; 2] = ["wino_input", "wino_output"];
 
 /// The entry points of `history.wgsl` (the L-BFGS two-loop recursion, see `history.rs`).
-const HISTORY_ENTRIES: [&str; 6] =
-    ["lbfgs_dot", "lbfgs_alpha", "lbfgs_first", "lbfgs_gamma", "lbfgs_beta", "lbfgs_second"];
+const HISTORY_ENTRIES: [&str; 3] = ["lbfgs_dots", "lbfgs_finish", "lbfgs_combine"];
 
 /// Which GEMM variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

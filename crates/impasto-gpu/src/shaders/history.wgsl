@@ -1,32 +1,40 @@
-// L-BFGS two-loop recursion over a history kept on the device, two dispatches per pair and loop. A
-// vector longer than one storage binding is split into segments, each dispatched on its own. A dot
-// product leaves one partial sum per workgroup (a fixed tree) in its slot's region of `partials`; a
-// one-workgroup finish (`lbfgs_alpha`, `lbfgs_beta`) adds the region's partials in a fixed order
-// into the slot's coefficient; the update of q with it (`lbfgs_first`, `lbfgs_second`) also leaves
-// the partial sums of the next dot product, of the updated q with the next pair's vector, in that
-// pair's region. Sums are double-f32 (hi + lo, error-free two-sum additions), so a dot product of a
-// million values keeps about 40 bits, like the host's f64. No read-back between the steps.
-//
-// scal layout (m = ring capacity, c in the parameters): [0, m) ρ of each slot, [m, 2m) α,
-// [2m, 3m) α − β, 3m: γ = sᵀy / yᵀy of the newest pair (written with each push).
+// L-BFGS over a history kept on the device, in three kernels whatever the history's length (the
+// two-loop recursion itself runs on the host over the dot products of the vectors: "vector-free"
+// L-BFGS, Chen et al., NeurIPS 2014). The ring's vectors (s then y of each slot: vector 2·slot and
+// 2·slot + 1) live in pages, each a buffer of several whole vectors, or of one segment of each where
+// a vector is longer than a storage binding. `lbfgs_dots` takes the dot products of every held
+// vector of a page with three vectors at once (the gradient and the newest pair's s and y) and
+// leaves per-workgroup partial sums; `lbfgs_finish` adds each dot product's partial sums in a fixed
+// order; the host reads those back, runs the recursion on them in f64 and writes the coefficients
+// of the direction; `lbfgs_combine` sums coefficient · vector over the pages. An invocation's
+// values are f32 fma chains (as the two-loop recursion's own updates were); the sums across
+// invocations and workgroups are double-f32 (hi + lo, error-free additions), so a dot product of a
+// million values keeps the accuracy of its 16-value chains, and every sum has a fixed order: the
+// same device gives the same bits run after run.
 
 // `struct P` (the parameters) is prepended from params.wgsl.
-// Every kernel: n = segment length (a finish: unused), c = m, h = partial pairs of a region (all
-// segments); u0 = first pair this dispatch writes (its region and segment); u1 = first pair of the
-// region a finish reads; u2 = the slot.
 
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> q: array<f32>;
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scal: array<f32>;
+// The vectors of one page: vector i of it at i·n (n = the segment's length).
+@group(0) @binding(1) var<storage, read> page: array<f32>;
+// The gradient's segment (`lbfgs_dots`; `lbfgs_combine` finds it in q, which it overwrites).
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+// The pages holding the newest pair's s (at u1) and y (at u2).
+@group(0) @binding(3) var<storage, read> xs: array<f32>;
+@group(0) @binding(4) var<storage, read> xy: array<f32>;
+// 1 for each vector of the ring that holds a pair, else 0.
+@group(0) @binding(5) var<storage, read> held: array<u32>;
+// Partial sums (hi, lo) of dot product (x, v) at ((x·c + v)·h + block) · 2; then the dot products.
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dots: array<f32>;
+// The direction's coefficient of each vector of the ring, then of the gradient (at c).
+@group(0) @binding(8) var<storage, read> coef: array<f32>;
+@group(0) @binding(9) var<storage, read_write> q: array<f32>;
 
-// Values each invocation of lbfgs_dot adds (strided by 256 within its workgroup's block).
-const PER: u32 = 16u;
+// Values each invocation of lbfgs_dots adds (strided by 256 within its workgroup's block).
+const PER: u32 = 64u;
 
-var<workgroup> red_hi: array<f32, 256>;
-var<workgroup> red_lo: array<f32, 256>;
+var<workgroup> red: array<vec2<f32>, 768>;
 
 // (s, e) with s + e = x + y exactly.
 fn two_sum(x: f32, y: f32) -> vec2<f32> {
@@ -43,132 +51,101 @@ fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(hi, e - (hi - s.x));
 }
 
-// Adds the workgroup's 256 double-f32 values in a fixed tree; the result is in slot 0.
-fn tree(v: vec2<f32>, li: u32) -> vec2<f32> {
-    red_hi[li] = v.x;
-    red_lo[li] = v.y;
+// Adds the workgroup's 256 values of each of `k` (1 or 3) double-f32 sums in a fixed tree; sum j is
+// then in red[256·j].
+fn tree(k: u32, li: u32) {
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
         if li < s {
-            let r = df_add(vec2<f32>(red_hi[li], red_lo[li]), vec2<f32>(red_hi[li + s], red_lo[li + s]));
-            red_hi[li] = r.x;
-            red_lo[li] = r.y;
+            for (var j = 0u; j < k; j++) {
+                red[256u * j + li] = df_add(red[256u * j + li], red[256u * j + li + s]);
+            }
         }
         workgroupBarrier();
     }
-    return vec2<f32>(red_hi[0], red_lo[0]);
 }
 
-// Adds the invocations' sums `acc` of the workgroup (a fixed tree) into partials at u0 + workgroup.
-fn leave_partial(acc: vec2<f32>, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
-    let r = tree(acc, li);
-    if li == 0u {
-        let g = wid.y * nwg.x + wid.x;
-        partials[2u * (p.u0 + g)] = r.x;
-        partials[2u * (p.u0 + g) + 1u] = r.y;
+// Partial sums of page vector wid.x (global vector u0 + wid.x) with the gradient and the newest
+// pair's s and y over one block of PER·256 values (block wid.y + wid.z·num_workgroups.y of this
+// segment, u3 the segment's first block among the h of a dot product). n = segment length,
+// c = vectors of the ring.
+@compute @workgroup_size(256)
+fn lbfgs_dots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let v = p.u0 + wid.x;
+    let blk = wid.y + wid.z * nwg.y;
+    if held[v] == 0u || blk * 256u * PER >= p.n {
+        return;
+    }
+    let at = wid.x * p.n;
+    // Each invocation's PER values in one f32 fma chain, as the two-loop recursion updated its
+    // vector in f32; double-f32 from the workgroup's tree on.
+    var ag = 0.0;
+    var asum = 0.0;
+    var ay = 0.0;
+    for (var e = 0u; e < PER; e++) {
+        let i = (blk * PER + e) * 256u + li;
+        if i < p.n {
+            let b = page[at + i];
+            ag = fma(b, g[i], ag);
+            asum = fma(b, xs[p.u1 + i], asum);
+            ay = fma(b, xy[p.u2 + i], ay);
+        }
+    }
+    red[li] = vec2<f32>(ag, 0.0);
+    red[256u + li] = vec2<f32>(asum, 0.0);
+    red[512u + li] = vec2<f32>(ay, 0.0);
+    tree(3u, li);
+    if li < 3u {
+        let o = 2u * ((li * p.c + v) * p.h + p.u3 + blk);
+        partials[o] = red[256u * li].x;
+        partials[o + 1u] = red[256u * li].y;
     }
 }
 
-// The workgroup's block: values base + e·256 + li, e < PER.
-fn block_base(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u * PER;
-}
-
-// The sum of the region of partials at u1 (h pairs), in a fixed order (one workgroup).
-fn region_total(li: u32) -> f32 {
-    var acc = vec2<f32>(0.0, 0.0);
+// Dot product (x = wid.y, v = wid.x): its h partial sums added in a fixed order, into dots at
+// 2·(x·c + v).
+@compute @workgroup_size(256)
+fn lbfgs_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let v = wid.x;
+    if held[v] == 0u {
+        return;
+    }
+    let base = (wid.y * p.c + v) * p.h;
+    var acc = vec2<f32>(0.0);
     for (var i = li; i < p.h; i += 256u) {
-        acc = df_add(acc, vec2<f32>(partials[2u * (p.u1 + i)], partials[2u * (p.u1 + i) + 1u]));
+        acc = df_add(acc, vec2<f32>(partials[2u * (base + i)], partials[2u * (base + i) + 1u]));
     }
-    let r = tree(acc, li);
-    return r.x + r.y;
-}
-
-// α = ρ·sᵀq of slot u2.
-@compute @workgroup_size(256)
-fn lbfgs_alpha(@builtin(local_invocation_index) li: u32) {
-    let t = region_total(li);
+    red[li] = acc;
+    tree(1u, li);
     if li == 0u {
-        scal[p.c + p.u2] = scal[p.u2] * t;
+        dots[2u * (wid.y * p.c + v)] = red[0].x;
+        dots[2u * (wid.y * p.c + v) + 1u] = red[0].y;
     }
 }
 
-// β = ρ·yᵀq of slot u2; the second loop adds (α − β)·s.
+// q = Σ coefficient · vector over the w vectors u0.. of the ring, which this page holds from its
+// vector u2, added in that order (one f32 fma chain, as the two-loop recursion updated its vector)
+// after the gradient's term (u1 = 1: the first chunk, q holds the gradient) or after the sum
+// so far. A direction's chunks take the vectors from the oldest pair's s to the newest pair's y, so
+// the sum has one order whatever slots the pairs occupy. n = segment length, c = vectors of the
+// ring. A vector whose coefficient is zero (not held) is not read.
 @compute @workgroup_size(256)
-fn lbfgs_beta(@builtin(local_invocation_index) li: u32) {
-    let t = region_total(li);
-    if li == 0u {
-        scal[2u * p.c + p.u2] = scal[p.c + p.u2] - scal[p.u2] * t;
+fn lbfgs_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + li;
+    if i >= p.n {
+        return;
     }
-}
-
-// partials[u0 + workgroup] = Σ a·q over the workgroup's block (the newest pair's sᵀq, before the
-// first loop).
-@compute @workgroup_size(256)
-fn lbfgs_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let base = block_base(wid, nwg);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var e = 0u; e < PER; e++) {
-        let i = base + e * 256u + li;
-        if i < p.n {
-            acc = df_add(acc, vec2<f32>(a[i] * q[i], 0.0));
+    var acc = q[i];
+    if p.u1 == 1u {
+        acc = coef[p.c] * acc;
+    }
+    for (var j = 0u; j < p.w; j++) {
+        let c = coef[p.u0 + j];
+        if c != 0.0 {
+            acc = fma(c, page[(p.u2 + j) * p.n + i], acc);
         }
     }
-    leave_partial(acc, wid, nwg, li);
-}
-
-// First loop, slot u2 (a = its y, b = the next older pair's s): q −= α·y, then the partials of b·q.
-@compute @workgroup_size(256)
-fn lbfgs_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let alpha = scal[p.c + p.u2];
-    let base = block_base(wid, nwg);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var e = 0u; e < PER; e++) {
-        let i = base + e * 256u + li;
-        if i < p.n {
-            let v = q[i] + -alpha * a[i];
-            q[i] = v;
-            acc = df_add(acc, vec2<f32>(b[i] * v, 0.0));
-        }
-    }
-    leave_partial(acc, wid, nwg, li);
-}
-
-// Between the loops (b = the oldest pair's y): q *= γ, then the partials of b·q.
-@compute @workgroup_size(256)
-fn lbfgs_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let gamma = scal[3u * p.c];
-    let base = block_base(wid, nwg);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var e = 0u; e < PER; e++) {
-        let i = base + e * 256u + li;
-        if i < p.n {
-            let v = q[i] * gamma;
-            q[i] = v;
-            acc = df_add(acc, vec2<f32>(b[i] * v, 0.0));
-        }
-    }
-    leave_partial(acc, wid, nwg, li);
-}
-
-// Second loop, slot u2 (a = its s, b = the next newer pair's y): q += (α − β)·s, then the partials
-// of b·q.
-@compute @workgroup_size(256)
-fn lbfgs_second(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    let coef = scal[2u * p.c + p.u2];
-    let base = block_base(wid, nwg);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var e = 0u; e < PER; e++) {
-        let i = base + e * 256u + li;
-        if i < p.n {
-            let v = q[i] + coef * a[i];
-            q[i] = v;
-            acc = df_add(acc, vec2<f32>(b[i] * v, 0.0));
-        }
-    }
-    leave_partial(acc, wid, nwg, li);
+    q[i] = acc;
 }

@@ -1,4 +1,4 @@
-// The parameters of every `ops.wgsl` and `history.wgsl` kernel (`OpParams` in kernels.rs), prepended
+// The parameters of every `ops.wgsl` and `history.wgsl` kernel (`OpParams` in program.rs), prepended
 // to both sources: eight u32 then eight f32, each kernel documenting what it reads from them.
 
 struct P {

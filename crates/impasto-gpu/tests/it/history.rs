@@ -154,3 +154,27 @@ fn a_device_lost_or_out_of_memory_is_a_typed_error() {
     assert!(matches!(err, GpuError::OutOfMemory { .. }), "{err:?}");
     assert!(err.to_string().contains("L-BFGS"), "{err}");
 }
+
+#[test]
+fn a_ring_restored_from_its_pairs_gives_the_same_bits_whatever_slots_they_take() {
+    // A resumed run restores its checkpoint's pairs oldest first from slot 0, where the run it
+    // resumes had them wrapped round its ring: the direction must not depend on the slots.
+    // On the split device (1 KiB bindings): 3 segments a vector, a page each; and pages of 3
+    // vectors, which the ring's wrap splits.
+    for (device, n) in [(gpu(), 3 * 24 * 24 + 5), (capped(), 700), (capped(), 80)] {
+        let all = pairs(n, 9, 3);
+        let g = Lcg(4).vec(n, 1.0);
+        let mut wrapped = GpuHistory::new(device.clone(), n, 5).unwrap();
+        for (s, y) in &all {
+            wrapped.push(s, y, dot(y, s)).unwrap();
+            wrapped.direction(&g).unwrap();
+        }
+        let mut restored = GpuHistory::new(device.clone(), n, 5).unwrap();
+        for i in 0..wrapped.len() {
+            let (s, y, rho) = wrapped.pair(i).unwrap();
+            restored.restore(&s, &y, rho).unwrap();
+        }
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(restored.direction(&g).unwrap()), bits(wrapped.direction(&g).unwrap()));
+    }
+}

@@ -54,7 +54,7 @@ enum Pairs {
     /// gradient goes up and the direction comes back. A GPU error is kept in `error` (the run's
     /// [`crate::device::GpuContext`] slot) and stops the step as a non-finite loss does.
     #[cfg(feature = "gpu")]
-    Gpu { ring: GpuHistory, error: Arc<Mutex<Option<String>>> },
+    Gpu { ring: Box<GpuHistory>, error: Arc<Mutex<Option<String>>> },
 }
 
 /// Largest change of any pixel (0..1 scale) below which a step counts as no progress.
@@ -216,7 +216,7 @@ impl Lbfgs {
         for ((s, y), &r) in s.iter().zip(y).zip(rho) {
             ring.restore(s, y, r).map_err(|e| e.to_string())?;
         }
-        self.pairs = Pairs::Gpu { ring, error };
+        self.pairs = Pairs::Gpu { ring: Box::new(ring), error };
         Ok(())
     }
 

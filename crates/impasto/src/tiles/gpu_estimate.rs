@@ -298,27 +298,35 @@ pub fn estimate_gpu_peak(
 }
 
 /// The L-BFGS history a GPU run allocates beside the objective when a scale or tile starts
-/// (impasto-gpu's `GpuHistory`, its vectors split into segments of one `tensor` binding): `s` and `y`
-/// of every pair the run keeps at this size, the direction and its read-back, the coefficients, the
-/// partial sums (a region per pair and a spare one), and the 64-byte parameters of the 4·segments + 2
-/// dispatches recorded per pair. Adam
-/// keeps its state on the host.
+/// (impasto-gpu's `GpuHistory`, its vectors split into segments of one `tensor` binding, each
+/// segment's stored in pages of as many as a binding holds), with one direction's read-backs: `s` and
+/// `y` of every pair the run keeps at this size, the gradient/direction and its read-back, the held-vector flags, the dot products' partial sums (one per 16384 values, three per
+/// vector) and their read-back, the coefficients, and the 64-byte parameters of each slot's
+/// dot-product pass (one dispatch per page and segment, and a finish) and of each slot's
+/// combination (one dispatch per run of vectors within a page). Adam keeps its state on the host.
 fn lbfgs_ring_bytes(config: &StyleConfig, width: u32, height: u32, tensor: u64) -> u64 {
     let Optimizer::Lbfgs { history } = config.optimizer else { return 0 };
     let values = 3 * width as u64 * height as u64;
     let pairs = lbfgs_history_for(history, values as usize) as u64;
+    let vectors = 2 * pairs;
     let per_segment = (tensor / 4).max(1);
-    let segments = values.div_ceil(per_segment);
-    let partials: u64 = (0..segments)
-        .map(|j| (values - j * per_segment).min(per_segment).div_ceil(16).div_ceil(256).max(1))
+    let lens: Vec<u64> =
+        (0..values.div_ceil(per_segment)).map(|j| (values - j * per_segment).min(per_segment)).collect();
+    let blocks: u64 = lens.iter().map(|len| len.div_ceil(16384)).sum();
+    let per_page: Vec<u64> = lens.iter().map(|&len| (per_segment / len).clamp(1, vectors)).collect();
+    let pages: u64 = per_page.iter().map(|&p| vectors.div_ceil(p)).sum();
+    // The combination's runs within a page, from each slot's s round the ring: one more than the
+    // pages where the slot's s is not a page's first vector.
+    let chunks: u64 = per_page
+        .iter()
+        .map(|&p| (0..pairs).map(|slot| vectors.div_ceil(p) + u64::from((2 * slot) % p != 0)).sum::<u64>())
         .sum();
-    // The vectors (s and y of each pair, q, the read-back), the coefficients, a region of partial
-    // sums per pair and a spare one, and the parameters of 4 dispatches per pair and segment and
-    // of 2 finishes per pair.
-    4 * values * (2 * pairs + 2)
-        + 4 * (3 * pairs + 1)
-        + 8 * partials * (pairs + 1)
-        + 64 * pairs * (4 * segments + 2)
+    4 * values * (vectors + 2)
+        + 4 * vectors
+        + 4 * 6 * vectors * blocks
+        + 2 * 4 * 6 * vectors
+        + 4 * (vectors + 1)
+        + 64 * (pairs * (pages + 1) + chunks)
 }
 
 /// The forward pass of the content targets: (bytes with its read-back, read-back floats).

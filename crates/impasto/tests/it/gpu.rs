@@ -205,8 +205,8 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     let faults =
         |f: &str| StyleConfig { gpu_faults: impasto::GpuFaults::parse(f).unwrap(), ..small_config(gpu) };
     // The device is lost at submission 6 (1 and 2 compute the style and content targets, then each
-    // evaluation submits once, and from the second step on each L-BFGS direction, its history being
-    // on the GPU): one line, and the image of the last good evaluation.
+    // evaluation submits once, and from the second step on each L-BFGS direction twice, its history
+    // being on the GPU): one line, and the image of the last good evaluation.
     let err = impasto::stylize(&net, &faults("lost@6"), &content, styles, &mut NoObserver).unwrap_err();
     let line = err.to_string();
     assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("was lost"), "{line}");

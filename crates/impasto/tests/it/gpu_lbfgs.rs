@@ -50,7 +50,7 @@ fn a_gpu_run_keeps_its_pairs_on_the_device_and_ends_within_one_percent_of_the_cp
         if fails(mid).is_some() { lo = mid } else { hi = mid }
     }
     let line = fails(lo).expect("the last allocation fails").to_string();
-    assert!(line.contains("out of GPU memory") && line.contains("allocating L-BFGS y"), "oom@{lo}: {line}");
+    assert!(line.contains("out of GPU memory") && line.contains("allocating L-BFGS"), "oom@{lo}: {line}");
 }
 
 struct StopAt(usize);
