@@ -63,7 +63,7 @@ current image and the --checkpoint are written; press Ctrl-C twice to quit at on
 #[command(
     name = "impasto",
     version,
-    about = "Neural style transfer (Gatys et al.) on the CPU: repaints CONTENT in the style of the STYLE images.",
+    about = "Neural style transfer (Gatys et al.), CPU or GPU: repaints CONTENT in the style of the STYLE images",
     long_about = None,
     after_help = AFTER_HELP,
     max_term_width = 100,

@@ -9,7 +9,7 @@ fn help() {
     assert_eq!(out.code, Some(0));
     assert!(out.stderr.is_empty());
     insta::assert_snapshot!(out.stdout, @"
-    Neural style transfer (Gatys et al.) on the CPU: repaints CONTENT in the style of the STYLE images.
+    Neural style transfer (Gatys et al.), CPU or GPU: repaints CONTENT in the style of the STYLE images
 
     Usage: impasto [OPTIONS] --output <OUT> <CONTENT> <STYLE>...
            impasto <COMMAND>
