@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use impasto_gpu::GpuHistory;
 
 use super::all_finite;
+use super::projected::{free_gradient, mask_direction, new_pair, trial};
 use super::vector::{axpy, dot, scale};
 
 /// What one L-BFGS iteration did.
@@ -40,6 +41,18 @@ pub(crate) struct Lbfgs {
     /// Largest pixel change of the next step taken without curvature pairs; doubles after each
     /// accepted one, since near the content image the loss is often concave along −g.
     pub(crate) sd_step: f64,
+    /// Image-sized buffers of the last step, reused by the next so that a step allocates nothing.
+    spare: Spare,
+}
+
+/// Buffers a step reuses: the direction, the trial point and the pair's s and y (whose contents
+/// never carry over: each pass overwrites them whole).
+#[derive(Debug, Default)]
+struct Spare {
+    d: Vec<f32>,
+    x_new: Vec<f32>,
+    s: Vec<f32>,
+    y: Vec<f32>,
 }
 
 /// One correction pair as saved: s, y (borrowed on the host, read back from a GPU) and ρ = 1/yᵀs.
@@ -75,6 +88,7 @@ impl Lbfgs {
             hi: 1.0,
             pairs: Pairs::Host { s: VecDeque::new(), y: VecDeque::new(), rho: VecDeque::new() },
             sd_step: FIRST_STEP,
+            spare: Spare::default(),
         }
     }
 
@@ -101,6 +115,7 @@ impl Lbfgs {
         #[cfg(feature = "gpu")]
         self.move_to_host();
         let history = self.history;
+        self.spare = Spare::default();
         match &mut self.pairs {
             Pairs::Host { s, y, rho } => keep_newest(s, y, rho, keep),
             // Not reached: `move_to_host` above left them on the host.
@@ -145,8 +160,9 @@ impl Lbfgs {
         match &mut self.pairs {
             Pairs::Host { s, y, rho } => {
                 if s.len() == self.history {
-                    s.pop_front();
-                    y.pop_front();
+                    // The dropped pair's memory serves the next step's s and y.
+                    (self.spare.s, self.spare.y) =
+                        (s.pop_front().unwrap_or_default(), y.pop_front().unwrap_or_default());
                     rho.pop_front();
                 }
                 rho.push_back(rho_new);
@@ -155,7 +171,11 @@ impl Lbfgs {
                 Ok(())
             }
             #[cfg(feature = "gpu")]
-            Pairs::Gpu { ring, error } => ring.restore(&s_new, &y_new, rho_new).map_err(|e| keep(error, e)),
+            Pairs::Gpu { ring, error } => {
+                let uploaded = ring.restore(&s_new, &y_new, rho_new).map_err(|e| keep(error, e));
+                (self.spare.s, self.spare.y) = (s_new, y_new);
+                uploaded
+            }
         }
     }
 
@@ -231,12 +251,21 @@ impl Lbfgs {
         }
     }
 
-    /// The quasi-Newton direction `-H·g` from the two-loop recursion, on the host or the GPU.
-    fn direction(&self, g: &[f32]) -> Result<Vec<f32>, String> {
+    /// The quasi-Newton direction `−H·g_free` (`g_free`: the gradient `g` at `x` with the active
+    /// values zeroed) from the two-loop recursion, on the host (in `buffer`'s memory) or the GPU.
+    fn direction(&self, x: &[f32], g: &[f32], mut buffer: Vec<f32>) -> Result<Vec<f32>, String> {
+        let (lo, hi) = (self.lo, self.hi);
         match &self.pairs {
-            Pairs::Host { s, y, rho } => Ok(host_direction(s, y, rho, g)),
+            Pairs::Host { s, y, rho } => {
+                free_gradient(x, g, lo, hi, true, &mut buffer);
+                host_direction(s, y, rho, &mut buffer);
+                Ok(buffer)
+            }
             #[cfg(feature = "gpu")]
-            Pairs::Gpu { ring, error } => ring.direction(g).map_err(|e| keep(error, e)),
+            Pairs::Gpu { ring, error } => {
+                free_gradient(x, g, lo, hi, false, &mut buffer);
+                ring.direction(&buffer).map_err(|e| keep(error, e))
+            }
         }
     }
 
@@ -250,63 +279,60 @@ impl Lbfgs {
         mut eval: impl FnMut(&[f32]) -> (f64, Vec<f32>),
     ) -> LbfgsStep {
         let (lo, hi) = (self.lo, self.hi);
-        let active: Vec<bool> = x
-            .iter()
-            .zip(g.iter())
-            .map(|(&xi, &gi)| (xi <= lo && gi > 0.0) || (xi >= hi && gi < 0.0))
-            .collect();
-        let g_free: Vec<f32> = g.iter().zip(&active).map(|(&gi, &a)| if a { 0.0 } else { gi }).collect();
-        let Ok(mut d) = self.direction(&g_free) else { return LbfgsStep::NonFinite };
-        for (di, &a) in d.iter_mut().zip(&active) {
-            if a {
-                *di = 0.0;
-            }
-        }
-        let mut gtd = dot(g, &d);
+        let buffer = std::mem::take(&mut self.spare.d);
+        let Ok(mut d) = self.direction(x, g, buffer) else { return LbfgsStep::NonFinite };
+        let (mut gtd, mut dmax) = mask_direction(x, g, lo, hi, &mut d);
         if gtd >= 0.0 || !gtd.is_finite() {
             // Not a descent direction: forget the history and use projected steepest descent.
             self.clear();
-            d = g_free.iter().map(|v| -v).collect();
-            gtd = dot(g, &d);
+            free_gradient(x, g, lo, hi, true, &mut d);
+            (gtd, dmax) = mask_direction(x, g, lo, hi, &mut d);
             if gtd >= 0.0 {
+                self.spare.d = d;
                 return LbfgsStep::Converged;
             }
         }
-        let dmax = d.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
         // Without curvature information, take a steepest-descent step that moves no pixel by more
         // than `sd_step` (torch's 1/|g|₁ shrinks with the pixel count and stalls large images).
         let steepest = self.len() == 0;
         let mut t = if steepest { self.sd_step / dmax.max(1e-30) } else { 1.0 };
         let mut any_finite = false;
+        let (mut x_new, mut s) = (std::mem::take(&mut self.spare.x_new), std::mem::take(&mut self.spare.s));
         for _ in 0..=MAX_BACKTRACK {
             if t * dmax < MIN_STEP {
                 break;
             }
-            let x_new: Vec<f32> =
-                x.iter().zip(&d).map(|(&xi, &di)| (xi + (t as f32) * di).clamp(lo, hi)).collect();
-            let s: Vec<f32> = x_new.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
-            if s.iter().all(|v| (v.abs() as f64) < MIN_STEP) {
+            let trial = trial((x, g, &d), t as f32, (lo, hi), MIN_STEP, &mut x_new, &mut s);
+            if trial.negligible {
                 break;
             }
             let (f_new, g_new) = eval(&x_new);
             let finite = f_new.is_finite() && all_finite(&g_new);
             any_finite |= finite;
-            if finite && f_new <= *f + 1e-4 * dot(g, &s).min(0.0) {
-                let y: Vec<f32> = g_new.iter().zip(g.iter()).map(|(a, b)| a - b).collect();
+            if finite && f_new <= *f + 1e-4 * trial.gs.min(0.0) {
+                let mut y = std::mem::take(&mut self.spare.y);
+                let ys = new_pair(&g_new, g, &s, &mut y);
                 if steepest {
                     self.sd_step = (2.0 * t * dmax).min(MAX_SD_STEP);
                 }
-                let ys = dot(&y, &s);
-                if ys > 1e-10 && self.push_pair(s, y, ys).is_err() {
-                    return LbfgsStep::NonFinite;
+                self.spare.d = d;
+                if ys > 1e-10 {
+                    if self.push_pair(s, y, ys).is_err() {
+                        self.spare.x_new = x_new;
+                        return LbfgsStep::NonFinite;
+                    }
+                } else {
+                    (self.spare.s, self.spare.y) = (s, y);
                 }
-                *x = x_new;
+                // The old point's buffers serve the next step's trial point and pair.
+                self.spare.x_new = std::mem::replace(x, x_new);
+                self.spare.y = std::mem::replace(g, g_new);
                 *f = f_new;
-                *g = g_new;
                 return LbfgsStep::Moved;
             }
             t *= 0.5;
         }
+        (self.spare.d, self.spare.x_new, self.spare.s) = (d, x_new, s);
         if steepest {
             self.sd_step = FIRST_STEP;
         }
@@ -327,30 +353,24 @@ fn keep_newest(s: &mut VecDeque<Vec<f32>>, y: &mut VecDeque<Vec<f32>>, rho: &mut
     rho.drain(..old);
 }
 
-/// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first).
+/// The two-loop recursion on the host over the pairs `s`, `y`, `rho` (oldest first): `q` holds
+/// `−g` and becomes `−H·g`.
 #[allow(clippy::needless_range_loop)] // the recursion is stated with indices in Nocedal & Wright
-fn host_direction(
-    s: &VecDeque<Vec<f32>>,
-    y: &VecDeque<Vec<f32>>,
-    rho: &VecDeque<f64>,
-    g: &[f32],
-) -> Vec<f32> {
-    let mut q: Vec<f32> = g.iter().map(|v| -v).collect();
+fn host_direction(s: &VecDeque<Vec<f32>>, y: &VecDeque<Vec<f32>>, rho: &VecDeque<f64>, q: &mut [f32]) {
     let k = s.len();
     let mut alpha = vec![0.0f64; k];
     for i in (0..k).rev() {
-        alpha[i] = rho[i] * dot(&s[i], &q);
-        axpy(-(alpha[i] as f32), &y[i], &mut q);
+        alpha[i] = rho[i] * dot(&s[i], q);
+        axpy(-(alpha[i] as f32), &y[i], q);
     }
     if k > 0 {
         let gamma = (dot(&s[k - 1], &y[k - 1]) / dot(&y[k - 1], &y[k - 1])) as f32;
-        scale(gamma, &mut q);
+        scale(gamma, q);
     }
     for i in 0..k {
-        let beta = rho[i] * dot(&y[i], &q);
-        axpy((alpha[i] - beta) as f32, &s[i], &mut q);
+        let beta = rho[i] * dot(&y[i], q);
+        axpy((alpha[i] - beta) as f32, &s[i], q);
     }
-    q
 }
 
 /// Keeps the first GPU error of a run in its slot; returns its text.

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 /// Values per chunk: the unit of parallel work and of the summation order (128 KiB of f32).
-const CHUNK: usize = 1 << 15;
+pub(super) const CHUNK: usize = 1 << 15;
 /// Independent accumulators within a chunk (breaks the add-latency chain; vectorises).
 const LANES: usize = 8;
 
@@ -21,7 +21,8 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
     partial.iter().sum()
 }
 
-fn dot_chunk(a: &[f32], b: &[f32]) -> f64 {
+/// One chunk's share of [`dot`]: eight f64 lanes, then their sum and the tail's.
+pub(super) fn dot_chunk(a: &[f32], b: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = a8.remainder().iter().zip(b8.remainder()).map(|(&x, &y)| x as f64 * y as f64).sum();
