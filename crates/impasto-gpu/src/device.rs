@@ -108,14 +108,32 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
 
 fn enumerate() -> Vec<wgpu::Adapter> {
     let inst = instance();
-    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+    let mut all: Vec<wgpu::Adapter> = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
         .into_iter()
         .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
-        .collect()
+        .collect();
+    // Stable: the loader's order within a kind.
+    all.sort_by_key(|a| preference(a.get_info().device_type));
+    all
 }
 
-/// Every compute-capable adapter of the machine, in a stable order. Empty without a driver (no
-/// Vulkan loader, no ICD): never a panic.
+/// Where adapters of a kind come in the list (lower first): discrete cards, then integrated ones,
+/// then the rest, software rasterisers last. The Vulkan loader lists the GPU driving the display
+/// first (Mesa's device-select layer does so on purpose), which on a laptop with two is the
+/// integrated one, while the first hardware adapter is what `auto` takes.
+fn preference(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Every compute-capable adapter of the machine, in a stable order: discrete GPUs first, then
+/// integrated, virtual and other ones, software rasterisers last; within a kind, as the driver
+/// loader lists them. Empty without a driver (no Vulkan loader, no ICD): never a panic.
 pub fn adapters() -> Vec<AdapterSummary> {
     enumerate().iter().enumerate().map(|(i, a)| summary(i, a)).collect()
 }
@@ -507,5 +525,32 @@ impl Gpu {
 
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
         self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("impasto") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preference;
+    use wgpu::DeviceType as T;
+
+    /// A hybrid laptop as the loader lists it (the display's integrated GPU first), with lavapipe:
+    /// the discrete card comes first, the software rasteriser last, each kind in the loader's order.
+    #[test]
+    fn discrete_adapters_come_first_and_software_ones_last() {
+        let mut listed = [
+            (T::IntegratedGpu, "Intel Vulkan"),
+            (T::Cpu, "llvmpipe"),
+            (T::DiscreteGpu, "NVIDIA Vulkan"),
+            (T::Other, "other"),
+            (T::IntegratedGpu, "Intel DX12"),
+            (T::VirtualGpu, "virtio"),
+            (T::DiscreteGpu, "NVIDIA DX12"),
+        ];
+        listed.sort_by_key(|a| preference(a.0));
+        let names: Vec<&str> = listed.iter().map(|a| a.1).collect();
+        assert_eq!(
+            names,
+            ["NVIDIA Vulkan", "NVIDIA DX12", "Intel Vulkan", "Intel DX12", "virtio", "other", "llvmpipe"]
+        );
     }
 }
