@@ -100,6 +100,12 @@ pub struct RunTilesArgs {
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
     pub round: Option<u32>,
 
+    /// Where this process's tiles run, whatever the planned command line said: cpu, auto (a hardware
+    /// GPU if there is one, else the CPU), gpu or gpu:N (see `impasto devices`) [default: the
+    /// planned run's]
+    #[arg(long, value_name = "auto|cpu|gpu|gpu:N", value_parser = crate::devices::parse_device)]
+    pub device: Option<impasto::Device>,
+
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -265,6 +271,11 @@ fn open_job(dir: &Path, env: &Env, quiet: bool) -> Result<(TileJob, impasto::ima
 fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> {
     let dir = absolute(&a.job)?;
     let (job, base, mut s) = open_job(&dir, env, a.quiet)?;
+    // The device is not part of a job's result (its fingerprint), so each machine takes its own.
+    if let Some(device) = a.device {
+        (s.config.device, s.device_given) = (device, true);
+    }
+    s.config.device = crate::devices::settle(s.config.device, s.device_given && s.display != Display::Quiet)?;
     let n = job.plan.len();
     let indices: Vec<usize> = if a.index.is_empty() {
         let shard = shard_from(a.shard.as_deref(), a.shard_count, shard_env)?;

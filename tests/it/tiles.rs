@@ -1,7 +1,8 @@
 //! Print sizes with tiny weights: `--tile` runs end to end, `impasto tiles plan|run|stitch` in
 //! separate processes gives the pixels of the in-process tiled run, in two coupled rounds or one
 //! (reruns skip finished tiles; a round waits for the one before), and
-//! tiles or memory budgets too small are refused on one line before any work.
+//! tiles or memory budgets too small are refused on one line before any work, and a job's tiles run
+//! on the device of the process that takes them.
 
 use crate::common::{Run, Sandbox, TINY_LAYERS, signal, tiny, wait_with_timeout};
 
@@ -108,6 +109,34 @@ fn tiled_runs_and_tile_jobs_in_separate_processes_give_the_same_pixels() {
     assert!(all.stderr.contains("tiles: 4 optimised here, 4 of 4 finished; stitch with"), "{}", all.stderr);
     ok(sb.run(&["tiles", "stitch", "--job", "job1"]));
     assert_eq!(pixels(&sb, "t1.png"), pixels(&sb, "one.png"));
+}
+
+/// A job planned on the CPU takes its tiles on a GPU where `tiles run --device` says so (the device
+/// is not part of a job's result): the stitched image is the CPU run's to within the two engines'
+/// rounding, not its bits; an adapter that does not exist is one line.
+#[test]
+fn tile_jobs_take_the_device_of_the_process_that_runs_them() {
+    let sb = sandbox();
+    ok(sb.run(&args(&["-o", "cpu.png", "--tile-rounds", "1"])));
+    ok(sb.run(
+        &[&["tiles", "plan", "--job", "job"][..], &args(&["-o", "gpu.png", "--tile-rounds", "1"])].concat(),
+    ));
+    // Vulkan's loader wants a runtime folder.
+    let on = |device: &str| {
+        let mut cmd = sb.cmd();
+        cmd.args(["tiles", "run", "--job", "job", "--device", device]).env("XDG_RUNTIME_DIR", sb.root());
+        Run::from(cmd.output().expect("run impasto"))
+    };
+    let missing = on("gpu:99");
+    assert_eq!(missing.code, Some(1), "{}", missing.stderr);
+    assert!(missing.error_line(1).contains("there is no GPU adapter gpu:99"), "{}", missing.stderr);
+    let run = ok(on("gpu:0"));
+    assert!(run.stderr.contains("tiles: 4 optimised here, 4 of 4 finished"), "{}", run.stderr);
+    ok(sb.run(&["tiles", "stitch", "--job", "job"]));
+    let (gpu, cpu) = (pixels(&sb, "gpu.png"), pixels(&sb, "cpu.png"));
+    assert_ne!(gpu, cpu, "the tiles ran on the CPU");
+    let worst = gpu.iter().zip(&cpu).map(|(&a, &b)| a.abs_diff(b)).max().unwrap_or(0);
+    assert!(worst <= 8, "the GPU's tiles differ from the CPU's by {worst} of 65535");
 }
 
 #[test]
