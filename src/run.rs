@@ -43,7 +43,7 @@ pub struct Ran {
 /// Runs resolved settings (`impasto batch` runs each job this way; `save.metadata` entries of the
 /// settings are written after the parameters).
 pub fn run_settings(mut s: Settings) -> Result<Ran> {
-    s.config.device = crate::devices::settle(s.config.device, s.device_given && s.display != Display::Quiet)?;
+    s.settle_device()?;
     impasto::check_writable(&s.output)?;
     s.save.check(&s.output)?;
     // Downloading comes before the Ctrl-C handler: a Ctrl-C then ends it at once, and the partial

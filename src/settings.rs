@@ -407,6 +407,14 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
 }
 
 impl Settings {
+    /// Settles `--device` before the work starts: `auto` becomes `gpu:N` or `cpu`, saying so on
+    /// stderr when it was asked for and the display is not quiet ([`crate::devices::settle`]).
+    pub fn settle_device(&mut self) -> Result<()> {
+        let announce = self.device_given && self.display != Display::Quiet;
+        self.config.device = crate::devices::settle(self.config.device, announce)?;
+        Ok(())
+    }
+
     /// Switches the run to the built-in compact VGG-16: its default style layers (relu1_1..relu4_1)
     /// unless `--style-layers` was given, and a check that every layer is one it has.
     pub fn use_builtin(&mut self) -> Result<()> {

@@ -209,6 +209,7 @@ fn load_net(s: &mut Settings, inputs: &mut Inputs) -> Result<Vgg> {
 fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
     let recorded = recorded_args();
     let mut s = settings::resolve(a.run, env)?;
+    s.settle_device()?;
     let Some(tile) = s.config.tile else {
         bail!("impasto tiles plan needs --tile PX: the side of the tiles of the last scale");
     };
@@ -275,7 +276,7 @@ fn run_tiles(a: RunTilesArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome
     if let Some(device) = a.device {
         (s.config.device, s.device_given) = (device, true);
     }
-    s.config.device = crate::devices::settle(s.config.device, s.device_given && s.display != Display::Quiet)?;
+    s.settle_device()?;
     let n = job.plan.len();
     let indices: Vec<usize> = if a.index.is_empty() {
         let shard = shard_from(a.shard.as_deref(), a.shard_count, shard_env)?;
