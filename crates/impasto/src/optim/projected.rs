@@ -40,16 +40,10 @@ fn largest_abs(v: &[f32]) -> (f32, bool) {
     (m.iter().fold(0.0f32, |a, &b| if b > a { b } else { a }), nan)
 }
 
-/// Makes `out` as long as `n` (its old values are all overwritten by the caller's pass).
-fn fit(out: &mut Vec<f32>, n: usize) {
-    out.truncate(n);
-    out.resize(n, 0.0);
-}
-
 /// `out` = `g` with the active values zeroed, or its negation (`negate`).
 pub(super) fn free_gradient(x: &[f32], g: &[f32], lo: f32, hi: f32, negate: bool, out: &mut Vec<f32>) {
     assert_eq!(x.len(), g.len(), "free gradient of vectors of different lengths");
-    fit(out, x.len());
+    out.resize(x.len(), 0.0); // the pass overwrites every value
     let sign = if negate { -1.0 } else { 1.0 };
     out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(
         move |((o, x), g)| {
@@ -75,8 +69,7 @@ pub(super) fn mask_direction(x: &[f32], g: &[f32], lo: f32, hi: f32, d: &mut [f3
             (dot_chunk(g, d), largest_abs(d).0 as f64)
         })
         .collect();
-    let gtd: Vec<f64> = parts.iter().map(|p| p.0).collect();
-    (gtd.iter().sum(), parts.iter().fold(0.0, |m, p| m.max(p.1)))
+    (parts.iter().map(|p| p.0).sum(), parts.iter().fold(0.0, |m, p| m.max(p.1)))
 }
 
 /// What a trial point's pass found.
@@ -98,8 +91,8 @@ pub(super) fn trial(
     s: &mut Vec<f32>,
 ) -> Trial {
     assert!(x.len() == g.len() && g.len() == d.len(), "a trial point from vectors of different lengths");
-    fit(x_new, x.len());
-    fit(s, x.len());
+    x_new.resize(x.len(), 0.0); // the pass overwrites every value of both
+    s.resize(x.len(), 0.0);
     let parts: Vec<(f64, bool)> = x_new
         .par_chunks_mut(CHUNK)
         .zip(s.par_chunks_mut(CHUNK))
@@ -117,14 +110,13 @@ pub(super) fn trial(
             (dot_chunk(g, s), !nan && (largest as f64) < min_step)
         })
         .collect();
-    let gs: Vec<f64> = parts.iter().map(|p| p.0).collect();
-    Trial { gs: gs.iter().sum(), negligible: parts.iter().all(|p| p.1) }
+    Trial { gs: parts.iter().map(|p| p.0).sum(), negligible: parts.iter().all(|p| p.1) }
 }
 
 /// `y` = `g_new` − `g`; returns yᵀs.
 pub(super) fn new_pair(g_new: &[f32], g: &[f32], s: &[f32], y: &mut Vec<f32>) -> f64 {
     assert!(g_new.len() == g.len() && g.len() == s.len(), "a pair from vectors of different lengths");
-    fit(y, g.len());
+    y.resize(g.len(), 0.0); // the pass overwrites every value
     let parts: Vec<f64> = y
         .par_chunks_mut(CHUNK)
         .zip(g_new.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)).zip(s.par_chunks(CHUNK)))
