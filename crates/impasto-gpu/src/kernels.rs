@@ -316,6 +316,108 @@ fn compile_all(
         .collect()
 }
 
+/// One pipeline to compile: its kernel's name, its WGSL source, its entry point.
+pub(crate) type Job = (&'static str, String, &'static str);
+
+/// What [`Kernels::build`] compiles, in order: the GEMM forms (each with its variant and form in
+/// `forms`), the narrow convolution, then the entries of `OP_ENTRIES`, `HISTORY_ENTRIES` and
+/// `WINOGRAD_ENTRIES`.
+pub(crate) struct Jobs {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) forms: Vec<(Gemm, Form)>,
+}
+
+/// The pipelines a device with `memory` bytes of workgroup memory compiles for `options`,
+/// `small_tiles` and `tune` (see [`Kernels::build`]), without a device.
+pub(crate) fn jobs(options: &GpuOptions, small_tiles: bool, tune: bool, memory: u32) -> Jobs {
+    let (broken, tile) = (options.faults.broken_kernel.as_deref(), options.gemm_tile);
+    let asked = tile;
+    let source = |kernel: &str, src: String| {
+        if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
+    };
+    let gemm_src = |kernel: &str, load: &str, (pipelined, prefetch): (bool, bool)| {
+        let batched = kernel == "winograd";
+        let tile8 = format!(
+            "const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};\nconst BATCHED = {batched};"
+        );
+        source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8))
+    };
+    let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
+    let conv =
+        |per_value: bool| format!("{A_PLAIN}\n{}\n{LOAD_CONV}", if per_value { BLOCK16 } else { BLOCK_TAPS });
+    let mut tiles = if tune {
+        [
+            GemmTile::Outputs8x8,
+            GemmTile::Outputs8x8Pipelined,
+            GemmTile::Outputs8x8Prefetch,
+            GemmTile::Outputs4x4,
+            GemmTile::Outputs8x8Tile128,
+            GemmTile::Outputs8x8Tile64x128,
+        ]
+        .into_iter()
+        .map(Tile::Big)
+        .collect()
+    } else {
+        vec![Tile::Big(tile)]
+    };
+    if small_tiles {
+        tiles.push(Tile::Small);
+    }
+    let stagings = if tune { vec![false, true] } else { vec![options.im2col_per_value] };
+    // The GEMM forms first, in `forms` order.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut forms = Vec::new();
+    for (kind, kernel) in [
+        (Gemm::Plain, "gemm"),
+        (Gemm::Gram, "gram"),
+        (Gemm::Conv, "conv3x3"),
+        (Gemm::CropGram, "gram_crop"),
+        (Gemm::Batch, "winograd"),
+    ] {
+        for &tile in &tiles {
+            let per_values = if kind == Gemm::Conv { stagings.clone() } else { vec![false] };
+            for per_value in per_values {
+                // A form the adapter's workgroup memory cannot hold is only left out of the
+                // choice; the form the options name is built (and fails) as asked.
+                let bk = if kind == Gemm::Conv && !per_value { 18 } else { 16 };
+                if tune && tile != Tile::Big(asked) && workgroup_bytes(tile, bk) > memory {
+                    continue;
+                }
+                let load = match kind {
+                    Gemm::Plain => plain_a(LOAD_PLAIN),
+                    Gemm::Gram => plain_a(LOAD_GRAM),
+                    Gemm::Conv => conv(per_value),
+                    Gemm::CropGram => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}"),
+                    Gemm::Batch => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_BATCH}"),
+                };
+                let (entry, staging) = match tile {
+                    Tile::Big(GemmTile::Outputs8x8) => ("tile8", (false, false)),
+                    Tile::Big(GemmTile::Outputs8x8Pipelined) => ("tile8", (true, false)),
+                    Tile::Big(GemmTile::Outputs8x8Prefetch) => ("tile8", (false, true)),
+                    Tile::Big(GemmTile::Outputs4x4) => ("main", (false, false)),
+                    Tile::Big(GemmTile::Outputs8x8Tile128) => ("tile8w", (false, false)),
+                    Tile::Big(GemmTile::Outputs8x8Tile64x128) => ("tile8m", (false, false)),
+                    Tile::Small => ("tile4", (false, false)),
+                };
+                jobs.push((kernel, gemm_src(kernel, &load, staging), entry));
+                forms.push((kind, Form { tile, per_value }));
+            }
+        }
+    }
+    let narrow_src = gemm_src("conv3x3_narrow", &conv(options.im2col_per_value), (false, false));
+    jobs.push(("conv3x3_narrow", narrow_src, "narrow"));
+    for e in OP_ENTRIES {
+        jobs.push((e, source(e, format!("{PARAMS}{OPS}")), e));
+    }
+    for e in HISTORY_ENTRIES {
+        jobs.push((e, source(e, format!("{PARAMS}{HISTORY}")), e));
+    }
+    for e in WINOGRAD_ENTRIES {
+        jobs.push((e, source(e, format!("{PARAMS}{WINOGRAD}")), e));
+    }
+    Jobs { jobs, forms }
+}
+
 impl Kernels {
     /// Compiles every kernel as `options` ask: `faults.broken_kernel` names one whose source is made
     /// invalid (fault injection); `loop_counters` keeps naga's per-loop counters (see
@@ -329,95 +431,9 @@ impl Kernels {
         small_tiles: bool,
         tune: bool,
     ) -> Result<Kernels> {
-        let (broken, tile) = (options.faults.broken_kernel.as_deref(), options.gemm_tile);
-        let asked = tile;
         let t = Target { device, adapter, loop_counters: options.loop_counters };
-        let source = |kernel: &str, src: String| {
-            if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
-        };
-        let gemm_src = |kernel: &str, load: &str, (pipelined, prefetch): (bool, bool)| {
-            let batched = kernel == "winograd";
-            let tile8 = format!(
-                "const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};\nconst BATCHED = {batched};"
-            );
-            source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8))
-        };
-        let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
-        let conv = |per_value: bool| {
-            format!("{A_PLAIN}\n{}\n{LOAD_CONV}", if per_value { BLOCK16 } else { BLOCK_TAPS })
-        };
-        let mut tiles = if tune {
-            [
-                GemmTile::Outputs8x8,
-                GemmTile::Outputs8x8Pipelined,
-                GemmTile::Outputs8x8Prefetch,
-                GemmTile::Outputs4x4,
-                GemmTile::Outputs8x8Tile128,
-                GemmTile::Outputs8x8Tile64x128,
-            ]
-            .into_iter()
-            .map(Tile::Big)
-            .collect()
-        } else {
-            vec![Tile::Big(tile)]
-        };
-        if small_tiles {
-            tiles.push(Tile::Small);
-        }
-        let stagings = if tune { vec![false, true] } else { vec![options.im2col_per_value] };
-        // Every pipeline as (kernel, source, entry point), compiled together below; the GEMM forms
-        // first, in `forms` order.
-        let mut jobs: Vec<(&'static str, String, &'static str)> = Vec::new();
-        let mut forms = Vec::new();
-        for (kind, kernel) in [
-            (Gemm::Plain, "gemm"),
-            (Gemm::Gram, "gram"),
-            (Gemm::Conv, "conv3x3"),
-            (Gemm::CropGram, "gram_crop"),
-            (Gemm::Batch, "winograd"),
-        ] {
-            for &tile in &tiles {
-                let per_values = if kind == Gemm::Conv { stagings.clone() } else { vec![false] };
-                for per_value in per_values {
-                    // A form the adapter's workgroup memory cannot hold is only left out of the
-                    // choice; the form the options name is built (and fails) as asked.
-                    let bk = if kind == Gemm::Conv && !per_value { 18 } else { 16 };
-                    let memory = device.limits().max_compute_workgroup_storage_size;
-                    if tune && tile != Tile::Big(asked) && workgroup_bytes(tile, bk) > memory {
-                        continue;
-                    }
-                    let load = match kind {
-                        Gemm::Plain => plain_a(LOAD_PLAIN),
-                        Gemm::Gram => plain_a(LOAD_GRAM),
-                        Gemm::Conv => conv(per_value),
-                        Gemm::CropGram => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_CROP_GRAM}"),
-                        Gemm::Batch => format!("{BLOCK16}\n{NO_TAPS}\n{LOAD_BATCH}"),
-                    };
-                    let (entry, staging) = match tile {
-                        Tile::Big(GemmTile::Outputs8x8) => ("tile8", (false, false)),
-                        Tile::Big(GemmTile::Outputs8x8Pipelined) => ("tile8", (true, false)),
-                        Tile::Big(GemmTile::Outputs8x8Prefetch) => ("tile8", (false, true)),
-                        Tile::Big(GemmTile::Outputs4x4) => ("main", (false, false)),
-                        Tile::Big(GemmTile::Outputs8x8Tile128) => ("tile8w", (false, false)),
-                        Tile::Big(GemmTile::Outputs8x8Tile64x128) => ("tile8m", (false, false)),
-                        Tile::Small => ("tile4", (false, false)),
-                    };
-                    jobs.push((kernel, gemm_src(kernel, &load, staging), entry));
-                    forms.push((kind, Form { tile, per_value }));
-                }
-            }
-        }
-        let narrow_src = gemm_src("conv3x3_narrow", &conv(options.im2col_per_value), (false, false));
-        jobs.push(("conv3x3_narrow", narrow_src, "narrow"));
-        for e in OP_ENTRIES {
-            jobs.push((e, source(e, format!("{PARAMS}{OPS}")), e));
-        }
-        for e in HISTORY_ENTRIES {
-            jobs.push((e, source(e, format!("{PARAMS}{HISTORY}")), e));
-        }
-        for e in WINOGRAD_ENTRIES {
-            jobs.push((e, source(e, format!("{PARAMS}{WINOGRAD}")), e));
-        }
+        let memory = device.limits().max_compute_workgroup_storage_size;
+        let Jobs { jobs, forms } = jobs(options, small_tiles, tune, memory);
         let mut pipelines = compile_all(&t, &jobs)?.into_iter();
         let gemm: Vec<_> = forms.into_iter().zip(pipelines.by_ref()).map(|((k, f), p)| (k, f, p)).collect();
         let conv_narrow = pipelines.next().ok_or_else(|| GpuError::Shader {
@@ -435,7 +451,7 @@ impl Kernels {
         });
         Ok(Kernels {
             gemm,
-            tile,
+            tile: options.gemm_tile,
             small: small_tiles,
             per_value: options.im2col_per_value,
             tune,

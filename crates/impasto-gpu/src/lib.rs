@@ -14,6 +14,8 @@
 //! summed in order; no atomics), so one device and driver give the same bits run after run.
 //! Nothing here prints, reads the environment or exits; errors are [`GpuError`].
 
+#[cfg(test)]
+mod backends;
 mod blocks;
 mod device;
 mod error;
