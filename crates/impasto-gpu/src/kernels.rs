@@ -242,7 +242,14 @@ fn pipeline(
         layout: None,
         module: &module,
         entry_point: Some(entry),
-        compilation_options: Default::default(),
+        // No zeroing of workgroup memory at every workgroup's start (WebGPU's default, which the
+        // driver or naga then does for every workgroup): every kernel writes each workgroup slot
+        // it reads, in the same block and before the barrier that precedes the read, and a GEMM
+        // workgroup of a small K would spend a noticeable part of its time clearing 17–34 KiB.
+        compilation_options: wgpu::PipelineCompilationOptions {
+            zero_initialize_workgroup_memory: false,
+            ..Default::default()
+        },
         cache: None,
     });
     if let Some(e) = pollster::block_on(validation.pop()) {
