@@ -16,7 +16,8 @@ const AFTER_HELP: &str = "\
 Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
 style-transfer iteration (forward to relu5_1, content and style losses, backward to the input) with
 the fastest and slowest, the effective GFLOP/s (direct-convolution FLOPs over the median time) and
-the peak resident memory (n/a where the system does not tell it).
+the peak resident memory (n/a where the system does not tell it); on a GPU also the GPU memory
+impasto holds there during an iteration (weights, buffers, one read-back; without the driver's own).
 
 Examples:
   impasto bench
@@ -113,8 +114,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         out(&json!({ "kind": "sgemm", "threads": threads, "gflops": sgemm }).to_string());
     } else {
         out(&format!("sgemm 512x1024x4608 on {threads} threads: {sgemm:.1} GFLOP/s"));
+        let gpu = if device == impasto::Device::Cpu { "" } else { "  GPU memory" };
         out(&format!(
-            "{:<6} {:>5}  {:<26} {:>8}  {:>9}",
+            "{:<6} {:>5}  {:<26} {:>8}  {:>9}{gpu}",
             "model", "size", "s/iteration (min–max)", "GFLOP/s", "peak RSS"
         ));
     }
@@ -272,6 +274,7 @@ fn json_line(r: &BenchResult, peak: Option<u64>) -> String {
         "flops": r.flops,
         "gflops": r.gflops,
         "peak_rss_bytes": peak,
+        "gpu_bytes": r.gpu_bytes,
         "tuning_rounds": r.tuning_rounds,
     })
     .to_string()
@@ -321,7 +324,8 @@ fn tuned_lines(spec: &BenchSpec, r: &BenchResult, json: bool) -> Vec<String> {
 fn table_row(r: &BenchResult, peak: Option<u64>) -> String {
     let times = format!("{} ({}–{})", secs(r.median_s), secs(r.min_s), secs(r.max_s));
     let peak = peak.map_or_else(|| "n/a".to_string(), |b| format!("{} MiB", b >> 20));
-    format!("{:<6} {:>5}  {times:<26} {:>8.1}  {peak:>9}", r.spec.arch.name(), r.spec.size, r.gflops)
+    let gpu = r.gpu_bytes.map_or_else(String::new, |b| format!("  {:>10}", format!("{} MiB", b >> 20)));
+    format!("{:<6} {:>5}  {times:<26} {:>8.1}  {peak:>9}{gpu}", r.spec.arch.name(), r.spec.size, r.gflops)
 }
 
 /// Seconds with three significant digits: `12.3`, `0.412`, `0.00213`.
@@ -384,12 +388,21 @@ mod tests {
             gflops: 20.0,
             tuning_rounds: 0,
             tuned: Vec::new(),
+            gpu_bytes: None,
         };
         assert_eq!(
             table_row(&r, Some(300 << 20)),
             "vgg19    512  0.500 (0.450–0.610)            20.0    300 MiB"
         );
         assert_eq!(table_row(&r, None), "vgg19    512  0.500 (0.450–0.610)            20.0        n/a");
+        // On a GPU, its memory under the header's last column ("peak RSS  GPU memory").
+        let gpu = BenchResult { gpu_bytes: Some(402 << 20), ..r.clone() };
+        assert_eq!(
+            table_row(&gpu, Some(300 << 20)),
+            "vgg19    512  0.500 (0.450–0.610)            20.0    300 MiB     402 MiB"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json_line(&gpu, None)).unwrap();
+        assert_eq!(j["gpu_bytes"].as_u64(), Some(402 << 20));
         let j: serde_json::Value = serde_json::from_str(&json_line(&r, None)).unwrap();
         assert_eq!(
             (j["model"].as_str(), j["size"].as_u64(), j["peak_rss_bytes"].is_null()),
@@ -419,6 +432,7 @@ mod tests {
             gflops: 1.0,
             tuning_rounds: 12,
             tuned: vec![tuned],
+            gpu_bytes: None,
         };
         assert_eq!(
             tuned_lines(&spec, &r, false),

@@ -33,7 +33,8 @@ fn bench_help() {
     Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
     style-transfer iteration (forward to relu5_1, content and style losses, backward to the input) with
     the fastest and slowest, the effective GFLOP/s (direct-convolution FLOPs over the median time) and
-    the peak resident memory (n/a where the system does not tell it).
+    the peak resident memory (n/a where the system does not tell it); on a GPU also the GPU memory
+    impasto holds there during an iteration (weights, buffers, one read-back; without the driver's own).
 
     Examples:
       impasto bench
@@ -68,6 +69,7 @@ fn bench_json_lines() {
     assert!(f("min_s") > 0.0 && f("min_s") <= f("median_s") && f("median_s") <= f("max_s"), "{row}");
     assert!(f("gflops") > 0.0 && row["flops"].as_u64().is_some_and(|n| n > 0), "{row}");
     assert_eq!(row["samples_s"].as_array().map(Vec::len), Some(1));
+    assert!(row["gpu_bytes"].is_null(), "{row}");
     if cfg!(target_os = "linux") {
         assert!(row["peak_rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{row}");
     } else {

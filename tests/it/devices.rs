@@ -165,6 +165,11 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     assert!(lbfgs[0].trim_start().starts_with("L-BFGS step on the host, history 100 "), "{}", lbfgs[0]);
     assert!(lbfgs[1].trim_start().starts_with("L-BFGS step, history 100 on the GPU "), "{}", lbfgs[1]);
     assert!(lbfgs.iter().all(|l| l.contains(" ms ") && l.contains("bus per iteration: 0.0 MB")), "{lbfgs:?}");
+    // The table has the GPU memory impasto holds, in MiB.
+    let header = out.stdout.lines().find(|l| l.starts_with("model")).unwrap_or_default();
+    assert!(header.ends_with("peak RSS  GPU memory"), "{}", out.stdout);
+    let row = out.stdout.lines().find(|l| l.starts_with("vgg16")).unwrap_or_default();
+    assert!(row.ends_with(" MiB") && row.matches(" MiB").count() == 2, "{row}");
     let json =
         sb.cmd().args(args).args(gpu).arg("--json").env("XDG_RUNTIME_DIR", sb.root()).output().unwrap();
     let json = crate::common::Run::from(json);
@@ -173,6 +178,11 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
         .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .inspect(|v| {
+            if v["kind"] == "iteration" {
+                assert!(v["gpu_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{v}");
+            }
+        })
         .filter(|v| v["kind"] == "lbfgs_step")
         .map(|v| {
             assert!(v["seconds"].as_f64().is_some_and(|s| s > 0.0), "{v}");

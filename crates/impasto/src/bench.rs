@@ -73,6 +73,11 @@ pub struct BenchResult {
     pub tuning_rounds: usize,
     /// Those products: each form's time and the one chosen (empty where nothing was tuned).
     pub tuned: Vec<crate::GpuTuned>,
+    /// On a GPU, the bytes impasto holds there during an iteration: the network's weights (with
+    /// their flipped and Winograd forms), the objective's buffers and one evaluation's read-back, as
+    /// `impasto_gpu` allocates them (the driver's own padding and context are not counted, as
+    /// PyTorch's `max_memory_allocated` does not count them). `None` on the CPU.
+    pub gpu_bytes: Option<u64>,
 }
 
 /// Median time of one convolution layer, forward (with its fused ReLU) and gradient to the input.
@@ -122,15 +127,23 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
     let (h, w) = (spec.size, spec.size);
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
     let pool = thread_pool(spec.threads)?;
-    let (samples_s, (tuning_rounds, tuned)) = pool.install(|| -> Result<_> {
+    let (samples_s, ((tuning_rounds, tuned), gpu_bytes)) = pool.install(|| -> Result<_> {
         let mut obj = objective(&net, h, w)?;
         obj.use_device(device)?;
+        // A fresh network opens its own device: what it allocated so far is the weights and the
+        // objective; an evaluation adds its read-back, freed when it returns.
+        let held = obj.gpu_allocated_bytes();
         let tuning = obj.gpu_tune(&pixels)?;
         let mut samples = Vec::with_capacity(spec.reps);
+        let mut gpu_bytes = None;
         for i in 0..spec.warmup + spec.reps {
+            let before = obj.gpu_allocated_bytes();
             let t = Instant::now();
             let (losses, grad) = obj.evaluate(&pixels);
             let dt = t.elapsed().as_secs_f64();
+            if let (Some(held), Some(before), Some(after), 0) = (held, before, obj.gpu_allocated_bytes(), i) {
+                gpu_bytes = Some(held + (after - before));
+            }
             if !losses.total().is_finite() {
                 let reason = obj
                     .gpu_error()
@@ -142,7 +155,7 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
                 samples.push(dt);
             }
         }
-        Ok((samples, tuning))
+        Ok((samples, (tuning, gpu_bytes)))
     })?;
     let flops = flops(spec.arch, h, w, DEEPEST)?;
     let (median_s, min_s, max_s) = stats(&samples_s);
@@ -156,6 +169,7 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
         gflops: flops as f64 / median_s / 1e9,
         tuning_rounds,
         tuned,
+        gpu_bytes,
     })
 }
 

@@ -301,7 +301,7 @@ impl GpuContext {
 
     /// Bytes of every buffer the device has allocated since it was opened (see
     /// `impasto_gpu::Gpu::allocated_bytes`).
-    #[cfg(all(test, feature = "gpu"))]
+    #[cfg(feature = "gpu")]
     pub(crate) fn allocated_bytes(&self) -> u64 {
         self.net.gpu().allocated_bytes()
     }

@@ -131,6 +131,16 @@ impl<'a> Objective<'a> {
         None
     }
 
+    /// Bytes of every buffer allocated on the objective's GPU since the device was opened (the
+    /// network's weights, the objective's buffers, each evaluation's read-back); `None` on the CPU.
+    pub(crate) fn gpu_allocated_bytes(&self) -> Option<u64> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return Some(g.context().allocated_bytes());
+        }
+        None
+    }
+
     /// The GPU the objective runs on, if it does.
     #[cfg(feature = "gpu")]
     pub(crate) fn gpu_context(&self) -> Option<&crate::device::GpuContext> {

@@ -355,3 +355,33 @@ fn targets_on_the_gpu_match_the_cpu() {
         }
     }
 }
+
+/// `bench` on a GPU reports the memory impasto holds there: the weights, the objective and one
+/// read-back, as the tiler's GPU estimate predicts them for the same objective.
+#[test]
+fn bench_reports_the_gpu_memory_the_tiler_estimates() {
+    let spec = impasto::bench::BenchSpec { arch: Arch::Vgg16, size: 40, threads: 1, warmup: 0, reps: 1 };
+    let r = impasto::bench::run_on(&spec, device()).unwrap();
+    let got = r.gpu_bytes.expect("GPU memory of a GPU bench");
+    // The bench's network to relu5_1 (the estimate reads only its shapes).
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 11, 15);
+    // The bench's objective: content at relu4_2, style at relu1_1 … relu5_1; no optimiser state.
+    let config = StyleConfig {
+        content_layers: vec!["relu4_2".into()],
+        style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
+        optimizer: impasto::Optimizer::Adam { learning_rate: 0.01 },
+        ..StyleConfig::default()
+    };
+    let Device::Gpu(Some(index)) = device() else { unreachable!() };
+    let a = &impasto::gpu_adapters()[index];
+    let limits = impasto::tiles::GpuLimits {
+        adapter: a.name.clone(),
+        tensor: a.max_storage_buffer_binding_size.min(a.max_buffer_size) / 4 * 4,
+        tensor_limit: "max_storage_buffer_binding_size",
+        buffer: a.max_buffer_size,
+    };
+    let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &limits);
+    eprintln!("bench GPU memory at 40 px: {got} bytes, estimate {est}");
+    // The estimate counts one 4-byte placeholder buffer of the kernels the bench's objective lacks.
+    assert!(got.abs_diff(est) <= 4, "bench {got} bytes, estimate {est}");
+}
