@@ -83,10 +83,14 @@ fn every_kernel_translates_to_metal_shading_language() {
 fn every_kernel_translates_to_hlsl() {
     for job in &every_job() {
         let (module, info) = module(job);
-        // Shader model 6.0 is the least wgpu's DX12 backend takes (it needs DXC).
-        for force_loop_bounding in LOOP_BOUNDING {
+        // Shader model 5.1 is FXC's, which wgpu falls back to on a Windows machine without DXC
+        // (dxcompiler.dll); 6.0 the least it takes with DXC.
+        for (shader_model, force_loop_bounding) in [hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0]
+            .into_iter()
+            .flat_map(|m| LOOP_BOUNDING.map(|b| (m, b)))
+        {
             let options = hlsl::Options {
-                shader_model: hlsl::ShaderModel::V6_0,
+                shader_model,
                 restrict_indexing: true,
                 force_loop_bounding,
                 fake_missing_bindings: true,
@@ -97,7 +101,7 @@ fn every_kernel_translates_to_hlsl() {
             let mut text = String::new();
             hlsl::Writer::new(&mut text, &options, &pipeline)
                 .write(&module, &info, None)
-                .unwrap_or_else(|e| panic!("{} ({}), HLSL: {e}", job.0, job.2));
+                .unwrap_or_else(|e| panic!("{} ({}), HLSL {shader_model:?}: {e}", job.0, job.2));
             assert!(text.contains("[numthreads("), "{} ({}): no compute entry in the HLSL", job.0, job.2);
         }
     }
