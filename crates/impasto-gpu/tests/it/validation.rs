@@ -1,7 +1,7 @@
-//! The Khronos Vulkan validation layer over every pipeline and a tuned objective: what wgpu and naga
-//! make of this crate's kernels (the SPIR-V of every GEMM form and kernel, the dispatches, the
-//! timestamp queries, the read-backs) is checked against the Vulkan specification, with the layer's
-//! synchronisation checks on. Lavapipe runs what a stricter driver (NVIDIA's, AMD's) might reject;
+//! The Khronos Vulkan validation layer over every pipeline, a tuned objective and the split paths:
+//! what wgpu and naga make of this crate's kernels (the SPIR-V of every GEMM form and kernel, the
+//! dispatches, the timestamp queries, the read-backs) is checked against the Vulkan specification,
+//! with the layer's synchronisation checks on. Lavapipe runs what a stricter driver (NVIDIA's, AMD's) might reject;
 //! the layer is what those drivers are held to.
 //!
 //! The layer is enabled through the Vulkan loader's environment, which the test cannot change for
@@ -21,8 +21,10 @@ const MANIFEST: &str = "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_valid
 
 /// What the child runs: every pipeline compiled (every GEMM form: a device that tunes, with the
 /// 32×32 tiles), an objective evaluated until its tuning ends (every form dispatched and timed),
-/// and an L-BFGS direction on the device. Its own checks: the evaluations repeat to the bit and are
-/// finite, the direction too.
+/// an L-BFGS direction on the device, and on a device whose bindings hold 8 KiB (the first block
+/// one channel a group, the image in planes) a masked objective and a masked cropped Gram. Its own
+/// checks: the evaluations repeat to the bit and are finite, the direction too, the split run
+/// agrees with the unsplit one.
 #[test]
 fn every_pipeline_and_a_tuned_objective() {
     use crate::common::Layer::{Conv, MaxPool};
@@ -63,6 +65,37 @@ fn every_pipeline_and_a_tuned_objective() {
     }
     let d = history.direction(&grad).unwrap();
     assert!(d.iter().all(|v| v.is_finite()) && d == history.direction(&grad).unwrap());
+    split_and_masked(&px, &other, (w, h));
+}
+
+/// The channel-group paths (split products continuing each sum, per-group element-wise kernels),
+/// the style and pixel masks and the masked cropped Gram, on a device with 8 KiB bindings.
+fn split_and_masked(px: &[f32], other: &[f32], (w, h): (usize, usize)) {
+    use crate::common::Layer::{Conv, MaxPool};
+    let layers = [Conv(3, 16), Conv(16, 24), MaxPool, Conv(24, 8)];
+    let open = |cap| {
+        let options = GpuOptions { max_storage_binding: cap, ..Default::default() };
+        let gpu =
+            Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap_or_else(|e| panic!("{e}"));
+        std::sync::Arc::new(small_net(gpu, 41, &layers))
+    };
+    let (split, whole) = (open(Some(8192)), open(None));
+    let grams = whole.grams_at(other, h, w, &[1, 6]).unwrap();
+    let (mh, mw) = (h / 2, w / 2);
+    let mask: Vec<f32> = (0..mh * mw).map(|i| if i % mw < mw / 2 { 1.0 } else { 0.25 }).collect();
+    let pixel: Vec<f32> = (0..h * w).map(|i| if i % w < w / 2 { 1.0 } else { 0.5 }).collect();
+    let objective = |net: &std::sync::Arc<impasto_gpu::GpuNet>| {
+        let style = vec![
+            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 10.0, mask: None },
+            StyleTerm { layer: 6, gram: grams[1].clone(), weight: 10.0, mask: Some(mask.clone()) },
+        ];
+        GpuObjective::new(net.clone(), w, h, Vec::new(), style, 5.0, Some(pixel.clone())).unwrap()
+    };
+    let (a, b) = (objective(&split).evaluate(px).unwrap(), objective(&whole).evaluate(px).unwrap());
+    assert!((a.0.style - b.0.style).abs() <= 1e-5 * b.0.style, "split {:?} vs {:?}", a.0, b.0);
+    assert!(a.1.iter().zip(&b.1).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs())));
+    let crop = split.cropped_grams_at(px, h, w, &[6], &[(2, 3, 10, 9)], &[Some(&mask)]).unwrap();
+    assert!(crop[0].iter().all(|v| v.is_finite()) && crop[0].len() == 8 * 8);
 }
 
 #[test]
