@@ -137,12 +137,13 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
         let mut samples = Vec::with_capacity(spec.reps);
         let mut gpu_bytes = None;
         for i in 0..spec.warmup + spec.reps {
-            let before = obj.gpu_allocated_bytes();
+            // The first evaluation's read-back, counted around it (outside the timed span).
+            let before = if i == 0 { held.and(obj.gpu_allocated_bytes()) } else { None };
             let t = Instant::now();
             let (losses, grad) = obj.evaluate(&pixels);
             let dt = t.elapsed().as_secs_f64();
-            if let (Some(held), Some(before), Some(after), 0) = (held, before, obj.gpu_allocated_bytes(), i) {
-                gpu_bytes = Some(held + (after - before));
+            if let (Some(held), Some(before)) = (held, before) {
+                gpu_bytes = obj.gpu_allocated_bytes().map(|after| held + (after - before));
             }
             if !losses.total().is_finite() {
                 let reason = obj
