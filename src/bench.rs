@@ -62,7 +62,8 @@ pub struct BenchArgs {
     pub json: bool,
 
     /// Also time every convolution on its own (forward with bias and ReLU, backward to the input; on
-    /// a GPU every kernel family) and one L-BFGS step, its history on the host and, with a GPU, on it
+    /// a GPU every kernel family, after the GPU's ceilings: fma, the GEMM's inner step, a copy) and
+    /// one L-BFGS step, its history on the host and, with a GPU, on it
     #[arg(long)]
     pub layers: bool,
 
@@ -114,6 +115,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         out(&json!({ "kind": "sgemm", "threads": threads, "gflops": sgemm }).to_string());
     } else {
         out(&format!("sgemm 512x1024x4608 on {threads} threads: {sgemm:.1} GFLOP/s"));
+    }
+    if args.layers
+        && let Some(c) = impasto::bench::gpu_ceilings(device, specs.first().map_or(3, |s| s.reps.max(3)))?
+    {
+        out(&ceilings_line(&c, args.json));
+    }
+    if !args.json {
         let gpu = if device == impasto::Device::Cpu { "" } else { "  GPU memory" };
         out(&format!(
             "{:<6} {:>5}  {:<26} {:>8}  {:>9}{gpu}",
@@ -185,6 +193,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The GPU's ceilings: what its simplest kernels reach, beside which the layers' GFLOP/s are read.
+fn ceilings_line(c: &impasto::bench::GpuCeilings, json: bool) -> String {
+    let clock = if c.gpu_clock { "gpu" } else { "host" };
+    if json {
+        return json!({
+            "kind": "gpu_ceilings",
+            "fma_gflops": c.fma_gflops,
+            "inner_gflops": c.inner_gflops,
+            "copy_gbps": c.copy_gbps,
+            "clock": clock,
+        })
+        .to_string();
+    }
+    format!(
+        "GPU ceilings ({clock} clock): fma {:.0} GFLOP/s, GEMM inner step {:.0} GFLOP/s, copy {:.1} GB/s",
+        c.fma_gflops, c.inner_gflops, c.copy_gbps
+    )
 }
 
 /// The optimiser's work per iteration beside the iteration's time: one L-BFGS step with the history

@@ -17,6 +17,8 @@
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
 #   OUT_DIR          where the logs go (the device tool's $OUT): one archive, measure.tgz, of the
 #                    folder logs/ (the device tool returns at most 8 files), and steps.txt beside it
+# The first bench (`--layers`) also prints the GPU's ceilings ("kind": "gpu_ceilings": fma in
+# registers, the GEMM's inner step alone, a copy), the yardsticks for its per-kernel times.
 # The numbers issue #11 asks for come first (the iterations beside PyTorch's, VGG-19 at 2048², the
 # default run end to end), the diagnostics (`conv_rate`, `tuning`) after them. Each step has its own
 # time limit, cut to what is left of IMPASTO_MEASURE_SECONDS (default 570, under the device tool's

@@ -23,8 +23,10 @@ fn bench_help() {
           --warmup <N>                   Untimed iterations before them [default: 1]
           --json                         Print one JSON object per line instead of a table
           --layers                       Also time every convolution on its own (forward with bias and
-                                         ReLU, backward to the input; on a GPU every kernel family) and
-                                         one L-BFGS step, its history on the host and, with a GPU, on it
+                                         ReLU, backward to the input; on a GPU every kernel family,
+                                         after the GPU's ceilings: fma, the GEMM's inner step, a copy)
+                                         and one L-BFGS step, its history on the host and, with a GPU,
+                                         on it
           --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu, gpu (the first hardware
                                          GPU), gpu:N (see `impasto devices`) or auto (a hardware GPU if
                                          there is one, else the CPU) [default: cpu]

@@ -150,8 +150,9 @@ fn a_gpu_failure_building_the_second_scale_writes_the_first_scales_image() {
     assert_eq!((img.width(), img.height()), (16, 12), "the first scale's result");
 }
 
-/// `bench --layers` on a GPU times the L-BFGS step twice: its history on the host, and on the GPU
-/// as a GPU run keeps it (the two-loop recursion there, the gradient up, the direction back).
+/// `bench --layers` on a GPU prints the GPU's ceilings and times the L-BFGS step twice: its history
+/// on the host, and on the GPU as a GPU run keeps it (the two-loop recursion there, the gradient up,
+/// the direction back).
 #[test]
 fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     let sb = Sandbox::new();
@@ -165,6 +166,9 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     assert!(lbfgs[0].trim_start().starts_with("L-BFGS step on the host, history 100 "), "{}", lbfgs[0]);
     assert!(lbfgs[1].trim_start().starts_with("L-BFGS step, history 100 on the GPU "), "{}", lbfgs[1]);
     assert!(lbfgs.iter().all(|l| l.contains(" ms ") && l.contains("bus per iteration: 0.0 MB")), "{lbfgs:?}");
+    // The GPU's ceilings come before the table.
+    let ceilings = out.stdout.lines().find(|l| l.starts_with("GPU ceilings")).unwrap_or_default();
+    assert!(ceilings.contains(" GFLOP/s, GEMM inner step ") && ceilings.ends_with(" GB/s"), "{}", out.stdout);
     // The table has the GPU memory impasto holds, in MiB.
     let header = out.stdout.lines().find(|l| l.starts_with("model")).unwrap_or_default();
     assert!(header.ends_with("peak RSS  GPU memory"), "{}", out.stdout);
@@ -182,6 +186,11 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
             if v["kind"] == "iteration" {
                 assert!(v["gpu_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{v}");
             }
+            if v["kind"] == "gpu_ceilings" {
+                for rate in ["fma_gflops", "inner_gflops", "copy_gbps"] {
+                    assert!(v[rate].as_f64().is_some_and(|r| r > 0.0), "{v}");
+                }
+            }
         })
         .filter(|v| v["kind"] == "lbfgs_step")
         .map(|v| {
@@ -190,4 +199,5 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
         })
         .collect();
     assert_eq!(on, ["host", "gpu"], "{}", json.stdout);
+    assert_eq!(json.stdout.matches(r#""kind":"gpu_ceilings""#).count(), 1, "{}", json.stdout);
 }

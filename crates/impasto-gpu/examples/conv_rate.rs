@@ -4,9 +4,11 @@
 //! input staged 2 channels × 9 taps at a time (the default) or a value at a time
 //! (`GpuOptions::im2col_per_value`), with and without 32×32 tiles for the layers with few 64×64
 //! ones (`SmallTiles`), and with and without naga's per-loop iteration counters: what the GEMM itself
-//! reaches on an adapter, apart from the rest of an iteration. Those all compute every convolution
-//! directly (`GpuOptions::direct_convolutions`); the last configuration is the default, the Winograd
-//! F(4×4, 3×3) form where a layer takes it (its GFLOP/s count the direct form's multiplies).
+//! reaches on an adapter, apart from the rest of an iteration, printed after the adapter's ceilings
+//! (`Gpu::ceilings`: fma in registers, the GEMM's inner step alone, a copy). Those all compute
+//! every convolution directly (`GpuOptions::direct_convolutions`); the first configuration is the
+//! default, the Winograd F(4×4, 3×3) form where a layer takes it (its GFLOP/s count the direct
+//! form's multiplies).
 //!
 //! `cargo run --release -p impasto-gpu --example conv_rate -- [ADAPTER] [SIZE] [REPS]` (defaults:
 //! `gpu`, the first hardware adapter, or `gpu:N` for any of `impasto devices`; 512; 5). One line
@@ -73,6 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let gpu = Gpu::with_options(choice, &options)?;
         if i == 0 {
             println!("kernel clock: {:?} ({})", gpu.kernel_clock(), gpu.adapter().name);
+            let c = gpu.ceilings(reps)?;
+            println!(
+                "ceilings: fma {:.1} GFLOP/s, GEMM inner step {:.1} GFLOP/s, copy {:.1} GB/s",
+                c.fma_gflops, c.inner_gflops, c.copy_gbps
+            );
         }
         let (mut seconds, mut flops) = (0.0, 0.0);
         for (c_in, c_out, down) in VGG16 {

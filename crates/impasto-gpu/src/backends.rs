@@ -11,13 +11,13 @@ use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 
 use crate::device::GpuOptions;
-use crate::kernels::{Job, jobs};
+use crate::kernels::{Job, jobs, peak_jobs};
 
 /// Every pipeline any device compiles: all GEMM forms (as a tuning device with room for each in its
 /// workgroup memory has them), the 32×32 tiles, both stagings of the convolution's input, and the
-/// other kernels; each source and entry point once.
+/// other kernels, and the ceiling kernels; each source and entry point once.
 fn every_job() -> Vec<Job> {
-    let mut all: Vec<Job> = Vec::new();
+    let mut all: Vec<Job> = peak_jobs();
     for per_value in [false, true] {
         let options = GpuOptions { im2col_per_value: per_value, ..Default::default() };
         for job in jobs(&options, true, true, u32::MAX).jobs {

@@ -12,6 +12,8 @@ const MATMUL: &str = concat!(include_str!("shaders/matmul.wgsl"), include_str!("
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const HISTORY: &str = include_str!("shaders/history.wgsl");
 const WINOGRAD: &str = include_str!("shaders/winograd.wgsl");
+/// The ceiling kernels (`peak.rs`), appended to the plain GEMM's source.
+const PEAK: &str = include_str!("shaders/peak.wgsl");
 /// The parameter struct `ops.wgsl` and `history.wgsl` share, prepended to each.
 const PARAMS: &str = include_str!("shaders/params.wgsl");
 
@@ -326,6 +328,37 @@ fn compile_all(
 /// One pipeline to compile: its kernel's name, its WGSL source, its entry point.
 pub(crate) type Job = (&'static str, String, &'static str);
 
+/// The loaders of a GEMM with a row-major A and blocks of 16 k, with `load` for B.
+fn plain_a(load: &str) -> String {
+    format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}")
+}
+
+/// The WGSL of the tiled GEMM for `load` and the `tile8` staging flags (pipelined, prefetched,
+/// batched).
+fn gemm_source(load: &str, (pipelined, prefetch, batched): (bool, bool, bool)) -> String {
+    let tile8 =
+        format!("const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};\nconst BATCHED = {batched};");
+    MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8)
+}
+
+/// The ceiling kernels `peak_fma`, `peak_inner` and `peak_copy` (`peak.rs`): appended to the plain
+/// GEMM of the default form.
+pub(crate) fn peak_jobs() -> Vec<Job> {
+    let src = format!("{}\n{PEAK}", gemm_source(&plain_a(LOAD_PLAIN), (false, false, false)));
+    ["peak_fma", "peak_inner", "peak_copy"].map(|e| (e, src.clone(), e)).into()
+}
+
+/// [`peak_jobs`], compiled as every kernel is (without naga's loop counters).
+pub(crate) fn peak_pipelines(gpu: &crate::Gpu) -> Result<[wgpu::ComputePipeline; 3]> {
+    let adapter = gpu.name();
+    let t = Target { device: &gpu.device, adapter: &adapter, loop_counters: false };
+    let mut p = compile_all(&t, &peak_jobs())?.into_iter();
+    match (p.next(), p.next(), p.next()) {
+        (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
+        _ => Err(GpuError::Shader { kernel: "peak", adapter, reason: "not compiled".into() }),
+    }
+}
+
 /// What [`Kernels::build`] compiles, in order: the GEMM forms (each with its variant and form in
 /// `forms`), the narrow convolution, then the entries of `OP_ENTRIES`, `HISTORY_ENTRIES` and
 /// `WINOGRAD_ENTRIES`.
@@ -343,13 +376,8 @@ pub(crate) fn jobs(options: &GpuOptions, small_tiles: bool, tune: bool, memory: 
         if broken == Some(kernel) { format!("{src}\nfn injected_fault( {{") } else { src }
     };
     let gemm_src = |kernel: &str, load: &str, (pipelined, prefetch): (bool, bool)| {
-        let batched = kernel == "winograd";
-        let tile8 = format!(
-            "const PIPELINED = {pipelined};\nconst PREFETCH = {prefetch};\nconst BATCHED = {batched};"
-        );
-        source(kernel, MATMUL.replace("//LOAD_B", load).replace("//TILE8", &tile8))
+        source(kernel, gemm_source(load, (pipelined, prefetch, kernel == "winograd")))
     };
-    let plain_a = |load: &str| format!("{A_PLAIN}\n{BLOCK16}\n{NO_TAPS}\n{load}");
     let conv =
         |per_value: bool| format!("{A_PLAIN}\n{}\n{LOAD_CONV}", if per_value { BLOCK16 } else { BLOCK_TAPS });
     let mut tiles = if tune {
@@ -504,6 +532,7 @@ mod tests {
             ("history", HISTORY),
             ("params", PARAMS),
             ("winograd", WINOGRAD),
+            ("peak", PEAK),
         ] {
             for (n, line) in src.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or_default();

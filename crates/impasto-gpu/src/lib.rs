@@ -8,7 +8,8 @@
 //!   three loss terms and the gradient come back, one submit and one read-back per evaluation.
 //! * [`GpuHistory`] keeps L-BFGS's correction pairs on the device and runs the two-loop recursion
 //!   there: the gradient goes up, the direction comes back.
-//! * One-shot kernel calls on host slices ([`Gpu::conv3x3_forward`], …) exist for tests and benches.
+//! * One-shot kernel calls on host slices ([`Gpu::conv3x3_forward`], …) exist for tests and benches;
+//!   [`Gpu::ceilings`] measures what the adapter reaches with the simplest kernels.
 //!
 //! Every reduction runs in a fixed order (per-workgroup trees, then one ordered pass; split-K slices
 //! summed in order; no atomics), so one device and driver give the same bits run after run.
@@ -25,6 +26,7 @@ mod kernels;
 mod net;
 mod objective;
 mod ops;
+mod peak;
 mod profile;
 mod program;
 mod tune;
@@ -37,4 +39,5 @@ pub use kernels::{GemmTile, SmallTiles};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};
 pub use objective::{GpuLosses, GpuObjective, StyleTerm};
 pub use ops::flip_weights;
+pub use peak::Ceilings;
 pub use tune::{Tune, TunedProduct};

@@ -252,10 +252,57 @@ fn lbfgs_on_gpu(
     _n: usize,
     _error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) -> Result<()> {
-    Err(Error::Gpu {
-        reason: "this build has no GPU support (the `gpu` feature is off)".into(),
-        last_good: None,
+    Err(no_gpu_support())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn no_gpu_support() -> Error {
+    Error::Gpu { reason: "this build has no GPU support (the `gpu` feature is off)".into(), last_good: None }
+}
+
+/// What a GPU adapter reaches with the simplest kernels of each kind ([`gpu_ceilings`]): the
+/// yardsticks for the GFLOP/s of its convolutions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuCeilings {
+    /// GFLOP/s of independent fma chains in registers, no memory touched.
+    pub fma_gflops: f64,
+    /// GFLOP/s of the tiled GEMM's inner step (8×8 outputs an invocation) on one block of data
+    /// resident in workgroup memory: the most its register blocking allows.
+    pub inner_gflops: f64,
+    /// GB/s of a copy between two storage buffers (read plus written).
+    pub copy_gbps: f64,
+    /// Whether they were timed with the GPU's timestamps (else the host's clock).
+    pub gpu_clock: bool,
+}
+
+/// The ceilings of the adapter `device` resolves to, each the median of `reps` runs (see
+/// `impasto_gpu::Gpu::ceilings`); `None` where it resolves to the CPU.
+pub fn gpu_ceilings(device: crate::Device, reps: usize) -> Result<Option<GpuCeilings>> {
+    match crate::device::resolve_device(device)? {
+        crate::device::ResolvedDevice::Cpu { .. } => Ok(None),
+        crate::device::ResolvedDevice::Gpu { index, .. } => ceilings_on(index, reps).map(Some),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn ceilings_on(index: usize, reps: usize) -> Result<GpuCeilings> {
+    use impasto_gpu::{Choice, Gpu, GpuOptions, KernelClock, SmallTiles, Tune};
+    let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
+    // Only the plain kernels: the ceilings compile their own.
+    let options = GpuOptions { tune: Tune::Off, small_tiles: SmallTiles::Off, ..GpuOptions::default() };
+    let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
+    let c = gpu.ceilings(reps).map_err(err)?;
+    Ok(GpuCeilings {
+        fma_gflops: c.fma_gflops,
+        inner_gflops: c.inner_gflops,
+        copy_gbps: c.copy_gbps,
+        gpu_clock: c.clock == KernelClock::Device,
     })
+}
+
+#[cfg(not(feature = "gpu"))]
+fn ceilings_on(_index: usize, _reps: usize) -> Result<GpuCeilings> {
+    Err(no_gpu_support())
 }
 
 /// Activation memory of one iteration of `arch` at `size`×`size` (the benchmark's objective:

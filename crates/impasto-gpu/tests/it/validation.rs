@@ -22,8 +22,8 @@ const MANIFEST: &str = "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_valid
 /// What the child runs: every pipeline compiled (every GEMM form: a device that tunes, with the
 /// 32×32 tiles), an objective evaluated until its tuning ends (every form dispatched and timed),
 /// an L-BFGS direction on the device, and on a device whose bindings hold 8 KiB (the first block
-/// one channel a group, the image in planes) a masked objective and a masked cropped Gram. Its own
-/// checks: the evaluations repeat to the bit and are finite, the direction too, the split run
+/// one channel a group, the image in planes) a masked objective and a masked cropped Gram; and
+/// the ceiling kernels (`Gpu::ceilings`). Its own checks: the evaluations repeat to the bit and are finite, the direction too, the split run
 /// agrees with the unsplit one.
 #[test]
 fn every_pipeline_and_a_tuned_objective() {
@@ -56,7 +56,7 @@ fn every_pipeline_and_a_tuned_objective() {
     }
     let (losses, grad) = first;
     assert!(losses.style.is_finite() && losses.content.is_finite() && grad.iter().all(|g| g.is_finite()));
-    let mut history = GpuHistory::new(gpu, grad.len(), 3).unwrap();
+    let mut history = GpuHistory::new(gpu.clone(), grad.len(), 3).unwrap();
     for k in 0..3 {
         let s = rng.vec(grad.len(), 1e-3);
         let y: Vec<f32> = s.iter().map(|v| v * (1.5 + 0.1 * k as f32)).collect();
@@ -65,6 +65,7 @@ fn every_pipeline_and_a_tuned_objective() {
     }
     let d = history.direction(&grad).unwrap();
     assert!(d.iter().all(|v| v.is_finite()) && d == history.direction(&grad).unwrap());
+    gpu.ceilings(1).unwrap_or_else(|e| panic!("{e}"));
     split_and_masked(&px, &other, (w, h));
 }
 

@@ -1,0 +1,16 @@
+//! The adapter's ceilings: the fma, GEMM-inner-step and copy kernels run, give the results their
+//! arithmetic gives (checked inside `Gpu::ceilings`), and yield finite rates.
+
+use crate::common::gpu;
+
+#[test]
+fn ceilings_run_check_their_outputs_and_give_finite_rates() {
+    let gpu = gpu();
+    let t = std::time::Instant::now();
+    let c = gpu.ceilings(3).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("ceilings on {}: {c:?} in {:.2} s", gpu.adapter().name, t.elapsed().as_secs_f64());
+    for (what, v) in [("fma", c.fma_gflops), ("inner step", c.inner_gflops), ("copy", c.copy_gbps)] {
+        assert!(v.is_finite() && v > 0.0, "{what}: {v}");
+    }
+    assert_eq!(c.clock, gpu.kernel_clock());
+}
