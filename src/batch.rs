@@ -40,19 +40,19 @@ Examples:
   sbatch --array=0-3 docs/batch/impasto-batch.sbatch plan.toml   # 4 shards on Slurm
   impasto batch plan.toml --index                                   # contact sheet + HTML only
 
-Each result is OUT/NAME.png, NAME from the inputs and settings (with a hash of the inputs' bytes and
-the settings); a result that exists with the same fingerprint is skipped, so a rerun does only what is
-missing. Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done, OUT/index.png
-(contact sheet) and OUT/index.html are written.
+Each result is OUT/NAME.png, NAME from the inputs and settings (with a hash of the inputs' bytes
+and the settings); a result that exists with the same fingerprint is skipped, so a rerun does only
+what is missing. Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done,
+OUT/index.png (contact sheet) and OUT/index.html are written.
 
 The shard is --shard I/N, else $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of
-$SLURM_ARRAY_TASK_COUNT (a Slurm job array), else $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
-of --shard-count or $IMPASTO_SHARD_COUNT, else 0/1 (everything). Shards split the jobs by cost
-(pixels × iterations); a job is claimed by an owner marker OUT/.NAME.png.lock, taken over when its
-process has ended on this host or it was not refreshed for --stale-after (its node died).
+$SLURM_ARRAY_TASK_COUNT (a Slurm job array), else $JOB_COMPLETION_INDEX (Kubernetes Indexed Job) of
+--shard-count or $IMPASTO_SHARD_COUNT, else 0/1 (everything). Shards split the jobs by cost (pixels
+× iterations); a job is claimed by an owner marker OUT/.NAME.png.lock, taken over when its process
+has ended on this host or it was not refreshed for --stale-after (its node died).
 
-Exit status: 0 every job of the shard is done, 1 a job failed or is held by another live owner or the
-plan is invalid (nothing runs), 2 bad command line, 130 interrupted.";
+Exit status: 0 every job of the shard is done, 1 a job failed or is held by another live owner or
+the plan is invalid (nothing runs), 2 bad command line, 130 interrupted.";
 
 /// `impasto batch`.
 #[derive(Debug, Args)]
