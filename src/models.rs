@@ -49,8 +49,7 @@ pub struct ModelsArgs {
 /// The subcommands of `impasto models`.
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Show the known models, whether each is cached (with its input convention and size), and the
-    /// cache folder
+    /// Show the known models, whether each is cached (input convention, size), and the cache folder
     List,
     /// Download a model into the cache and convert it (nothing to do if it is cached already)
     Download(DownloadArgs),

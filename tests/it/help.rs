@@ -171,6 +171,43 @@ fn short_help_is_the_same() {
     assert_eq!(sb.run(&["-h"]).stdout, sb.run(&["--help"]).stdout);
 }
 
+/// The notes under each command's options are wrapped by hand within clap's 100 columns: a line
+/// clap had to wrap again leaves a word or two on a line of its own after a full one.
+#[test]
+fn no_help_text_is_wrapped_twice() {
+    let commands: [&[&str]; 16] = [
+        &[],
+        &["video"],
+        &["batch"],
+        &["serve"],
+        &["devices"],
+        &["bench"],
+        &["models"],
+        &["models", "list"],
+        &["models", "download"],
+        &["models", "path"],
+        &["models", "import"],
+        &["tiles"],
+        &["tiles", "plan"],
+        &["tiles", "run"],
+        &["tiles", "stitch"],
+        &["tiles", "seams"],
+    ];
+    for command in commands {
+        let out = Sandbox::new().run(&[command, &["--help"]].concat());
+        assert_eq!(out.code, Some(0), "{command:?}: {}", out.stderr);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        for pair in lines.windows(2) {
+            let (full, next) = (pair[0], pair[1]);
+            let prose = !next.is_empty() && !next.starts_with(' ') && !full.starts_with(' ');
+            assert!(
+                !(prose && full.chars().count() >= 90 && next.split_whitespace().count() <= 2),
+                "{command:?} --help, wrapped twice:\n{full}\n{next}"
+            );
+        }
+    }
+}
+
 #[test]
 fn version() {
     let out = Sandbox::new().run(&["--version"]);

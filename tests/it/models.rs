@@ -55,8 +55,8 @@ fn help() {
     Usage: impasto models <COMMAND>
 
     Commands:
-      list      Show the known models, whether each is cached (with its input convention and size), and
-                the cache folder
+      list      Show the known models, whether each is cached (input convention, size), and the cache
+                folder
       download  Download a model into the cache and convert it (nothing to do if it is cached already)
       path      Print the cache folder, or the cached weights file of NAME (exit status 1 if it is not
                 cached)
