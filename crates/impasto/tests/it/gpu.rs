@@ -1,6 +1,7 @@
 //! The GPU path against the CPU engine: the losses of `score` (content, masked style, TV, pixel mask),
 //! the objective's gradient, a 64 px end-to-end run whose final losses are within 1 % of the CPU
-//! run's, repeatability on one device, and the device choice. Runs on adapter `IMPASTO_TEST_GPU`
+//! run's (and a masked video frame's, its temporal term on the host), repeatability on one device,
+//! and the device choice. Runs on adapter `IMPASTO_TEST_GPU`
 //! (default 0, software adapters included: lavapipe in CI); no adapter is a failure, never a skip.
 
 use std::time::Instant;
@@ -135,6 +136,35 @@ fn a_64px_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     );
     let b = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
     assert_eq!(a.image.as_raw(), b.image.as_raw(), "two GPU runs differ");
+}
+
+/// A video frame: the temporal term (on the host, beside the GPU's network terms) with a pixel mask
+/// (which also masks that term's gradient), against the CPU run.
+#[test]
+fn a_video_frame_on_the_gpu_ends_within_one_percent_of_the_cpu() {
+    let gpu = device();
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 3, 14);
+    let (content, style) = (impasto::resize(&img("astronaut.png"), 40, 32), img("starry_night.jpg"));
+    let target = impasto::resize(&img("coffee.png"), 40, 32);
+    let reliability =
+        AlphaPlane::from_fn(40, 32, |x, y| impasto::image::Luma([if (x + y) % 3 == 0 { 0.0 } else { 1.0 }]));
+    let temporal = impasto::Temporal { target, reliability, weight: 1e4 };
+    let config =
+        |device| StyleConfig { size: 40, mask: Some(half_mask(40, 32, true)), ..small_config(device) };
+    let run = |device| {
+        let styles = std::slice::from_ref(&style);
+        impasto::stylize_frame(&net, &config(device), &content, styles, &temporal, &mut NoObserver).unwrap()
+    };
+    let (cpu, on_gpu) = (run(Device::Cpu), run(gpu));
+    eprintln!("cpu {:?}\ngpu {:?}", cpu.losses, on_gpu.losses);
+    assert!(cpu.losses.temporal > 0.0 && on_gpu.losses.temporal > 0.0);
+    assert_eq!(on_gpu.iterations, cpu.iterations);
+    for (what, x, y) in [
+        ("temporal", on_gpu.losses.temporal, cpu.losses.temporal),
+        ("total", on_gpu.losses.total(), cpu.losses.total()),
+    ] {
+        assert!(rel(x, y) < 0.01, "final {what} loss {x} on the GPU vs {y}");
+    }
 }
 
 #[test]
