@@ -92,10 +92,23 @@ impl TestServer {
         Self::start_with(net, limits, true)
     }
 
+    /// A server whose runs take `device`.
+    pub fn start_on(net: Arc<Vgg>, limits: Limits, device: impasto::Device) -> TestServer {
+        Self::start_config(net, limits, false, device)
+    }
+
     fn start_with(net: Arc<Vgg>, limits: Limits, require_token: bool) -> TestServer {
+        Self::start_config(net, limits, require_token, impasto::Device::Cpu)
+    }
+
+    fn start_config(
+        net: Arc<Vgg>,
+        limits: Limits,
+        require_token: bool,
+        device: impasto::Device,
+    ) -> TestServer {
         let addr = "127.0.0.1:0".parse().unwrap();
-        let config =
-            ServeConfig { addr, net, limits, threads: 2, require_token, device: impasto::Device::Cpu };
+        let config = ServeConfig { addr, net, limits, threads: 2, require_token, device };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -1,6 +1,6 @@
 //! Runs through the HTTP API (random weights, tiny images): the event stream of a multi-scale run
 //! (start, steps with scale and ETA, previews, end), the queue with visible positions, pause, resume,
-//! steering and cancel, and the result download at any moment.
+//! steering and cancel, and the result download at any moment; a run on the GPU.
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -40,6 +40,24 @@ fn events_until_over(server: &TestServer, id: &str) -> Vec<Value> {
         }
     }
     panic!("the stream ended before the job did: {events:?}");
+}
+
+/// `impasto serve --device gpu:N`: a run on the GPU (adapter `IMPASTO_TEST_GPU`, default 0; software
+/// ones included, lavapipe in CI) streams its steps and ends with its result, as on the CPU.
+#[test]
+fn a_run_on_the_gpu_streams_its_steps_and_finishes() {
+    assert!(!impasto::gpu_adapters().is_empty(), "no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    let index = std::env::var("IMPASTO_TEST_GPU").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let server = TestServer::start_on(random_net(), Limits::default(), impasto::Device::Gpu(Some(index)));
+    let settings = json!({"size": 32, "iterations": 4});
+    let id = id_of(&json(&submit(&server, &png(40, 30, 1), &[&png(32, 32, 2)], &settings)));
+    let events = events_until_over(&server, &id);
+    let last = events.last().unwrap();
+    assert!(last["state"] == "finished", "{events:?}");
+    let steps: Vec<&Value> = events.iter().filter(|e| e["type"] == "step").collect();
+    assert!(!steps.is_empty() && steps.iter().all(|s| s["total"].as_f64().is_some_and(|t| t > 0.0)));
+    let (status, result) = get(&server.url(&format!("/api/jobs/{id}/result.png")));
+    assert_eq!((status, decode_png(&result)), (200, (32, 24)));
 }
 
 #[test]
