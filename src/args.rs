@@ -324,8 +324,8 @@ pub struct RunArgs {
     pub max_memory: Option<String>,
 
     /// GPU memory the run may take on a GPU (--device): a scale that would hold more there is
-    /// optimised in overlapping tiles that fit [default: no budget; tiles always keep within the
-    /// adapter's buffer limits]
+    /// optimised in overlapping tiles that fit [default: 80 % of the adapter's memory where its
+    /// driver reports it (`impasto devices`), else none; tiles always keep within its buffer limits]
     #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
     pub max_gpu_memory: Option<String>,
 
@@ -384,8 +384,14 @@ pub struct RunArgs {
 
     /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
     /// Nth allocation fails; kernel=NAME: that kernel does not compile; binding=BYTES: open the
-    /// device with at most this storage binding size)
-    #[arg(long, value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES", value_parser = parse_gpu_fault, hide = true)]
+    /// device with at most this storage binding size; memory=BYTES: the adapter reports this much
+    /// memory)
+    #[arg(
+        long,
+        value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES",
+        value_parser = parse_gpu_fault,
+        hide = true
+    )]
     pub gpu_fault: Option<impasto::GpuFaults>,
 
     /// Without a terminal, log a line every N iterations (0 = never)
@@ -443,5 +449,5 @@ pub enum PoolingArg {
 
 fn parse_gpu_fault(s: &str) -> Result<impasto::GpuFaults, String> {
     impasto::GpuFaults::parse(s)
-        .ok_or_else(|| format!("`{s}` is not lost@N, oom@N, kernel=NAME or binding=BYTES"))
+        .ok_or_else(|| format!("`{s}` is not lost@N, oom@N, kernel=NAME, binding=BYTES or memory=BYTES"))
 }

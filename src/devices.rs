@@ -65,11 +65,13 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
                 "max_buffer_size": a.max_buffer_size,
                 "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
                 "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
+                "device_memory": a.device_memory,
             })
             .to_string()
         } else {
+            let memory = a.device_memory.map_or_else(String::new, |m| format!("memory {}, ", mib(m)));
             format!(
-                "gpu:{}  {}  [{}, {}{}]  max buffer {}, max storage binding {}, workgroup memory {} KiB",
+                "gpu:{}  {}  [{}, {}{}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB",
                 a.index,
                 a.name,
                 a.backend,

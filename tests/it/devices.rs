@@ -12,12 +12,17 @@ fn devices_lists_adapters_and_what_auto_picks() {
     assert!(last.starts_with("--device auto uses "), "{}", out.stdout);
     for l in &lines[..lines.len() - 1] {
         assert!(l.starts_with("gpu:") && l.contains("max storage binding"), "{l}");
+        // Vulkan drivers report their memory heaps (lavapipe: the machine's memory).
+        if l.contains("[Vulkan, ") {
+            assert!(l.contains("]  memory ") && l.contains(" MiB, max buffer "), "{l}");
+        }
     }
     let json = Sandbox::new().run(&["devices", "--json"]);
     assert_eq!(json.code, Some(0));
     for l in json.stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert!(v["max_buffer_size"].as_u64().is_some() && v["device"].as_str().unwrap().starts_with("gpu:"));
+        assert!(v["backend"] != "Vulkan" || v["device_memory"].as_u64().is_some_and(|m| m > 0), "{v}");
     }
 }
 
@@ -67,27 +72,31 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
     let bad = run("melt");
     assert_eq!(bad.code, Some(2));
     assert!(
-        bad.stderr.contains("`melt` is not lost@N, oom@N, kernel=NAME or binding=BYTES"),
+        bad.stderr.contains("`melt` is not lost@N, oom@N, kernel=NAME, binding=BYTES or memory=BYTES"),
         "{}",
         bad.stderr
     );
 }
 
 /// `--max-gpu-memory` below what even the smallest tiles need on the GPU: one line naming the budget
-/// before the run, exit 1, no image; a malformed size is refused as `--max-memory`'s is.
+/// before the run, exit 1, no image; a malformed size is refused as `--max-memory`'s is. Without the
+/// flag, an adapter whose memory (here injected: `--gpu-fault memory=BYTES`) is that small gives the
+/// same line, naming the default budget.
 #[test]
 fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
     let sb = Sandbox::new();
     sb.png("c.png", 40, 30);
     sb.png("s.png", 24, 24);
     sb.tiny_weights("w.safetensors");
-    let run = |budget: &str| {
+    let run_with = |flags: &[&str]| {
         let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
-        args.extend(["-n", "5", "--quiet", "--device", "gpu:0", "--max-gpu-memory", budget]);
+        args.extend(["-n", "5", "--quiet", "--device", "gpu:0"]);
+        args.extend(flags);
         args.extend(crate::common::TINY_LAYERS);
         let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
         crate::common::Run::from(out)
     };
+    let run = |budget: &str| run_with(&["--max-gpu-memory", budget]);
     let out = run("1k");
     assert_eq!(out.code, Some(1));
     let line = out.error_line(1);
@@ -98,6 +107,16 @@ fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
     assert!(!sb.path("out.png").exists());
     let bad = run("lots");
     insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-gpu-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
+    let small_card = run_with(&["--gpu-fault", "memory=1280"]);
+    assert_eq!(small_card.code, Some(1), "{}", small_card.stderr);
+    let line = small_card.error_line(1);
+    assert!(
+        line.contains("do not fit the GPU at 32x24")
+            && line.contains("but the default GPU memory budget (80 % of ")
+            && line.ends_with("'s 1.2 KiB) is 1.0 KiB"),
+        "{line}"
+    );
+    assert!(!sb.path("out.png").exists());
 }
 
 /// Out of GPU memory while building the second scale (injected with `--gpu-fault oom@N`, N the first

@@ -27,6 +27,8 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     /// Workgroup shared memory, bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Memory for buffers, bytes: the largest device-local heap (Vulkan; `None` where unknown).
+    pub device_memory: Option<u64>,
 }
 
 /// Which adapter to open.
@@ -65,6 +67,10 @@ pub struct GpuOptions {
     /// Whether objectives time every GEMM form during their first evaluations and keep the fastest
     /// for each product (the default: on GPUs with timestamp queries). All forms give the same bits.
     pub tune: Tune,
+    /// Report this much device memory ([`AdapterSummary::device_memory`] of [`Gpu::adapter`])
+    /// instead of what the driver reports: what a front end's memory budget follows from can then be
+    /// tested on any adapter.
+    pub device_memory: Option<u64>,
     /// Compute every convolution as one implicit-im2col product, also where the default takes the
     /// Winograd F(4×4, 3×3) form (both sides at least 16 channels; a quarter of the multiplies,
     /// results within about 1e-6 of the output's scale, as the CPU engine's Winograd).
@@ -103,6 +109,7 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         max_buffer_size: limits.max_buffer_size,
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        device_memory: crate::memory::device_memory(adapter),
     }
 }
 
@@ -204,7 +211,8 @@ impl Gpu {
             }
         };
         let adapter = &all[index];
-        let summary = summary(index, adapter);
+        let mut summary = summary(index, adapter);
+        summary.device_memory = options.device_memory.or(summary.device_memory);
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_storage_binding {
             let cap = (cap / 256 * 256).max(256);

@@ -23,6 +23,7 @@ mod error;
 mod gemm;
 mod history;
 mod kernels;
+mod memory;
 mod net;
 mod objective;
 mod ops;

@@ -61,10 +61,13 @@ pub struct GpuFaults {
     /// Open the device with at most this storage binding size (bytes), as an adapter with smaller
     /// limits would have: small images then meet the limits that large ones meet on a real GPU.
     pub max_storage_binding: Option<u64>,
+    /// Report this much device memory (bytes) instead of what the driver reports, as a card with less
+    /// would: the default GPU memory budget follows from it.
+    pub device_memory: Option<u64>,
 }
 
 impl GpuFaults {
-    /// Parses `lost@N`, `oom@N`, `kernel=NAME` or `binding=BYTES`.
+    /// Parses `lost@N`, `oom@N`, `kernel=NAME`, `binding=BYTES` or `memory=BYTES`.
     pub fn parse(s: &str) -> Option<GpuFaults> {
         let n = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
         let mut f = GpuFaults::default();
@@ -76,6 +79,8 @@ impl GpuFaults {
             f.broken_kernel = Some(v.to_string());
         } else if let Some(v) = s.strip_prefix("binding=") {
             f.max_storage_binding = Some(n(v)?);
+        } else if let Some(v) = s.strip_prefix("memory=") {
+            f.device_memory = Some(n(v)?);
         } else {
             return None;
         }
@@ -102,6 +107,10 @@ pub struct GpuAdapter {
     pub max_storage_buffer_binding_size: u64,
     /// Workgroup shared memory, bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Memory for buffers, bytes: the largest device-local heap its Vulkan driver reports (`None`
+    /// on other backends). The default GPU memory budget is a share of it
+    /// ([`StyleConfig::max_gpu_memory`](crate::StyleConfig::max_gpu_memory)).
+    pub device_memory: Option<u64>,
 }
 
 /// The GPU adapters of this machine; empty without a driver or when built without the `gpu` feature.
@@ -119,6 +128,7 @@ pub fn gpu_adapters() -> Vec<GpuAdapter> {
                 max_buffer_size: a.max_buffer_size,
                 max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
                 max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
+                device_memory: a.device_memory,
             })
             .collect()
     }
@@ -247,6 +257,7 @@ impl GpuContext {
         let options = GpuOptions {
             faults,
             max_storage_binding: faults_in.max_storage_binding,
+            device_memory: faults_in.device_memory,
             ..GpuOptions::default()
         };
         let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
@@ -293,6 +304,7 @@ impl GpuContext {
                 tensor,
                 tensor_limit,
                 buffer: gpu.max_buffer_size(),
+                memory: gpu.adapter().device_memory,
             }
         }
         #[cfg(not(feature = "gpu"))]

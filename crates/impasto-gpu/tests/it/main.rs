@@ -6,7 +6,7 @@
 // Tests report measured errors and times on stderr (shown with `--show-output`).
 #![allow(clippy::print_stderr)]
 
-mod ceilings;
+mod adapter;
 mod common;
 mod faults;
 mod fixtures;

@@ -22,6 +22,33 @@ pub struct GpuLimits {
     pub tensor_limit: &'static str,
     /// The largest buffer, bytes (bounds one read-back).
     pub buffer: u64,
+    /// The adapter's memory for buffers, bytes, where its driver reports it (see
+    /// [`GpuAdapter::device_memory`](crate::GpuAdapter::device_memory)): without
+    /// [`StyleConfig::max_gpu_memory`], [`DEFAULT_GPU_MEMORY_SHARE`] of it is the budget.
+    pub memory: Option<u64>,
+}
+
+/// The share of the adapter's memory ([`GpuLimits::memory`]) a run takes by default, in percent:
+/// room is left for the driver's own allocations, the allocator's rounding and whatever else
+/// (a desktop, another program) uses the card.
+pub const DEFAULT_GPU_MEMORY_SHARE: u64 = 80;
+
+/// The GPU memory budget of a run: `config.max_gpu_memory`, else [`DEFAULT_GPU_MEMORY_SHARE`] of the
+/// adapter's memory where known, with how to name it in a message; `None`: no budget.
+pub fn gpu_budget(config: &StyleConfig, limits: &GpuLimits) -> Option<(u64, String)> {
+    if let Some(b) = config.max_gpu_memory {
+        return Some((b, "the GPU memory budget".into()));
+    }
+    let memory = limits.memory?;
+    let budget = u128::from(memory) * u128::from(DEFAULT_GPU_MEMORY_SHARE) / 100;
+    Some((
+        u64::try_from(budget).unwrap_or(u64::MAX),
+        format!(
+            "the default GPU memory budget ({DEFAULT_GPU_MEMORY_SHARE} % of {}'s {})",
+            limits.adapter,
+            fmt_bytes(memory)
+        ),
+    ))
 }
 
 /// Something that does not fit on the GPU: what needs how many bytes, and the limit it exceeds.
@@ -97,7 +124,7 @@ pub(crate) fn objective_misfit(
         });
     }
     let peak = estimate_gpu_peak(net, config, width, height, limits);
-    budget_misfit(config, peak, || format!("optimising a {width}x{height} image on the GPU"))
+    budget_misfit(config, limits, peak, || format!("optimising a {width}x{height} image on the GPU"))
 }
 
 /// The largest style Gram matrix, if it is larger than one binding.
@@ -110,15 +137,14 @@ fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Mi
     tensor_misfit(4 * (c * c) as u64, limits, || format!("a {c}×{c} Gram matrix"))
 }
 
-fn budget_misfit(config: &StyleConfig, peak: u64, what: impl FnOnce() -> String) -> Option<Misfit> {
-    let budget = config.max_gpu_memory?;
-    (peak > budget).then(|| Misfit {
-        what: what(),
-        about: true,
-        needed: peak,
-        allowed: budget,
-        limit: "the GPU memory budget".into(),
-    })
+fn budget_misfit(
+    config: &StyleConfig,
+    limits: &GpuLimits,
+    peak: u64,
+    what: impl FnOnce() -> String,
+) -> Option<Misfit> {
+    let (budget, limit) = gpu_budget(config, limits)?;
+    (peak > budget).then(|| Misfit { what: what(), about: true, needed: peak, allowed: budget, limit })
 }
 
 /// Why the style-target pass over a `width`×`height` style image (or a crop of one, with its halo)
@@ -145,7 +171,7 @@ fn style_pass_misfit(
         .map(|&l| gram_floats(shape[l].0, shape[l].1 * shape[l].2, limits.tensor) + shape[l].0.pow(2))
         .sum();
     let peak = gpu_weight_bytes(net, limits.tensor) + 4 * (floats + grams) as u64;
-    budget_misfit(config, peak, || {
+    budget_misfit(config, limits, peak, || {
         format!("computing the style targets of a {width}x{height} style image tile")
     })
 }

@@ -15,7 +15,7 @@ mod store;
 pub use crate::run::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tiles};
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish, reaching, stitch_some};
-pub use gpu::GpuLimits;
+pub use gpu::{DEFAULT_GPU_MEMORY_SHARE, GpuLimits, gpu_budget};
 pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
 pub use gpu_estimate::{estimate_gpu_peak, gpu_weight_bytes};
 pub use gram::{GRAM_HALO, style_grams};

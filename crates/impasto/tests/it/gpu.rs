@@ -409,6 +409,7 @@ fn bench_reports_the_gpu_memory_the_tiler_estimates() {
         tensor: a.max_storage_buffer_binding_size.min(a.max_buffer_size) / 4 * 4,
         tensor_limit: "max_storage_buffer_binding_size",
         buffer: a.max_buffer_size,
+        memory: a.device_memory,
     };
     let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &limits);
     eprintln!("bench GPU memory at 40 px: {got} bytes, estimate {est}");

@@ -4,7 +4,7 @@
 //! of the CPU run with the same tiles; what cannot fit even in the smallest tiles is one line before
 //! the run starts.
 
-use impasto::tiles::{GpuLimits, TilePlan, estimate_gpu_peak};
+use impasto::tiles::{DEFAULT_GPU_MEMORY_SHARE, GpuLimits, TilePlan, estimate_gpu_peak, gpu_budget};
 use impasto::{Device, GpuFaults, NoObserver, Observer, RunInfo, StyleConfig};
 
 use crate::common::random_vgg;
@@ -107,7 +107,8 @@ fn what_cannot_fit_the_gpu_even_in_tiles_is_one_line_before_the_run() {
     }
 }
 
-/// `max_gpu_memory` between what 80 px tiles and the whole 96 px image hold on the GPU: tiled.
+/// `max_gpu_memory` between what 80 px tiles and the whole 96 px image hold on the GPU: tiled; and
+/// without it, a card whose default budget (a share of its memory) lies between them.
 #[test]
 fn a_gpu_memory_budget_tiles_the_run() {
     let gpu = device();
@@ -118,6 +119,7 @@ fn a_gpu_memory_budget_tiles_the_run() {
         tensor: adapter.max_storage_buffer_binding_size.min(adapter.max_buffer_size) / 4 * 4,
         tensor_limit: "max_storage_buffer_binding_size",
         buffer: adapter.max_buffer_size,
+        memory: None,
     };
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 23);
     let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
@@ -128,9 +130,23 @@ fn a_gpu_memory_budget_tiles_the_run() {
     eprintln!("GPU estimate: {whole} bytes whole, {tile} in 95 px tiles");
     assert!(tile < whole);
     let mut plans = Plans::default();
-    let budget = StyleConfig { max_gpu_memory: Some((tile + whole) / 2), ..base };
+    let budget = StyleConfig { max_gpu_memory: Some((tile + whole) / 2), ..base.clone() };
     impasto::stylize(&net, &budget, &content, styles, &mut plans).unwrap();
     assert_eq!(plans.0[0].as_ref().map(|p| p.tile), Some(80));
+    // Without `max_gpu_memory` the budget is a share of the adapter's memory: a card whose share
+    // lies between the two is tiled alike; one whose share holds the whole image is not.
+    let share = |bytes: u64| bytes / DEFAULT_GPU_MEMORY_SHARE * 100;
+    for (memory, tiled) in [(share((tile + whole) / 2), true), (share(whole + 4096), false)] {
+        let faults = GpuFaults { device_memory: Some(memory), ..GpuFaults::default() };
+        let small_card = StyleConfig { gpu_faults: faults, ..base.clone() };
+        let limits = GpuLimits { memory: Some(memory), ..limits.clone() };
+        let (allowed, why) = gpu_budget(&small_card, &limits).expect("a budget from the memory");
+        assert!(why.starts_with("the default GPU memory budget (80 % of "), "{why}");
+        assert!((allowed < whole) == tiled, "{allowed} vs {whole}");
+        let mut plans = Plans::default();
+        impasto::stylize(&net, &small_card, &content, styles, &mut plans).unwrap();
+        assert_eq!(plans.0[0].as_ref().map(|p| p.tile), tiled.then_some(80), "{memory} bytes of memory");
+    }
 }
 
 /// A tile job (`impasto tiles run`) on a GPU that fails in its second tile (out of memory building

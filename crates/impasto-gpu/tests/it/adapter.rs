@@ -1,0 +1,32 @@
+//! What the adapter reports and reaches: its memory (a Vulkan driver's largest device-local heap,
+//! or what the options say instead), and its ceilings: the fma, GEMM-inner-step and copy kernels
+//! run, give the results their arithmetic gives (checked inside `Gpu::ceilings`), and yield finite
+//! rates.
+
+use impasto_gpu::{Choice, Gpu, GpuOptions, adapters};
+
+use crate::common::{gpu, test_adapter};
+
+#[test]
+fn a_vulkan_adapter_reports_its_memory_and_the_options_can_say_otherwise() {
+    let listed = &adapters()[test_adapter()];
+    if listed.backend == "Vulkan" {
+        assert!(listed.device_memory.is_some_and(|m| m >= 1 << 20), "{listed:?}");
+    }
+    assert_eq!(gpu().adapter().device_memory, listed.device_memory);
+    let options = GpuOptions { device_memory: Some(3 << 30), ..GpuOptions::default() };
+    let small = Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap();
+    assert_eq!(small.adapter().device_memory, Some(3 << 30));
+}
+
+#[test]
+fn ceilings_run_check_their_outputs_and_give_finite_rates() {
+    let gpu = gpu();
+    let t = std::time::Instant::now();
+    let c = gpu.ceilings(3).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("ceilings on {}: {c:?} in {:.2} s", gpu.adapter().name, t.elapsed().as_secs_f64());
+    for (what, v) in [("fma", c.fma_gflops), ("inner step", c.inner_gflops), ("copy", c.copy_gbps)] {
+        assert!(v.is_finite() && v > 0.0, "{what}: {v}");
+    }
+    assert_eq!(c.clock, gpu.kernel_clock());
+}
