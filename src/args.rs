@@ -324,8 +324,8 @@ pub struct RunArgs {
     pub max_memory: Option<String>,
 
     /// GPU memory the run may take on a GPU (--device): a scale that would hold more there is
-    /// optimised in overlapping tiles that fit [default: 80 % of the adapter's memory where its
-    /// driver reports it (`impasto devices`), else none; tiles always keep within its buffer limits]
+    /// optimised in overlapping tiles that fit [default: 80 % of a discrete card's memory (see
+    /// `impasto devices`), else none; tiles always keep within the adapter's buffer limits]
     #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
     pub max_gpu_memory: Option<String>,
 
@@ -384,8 +384,8 @@ pub struct RunArgs {
 
     /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
     /// Nth allocation fails; kernel=NAME: that kernel does not compile; binding=BYTES: open the
-    /// device with at most this storage binding size; memory=BYTES: the adapter reports this much
-    /// memory)
+    /// device with at most this storage binding size; memory=BYTES: take the adapter for a discrete
+    /// card with this much memory)
     #[arg(
         long,
         value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES",

@@ -81,7 +81,7 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
 /// `--max-gpu-memory` below what even the smallest tiles need on the GPU: one line naming the budget
 /// before the run, exit 1, no image; a malformed size is refused as `--max-memory`'s is. Without the
 /// flag, an adapter whose memory (here injected: `--gpu-fault memory=BYTES`) is that small gives the
-/// same line, naming the default budget.
+/// same line, naming the default budget (lavapipe, a software adapter, is taken for a discrete card).
 #[test]
 fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
     let sb = Sandbox::new();

@@ -27,7 +27,9 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     /// Workgroup shared memory, bytes.
     pub max_compute_workgroup_storage_size: u32,
-    /// Memory for buffers, bytes: the largest device-local heap (Vulkan; `None` where unknown).
+    /// Memory for buffers, bytes: the largest device-local heap (Vulkan; `None` where unknown): a
+    /// discrete card's own memory; on an integrated or software adapter, what the driver lets it use
+    /// of the system's.
     pub device_memory: Option<u64>,
 }
 
@@ -67,10 +69,6 @@ pub struct GpuOptions {
     /// Whether objectives time every GEMM form during their first evaluations and keep the fastest
     /// for each product (the default: on GPUs with timestamp queries). All forms give the same bits.
     pub tune: Tune,
-    /// Report this much device memory ([`AdapterSummary::device_memory`] of [`Gpu::adapter`])
-    /// instead of what the driver reports: what a front end's memory budget follows from can then be
-    /// tested on any adapter.
-    pub device_memory: Option<u64>,
     /// Compute every convolution as one implicit-im2col product, also where the default takes the
     /// Winograd F(4×4, 3×3) form (both sides at least 16 channels; a quarter of the multiplies,
     /// results within about 1e-6 of the output's scale, as the CPU engine's Winograd).
@@ -211,8 +209,7 @@ impl Gpu {
             }
         };
         let adapter = &all[index];
-        let mut summary = summary(index, adapter);
-        summary.device_memory = options.device_memory.or(summary.device_memory);
+        let summary = summary(index, adapter);
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_storage_binding {
             let cap = (cap / 256 * 256).max(256);

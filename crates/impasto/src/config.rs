@@ -133,7 +133,7 @@ pub struct StyleConfig {
     /// GPU memory the run may take (bytes), on a GPU: a scale whose whole-image optimisation would hold
     /// more there (see [`estimate_gpu_peak`](crate::tiles::estimate_gpu_peak)) is optimised in tiles
     /// small enough to fit. `None`: [`DEFAULT_GPU_MEMORY_SHARE`](crate::tiles::DEFAULT_GPU_MEMORY_SHARE)
-    /// percent of the adapter's memory where its driver reports it (Vulkan), else no budget (the
+    /// percent of a discrete card's memory where its driver reports it (Vulkan), else no budget (the
     /// adapter's limits on one tensor and one buffer are kept to either way). Ignored on the CPU.
     pub max_gpu_memory: Option<u64>,
     /// Optimise every scale larger than this (pixels, longest side) in overlapping tiles of this side,

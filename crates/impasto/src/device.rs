@@ -61,8 +61,8 @@ pub struct GpuFaults {
     /// Open the device with at most this storage binding size (bytes), as an adapter with smaller
     /// limits would have: small images then meet the limits that large ones meet on a real GPU.
     pub max_storage_binding: Option<u64>,
-    /// Report this much device memory (bytes) instead of what the driver reports, as a card with less
-    /// would: the default GPU memory budget follows from it.
+    /// Take the adapter for a discrete card with this much memory (bytes): the default GPU memory
+    /// budget follows from it.
     pub device_memory: Option<u64>,
 }
 
@@ -108,8 +108,9 @@ pub struct GpuAdapter {
     /// Workgroup shared memory, bytes.
     pub max_compute_workgroup_storage_size: u32,
     /// Memory for buffers, bytes: the largest device-local heap its Vulkan driver reports (`None`
-    /// on other backends). The default GPU memory budget is a share of it
-    /// ([`StyleConfig::max_gpu_memory`](crate::StyleConfig::max_gpu_memory)).
+    /// on other backends): a discrete card's own memory, of which the default GPU memory budget is
+    /// a share ([`StyleConfig::max_gpu_memory`](crate::StyleConfig::max_gpu_memory)); on an
+    /// integrated or software adapter, what the driver lets it use of the system's.
     pub device_memory: Option<u64>,
 }
 
@@ -222,12 +223,23 @@ impl GpuCache {
     }
 }
 
+/// The memory a GPU memory budget can be a share of: a discrete card's own (the device-local heap
+/// its driver reports). An integrated or software adapter shares the system's memory, and the heap
+/// its driver names is not the bound a card's memory is (RADV on an AMD APU reports the small VRAM
+/// carve-out, lavapipe 2 GiB of the machine's memory): there the default is no budget.
+#[cfg(feature = "gpu")]
+fn card_memory(adapter: &impasto_gpu::AdapterSummary) -> Option<u64> {
+    adapter.device_memory.filter(|_| adapter.device_type == "DiscreteGpu")
+}
+
 /// A network on a GPU for one run, and the first evaluation error of its objectives.
 #[derive(Debug, Clone)]
 pub(crate) struct GpuContext {
     #[cfg(feature = "gpu")]
     pub(crate) net: Arc<impasto_gpu::GpuNet>,
     pub(crate) error: Arc<Mutex<Option<String>>>,
+    /// The memory of the discrete card the adapter is taken for ([`GpuFaults::device_memory`]).
+    pub(crate) card_memory: Option<u64>,
 }
 
 impl GpuContext {
@@ -247,7 +259,7 @@ impl GpuContext {
         let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
         let reuse = *faults_in == GpuFaults::default();
         if let Some(gnet) = net.gpu.get(index).filter(|_| reuse) {
-            return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }));
+            return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)), card_memory: None }));
         }
         let faults = Faults {
             lose_device_at_submit: faults_in.lose_device_at_submit,
@@ -257,7 +269,6 @@ impl GpuContext {
         let options = GpuOptions {
             faults,
             max_storage_binding: faults_in.max_storage_binding,
-            device_memory: faults_in.device_memory,
             ..GpuOptions::default()
         };
         let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
@@ -282,7 +293,8 @@ impl GpuContext {
         if reuse {
             net.gpu.put(index, gnet.clone());
         }
-        Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)) }))
+        let card_memory = faults_in.device_memory;
+        Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)), card_memory }))
     }
 
     #[cfg(not(feature = "gpu"))]
@@ -304,7 +316,7 @@ impl GpuContext {
                 tensor,
                 tensor_limit,
                 buffer: gpu.max_buffer_size(),
-                memory: gpu.adapter().device_memory,
+                memory: self.card_memory.or_else(|| card_memory(gpu.adapter())),
             }
         }
         #[cfg(not(feature = "gpu"))]
@@ -326,6 +338,31 @@ impl GpuContext {
             Error::NonFinite { last_good, .. } => Error::Gpu { reason, last_good: Some(last_good) },
             Error::Gpu { last_good, .. } => Error::Gpu { reason, last_good },
             e => e,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use super::card_memory;
+
+    #[test]
+    fn only_a_discrete_card_s_memory_sets_a_default_budget() {
+        let adapter = |device_type: &str, device_memory| impasto_gpu::AdapterSummary {
+            index: 0,
+            name: "a".into(),
+            backend: "Vulkan".into(),
+            device_type: device_type.into(),
+            software: device_type == "Cpu",
+            max_buffer_size: 1 << 30,
+            max_storage_buffer_binding_size: 1 << 27,
+            max_compute_workgroup_storage_size: 32768,
+            device_memory,
+        };
+        assert_eq!(card_memory(&adapter("DiscreteGpu", Some(8 << 30))), Some(8 << 30));
+        assert_eq!(card_memory(&adapter("DiscreteGpu", None)), None);
+        for shared in ["IntegratedGpu", "Cpu", "VirtualGpu", "Other"] {
+            assert_eq!(card_memory(&adapter(shared, Some(2 << 30))), None, "{shared}");
         }
     }
 }

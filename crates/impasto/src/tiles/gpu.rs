@@ -22,9 +22,10 @@ pub struct GpuLimits {
     pub tensor_limit: &'static str,
     /// The largest buffer, bytes (bounds one read-back).
     pub buffer: u64,
-    /// The adapter's memory for buffers, bytes, where its driver reports it (see
+    /// A discrete card's own memory, bytes, where its driver reports it (see
     /// [`GpuAdapter::device_memory`](crate::GpuAdapter::device_memory)): without
-    /// [`StyleConfig::max_gpu_memory`], [`DEFAULT_GPU_MEMORY_SHARE`] of it is the budget.
+    /// [`StyleConfig::max_gpu_memory`], [`DEFAULT_GPU_MEMORY_SHARE`] of it is the budget. `None` for
+    /// integrated and software adapters, which share the system's memory, and where unknown.
     pub memory: Option<u64>,
 }
 

@@ -133,7 +133,8 @@ fn a_gpu_memory_budget_tiles_the_run() {
     let budget = StyleConfig { max_gpu_memory: Some((tile + whole) / 2), ..base.clone() };
     impasto::stylize(&net, &budget, &content, styles, &mut plans).unwrap();
     assert_eq!(plans.0[0].as_ref().map(|p| p.tile), Some(80));
-    // Without `max_gpu_memory` the budget is a share of the adapter's memory: a card whose share
+    // Without `max_gpu_memory` the budget is a share of a discrete card's memory (lavapipe, a
+    // software adapter, has none: it is taken for a card with `device_memory`): a card whose share
     // lies between the two is tiled alike; one whose share holds the whole image is not.
     let share = |bytes: u64| bytes / DEFAULT_GPU_MEMORY_SHARE * 100;
     for (memory, tiled) in [(share((tile + whole) / 2), true), (share(whole + 4096), false)] {
