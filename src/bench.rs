@@ -106,9 +106,6 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let specs = specs(args)?;
     let device = crate::devices::settle(args.device, !args.json)?;
-    if device != impasto::Device::Cpu && !args.json {
-        out(&format!("device: {}", crate::devices::describe(device)));
-    }
     let threads = specs.first().map_or(1, |s| s.threads);
     let sgemm = impasto::bench::sgemm_gflops(threads);
     if args.json {

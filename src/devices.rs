@@ -22,7 +22,8 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
 }
 
 /// What `device` comes to: `auto` becomes `gpu:N` or `cpu` (saying why on stderr when `announce`);
-/// `gpu` becomes `gpu:N`; a missing adapter is an error.
+/// `gpu` becomes `gpu:N`; a missing adapter is an error. With `announce`, a GPU is named on stderr:
+/// `impasto: running on gpu:0 (NVIDIA H200, Vulkan)`.
 pub fn settle(device: Device, announce: bool) -> Result<Device> {
     Ok(match impasto::resolve_device(device)? {
         ResolvedDevice::Cpu { notice } => {
@@ -31,7 +32,13 @@ pub fn settle(device: Device, announce: bool) -> Result<Device> {
             }
             Device::Cpu
         }
-        ResolvedDevice::Gpu { index, .. } => Device::Gpu(Some(index)),
+        ResolvedDevice::Gpu { index, .. } => {
+            let gpu = Device::Gpu(Some(index));
+            if announce {
+                crate::progress::note(&format!("impasto: running on {}", describe(gpu)));
+            }
+            gpu
+        }
     })
 }
 

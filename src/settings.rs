@@ -407,8 +407,9 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
 }
 
 impl Settings {
-    /// Settles `--device` before the work starts: `auto` becomes `gpu:N` or `cpu`, saying so on
-    /// stderr when it was asked for and the display is not quiet ([`crate::devices::settle`]).
+    /// Settles `--device` before the work starts: `auto` becomes `gpu:N` or `cpu`, saying so (and
+    /// which GPU) on stderr when it was asked for and the display is not quiet
+    /// ([`crate::devices::settle`]).
     pub fn settle_device(&mut self) -> Result<()> {
         let announce = self.device_given && self.display != Display::Quiet;
         self.config.device = crate::devices::settle(self.config.device, announce)?;

@@ -151,6 +151,7 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let frame_iterations =
         args.frame_iterations.unwrap_or_else(|| default_frame_iterations(first_iterations));
     let mut s = settings::resolve(args.run, env)?;
+    s.settle_device()?;
     let input = open_input(&s.content, args.ffmpeg.as_deref(), args.fps.is_some())?;
     let output = plan_output(&s.output, &s.content, &input)?;
     let frame_rate = match &input {

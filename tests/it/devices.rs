@@ -185,6 +185,8 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     assert!(lbfgs[0].trim_start().starts_with("L-BFGS step on the host, history 100 "), "{}", lbfgs[0]);
     assert!(lbfgs[1].trim_start().starts_with("L-BFGS step, history 100 on the GPU "), "{}", lbfgs[1]);
     assert!(lbfgs.iter().all(|l| l.contains(" ms ") && l.contains("bus per iteration: 0.0 MB")), "{lbfgs:?}");
+    // The GPU it settled on is named on stderr.
+    assert!(out.stderr.starts_with("impasto: running on gpu:0 ("), "{}", out.stderr);
     // The GPU's ceilings come before the table.
     let ceilings = out.stdout.lines().find(|l| l.starts_with("GPU ceilings")).unwrap_or_default();
     assert!(ceilings.contains(" GFLOP/s, GEMM inner step ") && ceilings.ends_with(" GB/s"), "{}", out.stdout);
