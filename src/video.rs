@@ -175,9 +175,11 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         let masks = s.style_masks.iter().map(|p| mask_file(p, "--style-mask image"));
         s.config.style_masks = Some(masks.collect::<Result<Vec<_>>>()?);
     }
+    // What decides the frames (not the device, the threads or the budgets: a clip stopped on one
+    // machine continues on another).
     let key = format!(
-        "{:?}\ninput {}\nstyles {:?}\ntemporal weight {}\nframe iterations {frame_iterations}\nlong term {}\n",
-        StyleConfig { mask: None, style_masks: None, ..s.config.clone() },
+        "{}\niterations {first_iterations}\ninput {}\nstyles {:?}\ntemporal weight {}\nframe iterations {frame_iterations}\nlong term {}\n",
+        s.config.result_key(),
         s.content.display(),
         s.styles,
         args.temporal_weight,

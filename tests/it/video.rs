@@ -137,12 +137,13 @@ fn an_interrupted_clip_continues_with_resume() {
     assert!((2..8).contains(&kept.len()), "finished frames kept: {kept:?}");
     let first_written = std::fs::metadata(sb.path("out/000001.png")).unwrap().modified().unwrap();
 
-    // The same command again refuses to overwrite them; with --resume it finishes the clip.
+    // The same command again refuses to overwrite them; with --resume it finishes the clip, also
+    // with another thread count (or device: what runs the frames is not part of their settings).
     let again = sb.run(&args);
     let line = again.error_line(1);
     assert!(line.contains("already holds frames of an earlier run: continue it with --resume"), "{line}");
     let mut resumed = args.clone();
-    resumed.push("--resume");
+    resumed.extend(["--resume", "--threads", "1"]);
     let run = sb.run(&resumed);
     run.assert_ok();
     assert_eq!(impasto_video_files(&sb, "out").len(), 8);

@@ -357,8 +357,8 @@ impl StyleConfig {
     /// A stable text of the settings that decide the objective and the images of each scale, used to
     /// check that a checkpoint belongs to this run. Not in it: how long the run goes on (iterations,
     /// per-scale iterations, time limit), threads and the checkpoint paths, so that a stopped run can
-    /// be resumed for longer.
-    pub(crate) fn result_key(&self) -> String {
+    /// be resumed for longer, nor the device (a run stopped on one resumes on another).
+    pub fn result_key(&self) -> String {
         let mut c = self.clone();
         c.iterations = 0;
         c.scale_iterations = None;
