@@ -252,12 +252,7 @@ fn lbfgs_on_gpu(
     _n: usize,
     _error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) -> Result<()> {
-    Err(no_gpu_support())
-}
-
-#[cfg(not(feature = "gpu"))]
-fn no_gpu_support() -> Error {
-    Error::Gpu { reason: "this build has no GPU support (the `gpu` feature is off)".into(), last_good: None }
+    Err(crate::device::no_gpu_support())
 }
 
 /// What a GPU adapter reaches with the simplest kernels of each kind ([`gpu_ceilings`]): the
@@ -302,7 +297,7 @@ fn ceilings_on(index: usize, reps: usize) -> Result<GpuCeilings> {
 
 #[cfg(not(feature = "gpu"))]
 fn ceilings_on(_index: usize, _reps: usize) -> Result<GpuCeilings> {
-    Err(no_gpu_support())
+    Err(crate::device::no_gpu_support())
 }
 
 /// Activation memory of one iteration of `arch` at `size`×`size` (the benchmark's objective:

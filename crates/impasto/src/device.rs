@@ -166,7 +166,7 @@ pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
             if cfg!(feature = "gpu") {
                 "no GPU adapter found (no Vulkan, Metal or DirectX 12 driver)".to_string()
             } else {
-                "this build has no GPU support (the `gpu` feature is off)".to_string()
+                NO_GPU_SUPPORT.to_string()
             }
         } else {
             let names: Vec<String> =
@@ -223,6 +223,15 @@ impl GpuCache {
     }
 }
 
+/// Why nothing runs on a GPU in a build without the `gpu` feature.
+const NO_GPU_SUPPORT: &str = "this build has no GPU support (the `gpu` feature is off)";
+
+/// [`NO_GPU_SUPPORT`] as the error of a call that needs a GPU.
+#[cfg(not(feature = "gpu"))]
+pub(crate) fn no_gpu_support() -> Error {
+    Error::Gpu { reason: NO_GPU_SUPPORT.into(), last_good: None }
+}
+
 /// The memory a GPU memory budget can be a share of: a discrete card's own (the device-local heap
 /// its driver reports). An integrated or software adapter shares the system's memory, and the heap
 /// its driver names is not the bound a card's memory is (RADV on an AMD APU reports the small VRAM
@@ -239,6 +248,7 @@ pub(crate) struct GpuContext {
     pub(crate) net: Arc<impasto_gpu::GpuNet>,
     pub(crate) error: Arc<Mutex<Option<String>>>,
     /// The memory of the discrete card the adapter is taken for ([`GpuFaults::device_memory`]).
+    #[cfg(feature = "gpu")]
     pub(crate) card_memory: Option<u64>,
 }
 
@@ -299,10 +309,7 @@ impl GpuContext {
 
     #[cfg(not(feature = "gpu"))]
     fn open_index(_index: usize, _faults: &GpuFaults, _net: &Vgg) -> Result<Option<GpuContext>> {
-        Err(Error::Gpu {
-            reason: "this build has no GPU support (the `gpu` feature is off)".into(),
-            last_good: None,
-        })
+        Err(no_gpu_support())
     }
 
     /// The limits of the opened device that decide how a run is tiled on it.
