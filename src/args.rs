@@ -324,8 +324,9 @@ pub struct RunArgs {
     pub max_memory: Option<String>,
 
     /// GPU memory the run may take on a GPU (--device): a scale that would hold more there is
-    /// optimised in overlapping tiles that fit [default: 80 % of a discrete card's memory (see
-    /// `impasto devices`), else none; tiles always keep within the adapter's buffer limits]
+    /// optimised in overlapping tiles that fit [default: 80 % of a discrete card's memory, or of
+    /// what its driver leaves the run where less (see `impasto devices`), else none; tiles always
+    /// keep within the adapter's buffer limits]
     #[arg(long, value_name = "SIZE", help_heading = "Print sizes (tiling)")]
     pub max_gpu_memory: Option<String>,
 
@@ -384,11 +385,11 @@ pub struct RunArgs {
 
     /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
     /// Nth allocation fails; kernel=NAME: that kernel does not compile; binding=BYTES: open the
-    /// device with at most this storage binding size; memory=BYTES: take the adapter for a discrete
-    /// card with this much memory)
+    /// device with at most this storage binding size; memory=BYTES[/BUDGET]: take the adapter for a
+    /// discrete card with this much memory, of which its driver leaves the run BUDGET)
     #[arg(
         long,
-        value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES",
+        value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES[/BUDGET]",
         value_parser = parse_gpu_fault,
         hide = true
     )]
@@ -448,6 +449,7 @@ pub enum PoolingArg {
 }
 
 fn parse_gpu_fault(s: &str) -> Result<impasto::GpuFaults, String> {
-    impasto::GpuFaults::parse(s)
-        .ok_or_else(|| format!("`{s}` is not lost@N, oom@N, kernel=NAME, binding=BYTES or memory=BYTES"))
+    impasto::GpuFaults::parse(s).ok_or_else(|| {
+        format!("`{s}` is not lost@N, oom@N, kernel=NAME, binding=BYTES or memory=BYTES[/BUDGET]")
+    })
 }

@@ -73,10 +73,15 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
                 "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
                 "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
                 "device_memory": a.device_memory,
+                "memory_budget": a.memory_budget,
             })
             .to_string()
         } else {
-            let memory = a.device_memory.map_or_else(String::new, |m| format!("memory {}, ", mib(m)));
+            let memory = match (a.device_memory, a.memory_budget) {
+                (Some(m), Some(b)) => format!("memory {} ({} available), ", mib(m), mib(b)),
+                (Some(m), None) => format!("memory {}, ", mib(m)),
+                (None, _) => String::new(),
+            };
             format!(
                 "gpu:{}  {}  [{}, {}{}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB",
                 a.index,

@@ -108,8 +108,9 @@ fn help() {
                                    3/4 of this machine's memory]
           --max-gpu-memory <SIZE>  GPU memory the run may take on a GPU (--device): a scale that would
                                    hold more there is optimised in overlapping tiles that fit [default:
-                                   80 % of a discrete card's memory (see `impasto devices`), else none;
-                                   tiles always keep within the adapter's buffer limits]
+                                   80 % of a discrete card's memory, or of what its driver leaves the
+                                   run where less (see `impasto devices`), else none; tiles always keep
+                                   within the adapter's buffer limits]
           --tile <PX>              Optimise every scale larger than PX in overlapping tiles of PX, one
                                    after the other
           --tile-overlap <PX>      Least overlap between neighbouring tiles (tiles must be at least

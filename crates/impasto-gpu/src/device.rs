@@ -31,6 +31,10 @@ pub struct AdapterSummary {
     /// discrete card's own memory; on an integrated or software adapter, what the driver lets it use
     /// of the system's.
     pub device_memory: Option<u64>,
+    /// What the driver says this process may allocate from that heap when the list was made
+    /// (Vulkan drivers with `VK_EXT_memory_budget`; `None` elsewhere): the heap less what other
+    /// programs hold. [`Gpu::memory_budget`] asks again.
+    pub memory_budget: Option<u64>,
 }
 
 /// Which adapter to open.
@@ -108,6 +112,7 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         device_memory: crate::memory::device_memory(adapter),
+        memory_budget: crate::memory::memory_budget(adapter),
     }
 }
 
@@ -150,6 +155,8 @@ pub fn adapters() -> Vec<AdapterSummary> {
 /// An opened device with its compiled kernels.
 #[derive(Debug)]
 pub struct Gpu {
+    /// The adapter, for the driver's memory budget ([`Gpu::memory_budget`]).
+    adapter: wgpu::Adapter,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     summary: AdapterSummary,
@@ -266,6 +273,7 @@ impl Gpu {
             };
         let kernels = Kernels::build(&device, &summary.name, options, small_tiles, tune)?;
         Ok(Arc::new(Gpu {
+            adapter: adapter.clone(),
             device,
             queue,
             summary,
@@ -286,6 +294,13 @@ impl Gpu {
     /// The adapter this device runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    /// What the driver says this process may allocate in all from the adapter's memory now, bytes:
+    /// its own buffers included, less than [`AdapterSummary::device_memory`] when other programs
+    /// hold some (Vulkan drivers with `VK_EXT_memory_budget`; `None` elsewhere).
+    pub fn memory_budget(&self) -> Option<u64> {
+        crate::memory::memory_budget(&self.adapter)
     }
 
     pub(crate) fn name(&self) -> String {

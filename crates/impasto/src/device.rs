@@ -64,10 +64,14 @@ pub struct GpuFaults {
     /// Take the adapter for a discrete card with this much memory (bytes): the default GPU memory
     /// budget follows from it.
     pub device_memory: Option<u64>,
+    /// With [`GpuFaults::device_memory`]: its driver leaves this process this much of it (bytes), as
+    /// when other programs hold the rest.
+    pub memory_budget: Option<u64>,
 }
 
 impl GpuFaults {
-    /// Parses `lost@N`, `oom@N`, `kernel=NAME`, `binding=BYTES` or `memory=BYTES`.
+    /// Parses `lost@N`, `oom@N`, `kernel=NAME`, `binding=BYTES`, `memory=BYTES` or
+    /// `memory=BYTES/BUDGET` (a card with `BYTES` of which its driver leaves this process `BUDGET`).
     pub fn parse(s: &str) -> Option<GpuFaults> {
         let n = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
         let mut f = GpuFaults::default();
@@ -80,7 +84,12 @@ impl GpuFaults {
         } else if let Some(v) = s.strip_prefix("binding=") {
             f.max_storage_binding = Some(n(v)?);
         } else if let Some(v) = s.strip_prefix("memory=") {
-            f.device_memory = Some(n(v)?);
+            let (memory, budget) = match v.split_once('/') {
+                Some((m, b)) => (m, Some(n(b)?)),
+                None => (v, None),
+            };
+            f.device_memory = Some(n(memory)?);
+            f.memory_budget = budget;
         } else {
             return None;
         }
@@ -112,6 +121,10 @@ pub struct GpuAdapter {
     /// a share ([`StyleConfig::max_gpu_memory`](crate::StyleConfig::max_gpu_memory)); on an
     /// integrated or software adapter, what the driver lets it use of the system's.
     pub device_memory: Option<u64>,
+    /// What its driver said this process may use of that memory when listed (Vulkan drivers with
+    /// `VK_EXT_memory_budget`; `None` elsewhere): less than `device_memory` while other programs
+    /// hold some. A run asks again, and its default budget is a share of the smaller.
+    pub memory_budget: Option<u64>,
 }
 
 /// The GPU adapters of this machine; empty without a driver or when built without the `gpu` feature.
@@ -130,6 +143,7 @@ pub fn gpu_adapters() -> Vec<GpuAdapter> {
                 max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
                 max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
                 device_memory: a.device_memory,
+                memory_budget: a.memory_budget,
             })
             .collect()
     }
@@ -247,9 +261,10 @@ pub(crate) struct GpuContext {
     #[cfg(feature = "gpu")]
     pub(crate) net: Arc<impasto_gpu::GpuNet>,
     pub(crate) error: Arc<Mutex<Option<String>>>,
-    /// The memory of the discrete card the adapter is taken for ([`GpuFaults::device_memory`]).
+    /// The memory of the discrete card the adapter is taken for, and its driver's budget
+    /// ([`GpuFaults::device_memory`], [`GpuFaults::memory_budget`]).
     #[cfg(feature = "gpu")]
-    pub(crate) card_memory: Option<u64>,
+    pub(crate) card_memory: Option<(u64, Option<u64>)>,
 }
 
 impl GpuContext {
@@ -303,7 +318,7 @@ impl GpuContext {
         if reuse {
             net.gpu.put(index, gnet.clone());
         }
-        let card_memory = faults_in.device_memory;
+        let card_memory = faults_in.device_memory.map(|m| (m, faults_in.memory_budget));
         Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)), card_memory }))
     }
 
@@ -318,12 +333,20 @@ impl GpuContext {
         {
             let gpu = self.net.gpu();
             let (tensor, tensor_limit) = gpu.max_tensor_bytes();
+            let (memory, available) = match self.card_memory {
+                Some((memory, budget)) => (Some(memory), budget),
+                None => {
+                    let memory = card_memory(gpu.adapter());
+                    (memory, memory.and_then(|_| gpu.memory_budget()))
+                }
+            };
             crate::tiles::GpuLimits {
                 adapter: gpu.adapter().name.clone(),
                 tensor,
                 tensor_limit,
                 buffer: gpu.max_buffer_size(),
-                memory: self.card_memory.or_else(|| card_memory(gpu.adapter())),
+                memory,
+                available,
             }
         }
         #[cfg(not(feature = "gpu"))]
@@ -365,6 +388,7 @@ mod tests {
             max_storage_buffer_binding_size: 1 << 27,
             max_compute_workgroup_storage_size: 32768,
             device_memory,
+            memory_budget: None,
         };
         assert_eq!(card_memory(&adapter("DiscreteGpu", Some(8 << 30))), Some(8 << 30));
         assert_eq!(card_memory(&adapter("DiscreteGpu", None)), None);

@@ -27,6 +27,11 @@ pub struct GpuLimits {
     /// [`StyleConfig::max_gpu_memory`], [`DEFAULT_GPU_MEMORY_SHARE`] of it is the budget. `None` for
     /// integrated and software adapters, which share the system's memory, and where unknown.
     pub memory: Option<u64>,
+    /// What the card's driver says this process may use of that memory now, bytes (its Vulkan
+    /// driver's `VK_EXT_memory_budget`, see [`GpuAdapter::memory_budget`](crate::GpuAdapter::memory_budget)):
+    /// less than `memory` while other programs hold some of it. The default budget is a share of the
+    /// smaller of the two. `None` where the driver does not say, and wherever `memory` is `None`.
+    pub available: Option<u64>,
 }
 
 /// The share of the adapter's memory ([`GpuLimits::memory`]) a run takes by default, in percent:
@@ -35,20 +40,29 @@ pub struct GpuLimits {
 pub const DEFAULT_GPU_MEMORY_SHARE: u64 = 80;
 
 /// The GPU memory budget of a run: `config.max_gpu_memory`, else [`DEFAULT_GPU_MEMORY_SHARE`] of the
-/// adapter's memory where known, with how to name it in a message; `None`: no budget.
+/// adapter's memory where known (of what its driver leaves this process, where that is less), with
+/// how to name it in a message; `None`: no budget.
 pub fn gpu_budget(config: &StyleConfig, limits: &GpuLimits) -> Option<(u64, String)> {
     if let Some(b) = config.max_gpu_memory {
         return Some((b, "the GPU memory budget".into()));
     }
     let memory = limits.memory?;
-    let budget = u128::from(memory) * u128::from(DEFAULT_GPU_MEMORY_SHARE) / 100;
+    let (base, of) = match limits.available.filter(|&a| a < memory) {
+        Some(available) => (
+            available,
+            format!(
+                "the {} of {}'s {} its driver leaves this run",
+                fmt_bytes(available),
+                limits.adapter,
+                fmt_bytes(memory)
+            ),
+        ),
+        None => (memory, format!("{}'s {}", limits.adapter, fmt_bytes(memory))),
+    };
+    let budget = u128::from(base) * u128::from(DEFAULT_GPU_MEMORY_SHARE) / 100;
     Some((
         u64::try_from(budget).unwrap_or(u64::MAX),
-        format!(
-            "the default GPU memory budget ({DEFAULT_GPU_MEMORY_SHARE} % of {}'s {})",
-            limits.adapter,
-            fmt_bytes(memory)
-        ),
+        format!("the default GPU memory budget ({DEFAULT_GPU_MEMORY_SHARE} % of {of})"),
     ))
 }
 

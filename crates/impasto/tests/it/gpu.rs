@@ -258,6 +258,9 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     }
     assert_eq!(impasto::GpuFaults::parse("lost@0"), None);
     assert_eq!(impasto::GpuFaults::parse("melt"), None);
+    let card = impasto::GpuFaults::parse("memory=8000/6000").unwrap();
+    assert_eq!((card.device_memory, card.memory_budget), (Some(8000), Some(6000)));
+    assert_eq!(impasto::GpuFaults::parse("memory=8000/0"), None);
 }
 
 #[test]
@@ -410,6 +413,7 @@ fn bench_reports_the_gpu_memory_the_tiler_estimates() {
         tensor_limit: "max_storage_buffer_binding_size",
         buffer: a.max_buffer_size,
         memory: a.device_memory,
+        available: a.memory_budget,
     };
     let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &limits);
     eprintln!("bench GPU memory at 40 px: {got} bytes, estimate {est}");

@@ -108,7 +108,8 @@ fn what_cannot_fit_the_gpu_even_in_tiles_is_one_line_before_the_run() {
 }
 
 /// `max_gpu_memory` between what 80 px tiles and the whole 96 px image hold on the GPU: tiled; and
-/// without it, a card whose default budget (a share of its memory) lies between them.
+/// without it, a card whose default budget (a share of its memory, or of what its driver leaves
+/// the run) lies between them.
 #[test]
 fn a_gpu_memory_budget_tiles_the_run() {
     let gpu = device();
@@ -120,6 +121,7 @@ fn a_gpu_memory_budget_tiles_the_run() {
         tensor_limit: "max_storage_buffer_binding_size",
         buffer: adapter.max_buffer_size,
         memory: None,
+        available: None,
     };
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 23);
     let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
@@ -136,13 +138,19 @@ fn a_gpu_memory_budget_tiles_the_run() {
     // Without `max_gpu_memory` the budget is a share of a discrete card's memory (lavapipe, a
     // software adapter, has none: it is taken for a card with `device_memory`): a card whose share
     // lies between the two is tiled alike; one whose share holds the whole image is not.
+    // A card that would hold it whole, of which its driver leaves the run (other programs holding
+    // the rest) only what holds the tiles, is tiled as well.
     let share = |bytes: u64| bytes / DEFAULT_GPU_MEMORY_SHARE * 100;
-    for (memory, tiled) in [(share((tile + whole) / 2), true), (share(whole + 4096), false)] {
-        let faults = GpuFaults { device_memory: Some(memory), ..GpuFaults::default() };
+    let (between, roomy) = (share((tile + whole) / 2), share(whole + 4096));
+    let cards = [(between, None, true), (roomy, None, false), (2 * roomy, Some(between), true)];
+    for (memory, available, tiled) in cards {
+        let faults =
+            GpuFaults { device_memory: Some(memory), memory_budget: available, ..GpuFaults::default() };
         let small_card = StyleConfig { gpu_faults: faults, ..base.clone() };
-        let limits = GpuLimits { memory: Some(memory), ..limits.clone() };
+        let limits = GpuLimits { memory: Some(memory), available, ..limits.clone() };
         let (allowed, why) = gpu_budget(&small_card, &limits).expect("a budget from the memory");
         assert!(why.starts_with("the default GPU memory budget (80 % of "), "{why}");
+        assert_eq!(why.contains("its driver leaves this run"), available.is_some(), "{why}");
         assert!((allowed < whole) == tiled, "{allowed} vs {whole}");
         let mut plans = Plans::default();
         impasto::stylize(&net, &small_card, &content, styles, &mut plans).unwrap();
