@@ -386,10 +386,11 @@ pub struct RunArgs {
     /// Test hook: inject a GPU failure (lost@N: the Nth submission finds the device lost; oom@N: the
     /// Nth allocation fails; kernel=NAME: that kernel does not compile; binding=BYTES: open the
     /// device with at most this storage binding size; memory=BYTES[/BUDGET]: take the adapter for a
-    /// discrete card with this much memory, of which its driver leaves the run BUDGET)
+    /// discrete card with this much memory, of which its driver leaves the run BUDGET;
+    /// capacity=BYTES: allocations fail beyond this many bytes alive on the device)
     #[arg(
         long,
-        value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES[/BUDGET]",
+        value_name = "lost@N|oom@N|kernel=NAME|binding=BYTES|memory=BYTES[/BUDGET]|capacity=BYTES",
         value_parser = parse_gpu_fault,
         hide = true
     )]

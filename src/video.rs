@@ -551,6 +551,15 @@ impl ClipProgress {
 }
 
 impl Observer for ClipProgress {
+    fn on_replan(&mut self, replan: &impasto::Replan) {
+        let line = format!("impasto: {}: {}", self.frame_label(), crate::progress::replan_text(replan));
+        match (&self.bar, self.display) {
+            (_, Display::Quiet) => {}
+            (Some(bar), _) => bar.println(line),
+            (None, _) => crate::progress::note(&line),
+        }
+    }
+
     fn on_step(&mut self, step: &impasto::Step<'_>) -> std::ops::ControlFlow<()> {
         if let Some(bar) = &self.bar {
             let done = step.iteration as f64;

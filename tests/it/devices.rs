@@ -222,3 +222,64 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     assert_eq!(on, ["host", "gpu"], "{}", json.stdout);
     assert_eq!(json.stdout.matches(r#""kind":"gpu_ceilings""#).count(), 1, "{}", json.stdout);
 }
+
+/// Out of GPU memory at a size that smaller tiles fit (`--gpu-fault capacity=BYTES`: a device with
+/// that much memory for buffers, between what the whole 96 px image and its smallest tiles hold,
+/// whose driver reports none): the run says so in one line, starts the scale again in tiles and
+/// finishes with exit status 0.
+#[test]
+fn a_run_out_of_gpu_memory_starts_again_in_tiles_and_says_so() {
+    use impasto::tiles::{GpuLimits, estimate_gpu_peak};
+    let sb = Sandbox::new();
+    sb.png("c.png", 96, 96);
+    sb.png("s.png", 48, 48);
+    sb.tiny_weights("w.safetensors");
+    let net = impasto::Vgg::load(
+        &sb.path("w.safetensors"),
+        impasto::Arch::Vgg16,
+        impasto::Pooling::Max,
+        None,
+        "relu1_1",
+    )
+    .unwrap();
+    let config = impasto::StyleConfig {
+        size: 96,
+        iterations: 2,
+        tile_overlap: 0,
+        content_layers: vec!["relu1_1".into()],
+        style_layers: vec!["relu1_1".into()],
+        device: impasto::Device::Gpu(Some(0)),
+        ..impasto::StyleConfig::default()
+    };
+    let a = &impasto::gpu_adapters()[0];
+    let limits = GpuLimits {
+        adapter: a.name.clone(),
+        tensor: a.max_storage_buffer_binding_size.min(a.max_buffer_size) / 4 * 4,
+        tensor_limit: "max_storage_buffer_binding_size",
+        buffer: a.max_buffer_size,
+        memory: None,
+        available: None,
+        fitted: None,
+    };
+    let capacity = (estimate_gpu_peak(&net, &config, 96, 96, &limits)
+        + estimate_gpu_peak(&net, &config, 79, 79, &limits))
+        / 2;
+    let fault = format!("capacity={capacity}");
+    let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "96"];
+    args.extend(["-n", "2", "--tile-overlap", "0", "--device", "gpu:0", "--gpu-fault", &fault]);
+    args.extend(crate::common::TINY_LAYERS);
+    let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+    let out = crate::common::Run::from(out);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let line =
+        out.stderr.lines().find(|l| l.starts_with("impasto: out of GPU memory on ")).unwrap_or_default();
+    assert!(
+        line.contains("; scale 1 (96x96) starts again in ")
+            && line.contains(" tiles of 64 px under a GPU memory budget of ")
+            && line.ends_with("M plans so from the start)"),
+        "{}",
+        out.stderr
+    );
+    let img = image::open(sb.path("out.png")).expect("the result was written");
+    assert_eq!((img.width(), img.height()), (96, 96));
+}

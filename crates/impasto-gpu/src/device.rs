@@ -90,6 +90,10 @@ pub struct Faults {
     pub out_of_memory_at_allocation: Option<u64>,
     /// The kernel of this name (`conv3x3`, `gram`, `relu_forward`, …) fails to compile.
     pub broken_kernel: Option<String>,
+    /// Allocations run out of memory once the buffers alive on the device (the allocator's count)
+    /// and the new one would exceed this many bytes: a device with that much memory for buffers
+    /// and a driver that reports none.
+    pub capacity: Option<u64>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -381,8 +385,9 @@ impl Gpu {
         let oom_err = pollster::block_on(oom.pop());
         let val_err = pollster::block_on(validation.pop());
         let injected = op == "buffer allocation"
-            && self.faults.out_of_memory_at_allocation
-                == Some(self.allocations.fetch_add(1, Ordering::Relaxed) + 1);
+            && (self.faults.out_of_memory_at_allocation
+                == Some(self.allocations.fetch_add(1, Ordering::Relaxed) + 1)
+                || self.over_capacity(bytes));
         if oom_err.is_some() || injected {
             return Err(GpuError::OutOfMemory { adapter: self.name(), what: op.into(), bytes });
         }
@@ -391,6 +396,19 @@ impl Gpu {
         }
         self.check(op)?;
         Ok(out)
+    }
+
+    /// Whether a new buffer of `bytes` (just created) takes the buffers alive on the device beyond
+    /// [`Faults::capacity`]: this program's buffers, not wgpu's own (the staging copies of uploads,
+    /// freed at the next submission). Buffers the program dropped are freed once the device is polled.
+    fn over_capacity(&self, bytes: u64) -> bool {
+        let Some(capacity) = self.faults.capacity else { return false };
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        let live: u64 = self.device.generate_allocator_report().map_or(0, |r| {
+            r.allocations.iter().filter(|a| !a.name.starts_with("(wgpu internal)")).map(|a| a.size).sum()
+        });
+        // The new buffer is already counted.
+        live > capacity || bytes > capacity
     }
 
     /// A storage buffer of `len` floats (at least one), checked against the adapter's limits.

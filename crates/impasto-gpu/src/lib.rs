@@ -34,7 +34,7 @@ mod tune;
 mod winograd;
 
 pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
-pub use error::{GpuError, Result};
+pub use error::{GpuError, Result, is_out_of_memory};
 pub use history::GpuHistory;
 pub use kernels::{GemmTile, SmallTiles};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};

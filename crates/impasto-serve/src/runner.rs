@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use impasto::image::{ImageEncoder, Rgb32FImage, codecs::png::PngEncoder};
-use impasto::{Eta, Observer, RunInfo, Step, StopReason, Vgg, Weights};
+use impasto::{Eta, Observer, Replan, RunInfo, Step, StopReason, Vgg, Weights};
 
 use crate::PREVIEW_INTERVAL;
 use crate::job::{Inputs, Job, JobState, ScaleInfo, Started, StepInfo};
@@ -179,6 +179,10 @@ impl Observer for Watcher<'_> {
             }
         }
         if self.job.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+
+    fn on_replan(&mut self, replan: &Replan) {
+        self.eta = self.eta.as_ref().map(|e| e.replanned(replan));
     }
 
     fn steer(&mut self) -> Option<Weights> {

@@ -44,6 +44,9 @@ pub(crate) struct State {
     /// On a tiled scale: which tile `x` is, and the image the tiles start from. The tiles finished
     /// before it are stored beside the checkpoint (see [`crate::tiles::TileStore`]).
     pub(crate) tile: Option<TileState>,
+    /// The GPU memory budgets the run learned from allocations that failed, in order: from scale
+    /// `.0` on, at most `.1` bytes (see `run::refit`). Its plan (and so its fingerprint) follows.
+    pub(crate) refits: Vec<(usize, u64)>,
 }
 
 /// Where a checkpoint of a tiled scale is.
@@ -102,6 +105,10 @@ pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
         ("width".to_string(), state.width.to_string()),
         ("height".to_string(), state.height.to_string()),
     ]);
+    if !state.refits.is_empty() {
+        let refits: Vec<String> = state.refits.iter().map(|(k, b)| format!("{k}:{b}")).collect();
+        meta.insert("gpu.refits".into(), refits.join(","));
+    }
     if let Some(t) = &state.tile {
         meta.insert("tile.index".into(), t.index.to_string());
         meta.insert("tile.count".into(), t.count.to_string());
@@ -232,8 +239,20 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
             })
         }
     };
+    let refits = match meta.get("gpu.refits") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(|r| {
+                let (k, b) = r.split_once(':')?;
+                Some((k.parse().ok()?, b.parse().ok()?))
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| ckpt_err(path, "bad `gpu.refits`"))?,
+    };
     let state = State {
         tile,
+        refits,
         fingerprint: hex("fingerprint")?,
         scale: num("scale")?,
         scale_done: num("scale_done")?,

@@ -67,11 +67,15 @@ pub struct GpuFaults {
     /// With [`GpuFaults::device_memory`]: its driver leaves this process this much of it (bytes), as
     /// when other programs hold the rest.
     pub memory_budget: Option<u64>,
+    /// Allocations run out of memory beyond this many bytes alive on the device (see
+    /// `impasto_gpu::Faults::capacity`): a card with that much memory whose driver reports none.
+    pub capacity: Option<u64>,
 }
 
 impl GpuFaults {
-    /// Parses `lost@N`, `oom@N`, `kernel=NAME`, `binding=BYTES`, `memory=BYTES` or
-    /// `memory=BYTES/BUDGET` (a card with `BYTES` of which its driver leaves this process `BUDGET`).
+    /// Parses `lost@N`, `oom@N`, `kernel=NAME`, `binding=BYTES`, `memory=BYTES`,
+    /// `memory=BYTES/BUDGET` (a card with `BYTES` of which its driver leaves this process `BUDGET`)
+    /// or `capacity=BYTES`.
     pub fn parse(s: &str) -> Option<GpuFaults> {
         let n = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
         let mut f = GpuFaults::default();
@@ -90,6 +94,8 @@ impl GpuFaults {
             };
             f.device_memory = Some(n(memory)?);
             f.memory_budget = budget;
+        } else if let Some(v) = s.strip_prefix("capacity=") {
+            f.capacity = Some(n(v)?);
         } else {
             return None;
         }
@@ -290,6 +296,7 @@ impl GpuContext {
             lose_device_at_submit: faults_in.lose_device_at_submit,
             out_of_memory_at_allocation: faults_in.out_of_memory_at_allocation,
             broken_kernel: faults_in.broken_kernel.clone(),
+            capacity: faults_in.capacity,
         };
         let options = GpuOptions {
             faults,
@@ -347,6 +354,7 @@ impl GpuContext {
                 buffer: gpu.max_buffer_size(),
                 memory,
                 available,
+                fitted: None,
             }
         }
         #[cfg(not(feature = "gpu"))]

@@ -197,6 +197,16 @@ impl Error {
         }
     }
 
+    /// Whether this is a GPU allocation that did not fit (the one GPU failure that smaller tiles can
+    /// avoid).
+    pub(crate) fn is_gpu_out_of_memory(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        if let Error::Gpu { reason, .. } = self {
+            return impasto_gpu::is_out_of_memory(reason);
+        }
+        false
+    }
+
     /// [`Error::with_last_good`] for a GPU failure that has no image yet: one while building a later
     /// scale's targets or objective (out of memory, a kernel) stops the run as a device lost mid-run
     /// does, with the image the run had. `image`: the newest result, if there is one.

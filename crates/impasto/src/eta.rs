@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::RunInfo;
+use crate::tiles::TilePlan;
+use crate::{Replan, RunInfo, Scale};
 
 /// Estimates the time left of one run; feed it every iteration with [`Eta::update`].
 ///
@@ -24,17 +25,25 @@ pub struct Eta {
 impl Eta {
     /// An estimator for the run `info` describes.
     pub fn new(info: &RunInfo) -> Eta {
-        // On a tiled scale each iteration works on one tile: about the scale's pixels over the tiles.
-        let tiles = |k: usize| info.tiles.get(k).and_then(Option::as_ref).map_or(1, |t| t.len()) as f64;
-        let mut scales: Vec<(f64, usize)> = info
-            .scales
-            .iter()
-            .enumerate()
-            .map(|(k, s)| (s.pixels() as f64 / tiles(k), s.iterations))
-            .collect();
-        if scales.is_empty() {
-            scales.push((f64::from(info.width) * f64::from(info.height), info.iterations));
+        let mut eta = Eta::of_schedule(&info.scales, &info.tiles);
+        if eta.scales.is_empty() {
+            eta.scales.push((f64::from(info.width) * f64::from(info.height), info.iterations));
         }
+        eta
+    }
+
+    /// An estimator for the rest of a run that changed its plan ([`crate::Observer::on_replan`]):
+    /// the scales' work is the new plan's, the rate measured so far is kept (per pixel, it holds for
+    /// tiles as for the whole image).
+    pub fn replanned(&self, replan: &Replan) -> Eta {
+        Eta { rate: self.rate, ..Eta::of_schedule(&replan.scales, &replan.tiles) }
+    }
+
+    fn of_schedule(scales: &[Scale], tiles: &[Option<TilePlan>]) -> Eta {
+        // On a tiled scale each iteration works on one tile: about the scale's pixels over the tiles.
+        let tiles = |k: usize| tiles.get(k).and_then(Option::as_ref).map_or(1, TilePlan::len) as f64;
+        let scales =
+            scales.iter().enumerate().map(|(k, s)| (s.pixels() as f64 / tiles(k), s.iterations)).collect();
         Eta { scales, mark: None, rate: None }
     }
 
@@ -100,6 +109,31 @@ mod tests {
         assert_eq!(secs(eta.update(0, 2, Duration::from_secs(31))), Some(38.0));
         assert_eq!(secs(eta.update(0, 11, Duration::from_secs(40))), Some(29.0));
         assert_eq!(secs(eta.update(0, 40, Duration::from_secs(69))), Some(0.0));
+    }
+
+    #[test]
+    fn a_replanned_run_keeps_its_rate_for_the_new_schedule() {
+        // 10 iterations at 100 px (1 s each), then 10 at 160×160 px; that scale starts again in 4
+        // tiles of 6400 px with 10 iterations each (64 s each at the measured rate).
+        let mut eta = Eta::new(&info(vec![(10, 10, 10), (160, 160, 10)]));
+        eta.update(0, 1, Duration::from_secs(5));
+        eta.update(0, 10, Duration::from_secs(14));
+        let tiles = crate::tiles::TilePlan::new(160, 160, 80, 0).ok();
+        assert_eq!(tiles.as_ref().map(crate::tiles::TilePlan::len), Some(4));
+        let replan = Replan {
+            scale: 1,
+            reason: "out of GPU memory".into(),
+            budget: 1 << 20,
+            iterations: 50,
+            scales: vec![
+                Scale { width: 10, height: 10, iterations: 10 },
+                Scale { width: 160, height: 160, iterations: 40 },
+            ],
+            tiles: vec![None, tiles],
+        };
+        let mut eta = eta.replanned(&replan);
+        // Before the new scale's rate is measured, the old one stands in.
+        assert_eq!(secs(eta.update(1, 10, Duration::from_secs(20))), Some(40.0 * 64.0));
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub use model::{
     COMPACT_STYLE_LAYERS, EMBEDDED_LABEL, Layer, LayerKind, Pooling, Preprocess, Vgg, cache_file_name,
     check_compact_depth, embedded_model, locate_weights, pack_compact, quantize_channel,
 };
-pub use observer::{Losses, NoObserver, Observer, RunInfo, Scale, Step, StopReason, Weights};
+pub use observer::{Losses, NoObserver, Observer, Replan, RunInfo, Scale, Step, StopReason, Weights};
 pub use output::{at_output_size, output_size};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize, stylize_frame};

@@ -152,6 +152,30 @@ pub trait Observer: Send {
     /// image (`skipped`: it was finished by an earlier run and read back); counted over the rounds,
     /// as [`Step::tile`].
     fn on_tile(&mut self, _index: usize, _count: usize, _skipped: bool) {}
+    /// Called when the run changes its plan on the way: scale `replan.scale` ran out of GPU memory
+    /// and starts again in smaller tiles (the schedule's iterations change with its tiles).
+    fn on_replan(&mut self, _replan: &Replan) {}
+}
+
+/// A run's new plan after a scale ran out of GPU memory: from that scale on, every scale keeps
+/// within the budget the failed allocation showed, in tiles where it must (see
+/// [`StyleConfig::max_gpu_memory`](crate::StyleConfig::max_gpu_memory)). The scale starts again
+/// from the image it had (the last good one, when its first attempt made progress).
+#[derive(Debug, Clone)]
+pub struct Replan {
+    /// The scale that starts again (0-based).
+    pub scale: usize,
+    /// The failure, one line.
+    pub reason: String,
+    /// The GPU memory budget from now on, bytes.
+    pub budget: u64,
+    /// Iterations planned from now on, all scales together (those done before this scale
+    /// included), as [`RunInfo::iterations`].
+    pub iterations: usize,
+    /// The schedule, as [`RunInfo::scales`].
+    pub scales: Vec<Scale>,
+    /// The tiles of each scale, as [`RunInfo::tiles`].
+    pub tiles: Vec<Option<crate::tiles::TilePlan>>,
 }
 
 /// An observer that ignores everything.

@@ -6,6 +6,7 @@ mod coupling;
 mod curvature;
 mod inputs;
 mod jobs;
+mod refit;
 mod scale;
 mod tiled;
 
@@ -193,6 +194,10 @@ struct Plan<'a> {
     /// Buffers of the CPU passes, shared by the target passes and the objectives (see
     /// [`BufferPool`]): a tiled scale's tiles, their targets and the next tile's all run at one size.
     pool: BufferPool,
+    /// The GPU memory budget learned from an allocation that failed ([`tiles::GpuLimits::fitted`]).
+    fitted: Option<u64>,
+    /// Every such budget, with the scale it applies from (`refit`), for checkpoints.
+    refits: Vec<(usize, u64)>,
 }
 
 impl<'a> Plan<'a> {
@@ -222,6 +227,8 @@ impl<'a> Plan<'a> {
             gpu: None,
             tiles: Vec::new(),
             pool: BufferPool::default(),
+            fitted: None,
+            refits: Vec::new(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -334,7 +341,10 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn read_resume(&self, path: &Path, fingerprint: u64) -> Result<State> {
+    /// Reads the checkpoint at `path` and checks that it belongs to this run: its plan is re-made as
+    /// the run that wrote it re-made it after running out of GPU memory, before the fingerprints
+    /// (settings, images, tiles) are compared.
+    fn read_resume(&mut self, path: &Path, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> Result<State> {
         let (history, lr) = match self.config.optimizer {
             Optimizer::Lbfgs { history } => (history, 0.0),
             Optimizer::Adam { learning_rate } => (1, learning_rate),
@@ -344,7 +354,19 @@ impl<'a> Plan<'a> {
             l.set_history(lbfgs_history_for(history, state.x.len()));
         }
         let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
-        if state.fingerprint != fingerprint {
+        if !state.refits.is_empty() && self.gpu.is_none() {
+            return Err(err(
+                "its run re-planned its tiles on a GPU that ran out of memory; resume it on a GPU (--device)",
+            ));
+        }
+        for &(k, budget) in &state.refits {
+            if k >= self.scales.len() || self.refit(k, budget).is_err() {
+                return Err(err(
+                    "its tiles, re-planned on a GPU that ran out of memory, do not fit this GPU",
+                ));
+            }
+        }
+        if state.fingerprint != self.fingerprint(content, styles) {
             return Err(err(
                 "it was made with other settings or images (the same images, model and flags are needed; \
                  only --iterations, --time-limit, the checkpoint and output flags may change)",
@@ -398,8 +420,19 @@ impl<'a> Plan<'a> {
                 let content_px = to_planar(&resize(content, width, height));
                 keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
                 let opt = self.fresh_optimiser(&x);
-                let (fingerprint, done) = (carry.fingerprint, carry.done);
-                State { fingerprint, scale: k, scale_done: 0, done, width, height, x, opt, tile: None }
+                let (fingerprint, done, refits) = (carry.fingerprint, carry.done, carry.refits.clone());
+                State {
+                    fingerprint,
+                    refits,
+                    scale: k,
+                    scale_done: 0,
+                    done,
+                    width,
+                    height,
+                    x,
+                    opt,
+                    tile: None,
+                }
             }
         };
         let last = k + 1 == self.scales.len();
@@ -412,15 +445,14 @@ impl<'a> Plan<'a> {
             tiles: &self.tiles,
             tile: None,
         };
-        let announce = std::mem::take(&mut carry.announce);
-        let (out, _) = scale.optimise(&mut objective, state, iterations, observer, announce)?;
+        let (out, _) = scale.optimise(&mut objective, state, iterations, observer, &mut carry.announce)?;
         carry.weights = objective.weights;
         carry.done = out.iterations;
         Ok(out)
     }
 
     fn run(
-        &self,
+        &mut self,
         content: &Rgb32FImage,
         styles: &[Rgb32FImage],
         observer: &mut dyn Observer,
@@ -432,22 +464,23 @@ impl<'a> Plan<'a> {
     /// Optimises the scales before `end` (all of them: `self.scales.len()`), or until a stop; the last
     /// result (`None` when no scale ran).
     fn run_scales(
-        &self,
+        &mut self,
         content: &Rgb32FImage,
         styles: &[Rgb32FImage],
         end: usize,
         observer: &mut dyn Observer,
     ) -> Result<Option<Stylized>> {
         let start = Instant::now();
-        let total: usize = self.scales.iter().map(|s| s.iterations).sum();
-        let fingerprint = self.fingerprint(content, styles);
         let mut resume = match &self.config.resume {
-            Some(p) => Some(self.read_resume(p, fingerprint)?),
+            Some(p) => Some(self.read_resume(p, content, styles)?),
             None => None,
         };
+        let total: usize = self.scales.iter().map(|s| s.iterations).sum();
+        let fingerprint = self.fingerprint(content, styles);
         let first = resume.as_ref().map_or(0, |r| r.scale);
         let mut carry = Carry {
             fingerprint,
+            refits: self.refits.clone(),
             total,
             start,
             done: resume.as_ref().map_or(0, |r| r.done),
@@ -457,22 +490,33 @@ impl<'a> Plan<'a> {
         };
         let mut prev: Option<Stylized> = None;
         for k in first..end {
-            let out = match &self.tiles[k] {
-                Some(plan) => self.tiled_scale(
-                    k,
-                    plan,
-                    content,
-                    styles,
-                    prev.as_ref(),
-                    resume.take(),
-                    &mut carry,
-                    observer,
-                ),
-                None => {
-                    self.whole_scale(k, content, styles, prev.as_ref(), resume.take(), &mut carry, observer)
+            // A scale that runs out of GPU memory starts again in smaller tiles (`refit`), from the
+            // image it had: `again`, else `prev`.
+            let mut again: Option<Stylized> = None;
+            let out = loop {
+                let (from, resumed) = (again.as_ref().or(prev.as_ref()), resume.take());
+                let may_replan = resumed.is_none();
+                let tried = match self.tiles[k].clone() {
+                    Some(plan) => {
+                        self.tiled_scale(k, &plan, content, styles, from, resumed, &mut carry, observer)
+                    }
+                    None => self.whole_scale(k, content, styles, from, resumed, &mut carry, observer),
+                };
+                match tried {
+                    // `explain`: a failed GPU evaluation shows as a non-finite loss until then.
+                    Err(e) if may_replan => match self.replan(k, self.explain(e), carry.done, observer) {
+                        Ok(image) => {
+                            again = image.or(again);
+                            carry.total = self.scales.iter().map(|s| s.iterations).sum();
+                            carry.fingerprint = self.fingerprint(content, styles);
+                            carry.refits = self.refits.clone();
+                        }
+                        Err(e) => break Err(e),
+                    },
+                    tried => break tried,
                 }
             }
-            .map_err(|e| e.or_last_good(|| prev.as_ref().map(|p| p.image.clone())))?;
+            .map_err(|e| e.or_last_good(|| again.as_ref().or(prev.as_ref()).map(|p| p.image.clone())))?;
             let stop = out.stop;
             prev = Some(out);
             if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {

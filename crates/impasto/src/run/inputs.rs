@@ -125,8 +125,8 @@ impl<'a> Plan<'a> {
     /// tiled scale's tile side) on the CPU; on a GPU, the largest that fits its limits (see
     /// [`tiles::gram_tile`]), the whole image when it fits and no tile was requested.
     fn gram_tile(&self, size: (u32, u32), requested: Option<u32>) -> Result<Option<u32>> {
-        let Some(gpu) = &self.gpu else { return Ok(requested) };
-        tiles::gram_tile(self.net, self.config, size, requested, GRAM_HALO, &gpu.limits()).map_err(|m| {
+        let Some(limits) = self.gpu_limits() else { return Ok(requested) };
+        tiles::gram_tile(self.net, self.config, size, requested, GRAM_HALO, &limits).map_err(|m| {
             crate::Error::Gpu {
                 reason: format!("the style targets do not fit the GPU even in the smallest tiles: {m}"),
                 last_good: None,

@@ -287,7 +287,7 @@ pub fn prepare_tiles(
     observer: &mut dyn Observer,
 ) -> Result<(TileJob, Rgb32FImage)> {
     with_run_inputs(config, content, styles, |config, content_in, styles_in| {
-        let (plan, fingerprint) = job_plan(net, config, content_in, styles_in)?;
+        let (mut plan, fingerprint) = job_plan(net, config, content_in, styles_in)?;
         let k = plan.scales.len() - 1;
         let prev = plan.run_scales(content_in, styles_in, k, observer).map_err(|e| plan.explain(e))?;
         if prev.as_ref().is_some_and(|p| p.stop != StopReason::Finished && p.stop != StopReason::Converged) {
@@ -403,6 +403,7 @@ pub fn run_tiles(
         let mut base_round = 0;
         let mut carry = Carry {
             fingerprint,
+            refits: Vec::new(),
             total: 0,
             start: Instant::now(),
             done: 0,

@@ -111,14 +111,16 @@ pub(super) struct ScaleRun<'o> {
 impl ScaleRun<'_> {
     /// Optimises until the scale's `iterations` are done (counting those of a resumed `state`), the
     /// optimiser converges, the observer cancels or the time limit is reached. `announce`: call
-    /// [`Observer::on_start`] first. Returns the result and the optimiser's final state.
+    /// [`Observer::on_start`] at the first evaluation, and clear it then (a scale that fails before
+    /// and starts again in tiles announces the new plan). Returns the result and the optimiser's
+    /// final state.
     pub(super) fn optimise(
         &self,
         steerable: &mut Steerable<'_>,
         mut state: State,
         iterations: usize,
         observer: &mut dyn Observer,
-        announce: bool,
+        announce: &mut bool,
     ) -> Result<(Stylized, OptState)> {
         // On a GPU, L-BFGS keeps its pairs there and runs the two-loop recursion there: only the
         // gradient goes up and the direction comes back (a failure to allocate the ring stops the
@@ -129,7 +131,7 @@ impl ScaleRun<'_> {
                 .map_err(|reason| Error::Gpu { reason, last_good: None })?;
         }
         let mut point = Point::at(steerable, &state)?;
-        if announce {
+        if std::mem::take(announce) {
             let info = RunInfo {
                 width: state.width,
                 height: state.height,

@@ -24,6 +24,8 @@ fn gpu_limit(reason: String) -> Error {
 /// What the loop over the scales carries from one scale to the next.
 pub(super) struct Carry {
     pub(super) fingerprint: u64,
+    /// The GPU memory budgets learned so far ([`State::refits`]).
+    pub(super) refits: Vec<(usize, u64)>,
     /// Iterations planned, all scales together.
     pub(super) total: usize,
     pub(super) start: std::time::Instant,
@@ -85,7 +87,7 @@ impl Plan<'_> {
     /// Why scale `s` does not fit the run's GPU whole (`tile`: `None`) or in tiles of side `tile` (at
     /// most `tile + 15` px); `None` when it fits, or when the run is on the CPU.
     pub(super) fn gpu_misfit(&self, s: &Scale, tile: Option<u32>) -> Option<tiles::Misfit> {
-        let limits = self.gpu.as_ref()?.limits();
+        let limits = self.gpu_limits()?;
         let side = |v: u32| tile.map_or(v, |t| v.min(t + tiles::TILE_ALIGN - 1));
         tiles::objective_misfit(self.net, self.config, side(s.width), side(s.height), &limits)
     }
@@ -204,6 +206,7 @@ impl Plan<'_> {
                 let opt = warm.unwrap_or_else(|| self.fresh_optimiser(&x));
                 let tile = ts.base_small.as_ref().map(|b| TileState { index: g, count, base: b.clone() });
                 State {
+                    refits: carry.refits.clone(),
                     fingerprint: carry.fingerprint,
                     scale: ts.k,
                     scale_done: 0,
@@ -225,8 +228,8 @@ impl Plan<'_> {
             tiles: &self.tiles,
             tile: Some((g, count)),
         };
-        let announce = std::mem::take(&mut carry.announce);
-        let (r, opt) = run.optimise(&mut objective, state, ts.round_iterations(round), observer, announce)?;
+        let iterations = ts.round_iterations(round);
+        let (r, opt) = run.optimise(&mut objective, state, iterations, observer, &mut carry.announce)?;
         // The next tile (mostly of the same size) and its target passes take these buffers again.
         self.pool.absorb(std::mem::take(&mut objective.objective.buffers));
         carry.weights = objective.weights;
@@ -370,6 +373,7 @@ impl Plan<'_> {
         let count = ts.rounds * ts.plan.len();
         let x = to_planar(&last.image);
         let state = State {
+            refits: carry.refits.clone(),
             fingerprint: carry.fingerprint,
             scale: ts.k,
             scale_done: ts.round_iterations(ts.rounds - 1),

@@ -32,6 +32,9 @@ pub struct GpuLimits {
     /// less than `memory` while other programs hold some of it. The default budget is a share of the
     /// smaller of the two. `None` where the driver does not say, and wherever `memory` is `None`.
     pub available: Option<u64>,
+    /// What an allocation that ran out of memory during this run showed the device holds at most
+    /// (see [`StyleConfig::max_gpu_memory`]): the run's budget from there on, where it is smaller.
+    pub fitted: Option<u64>,
 }
 
 /// The share of the adapter's memory ([`GpuLimits::memory`]) a run takes by default, in percent:
@@ -40,9 +43,20 @@ pub struct GpuLimits {
 pub const DEFAULT_GPU_MEMORY_SHARE: u64 = 80;
 
 /// The GPU memory budget of a run: `config.max_gpu_memory`, else [`DEFAULT_GPU_MEMORY_SHARE`] of the
-/// adapter's memory where known (of what its driver leaves this process, where that is less), with
-/// how to name it in a message; `None`: no budget.
+/// adapter's memory where known (of what its driver leaves this process, where that is less), or
+/// [`GpuLimits::fitted`] where smaller, with how to name it in a message; `None`: no budget.
 pub fn gpu_budget(config: &StyleConfig, limits: &GpuLimits) -> Option<(u64, String)> {
+    let given = given_budget(config, limits);
+    match limits.fitted {
+        Some(f) if given.as_ref().is_none_or(|(b, _)| f < *b) => {
+            Some((f, format!("what {} was found to hold when an allocation failed", limits.adapter)))
+        }
+        _ => given,
+    }
+}
+
+/// [`gpu_budget`] before any allocation failed: the flag's, else the default.
+fn given_budget(config: &StyleConfig, limits: &GpuLimits) -> Option<(u64, String)> {
     if let Some(b) = config.max_gpu_memory {
         return Some((b, "the GPU memory budget".into()));
     }

@@ -414,6 +414,7 @@ fn bench_reports_the_gpu_memory_the_tiler_estimates() {
         buffer: a.max_buffer_size,
         memory: a.device_memory,
         available: a.memory_budget,
+        fitted: None,
     };
     let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &limits);
     eprintln!("bench GPU memory at 40 px: {got} bytes, estimate {est}");

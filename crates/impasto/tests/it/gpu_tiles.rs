@@ -122,6 +122,7 @@ fn a_gpu_memory_budget_tiles_the_run() {
         buffer: adapter.max_buffer_size,
         memory: None,
         available: None,
+        fitted: None,
     };
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 23);
     let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));

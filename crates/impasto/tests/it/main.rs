@@ -9,6 +9,7 @@ mod config;
 mod fixtures;
 mod gpu;
 mod gpu_lbfgs;
+mod gpu_refit;
 mod gpu_tiles;
 mod gradcheck;
 mod io;

@@ -1,0 +1,94 @@
+//! A scale that runs out of GPU memory starts again in smaller tiles: the budget the failed
+//! allocation teaches (the network's weights and half of the rest of what was tried, else what the
+//! smallest tiles hold), the plan
+//! re-made under it from that scale on, and the same plan re-made on `--resume` from the budgets a
+//! checkpoint records. The estimate of what a size holds on the GPU (`tiles::estimate_gpu_peak`)
+//! is the driver's figure to within its own padding; where the driver reports no memory (Metal,
+//! DirectX 12, integrated adapters) or other programs hold some, the first allocation that fails
+//! is how a run learns what it has.
+
+use image::Rgb32FImage;
+
+use super::{Plan, Stylized};
+use crate::error::{Error, Result};
+use crate::observer::{Losses, Observer, Replan, StopReason};
+use crate::tiles::{self, GpuLimits, TilePlan};
+
+impl Plan<'_> {
+    /// The limits of the run's GPU with the budget learned so far; `None` on the CPU.
+    pub(super) fn gpu_limits(&self) -> Option<GpuLimits> {
+        self.gpu.as_ref().map(|g| GpuLimits { fitted: self.fitted, ..g.limits() })
+    }
+
+    /// The budgets to start scale `k` again under after `e` stopped it, the first that gives a plan
+    /// first: where `e` is a GPU allocation that did not fit, the network's weights and half of the
+    /// rest of what scale `k` (whole, or one of its tiles) was estimated to hold, then what its
+    /// smallest tiles hold, where that is less than what was tried. None for any other error, or with
+    /// `--tile` (the user's tile size stands).
+    fn refit_budgets(&self, k: usize, e: &Error) -> Vec<u64> {
+        let Some(limits) =
+            self.gpu_limits().filter(|_| e.is_gpu_out_of_memory() && self.config.tile.is_none())
+        else {
+            return Vec::new();
+        };
+        let s = self.scales[k];
+        let holds = |tile: Option<u32>| {
+            let side = |v: u32| tile.map_or(v, |t| v.min(t + tiles::TILE_ALIGN - 1));
+            tiles::estimate_gpu_peak(self.net, self.config, side(s.width), side(s.height), &limits)
+        };
+        let tried = holds(self.tiles[k].as_ref().map(|t| t.tile));
+        let weights = tiles::gpu_weight_bytes(self.net, limits.tensor);
+        let least = tiles::min_tile(self.config.tile_overlap).div_ceil(tiles::TILE_ALIGN) * tiles::TILE_ALIGN;
+        let halved = (tried > weights).then(|| weights + (tried - weights) / 2);
+        let smallest = Some(holds(Some(least))).filter(|&b| b < tried);
+        halved.into_iter().chain(smallest).collect()
+    }
+
+    /// Re-makes the plan of scales `k..` under `budget` ([`GpuLimits::fitted`]): their tiles, and so
+    /// their iterations (a tiled scale's are its tiles' together). An error (even the smallest tiles
+    /// do not fit) changes nothing.
+    pub(super) fn refit(&mut self, k: usize, budget: u64) -> Result<()> {
+        let before = self.fitted;
+        self.fitted = Some(before.map_or(budget, |f| f.min(budget)));
+        let planned: Result<Vec<Option<TilePlan>>> =
+            self.scales[k..].iter().map(|s| self.tiling(s)).collect();
+        let planned = planned.inspect_err(|_| self.fitted = before)?;
+        for (j, tiles) in (k..).zip(planned) {
+            let per = self.scales[j].iterations / self.tiles[j].as_ref().map_or(1, TilePlan::len);
+            self.scales[j].iterations = per * tiles.as_ref().map_or(1, TilePlan::len);
+            self.tiles[j] = tiles;
+        }
+        self.refits.push((k, budget));
+        Ok(())
+    }
+
+    /// After `e` stopped scale `k` (not resumed into: its start is `prev`, or `e`'s last good image at
+    /// the scale), re-plans the run under the budget `e` teaches and tells `observer`; the image to
+    /// start the scale from again (`None`: `prev`). `Err(e)` when `e` is no allocation that smaller
+    /// tiles could avoid, or when even the smallest tiles would not fit.
+    pub(super) fn replan(
+        &mut self,
+        k: usize,
+        e: Error,
+        done: usize,
+        observer: &mut dyn Observer,
+    ) -> std::result::Result<Option<Stylized>, Error> {
+        let Some(budget) = self.refit_budgets(k, &e).into_iter().find(|&b| self.refit(k, b).is_ok()) else {
+            return Err(e);
+        };
+        observer.on_replan(&Replan {
+            scale: k,
+            reason: e.to_string(),
+            budget,
+            iterations: self.scales.iter().map(|s| s.iterations).sum(),
+            scales: self.scales.clone(),
+            tiles: self.tiles.clone(),
+        });
+        Ok(e.last_good_image().map(|image: &Rgb32FImage| Stylized {
+            image: image.clone(),
+            losses: Losses::default(),
+            iterations: done,
+            stop: StopReason::Finished,
+        }))
+    }
+}
