@@ -20,6 +20,22 @@ pub(crate) fn device() -> Device {
     Device::Gpu(Some(index))
 }
 
+/// The test adapter's limits as the tiler sees them: its buffer limits, which are all an estimate
+/// reads (no memory figures, no budget).
+pub(crate) fn adapter_limits() -> impasto::tiles::GpuLimits {
+    let Device::Gpu(Some(index)) = device() else { unreachable!("tests name the adapter") };
+    let a = &impasto::gpu_adapters()[index];
+    impasto::tiles::GpuLimits {
+        adapter: a.name.clone(),
+        tensor: a.max_storage_buffer_binding_size.min(a.max_buffer_size) / 4 * 4,
+        tensor_limit: "max_storage_buffer_binding_size",
+        buffer: a.max_buffer_size,
+        memory: None,
+        available: None,
+        fitted: None,
+    }
+}
+
 pub(crate) fn img(name: &str) -> impasto::image::Rgb32FImage {
     impasto::load_image(&shared_dir().join("images").join(name)).unwrap()
 }
@@ -405,18 +421,7 @@ fn bench_reports_the_gpu_memory_the_tiler_estimates() {
         optimizer: impasto::Optimizer::Adam { learning_rate: 0.01 },
         ..StyleConfig::default()
     };
-    let Device::Gpu(Some(index)) = device() else { unreachable!() };
-    let a = &impasto::gpu_adapters()[index];
-    let limits = impasto::tiles::GpuLimits {
-        adapter: a.name.clone(),
-        tensor: a.max_storage_buffer_binding_size.min(a.max_buffer_size) / 4 * 4,
-        tensor_limit: "max_storage_buffer_binding_size",
-        buffer: a.max_buffer_size,
-        memory: a.device_memory,
-        available: a.memory_budget,
-        fitted: None,
-    };
-    let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &limits);
+    let est = impasto::tiles::estimate_gpu_peak(&net, &config, 40, 40, &adapter_limits());
     eprintln!("bench GPU memory at 40 px: {got} bytes, estimate {est}");
     // The estimate counts one 4-byte placeholder buffer of the kernels the bench's objective lacks.
     assert!(got.abs_diff(est) <= 4, "bench {got} bytes, estimate {est}");

@@ -4,11 +4,11 @@
 
 use std::ops::ControlFlow;
 
-use impasto::tiles::{GpuLimits, TilePlan, estimate_gpu_peak};
+use impasto::tiles::{TilePlan, estimate_gpu_peak};
 use impasto::{Device, GpuFaults, Observer, Replan, RunInfo, Step, StyleConfig};
 
 use crate::common::random_vgg;
-use crate::gpu::{device, img, small_config};
+use crate::gpu::{adapter_limits, device, img, small_config};
 
 /// The plans a run announces and re-makes; stops after iteration `stop_at` when set.
 #[derive(Default)]
@@ -33,17 +33,7 @@ impl Observer for Watch {
 /// A 96 px run on relu1_1 with tiles of at least 64 px (no overlap), and a device whose capacity
 /// lies between what the whole image and what those tiles hold.
 fn setup(gpu: Device) -> (impasto::Vgg, StyleConfig) {
-    let Device::Gpu(Some(index)) = gpu else { unreachable!("tests name the adapter") };
-    let adapter = &impasto::gpu_adapters()[index];
-    let limits = GpuLimits {
-        adapter: adapter.name.clone(),
-        tensor: adapter.max_storage_buffer_binding_size.min(adapter.max_buffer_size) / 4 * 4,
-        tensor_limit: "max_storage_buffer_binding_size",
-        buffer: adapter.max_buffer_size,
-        memory: None,
-        available: None,
-        fitted: None,
-    };
+    let limits = adapter_limits();
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 31);
     let base = StyleConfig {
         size: 96,

@@ -8,7 +8,7 @@ use impasto::tiles::{DEFAULT_GPU_MEMORY_SHARE, GpuLimits, TilePlan, estimate_gpu
 use impasto::{Device, GpuFaults, NoObserver, Observer, RunInfo, StyleConfig};
 
 use crate::common::random_vgg;
-use crate::gpu::{device, img, rel, small_config};
+use crate::gpu::{adapter_limits, device, img, rel, small_config};
 
 /// The tile plans a run announces.
 #[derive(Default)]
@@ -113,17 +113,7 @@ fn what_cannot_fit_the_gpu_even_in_tiles_is_one_line_before_the_run() {
 #[test]
 fn a_gpu_memory_budget_tiles_the_run() {
     let gpu = device();
-    let Device::Gpu(Some(index)) = gpu else { unreachable!("tests name the adapter") };
-    let adapter = &impasto::gpu_adapters()[index];
-    let limits = GpuLimits {
-        adapter: adapter.name.clone(),
-        tensor: adapter.max_storage_buffer_binding_size.min(adapter.max_buffer_size) / 4 * 4,
-        tensor_limit: "max_storage_buffer_binding_size",
-        buffer: adapter.max_buffer_size,
-        memory: None,
-        available: None,
-        fitted: None,
-    };
+    let limits = adapter_limits();
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 23);
     let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
     let styles = std::slice::from_ref(&style);
