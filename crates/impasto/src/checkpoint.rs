@@ -49,6 +49,17 @@ pub(crate) struct State {
     pub(crate) refits: Vec<(usize, u64)>,
 }
 
+impl State {
+    /// The image the state's scale can start again from: the image itself, or on a tiled scale the
+    /// image its tiles start from (before resizing to the scale).
+    pub(crate) fn start_image(&self) -> image::Rgb32FImage {
+        match &self.tile {
+            Some(t) => crate::pixels::to_image(&t.base.2, t.base.0, t.base.1),
+            None => crate::pixels::to_image(&self.x, self.width, self.height),
+        }
+    }
+}
+
 /// Where a checkpoint of a tiled scale is.
 #[derive(Debug, Clone)]
 pub(crate) struct TileState {

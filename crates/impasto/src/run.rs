@@ -491,11 +491,13 @@ impl<'a> Plan<'a> {
         let mut prev: Option<Stylized> = None;
         for k in first..end {
             // A scale that runs out of GPU memory starts again in smaller tiles (`refit`), from the
-            // image it had: `again`, else `prev`.
+            // image it had: `again` (its last good image, or the checkpoint's), else `prev`.
             let mut again: Option<Stylized> = None;
+            // Iterations done before the scale (a resumed one's own left out).
+            let done = carry.done - resume.as_ref().map_or(0, |r| r.scale_done.min(carry.done));
             let out = loop {
                 let (from, resumed) = (again.as_ref().or(prev.as_ref()), resume.take());
-                let may_replan = resumed.is_none();
+                let checkpointed = resumed.as_ref().filter(|_| self.gpu.is_some()).map(State::start_image);
                 let tried = match self.tiles[k].clone() {
                     Some(plan) => {
                         self.tiled_scale(k, &plan, content, styles, from, resumed, &mut carry, observer)
@@ -504,16 +506,18 @@ impl<'a> Plan<'a> {
                 };
                 match tried {
                     // `explain`: a failed GPU evaluation shows as a non-finite loss until then.
-                    Err(e) if may_replan => match self.replan(k, self.explain(e), carry.done, observer) {
+                    Err(e) => match self.replan(k, self.explain(e), observer) {
                         Ok(image) => {
-                            again = image.or(again);
+                            let image = image.or(checkpointed);
+                            again = image.map(|image| Stylized::start(image, done)).or(again);
+                            carry.done = done;
                             carry.total = self.scales.iter().map(|s| s.iterations).sum();
                             carry.fingerprint = self.fingerprint(content, styles);
                             carry.refits = self.refits.clone();
                         }
                         Err(e) => break Err(e),
                     },
-                    tried => break tried,
+                    Ok(out) => break Ok(out),
                 }
             }
             .map_err(|e| e.or_last_good(|| again.as_ref().or(prev.as_ref()).map(|p| p.image.clone())))?;

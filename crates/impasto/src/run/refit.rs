@@ -1,8 +1,7 @@
 //! A scale that runs out of GPU memory starts again in smaller tiles: the budget the failed
 //! allocation teaches (the network's weights and half of the rest of what was tried, else what the
-//! smallest tiles hold), the plan
-//! re-made under it from that scale on, and the same plan re-made on `--resume` from the budgets a
-//! checkpoint records. The estimate of what a size holds on the GPU (`tiles::estimate_gpu_peak`)
+//! smallest tiles hold), the plan re-made under it from that scale on, and the same plan re-made on
+//! `--resume` from the budgets a checkpoint records. The estimate of what a size holds on the GPU (`tiles::estimate_gpu_peak`)
 //! is the driver's figure to within its own padding; where the driver reports no memory (Metal,
 //! DirectX 12, integrated adapters) or other programs hold some, the first allocation that fails
 //! is how a run learns what it has.
@@ -62,17 +61,16 @@ impl Plan<'_> {
         Ok(())
     }
 
-    /// After `e` stopped scale `k` (not resumed into: its start is `prev`, or `e`'s last good image at
-    /// the scale), re-plans the run under the budget `e` teaches and tells `observer`; the image to
-    /// start the scale from again (`None`: `prev`). `Err(e)` when `e` is no allocation that smaller
-    /// tiles could avoid, or when even the smallest tiles would not fit.
+    /// After `e` stopped scale `k`, re-plans the run under the budget `e` teaches and tells
+    /// `observer`; `e`'s last good image (at the scale), to start the scale from again, if it has
+    /// one. `Err(e)` when `e` is no allocation that smaller tiles could avoid, or when even the
+    /// smallest tiles would not fit.
     pub(super) fn replan(
         &mut self,
         k: usize,
         e: Error,
-        done: usize,
         observer: &mut dyn Observer,
-    ) -> std::result::Result<Option<Stylized>, Error> {
+    ) -> std::result::Result<Option<Rgb32FImage>, Error> {
         let Some(budget) = self.refit_budgets(k, &e).into_iter().find(|&b| self.refit(k, b).is_ok()) else {
             return Err(e);
         };
@@ -84,11 +82,13 @@ impl Plan<'_> {
             scales: self.scales.clone(),
             tiles: self.tiles.clone(),
         });
-        Ok(e.last_good_image().map(|image: &Rgb32FImage| Stylized {
-            image: image.clone(),
-            losses: Losses::default(),
-            iterations: done,
-            stop: StopReason::Finished,
-        }))
+        Ok(e.last_good_image().cloned())
+    }
+}
+
+impl Stylized {
+    /// `image` as the start of a scale that starts again after `done` iterations.
+    pub(super) fn start(image: Rgb32FImage, done: usize) -> Stylized {
+        Stylized { image, losses: Losses::default(), iterations: done, stop: StopReason::Finished }
     }
 }

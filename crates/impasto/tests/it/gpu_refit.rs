@@ -88,6 +88,7 @@ fn a_scale_out_of_gpu_memory_starts_again_in_tiles_as_a_budget_would_plan_it() {
 
 /// A checkpoint written after the re-plan records the budget: the run resumes into the same tiles
 /// (on a GPU; on the CPU, one line says why not) and ends with the bits of the uninterrupted run.
+/// One written before any re-plan, resumed on a device where the scale does not fit, re-plans.
 #[test]
 fn a_re_planned_run_resumes_into_the_same_tiles() {
     let gpu = device();
@@ -112,4 +113,15 @@ fn a_re_planned_run_resumes_into_the_same_tiles() {
     let on_cpu = StyleConfig { device: Device::Cpu, ..resume };
     let err = impasto::stylize(&net, &on_cpu, &content, styles, &mut Watch::default()).unwrap_err();
     assert!(err.to_string().contains("resume it on a GPU"), "{err}");
+    // A checkpoint of the whole scale, written where it fitted, resumed where it does not: the scale
+    // starts again in tiles from the checkpoint's image.
+    let roomy = StyleConfig { gpu_faults: GpuFaults::default(), ..config.clone() };
+    let mut stop = Watch { stop_at: Some(1), ..Watch::default() };
+    impasto::stylize(&net, &roomy, &content, styles, &mut stop).unwrap();
+    assert!(stop.replans.is_empty() && stop.plans[0].is_none(), "it fits whole without the fault");
+    let tight = StyleConfig { resume: Some(ckpt), ..config };
+    let mut watch = Watch::default();
+    let out = impasto::stylize(&net, &tight, &content, styles, &mut watch).expect("it starts again in tiles");
+    assert_eq!(watch.replans.len(), 1);
+    assert_eq!((out.image.width(), out.image.height()), (96, 96));
 }
