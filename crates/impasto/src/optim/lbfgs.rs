@@ -127,7 +127,7 @@ impl Lbfgs {
     }
 
     /// Whether the pairs are on a GPU.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "gpu"))]
     pub(crate) fn on_gpu(&self) -> bool {
         !matches!(self.pairs, Pairs::Host { .. })
     }
