@@ -44,8 +44,19 @@ pub(crate) struct State {
     /// On a tiled scale: which tile `x` is, and the image the tiles start from. The tiles finished
     /// before it are stored beside the checkpoint (see [`crate::tiles::TileStore`]).
     pub(crate) tile: Option<TileState>,
-    /// The GPU memory budgets the run learned from allocations that failed, in order: from scale
-    /// `.0` on, at most `.1` bytes (see `run::refit`). Its plan (and so its fingerprint) follows.
+    /// What the run's tiles followed on its GPU besides its settings.
+    pub(crate) gpu: GpuPlan,
+}
+
+/// What a run's plan followed on its GPU besides its settings: the memory its driver left the run
+/// when the plan was made, and the budgets learned from allocations that failed (see
+/// `run::refit`). A resumed run plans under the same, so that its tiles (part of the fingerprint)
+/// are the same whatever else holds the card's memory by then.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GpuPlan {
+    /// The driver's budget for the run ([`crate::tiles::GpuLimits::available`]).
+    pub(crate) available: Option<u64>,
+    /// From scale `.0` on, at most `.1` bytes, in the order they were learned.
     pub(crate) refits: Vec<(usize, u64)>,
 }
 
@@ -116,8 +127,11 @@ pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
         ("width".to_string(), state.width.to_string()),
         ("height".to_string(), state.height.to_string()),
     ]);
-    if !state.refits.is_empty() {
-        let refits: Vec<String> = state.refits.iter().map(|(k, b)| format!("{k}:{b}")).collect();
+    if let Some(a) = state.gpu.available {
+        meta.insert("gpu.available".into(), a.to_string());
+    }
+    if !state.gpu.refits.is_empty() {
+        let refits: Vec<String> = state.gpu.refits.iter().map(|(k, b)| format!("{k}:{b}")).collect();
         meta.insert("gpu.refits".into(), refits.join(","));
     }
     if let Some(t) = &state.tile {
@@ -261,9 +275,13 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
             .collect::<Option<_>>()
             .ok_or_else(|| ckpt_err(path, "bad `gpu.refits`"))?,
     };
+    let available = match meta.get("gpu.available") {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| ckpt_err(path, "bad `gpu.available`"))?),
+    };
     let state = State {
         tile,
-        refits,
+        gpu: GpuPlan { available, refits },
         fingerprint: hex("fingerprint")?,
         scale: num("scale")?,
         scale_done: num("scale_done")?,

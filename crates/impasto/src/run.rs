@@ -16,7 +16,7 @@ use std::time::Instant;
 use image::Rgb32FImage;
 use rand::{RngExt, SeedableRng};
 
-use crate::checkpoint::{self, Fingerprint, OptState, State};
+use crate::checkpoint::{self, Fingerprint, GpuPlan, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
@@ -194,10 +194,11 @@ struct Plan<'a> {
     /// Buffers of the CPU passes, shared by the target passes and the objectives (see
     /// [`BufferPool`]): a tiled scale's tiles, their targets and the next tile's all run at one size.
     pool: BufferPool,
-    /// The GPU memory budget learned from an allocation that failed ([`tiles::GpuLimits::fitted`]).
-    fitted: Option<u64>,
-    /// Every such budget, with the scale it applies from (`refit`), for checkpoints.
-    refits: Vec<(usize, u64)>,
+    /// The limits of the run's GPU as its plan follows them (see `refit`): read once when it opens,
+    /// with the budget learned from an allocation that failed.
+    limits: Option<tiles::GpuLimits>,
+    /// What the plan followed on the GPU besides the settings, for checkpoints.
+    gpu_plan: GpuPlan,
 }
 
 impl<'a> Plan<'a> {
@@ -227,8 +228,8 @@ impl<'a> Plan<'a> {
             gpu: None,
             tiles: Vec::new(),
             pool: BufferPool::default(),
-            fitted: None,
-            refits: Vec::new(),
+            limits: None,
+            gpu_plan: GpuPlan::default(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -251,6 +252,8 @@ impl<'a> Plan<'a> {
             .collect();
         // The GPU first: its limits decide the tiles as the memory budget does.
         plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
+        plan.limits = plan.gpu.as_ref().map(GpuContext::limits);
+        plan.gpu_plan.available = plan.limits.as_ref().and_then(|l| l.available);
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
         // A tiled scale's iterations are those of each tile, all tiles together.
         for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
@@ -354,17 +357,13 @@ impl<'a> Plan<'a> {
             l.set_history(lbfgs_history_for(history, state.x.len()));
         }
         let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
-        if !state.refits.is_empty() && self.gpu.is_none() {
+        if !state.gpu.refits.is_empty() && self.gpu.is_none() {
             return Err(err(
                 "its run re-planned its tiles on a GPU that ran out of memory; resume it on a GPU (--device)",
             ));
         }
-        for &(k, budget) in &state.refits {
-            if k >= self.scales.len() || self.refit(k, budget).is_err() {
-                return Err(err(
-                    "its tiles, re-planned on a GPU that ran out of memory, do not fit this GPU",
-                ));
-            }
+        if self.follow(&state.gpu).is_err() {
+            return Err(err("its tiles, planned for the GPU memory its run had, do not fit this GPU"));
         }
         if state.fingerprint != self.fingerprint(content, styles) {
             return Err(err(
@@ -420,19 +419,8 @@ impl<'a> Plan<'a> {
                 let content_px = to_planar(&resize(content, width, height));
                 keep_unmasked(&mut x, &content_px, objective.objective.pixel_mask.as_deref());
                 let opt = self.fresh_optimiser(&x);
-                let (fingerprint, done, refits) = (carry.fingerprint, carry.done, carry.refits.clone());
-                State {
-                    fingerprint,
-                    refits,
-                    scale: k,
-                    scale_done: 0,
-                    done,
-                    width,
-                    height,
-                    x,
-                    opt,
-                    tile: None,
-                }
+                let (fingerprint, done, gpu) = (carry.fingerprint, carry.done, carry.gpu.clone());
+                State { fingerprint, gpu, scale: k, scale_done: 0, done, width, height, x, opt, tile: None }
             }
         };
         let last = k + 1 == self.scales.len();
@@ -480,7 +468,7 @@ impl<'a> Plan<'a> {
         let first = resume.as_ref().map_or(0, |r| r.scale);
         let mut carry = Carry {
             fingerprint,
-            refits: self.refits.clone(),
+            gpu: self.gpu_plan.clone(),
             total,
             start,
             done: resume.as_ref().map_or(0, |r| r.done),
@@ -513,7 +501,7 @@ impl<'a> Plan<'a> {
                             carry.done = done;
                             carry.total = self.scales.iter().map(|s| s.iterations).sum();
                             carry.fingerprint = self.fingerprint(content, styles);
-                            carry.refits = self.refits.clone();
+                            carry.gpu = self.gpu_plan.clone();
                         }
                         Err(e) => break Err(e),
                     },

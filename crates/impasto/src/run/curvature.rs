@@ -252,7 +252,7 @@ struct Key {
 impl Key {
     fn state(self, rect: Rect, x: Vec<f32>, opt: OptState) -> State {
         State {
-            refits: Vec::new(),
+            gpu: Default::default(),
             fingerprint: self.fingerprint,
             scale: self.scale,
             scale_done: 0,

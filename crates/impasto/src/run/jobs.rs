@@ -403,7 +403,7 @@ pub fn run_tiles(
         let mut base_round = 0;
         let mut carry = Carry {
             fingerprint,
-            refits: Vec::new(),
+            gpu: Default::default(),
             total: 0,
             start: Instant::now(),
             done: 0,

@@ -1,7 +1,8 @@
 //! A scale that runs out of GPU memory starts again in smaller tiles: the budget the failed
 //! allocation teaches (the network's weights and half of the rest of what was tried, else what the
 //! smallest tiles hold), the plan re-made under it from that scale on, and the same plan re-made on
-//! `--resume` from the budgets a checkpoint records. The estimate of what a size holds on the GPU (`tiles::estimate_gpu_peak`)
+//! `--resume` from what a checkpoint records (those budgets, and the memory the driver left the run
+//! when it was planned, which other programs change). The estimate of what a size holds on the GPU (`tiles::estimate_gpu_peak`)
 //! is the driver's figure to within its own padding; where the driver reports no memory (Metal,
 //! DirectX 12, integrated adapters) or other programs hold some, the first allocation that fails
 //! is how a run learns what it has.
@@ -9,14 +10,15 @@
 use image::Rgb32FImage;
 
 use super::{Plan, Stylized};
+use crate::checkpoint::GpuPlan;
 use crate::error::{Error, Result};
 use crate::observer::{Losses, Observer, Replan, StopReason};
 use crate::tiles::{self, GpuLimits, TilePlan};
 
 impl Plan<'_> {
-    /// The limits of the run's GPU with the budget learned so far; `None` on the CPU.
+    /// The limits of the run's GPU as its plan follows them; `None` on the CPU.
     pub(super) fn gpu_limits(&self) -> Option<GpuLimits> {
-        self.gpu.as_ref().map(|g| GpuLimits { fitted: self.fitted, ..g.limits() })
+        self.limits.clone()
     }
 
     /// The budgets to start scale `k` again under after `e` stopped it, the first that gives a plan
@@ -43,21 +45,45 @@ impl Plan<'_> {
         halved.into_iter().chain(smallest).collect()
     }
 
-    /// Re-makes the plan of scales `k..` under `budget` ([`GpuLimits::fitted`]): their tiles, and so
-    /// their iterations (a tiled scale's are its tiles' together). An error (even the smallest tiles
-    /// do not fit) changes nothing.
+    /// Re-makes the plan of scales `k..` under `budget` ([`GpuLimits::fitted`]).
     pub(super) fn refit(&mut self, k: usize, budget: u64) -> Result<()> {
-        let before = self.fitted;
-        self.fitted = Some(before.map_or(budget, |f| f.min(budget)));
+        self.replan_under(k, |l| l.fitted = Some(l.fitted.map_or(budget, |f| f.min(budget))))?;
+        self.gpu_plan.refits.push((k, budget));
+        Ok(())
+    }
+
+    /// Makes the plan the one `gpu` (a checkpoint's) followed: the memory its driver left the run,
+    /// then each budget learned, from its scale on.
+    pub(super) fn follow(&mut self, gpu: &GpuPlan) -> Result<()> {
+        if self.limits.as_ref().is_some_and(|l| l.available != gpu.available) {
+            self.replan_under(0, |l| l.available = gpu.available)?;
+            self.gpu_plan.available = gpu.available;
+        }
+        for &(k, budget) in &gpu.refits {
+            if k >= self.scales.len() {
+                return Err(Error::Config { what: "checkpoint", reason: format!("no scale {k}") });
+            }
+            self.refit(k, budget)?;
+        }
+        Ok(())
+    }
+
+    /// Re-makes the tiles of scales `k..` under the GPU limits as `change` leaves them, and so their
+    /// iterations (a tiled scale's are its tiles' together). An error (even the smallest tiles do
+    /// not fit) changes nothing.
+    fn replan_under(&mut self, k: usize, change: impl FnOnce(&mut GpuLimits)) -> Result<()> {
+        let Some(before) = self.limits.clone() else { return Ok(()) };
+        let mut limits = before.clone();
+        change(&mut limits);
+        self.limits = Some(limits);
         let planned: Result<Vec<Option<TilePlan>>> =
             self.scales[k..].iter().map(|s| self.tiling(s)).collect();
-        let planned = planned.inspect_err(|_| self.fitted = before)?;
+        let planned = planned.inspect_err(|_| self.limits = Some(before))?;
         for (j, tiles) in (k..).zip(planned) {
             let per = self.scales[j].iterations / self.tiles[j].as_ref().map_or(1, TilePlan::len);
             self.scales[j].iterations = per * tiles.as_ref().map_or(1, TilePlan::len);
             self.tiles[j] = tiles;
         }
-        self.refits.push((k, budget));
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use image::Rgb32FImage;
 
 use super::scale::{ScaleRun, Steerable};
 use super::{Plan, Stylized, keep_unmasked};
-use crate::checkpoint::{OptState, State, TileState};
+use crate::checkpoint::{GpuPlan, OptState, State, TileState};
 use crate::error::{Error, Result};
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::pixels::{resize, to_image, to_planar};
@@ -24,8 +24,8 @@ fn gpu_limit(reason: String) -> Error {
 /// What the loop over the scales carries from one scale to the next.
 pub(super) struct Carry {
     pub(super) fingerprint: u64,
-    /// The GPU memory budgets learned so far ([`State::refits`]).
-    pub(super) refits: Vec<(usize, u64)>,
+    /// What the tiles followed on the GPU so far ([`State::gpu`]).
+    pub(super) gpu: GpuPlan,
     /// Iterations planned, all scales together.
     pub(super) total: usize,
     pub(super) start: std::time::Instant,
@@ -206,7 +206,7 @@ impl Plan<'_> {
                 let opt = warm.unwrap_or_else(|| self.fresh_optimiser(&x));
                 let tile = ts.base_small.as_ref().map(|b| TileState { index: g, count, base: b.clone() });
                 State {
-                    refits: carry.refits.clone(),
+                    gpu: carry.gpu.clone(),
                     fingerprint: carry.fingerprint,
                     scale: ts.k,
                     scale_done: 0,
@@ -373,7 +373,7 @@ impl Plan<'_> {
         let count = ts.rounds * ts.plan.len();
         let x = to_planar(&last.image);
         let state = State {
-            refits: carry.refits.clone(),
+            gpu: carry.gpu.clone(),
             fingerprint: carry.fingerprint,
             scale: ts.k,
             scale_done: ts.round_iterations(ts.rounds - 1),

@@ -33,6 +33,13 @@ impl Observer for Watch {
 /// A 96 px run on relu1_1 with tiles of at least 64 px (no overlap), and a device whose capacity
 /// lies between what the whole image and what those tiles hold.
 fn setup(gpu: Device) -> (impasto::Vgg, StyleConfig) {
+    let (net, config, capacity) = setup_with_estimates(gpu);
+    let faults = GpuFaults { capacity: Some((capacity.0 + capacity.1) / 2), ..GpuFaults::default() };
+    (net, StyleConfig { gpu_faults: faults, ..config })
+}
+
+/// [`setup`] without the fault, and what the whole image and the smallest tiles hold, estimated.
+fn setup_with_estimates(gpu: Device) -> (impasto::Vgg, StyleConfig, (u64, u64)) {
     let limits = adapter_limits();
     let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 31);
     let base = StyleConfig {
@@ -48,8 +55,7 @@ fn setup(gpu: Device) -> (impasto::Vgg, StyleConfig) {
     let whole = estimate_gpu_peak(&net, &base, 96, 96, &limits);
     let tiles = estimate_gpu_peak(&net, &base, 79, 79, &limits);
     eprintln!("GPU estimate: {whole} bytes whole, {tiles} in the smallest tiles");
-    let faults = GpuFaults { capacity: Some((whole + tiles) / 2), ..GpuFaults::default() };
-    (net, StyleConfig { gpu_faults: faults, ..base })
+    (net, base, (whole, tiles))
 }
 
 #[test]
@@ -124,4 +130,40 @@ fn a_re_planned_run_resumes_into_the_same_tiles() {
     let out = impasto::stylize(&net, &tight, &content, styles, &mut watch).expect("it starts again in tiles");
     assert_eq!(watch.replans.len(), 1);
     assert_eq!((out.image.width(), out.image.height()), (96, 96));
+}
+
+/// A run planned in tiles because the card's driver left it little memory (`memory=BYTES/BUDGET`)
+/// resumes into the same tiles when the driver leaves more by then: the checkpoint records what the
+/// plan followed, so it is not refused as made with other settings.
+#[test]
+fn a_run_planned_for_the_memory_its_driver_left_resumes_into_the_same_tiles() {
+    let gpu = device();
+    let (net, base, (whole, tiles)) = setup_with_estimates(gpu);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    let share = |bytes: u64| bytes / impasto::tiles::DEFAULT_GPU_MEMORY_SHARE * 100;
+    let (tight, roomy) = (share((whole + tiles) / 2), share(whole + 4096));
+    let card = |available| GpuFaults {
+        device_memory: Some(2 * roomy),
+        memory_budget: Some(available),
+        ..GpuFaults::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+    let config =
+        StyleConfig { checkpoint: Some(ckpt.clone()), checkpoint_every: 1, gpu_faults: card(tight), ..base };
+    let mut whole_run = Watch::default();
+    let uninterrupted = impasto::stylize(&net, &config, &content, styles, &mut whole_run).unwrap();
+    assert!(whole_run.plans[0].is_some(), "tiled: the driver leaves too little for the whole image");
+    let mut stop = Watch { stop_at: Some(3), ..Watch::default() };
+    impasto::stylize(&net, &config, &content, styles, &mut stop).unwrap();
+    let later = StyleConfig { resume: Some(ckpt), gpu_faults: card(roomy), ..config.clone() };
+    let fresh = StyleConfig { checkpoint: None, resume: None, ..later.clone() };
+    let mut planned_now = Watch::default();
+    impasto::stylize(&net, &fresh, &content, styles, &mut planned_now).unwrap();
+    assert!(planned_now.plans[0].is_none(), "a fresh run with that much is planned whole");
+    let mut watch = Watch::default();
+    let resumed = impasto::stylize(&net, &later, &content, styles, &mut watch).expect("it resumes");
+    assert_eq!(watch.plans[0], whole_run.plans[0]);
+    assert_eq!(resumed.image.as_raw(), uninterrupted.image.as_raw());
 }
