@@ -267,32 +267,12 @@ impl Observer for Progress {
     }
 
     fn on_replan(&mut self, replan: &Replan) {
-        self.line(&format!("impasto: {}", replan_text(replan)));
+        self.line(&format!("impasto: {replan}"));
         self.eta = self.eta.as_ref().map(|e| e.replanned(replan));
         if let Some(bar) = &self.bar {
             bar.set_length(replan.iterations as u64);
         }
     }
-}
-
-/// `out of GPU memory …; scale 2 (1024x768) starts again in 6 tiles of 512 px under a GPU
-/// memory budget of 3.1 GiB (--max-gpu-memory 3174M plans so from the start)`.
-pub fn replan_text(r: &Replan) -> String {
-    let s = r.scales.get(r.scale).copied().unwrap_or(impasto::Scale { width: 0, height: 0, iterations: 0 });
-    let tiles = match r.tiles.get(r.scale) {
-        Some(Some(t)) => format!("in {} tiles of {} px", t.len(), t.tile),
-        _ => "whole".to_owned(),
-    };
-    let budget = impasto::tiles::fmt_bytes(r.budget);
-    format!(
-        "{}; scale {} ({}x{}) starts again {tiles} under a GPU memory budget of {budget} \
-         (--max-gpu-memory {}M plans so from the start)",
-        r.reason,
-        r.scale + 1,
-        s.width,
-        s.height,
-        r.budget >> 20
-    )
 }
 
 #[cfg(test)]

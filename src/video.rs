@@ -552,7 +552,7 @@ impl ClipProgress {
 
 impl Observer for ClipProgress {
     fn on_replan(&mut self, replan: &impasto::Replan) {
-        let line = format!("impasto: {}: {}", self.frame_label(), crate::progress::replan_text(replan));
+        let line = format!("impasto: {}: {replan}", self.frame_label());
         match (&self.bar, self.display) {
             (_, Display::Quiet) => {}
             (Some(bar), _) => bar.println(line),

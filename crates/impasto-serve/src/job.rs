@@ -244,6 +244,14 @@ impl Job {
         });
     }
 
+    /// Shows `note` beside the state (a run that changed its plan says so).
+    pub(crate) fn note(&self, note: String) {
+        self.change_state(|s| {
+            s.note = Some(note);
+            true
+        });
+    }
+
     pub(crate) fn set_queue_position(&self, position: usize) {
         self.change_state(|s| {
             let changed = s.state == JobState::Queued && s.queue_position != Some(position);

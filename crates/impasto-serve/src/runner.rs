@@ -183,11 +183,41 @@ impl Observer for Watcher<'_> {
 
     fn on_replan(&mut self, replan: &Replan) {
         self.eta = self.eta.as_ref().map(|e| e.replanned(replan));
+        self.job.note(replan.to_string());
     }
 
     fn steer(&mut self) -> Option<Weights> {
         let w = self.job.take_steer()?;
         self.job.weights_applied(w, self.iteration);
         Some(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that changes its plan (out of GPU memory: a scale starts again in tiles) says so in the
+    /// page's note, the line the CLI prints.
+    #[test]
+    fn a_replan_is_the_page_s_note() {
+        let job = crate::job::tests::job("a");
+        let scales = vec![impasto::Scale { width: 160, height: 160, iterations: 40 }];
+        let tiles = vec![impasto::tiles::TilePlan::new(160, 160, 80, 0).ok()];
+        let replan = Replan {
+            scale: 0,
+            reason: "out of GPU memory on a card allocating a buffer (4096 bytes)".into(),
+            budget: 3 << 30,
+            iterations: 40,
+            scales,
+            tiles,
+        };
+        Watcher::new(&job).on_replan(&replan);
+        let note = job.snapshot().state.note.unwrap_or_default();
+        assert_eq!(
+            note,
+            "out of GPU memory on a card allocating a buffer (4096 bytes); scale 1 (160x160) starts again in \
+             4 tiles of 80 px under a GPU memory budget of 3.0 GiB (--max-gpu-memory 3072M plans so from the start)"
+        );
     }
 }

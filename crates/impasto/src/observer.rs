@@ -178,6 +178,29 @@ pub struct Replan {
     pub tiles: Vec<Option<crate::tiles::TilePlan>>,
 }
 
+/// The one line every front end shows: `out of GPU memory on … (…); scale 2 (1024x768) starts
+/// again in 6 tiles of 512 px under a GPU memory budget of 3.1 GiB (--max-gpu-memory 3174M plans
+/// so from the start)`.
+impl std::fmt::Display for Replan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size =
+            self.scales.get(self.scale).map_or_else(String::new, |s| format!(" ({}x{})", s.width, s.height));
+        let tiles = match self.tiles.get(self.scale) {
+            Some(Some(t)) => format!("in {} tiles of {} px", t.len(), t.tile),
+            _ => "whole".to_owned(),
+        };
+        write!(
+            f,
+            "{}; scale {}{size} starts again {tiles} under a GPU memory budget of {} (--max-gpu-memory {}M \
+             plans so from the start)",
+            self.reason,
+            self.scale + 1,
+            crate::tiles::fmt_bytes(self.budget),
+            self.budget >> 20
+        )
+    }
+}
+
 /// An observer that ignores everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoObserver;
