@@ -16,7 +16,7 @@ use std::time::Instant;
 use image::Rgb32FImage;
 use rand::{RngExt, SeedableRng};
 
-use crate::checkpoint::{self, Fingerprint, GpuPlan, OptState, State};
+use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
@@ -197,8 +197,8 @@ struct Plan<'a> {
     /// The limits of the run's GPU as its plan follows them (see `refit`): read once when it opens,
     /// with the budget learned from an allocation that failed.
     limits: Option<tiles::GpuLimits>,
-    /// What the plan followed on the GPU besides the settings, for checkpoints.
-    gpu_plan: GpuPlan,
+    /// The budgets learned from allocations that failed, from which scale on (`refit`).
+    refits: Vec<(usize, u64)>,
 }
 
 impl<'a> Plan<'a> {
@@ -229,7 +229,7 @@ impl<'a> Plan<'a> {
             tiles: Vec::new(),
             pool: BufferPool::default(),
             limits: None,
-            gpu_plan: GpuPlan::default(),
+            refits: Vec::new(),
         };
         let (out_w, out_h) = fit_longest_side(content.width(), content.height(), config.size);
         check_min_side("output size", out_w, out_h, pools)?;
@@ -253,7 +253,6 @@ impl<'a> Plan<'a> {
         // The GPU first: its limits decide the tiles as the memory budget does.
         plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         plan.limits = plan.gpu.as_ref().map(GpuContext::limits);
-        plan.gpu_plan.available = plan.limits.as_ref().and_then(|l| l.available);
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
         // A tiled scale's iterations are those of each tile, all tiles together.
         for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
@@ -468,7 +467,7 @@ impl<'a> Plan<'a> {
         let first = resume.as_ref().map_or(0, |r| r.scale);
         let mut carry = Carry {
             fingerprint,
-            gpu: self.gpu_plan.clone(),
+            gpu: self.gpu_plan(),
             total,
             start,
             done: resume.as_ref().map_or(0, |r| r.done),
@@ -501,7 +500,7 @@ impl<'a> Plan<'a> {
                             carry.done = done;
                             carry.total = self.scales.iter().map(|s| s.iterations).sum();
                             carry.fingerprint = self.fingerprint(content, styles);
-                            carry.gpu = self.gpu_plan.clone();
+                            carry.gpu = self.gpu_plan();
                         }
                         Err(e) => break Err(e),
                     },

@@ -45,10 +45,15 @@ impl Plan<'_> {
         halved.into_iter().chain(smallest).collect()
     }
 
+    /// What the plan follows on the GPU besides the settings, for checkpoints.
+    pub(super) fn gpu_plan(&self) -> GpuPlan {
+        GpuPlan { available: self.limits.as_ref().and_then(|l| l.available), refits: self.refits.clone() }
+    }
+
     /// Re-makes the plan of scales `k..` under `budget` ([`GpuLimits::fitted`]).
     pub(super) fn refit(&mut self, k: usize, budget: u64) -> Result<()> {
         self.replan_under(k, |l| l.fitted = Some(l.fitted.map_or(budget, |f| f.min(budget))))?;
-        self.gpu_plan.refits.push((k, budget));
+        self.refits.push((k, budget));
         Ok(())
     }
 
@@ -57,7 +62,6 @@ impl Plan<'_> {
     pub(super) fn follow(&mut self, gpu: &GpuPlan) -> Result<()> {
         if self.limits.as_ref().is_some_and(|l| l.available != gpu.available) {
             self.replan_under(0, |l| l.available = gpu.available)?;
-            self.gpu_plan.available = gpu.available;
         }
         for &(k, budget) in &gpu.refits {
             if k >= self.scales.len() {
