@@ -53,6 +53,20 @@ impl Blocks {
     pub(crate) fn partials(&self) -> usize {
         self.iter().map(|(_, n, _)| partial_count(n * self.cols)).sum()
     }
+
+    /// A `rows×cols` tensor, blocked as [`Gpu::blocks`] would block it, in these blocks' buffers
+    /// (whose contents are no longer needed), or `None` where one of its blocks would not fit the
+    /// buffer it takes.
+    pub(crate) fn reuse(&self, gpu: &Gpu, rows: usize, cols: usize) -> Result<Option<Blocks>> {
+        let per = gpu.rows_per_block("a gradient", rows, cols)?;
+        let count = rows.max(1).div_ceil(per);
+        let fits = count <= self.bufs.len()
+            && (0..count).all(|g| {
+                let have = self.per.min(self.rows.max(1) - g * self.per) * self.cols;
+                per.min(rows.max(1) - g * per) * cols <= have
+            });
+        Ok(fits.then(|| Blocks { rows, cols, per, bufs: self.bufs[..count].to_vec() }))
+    }
 }
 
 /// Buffers shared by tensors of several shapes used one after the other (the gradient of each layer
@@ -68,11 +82,6 @@ impl Pool {
         let per = gpu.rows_per_block("a gradient", rows, cols)?;
         let bufs = self.bufs[..rows.div_ceil(per).max(1)].to_vec();
         Ok(Blocks { rows, cols, per, bufs })
-    }
-
-    /// Records the zeroing of every buffer.
-    pub(crate) fn clear(&self, prog: &mut Program) {
-        self.bufs.iter().for_each(|b| prog.clear(b));
     }
 }
 

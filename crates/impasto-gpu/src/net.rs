@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::blocks::{
-    Blocks, gram_slices, record_conv, record_crop_gram, record_each, record_gram, record_planes,
+    Blocks, Pool, gram_slices, record_conv, record_crop_gram, record_each, record_gram, record_planes,
     record_pool_backward, record_pool_forward,
 };
 use crate::device::Gpu;
@@ -96,6 +96,22 @@ impl Forward {
     fn input(&self, i: usize) -> &Blocks {
         if i == 0 { &self.x0 } else { self.out(i - 1) }
     }
+
+    /// (channels, pixels) of the network input (`t` = 0) or of layer `t − 1`'s output.
+    fn gradient_shape(&self, t: usize) -> (usize, usize) {
+        match t {
+            0 => (3, self.hw.0 * self.hw.1),
+            t => (self.shape[t - 1].0, self.shape[t - 1].1 * self.shape[t - 1].2),
+        }
+    }
+}
+
+/// Where the backward pass keeps a gradient (see [`GpuNet::gradient_places`]): one of two pools, or
+/// the buffer of layer `j`'s output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Pool(usize),
+    Out(usize),
 }
 
 impl GpuNet {
@@ -279,6 +295,10 @@ impl GpuNet {
     /// Records the backward pass from layer `last` to the RGB input. `add_loss(prog, i, grad)` records
     /// the loss gradient of layer `i`'s output into `grad` (for every `i` from `last` down to 0).
     /// Returns the buffer holding d(loss)/d(network input) mapped back to planar RGB (3·h·w).
+    ///
+    /// Each gradient goes where [`GpuNet::gradient_places`] says: a convolution's gradient with
+    /// respect to its input into the buffer of its own output, which nothing reads again once its
+    /// own gradient is taken, the others into a pool of buffers.
     pub(crate) fn record_backward(
         &self,
         prog: &mut Program,
@@ -287,41 +307,92 @@ impl GpuNet {
         mut add_loss: impl FnMut(&mut Program, usize, &Blocks) -> Result<()>,
     ) -> Result<Blocks> {
         let gpu = &*self.gpu;
-        let (h0, w0) = fwd.hw;
-        let shapes: Vec<(usize, usize)> =
-            fwd.shape[..=last].iter().map(|&(c, h, w)| (c, h * w)).chain([(3, h0 * w0)]).collect();
-        let mut cur = gpu.pool("gradient", &shapes)?;
-        let mut other = gpu.pool("gradient", &shapes)?;
-        cur.clear(prog);
+        let (at, rgb_at) = self.gradient_places(fwd, last)?;
+        let shape = |t: usize| fwd.gradient_shape(t);
+        // The pools, each sized for the gradients it holds.
+        let mut pools: [Option<Pool>; 2] = [None, None];
+        for (k, pool) in pools.iter_mut().enumerate() {
+            let held: Vec<(usize, usize)> = (0..at.len())
+                .filter(|&t| at[t] == Place::Pool(k))
+                .map(shape)
+                .chain((rgb_at == Place::Pool(k)).then_some((3, fwd.hw.0 * fwd.hw.1)))
+                .collect();
+            if !held.is_empty() {
+                *pool = Some(gpu.pool("gradient", &held)?);
+            }
+        }
+        let view = |place: Place, (rows, cols): (usize, usize)| -> Result<Blocks> {
+            match place {
+                Place::Pool(k) => match &pools[k] {
+                    Some(pool) => pool.view(gpu, rows, cols),
+                    None => Err(GpuError::Shape {
+                        op: "GpuNet backward",
+                        reason: format!("no gradient pool {k}"),
+                    }),
+                },
+                Place::Out(j) => fwd.out(j).reuse(gpu, rows, cols)?.ok_or_else(|| GpuError::Shape {
+                    op: "GpuNet backward",
+                    reason: format!("the gradient {rows}×{cols} does not fit the output of layer {j}"),
+                }),
+            }
+        };
+        let grads: Vec<Blocks> = (0..at.len()).map(|t| view(at[t], shape(t))).collect::<Result<_>>()?;
+        grads[last + 1].bufs.iter().for_each(|b| prog.clear(b));
         for i in (0..=last).rev() {
             let (c, h, w) = fwd.shape[i];
-            let g = cur.view(gpu, c, h * w)?;
-            add_loss(prog, i, &g)?;
-            let (in_c, in_h, in_w) = if i == 0 { (3, h0, w0) } else { fwd.shape[i - 1] };
-            let dx = other.view(gpu, in_c, in_h * in_w)?;
+            let (g, dx) = (&grads[i + 1], &grads[i]);
+            add_loss(prog, i, g)?;
+            let (in_c, in_h, in_w) = if i == 0 { (3, fwd.hw.0, fwd.hw.1) } else { fwd.shape[i - 1] };
             match &self.layers[i] {
                 Layer::Relu => {
                     let y = fwd.out(i);
-                    record_each(gpu, prog, "relu_backward", &g, OpParams::default(), |b| {
+                    record_each(gpu, prog, "relu_backward", g, OpParams::default(), |b| {
                         vec![(1, &y.bufs[b]), (2, &g.bufs[b])]
                     })?;
-                    continue;
                 }
                 Layer::Conv { flipped, wino, .. } => {
                     prog.tag(Some(format!("conv bwd {c}->{in_c} {h}x{w} (layer {i})")));
                     let u = wino.as_ref().map(|u| &u.backward);
-                    conv(gpu, prog, (flipped, u), None, (&g, &dx), (c, in_c), (h, w), false)?;
+                    conv(gpu, prog, (flipped, u), None, (g, dx), (c, in_c), (h, w), false)?;
                     prog.tag(None);
                 }
-                Layer::MaxPool => record_pool_backward(gpu, prog, Some(fwd.input(i)), &g, &dx, (in_h, in_w))?,
-                Layer::AvgPool => record_pool_backward(gpu, prog, None, &g, &dx, (in_h, in_w))?,
+                Layer::MaxPool => record_pool_backward(gpu, prog, Some(fwd.input(i)), g, dx, (in_h, in_w))?,
+                Layer::AvgPool => record_pool_backward(gpu, prog, None, g, dx, (in_h, in_w))?,
             }
-            std::mem::swap(&mut cur, &mut other);
         }
-        let g = cur.view(gpu, 3, h0 * w0)?;
-        let rgb = other.view(gpu, 3, h0 * w0)?;
-        record_planes(gpu, prog, &g, &rgb, self.preprocess_planes(true))?;
+        let rgb = view(rgb_at, (3, fwd.hw.0 * fwd.hw.1))?;
+        record_planes(gpu, prog, &grads[0], &rgb, self.preprocess_planes(true))?;
         Ok(rgb)
+    }
+
+    /// Where the backward pass from layer `last` keeps each gradient: index `t` of the first list is
+    /// the gradient with respect to the network input (`t` = 0) or to layer `t − 1`'s output, the
+    /// second where the gradient mapped back to RGB goes. A ReLU's backward works in place; a
+    /// convolution writes its input's gradient into the buffer of its own output (or of the ReLU
+    /// fused with it), which nothing reads once the backward has passed it, where that fits; the
+    /// other gradients go into pool 0, or pool 1 when pool 0 holds the gradient being read. In VGG
+    /// every convolution's gradient fits its output, so one pool of the largest pooling input
+    /// serves, where the backward used to alternate between two pools of the largest layer.
+    fn gradient_places(&self, fwd: &Forward, last: usize) -> Result<(Vec<Place>, Place)> {
+        let other = |p: Place| if p == Place::Pool(0) { Place::Pool(1) } else { Place::Pool(0) };
+        let mut at = vec![Place::Pool(0); last + 2];
+        for i in (0..=last).rev() {
+            let g = at[i + 1];
+            let (rows, cols) = fwd.gradient_shape(i);
+            at[i] = match &self.layers[i] {
+                Layer::Relu => g,
+                Layer::Conv { .. } => {
+                    let own = if fwd.out[i].is_some() { i } else { i + 1 };
+                    match fwd.out(own).reuse(&self.gpu, rows, cols)? {
+                        Some(_) if g != Place::Out(own) => Place::Out(own),
+                        _ => other(g),
+                    }
+                }
+                Layer::MaxPool | Layer::AvgPool => other(g),
+            };
+        }
+        let rgb = other(at[0]);
+        Ok((at, rgb))
     }
 
     /// Outputs of `rgb` (planar RGB 0..1, `h`×`w`) at `layers`, each with its (channels, height, width).

@@ -1,8 +1,8 @@
 //! The estimate of the bytes the GPU holds while it optimises an image of a given size, which the
 //! tiler weighs against the GPU memory budget ([`crate::StyleConfig::max_gpu_memory`]).
 //!
-//! It mirrors the allocations of `impasto-gpu`: the forward pass's kept outputs, the two
-//! gradient pools of the backward pass, the targets, Grams and their slices, the loss partials, the
+//! It mirrors the allocations of `impasto-gpu`: the forward pass's kept outputs, the gradient
+//! pools of the backward pass, the targets, Grams and their slices, the loss partials, the
 //! read-back of each evaluation, the kernels' parameter buffers, the network's weights and their
 //! flipped copies, their Winograd transforms and scratch buffers, and L-BFGS's ring of correction
 //! pairs. Measured against the bytes `impasto-gpu` allocates (`Gpu::allocated_bytes`, the test
@@ -119,6 +119,71 @@ pub(super) fn forward(
     (floats + 2 * scratch, shape)
 }
 
+/// Floats of the backward pass's gradient pools (`impasto-gpu`'s `GpuNet::gradient_places`): a
+/// convolution writes its input's gradient into the buffer of its own output (that of the ReLU fused
+/// with it) where it fits, blocked as its own tensor; a pooling layer's, the first gradient and the
+/// one mapped back to RGB go into pool 0, or pool 1 when pool 0 holds the gradient being read. Each
+/// pool is as many buffers as the most channel groups of what it holds, each as long as the longest
+/// group.
+fn gradient_pools(
+    net: &Vgg,
+    hw: usize,
+    last: usize,
+    wanted: &[bool],
+    shape: &[(usize, usize, usize)],
+    cap: u64,
+) -> usize {
+    let layers = net.layers();
+    // (channels, pixels) of the network input (t = 0) or of layer t − 1's output.
+    let of = |t: usize| if t == 0 { (3, hw) } else { (shape[t - 1].0, shape[t - 1].1 * shape[t - 1].2) };
+    // Whether a `rows×cols` tensor's blocks fit those of the `src` tensor (`Blocks::reuse`).
+    let fits = |(rows, cols): (usize, usize), (src_rows, src_cols): (usize, usize)| {
+        let (per, src_per) = (per_block(rows, cols, cap), per_block(src_rows, src_cols, cap));
+        let count = rows.max(1).div_ceil(per);
+        count <= src_rows.max(1).div_ceil(src_per)
+            && (0..count).all(|g| {
+                per.min(rows.max(1) - g * per) * cols <= src_per.min(src_rows.max(1) - g * src_per) * src_cols
+            })
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Place {
+        Pool(usize),
+        Out(usize),
+    }
+    let other = |p: Place| if p == Place::Pool(0) { Place::Pool(1) } else { Place::Pool(0) };
+    let mut held: [Vec<(usize, usize)>; 2] = [vec![of(last + 1)], Vec::new()];
+    let mut g = Place::Pool(0);
+    for i in (0..=last).rev() {
+        let dx = of(i);
+        g = match layers[i].kind {
+            LayerKind::Relu => g,
+            LayerKind::Conv { .. } => {
+                // Fused with its ReLU (`forward`): the pair's one output is the ReLU's.
+                let fused = i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu);
+                let own = if fused { i + 1 } else { i };
+                if fits(dx, of(own + 1)) && g != Place::Out(own) { Place::Out(own) } else { other(g) }
+            }
+            LayerKind::Pool => other(g),
+        };
+        if let Place::Pool(k) = g {
+            held[k].push(dx);
+        }
+    }
+    held[usize::from(g == Place::Pool(0))].push((3, hw));
+    held.iter()
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let (mut count, mut len) = (1, 1);
+            for &(rows, cols) in h {
+                let per = per_block(rows, cols, cap);
+                count = count.max(rows.div_ceil(per));
+                len = len.max(per.min(rows) * cols);
+            }
+            count * len
+        })
+        .sum()
+}
+
 /// Floats of a `c×c` Gram over `n` pixels and its K slices (`impasto-gpu`'s `gram_slices` and
 /// `record_gram`).
 pub(super) fn gram_floats(c: usize, n: usize, cap: u64) -> usize {
@@ -218,16 +283,7 @@ pub(super) fn objective_bytes(
         return (4 * floats as u64, 1 + 3 * hw);
     };
     let (mut floats, shape) = forward(net, h, w, last, &wanted, cap);
-    // The backward pass's two gradient pools, each as many buffers as the most channel groups of any
-    // layer, each as long as the longest group.
-    let shapes = shape.iter().map(|&(c, lh, lw)| (c, lh * lw)).chain([(3, hw)]);
-    let (mut count, mut len) = (1, 1);
-    for (rows, cols) in shapes {
-        let per = per_block(rows, cols, cap);
-        count = count.max(rows.div_ceil(per));
-        len = len.max(per.min(rows) * cols);
-    }
-    floats += 2 * count * len;
+    floats += gradient_pools(net, hw, last, &wanted, &shape, cap);
     let (fwd, bwd) = pass_params(net, h, w, last, &wanted, cap);
     let mut params = fwd + bwd;
     let groups = |rows: usize, cols: usize| rows.max(1).div_ceil(per_block(rows, cols, cap));
@@ -456,8 +512,17 @@ mod tests {
             style_masks: Some(vec![mask.clone(), mask]),
             ..base.clone()
         };
+        // A pooling layer last and terms on convolutions: both gradient pools, and gradients in
+        // the buffers of unfused convolutions' outputs.
+        let pooled = StyleConfig {
+            content_layers: vec!["pool1".into()],
+            style_layers: vec!["conv1_2".into(), "relu1_1".into()],
+            ..StyleConfig::default()
+        };
         for (what, config, (w, h), cap) in [
             ("plain", &base, (33, 21), None),
+            ("pooled", &pooled, (40, 36), None),
+            ("pooled split", &pooled, (48, 40), Some(120 << 10)),
             ("plain", &base, (96, 80), None),
             ("masked", &masked, (64, 48), None),
             // Bindings of 120 KiB: four channel groups at 64 channels, two at 128.

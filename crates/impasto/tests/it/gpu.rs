@@ -90,8 +90,21 @@ fn score_on_the_gpu_matches_the_cpu_with_masks() {
 
 #[test]
 fn gpu_gradient_matches_the_cpu() {
+    gradient_matches_the_cpu(Pooling::Max, "relu2_1", &[("relu1_1", 50.0), ("relu2_1", 20.0)]);
+}
+
+/// The backward pass keeps a convolution's input gradient in the buffer of its output and the
+/// others in pools: with a pooling layer last (its gradient and the next both pooled) and terms on
+/// a convolution's own output (not fused with its ReLU) every placement is taken.
+#[test]
+fn gpu_gradient_matches_the_cpu_with_terms_on_convolutions_and_poolings() {
+    gradient_matches_the_cpu(Pooling::Avg, "pool1", &[("conv1_2", 50.0), ("relu1_1", 20.0)]);
+    gradient_matches_the_cpu(Pooling::Max, "conv2_1", &[("pool1", 50.0), ("conv1_1", 20.0)]);
+}
+
+fn gradient_matches_the_cpu(pooling: Pooling, content_layer: &str, style: &[(&str, f32)]) {
     let gpu = device();
-    let net: Vgg = random_vgg(Arch::Vgg16, Pooling::Max, 3, 12);
+    let net: Vgg = random_vgg(Arch::Vgg16, pooling, 3, 12);
     let (w, h) = (33, 21);
     let mut rng = Lcg(5);
     let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
@@ -101,25 +114,22 @@ fn gpu_gradient_matches_the_cpu() {
         let f = net.features(&other, w, h, &[layer]).unwrap();
         f.into_iter().next().unwrap()
     };
-    let mut cpu = Objective::new(&net, w, h);
-    let (content, _) = target("relu2_1");
-    cpu.add_content("relu2_1", content, 3.0).unwrap();
-    for (layer, weight) in [("relu1_1", 50.0), ("relu2_1", 20.0)] {
-        let (f, [c, lh, lw]) = target(layer);
-        cpu.add_style(layer, impasto::gram_matrix(&f, c, lh * lw), weight).unwrap();
-    }
-    cpu.set_tv_weight(10.0);
-    let (lc, gc) = cpu.evaluate(&px);
-    let mut on_gpu = Objective::new(&net, w, h);
-    on_gpu.add_content("relu2_1", target("relu2_1").0, 3.0).unwrap();
-    for (layer, weight) in [("relu1_1", 50.0), ("relu2_1", 20.0)] {
-        let (f, [c, lh, lw]) = target(layer);
-        on_gpu.add_style(layer, impasto::gram_matrix(&f, c, lh * lw), weight).unwrap();
-    }
-    on_gpu.set_tv_weight(10.0);
-    on_gpu.use_device(gpu).unwrap();
-    let (lg, gg) = on_gpu.evaluate(&px);
-    eprintln!("cpu {lc:?}\ngpu {lg:?}");
+    let objective = |gpu: Option<Device>| {
+        let mut o = Objective::new(&net, w, h);
+        o.add_content(content_layer, target(content_layer).0, 3.0).unwrap();
+        for &(layer, weight) in style {
+            let (f, [c, lh, lw]) = target(layer);
+            o.add_style(layer, impasto::gram_matrix(&f, c, lh * lw), weight).unwrap();
+        }
+        o.set_tv_weight(10.0);
+        if let Some(gpu) = gpu {
+            o.use_device(gpu).unwrap();
+        }
+        o
+    };
+    let (lc, gc) = objective(None).evaluate(&px);
+    let (lg, gg) = objective(Some(gpu)).evaluate(&px);
+    eprintln!("{content_layer} {style:?}\ncpu {lc:?}\ngpu {lg:?}");
     assert!(rel(lg.total(), lc.total()) < 1e-4, "loss {} vs {}", lg.total(), lc.total());
     let max_ref = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let max_err = gg.iter().zip(&gc).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));

@@ -91,7 +91,7 @@ fn what_cannot_fit_the_gpu_even_in_tiles_is_one_line_before_the_run() {
         ),
         (
             StyleConfig { max_gpu_memory: Some(1 << 20), ..config(gpu, None) },
-            "optimising a 95x95 image on the GPU needs about 35 MiB but the GPU memory budget is 1 MiB",
+            "optimising a 95x95 image on the GPU needs about 33 MiB but the GPU memory budget is 1 MiB",
         ),
         (
             StyleConfig { tile: Some(88), ..config(gpu, Some(143 * 256)) },
