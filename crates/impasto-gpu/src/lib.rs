@@ -15,6 +15,7 @@
 //! summed in order; no atomics), so one device and driver give the same bits run after run.
 //! Nothing here prints, reads the environment or exits; errors are [`GpuError`].
 
+mod adapters;
 #[cfg(test)]
 mod backends;
 mod blocks;
@@ -33,7 +34,8 @@ mod program;
 mod tune;
 mod winograd;
 
-pub use device::{AdapterSummary, Choice, Faults, Gpu, GpuOptions, KernelClock, adapters};
+pub use adapters::{AdapterSummary, adapters};
+pub use device::{Choice, Faults, Gpu, GpuOptions, KernelClock};
 pub use error::{GpuError, Result, is_out_of_memory};
 pub use history::GpuHistory;
 pub use kernels::{GemmTile, SmallTiles};
