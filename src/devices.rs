@@ -74,6 +74,8 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
                 "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
                 "device_memory": a.device_memory,
                 "memory_budget": a.memory_budget,
+                "pci_bus_id": a.pci_bus_id,
+                "driver": a.driver,
             })
             .to_string()
         } else {
@@ -82,8 +84,10 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
                 (Some(m), None) => format!("memory {}, ", mib(m)),
                 (None, _) => String::new(),
             };
+            let pci = a.pci_bus_id.as_ref().map_or(String::new(), |b| format!(", PCI {b}"));
+            let driver = a.driver.as_ref().map_or(String::new(), |d| format!(", driver {d}"));
             format!(
-                "gpu:{}  {}  [{}, {}{}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB",
+                "gpu:{}  {}  [{}, {}{}{pci}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB{driver}",
                 a.index,
                 a.name,
                 a.backend,

@@ -16,6 +16,10 @@ fn devices_lists_adapters_and_what_auto_picks() {
         if l.contains("[Vulkan, ") {
             assert!(l.contains("]  memory ") && l.contains(" MiB, max buffer "), "{l}");
         }
+        // lavapipe names its driver (Mesa's llvmpipe) and has no PCI address.
+        if l.contains("llvmpipe") {
+            assert!(l.contains(" KiB, driver llvmpipe Mesa ") && !l.contains("PCI"), "{l}");
+        }
     }
     let json = Sandbox::new().run(&["devices", "--json"]);
     assert_eq!(json.code, Some(0));
@@ -23,6 +27,9 @@ fn devices_lists_adapters_and_what_auto_picks() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert!(v["max_buffer_size"].as_u64().is_some() && v["device"].as_str().unwrap().starts_with("gpu:"));
         assert!(v["backend"] != "Vulkan" || v["device_memory"].as_u64().is_some_and(|m| m > 0), "{v}");
+        // Where the driver gives no PCI address (lavapipe) the key is null, else `lspci`'s form.
+        assert!(v["pci_bus_id"].is_null() || v["pci_bus_id"].as_str().is_some_and(|b| b.len() == 12), "{v}");
+        assert!(v["driver"].is_null() || v["driver"].is_string(), "{v}");
     }
 }
 

@@ -28,6 +28,12 @@ pub struct AdapterSummary {
     /// (Vulkan drivers with `VK_EXT_memory_budget`; `None` elsewhere): the heap less what other
     /// programs hold. [`Gpu::memory_budget`](crate::Gpu::memory_budget) asks again.
     pub memory_budget: Option<u64>,
+    /// Its PCI address as `lspci` shows it (`0000:1b:00.0`; `nvidia-smi` writes `00000000:1B:00.0`),
+    /// where the driver says (Vulkan with `VK_EXT_pci_bus_info`): what tells two cards of one model
+    /// apart.
+    pub pci_bus_id: Option<String>,
+    /// The driver's name and version (`llvmpipe Mesa 22.3.6 (LLVM 15.0.6)`), where the backend says.
+    pub driver: Option<String>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -51,6 +57,9 @@ pub(crate) fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         device_memory: crate::memory::device_memory(adapter),
         memory_budget: crate::memory::memory_budget(adapter),
+        pci_bus_id: Some(info.device_pci_bus_id.clone()).filter(|b| !b.is_empty()),
+        driver: Some(format!("{} {}", info.driver.trim_matches('?'), info.driver_info).trim().to_string())
+            .filter(|d| !d.is_empty()),
     }
 }
 

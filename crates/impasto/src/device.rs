@@ -131,6 +131,11 @@ pub struct GpuAdapter {
     /// `VK_EXT_memory_budget`; `None` elsewhere): less than `device_memory` while other programs
     /// hold some. A run asks again, and its default budget is a share of the smaller.
     pub memory_budget: Option<u64>,
+    /// Its PCI address as `lspci` shows it (`0000:1b:00.0`; `nvidia-smi` writes `00000000:1B:00.0`),
+    /// where the driver says: what tells two cards of one model apart.
+    pub pci_bus_id: Option<String>,
+    /// The driver's name and version, where the backend says.
+    pub driver: Option<String>,
 }
 
 /// The GPU adapters of this machine; empty without a driver or when built without the `gpu` feature.
@@ -150,6 +155,8 @@ pub fn gpu_adapters() -> Vec<GpuAdapter> {
                 max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
                 device_memory: a.device_memory,
                 memory_budget: a.memory_budget,
+                pci_bus_id: a.pci_bus_id,
+                driver: a.driver,
             })
             .collect()
     }
@@ -397,6 +404,8 @@ mod tests {
             max_compute_workgroup_storage_size: 32768,
             device_memory,
             memory_budget: None,
+            pci_bus_id: None,
+            driver: None,
         };
         assert_eq!(card_memory(&adapter("DiscreteGpu", Some(8 << 30))), Some(8 << 30));
         assert_eq!(card_memory(&adapter("DiscreteGpu", None)), None);
