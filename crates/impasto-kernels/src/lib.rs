@@ -40,7 +40,8 @@
 //!
 //! # Safety
 //!
-//! This is the only crate of the workspace allowed `unsafe`; it is confined
+//! With `impasto-gpu` (two calls into wgpu and Vulkan, each with its reason),
+//! this is the only crate of the workspace allowed `unsafe`; it is confined
 //! to the call into the `gemm` crate in `sgemm.rs`, after bounds checks, to
 //! calling `#[target_feature]` builds of safe kernel bodies after runtime
 //! feature detection (`simd.rs`), and to the AVX-512F GEMM micro-kernel and
