@@ -19,7 +19,7 @@ pub enum GpuError {
         reason: String,
     },
     /// An allocation did not fit in the device's memory.
-    #[error("{OUT_OF_MEMORY} on {adapter} allocating {what} ({bytes} bytes)")]
+    #[error("out of GPU memory on {adapter} allocating {what} ({bytes} bytes)")]
     OutOfMemory {
         /// The adapter's name.
         adapter: String,
@@ -78,16 +78,6 @@ pub enum GpuError {
         /// What does not fit.
         reason: String,
     },
-}
-
-/// How [`GpuError::OutOfMemory`]'s line begins.
-const OUT_OF_MEMORY: &str = "out of GPU memory";
-
-/// Whether `line`, a [`GpuError`]'s text (kept as text where an error crosses threads or library
-/// boundaries), reports an allocation that did not fit: the one failure a smaller piece of work
-/// can avoid.
-pub fn is_out_of_memory(line: &str) -> bool {
-    line.starts_with(OUT_OF_MEMORY)
 }
 
 /// The GPU backend's result type.

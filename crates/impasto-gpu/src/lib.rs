@@ -36,7 +36,7 @@ mod winograd;
 
 pub use adapters::{AdapterSummary, adapters};
 pub use device::{Choice, Faults, Gpu, GpuOptions, KernelClock};
-pub use error::{GpuError, Result, is_out_of_memory};
+pub use error::{GpuError, Result};
 pub use history::GpuHistory;
 pub use kernels::{GemmTile, SmallTiles};
 pub use net::{GpuNet, LayerOutput, LayerSpec, PreprocessSpec};

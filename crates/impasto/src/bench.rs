@@ -19,7 +19,7 @@ use impasto_kernels as k;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::loss::Objective;
 use crate::model::{Arch, LayerKind, Pooling, Preprocess, Vgg};
 
@@ -146,10 +146,13 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
                 gpu_bytes = obj.gpu_allocated_bytes().map(|after| held + (after - before));
             }
             if !losses.total().is_finite() {
-                let reason = obj
-                    .gpu_error()
-                    .unwrap_or_else(|| format!("the benchmark's loss is not finite on {device}"));
-                return Err(Error::Gpu { reason, last_good: None });
+                let fault = obj.gpu_error().unwrap_or_else(|| {
+                    GpuFault::new(
+                        GpuFailure::Other,
+                        format!("the benchmark's loss is not finite on {device}"),
+                    )
+                });
+                return Err(fault.into());
             }
             std::hint::black_box((losses, grad));
             if i >= spec.warmup {
@@ -205,7 +208,7 @@ pub fn lbfgs_step_on(
         let s = random_vec(n, 0.0, 1e-3, 1000 + i as u64);
         let y = random_vec(n, 0.0, 1e-3, 2000 + i as u64);
         let ys = crate::optim::dot(&y, &s);
-        opt.push_pair(s, y, ys).map_err(|reason| Error::Gpu { reason, last_good: None })?;
+        opt.push_pair(s, y, ys)?;
     }
     let error = std::sync::Arc::new(std::sync::Mutex::new(None));
     if let crate::device::ResolvedDevice::Gpu { index, .. } = crate::device::resolve_device(device)? {
@@ -225,8 +228,10 @@ pub fn lbfgs_step_on(
     });
     if failed {
         let kept = error.lock().ok().and_then(|e| e.clone());
-        let reason = kept.unwrap_or_else(|| format!("the L-BFGS step failed on {device}"));
-        return Err(Error::Gpu { reason, last_good: None });
+        let fault = kept.unwrap_or_else(|| {
+            GpuFault::new(GpuFailure::Other, format!("the L-BFGS step failed on {device}"))
+        });
+        return Err(fault.into());
     }
     Ok(stats(&samples).0)
 }
@@ -237,11 +242,10 @@ fn lbfgs_on_gpu(
     opt: &mut crate::optim::Lbfgs,
     index: usize,
     n: usize,
-    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    error: std::sync::Arc<std::sync::Mutex<Option<GpuFault>>>,
 ) -> Result<()> {
-    let err = |reason: String| Error::Gpu { reason, last_good: None };
-    let gpu = impasto_gpu::Gpu::new(impasto_gpu::Choice::Index(index)).map_err(|e| err(e.to_string()))?;
-    opt.move_to_gpu(gpu, error, n).map_err(err)
+    let gpu = impasto_gpu::Gpu::new(impasto_gpu::Choice::Index(index))?;
+    Ok(opt.move_to_gpu(gpu, error, n)?)
 }
 
 /// Without the `gpu` feature no device resolves to a GPU.
@@ -250,7 +254,7 @@ fn lbfgs_on_gpu(
     _opt: &mut crate::optim::Lbfgs,
     _index: usize,
     _n: usize,
-    _error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    _error: std::sync::Arc<std::sync::Mutex<Option<GpuFault>>>,
 ) -> Result<()> {
     Err(crate::device::no_gpu_support())
 }
@@ -282,11 +286,10 @@ pub fn gpu_ceilings(device: crate::Device, reps: usize) -> Result<Option<GpuCeil
 #[cfg(feature = "gpu")]
 fn ceilings_on(index: usize, reps: usize) -> Result<GpuCeilings> {
     use impasto_gpu::{Choice, Gpu, GpuOptions, KernelClock, SmallTiles, Tune};
-    let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
     // Only the plain kernels: the ceilings compile their own.
     let options = GpuOptions { tune: Tune::Off, small_tiles: SmallTiles::Off, ..GpuOptions::default() };
-    let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
-    let c = gpu.ceilings(reps).map_err(err)?;
+    let gpu = Gpu::with_options(Choice::Index(index), &options)?;
+    let c = gpu.ceilings(reps)?;
     Ok(GpuCeilings {
         fma_gflops: c.fma_gflops,
         inner_gflops: c.inner_gflops,

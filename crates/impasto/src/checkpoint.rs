@@ -233,7 +233,7 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
             // `history` are dropped.
             for (i, &r) in rho.iter().enumerate() {
                 let (s, y) = (f32s(&format!("lbfgs.s.{i}"))?, f32s(&format!("lbfgs.y.{i}"))?);
-                l.restore_pair(s, y, r).map_err(|e| ckpt_err(path, e))?;
+                l.restore_pair(s, y, r).map_err(|e| ckpt_err(path, e.reason))?;
             }
             OptState::Lbfgs(l)
         }

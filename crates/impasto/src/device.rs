@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::model::Vgg;
 
 /// Where the network and the losses run. On a GPU, L-BFGS keeps its correction pairs there and runs
@@ -207,13 +207,13 @@ pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
         Device::Auto => Ok(all.iter().find(|a| !a.software).map(gpu).unwrap_or_else(|| {
             ResolvedDevice::Cpu { notice: Some(format!("{}; running on the CPU", list())) }
         })),
-        Device::Gpu(None) => all.iter().find(|a| !a.software).map(gpu).ok_or_else(|| Error::Gpu {
-            reason: format!("{} — use --device gpu:N for a software adapter, or --device cpu", list()),
-            last_good: None,
+        Device::Gpu(None) => all.iter().find(|a| !a.software).map(gpu).ok_or_else(|| {
+            let reason = format!("{} — use --device gpu:N for a software adapter, or --device cpu", list());
+            GpuFault::new(GpuFailure::Unavailable, reason).into()
         }),
-        Device::Gpu(Some(n)) => all.get(n).map(gpu).ok_or_else(|| Error::Gpu {
-            reason: format!("there is no GPU adapter gpu:{n}; {}", list()),
-            last_good: None,
+        Device::Gpu(Some(n)) => all.get(n).map(gpu).ok_or_else(|| {
+            GpuFault::new(GpuFailure::Unavailable, format!("there is no GPU adapter gpu:{n}; {}", list()))
+                .into()
         }),
     }
 }
@@ -256,7 +256,7 @@ const NO_GPU_SUPPORT: &str = "this build has no GPU support (the `gpu` feature i
 /// [`NO_GPU_SUPPORT`] as the error of a call that needs a GPU.
 #[cfg(not(feature = "gpu"))]
 pub(crate) fn no_gpu_support() -> Error {
-    Error::Gpu { reason: NO_GPU_SUPPORT.into(), last_good: None }
+    GpuFault::new(GpuFailure::Unavailable, NO_GPU_SUPPORT).into()
 }
 
 /// The memory a GPU memory budget can be a share of: a discrete card's own (the device-local heap
@@ -273,7 +273,7 @@ fn card_memory(adapter: &impasto_gpu::AdapterSummary) -> Option<u64> {
 pub(crate) struct GpuContext {
     #[cfg(feature = "gpu")]
     pub(crate) net: Arc<impasto_gpu::GpuNet>,
-    pub(crate) error: Arc<Mutex<Option<String>>>,
+    pub(crate) error: Arc<Mutex<Option<GpuFault>>>,
     /// The memory of the discrete card the adapter is taken for, and its driver's budget
     /// ([`GpuFaults::device_memory`], [`GpuFaults::memory_budget`]).
     #[cfg(feature = "gpu")]
@@ -294,7 +294,6 @@ impl GpuContext {
     fn open_index(index: usize, faults_in: &GpuFaults, net: &Vgg) -> Result<Option<GpuContext>> {
         use crate::model::{LayerKind, Pooling};
         use impasto_gpu::{Choice, Faults, Gpu, GpuNet, GpuOptions, LayerSpec, PreprocessSpec};
-        let err = |e: impasto_gpu::GpuError| Error::Gpu { reason: e.to_string(), last_good: None };
         let reuse = *faults_in == GpuFaults::default();
         if let Some(gnet) = net.gpu.get(index).filter(|_| reuse) {
             return Ok(Some(GpuContext { net: gnet, error: Arc::new(Mutex::new(None)), card_memory: None }));
@@ -310,7 +309,7 @@ impl GpuContext {
             max_storage_binding: faults_in.max_storage_binding,
             ..GpuOptions::default()
         };
-        let gpu = Gpu::with_options(Choice::Index(index), &options).map_err(err)?;
+        let gpu = Gpu::with_options(Choice::Index(index), &options)?;
         let specs = net
             .layers()
             .iter()
@@ -328,7 +327,7 @@ impl GpuContext {
         let ch = [0, 1, 2].map(|c| pre.channel(c));
         let spec =
             PreprocessSpec { planes: ch.map(|c| c.0), scale: ch.map(|c| c.1), offset: ch.map(|c| c.2) };
-        let gnet = Arc::new(GpuNet::new(gpu, specs, spec).map_err(err)?);
+        let gnet = Arc::new(GpuNet::new(gpu, specs, spec)?);
         if reuse {
             net.gpu.put(index, gnet.clone());
         }
@@ -378,10 +377,10 @@ impl GpuContext {
     /// `e` as the GPU error it hides: a run stopped by a failed GPU evaluation reports the GPU's
     /// reason with the last good image.
     pub(crate) fn explain(&self, e: Error) -> Error {
-        let Some(reason) = self.error.lock().ok().and_then(|mut r| r.take()) else { return e };
+        let Some(fault) = self.error.lock().ok().and_then(|mut r| r.take()) else { return e };
         match e {
-            Error::NonFinite { last_good, .. } => Error::Gpu { reason, last_good: Some(last_good) },
-            Error::Gpu { last_good, .. } => Error::Gpu { reason, last_good },
+            Error::NonFinite { last_good, .. } => fault.into_error(Some(last_good)),
+            Error::Gpu { last_good, .. } => fault.into_error(last_good),
             e => e,
         }
     }

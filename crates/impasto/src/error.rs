@@ -154,11 +154,87 @@ pub enum Error {
     /// run was under way, `last_good` holds the last image with a finite loss.
     #[error("{reason}")]
     Gpu {
+        /// Which failure it is, for a caller that reacts to it.
+        kind: GpuFailure,
         /// The GPU backend's one-line reason.
         reason: String,
         /// The last good image of the run (RGB, 0..1), if one was under way.
         last_good: Option<Box<image::Rgb32FImage>>,
     },
+}
+
+/// The kind of an [`Error::Gpu`]: what a caller may do about it (smaller work after
+/// [`GpuFailure::OutOfMemory`] or [`GpuFailure::Limit`], another device after [`GpuFailure::Lost`]
+/// or [`GpuFailure::Unavailable`]); the error's line says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GpuFailure {
+    /// No GPU to run on: no adapter matches the choice, or this build has no GPU support.
+    Unavailable,
+    /// The adapter refused to open a device (a driver error, limits it does not support).
+    Open,
+    /// An allocation did not fit in the device's memory: the one failure that smaller pieces of the
+    /// same work (tiles) can avoid, and the one a run re-plans after.
+    OutOfMemory,
+    /// The work needs more than one of the adapter's fixed limits (a buffer or binding size) allows.
+    Limit,
+    /// The device was lost mid-run (driver reset, adapter removed).
+    Lost,
+    /// A kernel failed to compile or its pipeline to build.
+    Kernel,
+    /// Any other error the driver or the GPU backend reported.
+    Other,
+}
+
+/// A GPU failure without an image: what the objective, the optimiser and the run loop hand each
+/// other (and keep in a run's error slot) until the run stops and [`GpuFault::into_error`] adds the
+/// last good image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GpuFault {
+    pub(crate) kind: GpuFailure,
+    pub(crate) reason: String,
+}
+
+impl GpuFault {
+    pub(crate) fn new(kind: GpuFailure, reason: impl Into<String>) -> GpuFault {
+        GpuFault { kind, reason: reason.into() }
+    }
+
+    /// The fault as an [`Error::Gpu`] carrying `last_good`.
+    pub(crate) fn into_error(self, last_good: Option<Box<image::Rgb32FImage>>) -> Error {
+        Error::Gpu { kind: self.kind, reason: self.reason, last_good }
+    }
+}
+
+impl From<GpuFault> for Error {
+    fn from(f: GpuFault) -> Error {
+        f.into_error(None)
+    }
+}
+
+/// The one mapping of the GPU backend's errors onto [`GpuFailure`].
+#[cfg(feature = "gpu")]
+impl From<impasto_gpu::GpuError> for GpuFault {
+    fn from(e: impasto_gpu::GpuError) -> GpuFault {
+        use impasto_gpu::GpuError as G;
+        let kind = match &e {
+            G::NoAdapter { .. } => GpuFailure::Unavailable,
+            G::RequestDevice { .. } => GpuFailure::Open,
+            G::OutOfMemory { .. } => GpuFailure::OutOfMemory,
+            G::Limit { .. } => GpuFailure::Limit,
+            G::DeviceLost { .. } => GpuFailure::Lost,
+            G::Shader { .. } => GpuFailure::Kernel,
+            _ => GpuFailure::Other,
+        };
+        GpuFault { kind, reason: e.to_string() }
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl From<impasto_gpu::GpuError> for Error {
+    fn from(e: impasto_gpu::GpuError) -> Error {
+        GpuFault::from(e).into()
+    }
 }
 
 impl From<impasto_weights::Error> for Error {
@@ -192,7 +268,7 @@ impl Error {
             Error::NonFinite { iteration, what, .. } => {
                 Error::NonFinite { iteration, what, last_good: Box::new(image) }
             }
-            Error::Gpu { reason, .. } => Error::Gpu { reason, last_good: Some(Box::new(image)) },
+            Error::Gpu { kind, reason, .. } => Error::Gpu { kind, reason, last_good: Some(Box::new(image)) },
             e => e,
         }
     }
@@ -200,11 +276,7 @@ impl Error {
     /// Whether this is a GPU allocation that did not fit (the one GPU failure that smaller tiles can
     /// avoid).
     pub(crate) fn is_gpu_out_of_memory(&self) -> bool {
-        #[cfg(feature = "gpu")]
-        if let Error::Gpu { reason, .. } = self {
-            return impasto_gpu::is_out_of_memory(reason);
-        }
-        false
+        matches!(self, Error::Gpu { kind: GpuFailure::OutOfMemory, .. })
     }
 
     /// [`Error::with_last_good`] for a GPU failure that has no image yet: one while building a later
@@ -218,5 +290,42 @@ impl Error {
             Some(img) => self.with_last_good(img),
             None => self,
         }
+    }
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use super::{Error, GpuFailure, GpuFault};
+    use impasto_gpu::GpuError;
+
+    #[test]
+    fn each_gpu_error_has_its_kind_and_keeps_its_line() {
+        let a = || "card".to_string();
+        let cases = [
+            (GpuError::NoAdapter { reason: "none".into() }, GpuFailure::Unavailable),
+            (GpuError::RequestDevice { adapter: a(), reason: "no".into() }, GpuFailure::Open),
+            (GpuError::OutOfMemory { adapter: a(), what: "x".into(), bytes: 4 }, GpuFailure::OutOfMemory),
+            (
+                GpuError::Limit { adapter: a(), what: "x".into(), limit: "l", needed: 2, allowed: 1 },
+                GpuFailure::Limit,
+            ),
+            (GpuError::DeviceLost { adapter: a(), reason: "reset".into() }, GpuFailure::Lost),
+            (GpuError::Shader { kernel: "conv3x3", adapter: a(), reason: "bad".into() }, GpuFailure::Kernel),
+            (GpuError::Driver { adapter: a(), op: "submit", reason: "x".into() }, GpuFailure::Other),
+            (GpuError::Shape { op: "gram", reason: "x".into() }, GpuFailure::Other),
+        ];
+        for (e, kind) in cases {
+            let line = e.to_string();
+            let err = Error::from(e);
+            assert!(
+                matches!(&err, Error::Gpu { kind: k, reason, last_good: None } if *k == kind && *reason == line)
+            );
+            assert_eq!(err.is_gpu_out_of_memory(), kind == GpuFailure::OutOfMemory, "{line}");
+        }
+        // The run's last good image joins the fault, which keeps its kind.
+        let image = image::Rgb32FImage::new(2, 1);
+        let err = GpuFault::new(GpuFailure::Lost, "gone").into_error(None).with_last_good(image);
+        assert!(matches!(err, Error::Gpu { kind: GpuFailure::Lost, .. }));
+        assert_eq!(err.last_good_image().map(|i| i.dimensions()), Some((2, 1)));
     }
 }

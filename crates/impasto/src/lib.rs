@@ -55,7 +55,7 @@ pub mod tiles;
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};
 pub use device::{Device, GpuAdapter, GpuFaults, ResolvedDevice, gpu_adapters, resolve_device};
-pub use error::{Error, Result};
+pub use error::{Error, GpuFailure, Result};
 pub use eta::Eta;
 pub use image;
 pub use io::{

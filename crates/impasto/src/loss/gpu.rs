@@ -9,7 +9,7 @@ use impasto_gpu::{GpuObjective, StyleTerm};
 
 use super::Objective;
 use crate::device::GpuContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::observer::Losses;
 
 /// A [`GpuObjective`] mirroring an [`Objective`]'s terms.
@@ -40,8 +40,7 @@ impl Backend {
             style,
             o.tv_weight,
             o.pixel_mask.clone(),
-        )
-        .map_err(|e| Error::Gpu { reason: e.to_string(), last_good: None })?;
+        )?;
         Ok(Backend { objective: Mutex::new(objective), ctx: ctx.clone() })
     }
 
@@ -51,7 +50,7 @@ impl Backend {
     }
 
     /// The first evaluation error, if any.
-    pub(crate) fn error(&self) -> Option<String> {
+    pub(crate) fn error(&self) -> Option<GpuFault> {
         self.ctx.error.lock().ok().and_then(|e| e.clone())
     }
 
@@ -68,7 +67,7 @@ impl Backend {
                 if let Ok(mut slot) = self.ctx.error.lock()
                     && slot.is_none()
                 {
-                    *slot = Some(e.to_string());
+                    *slot = Some(e.into());
                 }
                 failed(pixels.len())
             }
@@ -81,12 +80,8 @@ impl Backend {
     pub(crate) fn profile(&self, o: &Objective<'_>, pixels: &[f32]) -> crate::Result<super::GpuProfile> {
         let content: Vec<f32> = o.content.iter().map(|t| t.weight).collect();
         let style: Vec<f32> = o.style.iter().map(|t| t.weight).collect();
-        let fail = |reason: String| crate::Error::Gpu { reason, last_good: None };
-        let mut g = self.objective.lock().map_err(|_| fail("the GPU objective's lock is poisoned".into()))?;
-        let steps = g
-            .set_weights(&content, &style, o.tv_weight)
-            .and_then(|()| g.profile(pixels))
-            .map_err(|e| fail(e.to_string()))?;
+        let mut g = self.objective.lock().map_err(|_| poisoned())?;
+        let steps = g.set_weights(&content, &style, o.tv_weight).and_then(|()| g.profile(pixels))?;
         Ok(super::GpuProfile { steps, gpu_clock: g.kernel_clock() == impasto_gpu::KernelClock::Device })
     }
 }
@@ -94,9 +89,8 @@ impl Backend {
 impl Backend {
     /// Evaluates until every product's kernel form is chosen (see [`GpuObjective::tune`]).
     pub(crate) fn tune(&self, pixels: &[f32]) -> crate::Result<(usize, Vec<super::GpuTuned>)> {
-        let fail = |reason: String| crate::Error::Gpu { reason, last_good: None };
-        let mut g = self.objective.lock().map_err(|_| fail("the GPU objective's lock is poisoned".into()))?;
-        let rounds = g.tune(pixels).map_err(|e| fail(e.to_string()))?;
+        let mut g = self.objective.lock().map_err(|_| poisoned())?;
+        let rounds = g.tune(pixels)?;
         let tuned = g
             .tuned()
             .into_iter()
@@ -117,4 +111,9 @@ impl Backend {
 /// The result of a failed evaluation: NaN, which stops the run loop.
 fn failed(n: usize) -> (Losses, Vec<f32>) {
     (Losses { content: f64::NAN, style: f64::NAN, tv: f64::NAN, temporal: f64::NAN }, vec![f32::NAN; n])
+}
+
+/// The error of a call on an objective whose lock an earlier panic poisoned.
+fn poisoned() -> Error {
+    GpuFault::new(GpuFailure::Other, "the GPU objective's lock is poisoned").into()
 }

@@ -123,7 +123,7 @@ impl<'a> Objective<'a> {
     }
 
     /// The first error of a GPU evaluation (which then returned NaN losses), if any.
-    pub(crate) fn gpu_error(&self) -> Option<String> {
+    pub(crate) fn gpu_error(&self) -> Option<crate::error::GpuFault> {
         #[cfg(feature = "gpu")]
         if let Some(g) = &self.gpu {
             return g.error();

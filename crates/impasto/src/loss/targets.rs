@@ -49,7 +49,7 @@ impl<'a> TargetNet<'a> {
     ) -> Result<Vec<LayerOutput>> {
         #[cfg(feature = "gpu")]
         if let Some(g) = self.gpu {
-            return g.net.outputs_at(pixels, h, w, layers).map_err(gpu_error);
+            return Ok(g.net.outputs_at(pixels, h, w, layers)?);
         }
         Ok(self.pooled(|pool| outputs_at(self.net, pixels, h, w, layers, pool)))
     }
@@ -81,7 +81,7 @@ impl<'a> TargetNet<'a> {
     ) -> Result<Vec<Vec<f32>>> {
         #[cfg(feature = "gpu")]
         if let Some(g) = self.gpu {
-            return g.net.cropped_grams_at(pixels, h, w, layers, crops, masks).map_err(gpu_error);
+            return Ok(g.net.cropped_grams_at(pixels, h, w, layers, crops, masks)?);
         }
         let mut unique = layers.to_vec();
         unique.sort_unstable();
@@ -142,15 +142,10 @@ impl<'a> TargetNet<'a> {
     ) -> Result<Vec<Vec<f32>>> {
         #[cfg(feature = "gpu")]
         if let Some(g) = self.gpu {
-            return g.net.grams_at(pixels, h, w, layers).map_err(gpu_error);
+            return Ok(g.net.grams_at(pixels, h, w, layers)?);
         }
         Ok(self.pooled(|pool| grams_at(self.net, pixels, h, w, layers, pool)))
     }
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_error(e: impasto_gpu::GpuError) -> Error {
-    Error::Gpu { reason: e.to_string(), last_good: None }
 }
 
 /// Opens `device` for `net` and runs `f` with the network that computes targets there.

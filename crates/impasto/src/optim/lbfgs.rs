@@ -18,6 +18,7 @@ use impasto_gpu::GpuHistory;
 use super::all_finite;
 use super::projected::{free_gradient, mask_direction, new_pair, trial};
 use super::vector::{axpy, dot, scale};
+use crate::error::GpuFault;
 
 /// What one L-BFGS iteration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ enum Pairs {
     /// gradient goes up and the direction comes back. A GPU error is kept in `error` (the run's
     /// [`crate::device::GpuContext`] slot) and stops the step as a non-finite loss does.
     #[cfg(feature = "gpu")]
-    Gpu { ring: Box<GpuHistory>, error: Arc<Mutex<Option<String>>> },
+    Gpu { ring: Box<GpuHistory>, error: Arc<Mutex<Option<GpuFault>>> },
 }
 
 /// Largest change of any pixel (0..1 scale) below which a step counts as no progress.
@@ -146,7 +147,7 @@ impl Lbfgs {
 
     /// Appends the correction pair `s`, `y` with `ys` = `yᵀs` > 0, dropping the oldest when full.
     /// On a GPU, an upload error is kept and returned.
-    pub(crate) fn push_pair(&mut self, s: Vec<f32>, y: Vec<f32>, ys: f64) -> Result<(), String> {
+    pub(crate) fn push_pair(&mut self, s: Vec<f32>, y: Vec<f32>, ys: f64) -> Result<(), GpuFault> {
         self.restore_pair(s, y, 1.0 / ys)
     }
 
@@ -156,7 +157,7 @@ impl Lbfgs {
         s_new: Vec<f32>,
         y_new: Vec<f32>,
         rho_new: f64,
-    ) -> Result<(), String> {
+    ) -> Result<(), GpuFault> {
         match &mut self.pairs {
             Pairs::Host { s, y, rho } => {
                 if s.len() == self.history {
@@ -194,7 +195,7 @@ impl Lbfgs {
                     let (gpu, error, values) = (ring.gpu().clone(), error.clone(), ring.values());
                     self.move_to_host();
                     self.set_history(history);
-                    let _ = self.move_to_gpu(gpu, error.clone(), values).map_err(|e| keep_text(&error, e));
+                    let _ = self.move_to_gpu(gpu, error.clone(), values).map_err(|e| keep(&error, e));
                 }
             }
         }
@@ -228,13 +229,13 @@ impl Lbfgs {
     pub(crate) fn move_to_gpu(
         &mut self,
         gpu: Arc<impasto_gpu::Gpu>,
-        error: Arc<Mutex<Option<String>>>,
+        error: Arc<Mutex<Option<GpuFault>>>,
         values: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), GpuFault> {
         let Pairs::Host { s, y, rho } = &self.pairs else { return Ok(()) };
-        let mut ring = GpuHistory::new(gpu, values, self.history).map_err(|e| e.to_string())?;
+        let mut ring = GpuHistory::new(gpu, values, self.history)?;
         for ((s, y), &r) in s.iter().zip(y).zip(rho) {
-            ring.restore(s, y, r).map_err(|e| e.to_string())?;
+            ring.restore(s, y, r)?;
         }
         self.pairs = Pairs::Gpu { ring: Box::new(ring), error };
         Ok(())
@@ -253,7 +254,7 @@ impl Lbfgs {
 
     /// The quasi-Newton direction `−H·g_free` (`g_free`: the gradient `g` at `x` with the active
     /// values zeroed) from the two-loop recursion, on the host (in `buffer`'s memory) or the GPU.
-    fn direction(&self, x: &[f32], g: &[f32], mut buffer: Vec<f32>) -> Result<Vec<f32>, String> {
+    fn direction(&self, x: &[f32], g: &[f32], mut buffer: Vec<f32>) -> Result<Vec<f32>, GpuFault> {
         let (lo, hi) = (self.lo, self.hi);
         match &self.pairs {
             Pairs::Host { s, y, rho } => {
@@ -375,18 +376,14 @@ fn host_direction(s: &VecDeque<Vec<f32>>, y: &VecDeque<Vec<f32>>, rho: &VecDeque
 
 /// Keeps the first GPU error of a run in its slot; returns its text.
 #[cfg(feature = "gpu")]
-fn keep(slot: &Mutex<Option<String>>, e: impasto_gpu::GpuError) -> String {
-    keep_text(slot, e.to_string())
-}
-
-#[cfg(feature = "gpu")]
-fn keep_text(slot: &Mutex<Option<String>>, reason: String) -> String {
+fn keep(slot: &Mutex<Option<GpuFault>>, e: impl Into<GpuFault>) -> GpuFault {
+    let fault = e.into();
     if let Ok(mut s) = slot.lock()
         && s.is_none()
     {
-        *s = Some(reason.clone());
+        *s = Some(fault.clone());
     }
-    reason
+    fault
 }
 
 #[cfg(test)]

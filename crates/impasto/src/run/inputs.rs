@@ -127,10 +127,8 @@ impl<'a> Plan<'a> {
     fn gram_tile(&self, size: (u32, u32), requested: Option<u32>) -> Result<Option<u32>> {
         let Some(limits) = self.gpu_limits() else { return Ok(requested) };
         tiles::gram_tile(self.net, self.config, size, requested, GRAM_HALO, &limits).map_err(|m| {
-            crate::Error::Gpu {
-                reason: format!("the style targets do not fit the GPU even in the smallest tiles: {m}"),
-                last_good: None,
-            }
+            let reason = format!("the style targets do not fit the GPU even in the smallest tiles: {m}");
+            crate::error::GpuFault::new(crate::GpuFailure::Limit, reason).into()
         })
     }
 

@@ -18,7 +18,7 @@ use super::tiled::{Carry, TiledScale};
 use super::{Plan, with_run_inputs};
 use crate::color::{ColorMode, preserve_colors};
 use crate::config::StyleConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::model::Vgg;
 use crate::observer::{Observer, StopReason, Weights};
 use crate::pixels::{to_image, to_planar};
@@ -258,13 +258,11 @@ fn job_plan<'a>(
     };
     if let Some(tp) = wanted.filter(|tp| plan.tiles[k].as_ref() != Some(tp)) {
         if let Some(m) = plan.gpu_misfit(&s, Some(tp.tile)) {
-            return Err(Error::Gpu {
-                reason: format!(
-                    "the job's tiles of {} px at {}x{} do not fit this GPU: {m}; take them on the CPU (--device cpu) or plan the job with a smaller --tile",
-                    tp.tile, s.width, s.height
-                ),
-                last_good: None,
-            });
+            let reason = format!(
+                "the job's tiles of {} px at {}x{} do not fit this GPU: {m}; take them on the CPU (--device cpu) or plan the job with a smaller --tile",
+                tp.tile, s.width, s.height
+            );
+            return Err(GpuFault::new(GpuFailure::Limit, reason).into());
         }
         let planned = plan.tiles[k].as_ref().map_or(1, TilePlan::len);
         plan.scales[k].iterations = plan.scales[k].iterations / planned * tp.len();

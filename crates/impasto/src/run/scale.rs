@@ -127,8 +127,7 @@ impl ScaleRun<'_> {
         // run as one building the objective does).
         #[cfg(feature = "gpu")]
         if let (OptState::Lbfgs(opt), Some(ctx)) = (&mut state.opt, steerable.objective.gpu_context()) {
-            opt.move_to_gpu(ctx.net.gpu().clone(), ctx.error.clone(), state.x.len())
-                .map_err(|reason| Error::Gpu { reason, last_good: None })?;
+            opt.move_to_gpu(ctx.net.gpu().clone(), ctx.error.clone(), state.x.len())?;
         }
         let mut point = Point::at(steerable, &state)?;
         if std::mem::take(announce) {

@@ -11,14 +11,14 @@ use image::Rgb32FImage;
 use super::scale::{ScaleRun, Steerable};
 use super::{Plan, Stylized, keep_unmasked};
 use crate::checkpoint::{GpuPlan, OptState, State, TileState};
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::observer::{Losses, Observer, Scale, StopReason, Weights};
 use crate::pixels::{resize, to_image, to_planar};
 use crate::tiles::{self, TilePlan, TileStore, estimate_peak, estimate_tiled_peak, fmt_bytes, min_tile};
 
 /// A GPU limit that stops a run before it starts: one line naming it.
 fn gpu_limit(reason: String) -> Error {
-    Error::Gpu { reason, last_good: None }
+    GpuFault::new(GpuFailure::Limit, reason).into()
 }
 
 /// What the loop over the scales carries from one scale to the next.

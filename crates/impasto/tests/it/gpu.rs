@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use impasto::{AlphaPlane, Arch, Device, NoObserver, Objective, Pooling, StyleConfig, Vgg};
+use impasto::{AlphaPlane, Arch, Device, GpuFailure, NoObserver, Objective, Pooling, StyleConfig, Vgg};
 
 use crate::common::{Lcg, random_vgg, real_weights, shared_dir};
 use crate::fixtures::{load_fixture, rel_err};
@@ -217,7 +217,7 @@ fn device_choice_parses_and_resolves() {
     };
     let c = img("coffee.png");
     let err = impasto::stylize(&net, &config, &c, std::slice::from_ref(&c), &mut NoObserver).unwrap_err();
-    assert!(matches!(err, impasto::Error::Gpu { .. }), "{err}");
+    assert!(matches!(err, impasto::Error::Gpu { kind: GpuFailure::Unavailable, .. }), "{err}");
 }
 
 #[test]
@@ -265,21 +265,25 @@ fn a_gpu_failure_mid_run_stops_it_with_the_last_good_image() {
     // being on the GPU): one line, and the image of the last good evaluation.
     let err = impasto::stylize(&net, &faults("lost@6"), &content, styles, &mut NoObserver).unwrap_err();
     let line = err.to_string();
-    assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("was lost"), "{line}");
+    assert!(
+        matches!(err, impasto::Error::Gpu { kind: GpuFailure::Lost, .. }) && line.contains("was lost"),
+        "{line}"
+    );
     assert!(!line.contains('\n'), "{line}");
     let last = err.last_good_image().expect("the last good image comes with the error");
     assert_eq!(last.dimensions(), (64, 64));
     assert!(last.pixels().all(|p| p.0.iter().all(|v| v.is_finite())));
     // Failures before the run starts: one line, no image. The targets are computed on the GPU, so a
     // device lost at the first submission stops the run there.
-    for (fault, says) in [
-        ("kernel=conv3x3", "GPU kernel conv3x3 failed to build"),
-        ("oom@1", "out of GPU memory"),
-        ("lost@1", "was lost"),
+    for (fault, kind, says) in [
+        ("kernel=conv3x3", GpuFailure::Kernel, "GPU kernel conv3x3 failed to build"),
+        ("oom@1", GpuFailure::OutOfMemory, "out of GPU memory"),
+        ("lost@1", GpuFailure::Lost, "was lost"),
     ] {
         let err = impasto::stylize(&net, &faults(fault), &content, styles, &mut NoObserver).unwrap_err();
         let line = err.to_string();
         assert!(line.contains(says) && !line.contains('\n'), "{fault}: {line}");
+        assert!(matches!(err, impasto::Error::Gpu { kind: k, .. } if k == kind), "{fault}: {err:?}");
         assert!(err.last_good_image().is_none(), "{fault}");
     }
     assert_eq!(impasto::GpuFaults::parse("lost@0"), None);
@@ -356,7 +360,8 @@ fn a_gpu_failure_building_a_later_scale_keeps_the_previous_result() {
         let err = result.expect_err("an allocation of the later scale fails");
         let line = err.to_string();
         eprintln!("{what}: oom@{n}: {line}");
-        assert!(matches!(err, impasto::Error::Gpu { .. }) && line.contains("out of GPU memory"), "{line}");
+        let oom = matches!(err, impasto::Error::Gpu { kind: GpuFailure::OutOfMemory, .. });
+        assert!(oom && line.contains("out of GPU memory"), "{line}");
         assert!(!line.contains('\n'), "{line}");
         let last = err.last_good_image().expect("the previous result comes with the error");
         assert_eq!(last.dimensions(), size, "{what}");
