@@ -95,6 +95,8 @@ pub struct Progress {
     save: SaveOptions,
     stop_requested: &'static AtomicBool,
     save_error: Option<impasto::Error>,
+    /// The newest checkpoint the run wrote, and the iterations it holds.
+    checkpoint: Option<(usize, PathBuf)>,
     /// The time-left estimate (the library's rule, which the web UI shows too), from the run's start.
     eta: Option<Eta>,
 }
@@ -121,6 +123,7 @@ impl Progress {
             save: SaveOptions::default(),
             stop_requested,
             save_error: None,
+            checkpoint: None,
             eta: None,
         }
     }
@@ -157,6 +160,11 @@ impl Progress {
     /// The error of a failed `--save-every` write, which stopped the run.
     pub fn take_save_error(&mut self) -> Option<impasto::Error> {
         self.save_error.take()
+    }
+
+    /// The newest checkpoint the run wrote: the iterations it holds and its file.
+    pub fn last_checkpoint(&self) -> Option<(usize, &Path)> {
+        self.checkpoint.as_ref().map(|(i, p)| (*i, p.as_path()))
     }
 
     fn log_step(&self, step: &Step<'_>, eta: &str) {
@@ -263,6 +271,7 @@ impl Observer for Progress {
     }
 
     fn on_checkpoint(&mut self, iteration: usize, path: &Path) {
+        self.checkpoint = Some((iteration, path.to_path_buf()));
         self.line(&format!("wrote checkpoint {} (iteration {iteration})", path.display()));
     }
 

@@ -84,7 +84,16 @@ pub fn run_settings(mut s: Settings) -> Result<Ran> {
 
     let mut out = match result {
         Ok(out) => out,
-        Err(e) => return Err(write_last_good(e, &mut reserved, &save)),
+        Err(e) => {
+            // A GPU failure leaves a run that can go on from its checkpoint, on the CPU too.
+            let resume = progress.last_checkpoint().filter(|_| matches!(e, impasto::Error::Gpu { .. })).map(
+                |(i, p)| {
+                    let p = p.display();
+                    format!(" and checkpoint {p} (iteration {i}; continue with --resume {p}, on the CPU with --device cpu)")
+                },
+            );
+            return Err(write_last_good(e, &mut reserved, &save, resume.as_deref().unwrap_or_default()));
+        }
     };
     // A run stopped early at a coarse scale is written at the size asked for.
     out.image = impasto::at_output_size(out.image, size);
@@ -228,11 +237,17 @@ impl Drop for Scratch {
     }
 }
 
-/// On a non-finite loss, writes the last good image the error carries and says so in the message.
-fn write_last_good(e: impasto::Error, output: &mut OutputReservation, save: &SaveOptions) -> anyhow::Error {
+/// On a non-finite loss or a GPU failure, writes the last good image the error carries and says so
+/// in the message, followed by `and` (what else the run left, such as its checkpoint).
+fn write_last_good(
+    e: impasto::Error,
+    output: &mut OutputReservation,
+    save: &SaveOptions,
+    and: &str,
+) -> anyhow::Error {
     let Some(img) = e.last_good_image() else { return e.into() };
     match output.save(img, save) {
-        Ok(()) => anyhow!("{e}; wrote the last good image to {}", output.path().display()),
+        Ok(()) => anyhow!("{e}; wrote the last good image to {}{and}", output.path().display()),
         Err(save) => anyhow!("{e}; could not write the last good image either: {save}"),
     }
 }

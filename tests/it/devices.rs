@@ -85,6 +85,39 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
     );
 }
 
+/// A device lost mid-run with `--checkpoint`: the line names the checkpoint and how to go on, and
+/// the run goes on from it on the CPU and finishes.
+#[test]
+fn a_run_stopped_by_a_lost_gpu_goes_on_from_its_checkpoint_on_the_cpu() {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+        args.extend(["-n", "6", "--quiet", "--checkpoint", "ck"]);
+        args.extend(crate::common::TINY_LAYERS);
+        args.extend(extra);
+        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
+        crate::common::Run::from(out)
+    };
+    // Submission 7: the third iteration's evaluation (two for the targets, then each evaluation once
+    // and, from the second step on, each L-BFGS direction twice).
+    let stopped = run(&["--device", "gpu:0", "--gpu-fault", "lost@7"]);
+    let line = stopped.error_line(1);
+    let (head, tail) =
+        line.split_once("; wrote the last good image to out.png and checkpoint ck (iteration ").expect(line);
+    assert!(head.contains("was lost"), "{line}");
+    let (done, rest) = tail.split_once(';').expect(line);
+    let done: usize = done.parse().expect(line);
+    assert!((1..6).contains(&done), "{line}");
+    assert_eq!(rest, " continue with --resume ck, on the CPU with --device cpu)", "{line}");
+    let resumed = run(&["--device", "cpu", "--resume", "ck"]);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    let img = image::open(sb.path("out.png")).expect("the resumed run wrote its result");
+    assert_eq!((img.width(), img.height()), (32, 24));
+}
+
 /// `--max-gpu-memory` below what even the smallest tiles need on the GPU: one line naming the budget
 /// before the run, exit 1, no image; a malformed size is refused as `--max-memory`'s is. Without the
 /// flag, an adapter whose memory (here injected: `--gpu-fault memory=BYTES`) is that small gives the
