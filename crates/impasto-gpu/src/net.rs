@@ -315,7 +315,7 @@ impl GpuNet {
             let held: Vec<(usize, usize)> = (0..at.len())
                 .filter(|&t| at[t] == Place::Pool(k))
                 .map(shape)
-                .chain((rgb_at == Place::Pool(k)).then_some((3, fwd.hw.0 * fwd.hw.1)))
+                .chain((rgb_at == Place::Pool(k)).then_some(shape(0)))
                 .collect();
             if !held.is_empty() {
                 *pool = Some(gpu.pool("gradient", &held)?);
