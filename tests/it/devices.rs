@@ -1,7 +1,26 @@
 //! `impasto devices` and `--device`: the adapter list with its limits, what `auto` picks, and a missing
 //! adapter as a one-line error with exit status 1.
 
-use crate::common::Sandbox;
+use crate::common::{Run, Sandbox};
+
+/// A sandbox with a 40×30 content, a 24×24 style and tiny weights for [`tiny_run`].
+fn tiny_run_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.png("c.png", 40, 30);
+    sb.png("s.png", 24, 24);
+    sb.tiny_weights("w.safetensors");
+    sb
+}
+
+/// A quiet 32 px run of the tiny network in `sb` to `out.png`, with `flags`.
+fn tiny_run(sb: &Sandbox, flags: &[&str]) -> Run {
+    let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+    args.push("--quiet");
+    args.extend(flags);
+    args.extend(crate::common::TINY_LAYERS);
+    // Mesa's Vulkan drivers complain on stderr without a runtime folder.
+    Run::from(sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto"))
+}
 
 #[test]
 fn devices_lists_adapters_and_what_auto_picks() {
@@ -49,18 +68,8 @@ fn a_missing_adapter_is_one_line_and_exit_1() {
 /// written as for Ctrl-C, exit status 1. Failures before the run: one line, exit 1, no image.
 #[test]
 fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 30);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    let run = |fault: &str| {
-        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
-        args.extend(["-n", "5", "--quiet", "--device", "gpu:0", "--gpu-fault", fault]);
-        args.extend(crate::common::TINY_LAYERS);
-        // Mesa's Vulkan drivers complain on stderr without a runtime folder.
-        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-        crate::common::Run::from(out)
-    };
+    let sb = tiny_run_sandbox();
+    let run = |fault: &str| tiny_run(&sb, &["-n", "5", "--device", "gpu:0", "--gpu-fault", fault]);
     // Submissions 1 and 2 compute the style and content targets; 5 is the third evaluation.
     let out = run("lost@5");
     let line = out.error_line(1);
@@ -89,18 +98,8 @@ fn a_gpu_failure_is_one_line_the_last_good_image_and_exit_1() {
 /// the run goes on from it on the CPU and finishes.
 #[test]
 fn a_run_stopped_by_a_lost_gpu_goes_on_from_its_checkpoint_on_the_cpu() {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 30);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    let run = |extra: &[&str]| {
-        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
-        args.extend(["-n", "6", "--quiet", "--checkpoint", "ck"]);
-        args.extend(crate::common::TINY_LAYERS);
-        args.extend(extra);
-        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-        crate::common::Run::from(out)
-    };
+    let sb = tiny_run_sandbox();
+    let run = |extra: &[&str]| tiny_run(&sb, &[&["-n", "6", "--checkpoint", "ck"], extra].concat());
     // Submission 7: the third iteration's evaluation (two for the targets, then each evaluation once
     // and, from the second step on, each L-BFGS direction twice).
     let stopped = run(&["--device", "gpu:0", "--gpu-fault", "lost@7"]);
@@ -124,18 +123,8 @@ fn a_run_stopped_by_a_lost_gpu_goes_on_from_its_checkpoint_on_the_cpu() {
 /// same line, naming the default budget (lavapipe, a software adapter, is taken for a discrete card).
 #[test]
 fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 30);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
-    let run_with = |flags: &[&str]| {
-        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
-        args.extend(["-n", "5", "--quiet", "--device", "gpu:0"]);
-        args.extend(flags);
-        args.extend(crate::common::TINY_LAYERS);
-        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-        crate::common::Run::from(out)
-    };
+    let sb = tiny_run_sandbox();
+    let run_with = |flags: &[&str]| tiny_run(&sb, &[&["-n", "5", "--device", "gpu:0"], flags].concat());
     let run = |budget: &str| run_with(&["--max-gpu-memory", budget]);
     let out = run("1k");
     assert_eq!(out.code, Some(1));
@@ -164,29 +153,12 @@ fn a_gpu_memory_budget_too_small_is_one_line_before_the_run() {
 /// on there is one or the run finishes): one line, the first scale's image written, exit status 1.
 #[test]
 fn a_gpu_failure_building_the_second_scale_writes_the_first_scales_image() {
-    let sb = Sandbox::new();
-    sb.png("c.png", 40, 30);
-    sb.png("s.png", 24, 24);
-    sb.tiny_weights("w.safetensors");
+    let sb = tiny_run_sandbox();
     let run = |n: u64| {
         let _ = std::fs::remove_file(sb.path("out.png"));
         let fault = format!("oom@{n}");
-        let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
-        args.extend([
-            "--min-size",
-            "16",
-            "-n",
-            "2",
-            "--scale-iterations",
-            "2",
-            "--quiet",
-            "--device",
-            "gpu:0",
-        ]);
-        args.extend(["--gpu-fault", &fault]);
-        args.extend(crate::common::TINY_LAYERS);
-        let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-        crate::common::Run::from(out)
+        let scales = ["--min-size", "16", "-n", "2", "--scale-iterations", "2"];
+        tiny_run(&sb, &[&scales[..], &["--device", "gpu:0", "--gpu-fault", &fault]].concat())
     };
     let writes = |n: u64| run(n).code.is_some() && sb.path("out.png").exists();
     let (mut lo, mut hi) = (1u64, 64u64);
@@ -218,7 +190,7 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     let args = ["bench", "--sizes", "32", "--model", "vgg16", "--reps", "1", "--warmup", "0", "--layers"];
     let gpu = ["--device", "gpu:0"];
     let out = sb.cmd().args(args).args(gpu).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-    let out = crate::common::Run::from(out);
+    let out = Run::from(out);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let lbfgs: Vec<&str> = out.stdout.lines().filter(|l| l.contains("L-BFGS step")).collect();
     assert_eq!(lbfgs.len(), 2, "{}", out.stdout);
@@ -237,7 +209,7 @@ fn bench_layers_on_a_gpu_times_the_lbfgs_step_with_the_history_on_the_gpu() {
     assert!(row.ends_with(" MiB") && row.matches(" MiB").count() == 2, "{row}");
     let json =
         sb.cmd().args(args).args(gpu).arg("--json").env("XDG_RUNTIME_DIR", sb.root()).output().unwrap();
-    let json = crate::common::Run::from(json);
+    let json = Run::from(json);
     assert_eq!(json.code, Some(0), "{}", json.stderr);
     let on: Vec<String> = json
         .stdout
@@ -309,7 +281,7 @@ fn a_run_out_of_gpu_memory_starts_again_in_tiles_and_says_so() {
     args.extend(["-n", "2", "--tile-overlap", "0", "--device", "gpu:0", "--gpu-fault", &fault]);
     args.extend(crate::common::TINY_LAYERS);
     let out = sb.cmd().args(&args).env("XDG_RUNTIME_DIR", sb.root()).output().expect("run impasto");
-    let out = crate::common::Run::from(out);
+    let out = Run::from(out);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let line =
         out.stderr.lines().find(|l| l.starts_with("impasto: out of GPU memory on ")).unwrap_or_default();
