@@ -214,7 +214,7 @@ impl GpuNet {
         let mut fwd = Forward { rgb, x0, out: Vec::new(), shape: Vec::new(), hw: (h, w) };
         // The Winograd scratch the largest convolution needs, forward and backward alike, so that
         // one pair serves them all.
-        if let Some(floats) = self.winograd_scratch(h, w, last) {
+        if let Some(floats) = self.winograd_scratch(h, w, last, prog.scratch_cap()) {
             prog.winograd_scratch(gpu, floats)?;
         }
         let (mut c, mut h, mut w) = (3, h, w);
@@ -271,8 +271,9 @@ impl GpuNet {
     }
 
     /// The floats of each Winograd scratch buffer the convolutions of an `h`×`w` image through
-    /// layers `0..=last` need at most (`None`: none takes the Winograd form, see [`conv`]).
-    fn winograd_scratch(&self, h: usize, w: usize, last: usize) -> Option<usize> {
+    /// layers `0..=last` need at most with buffers of at most `cap` bytes (`None`: none takes the
+    /// Winograd form, see [`conv`]).
+    fn winograd_scratch(&self, h: usize, w: usize, last: usize, cap: u64) -> Option<usize> {
         let (mut h, mut w) = (h, w);
         let whole = |rows: usize, n: usize| self.gpu.rows_per_block("", rows, n).is_ok_and(|per| per >= rows);
         let mut most = None;
@@ -281,7 +282,7 @@ impl GpuNet {
                 Layer::Conv { c_in, c_out, wino: Some(_), .. }
                     if whole(*c_in, h * w) && whole(*c_out, h * w) =>
                 {
-                    if let Some((_, floats)) = winograd::band(&self.gpu, *c_in, *c_out, (h, w)) {
+                    if let Some((_, floats)) = winograd::band(&self.gpu, cap, *c_in, *c_out, (h, w)) {
                         most = most.max(Some(floats));
                     }
                 }

@@ -90,9 +90,26 @@ impl GpuObjective {
         tv_weight: f32,
         pixel_mask: Option<Vec<f32>>,
     ) -> Result<GpuObjective> {
+        Self::with_winograd_scratch(net, width, height, content, style, tv_weight, pixel_mask, None)
+    }
+
+    /// [`GpuObjective::new`] with each of the Winograd convolutions' two scratch buffers at most
+    /// `scratch` bytes (`None`: 256 MiB), where one band of tile rows fits: less memory, more bands
+    /// of rows, the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_winograd_scratch(
+        net: Arc<GpuNet>,
+        width: usize,
+        height: usize,
+        content: Vec<(usize, Vec<f32>, f32)>,
+        style: Vec<StyleTerm>,
+        tv_weight: f32,
+        pixel_mask: Option<Vec<f32>>,
+        scratch: Option<u64>,
+    ) -> Result<GpuObjective> {
         let gpu = net.gpu.clone();
         let (h, w) = (height, width);
-        let mut prog = Program::default();
+        let mut prog = Program { winograd_cap: scratch, ..Program::default() };
         let mut keep = Vec::new();
         let mut terms: Vec<Term> = Vec::new();
         let last = content.iter().map(|t| t.0).chain(style.iter().map(|t| t.layer)).max();

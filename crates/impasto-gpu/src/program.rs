@@ -23,6 +23,9 @@ pub(crate) struct Program {
     pub(crate) choices: Vec<Choice>,
     /// The Winograd convolutions' scratch buffers and their floats (`winograd.rs`).
     pub(crate) winograd: Option<(wgpu::Buffer, wgpu::Buffer, usize)>,
+    /// The most bytes each of those takes, where less than the default (see
+    /// [`Program::scratch_cap`]).
+    pub(crate) winograd_cap: Option<u64>,
 }
 
 /// Workgroups for `n` invocations of 256: (x, y) with x·y·256 ≥ n, both within the dispatch limit.

@@ -20,7 +20,8 @@ pub(crate) const POINTS: usize = 36;
 pub(crate) const MIN_TILES: usize = 64;
 
 /// The most bytes each of a program's two scratch buffers (the transformed input, the products)
-/// takes: a band of tile rows holds at most this much.
+/// takes by default: a band of tile rows holds at most this much. A program may be given less
+/// ([`Program::scratch_cap`]): more bands, the same bits.
 pub(crate) const SCRATCH_BYTES: u64 = 256 << 20;
 
 /// A convolution's transformed weights: `36 × c_out × c_in` for the forward, `36 × c_in × c_out`
@@ -62,18 +63,28 @@ pub(crate) fn upload(
 }
 
 /// Tile rows per band and the floats of each scratch buffer a band needs, for a `c → m` convolution
-/// over `h`×`w` planes: as many rows as [`SCRATCH_BYTES`] and one binding hold. `None` where the
-/// size is too small for the Winograd form ([`impasto_kernels::winograd_applies`], [`MIN_TILES`])
-/// or not even one row fits: the convolution is then computed directly.
-pub(crate) fn band(gpu: &Gpu, c: usize, m: usize, (h, w): (usize, usize)) -> Option<(usize, usize)> {
+/// over `h`×`w` planes: as many rows as `scratch` bytes and one binding hold, and at least one.
+/// `None` where the size is too small for the Winograd form
+/// ([`impasto_kernels::winograd_applies`], [`MIN_TILES`]) or one row does not fit a binding: the
+/// convolution is then computed directly.
+pub(crate) fn band(
+    gpu: &Gpu,
+    scratch: u64,
+    c: usize,
+    m: usize,
+    (h, w): (usize, usize),
+) -> Option<(usize, usize)> {
     let (th, tw) = (h.div_ceil(4), w.div_ceil(4));
     if !impasto_kernels::winograd_applies(c, m, h, w) || th * tw < MIN_TILES {
         return None;
     }
-    let budget = (gpu.binding_cap().0.min(SCRATCH_BYTES) / 4) as usize;
+    let binding = (gpu.binding_cap().0 / 4) as usize;
     let per_row = POINTS * c.max(m) * tw;
-    let rows = (budget / per_row.max(1)).min(th);
-    (rows > 0).then_some((rows, per_row * rows))
+    if per_row > binding {
+        return None;
+    }
+    let rows = ((binding.min((scratch / 4) as usize) / per_row.max(1)).max(1)).min(th);
+    Some((rows, per_row * rows))
 }
 
 /// Records `y = W ⊛ x` (+ bias, ReLU) for `x` `c × h·w` and `y` `m × h·w` in one buffer each, with the
@@ -91,7 +102,7 @@ pub(crate) fn record(
     (h, w): (usize, usize),
     relu: bool,
 ) -> Result<bool> {
-    let Some((rows, floats)) = band(gpu, c, m, (h, w)) else { return Ok(false) };
+    let Some((rows, floats)) = band(gpu, prog.scratch_cap(), c, m, (h, w)) else { return Ok(false) };
     let (v, prods) = prog.winograd_scratch(gpu, floats)?;
     let (th, tw) = (h.div_ceil(4), w.div_ceil(4));
     let flags = u32::from(bias.is_some()) | if relu { 2 } else { 0 };
@@ -132,6 +143,12 @@ fn name_last(prog: &mut Program, what: &str) {
 }
 
 impl Program {
+    /// The most bytes each of the program's two Winograd scratch buffers takes (default
+    /// [`SCRATCH_BYTES`]).
+    pub(crate) fn scratch_cap(&self) -> u64 {
+        self.winograd_cap.unwrap_or(SCRATCH_BYTES)
+    }
+
     /// The two scratch buffers of this program's Winograd convolutions (the transformed input, the
     /// products), at least `floats` each: one pair shared by every convolution the program records,
     /// which run one after the other; a larger need allocates a larger pair (the steps recorded
