@@ -131,8 +131,9 @@ pub struct StyleConfig {
     /// `None`: no limit.
     pub max_memory: Option<u64>,
     /// GPU memory the run may take (bytes), on a GPU: a scale whose whole-image optimisation would hold
-    /// more there (see [`estimate_gpu_peak`](crate::tiles::estimate_gpu_peak)) is optimised in tiles
-    /// small enough to fit. `None`: [`DEFAULT_GPU_MEMORY_SHARE`](crate::tiles::DEFAULT_GPU_MEMORY_SHARE)
+    /// more there (see [`estimate_gpu_peak`](crate::tiles::estimate_gpu_peak)) first takes smaller
+    /// Winograd scratch buffers (halved up to three times: more bands of tile rows, the same bits),
+    /// and is optimised in tiles small enough to fit where that is not enough. `None`: [`DEFAULT_GPU_MEMORY_SHARE`](crate::tiles::DEFAULT_GPU_MEMORY_SHARE)
     /// percent of a discrete card's memory where its driver reports it (Vulkan), else no budget (the
     /// adapter's limits on one tensor and one buffer are kept to either way). Ignored on the CPU.
     pub max_gpu_memory: Option<u64>,

@@ -20,7 +20,8 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    pub(crate) fn new(ctx: &GpuContext, o: &Objective<'_>) -> Result<Backend> {
+    /// `scratch`: the most bytes each Winograd scratch buffer takes (`None`: impasto-gpu's default).
+    pub(crate) fn new(ctx: &GpuContext, o: &Objective<'_>, scratch: Option<u64>) -> Result<Backend> {
         let content = o.content.iter().map(|t| (t.layer, t.features.clone(), t.weight)).collect();
         let style = o
             .style
@@ -32,7 +33,7 @@ impl Backend {
                 mask: t.mask.clone(),
             })
             .collect();
-        let objective = GpuObjective::new(
+        let objective = GpuObjective::with_winograd_scratch(
             ctx.net.clone(),
             o.width,
             o.height,
@@ -40,6 +41,7 @@ impl Backend {
             style,
             o.tv_weight,
             o.pixel_mask.clone(),
+            scratch,
         )?;
         Ok(Backend { objective: Mutex::new(objective), ctx: ctx.clone() })
     }

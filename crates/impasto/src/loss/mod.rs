@@ -119,7 +119,7 @@ impl<'a> Objective<'a> {
     pub fn use_device(&mut self, device: crate::Device) -> crate::Result<()> {
         self.gpu = None;
         let ctx = crate::device::GpuContext::open(device, &Default::default(), self.net)?;
-        self.attach(ctx.as_ref())
+        self.attach(ctx.as_ref(), None)
     }
 
     /// The first error of a GPU evaluation (which then returned NaN losses), if any.
@@ -172,14 +172,20 @@ impl<'a> Objective<'a> {
     }
 
     /// Moves the evaluation onto the GPU of `ctx` (targets and weights as they are now; later weight
-    /// changes are sent with each evaluation). Without a context the objective stays on the CPU.
-    pub(crate) fn attach(&mut self, ctx: Option<&crate::device::GpuContext>) -> crate::Result<()> {
+    /// changes are sent with each evaluation), with Winograd scratch buffers of at most `scratch`
+    /// bytes each (`None`: the default; see `tiles::objective_scratch`). Without a context the
+    /// objective stays on the CPU.
+    pub(crate) fn attach(
+        &mut self,
+        ctx: Option<&crate::device::GpuContext>,
+        scratch: Option<u64>,
+    ) -> crate::Result<()> {
         #[cfg(feature = "gpu")]
         if let Some(ctx) = ctx {
-            self.gpu = Some(gpu::Backend::new(ctx, self)?);
+            self.gpu = Some(gpu::Backend::new(ctx, self, scratch)?);
         }
         #[cfg(not(feature = "gpu"))]
-        let _ = ctx;
+        let _ = (ctx, scratch);
         Ok(())
     }
 

@@ -183,7 +183,11 @@ impl<'a> Plan<'a> {
             buffers: self.pool.take(),
             gpu: None,
         };
-        objective.attach(self.gpu.as_ref())?;
+        // On a GPU under a memory budget, the Winograd scratch the planner counted on.
+        let scratch = self
+            .gpu_limits()
+            .and_then(|limits| tiles::objective_scratch(net, config, rect.width, rect.height, &limits));
+        objective.attach(self.gpu.as_ref(), scratch)?;
         Ok(objective)
     }
 }

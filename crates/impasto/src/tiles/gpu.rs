@@ -1,11 +1,13 @@
 //! What a scale or a tile must fit on a GPU: the adapter's limit on one tensor (a storage binding
 //! holds one channel group, so at least one channel plane must fit in it), on one buffer (a
 //! read-back), and the GPU memory budget ([`StyleConfig::max_gpu_memory`]) against the estimate of
-//! the bytes the GPU holds while it optimises an image of a given size (`gpu_estimate.rs`). The
-//! tiler keeps every scale, tile and style-target pass within them.
+//! the bytes the GPU holds while it optimises an image of a given size (`gpu_estimate.rs`), with
+//! the Winograd scratch the objective takes under that budget. The tiler keeps every scale, tile
+//! and style-target pass within them.
 
 use super::gpu_estimate::{
-    content_pass, estimate_gpu_peak, forward, gpu_weight_bytes, gram_floats, objective_bytes, style_layers,
+    WINO_SCRATCH_BYTES, content_pass, estimate_gpu_peak, forward, gpu_weight_bytes, gram_floats,
+    objective_bytes, peak_with, style_layers, winograd_scratch,
 };
 use super::memory::{fmt_bytes, wanted};
 use crate::config::StyleConfig;
@@ -80,6 +82,38 @@ fn given_budget(config: &StyleConfig, limits: &GpuLimits) -> Option<(u64, String
     ))
 }
 
+/// How many times, at most, the objective's Winograd scratch is halved before a scale is tiled: to
+/// an eighth. On VGG-16 at 1024 px the two buffers then take 64 MiB instead of 512, and a band's
+/// batched product still has about 2,000 workgroups of 64×64 outputs (a few waves on a large GPU).
+const SCRATCH_HALVINGS: u32 = 3;
+
+/// The cap on each of the Winograd scratch buffers of the objective over a `width`×`height` image on
+/// a GPU under `limits` and the run's GPU memory budget ([`gpu_budget`]): `None` (the default,
+/// 256 MiB) where the estimate fits the budget with it, or where there is no budget or no Winograd
+/// convolution; else the largest of a half, a quarter, an eighth of what the largest convolution's
+/// scratch takes by default with which it fits, the eighth where none does (the scale is then tiled,
+/// and each tile takes its own). More bands of tile rows give the same bits, so only memory and the
+/// number of dispatches change; a scale that fits this way runs whole, not in tiles.
+pub(crate) fn objective_scratch(
+    net: &Vgg,
+    config: &StyleConfig,
+    width: u32,
+    height: u32,
+    limits: &GpuLimits,
+) -> Option<u64> {
+    let (budget, _) = gpu_budget(config, limits)?;
+    let (last, _, _) = wanted(net, config)?;
+    let cap = limits.tensor;
+    let (h, w) = (height as usize, width as usize);
+    let most = 4 * winograd_scratch(net, h, w, last, cap, WINO_SCRATCH_BYTES) as u64;
+    let fits = |scratch: u64| peak_with(net, config, (width, height), cap, scratch) <= budget;
+    if most == 0 || fits(WINO_SCRATCH_BYTES) {
+        return None;
+    }
+    let halved = |k: u32| (most >> k) / 4 * 4;
+    (1..=SCRATCH_HALVINGS).map(halved).find(|&s| fits(s)).or(Some(halved(SCRATCH_HALVINGS)))
+}
+
 /// Something that does not fit on the GPU: what needs how many bytes, and the limit it exceeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Misfit {
@@ -140,7 +174,8 @@ pub(crate) fn objective_misfit(
     if let Some(m) = gram_misfit(net, config, limits) {
         return Some(m);
     }
-    let (_, readback) = objective_bytes(net, config, width, height, limits.tensor);
+    // (The read-back does not depend on the Winograd scratch.)
+    let (_, readback) = objective_bytes(net, config, (width, height), limits.tensor, WINO_SCRATCH_BYTES);
     let (_, content) = content_pass(net, config, width, height, limits.tensor);
     let readback = 4 * readback.max(content) as u64;
     if readback > limits.buffer {
@@ -159,7 +194,7 @@ pub(crate) fn objective_misfit(
 /// The largest style Gram matrix, if it is larger than one binding.
 fn gram_misfit(net: &Vgg, config: &StyleConfig, limits: &GpuLimits) -> Option<Misfit> {
     let (_, shape) = match wanted(net, config) {
-        Some((last, wanted, _)) => forward(net, 32, 32, last, &wanted, limits.tensor),
+        Some((last, wanted, _)) => forward(net, (32, 32), last, &wanted, limits.tensor, WINO_SCRATCH_BYTES),
         None => return None,
     };
     let c = style_layers(net, config).into_iter().map(|l| shape[l].0).max()?;
@@ -193,7 +228,8 @@ fn style_pass_misfit(
     }
     let mut wanted = vec![false; last + 1];
     style.iter().for_each(|&l| wanted[l] = true);
-    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted, limits.tensor);
+    let size = (height as usize, width as usize);
+    let (floats, shape) = forward(net, size, last, &wanted, limits.tensor, WINO_SCRATCH_BYTES);
     // Each Gram (of at most every position of the layer) with its slices, and its read-back.
     let grams: usize = style
         .iter()
@@ -238,5 +274,79 @@ pub(crate) fn gram_tile(
             Some(m) if t <= align => return Err(m),
             Some(_) => t -= align,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Arch, LayerKind, Pooling, Preprocess};
+
+    /// VGG-16 with zero weights: the estimates read only its shapes.
+    fn vgg16() -> Vgg {
+        let weights = Arch::Vgg16
+            .layers()
+            .iter()
+            .filter_map(|l| match l.kind {
+                LayerKind::Conv { c_in, c_out, .. } => Some((vec![0.0; 9 * c_in * c_out], vec![0.0; c_out])),
+                _ => None,
+            })
+            .collect();
+        Vgg::from_tensors(Arch::Vgg16, Pooling::Max, Preprocess::Torch, weights).unwrap()
+    }
+
+    /// VGG-16 at 1024 px under budgets from what the default Winograd scratch (2 × 256 MiB) needs
+    /// down to what an eighth of it needs: the scratch halves as far as it must, and the scale fits
+    /// whole until even the eighth does not.
+    #[test]
+    #[allow(clippy::print_stderr)] // the estimates, shown with --nocapture
+    fn the_winograd_scratch_halves_until_the_scale_fits_its_budget() {
+        let net = vgg16();
+        let limits = GpuLimits {
+            adapter: "a card".into(),
+            tensor: 2 << 30,
+            tensor_limit: "max_storage_buffer_binding_size",
+            buffer: 4 << 30,
+            memory: None,
+            available: None,
+            fitted: None,
+        };
+        let side = 1024;
+        let peak =
+            |scratch: u64| peak_with(&net, &StyleConfig::default(), (side, side), limits.tensor, scratch);
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        // The largest band's two buffers: 113 rows of 256 tiles (conv1_2), 254 MiB each.
+        let most = 4 * winograd_scratch(&net, 1024, 1024, 29, limits.tensor, WINO_SCRATCH_BYTES) as u64;
+        assert_eq!(most, 113 * 36 * 64 * 256 * 4);
+        let (default, eighth) = (peak(WINO_SCRATCH_BYTES), peak(most / 8));
+        eprintln!(
+            "VGG-16 at {side} px: about {:.0} MiB with the default scratch, {:.0} with half, {:.0} with an eighth",
+            mib(default),
+            mib(peak(most / 2)),
+            mib(eighth)
+        );
+        // An eighth: 14 rows a band; the more bands' kernel parameters take a few KiB of that back.
+        let saved = 2 * (113 - 14) * 36 * 64 * 256 * 4;
+        assert!(default - eighth <= saved && default - eighth > saved - (64 << 10), "{default} vs {eighth}");
+        let at = |budget: Option<u64>| {
+            let config = StyleConfig { max_gpu_memory: budget, ..StyleConfig::default() };
+            let scratch = objective_scratch(&net, &config, side, side, &limits);
+            let fits = objective_misfit(&net, &config, side, side, &limits).is_none();
+            (scratch, fits)
+        };
+        assert_eq!(at(None), (None, true), "no budget: the default");
+        assert_eq!(at(Some(default)), (None, true));
+        assert_eq!(at(Some(default - 1)), (Some(most / 2), true));
+        assert_eq!(at(Some(peak(most / 4))), (Some(most / 4), true));
+        assert_eq!(at(Some(eighth)), (Some(most / 8), true));
+        assert_eq!(at(Some(eighth - 1)), (Some(most / 8), false), "tiled");
+        let config = StyleConfig { max_gpu_memory: Some(eighth), ..StyleConfig::default() };
+        assert_eq!(estimate_gpu_peak(&net, &config, side, side, &limits), eighth);
+        // A 4 GiB card's default budget (80 %, 3277 MiB): whole, with half the scratch.
+        let card = GpuLimits { memory: Some(4 << 30), ..limits.clone() };
+        let config = StyleConfig::default();
+        assert!(default > gpu_budget(&config, &card).unwrap().0);
+        assert_eq!(objective_scratch(&net, &config, side, side, &card), Some(most / 2));
+        assert_eq!(objective_misfit(&net, &config, side, side, &card), None);
     }
 }

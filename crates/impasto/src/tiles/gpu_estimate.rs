@@ -35,10 +35,10 @@ fn block_partials(rows: usize, cols: usize, cap: u64) -> usize {
     (0..rows.max(1)).step_by(per).map(|r0| partial_count(per.min(rows.max(1) - r0) * cols)).sum()
 }
 
-/// Points of the Winograd transform and the most bytes one of its two scratch buffers takes
-/// (`impasto-gpu`'s `winograd::POINTS`, `winograd::SCRATCH_BYTES`).
+/// Points of the Winograd transform and the most bytes one of its two scratch buffers takes by
+/// default (`impasto-gpu`'s `winograd::POINTS`, `winograd::SCRATCH_BYTES`).
 const WINO_POINTS: usize = 36;
-const WINO_SCRATCH_BYTES: u64 = 256 << 20;
+pub(super) const WINO_SCRATCH_BYTES: u64 = 256 << 20;
 /// Tiles from which `impasto-gpu` takes the Winograd form (its `winograd::MIN_TILES`).
 const WINO_MIN_TILES: usize = 64;
 
@@ -50,10 +50,17 @@ fn winograd_weights(c_in: usize, c_out: usize, cap: u64) -> bool {
 }
 
 /// Tile rows per band and floats of each scratch buffer of a `c_in → c_out` convolution over
-/// `h`×`w` planes in the Winograd form, or `None` where `impasto-gpu` computes it directly (its
-/// `net::conv` and `winograd::band`: no transformed weights, input or output in channel groups, a
-/// size below the rule's, not one tile row within the scratch).
-fn winograd_band(c_in: usize, c_out: usize, (h, w): (usize, usize), cap: u64) -> Option<(usize, usize)> {
+/// `h`×`w` planes in the Winograd form with scratch buffers of at most `scratch` bytes (at least one
+/// row), or `None` where `impasto-gpu` computes it directly (its `net::conv` and `winograd::band`:
+/// no transformed weights, input or output in channel groups, a size below the rule's, one tile
+/// row beyond a binding).
+fn winograd_band(
+    c_in: usize,
+    c_out: usize,
+    (h, w): (usize, usize),
+    cap: u64,
+    scratch: u64,
+) -> Option<(usize, usize)> {
     let n = h * w;
     let whole = |rows: usize| per_block(rows, n, cap) >= rows;
     if !winograd_weights(c_in, c_out, cap)
@@ -67,34 +74,56 @@ fn winograd_band(c_in: usize, c_out: usize, (h, w): (usize, usize), cap: u64) ->
     if th * tw < WINO_MIN_TILES {
         return None;
     }
+    let binding = (cap / 4) as usize;
     let per_row = WINO_POINTS * c_in.max(c_out) * tw;
-    let rows = ((cap.min(WINO_SCRATCH_BYTES) / 4) as usize / per_row.max(1)).min(th);
-    (rows > 0).then_some((rows, per_row * rows))
+    if per_row > binding {
+        return None;
+    }
+    let rows = (binding.min((scratch / 4) as usize) / per_row.max(1)).clamp(1, th);
+    Some((rows, per_row * rows))
+}
+
+/// Floats of each Winograd scratch buffer of the convolutions of an `h`×`w` image through layers
+/// `0..=last` with buffers of at most `scratch` bytes: what the largest band needs (`impasto-gpu`'s
+/// `GpuNet::winograd_scratch`).
+pub(super) fn winograd_scratch(net: &Vgg, h: usize, w: usize, last: usize, cap: u64, scratch: u64) -> usize {
+    let (mut c, mut h, mut w) = (3, h, w);
+    let mut most = 0;
+    for l in &net.layers()[..=last] {
+        match l.kind {
+            LayerKind::Conv { c_out, .. } => {
+                if let Some((_, f)) = winograd_band(c, c_out, (h, w), cap, scratch) {
+                    most = most.max(f);
+                }
+                c = c_out;
+            }
+            LayerKind::Pool => (h, w) = (h / 2, w / 2),
+            LayerKind::Relu => {}
+        }
+    }
+    most
 }
 
 /// Floats of the forward pass of an `h`×`w` image through layers `0..=last` keeping `wanted` (the
-/// input, the network input, each kept output and the Winograd convolutions' two scratch buffers,
-/// which the backward pass shares), and each layer's (channels, height, width).
+/// input, the network input, each kept output and the Winograd convolutions' two scratch buffers of
+/// at most `scratch` bytes each, which the backward pass shares), and each layer's (channels,
+/// height, width).
 pub(super) fn forward(
     net: &Vgg,
-    h: usize,
-    w: usize,
+    (h, w): (usize, usize),
     last: usize,
     wanted: &[bool],
     cap: u64,
+    scratch: u64,
 ) -> (usize, Vec<(usize, usize, usize)>) {
     let layers = net.layers();
-    let mut floats = 2 * 3 * h * w;
+    let mut floats = 2 * 3 * h * w + 2 * winograd_scratch(net, h, w, last, cap, scratch);
     let mut shape = Vec::new();
-    let mut scratch = 0;
     let (mut c, mut h, mut w) = (3, h, w);
     let mut i = 0;
     while i <= last {
         match layers[i].kind {
             LayerKind::Conv { c_out, .. } => {
-                if let Some((_, f)) = winograd_band(c, c_out, (h, w), cap) {
-                    scratch = scratch.max(f);
-                }
                 let fuse = i < last && !wanted[i] && matches!(layers[i + 1].kind, LayerKind::Relu);
                 c = c_out;
                 floats += c * h * w;
@@ -116,7 +145,7 @@ pub(super) fn forward(
         }
         i += 1;
     }
-    (floats + 2 * scratch, shape)
+    (floats, shape)
 }
 
 /// Floats of the backward pass's gradient pools (`impasto-gpu`'s `GpuNet::gradient_places`): a
@@ -196,9 +225,17 @@ pub(super) fn gram_floats(c: usize, n: usize, cap: u64) -> usize {
 
 /// Bytes of the kernels' parameter buffers of the forward pass and of the backward pass of an
 /// `h`×`w` image through layers `0..=last` (80 per matrix product, 64 per other kernel): each
-/// convolution takes one product per pair of channel groups (cut where the weights' row blocks end),
-/// each element-wise kernel one dispatch per channel group.
-fn pass_params(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool], cap: u64) -> (usize, usize) {
+/// convolution takes one product per pair of channel groups (cut where the weights' row blocks end)
+/// or three kernels per band of tile rows in the Winograd form (scratch buffers of at most
+/// `scratch` bytes), each element-wise kernel one dispatch per channel group.
+fn pass_params(
+    net: &Vgg,
+    (h, w): (usize, usize),
+    last: usize,
+    wanted: &[bool],
+    cap: u64,
+    scratch: u64,
+) -> (usize, usize) {
     let layers = net.layers();
     let groups = |rows: usize, cols: usize| rows.max(1).div_ceil(per_block(rows, cols, cap));
     // The preprocessing's three planes, each way.
@@ -209,7 +246,7 @@ fn pass_params(net: &Vgg, h: usize, w: usize, last: usize, wanted: &[bool], cap:
         let n = h * w;
         match layers[i].kind {
             LayerKind::Conv { c_in, c_out, .. } => {
-                if let Some((rows, _)) = winograd_band(c_in, c_out, (h, w), cap) {
+                if let Some((rows, _)) = winograd_band(c_in, c_out, (h, w), cap, scratch) {
                     // Each band: the input transform, the batched product, the output transform.
                     let bands = h.div_ceil(4).div_ceil(rows);
                     fwd += (64 + 80 + 64) * bands;
@@ -266,14 +303,15 @@ pub(super) fn style_layers(net: &Vgg, config: &StyleConfig) -> Vec<usize> {
     config.style_layers.iter().filter_map(|n| net.layer_index(n).ok()).collect()
 }
 
-/// What one objective over a `width`×`height` image holds on the GPU: (bytes of its resident
-/// buffers and of one evaluation's read-back, the floats of that read-back).
+/// What one objective over a `width`×`height` image holds on the GPU with Winograd scratch buffers
+/// of at most `scratch` bytes: (bytes of its resident buffers and of one evaluation's read-back, the
+/// floats of that read-back).
 pub(super) fn objective_bytes(
     net: &Vgg,
     config: &StyleConfig,
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
     cap: u64,
+    scratch: u64,
 ) -> (u64, usize) {
     let (h, w) = (height as usize, width as usize);
     let hw = h * w;
@@ -282,9 +320,9 @@ pub(super) fn objective_bytes(
         let floats = 2 * 3 * hw + block_partials(3, hw, cap) + 1 + (1 + 3 * hw);
         return (4 * floats as u64, 1 + 3 * hw);
     };
-    let (mut floats, shape) = forward(net, h, w, last, &wanted, cap);
+    let (mut floats, shape) = forward(net, (h, w), last, &wanted, cap, scratch);
     floats += gradient_pools(net, hw, last, &wanted, &shape, cap);
-    let (fwd, bwd) = pass_params(net, h, w, last, &wanted, cap);
+    let (fwd, bwd) = pass_params(net, (h, w), last, &wanted, cap, scratch);
     let mut params = fwd + bwd;
     let groups = |rows: usize, cols: usize| rows.max(1).div_ceil(per_block(rows, cols, cap));
     let mut reductions = 0;
@@ -337,9 +375,9 @@ pub(super) fn objective_bytes(
 
 /// The bytes the GPU holds at most while a `width`×`height` image (a whole scale, or one tile) is
 /// optimised on it under `config`, with the tensor binding `limits.tensor`: the network's weights,
-/// and the larger of the objective (its resident buffers and one evaluation's read-back) and the
-/// forward pass that computes its content targets. The style targets are computed before, in
-/// passes of their own (see the tiler).
+/// and the larger of the objective (its resident buffers and one evaluation's read-back, its
+/// Winograd scratch as `objective_scratch` caps it) and the forward pass that computes its content
+/// targets. The style targets are computed before, in passes of their own (see the tiler).
 pub fn estimate_gpu_peak(
     net: &Vgg,
     config: &StyleConfig,
@@ -347,10 +385,21 @@ pub fn estimate_gpu_peak(
     height: u32,
     limits: &GpuLimits,
 ) -> u64 {
-    let objective = objective_bytes(net, config, width, height, limits.tensor).0;
-    let objective = objective + lbfgs_ring_bytes(config, width, height, limits.tensor);
-    gpu_weight_bytes(net, limits.tensor)
-        + objective.max(content_pass(net, config, width, height, limits.tensor).0)
+    let scratch = super::gpu::objective_scratch(net, config, width, height, limits);
+    peak_with(net, config, (width, height), limits.tensor, scratch.unwrap_or(WINO_SCRATCH_BYTES))
+}
+
+/// [`estimate_gpu_peak`] with the objective's Winograd scratch buffers at most `scratch` bytes each.
+pub(super) fn peak_with(
+    net: &Vgg,
+    config: &StyleConfig,
+    (width, height): (u32, u32),
+    cap: u64,
+    scratch: u64,
+) -> u64 {
+    let objective = objective_bytes(net, config, (width, height), cap, scratch).0;
+    let objective = objective + lbfgs_ring_bytes(config, width, height, cap);
+    gpu_weight_bytes(net, cap) + objective.max(content_pass(net, config, width, height, cap).0)
 }
 
 /// The L-BFGS history a GPU run allocates beside the objective when a scale or tile starts
@@ -397,7 +446,8 @@ pub(super) fn content_pass(
     let Some(&last) = content.iter().max() else { return (0, 0) };
     let mut wanted = vec![false; last + 1];
     content.iter().for_each(|&l| wanted[l] = true);
-    let (floats, shape) = forward(net, height as usize, width as usize, last, &wanted, cap);
+    let (floats, shape) =
+        forward(net, (height as usize, width as usize), last, &wanted, cap, WINO_SCRATCH_BYTES);
     let readback: usize = content.iter().map(|&l| shape[l].0 * shape[l].1 * shape[l].2).sum();
     (4 * (floats + readback) as u64, readback)
 }
@@ -431,13 +481,20 @@ mod tests {
     }
 
     /// The objective `config` describes for a `w`×`h` image (zero targets: only the sizes matter),
-    /// built on a fresh device with the binding `cap` and evaluated once: (estimated, allocated) bytes.
-    fn measured(net: &Vgg, config: &StyleConfig, w: u32, h: u32, cap: Option<u64>) -> (u64, u64) {
+    /// built on a fresh device with the binding `cap` and Winograd scratch buffers of at most
+    /// `scratch` bytes, and evaluated once: (estimated, allocated) bytes.
+    fn measured(
+        net: &Vgg,
+        config: &StyleConfig,
+        (w, h): (u32, u32),
+        cap: Option<u64>,
+        scratch: Option<u64>,
+    ) -> (u64, u64) {
         // Never the network's kept device (other objectives were built on it): a fresh one.
         let faults = GpuFaults { max_storage_binding: Some(cap.unwrap_or(u64::MAX)), ..GpuFaults::default() };
         let ctx = GpuContext::open(Device::Gpu(Some(0)), &faults, net).unwrap().expect("a GPU adapter");
         let (last, wanted, content) = wanted(net, config).unwrap();
-        let (_, shape) = forward(net, h as usize, w as usize, last, &wanted, u64::MAX);
+        let (_, shape) = forward(net, (h as usize, w as usize), last, &wanted, u64::MAX, WINO_SCRATCH_BYTES);
         let (hw, wu) = (h as usize * w as usize, w as usize);
         let mut o = Objective::new(net, wu, h as usize);
         o.tv_weight = 1.0;
@@ -455,13 +512,14 @@ mod tests {
             }
         }
         o.pixel_mask = config.mask.as_ref().map(|_| vec![1.0; hw]);
-        o.attach(Some(&ctx)).unwrap();
+        o.attach(Some(&ctx), scratch).unwrap();
         let (losses, _) = o.evaluate(&vec![0.5; 3 * hw]);
         assert!(losses.total().is_finite());
         // Everything the device allocated: the weights, the objective, one evaluation's read-back.
         let got = ctx.allocated_bytes();
         let tensor = ctx.limits().tensor;
-        let est = objective_bytes(net, config, w, h, tensor).0 + gpu_weight_bytes(net, tensor);
+        let scratch = scratch.unwrap_or(WINO_SCRATCH_BYTES);
+        let est = objective_bytes(net, config, (w, h), tensor, scratch).0 + gpu_weight_bytes(net, tensor);
         (est, got)
     }
 
@@ -519,17 +577,21 @@ mod tests {
             style_layers: vec!["conv1_2".into(), "relu1_1".into()],
             ..StyleConfig::default()
         };
-        for (what, config, (w, h), cap) in [
-            ("plain", &base, (33, 21), None),
-            ("pooled", &pooled, (40, 36), None),
-            ("pooled split", &pooled, (48, 40), Some(120 << 10)),
-            ("plain", &base, (96, 80), None),
-            ("masked", &masked, (64, 48), None),
+        for (what, config, (w, h), cap, scratch) in [
+            ("plain", &base, (33, 21), None, None),
+            ("pooled", &pooled, (40, 36), None, None),
+            ("pooled split", &pooled, (48, 40), Some(120 << 10), None),
+            ("plain", &base, (96, 80), None, None),
+            // Winograd scratch buffers of 1 MiB (four of the 24 tile rows of the 64-channel
+            // layers a band), and of 64 KiB (less than one row: one row a band).
+            ("plain, scratch 1 MiB", &base, (96, 80), None, Some(1 << 20)),
+            ("plain, scratch 64 KiB", &base, (96, 80), None, Some(64 << 10)),
+            ("masked", &masked, (64, 48), None, None),
             // Bindings of 120 KiB: four channel groups at 64 channels, two at 128.
-            ("split", &base, (48, 40), Some(120 << 10)),
-            ("masked split", &masked, (48, 40), Some(120 << 10)),
+            ("split", &base, (48, 40), Some(120 << 10), None),
+            ("masked split", &masked, (48, 40), Some(120 << 10), None),
         ] {
-            let (est, got) = measured(&net, config, w, h, cap);
+            let (est, got) = measured(&net, config, (w, h), cap, scratch);
             let rel = (est as f64 - got as f64) / got as f64;
             eprintln!("{what} {w}x{h} cap {cap:?}: estimated {est}, allocated {got} ({:+.3} %)", 100.0 * rel);
             assert!(rel.abs() < 1e-4, "{what} {w}x{h}: estimated {est}, allocated {got}");

@@ -16,7 +16,7 @@ pub use crate::run::{JobProgress, TileJob, prepare_tiles, run_tiles, stitch_tile
 pub use blend::{blend_tile, crop_planar, stitch};
 pub(crate) use blend::{crop_plane, finish, reaching, stitch_some};
 pub use gpu::{DEFAULT_GPU_MEMORY_SHARE, GpuLimits, gpu_budget};
-pub(crate) use gpu::{Misfit, gram_tile, objective_misfit};
+pub(crate) use gpu::{Misfit, gram_tile, objective_misfit, objective_scratch};
 pub use gpu_estimate::{estimate_gpu_peak, gpu_weight_bytes};
 pub use gram::{GRAM_HALO, style_grams};
 pub(crate) use gram::{region_grams, tiled_grams};

@@ -149,6 +149,38 @@ fn a_gpu_memory_budget_tiles_the_run() {
     }
 }
 
+/// A GPU memory budget just under what the whole 96 px scale holds with the default Winograd
+/// scratch: the scratch shrinks (more bands of tile rows) instead of the scale being tiled, and the
+/// run gives the pixels of the run without a budget, bit for bit.
+#[test]
+fn a_smaller_winograd_scratch_keeps_a_scale_whole_under_a_budget() {
+    let gpu = device();
+    let limits = adapter_limits();
+    let net = random_vgg(impasto::Arch::Vgg16, impasto::Pooling::Max, 3, 25);
+    let (content, style) = (img("astronaut.png"), img("starry_night.jpg"));
+    let styles = std::slice::from_ref(&style);
+    // relu2_1: the 64 → 64 and 64 → 128 convolutions take the Winograd form at 96 and 48 px.
+    let base = StyleConfig {
+        iterations: 2,
+        content_layers: vec!["relu2_1".into()],
+        style_layers: vec!["relu1_1".into(), "relu2_1".into()],
+        ..config(gpu, None)
+    };
+    let whole = estimate_gpu_peak(&net, &base, 96, 96, &limits);
+    let budget = StyleConfig { max_gpu_memory: Some(whole - 1), ..base.clone() };
+    let fitted = estimate_gpu_peak(&net, &budget, 96, 96, &limits);
+    eprintln!(
+        "GPU estimate at 96 px: {whole} bytes with the default Winograd scratch, {fitted} under the budget"
+    );
+    assert!(fitted < whole);
+    let (mut free, mut tight) = (Plans::default(), Plans::default());
+    let a = impasto::stylize(&net, &base, &content, styles, &mut free).unwrap();
+    let b = impasto::stylize(&net, &budget, &content, styles, &mut tight).unwrap();
+    assert_eq!((free.0, tight.0), (vec![None], vec![None]), "both whole");
+    assert_eq!(a.losses, b.losses);
+    assert!(a.image == b.image, "a smaller Winograd scratch changed the pixels");
+}
+
 /// A tile job (`impasto tiles run`) on a GPU that fails in its second tile (out of memory building
 /// its objective, the device lost in it; the first fault `oom@N`/`lost@N` after the first tile is
 /// stored, found by search) stops as a run does: one line, and the last good image, the job's base
