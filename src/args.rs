@@ -99,12 +99,15 @@ pub enum Command {
         mut_arg("content", |a| a.index(1).value_name("IN").help("Video file (anything ffmpeg reads) or folder of frames")),
         mut_arg("styles", |a| a.index(2)),
         mut_arg("output", |a| a.value_name("OUT").help("Output: .mp4 (H.264, the input's frame rate and audio) or a folder of numbered PNG frames")),
-        mut_arg("resume", |a| a.num_args(0..=1).require_equals(true).default_missing_value("-").value_name("").help("Continue a stopped clip: keep its finished frames and stylise the rest")),
+        mut_arg("resume", |a| a.num_args(0).default_missing_value("-").help("Continue a stopped clip: keep its finished frames and stylise the rest")),
         mut_arg("checkpoint", |a| a.hide(true)),
         mut_arg("checkpoint_every", |a| a.hide(true)),
         mut_arg("save_every", |a| a.hide(true)),
         mut_arg("time_limit", |a| a.hide(true)),
         mut_arg("init", |a| a.hide(true)),
+        mut_arg("seed", |a| a.hide(true)),
+        mut_arg("quality", |a| a.hide(true)),
+        mut_arg("depth", |a| a.help("Bits per channel of the frames: 8, or 16 (a folder of frames only; an .mp4 is 8-bit)")),
     )]
     Video(Box<VideoArgs>),
     /// List the GPU adapters (for --device gpu:N): name, backend, type and memory limits

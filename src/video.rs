@@ -45,9 +45,9 @@ pub const AFTER_HELP: &str = "\
 Every frame is stylised with the run flags of `impasto` (size, weights, layers, colour options,
 model); frames after the first start from the previous stylised frame carried along the optical
 flow and are held to it where the flow is reliable (--temporal-weight), with --frame-iterations
-iterations each (default: as many as the first). Finished frames are kept (OUT itself when it is a
-folder, else OUT's name with .frames): after Ctrl-C or a crash, the same command with --resume
-continues the clip.
+iterations each (default: three quarters of the first's). Finished frames are kept (OUT itself
+when it is a folder, else OUT's name with .frames): after Ctrl-C or a crash, the same command with
+--resume continues the clip.
 
 ffmpeg reads the input and writes .mp4 output; it is looked for on PATH unless --ffmpeg says where.
 
@@ -132,16 +132,18 @@ fn default_frame_iterations(first: usize) -> usize {
 
 pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let resume = args.run.resume.take().is_some();
-    for (given, flag) in [
-        (args.run.checkpoint.is_some(), "--checkpoint"),
-        (args.run.save_every > 0, "--save-every"),
-        (args.run.time_limit.is_some(), "--time-limit"),
-        (args.run.init != "content", "--init"),
+    const RESUME: &str = "frames start from the previous frame; use --resume";
+    let defaults = StyleConfig::default();
+    for (given, flag, why) in [
+        (args.run.checkpoint.is_some(), "--checkpoint", RESUME),
+        (args.run.save_every > 0, "--save-every", RESUME),
+        (args.run.time_limit.is_some(), "--time-limit", RESUME),
+        (args.run.init != "content", "--init", RESUME),
+        (args.run.seed != defaults.seed, "--seed", "it seeds --init noise"),
+        (args.run.quality != SaveOptions::default().quality, "--quality", "frames are PNG, an .mp4 is H.264"),
     ] {
         if given {
-            bail!(
-                "{flag} does not apply to `impasto video` (frames start from the previous frame; use --resume)"
-            );
+            bail!("{flag} does not apply to `impasto video` ({why})");
         }
     }
     if !args.temporal_weight.is_finite() || args.temporal_weight < 0.0 {
@@ -154,6 +156,9 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     s.settle_device()?;
     let input = open_input(&s.content, args.ffmpeg.as_deref(), args.fps.is_some())?;
     let output = plan_output(&s.output, &s.content, &input)?;
+    if output.mp4.is_some() && s.save.depth != 8 {
+        bail!("--depth {} needs a folder of frames as the output (an .mp4 is 8-bit H.264)", s.save.depth);
+    }
     let frame_rate = match &input {
         Input::Video { info, .. } => info.frame_rate.clone(),
         Input::Folder { .. } => args.fps.clone().unwrap_or_else(|| DEFAULT_FPS.into()),

@@ -188,6 +188,52 @@ fn corrupt_truncated_and_missing_inputs_are_refused_on_one_line() {
     assert!(line.contains("give a .mp4 file or a folder"), "{line}");
 }
 
+/// Run flags that mean nothing for a clip are refused on one line, before ffmpeg is run; `--depth 16`
+/// only where the frames folder is the output.
+#[test]
+fn run_flags_that_do_not_apply_to_a_clip_are_refused() {
+    let sb = Sandbox::new();
+    let style = sb.png("style.png", 48, 48);
+    let good = clip(&sb, "in.mp4", false);
+    for (flags, expect) in [
+        (
+            &["--seed", "3"][..],
+            "impasto: error: --seed does not apply to `impasto video` (it seeds --init noise)",
+        ),
+        (
+            &["--quality", "80"][..],
+            "impasto: error: --quality does not apply to `impasto video` (frames are PNG, an .mp4 is H.264)",
+        ),
+        (
+            &["--checkpoint", "c.ckpt"][..],
+            "impasto: error: --checkpoint does not apply to `impasto video` (frames start from the previous frame; use --resume)",
+        ),
+        (
+            &["--depth", "16"][..],
+            "impasto: error: --depth 16 needs a folder of frames as the output (an .mp4 is 8-bit H.264)",
+        ),
+    ] {
+        let mut args = vec!["video", &good, &style, "-o", "out.mp4"];
+        args.extend(FAST);
+        args.extend(flags);
+        let run = sb.run(&args);
+        assert_eq!(run.code, Some(1), "{flags:?}: {}", run.stderr);
+        assert_eq!(run.error_line(1), expect, "{flags:?}");
+        assert!(!sb.path("out.mp4").exists() && !sb.path("out.frames").exists());
+    }
+    let mut args = vec!["video", &good, &style, "-o", "frames16", "--depth", "16"];
+    args.extend(FAST);
+    let run = sb.run(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let frame = std::fs::read_dir(sb.path("frames16"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .expect("a PNG frame");
+    let decoded = image::open(&frame).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::Rgb16, "{}", frame.display());
+}
+
 /// Mean |a − b| of two 8-bit RGB frames, 0..1.
 fn frame_difference(a: &std::path::Path, b: &std::path::Path) -> f64 {
     let (a, b) = (image::open(a).unwrap().to_rgb8(), image::open(b).unwrap().to_rgb8());
