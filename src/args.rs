@@ -376,8 +376,8 @@ pub struct RunArgs {
     pub threads: usize,
 
     /// Where the network and losses run: cpu (the default), auto (a hardware GPU if there is one,
-    /// else the CPU), gpu (the first hardware GPU) or gpu:N (any adapter of `impasto devices`,
-    /// software ones too)
+    /// else the CPU), gpu (the first hardware GPU; both take NVIDIA's in CUDA_VISIBLE_DEVICES's
+    /// order where it is set) or gpu:N (any adapter of `impasto devices`, software ones too)
     #[arg(
         long,
         value_name = "auto|cpu|gpu|gpu:N",

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
-use impasto::{Device, ResolvedDevice};
+use impasto::{Device, ResolvedDevice, VisibleGpus};
 use serde_json::json;
 
 /// Arguments of `impasto devices`.
@@ -21,21 +21,33 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
     Device::parse(s).ok_or_else(|| format!("`{s}` is not auto, cpu, gpu or gpu:N"))
 }
 
+/// The variable through which Slurm, Kubernetes' NVIDIA device plugin and CUDA containers give a
+/// process its GPUs; Vulkan does not read it, so `auto` and `gpu` do ([`impasto::VisibleGpus`]).
+pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
+
+/// The GPUs `CUDA_VISIBLE_DEVICES` leaves this process, if it is set.
+fn visible_gpus() -> Option<VisibleGpus> {
+    std::env::var(CUDA_VISIBLE_DEVICES).ok().map(|v| VisibleGpus::cuda(&v))
+}
+
 /// What `device` comes to: `auto` becomes `gpu:N` or `cpu` (saying why on stderr when `announce`);
-/// `gpu` becomes `gpu:N`; a missing adapter is an error. With `announce`, a GPU is named on stderr:
+/// `gpu` becomes `gpu:N`, both among the NVIDIA GPUs `CUDA_VISIBLE_DEVICES` names where it is set; a
+/// missing adapter is an error. With `announce`, a GPU is named on stderr:
 /// `impasto: running on gpu:0 (NVIDIA H200, Vulkan)`.
 pub fn settle(device: Device, announce: bool) -> Result<Device> {
-    Ok(match impasto::resolve_device(device)? {
+    Ok(match impasto::resolve_device_among(device, visible_gpus().as_ref())? {
         ResolvedDevice::Cpu { notice } => {
             if let (Some(n), true) = (notice, announce) {
                 crate::progress::note(&format!("impasto: {n}"));
             }
             Device::Cpu
         }
-        ResolvedDevice::Gpu { index, .. } => {
+        ResolvedDevice::Gpu { index, visible, .. } => {
             let gpu = Device::Gpu(Some(index));
             if announce {
-                crate::progress::note(&format!("impasto: running on {}", describe(gpu)));
+                let by =
+                    visible.map_or(String::new(), |v| format!(", the first of {CUDA_VISIBLE_DEVICES}={v}"));
+                crate::progress::note(&format!("impasto: running on {}{by}", describe(gpu)));
             }
             gpu
         }
@@ -75,6 +87,8 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
                 "device_memory": a.device_memory,
                 "memory_budget": a.memory_budget,
                 "pci_bus_id": a.pci_bus_id,
+                "vendor": a.vendor,
+                "uuid": a.uuid,
                 "driver": a.driver,
             })
             .to_string()
@@ -86,8 +100,13 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
             };
             let pci = a.pci_bus_id.as_ref().map_or(String::new(), |b| format!(", PCI {b}"));
             let driver = a.driver.as_ref().map_or(String::new(), |d| format!(", driver {d}"));
+            let uuid = match &a.uuid {
+                Some(u) if a.vendor == impasto::NVIDIA_VENDOR => format!(", UUID GPU-{u}"),
+                Some(u) => format!(", UUID {u}"),
+                None => String::new(),
+            };
             format!(
-                "gpu:{}  {}  [{}, {}{}{pci}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB{driver}",
+                "gpu:{}  {}  [{}, {}{}{pci}]  {memory}max buffer {}, max storage binding {}, workgroup memory {} KiB{driver}{uuid}",
                 a.index,
                 a.name,
                 a.backend,
@@ -101,8 +120,12 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
         let _ = writeln!(out, "{line}");
     }
     if !args.json {
-        let auto = match impasto::resolve_device(Device::Auto)? {
-            ResolvedDevice::Gpu { index, name } => format!("--device auto uses gpu:{index} ({name})"),
+        let auto = match impasto::resolve_device_among(Device::Auto, visible_gpus().as_ref())? {
+            ResolvedDevice::Gpu { index, name, visible } => {
+                let by =
+                    visible.map_or(String::new(), |v| format!(", the first of {CUDA_VISIBLE_DEVICES}={v}"));
+                format!("--device auto uses gpu:{index} ({name}{by})")
+            }
             ResolvedDevice::Cpu { notice } => {
                 format!("--device auto uses the CPU: {}", notice.unwrap_or_default())
             }

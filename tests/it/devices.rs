@@ -35,9 +35,11 @@ fn devices_lists_adapters_and_what_auto_picks() {
         if l.contains("[Vulkan, ") {
             assert!(l.contains("]  memory ") && l.contains(" MiB, max buffer "), "{l}");
         }
-        // lavapipe names its driver (Mesa's llvmpipe) and has no PCI address.
+        // lavapipe names its driver (Mesa's llvmpipe), has no PCI address, and a device UUID (not
+        // NVIDIA's, so without `GPU-`).
         if l.contains("llvmpipe") {
             assert!(l.contains(" KiB, driver llvmpipe Mesa ") && !l.contains("PCI"), "{l}");
+            assert!(l.contains(", UUID ") && !l.contains("UUID GPU-"), "{l}");
         }
     }
     let json = Sandbox::new().run(&["devices", "--json"]);
@@ -49,7 +51,51 @@ fn devices_lists_adapters_and_what_auto_picks() {
         // Where the driver gives no PCI address (lavapipe) the key is null, else `lspci`'s form.
         assert!(v["pci_bus_id"].is_null() || v["pci_bus_id"].as_str().is_some_and(|b| b.len() == 12), "{v}");
         assert!(v["driver"].is_null() || v["driver"].is_string(), "{v}");
+        // The PCI vendor ID; Mesa's software adapters have Mesa's Vulkan vendor ID, 0x10005.
+        assert!(v["software"] == false || v["vendor"] == 0x10005, "{v}");
+        // `8-4-4-4-12` hex digits, as nvidia-smi writes a UUID after `GPU-`.
+        let uuid = v["uuid"].as_str();
+        assert!(
+            v["backend"] != "Vulkan" || uuid.is_some_and(|u| u.len() == 36 && u.split('-').count() == 5),
+            "{v}"
+        );
     }
+}
+
+/// `CUDA_VISIBLE_DEVICES` names NVIDIA's GPUs (the library's unit tests cover a node of four): on a
+/// machine without one (this one: lavapipe) it changes nothing, not even when it hides every GPU.
+#[test]
+fn cuda_visible_devices_does_not_apply_without_an_nvidia_gpu() {
+    let sb = tiny_run_sandbox();
+    let devices = |value: Option<&str>| {
+        let mut cmd = sb.cmd();
+        cmd.arg("devices").env("XDG_RUNTIME_DIR", sb.root());
+        match value {
+            Some(v) => cmd.env("CUDA_VISIBLE_DEVICES", v),
+            None => cmd.env_remove("CUDA_VISIBLE_DEVICES"),
+        };
+        Run::from(cmd.output().expect("run impasto")).stdout
+    };
+    let plain = devices(None);
+    assert!(!plain.contains("NVIDIA"), "this test wants a machine without an NVIDIA GPU:\n{plain}");
+    for value in ["", "-1", "1", "GPU-00000000"] {
+        assert_eq!(devices(Some(value)), plain, "CUDA_VISIBLE_DEVICES={value:?}");
+    }
+    let mut args =
+        vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32", "-n", "1"];
+    args.extend(["--device", "gpu:0"]);
+    args.extend(crate::common::TINY_LAYERS);
+    let out = Run::from(
+        sb.cmd()
+            .args(&args)
+            .env("XDG_RUNTIME_DIR", sb.root())
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("impasto: running on gpu:0 (llvmpipe"), "{}", out.stderr);
+    assert!(!out.stderr.contains("CUDA_VISIBLE_DEVICES"), "{}", out.stderr);
 }
 
 #[test]

@@ -136,8 +136,9 @@ fn help() {
                                          the cores only slow a run down) [default: 0]
           --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu (the default), auto (a
                                          hardware GPU if there is one, else the CPU), gpu (the first
-                                         hardware GPU) or gpu:N (any adapter of `impasto devices`,
-                                         software ones too)
+                                         hardware GPU; both take NVIDIA's in CUDA_VISIBLE_DEVICES's
+                                         order where it is set) or gpu:N (any adapter of `impasto
+                                         devices`, software ones too)
           --print-every <N>              Without a terminal, log a line every N iterations (0 = never)
                                          [default: 50]
       -q, --quiet                        Print nothing but errors

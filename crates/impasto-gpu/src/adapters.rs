@@ -34,6 +34,13 @@ pub struct AdapterSummary {
     pub pci_bus_id: Option<String>,
     /// The driver's name and version (`llvmpipe Mesa 22.3.6 (LLVM 15.0.6)`), where the backend says.
     pub driver: Option<String>,
+    /// The PCI vendor ID (`0x10de` NVIDIA, `0x1002` AMD, `0x8086` Intel; Mesa's software adapters
+    /// `0x10005`), `0` where the backend does not say.
+    pub vendor: u32,
+    /// Its device UUID as `nvidia-smi -L` writes it without the `GPU-` prefix
+    /// (`9e2b0c3a-517d-4e01-a2c3-00ff1020304f`), where its Vulkan driver reports one: the name that
+    /// `CUDA_VISIBLE_DEVICES=GPU-…` gives a card.
+    pub uuid: Option<String>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -60,6 +67,8 @@ pub(crate) fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         pci_bus_id: Some(info.device_pci_bus_id.clone()).filter(|b| !b.is_empty()),
         driver: Some(format!("{} {}", info.driver.trim_matches('?'), info.driver_info).trim().to_string())
             .filter(|d| !d.is_empty()),
+        vendor: info.vendor,
+        uuid: crate::identity::device_uuid(adapter),
     }
 }
 

@@ -23,6 +23,7 @@ mod device;
 mod error;
 mod gemm;
 mod history;
+mod identity;
 mod kernels;
 mod memory;
 mod net;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::model::Vgg;
+use crate::visible::VisibleGpus;
 
 /// Where the network and the losses run. On a GPU, L-BFGS keeps its correction pairs there and runs
 /// its two-loop recursion there; its line search and Adam stay on the CPU.
@@ -136,6 +137,11 @@ pub struct GpuAdapter {
     pub pci_bus_id: Option<String>,
     /// The driver's name and version, where the backend says.
     pub driver: Option<String>,
+    /// The PCI vendor ID (`0x10de` NVIDIA, `0x1002` AMD, `0x8086` Intel), `0` where unknown.
+    pub vendor: u32,
+    /// Its device UUID as `nvidia-smi -L` writes it without the `GPU-` prefix, where its Vulkan
+    /// driver reports one: how `CUDA_VISIBLE_DEVICES=GPU-…` names a card ([`VisibleGpus`]).
+    pub uuid: Option<String>,
 }
 
 /// The GPU adapters of this machine; empty without a driver or when built without the `gpu` feature.
@@ -157,6 +163,8 @@ pub fn gpu_adapters() -> Vec<GpuAdapter> {
                 memory_budget: a.memory_budget,
                 pci_bus_id: a.pci_bus_id,
                 driver: a.driver,
+                vendor: a.vendor,
+                uuid: a.uuid,
             })
             .collect()
     }
@@ -178,43 +186,85 @@ pub enum ResolvedDevice {
         index: usize,
         /// Its name.
         name: String,
+        /// Where `auto` or `gpu` took it as the first GPU of a [`VisibleGpus`] list: that list's
+        /// value (`CUDA_VISIBLE_DEVICES=2,3`), for the notice naming the device.
+        visible: Option<String>,
     },
 }
 
 /// Resolves `choice` against the adapters present: `auto` falls back to the CPU with a notice;
-/// `gpu` and `gpu:N` without a matching adapter are [`Error::Gpu`].
+/// `gpu` and `gpu:N` without a matching adapter are [`Error::Gpu`]. The same as
+/// [`resolve_device_among`] without a list of visible GPUs.
 pub fn resolve_device(choice: Device) -> Result<ResolvedDevice> {
+    resolve_device_among(choice, None)
+}
+
+/// Resolves `choice` as [`resolve_device`] does, with `auto` and `gpu` taking, among NVIDIA's GPUs,
+/// only those `visible` names, first the first it names (`CUDA_VISIBLE_DEVICES`, which the caller
+/// reads: Vulkan does not). A list that names no GPU present hides them all: `auto` then falls back
+/// to the CPU (or another vendor's GPU) with a notice, `gpu` is an error. `gpu:N` ignores the list.
+/// On a machine without an NVIDIA GPU the list does not apply.
+pub fn resolve_device_among(choice: Device, visible: Option<&VisibleGpus>) -> Result<ResolvedDevice> {
     if choice == Device::Cpu {
         return Ok(ResolvedDevice::Cpu { notice: None });
     }
-    let all = gpu_adapters();
-    let list = || {
+    resolve_among(&gpu_adapters(), choice, visible)
+}
+
+/// [`resolve_device_among`] over the adapters `all`.
+pub(crate) fn resolve_among(
+    all: &[GpuAdapter],
+    choice: Device,
+    visible: Option<&VisibleGpus>,
+) -> Result<ResolvedDevice> {
+    let (order, listed) = crate::visible::candidates(all, visible);
+    // What was found, and why none of it is taken (`by_list`: a visible list left none).
+    let list = |by_list: bool| {
         if all.is_empty() {
-            if cfg!(feature = "gpu") {
+            return if cfg!(feature = "gpu") {
                 "no GPU adapter found (no Vulkan, Metal or DirectX 12 driver)".to_string()
             } else {
                 NO_GPU_SUPPORT.to_string()
+            };
+        }
+        let names: Vec<String> =
+            all.iter().map(|a| format!("gpu:{} {} ({})", a.index, a.name, a.device_type)).collect();
+        match visible.filter(|_| by_list && listed) {
+            Some(v) => {
+                format!("CUDA_VISIBLE_DEVICES=`{}` leaves no GPU (found {})", v.value(), names.join(", "))
             }
-        } else {
-            let names: Vec<String> =
-                all.iter().map(|a| format!("gpu:{} {} ({})", a.index, a.name, a.device_type)).collect();
-            format!("no hardware GPU adapter (found {})", names.join(", "))
+            None => format!("no hardware GPU adapter (found {})", names.join(", ")),
         }
     };
-    let gpu = |a: &GpuAdapter| ResolvedDevice::Gpu { index: a.index, name: a.name.clone() };
+    let first = order.first().map(|&i| {
+        let a = &all[i];
+        let named = listed && a.vendor == crate::visible::NVIDIA_VENDOR;
+        ResolvedDevice::Gpu {
+            index: a.index,
+            name: a.name.clone(),
+            visible: visible.filter(|_| named).map(|v| v.value().to_string()),
+        }
+    });
     match choice {
         Device::Cpu => Ok(ResolvedDevice::Cpu { notice: None }),
-        Device::Auto => Ok(all.iter().find(|a| !a.software).map(gpu).unwrap_or_else(|| {
-            ResolvedDevice::Cpu { notice: Some(format!("{}; running on the CPU", list())) }
+        Device::Auto => Ok(first.unwrap_or_else(|| ResolvedDevice::Cpu {
+            notice: Some(format!("{}; running on the CPU", list(true))),
         })),
-        Device::Gpu(None) => all.iter().find(|a| !a.software).map(gpu).ok_or_else(|| {
-            let reason = format!("{} — use --device gpu:N for a software adapter, or --device cpu", list());
+        Device::Gpu(None) => first.ok_or_else(|| {
+            let hint = if listed { "to take one all the same" } else { "for a software adapter" };
+            let reason = format!("{} — use --device gpu:N {hint}, or --device cpu", list(true));
             GpuFault::new(GpuFailure::Unavailable, reason).into()
         }),
-        Device::Gpu(Some(n)) => all.get(n).map(gpu).ok_or_else(|| {
-            GpuFault::new(GpuFailure::Unavailable, format!("there is no GPU adapter gpu:{n}; {}", list()))
+        Device::Gpu(Some(n)) => all
+            .get(n)
+            .map(|a| ResolvedDevice::Gpu { index: a.index, name: a.name.clone(), visible: None })
+            .ok_or_else(|| {
+                GpuFault::new(
+                    GpuFailure::Unavailable,
+                    format!("there is no GPU adapter gpu:{n}; {}", list(false)),
+                )
                 .into()
-        }),
+            }),
     }
 }
 
@@ -405,6 +455,8 @@ mod tests {
             memory_budget: None,
             pci_bus_id: None,
             driver: None,
+            vendor: 0x10de,
+            uuid: None,
         };
         assert_eq!(card_memory(&adapter("DiscreteGpu", Some(8 << 30))), Some(8 << 30));
         assert_eq!(card_memory(&adapter("DiscreteGpu", None)), None);

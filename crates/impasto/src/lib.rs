@@ -51,10 +51,13 @@ mod output;
 mod pixels;
 mod run;
 pub mod tiles;
+mod visible;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
 pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};
-pub use device::{Device, GpuAdapter, GpuFaults, ResolvedDevice, gpu_adapters, resolve_device};
+pub use device::{
+    Device, GpuAdapter, GpuFaults, ResolvedDevice, gpu_adapters, resolve_device, resolve_device_among,
+};
 pub use error::{Error, GpuFailure, Result};
 pub use eta::Eta;
 pub use image;
@@ -76,3 +79,4 @@ pub use observer::{Losses, NoObserver, Observer, Replan, RunInfo, Scale, Step, S
 pub use output::{at_output_size, output_size};
 pub use pixels::{fit_longest_side, from_planar, resize, to_planar};
 pub use run::{Stylized, score, stylize, stylize_frame};
+pub use visible::{NVIDIA_VENDOR, VisibleGpus};
