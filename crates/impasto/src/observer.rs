@@ -45,9 +45,10 @@ impl Weights {
 /// Facts about a run, given once before the first iteration.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
-    /// Output width in pixels.
+    /// Width in pixels of the image the run starts with: the first scale's (a resumed run's, the
+    /// scale it goes on from), the whole image even where that scale is optimised in tiles.
     pub width: u32,
-    /// Output height in pixels.
+    /// Height in pixels of that image.
     pub height: u32,
     /// Iterations planned, all scales together.
     pub iterations: usize,

@@ -131,9 +131,13 @@ impl ScaleRun<'_> {
         }
         let mut point = Point::at(steerable, &state)?;
         if std::mem::take(announce) {
+            // The whole image of the scale it starts at, also where that scale is tiled (`state` then
+            // holds a tile).
+            let (width, height) =
+                self.scales.get(state.scale).map_or((state.width, state.height), |s| (s.width, s.height));
             let info = RunInfo {
-                width: state.width,
-                height: state.height,
+                width,
+                height,
                 iterations: self.total,
                 scales: self.scales.to_vec(),
                 tiles: self.tiles.to_vec(),

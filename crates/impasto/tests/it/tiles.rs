@@ -201,6 +201,24 @@ fn tiles_take_no_more_rounds_than_iterations() {
     assert_eq!((job.plan.len(), job.rounds), (4, 1));
 }
 
+/// A run whose first scale is tiled announces that scale's whole image, not its first tile.
+#[test]
+fn a_run_that_starts_in_tiles_announces_the_whole_image() {
+    struct Start(Option<(u32, u32)>);
+    impl Observer for Start {
+        fn on_start(&mut self, info: &impasto::RunInfo) {
+            self.0 = Some((info.width, info.height));
+        }
+    }
+    let (net, layers) = run_net(Pooling::Max, "relu5_1");
+    let (content, styles) = inputs();
+    let config = StyleConfig { min_size: 96, iterations: 1, ..tiled(&layers) };
+    let mut seen = Start(None);
+    let out = impasto::stylize(&net, &config, &content, &styles[..1], &mut seen).unwrap();
+    assert_eq!(out.image.dimensions(), (96, 96));
+    assert_eq!(seen.0, Some((96, 96)));
+}
+
 #[test]
 fn a_resumed_tiled_run_skips_finished_tiles_and_ends_with_the_same_bits() {
     let (net, layers) = run_net(Pooling::Max, "relu5_1");
