@@ -107,7 +107,7 @@ fn resume_with_other_settings_is_refused() {
     let sb = tiny();
     run6(&sb, "a.png", &["--checkpoint", "run.ckpt", "--time-limit", "0", "-q"]).assert_ok();
     let out = run6(&sb, "b.png", &["--resume", "run.ckpt", "--style-weight", "5"]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint run.ckpt: it was made with other settings or images (the same images, model and flags are needed; only --iterations, --time-limit, the checkpoint and output flags may change)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint run.ckpt: it was made with other settings or images (the same images, model and flags are needed; --iterations, --time-limit, --threads, --device, the checkpoint and output flags may change)");
     let out = run6(&sb, "b.png", &["--resume", "run.ckpt", "--optimizer", "adam"]);
     assert!(out.error_line(1).contains("it was made with other settings or images"));
     sb.png("other.png", 44, 22);

@@ -367,7 +367,8 @@ impl<'a> Plan<'a> {
         if state.fingerprint != self.fingerprint(content, styles) {
             return Err(err(
                 "it was made with other settings or images (the same images, model and flags are needed; \
-                 only --iterations, --time-limit, the checkpoint and output flags may change)",
+                 --iterations, --time-limit, --threads, --device, the checkpoint and output flags may \
+                 change)",
             ));
         }
         let tiled = self.tiles.get(state.scale).and_then(Option::as_ref);
