@@ -64,7 +64,18 @@ sampled() { # name seconds command...
 
 date -u >"$out/date.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
+# The UUIDs nvidia-smi gives the cards, beside those `impasto devices` reads from Vulkan: they should
+# be the same, as CUDA_VISIBLE_DEVICES=GPU-… matching relies on.
+nvidia-smi -L >>"$out/gpu.txt" 2>&1
+echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-(unset)}" >>"$out/gpu.txt"
+step devices_inherited 30 "$bin" devices
+# The measurements take the first hardware GPU whatever the machine's variable says; the two steps
+# after `devices` try the variable's matching on its own.
+unset CUDA_VISIBLE_DEVICES
 step devices 30 "$bin" devices
+uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader 2>/dev/null | head -1)
+step devices_visible_index 30 env CUDA_VISIBLE_DEVICES=0 "$bin" devices
+step devices_visible_uuid 30 env CUDA_VISIBLE_DEVICES="$uuid" "$bin" devices
 
 # PyTorch's VGG-16 timing needs a weights file of the right shapes; the values do not change it.
 work=$(mktemp -d)
