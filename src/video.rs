@@ -15,7 +15,7 @@ use impasto::image::Rgb32FImage;
 use impasto::{
     AlphaPlane, ColorMode, Init, Losses, Observer, SaveOptions, StopReason, StyleConfig, Temporal, Vgg,
 };
-use impasto_video::{Earlier, FlowParams, FrameReader, VideoInfo, frame_path};
+use impasto_video::{Earlier, FlowParams, FrameReader, frame_path};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
@@ -25,6 +25,10 @@ use crate::settings::{self, Env, Settings};
 use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
+mod input;
+
+use input::Input;
+
 /// The temporal weight when `--temporal-weight` is not given (measured: see the README's video section).
 pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 1.5e8;
 
@@ -32,14 +36,8 @@ pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 1.5e8;
 /// README's video section).
 pub const DEFAULT_LONG_TERM: &str = "1";
 
-/// Frame rate of a folder of frames when `--fps` is not given.
-const DEFAULT_FPS: &str = "25";
-
 /// The file in a frames folder that records the settings that made its frames.
 const SETTINGS_FILE: &str = "impasto-video.txt";
-
-const INSTALL_FFMPEG: &str = "install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, macOS: `brew install \
-                              ffmpeg`, Windows: https://ffmpeg.org/download.html) or pass --ffmpeg PATH";
 
 pub const AFTER_HELP: &str = "\
 Every frame is stylised with the run flags of `impasto` (size, weights, layers, colour options,
@@ -107,21 +105,6 @@ fn parse_long_term(text: &str) -> Result<LongTerm, String> {
     impasto_video::parse_offsets(text).map(LongTerm).map_err(|e| e.to_string())
 }
 
-/// Where the frames come from.
-enum Input {
-    Video { ffmpeg: PathBuf, info: VideoInfo },
-    Folder { frames: usize },
-}
-
-/// Where they go.
-struct Output {
-    /// Finished frames, numbered.
-    frames: PathBuf,
-    /// The .mp4 to encode at the end (None: the frames folder is the output).
-    mp4: Option<PathBuf>,
-}
-
-/// Runs `impasto video`.
 /// Iterations of each frame after the first when `--frame-iterations` is not given: three quarters of
 /// the first frame's (at least 1). Measured on the README's clips (5 frames, 100 iterations first):
 /// ¾ keeps both ≥ 3.7× steadier than independent runs with the style loss within 6.3 %; ½ took the
@@ -130,6 +113,7 @@ fn default_frame_iterations(first: usize) -> usize {
     (first * 3 / 4).max(1)
 }
 
+/// Runs `impasto video`.
 pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let resume = args.run.resume.take().is_some();
     const RESUME: &str = "frames start from the previous frame; use --resume";
@@ -154,15 +138,12 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         args.frame_iterations.unwrap_or_else(|| default_frame_iterations(first_iterations));
     let mut s = settings::resolve(args.run, env)?;
     s.settle_device()?;
-    let input = open_input(&s.content, args.ffmpeg.as_deref(), args.fps.is_some())?;
-    let output = plan_output(&s.output, &s.content, &input)?;
+    let input = input::open_input(&s.content, args.ffmpeg.as_deref(), args.fps.as_deref())?;
+    let output = input::plan_output(&s.output, &s.content, &input, args.ffmpeg.as_deref())?;
     if output.mp4.is_some() && s.save.depth != 8 {
         bail!("--depth {} needs a folder of frames as the output (an .mp4 is 8-bit H.264)", s.save.depth);
     }
-    let frame_rate = match &input {
-        Input::Video { info, .. } => info.frame_rate.clone(),
-        Input::Folder { .. } => args.fps.clone().unwrap_or_else(|| DEFAULT_FPS.into()),
-    };
+    let frame_rate = input.frame_rate(args.fps.as_deref());
     let total = match &input {
         Input::Video { info, .. } => info.frames,
         Input::Folder { frames } => Some(*frames),
@@ -223,86 +204,23 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     if written == 0 {
         bail!("{}: no frames to stylise", s.content.display());
     }
-    if let Some(mp4) = &output.mp4 {
-        let (ffmpeg, audio) = match &input {
-            Input::Video { ffmpeg, info } => (ffmpeg.clone(), info.has_audio.then_some(s.content.as_path())),
-            Input::Folder { .. } => (find_ffmpeg(args.ffmpeg.as_deref())?, None),
+    if let Some((mp4, ffmpeg)) = &output.mp4 {
+        let audio = match &input {
+            Input::Video { info, .. } => info.has_audio.then_some(s.content.as_path()),
+            Input::Folder { .. } => None,
         };
-        impasto_video::encode(&ffmpeg, &output.frames, &frame_rate, audio, mp4)?;
+        impasto_video::encode(ffmpeg, &output.frames, &frame_rate, audio, mp4)?;
         std::fs::remove_dir_all(&output.frames)
             .with_context(|| format!("removing the finished frames in {}", output.frames.display()))?;
     }
     if !quiet {
-        let target = output.mp4.as_ref().unwrap_or(&output.frames);
+        let target = output.mp4.as_ref().map_or(&output.frames, |(mp4, _)| mp4);
         note(&format!("wrote {} ({written} frames at {frame_rate} fps)", target.display()));
     }
     Ok(Outcome::Done)
 }
 
 /// `--ffmpeg`, else `ffmpeg` on PATH, checked by running `ffmpeg -version`.
-fn find_ffmpeg(given: Option<&Path>) -> Result<PathBuf> {
-    let program = given.map_or_else(|| PathBuf::from("ffmpeg"), Path::to_path_buf);
-    let ok = std::process::Command::new(&program)
-        .arg("-version")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    match ok {
-        Ok(status) if status.success() => Ok(program),
-        Ok(status) => {
-            bail!("ffmpeg `{}` does not work (`-version` gave {status}): {INSTALL_FFMPEG}", program.display())
-        }
-        Err(e) => bail!("cannot run ffmpeg `{}` ({e}): {INSTALL_FFMPEG}", program.display()),
-    }
-}
-
-fn open_input(path: &Path, ffmpeg: Option<&Path>, fps_given: bool) -> Result<Input> {
-    if path.is_dir() {
-        let frames = impasto_video::image_files(path)?.len();
-        if frames == 0 {
-            bail!("{}: no image files in this folder", path.display());
-        }
-        return Ok(Input::Folder { frames });
-    }
-    if !path.exists() {
-        bail!("input video {}: no such file", path.display());
-    }
-    if fps_given {
-        bail!("--fps applies to a folder of frames only (a video keeps its own frame rate)");
-    }
-    let ffmpeg = find_ffmpeg(ffmpeg)?;
-    let info = impasto_video::probe(&ffmpeg, path)?;
-    Ok(Input::Video { ffmpeg, info })
-}
-
-fn plan_output(out: &Path, input: &Path, source: &Input) -> Result<Output> {
-    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("mp4") => {
-            let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !dir.is_dir() {
-                bail!("invalid output {}: folder {} does not exist", out.display(), dir.display());
-            }
-            Ok(Output { frames: out.with_extension("frames"), mp4: Some(out.to_path_buf()) })
-        }
-        None => {
-            if let Input::Folder { .. } = source
-                && out.canonicalize().ok().is_some_and(|o| input.canonicalize().ok() == Some(o))
-            {
-                bail!("invalid output {}: it is the input folder", out.display());
-            }
-            Ok(Output { frames: out.to_path_buf(), mp4: None })
-        }
-        Some(other) => {
-            bail!(
-                "invalid output {}: .{other} is not supported (give a .mp4 file or a folder)",
-                out.display()
-            )
-        }
-    }
-}
-
 /// Creates the frames folder, or checks it for `--resume`; returns the frames already finished.
 fn prepare_frames_folder(dir: &Path, key: &str, resume: bool) -> Result<usize> {
     let settings_file = dir.join(SETTINGS_FILE);

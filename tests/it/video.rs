@@ -234,6 +234,63 @@ fn run_flags_that_do_not_apply_to_a_clip_are_refused() {
     assert_eq!(decoded.color(), image::ColorType::Rgb16, "{}", frame.display());
 }
 
+/// What can be checked before the first frame is: a folder of frames of two sizes, a bad `--fps`, an
+/// `.mp4` output that is the input video, and a missing ffmpeg to encode a folder's frames. Each is one
+/// line, and nothing is written.
+#[test]
+fn a_clip_that_cannot_work_is_refused_before_its_first_frame() {
+    let sb = Sandbox::new();
+    let style = sb.png("style.png", 48, 48);
+    std::fs::create_dir(sb.path("mixed")).unwrap();
+    sb.png("mixed/0001.png", 64, 48);
+    sb.png("mixed/0002.png", 64, 48);
+    sb.png("mixed/0003.png", 80, 30);
+    std::fs::create_dir(sb.path("even")).unwrap();
+    sb.png("even/0001.png", 64, 48);
+    sb.png("even/0002.png", 64, 48);
+    let good = clip(&sb, "in.mp4", false);
+    let before = std::fs::read(sb.path(&good)).unwrap();
+    for (input, output, flags, expect) in [
+        (
+            "mixed",
+            "out",
+            &[][..],
+            "impasto: error: frame mixed/0003.png is 80x30 but mixed/0001.png is 64x48: every frame of a clip must have the same size",
+        ),
+        (
+            "even",
+            "out",
+            &["--fps", "0"][..],
+            "impasto: error: invalid --fps 0: give a frame rate above 0 and at most 1000 (25, 29.97 or 30000/1001)",
+        ),
+        ("even", "out", &["--fps", "1e9"][..], "impasto: error: invalid --fps 1e9: "),
+        (
+            good.as_str(),
+            good.as_str(),
+            &[][..],
+            "impasto: error: invalid output in.mp4: it is the input video",
+        ),
+        (
+            "even",
+            "out.mp4",
+            &["--ffmpeg", "/nonexistent/ffmpeg"][..],
+            "impasto: error: cannot run ffmpeg `/nonexistent/ffmpeg`",
+        ),
+    ] {
+        let mut args = vec!["video", input, &style, "-o", output];
+        args.extend(FAST);
+        args.extend(flags);
+        let run = sb.run(&args);
+        assert_eq!(run.code, Some(1), "{input} {flags:?}: {}", run.stderr);
+        assert!(run.error_line(1).starts_with(expect), "{input} {flags:?}: {}", run.error_line(1));
+        assert!(!run.stderr.contains("frame 1/"), "stylised a frame first: {}", run.stderr);
+        assert!(
+            !sb.path("out").exists() && !sb.path("out.frames").exists() && !sb.path("in.frames").exists()
+        );
+    }
+    assert_eq!(std::fs::read(sb.path(&good)).unwrap(), before, "the input video was changed");
+}
+
 /// Mean |a − b| of two 8-bit RGB frames, 0..1.
 fn frame_difference(a: &std::path::Path, b: &std::path::Path) -> f64 {
     let (a, b) = (image::open(a).unwrap().to_rgb8(), image::open(b).unwrap().to_rgb8());
