@@ -166,6 +166,12 @@ fn pack(args: &PackArgs, env: &Env) -> Result<()> {
             file
         }
     };
+    if crate::settings::same_file(&args.output, &input) {
+        bail!(
+            "invalid -o `{}`: it is the full weights file being packed, which it would overwrite",
+            args.output.display()
+        );
+    }
     let full = std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?;
     let packed =
         impasto::pack_compact(&full, &input).with_context(|| format!("cannot pack {}", input.display()))?;

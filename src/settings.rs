@@ -400,10 +400,50 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         time_limit_text: args.time_limit,
         display,
     };
+    settings.check_nothing_written_is_read()?;
     if builtin {
         settings.use_builtin()?;
     }
     Ok(settings)
+}
+
+/// Whether two paths name one existing file or folder (a path that does not exist yet is no input).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Settings {
+    /// Refuses an `--output` or `--checkpoint` that is one of the run's inputs (or each other): the
+    /// run would overwrite the picture or weights it reads, or its own checkpoint with its image.
+    /// `--checkpoint` and `--resume` may be the same file: that is how a run goes on.
+    fn check_nothing_written_is_read(&self) -> Result<()> {
+        let mut inputs: Vec<(&Path, &str)> = vec![(&self.content, "the content image")];
+        inputs.extend(self.styles.iter().map(|p| (p.as_path(), "a style image")));
+        inputs.extend(self.mask.iter().map(|p| (p.as_path(), "the --mask image")));
+        inputs.extend(self.style_masks.iter().map(|p| (p.as_path(), "a --style-mask image")));
+        if let InitSource::File(p) = &self.init {
+            inputs.push((p, "the --init image"));
+        }
+        inputs.extend(self.weights.explicit.iter().map(|p| (p.as_path(), "the --weights file")));
+        let resume = self.config.resume.as_deref().map(|p| (p, "the --resume checkpoint"));
+        let checkpoint = self.config.checkpoint.as_deref();
+        let written = [(Some(self.output.as_path()), "--output"), (checkpoint, "--checkpoint")];
+        for (path, flag) in written.into_iter().filter_map(|(p, f)| p.map(|p| (p, f))) {
+            let mut read = inputs.iter().copied().chain(resume.filter(|_| flag == "--output"));
+            if let Some((_, what)) = read.find(|(input, _)| same_file(path, input)) {
+                bail!("invalid {flag} `{}`: it is {what}, which the run would overwrite", path.display());
+            }
+        }
+        if let Some(c) = checkpoint
+            && (same_file(c, &self.output) || c == self.output)
+        {
+            bail!("invalid --checkpoint `{}`: it is the --output image; give each its own file", c.display());
+        }
+        Ok(())
+    }
 }
 
 impl Settings {

@@ -136,10 +136,11 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let first_iterations = args.run.iterations;
     let frame_iterations =
         args.frame_iterations.unwrap_or_else(|| default_frame_iterations(first_iterations));
+    input::refuse_input_as_output(args.run.content.as_deref(), args.run.output.as_deref())?;
     let mut s = settings::resolve(args.run, env)?;
     s.settle_device()?;
     let input = input::open_input(&s.content, args.ffmpeg.as_deref(), args.fps.as_deref())?;
-    let output = input::plan_output(&s.output, &s.content, &input, args.ffmpeg.as_deref())?;
+    let output = input::plan_output(&s.output, &input, args.ffmpeg.as_deref())?;
     if output.mp4.is_some() && s.save.depth != 8 {
         bail!("--depth {} needs a folder of frames as the output (an .mp4 is 8-bit H.264)", s.save.depth);
     }

@@ -57,6 +57,18 @@ fn find_ffmpeg(given: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Refuses an output that is the input video or folder (before the run's own check, which would call
+/// it the content image).
+pub(super) fn refuse_input_as_output(input: Option<&Path>, out: Option<&Path>) -> Result<()> {
+    if let (Some(input), Some(out)) = (input, out)
+        && crate::settings::same_file(out, input)
+    {
+        let what = if input.is_dir() { "folder" } else { "video" };
+        bail!("invalid output {}: it is the input {what}", out.display());
+    }
+    Ok(())
+}
+
 /// Opens the input: a folder of frames (every frame of one size) or a video ffmpeg can probe.
 pub(super) fn open_input(path: &Path, ffmpeg: Option<&Path>, fps: Option<&str>) -> Result<Input> {
     if path.is_dir() {
@@ -122,9 +134,8 @@ fn check_fps(text: &str) -> Result<()> {
 }
 
 /// Plans the output: a `.mp4` (the frames go into `OUT.frames/` first; ffmpeg to encode them is found
-/// now) or a folder of frames. Neither may be the input.
-pub(super) fn plan_output(out: &Path, input: &Path, source: &Input, ffmpeg: Option<&Path>) -> Result<Output> {
-    let same = || out.canonicalize().ok().is_some_and(|o| input.canonicalize().ok() == Some(o));
+/// now) or a folder of frames ([`refuse_input_as_output`] has checked that it is not the input).
+pub(super) fn plan_output(out: &Path, source: &Input, ffmpeg: Option<&Path>) -> Result<Output> {
     let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("mp4") => {
@@ -132,23 +143,13 @@ pub(super) fn plan_output(out: &Path, input: &Path, source: &Input, ffmpeg: Opti
             if !dir.is_dir() {
                 bail!("invalid output {}: folder {} does not exist", out.display(), dir.display());
             }
-            if same() {
-                bail!("invalid output {}: it is the input video", out.display());
-            }
             let encoder = match source {
                 Input::Video { ffmpeg, .. } => ffmpeg.clone(),
                 Input::Folder { .. } => find_ffmpeg(ffmpeg)?,
             };
             Ok(Output { frames: out.with_extension("frames"), mp4: Some((out.to_path_buf(), encoder)) })
         }
-        None => {
-            if let Input::Folder { .. } = source
-                && same()
-            {
-                bail!("invalid output {}: it is the input folder", out.display());
-            }
-            Ok(Output { frames: out.to_path_buf(), mp4: None })
-        }
+        None => Ok(Output { frames: out.to_path_buf(), mp4: None }),
         Some(other) => {
             bail!(
                 "invalid output {}: .{other} is not supported (give a .mp4 file or a folder)",

@@ -91,6 +91,11 @@ fn weights_builtin_chooses_it_and_checks_the_layers_first() {
 fn pack_reproduces_the_built_in_model() {
     let sb = Sandbox::new();
     insta::assert_snapshot!(sb.run(&["models", "pack", "-o", "q8.safetensors"]).error_line(1), @"impasto: error: no VGG-16 weights to pack: pass --weights FILE, set IMPASTO_WEIGHTS, or get them with `impasto models download vgg16`");
+    // The output may not be the file it packs (a copy: the test never touches the shared weights).
+    sb.file("full.safetensors", b"weights");
+    let same = sb.run(&["models", "pack", "--weights", "full.safetensors", "-o", "./full.safetensors"]);
+    insta::assert_snapshot!(same.error_line(1), @"impasto: error: invalid -o `./full.safetensors`: it is the full weights file being packed, which it would overwrite");
+    assert_eq!(std::fs::read(sb.path("full.safetensors")).unwrap(), b"weights");
     let Some(full) = real_weights() else { return };
     // As documented in the README: IMPASTO_WEIGHTS names the full weights.
     let out: Run = sb

@@ -497,3 +497,44 @@ fn weights_are_located_before_images_are_read() {
     let out = sb.run(&["nope.png", "nope2.png", "-o", "out.png", "--weights", "none.safetensors"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg16 weights found (looked in: --weights none.safetensors (no such file)); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)");
 }
+
+// ---- files the run would overwrite --------------------------------------------------------------
+
+/// An `--output` or `--checkpoint` that is one of the run's inputs, or the two the same file: one line
+/// before any work, and the input untouched. `--checkpoint` and `--resume` may be one file.
+#[test]
+fn an_output_or_checkpoint_that_is_an_input_is_refused() {
+    let sb = setup();
+    sb.png("m.png", 40, 30);
+    let before = std::fs::read(sb.path("c.png")).unwrap();
+    for (flags, expect) in [
+        (
+            &["-o", "c.png"][..],
+            "invalid --output `c.png`: it is the content image, which the run would overwrite",
+        ),
+        (
+            &["-o", "./s.png"][..],
+            "invalid --output `./s.png`: it is a style image, which the run would overwrite",
+        ),
+        (&["-o", "m.png", "--mask", "m.png"][..], "invalid --output `m.png`: it is the --mask image"),
+        (
+            &["-o", "w.safetensors.png", "--weights", "w.safetensors.png"][..],
+            "invalid --output `w.safetensors.png`: it is the --weights file",
+        ),
+        (&["--checkpoint", "c.png"][..], "invalid --checkpoint `c.png`: it is the content image"),
+        (
+            &["-o", "same.png", "--checkpoint", "same.png"][..],
+            "invalid --checkpoint `same.png`: it is the --output image; give each its own file",
+        ),
+    ] {
+        if flags.contains(&"w.safetensors.png") {
+            std::fs::copy(sb.path("w.safetensors"), sb.path("w.safetensors.png")).unwrap();
+        }
+        let out = run(&sb, &["c.png", "s.png"], flags);
+        assert_eq!(out.code, Some(1), "{flags:?}: {}", out.stderr);
+        let line = out.error_line(1);
+        assert!(line.starts_with(&format!("impasto: error: {expect}")), "{flags:?}: {line}");
+        assert!(!sb.path("same.png").exists());
+    }
+    assert_eq!(std::fs::read(sb.path("c.png")).unwrap(), before);
+}

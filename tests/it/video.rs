@@ -270,6 +270,7 @@ fn a_clip_that_cannot_work_is_refused_before_its_first_frame() {
             &[][..],
             "impasto: error: invalid output in.mp4: it is the input video",
         ),
+        ("even", "./even", &[][..], "impasto: error: invalid output ./even: it is the input folder"),
         (
             "even",
             "out.mp4",
