@@ -82,6 +82,20 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+impl Cli {
+    /// Parses the process's command line. A negative number is a value anywhere (`-n -1` is a bad
+    /// value for -n, not an unknown flag `-1`), in every subcommand too.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        fn negative_numbers(cmd: clap::Command) -> clap::Command {
+            cmd.allow_negative_numbers(true).mut_subcommands(negative_numbers)
+        }
+        let mut cmd = negative_numbers(Cli::command());
+        let mut matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+        Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -23,17 +23,24 @@ mod weights;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::args::{Cli, Command};
 use crate::run::Outcome;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with status 0; usage errors to stderr with status 2.
-            let _ = e.print();
+            // Help and version go to stdout with status 0; usage errors to stderr with status 2, on
+            // one line as every other error.
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                }
+                _ => progress::note(&usage_error_line(&e.render().to_string())),
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -73,9 +80,41 @@ fn error_line(e: &anyhow::Error) -> String {
     format!("impasto: error: {}", one_line.join(" "))
 }
 
+/// clap's usage error on one line: `impasto: error: MESSAGE DETAILS; tip: … (try --help)`, without
+/// the usage line (the message names the flag or argument at fault).
+fn usage_error_line(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut tips = Vec::new();
+    let mut in_usage = false;
+    for line in rendered.lines().map(str::trim) {
+        // The usage block runs from `Usage:` to the next empty line.
+        in_usage = (in_usage || line.starts_with("Usage:")) && !line.is_empty();
+        if in_usage || line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        match line.strip_prefix("tip:") {
+            Some(tip) => tips.push(format!("; tip:{tip}")),
+            None => message.push(line.strip_prefix("error: ").unwrap_or(line)),
+        }
+    }
+    format!("impasto: error: {}{} (try --help)", message.join(" "), tips.concat())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let rendered = "error: unexpected argument '--colour' found\n\n  tip: a similar argument exists: \
+                        '--color-transfer'\n\nUsage: impasto --output <OUT> <CONTENT> <STYLE>...\n\nFor \
+                        more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "impasto: error: unexpected argument '--colour' found; tip: a similar argument exists: \
+             '--color-transfer' (try --help)"
+        );
+    }
 
     #[test]
     fn errors_are_one_line() {

@@ -223,68 +223,41 @@ fn no_arguments() {
     let out = Sandbox::new().run(&[]);
     assert_eq!(out.code, Some(2));
     assert!(out.stdout.is_empty());
-    insta::assert_snapshot!(out.stderr, @"
-    error: the following required arguments were not provided:
-      --output <OUT>
-      <CONTENT>
-      <STYLE>...
-
-    Usage: impasto --output <OUT> <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the following required arguments were not provided: --output <OUT> <CONTENT> <STYLE>... (try --help)");
 }
 
 #[test]
 fn missing_output() {
     let out = Sandbox::new().run(&["c.png", "s.png"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: the following required arguments were not provided:
-      --output <OUT>
-
-    Usage: impasto --output <OUT> <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the following required arguments were not provided: --output <OUT> (try --help)");
 }
 
 #[test]
 fn bad_enum_value() {
     let out = Sandbox::new().run(&["c.png", "s.png", "-o", "o.png", "--optimizer", "sgd"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: invalid value 'sgd' for '--optimizer <lbfgs|adam>'
-      [possible values: lbfgs, adam]
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value 'sgd' for '--optimizer <lbfgs|adam>' [possible values: lbfgs, adam] (try --help)");
 }
 
 #[test]
 fn not_a_number() {
     let out = Sandbox::new().run(&["c.png", "s.png", "-o", "o.png", "--size", "big"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: invalid value 'big' for '--size <PX>': invalid digit found in string
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value 'big' for '--size <PX>': invalid digit found in string (try --help)");
+    // A negative number is a bad value, not an unknown flag, in the run and in every subcommand.
+    let out = Sandbox::new().run(&["c.png", "s.png", "-o", "o.png", "-n", "-1"]);
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '-1' for '--iterations <N>': invalid digit found in string (try --help)");
+    let out = Sandbox::new().run(&["serve", "--port", "-1"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '-1' for '--port <N>': -1 is not in 0..=65535 (try --help)");
 }
 
 #[test]
 fn unknown_flag() {
     let out = Sandbox::new().run(&["c.png", "s.png", "-o", "o.png", "--colour"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: unexpected argument '--colour' found
-
-      tip: a similar argument exists: '--color-transfer'
-
-    Usage: impasto --output <OUT> --color-transfer <cholesky|pca> <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: unexpected argument '--colour' found; tip: a similar argument exists: '--color-transfer' (try --help)");
 }
 
 #[test]
@@ -292,41 +265,16 @@ fn conflicting_flags() {
     let sb = Sandbox::new();
     let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--luminance-only", "--preserve-colors"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: the argument '--luminance-only' cannot be used with '--preserve-colors'
-
-    Usage: impasto --output <OUT> --luminance-only <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the argument '--luminance-only' cannot be used with '--preserve-colors' (try --help)");
     let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--color-transfer", "pca", "--luminance-only"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: the argument '--color-transfer <cholesky|pca>' cannot be used with '--luminance-only'
-
-    Usage: impasto --output <OUT> --color-transfer <cholesky|pca> <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the argument '--color-transfer <cholesky|pca>' cannot be used with '--luminance-only' (try --help)");
     let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--no-multiscale", "--min-size", "256"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: the argument '--no-multiscale' cannot be used with '--min-size <PX>'
-
-    Usage: impasto --output <OUT> --no-multiscale <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the argument '--no-multiscale' cannot be used with '--min-size <PX>' (try --help)");
     let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--checkpoint-every", "10"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: the following required arguments were not provided:
-      --checkpoint <FILE>
-
-    Usage: impasto --output <OUT> --checkpoint <FILE> --checkpoint-every <N> <CONTENT> <STYLE>...
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: the following required arguments were not provided: --checkpoint <FILE> (try --help)");
 }
 
 #[test]
@@ -334,16 +282,8 @@ fn quality_and_depth_values() {
     let sb = Sandbox::new();
     let out = sb.run(&["c.png", "s.png", "-o", "o.jpg", "--quality", "101"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: invalid value '101' for '--quality <N>': 101 is not in 1..=100
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '101' for '--quality <N>': 101 is not in 1..=100 (try --help)");
     let out = sb.run(&["c.png", "s.png", "-o", "o.png", "--depth", "12"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: invalid value '12' for '--depth <8|16>': must be 8 or 16
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '12' for '--depth <8|16>': must be 8 or 16 (try --help)");
 }

@@ -334,9 +334,5 @@ fn long_term_offsets_resume_and_bad_ones_are_refused() {
 
     let out = sb.run(&["video", &input, &style, "-o", "bad", "--long-term", "1,4,2"]);
     assert_eq!(out.code, Some(2));
-    insta::assert_snapshot!(out.stderr, @"
-    error: invalid value '1,4,2' for '--long-term <OFFSETS>': invalid frame offsets `1,4,2`: the offsets must increase
-
-    For more information, try '--help'.
-    ");
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '1,4,2' for '--long-term <OFFSETS>': invalid frame offsets `1,4,2`: the offsets must increase (try --help)");
 }
