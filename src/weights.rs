@@ -154,9 +154,10 @@ pub fn cli_error(e: impasto_weights::Error) -> anyhow::Error {
         E::WeightsFileMissing { arch, origin, path } => {
             let place = match origin {
                 Origin::Explicit => format!("--weights {}", path.display()),
-                Origin::Environment => format!("{WEIGHTS_ENV}= {}", path.display()),
+                Origin::Environment => format!("{WEIGHTS_ENV}={}", path.display()),
             };
-            anyhow::anyhow!("no {arch} weights found (looked in: {place} (no such file)); {flag_hint}")
+            let why = if path.is_dir() { "it is a folder" } else { "no such file" };
+            anyhow::anyhow!("no {arch} weights found (looked in: {place} ({why})); {flag_hint}")
         }
         E::NoCacheFolder { arch } => anyhow::anyhow!(
             "no {arch} weights found and no user cache folder to download them into (no home folder): \

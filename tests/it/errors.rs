@@ -145,6 +145,17 @@ fn weights_flag_names_a_missing_file() {
     let sb = setup();
     let out = run(&sb, &["c.png", "s.png"], &["--weights", "nope.safetensors"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg16 weights found (looked in: --weights nope.safetensors (no such file)); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)");
+    std::fs::create_dir(sb.path("models")).unwrap();
+    let out = run(&sb, &["c.png", "s.png"], &["--weights", "models"]);
+    assert!(out.error_line(1).contains("(looked in: --weights models (it is a folder))"), "{}", out.stderr);
+}
+
+#[test]
+fn output_without_a_file_name() {
+    let sb = setup();
+    std::fs::create_dir(sb.path("results")).unwrap();
+    let out = run(&sb, &["c.png", "s.png"], &["-o", "results"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image results: it is a folder: give a file name (use one of: png, jpg, jpeg, webp, tif, tiff, bmp)");
 }
 
 #[test]
@@ -153,7 +164,7 @@ fn weights_env_names_a_missing_file() {
     let mut args = vec!["c.png", "s.png", "-o", "out.png", "--size", "32"];
     args.extend(TINY_LAYERS);
     let out: Run = sb.cmd().args(&args).env("IMPASTO_WEIGHTS", "nope.safetensors").output().unwrap().into();
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg16 weights found (looked in: IMPASTO_WEIGHTS= nope.safetensors (no such file)); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: no vgg16 weights found (looked in: IMPASTO_WEIGHTS=nope.safetensors (no such file)); pass --weights FILE or set IMPASTO_WEIGHTS to a safetensors file with torchvision key names (features.N.weight|bias)");
 }
 
 fn run_with_weights(sb: &Sandbox, tensors: &[Tensor], extra: &[&str]) -> Run {
@@ -340,7 +351,7 @@ fn output_extension_unsupported() {
     let out = run(&setup(), &["c.png", "s.png"], &["-o", "out.gif"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out.gif: unsupported output extension `.gif` (use one of: png, jpg, jpeg, webp, tif, tiff, bmp)");
     let out = run(&setup(), &["c.png", "s.png"], &["-o", "out"]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out: unsupported output extension `.` (use one of: png, jpg, jpeg, webp, tif, tiff, bmp)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: cannot write image out: no file extension (use one of: png, jpg, jpeg, webp, tif, tiff, bmp)");
 }
 
 // ---- counts and values --------------------------------------------------------------------------

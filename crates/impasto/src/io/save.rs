@@ -71,13 +71,14 @@ pub(super) fn format_of(path: &Path) -> Result<Format> {
         "tif" | "tiff" => Format::Tiff,
         "bmp" => Format::Bmp,
         _ => {
-            return Err(encode_err(
-                path,
-                format!(
-                    "unsupported output extension `.{ext}` (use one of: {})",
-                    OUTPUT_EXTENSIONS.join(", ")
-                ),
-            ));
+            let what = if path.is_dir() {
+                "it is a folder: give a file name".to_string()
+            } else if ext.is_empty() {
+                "no file extension".to_string()
+            } else {
+                format!("unsupported output extension `.{ext}`")
+            };
+            return Err(encode_err(path, format!("{what} (use one of: {})", OUTPUT_EXTENSIONS.join(", "))));
         }
     })
 }
