@@ -28,6 +28,7 @@ pub enum Outcome {
 
 /// Runs the command line `args` in environment `env`.
 pub fn run(args: RunArgs, env: &Env) -> Result<Outcome> {
+    settings::check_flags_apply(&args)?;
     run_settings(settings::resolve(args, env)?).map(|ran| ran.outcome)
 }
 

@@ -407,6 +407,38 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
     Ok(settings)
 }
 
+/// Refuses a flag of the other optimizer, or `--quality` for an output that is not a JPEG: given a value
+/// other than its default, it would do nothing. For a single run (`impasto` itself); a batch's settings
+/// are shared by jobs of both optimizers and all formats, so it does not ask this.
+pub fn check_flags_apply(args: &RunArgs) -> Result<()> {
+    let defaults = StyleConfig::default();
+    let adam = matches!(args.optimizer, OptimizerArg::Adam);
+    let unused = [
+        (
+            !adam && args.learning_rate != crate::args::DEFAULT_LEARNING_RATE,
+            "--learning-rate",
+            "Adam only (--optimizer adam)",
+        ),
+        (!adam && args.ema_decay != defaults.ema_decay, "--ema-decay", "Adam only (--optimizer adam)"),
+        (
+            adam && args.lbfgs_history != crate::args::default_lbfgs_history(),
+            "--lbfgs-history",
+            "L-BFGS only",
+        ),
+    ];
+    if let Some((_, flag, only)) = unused.iter().find(|u| u.0) {
+        bail!("{flag} applies to {only}");
+    }
+    let jpeg = args.output.as_deref().and_then(|o| o.extension()).and_then(|e| e.to_str()).is_some_and(|e| {
+        let e = e.to_ascii_lowercase();
+        e == "jpg" || e == "jpeg"
+    });
+    if !jpeg && args.quality != SaveOptions::default().quality {
+        bail!("--quality applies to JPEG output only (-o NAME.jpg)");
+    }
+    Ok(())
+}
+
 /// Whether two paths name one existing file or folder (a path that does not exist yet is no input).
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {

@@ -130,6 +130,7 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
             bail!("{flag} does not apply to `impasto video` ({why})");
         }
     }
+    settings::check_flags_apply(&args.run)?;
     if !args.temporal_weight.is_finite() || args.temporal_weight < 0.0 {
         bail!("invalid --temporal-weight {}: it must be a finite number ≥ 0", args.temporal_weight);
     }

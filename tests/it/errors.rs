@@ -185,12 +185,13 @@ fn weights_missing_key() {
 
 #[test]
 fn weights_missing_a_deeper_layer() {
-    // The tiny file has conv1_1 only; the default layers need the network up to relu5_1.
+    // The tiny file has conv1_1 only; the default layers need the network up to relu5_1 (relu1_1 is
+    // among the tiny run's layers already: `--style-layers` given twice adds up).
     let sb = setup();
     let out = run_with_weights(
         &sb,
         &conv1_1(),
-        &["--content-layers", "relu4_2", "--style-layers", "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"],
+        &["--content-layers", "relu4_2", "--style-layers", "relu2_1,relu3_1,relu4_1,relu5_1"],
     );
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: weights file bad.safetensors has no tensor `features.2.weight` (needed for layer conv1_2 of vgg16); is it a vgg16 checkpoint?");
 }
@@ -548,4 +549,32 @@ fn an_output_or_checkpoint_that_is_an_input_is_refused() {
         assert!(!sb.path("same.png").exists());
     }
     assert_eq!(std::fs::read(sb.path("c.png")).unwrap(), before);
+}
+
+/// Flags that would do nothing in this run, and layers or counts that mean nothing.
+#[test]
+fn flags_that_would_do_nothing_are_refused() {
+    let sb = setup();
+    for (flags, expect) in [
+        (&["--learning-rate", "0.1"][..], "--learning-rate applies to Adam only (--optimizer adam)"),
+        (&["--ema-decay", "0.5"][..], "--ema-decay applies to Adam only (--optimizer adam)"),
+        (&["--optimizer", "adam", "--lbfgs-history", "5"][..], "--lbfgs-history applies to L-BFGS only"),
+        (&["--quality", "50"][..], "--quality applies to JPEG output only (-o NAME.jpg)"),
+        (
+            &["--style-layers", "relu1_1,relu1_1"][..],
+            "invalid style layers: relu1_1 is given twice (give a layer once, with a weight)",
+        ),
+        (
+            &["--scale-iterations", "0"][..],
+            "invalid scale iterations: 0 (must be ≥ 1; the first scale has --iterations)",
+        ),
+    ] {
+        let out = run(&sb, &["c.png", "s.png"], flags);
+        assert_eq!(out.code, Some(1), "{flags:?}: {}", out.stderr);
+        assert_eq!(out.error_line(1), format!("impasto: error: {expect}"), "{flags:?}");
+    }
+    // The same values where they apply run.
+    run(&sb, &["c.png", "s.png"], &["--optimizer", "adam", "--learning-rate", "0.1", "--ema-decay", "0.5"])
+        .assert_ok();
+    run(&sb, &["c.png", "s.png"], &["-o", "out.JPG", "--quality", "50"]).assert_ok();
 }

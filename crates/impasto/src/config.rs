@@ -236,6 +236,12 @@ impl StyleConfig {
         for name in self.content_layers.iter().chain(&self.style_layers) {
             self.model.layer_index(name)?;
         }
+        for (what, layers) in [("content layers", &self.content_layers), ("style layers", &self.style_layers)]
+        {
+            if let Some((_, name)) = layers.iter().enumerate().find(|&(i, n)| layers[..i].contains(n)) {
+                return Err(bad(what, format!("{name} is given twice (give a layer once, with a weight)")));
+            }
+        }
         if let Some(w) = &self.style_layer_weights {
             if w.len() != self.style_layers.len() {
                 return Err(bad(
@@ -274,6 +280,9 @@ impl StyleConfig {
         }
         if self.min_size == 0 {
             return Err(bad("min size", "0 (must be ≥ 1)"));
+        }
+        if self.scale_iterations == Some(0) {
+            return Err(bad("scale iterations", "0 (must be ≥ 1; the first scale has --iterations)"));
         }
         if !self.scale_ratio.is_finite() || self.scale_ratio <= 1.0 || self.scale_ratio > 16.0 {
             return Err(bad("scale ratio", format!("{} (must be in (1, 16])", self.scale_ratio)));
