@@ -151,6 +151,9 @@ pub fn shard_from(shard: Option<&str>, shard_count: Option<usize>, env: &ShardEn
     let num = |name: &str, v: &str| -> Result<usize> {
         v.trim().parse().map_err(|_| anyhow!("invalid ${name} `{v}`: expected a whole number"))
     };
+    if shard_count == Some(0) {
+        bail!("invalid --shard-count 0: the shard count must be at least 1");
+    }
     if let Some(text) = shard {
         return Ok(text.parse()?);
     }
@@ -268,6 +271,13 @@ pub fn run(args: BatchArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> 
     let shard = resolve_shard(&args, shard_env)?;
     let stale_after = parse_duration(&args.stale_after)
         .map_err(|e| anyhow!("{}", e.to_string().replace("--time-limit", "--stale-after")))?;
+    // Claims are refreshed every quarter of it, but at most once a second.
+    if stale_after < Duration::from_secs(1) {
+        bail!(
+            "invalid --stale-after `{}`: it must be at least 1s, or the claims of running jobs would be taken over",
+            args.stale_after
+        );
+    }
     let plan = match &args.plan {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("plan {}", p.display()))?;
@@ -537,6 +547,11 @@ mod tests {
             "invalid shard `3/2`: index 3 is not below the count 2 (shards are numbered 0 to 1)"
         );
         assert!(shard(&[], env(none, Some("7"), Some("4"))).unwrap_err().starts_with("invalid shard `7/4`"));
+        // A zero count is refused wherever it is given, also where nothing reads it.
+        let zero = "invalid --shard-count 0: the shard count must be at least 1";
+        assert_eq!(shard(&["--shard-count", "0"], env(none, None, None)).unwrap_err(), zero);
+        assert_eq!(shard(&["--shard-count", "0"], env(none, Some("0"), Some("2"))).unwrap_err(), zero);
+        assert!(shard(&[], env(none, Some("0"), Some("0"))).unwrap_err().ends_with("must be at least 1"));
     }
 
     #[test]

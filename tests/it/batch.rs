@@ -220,6 +220,14 @@ fn bad_input_is_one_line_before_any_job_starts() {
             ),
             "impasto: error: $JOB_COMPLETION_INDEX is set but not the shard count",
         ),
+        (
+            grid(&["--shard-count", "0"]),
+            "impasto: error: invalid --shard-count 0: the shard count must be at least 1",
+        ),
+        (
+            grid(&["--stale-after", "0"]),
+            "impasto: error: invalid --stale-after `0`: it must be at least 1s, or the claims of running jobs would be taken over",
+        ),
     ];
     for (out, want) in &cases {
         let line = out.error_line(1);
