@@ -552,6 +552,11 @@ mod tests {
         assert_eq!(shard(&["--shard-count", "0"], env(none, None, None)).unwrap_err(), zero);
         assert_eq!(shard(&["--shard-count", "0"], env(none, Some("0"), Some("2"))).unwrap_err(), zero);
         assert!(shard(&[], env(none, Some("0"), Some("0"))).unwrap_err().ends_with("must be at least 1"));
+        // A huge count is a shard like any other (most of them empty).
+        assert_eq!(
+            shard(&[], env((Some("3"), None, Some("99999999999")), None, None)),
+            Ok("3/99999999999".into())
+        );
     }
 
     #[test]

@@ -286,6 +286,12 @@ fn shards_are_disjoint_complete_and_read_from_slurm_or_kubernetes() {
         assert_eq!(k8s, part);
     }
     assert_eq!(seen, all);
+    // More shards than jobs, even absurdly many: the first shards get one job each, the rest none.
+    let first = listed(&sb, &["--shard", "0/99999999999"], &[]);
+    assert_eq!(first.len(), 1);
+    assert!(listed(&sb, &["--shard", "99999999998/99999999999"], &[]).is_empty());
+    let slurm = [("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_TASK_COUNT", "99999999999")];
+    assert_eq!(listed(&sb, &[], &slurm), first);
 
     // Kubernetes by hand: two pods' commands, each with its index; the second finds all done and
     // writes the index.

@@ -1,8 +1,8 @@
 //! Print sizes with tiny weights: `--tile` runs end to end, `impasto tiles plan|run|stitch` in
 //! separate processes gives the pixels of the in-process tiled run, in two coupled rounds or one
 //! (reruns skip finished tiles; a round waits for the one before), and
-//! tiles or memory budgets too small are refused on one line before any work, and a job's tiles run
-//! on the device of the process that takes them.
+//! tiles or memory budgets too small are refused on one line before any work, shard counts beyond
+//! the tiles give empty shards, and a job's tiles run on the device of the process that takes them.
 
 use crate::common::{Run, Sandbox, TINY_LAYERS, signal, tiny, wait_with_timeout};
 
@@ -149,6 +149,23 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
     let bad = sb.run(&args(&["-o", "o.png", "--max-memory", "lots"]));
     insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
     assert!(!sb.path("o.png").exists());
+}
+
+/// More shards than tiles, even absurdly many, leave the extra shards empty (nothing is allocated per
+/// shard); a zero shard count is refused on one line.
+#[test]
+fn shards_beyond_the_tiles_are_empty_and_a_zero_count_is_refused() {
+    let sb = sandbox();
+    ok(sb.run(
+        &[&["tiles", "plan", "--job", "job"][..], &args(&["-o", "t.png", "--tile-rounds", "1"])].concat(),
+    ));
+    let run = |shard: &[&str]| sb.run(&[&["tiles", "run", "--job", "job"][..], shard].concat());
+    let empty = ok(run(&["--shard", "99999999998/99999999999"]));
+    assert!(empty.stderr.contains("tiles: 0 optimised here, 0 of 4 finished"), "{}", empty.stderr);
+    let first = ok(run(&["--shard", "0/99999999999"]));
+    assert!(first.stderr.contains("tiles: 1 optimised here, 1 of 4 finished"), "{}", first.stderr);
+    let zero = run(&["--shard-count", "0"]);
+    insta::assert_snapshot!(zero.error_line(1), @"impasto: error: invalid --shard-count 0: the shard count must be at least 1");
 }
 
 /// SIGTERM (a Slurm time limit or `scancel` on a tile job) stops `tiles run` as Ctrl-C does: after the

@@ -58,9 +58,11 @@ impl fmt::Display for Shard {
 }
 
 /// The shard of each job: longest first (cost descending, then name), each to the least-loaded shard
-/// (the lowest index on a tie). `jobs` are (name, cost); the result is in the same order.
+/// (the lowest index on a tie). `jobs` are (name, cost); the result is in the same order. Shards past
+/// the job count stay empty (every job costs at least 1, so an empty shard beats a used one and the
+/// first `jobs.len()` shards are filled first), so only that many are tracked: `count` may be huge.
 pub fn assign(jobs: &[(&str, u64)], count: usize) -> Vec<usize> {
-    let count = count.max(1);
+    let count = count.clamp(1, jobs.len().max(1));
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by(|&a, &b| jobs[b].1.cmp(&jobs[a].1).then_with(|| jobs[a].0.cmp(jobs[b].0)));
     let mut load = vec![0u64; count];
@@ -108,5 +110,10 @@ mod tests {
         // More shards than jobs: some are empty, none has a job twice.
         let c = assign(&refs[..2], 4);
         assert_eq!(c, [0, 1]);
+        // A huge count allocates nothing per shard: the jobs go to the first shards, the rest are empty.
+        assert_eq!(assign(&refs[..2], 99_999_999_999), [0, 1]);
+        assert_eq!(assign(&refs, usize::MAX), assign(&refs, refs.len()));
+        assert_eq!(assign(&refs, 7), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(assign(&[], usize::MAX), Vec::<usize>::new());
     }
 }
