@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use clap::Args;
 use impasto::bench::{BenchResult, BenchSpec, LayerTiming};
-use impasto::{Arch, MAX_SIZE};
+use impasto::{Arch, MAX_SIZE, StyleConfig};
 use serde_json::json;
 
 use crate::args::ModelArg;
@@ -88,6 +88,8 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
             bail!("invalid --sizes: {size} (each must be between 16 and {MAX_SIZE} pixels)");
         }
     }
+    // The run's own rule and message (`invalid threads: N (must be at most …)`).
+    StyleConfig { threads: args.threads, ..StyleConfig::default() }.validate(1)?;
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,

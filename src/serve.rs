@@ -127,6 +127,9 @@ pub fn limits(args: &ServeArgs) -> Result<Limits> {
     if args.max_iterations == 0 {
         bail!("invalid --max-iterations 0: it must be at least 1");
     }
+    // The run's own rule and message (`invalid threads: N (must be at most …)`), checked here and
+    // not first by each job.
+    StyleConfig { threads: args.threads, ..StyleConfig::default() }.validate(1)?;
     Ok(Limits {
         max_upload_bytes: (args.max_upload_mb as usize) << 20,
         max_pixels: (args.max_pixels * 1e6) as u64,

@@ -158,6 +158,9 @@ fn bench_errors() {
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --sizes: 8 (each must be between 16 and 16384 pixels)");
     let out = sb.run(&["bench", "--reps", "0"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --reps: 0 (must be at least 1)");
+    // The run's rule, checked before any thread starts.
+    let out = sb.run(&["bench", "--sizes", "16", "--threads", "99999"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid threads: 99999 (must be at most 1024; 0 = one per core)");
     let out = sb.run(&["bench", "--model", "vgg11"]);
     assert_eq!(out.code, Some(2));
     insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value 'vgg11' for '--model <vgg16,vgg19>' [possible values: vgg16, vgg19]; tip: a similar value exists: 'vgg19' (try --help)");

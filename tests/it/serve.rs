@@ -180,6 +180,9 @@ fn serve_reports_bad_flags_missing_weights_and_a_taken_port_in_one_line() {
     let sb = Sandbox::new();
     let e = sb.run(&["serve", "--max-size", "99999"]).error_line(1).to_owned();
     assert_eq!(e, "impasto: error: invalid --max-size 99999: it must be between 16 and 16384 pixels");
+    // The run's rule, checked before the server starts rather than by each job.
+    let e = sb.run(&["serve", "--port", "0", "--threads", "99999"]).error_line(1).to_owned();
+    assert_eq!(e, "impasto: error: invalid threads: 99999 (must be at most 1024; 0 = one per core)");
     // Offline with an empty cache: VGG-19's weights are nowhere (there is no built-in VGG-19).
     let out = sb.run(&["serve", "--port", "0", "--model", "vgg19"]);
     let e = out.error_line(1);
