@@ -228,6 +228,10 @@ fn bad_input_is_one_line_before_any_job_starts() {
             grid(&["--stale-after", "0"]),
             "impasto: error: invalid --stale-after `0`: it must be at least 1s, or the claims of running jobs would be taken over",
         ),
+        (
+            batch(&sb, &["--content", "photos", "--style", "s.png+", "-o", "out"], &[]),
+            "impasto: error: --style `s.png+`: a blend A+B needs a file on each side of every `+`",
+        ),
     ];
     for (out, want) in &cases {
         let line = out.error_line(1);

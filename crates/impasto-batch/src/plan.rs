@@ -180,7 +180,7 @@ impl Plan {
                 grid.contents = contents.to_vec();
             }
             if !styles.is_empty() {
-                grid.styles = styles.iter().map(|s| s.split('+').map(str::to_string).collect()).collect();
+                grid.styles = styles.iter().map(|s| blend(s)).collect::<Result<_>>()?;
             }
             for a in axes {
                 let (key, values) = key_value("--grid", a)?;
@@ -201,6 +201,18 @@ impl Plan {
         }
         Ok(self)
     }
+}
+
+/// A `--style` entry: one file or folder, or `A+B` (a blend), each part a file.
+fn blend(text: &str) -> Result<Vec<String>> {
+    let parts: Vec<String> = text.split('+').map(str::to_string).collect();
+    if parts.len() > 1 && parts.iter().any(String::is_empty) {
+        return Err(Error::plan(
+            format!("--style `{text}`"),
+            "a blend A+B needs a file on each side of every `+`",
+        ));
+    }
+    Ok(parts)
 }
 
 /// `true`/`false` are switches on the command line too; anything else is a flag's value.
@@ -359,5 +371,12 @@ tv-weight = 0.5
         assert_eq!(p.settings, [("size".into(), Value::Text("64".into()))]);
         let e = Plan::empty(".".into()).with_command_line(&[], &[], &["size".into()], &[]).unwrap_err();
         assert_eq!(e.to_string(), "--grid `size`: expected FLAG=VALUE");
+        for style in ["s.png+", "+s.png", "a.png++b.png"] {
+            let e = Plan::empty(".".into()).with_command_line(&[], &[style.into()], &[], &[]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("--style `{style}`: a blend A+B needs a file on each side of every `+`")
+            );
+        }
     }
 }
