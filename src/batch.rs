@@ -193,15 +193,26 @@ struct JobCli {
     run: RunArgs,
 }
 
-/// Run flags a batch job may not set: each job's own, or the batch's.
-const NOT_IN_A_BATCH: [&str; 6] = ["output", "checkpoint", "checkpoint-every", "resume", "help", "quiet"];
+/// Why a batch does not take a checkpoint flag.
+const NO_CHECKPOINTS: &str =
+    "jobs keep no checkpoints (a job stopped early is run again whole by the next `impasto batch`)";
+
+/// Run flags a batch job may not set (each job's own, or the batch's), with why.
+const NOT_IN_A_BATCH: [(&str, &str); 6] = [
+    ("output", "the batch names each output itself (set the folder with `output`)"),
+    ("checkpoint", NO_CHECKPOINTS),
+    ("checkpoint-every", NO_CHECKPOINTS),
+    ("resume", NO_CHECKPOINTS),
+    ("help", "it is not a setting (see `impasto --help` for the run flags)"),
+    ("quiet", "every job runs quietly; `impasto batch --quiet` quiets the batch itself"),
+];
 
 /// The run flags a plan may set, from the run's own clap definition.
 fn run_flags() -> Flags {
     let cmd = JobCli::command();
     Flags::new(cmd.get_arguments().filter_map(|a| {
         let long = a.get_long()?;
-        if NOT_IN_A_BATCH.contains(&long) {
+        if NOT_IN_A_BATCH.iter().any(|(n, _)| *n == long) {
             return None;
         }
         let kind = match long {
@@ -212,6 +223,7 @@ fn run_flags() -> Flags {
         };
         Some((long.to_string(), kind))
     }))
+    .excluding(NOT_IN_A_BATCH)
 }
 
 /// A job ready to run: its resolved settings and estimated cost.
@@ -581,7 +593,8 @@ mod tests {
         let e = impasto_batch::expand(&e, &run_flags()).unwrap_err().to_string();
         assert_eq!(
             e,
-            "[settings] checkpoint: unknown run flag `checkpoint` (see `impasto --help` for the flags)"
+            "[settings] checkpoint: `checkpoint` does not apply in a batch: jobs keep no checkpoints (a job \
+             stopped early is run again whole by the next `impasto batch`)"
         );
     }
 }

@@ -232,6 +232,14 @@ fn bad_input_is_one_line_before_any_job_starts() {
             batch(&sb, &["--content", "photos", "--style", "s.png+", "-o", "out"], &[]),
             "impasto: error: --style `s.png+`: a blend A+B needs a file on each side of every `+`",
         ),
+        (
+            grid(&["--set", "checkpoint=c.ckpt"]),
+            "impasto: error: [settings] checkpoint: `checkpoint` does not apply in a batch: jobs keep no checkpoints (a job stopped early is run again whole by the next `impasto batch`)",
+        ),
+        (
+            grid(&["--set", "quiet=true"]),
+            "impasto: error: [settings] quiet: `quiet` does not apply in a batch: every job runs quietly; `impasto batch --quiet` quiets the batch itself",
+        ),
     ];
     for (out, want) in &cases {
         let line = out.error_line(1);

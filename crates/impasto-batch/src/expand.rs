@@ -37,13 +37,25 @@ pub enum FlagKind {
 #[derive(Debug, Clone, Default)]
 pub struct Flags {
     kinds: BTreeMap<String, FlagKind>,
+    /// Run flags a job may not set, with why.
+    excluded: BTreeMap<String, String>,
 }
 
 impl Flags {
     /// The flags and their kinds. Names the batch sets itself (`output`, `content`, `style`, `name`)
     /// are never settings.
     pub fn new<S: Into<String>>(flags: impl IntoIterator<Item = (S, FlagKind)>) -> Flags {
-        Flags { kinds: flags.into_iter().map(|(n, k)| (n.into(), k)).collect() }
+        Flags { kinds: flags.into_iter().map(|(n, k)| (n.into(), k)).collect(), excluded: BTreeMap::new() }
+    }
+
+    /// Adds run flags that exist but do not apply in a batch, each with why: a plan that sets one is
+    /// told so, not that the flag is unknown.
+    pub fn excluding<S: Into<String>, W: Into<String>>(
+        mut self,
+        flags: impl IntoIterator<Item = (S, W)>,
+    ) -> Flags {
+        self.excluded.extend(flags.into_iter().map(|(n, w)| (n.into(), w.into())));
+        self
     }
 
     fn kind(&self, place: &str, key: &str) -> Result<FlagKind> {
@@ -52,6 +64,9 @@ impl Flags {
                 place,
                 "the batch names each output itself (set the folder with `output`)",
             ));
+        }
+        if let Some(why) = self.excluded.get(key) {
+            return Err(Error::plan(place, format!("`{key}` does not apply in a batch: {why}")));
         }
         self.kinds.get(key).copied().ok_or_else(|| {
             Error::plan(place, format!("unknown run flag `{key}` (see `impasto --help` for the flags)"))
@@ -392,6 +407,7 @@ mod tests {
             ("mask", FlagKind::File),
             ("weights", FlagKind::Path),
         ])
+        .excluding([("resume", "each job starts from the start")])
     }
 
     fn setup() -> tempfile::TempDir {
@@ -479,6 +495,10 @@ mod tests {
         assert_eq!(
             err("[[job]]\nname='a/b'\ncontent='s.png'\nstyle='t.png'"),
             "[[job]] 1 name: `a/b` must be letters, digits, and . - _ + = only"
+        );
+        assert_eq!(
+            err("[settings]\nresume = 'r.ckpt'\n[grid]\ncontent='s.png'\nstyle='t.png'"),
+            "[settings] resume: `resume` does not apply in a batch: each job starts from the start"
         );
         assert_eq!(err("output = 'x'"), "plan: no jobs: give a [grid] or [[job]] (or --content and --style)");
     }
