@@ -248,6 +248,11 @@ fn prepare<'a>(job: &'a Job, flags: &Flags, out: &Path, env: &Env) -> Result<Rea
     s.save.metadata.push((claim::FINGERPRINT_KEY.into(), job.fingerprint.clone()));
     let (w, h) = impasto::image::image_dimensions(&job.content)
         .with_context(|| format!("content image {}", job.content.display()))?;
+    // The masks are read only when the job runs: check them now, as the run checks an `--init` file.
+    let masks = s.mask.iter().map(|m| ("--mask", m)).chain(s.style_masks.iter().map(|m| ("--style-mask", m)));
+    for (flag, mask) in masks {
+        impasto::image::image_dimensions(mask).with_context(|| format!("{flag} image {}", mask.display()))?;
+    }
     let (w, h) = impasto::fit_longest_side(w, h, s.config.size);
     let cost = u64::from(w) * u64::from(h) * s.config.iterations.max(1) as u64;
     Ok(Ready { job, settings: s, cost })

@@ -240,6 +240,8 @@ fn bad_input_is_one_line_before_any_job_starts() {
             grid(&["--set", "quiet=true"]),
             "impasto: error: [settings] quiet: `quiet` does not apply in a batch: every job runs quietly; `impasto batch --quiet` quiets the batch itself",
         ),
+        (grid(&["--set", "mask=nomask.png"]), "impasto: error: job a_s_"),
+        (grid(&["--set", "style-mask=nomask.png"]), "impasto: error: job a_s_"),
     ];
     for (out, want) in &cases {
         let line = out.error_line(1);
@@ -250,6 +252,11 @@ fn bad_input_is_one_line_before_any_job_starts() {
         "{}",
         cases[1].0.stderr
     );
+    // A missing mask is found before any job starts, like a missing content, style or `--init` file.
+    for (case, flag) in [(&cases[12], "--mask"), (&cases[13], "--style-mask")] {
+        let line = case.0.error_line(1);
+        assert!(line.contains(&format!(" ([grid]): {flag} image nomask.png: No such file")), "{line}");
+    }
     std::fs::write(
         sb.path("dup.toml"),
         "output = 'out'\n[[job]]\nname = 'x'\ncontent = 's.png'\nstyle = 't.png'\n[[job]]\nname = 'x'\ncontent = 't.png'\nstyle = 's.png'\n",
