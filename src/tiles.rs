@@ -207,6 +207,12 @@ fn load_net(s: &mut Settings, inputs: &mut Inputs) -> Result<Vgg> {
 }
 
 fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
+    if a.run.checkpoint.is_some() || a.run.checkpoint_every > 0 {
+        bail!(
+            "--checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile, \
+             and `tiles run` skips them)"
+        );
+    }
     let recorded = recorded_args();
     let mut s = settings::resolve(a.run, env)?;
     s.settle_device()?;

@@ -126,6 +126,20 @@ fn resume_of_a_file_that_is_no_checkpoint() {
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint c.png: not a checkpoint: header too large");
     let out = run6(&sb, "b.png", &["--resume", "missing.ckpt"]);
     insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --resume `missing.ckpt`: no such file");
+    // A checkpoint whose image was damaged into NaN is refused, not resumed into a blank picture.
+    run6(&sb, "a.png", &["--checkpoint", "run.ckpt", "-q"]).assert_ok();
+    let mut bytes = std::fs::read(sb.path("run.ckpt")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let at = |i: usize| 8 + len + header["x"]["data_offsets"][i].as_u64().unwrap() as usize;
+    let (start, end) = (at(0), at(1));
+    for v in bytes[start..end].chunks_exact_mut(4) {
+        v.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(sb.path("run.ckpt"), &bytes).unwrap();
+    let out = run6(&sb, "b.png", &["--resume", "run.ckpt"]);
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: checkpoint run.ckpt: its image holds NaN or infinite values: the file is damaged");
+    assert!(!sb.path("b.png").exists());
 }
 
 /// `--iterations`, `--time-limit`, the output and logging flags may change on resume: a run stopped by

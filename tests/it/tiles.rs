@@ -149,6 +149,12 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
     let bad = sb.run(&args(&["-o", "o.png", "--max-memory", "lots"]));
     insta::assert_snapshot!(bad.error_line(1), @"impasto: error: invalid --max-memory `lots`: expected a size such as 3G, 1.5GiB or 800M");
     assert!(!sb.path("o.png").exists());
+    // A plan writes no checkpoint: its job folder is what a rerun goes on from.
+    let plan = sb.run(
+        &[&["tiles", "plan", "--job", "j"][..], &args(&["-o", "o.png", "--checkpoint", "c.ckpt"])].concat(),
+    );
+    insta::assert_snapshot!(plan.error_line(1), @"impasto: error: --checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile, and `tiles run` skips them)");
+    assert!(!sb.path("j").exists());
 }
 
 /// More shards than tiles, even absurdly many, leave the extra shards empty (nothing is allocated per

@@ -212,6 +212,9 @@ pub(crate) fn read(path: &Path, history: usize, lr: f32, ema_decay: f32) -> Resu
         Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     };
     let x = f32s("x")?;
+    if !x.iter().all(|v| v.is_finite()) {
+        return Err(ckpt_err(path, "its image holds NaN or infinite values: the file is damaged"));
+    }
     let opt = match get("optimizer")?.as_str() {
         "lbfgs" => {
             let pairs = num("lbfgs.pairs")?;
