@@ -45,13 +45,17 @@ pub fn settle(device: Device, announce: bool) -> Result<Device> {
         ResolvedDevice::Gpu { index, visible, .. } => {
             let gpu = Device::Gpu(Some(index));
             if announce {
-                let by =
-                    visible.map_or(String::new(), |v| format!(", the first of {CUDA_VISIBLE_DEVICES}={v}"));
+                let by = chosen_from(visible.as_deref());
                 crate::progress::note(&format!("impasto: running on {}{by}", describe(gpu)));
             }
             gpu
         }
     })
+}
+
+/// `, the first of CUDA_VISIBLE_DEVICES=2,3` where the list chose the GPU, else nothing.
+fn chosen_from(visible: Option<&str>) -> String {
+    visible.map_or(String::new(), |v| format!(", the first of {CUDA_VISIBLE_DEVICES}={v}"))
 }
 
 /// `gpu:0 (NVIDIA H200, Vulkan)` or `cpu`.
@@ -122,9 +126,7 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
     if !args.json {
         let auto = match impasto::resolve_device_among(Device::Auto, visible_gpus().as_ref())? {
             ResolvedDevice::Gpu { index, name, visible } => {
-                let by =
-                    visible.map_or(String::new(), |v| format!(", the first of {CUDA_VISIBLE_DEVICES}={v}"));
-                format!("--device auto uses gpu:{index} ({name}{by})")
+                format!("--device auto uses gpu:{index} ({name}{})", chosen_from(visible.as_deref()))
             }
             ResolvedDevice::Cpu { notice } => {
                 format!("--device auto uses the CPU: {}", notice.unwrap_or_default())
