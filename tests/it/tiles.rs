@@ -158,7 +158,7 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
 }
 
 /// More shards than tiles, even absurdly many, leave the extra shards empty (nothing is allocated per
-/// shard); a zero shard count is refused on one line.
+/// shard); a zero shard count, a damaged base image and a damaged `job.json` are refused on one line.
 #[test]
 fn shards_beyond_the_tiles_are_empty_and_a_zero_count_is_refused() {
     let sb = sandbox();
@@ -172,6 +172,12 @@ fn shards_beyond_the_tiles_are_empty_and_a_zero_count_is_refused() {
     assert!(first.stderr.contains("tiles: 1 optimised here, 1 of 4 finished"), "{}", first.stderr);
     let zero = run(&["--shard-count", "0"]);
     insta::assert_snapshot!(zero.error_line(1), @"impasto: error: invalid --shard-count 0: the shard count must be at least 1");
+    // A damaged job file is named as what it is, not as a checkpoint.
+    let hide = |run: Run| run.error_line(1).replace(&*sb.root().to_string_lossy(), "[SANDBOX]");
+    std::fs::write(sb.path("job/base.safetensors"), b"damaged").unwrap();
+    insta::assert_snapshot!(hide(run(&[])), @"impasto: error: [SANDBOX]/job/base.safetensors: not an impasto file: header too small");
+    std::fs::write(sb.path("job/job.json"), b"{").unwrap();
+    insta::assert_snapshot!(hide(run(&[])), @"impasto: error: [SANDBOX]/job/job.json: not a tile job: EOF while parsing an object at line 1 column 1");
 }
 
 /// SIGTERM (a Slurm time limit or `scancel` on a tile job) stops `tiles run` as Ctrl-C does: after the

@@ -138,6 +138,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A tile job's file (`job.json`, its base image, a round's style shift) or a finished tile's
+    /// file could not be written or read, or belongs to another job or run. The path names which.
+    #[error("{path}: {reason}")]
+    TileFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The loss or its gradient became NaN or infinite. `last_good` holds the last image with a finite loss.
     #[error(
         "the loss became non-finite at iteration {iteration} ({what}); try lower weights or a smaller learning rate"

@@ -80,7 +80,7 @@ impl TileJob {
     }
 
     fn fingerprint_value(&self) -> Result<u64> {
-        u64::from_str_radix(&self.fingerprint, 16).map_err(|_| Error::Checkpoint {
+        u64::from_str_radix(&self.fingerprint, 16).map_err(|_| Error::TileFile {
             path: PathBuf::from("job.json"),
             reason: format!("bad fingerprint `{}`", self.fingerprint),
         })
@@ -105,7 +105,7 @@ impl TileJob {
     /// Reads the job and its base image from `dir`.
     pub fn read(dir: &Path) -> Result<(TileJob, Rgb32FImage)> {
         let file = Self::file(dir);
-        let bad = |reason: String| Error::Checkpoint { path: file.clone(), reason };
+        let bad = |reason: String| Error::TileFile { path: file.clone(), reason };
         let text = std::fs::read_to_string(&file).map_err(|e| Error::Io {
             action: "cannot read",
             path: file.clone(),
@@ -168,8 +168,8 @@ impl TileJob {
         }
         let again = "delete it: the round's processes compute it again";
         let (meta, x) = read_tensor(&path).map_err(|e| match e {
-            Error::Checkpoint { path, reason } => {
-                Error::Checkpoint { path, reason: format!("{reason} ({again})") }
+            Error::TileFile { path, reason } => {
+                Error::TileFile { path, reason: format!("{reason} ({again})") }
             }
             e => e,
         })?;
@@ -179,7 +179,7 @@ impl TileJob {
             || get("sizes") != sizes(lens.iter().copied())
             || x.len() != lens.iter().sum::<usize>()
         {
-            return Err(Error::Checkpoint { path, reason: format!("it belongs to another job ({again})") });
+            return Err(Error::TileFile { path, reason: format!("it belongs to another job ({again})") });
         }
         let mut rest = &x[..];
         Ok(Some(
@@ -201,7 +201,7 @@ impl TileJob {
         } else {
             String::new()
         };
-        Error::Checkpoint {
+        Error::TileFile {
             path: store.path(round * n + i),
             reason: format!("tile {i} of {n}{of_round} is not finished"),
         }
@@ -348,7 +348,7 @@ pub fn run_tiles(
             || plan.tiles[k].as_ref() != Some(&job.plan)
             || plan.rounds(k, &job.plan) != job.rounds
         {
-            return Err(Error::Checkpoint {
+            return Err(Error::TileFile {
                 path: TileJob::file(dir),
                 reason: "it was planned with other settings or images (the same images, model and flags are needed)".into(),
             });

@@ -23,7 +23,7 @@ pub struct TileStore {
 }
 
 fn err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+    Error::TileFile { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// Writes one f32 tensor `x` with `meta` to `path` atomically (a temporary file, then a rename).
