@@ -94,9 +94,11 @@ fn scalar(place: &str, v: &toml::Value) -> Result<String> {
 }
 
 fn string(place: &str, v: &toml::Value) -> Result<String> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| Error::plan(place, format!("expected a string, found {}", v.type_str())))
+    match v.as_str() {
+        Some("") => Err(Error::plan(place, "an empty string (expected a file or a name)")),
+        Some(s) => Ok(s.to_string()),
+        None => Err(Error::plan(place, format!("expected a string, found {}", v.type_str()))),
+    }
 }
 
 /// A string or a list of strings.
@@ -177,6 +179,9 @@ impl Plan {
         if !contents.is_empty() || !styles.is_empty() || !axes.is_empty() {
             let grid = self.grid.get_or_insert_with(Grid::default);
             if !contents.is_empty() {
+                if contents.iter().any(String::is_empty) {
+                    return Err(Error::plan("--content ``", "an empty path"));
+                }
                 grid.contents = contents.to_vec();
             }
             if !styles.is_empty() {
@@ -184,6 +189,9 @@ impl Plan {
             }
             for a in axes {
                 let (key, values) = key_value("--grid", a)?;
+                if values.split(',').any(str::is_empty) {
+                    return Err(Error::plan(format!("--grid `{a}`"), "an empty value between commas"));
+                }
                 let values: Vec<Value> = values.split(',').map(command_line_value).collect();
                 match grid.axes.iter_mut().find(|(k, _)| *k == key) {
                     Some(axis) => axis.1 = values,
@@ -206,6 +214,9 @@ impl Plan {
 /// A `--style` entry: one file or folder, or `A+B` (a blend), each part a file.
 fn blend(text: &str) -> Result<Vec<String>> {
     let parts: Vec<String> = text.split('+').map(str::to_string).collect();
+    if text.is_empty() {
+        return Err(Error::plan("--style ``", "an empty path"));
+    }
     if parts.len() > 1 && parts.iter().any(String::is_empty) {
         return Err(Error::plan(
             format!("--style `{text}`"),
@@ -246,6 +257,9 @@ fn grid(t: &toml::Table) -> Result<Grid> {
                     other => vec![other.clone()],
                 };
                 g.styles = entries.iter().map(|e| strings(&place, e)).collect::<Result<_>>()?;
+                if g.styles.iter().any(Vec::is_empty) {
+                    return Err(Error::plan(&place, "an empty blend `[]` (a blend lists its style images)"));
+                }
             }
             _ => {
                 let values = match v {
@@ -349,6 +363,18 @@ tv-weight = 0.5
             "[grid] size: expected a string or a number, found table"
         );
         assert!(err("[grid\n").starts_with("plan p.toml: "), "{}", err("[grid\n"));
+        assert_eq!(
+            err("[grid]\ncontent = 'c.png'\nstyle = ['s.png', ['a.png', '']]"),
+            "[grid] style: an empty string (expected a file or a name)"
+        );
+        assert_eq!(
+            err("[grid]\ncontent = 'c.png'\nstyle = ['s.png', []]"),
+            "[grid] style: an empty blend `[]` (a blend lists its style images)"
+        );
+        assert_eq!(
+            err("[[job]]\ncontent = ''\nstyle = 's.png'"),
+            "[[job]] 1 content: an empty string (expected a file or a name)"
+        );
     }
 
     #[test]
@@ -371,6 +397,16 @@ tv-weight = 0.5
         assert_eq!(p.settings, [("size".into(), Value::Text("64".into()))]);
         let e = Plan::empty(".".into()).with_command_line(&[], &[], &["size".into()], &[]).unwrap_err();
         assert_eq!(e.to_string(), "--grid `size`: expected FLAG=VALUE");
+        let refused = |c: &str, s: &str, g: &str| {
+            let (c, s, g) = ([c.to_string()], [s.to_string()], [g.to_string()]);
+            Plan::empty(".".into()).with_command_line(&c, &s, &g, &[]).unwrap_err().to_string()
+        };
+        assert_eq!(refused("", "s.png", "size=64"), "--content ``: an empty path");
+        assert_eq!(refused("c.png", "", "size=64"), "--style ``: an empty path");
+        assert_eq!(
+            refused("c.png", "s.png", "size=64,,96"),
+            "--grid `size=64,,96`: an empty value between commas"
+        );
         for style in ["s.png+", "+s.png", "a.png++b.png"] {
             let e = Plan::empty(".".into()).with_command_line(&[], &[style.into()], &[], &[]).unwrap_err();
             assert_eq!(
