@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use impasto::image::Rgb32FImage;
 use impasto::{AlphaPlane, Init, StyleConfig};
 
+use crate::progress::Display;
 use crate::settings::{InitSource, Settings};
 
 /// The decoded inputs of a run.
@@ -30,8 +31,42 @@ pub fn mask_plane(img: &Rgb32FImage) -> AlphaPlane {
     })
 }
 
-fn load_mask(path: &Path, what: &'static str) -> Result<AlphaPlane> {
-    Ok(mask_plane(&impasto::load_image(path).context(what)?))
+/// The `--mask` and `--style-mask` images, as planes. A mask is resized to the content's size; where
+/// its shape differs from `content`'s (by more than 2 %, more than rounding), so that it is
+/// stretched, a note on stderr says so unless the display is quiet.
+pub fn load_masks(
+    s: &Settings,
+    content: Option<(u32, u32)>,
+) -> Result<(Option<AlphaPlane>, Option<Vec<AlphaPlane>>)> {
+    let load = |flag: &str, path: &Path| -> Result<AlphaPlane> {
+        let m = mask_plane(&impasto::load_image(path).with_context(|| format!("{flag} image"))?);
+        if let Some(note) = content.and_then(|c| stretch_note(flag, path, (m.width(), m.height()), c))
+            && s.display != Display::Quiet
+        {
+            crate::progress::note(&note);
+        }
+        Ok(m)
+    };
+    let mask = s.mask.as_deref().map(|p| load("--mask", p)).transpose()?;
+    let style_masks = s.style_masks.iter().map(|p| load("--style-mask", p)).collect::<Result<Vec<_>>>()?;
+    Ok((mask, Some(style_masks).filter(|m| !m.is_empty())))
+}
+
+/// The note for a mask of `mask` pixels stretched to a content of `content` pixels, when their
+/// aspect ratios differ by more than 2 %.
+fn stretch_note(flag: &str, path: &Path, mask: (u32, u32), content: (u32, u32)) -> Option<String> {
+    let aspect = |(w, h): (u32, u32)| f64::from(w) / f64::from(h.max(1));
+    let (a, b) = (aspect(mask), aspect(content));
+    ((a / b - 1.0).abs() > 0.02).then(|| {
+        format!(
+            "impasto: the {flag} image {} is {}x{} and the content {}x{}: it is stretched to the content's shape",
+            path.display(),
+            mask.0,
+            mask.1,
+            content.0,
+            content.1
+        )
+    })
 }
 
 /// Reads every image file the settings name, in the order the user gave them.
@@ -43,13 +78,7 @@ pub fn load(s: &Settings) -> Result<Inputs> {
     if let InitSource::File(p) = &s.init {
         config.init = Init::Image(impasto::load_image(p).context("--init image")?);
     }
-    if let Some(p) = &s.mask {
-        config.mask = Some(load_mask(p, "--mask image")?);
-    }
-    if !s.style_masks.is_empty() {
-        let masks = s.style_masks.iter().map(|p| load_mask(p, "--style-mask image"));
-        config.style_masks = Some(masks.collect::<Result<Vec<_>>>()?);
-    }
+    (config.mask, config.style_masks) = load_masks(s, Some((content.width(), content.height())))?;
     Ok(Inputs { content, alpha, styles, config })
 }
 

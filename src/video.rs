@@ -148,21 +148,12 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let frame_rate = input.frame_rate(args.fps.as_deref());
     let total = match &input {
         Input::Video { info, .. } => info.frames,
-        Input::Folder { frames } => Some(*frames),
+        Input::Folder { frames, .. } => Some(*frames),
     };
     let styles =
         s.styles.iter().map(|p| impasto::load_image(p).context("style image")).collect::<Result<Vec<_>>>()?;
     let net = load_network(&mut s)?;
-    let mask_file = |p: &Path, what: &'static str| -> Result<AlphaPlane> {
-        Ok(inputs::mask_plane(&impasto::load_image(p).context(what)?))
-    };
-    if let Some(p) = &s.mask {
-        s.config.mask = Some(mask_file(p, "--mask image")?);
-    }
-    if !s.style_masks.is_empty() {
-        let masks = s.style_masks.iter().map(|p| mask_file(p, "--style-mask image"));
-        s.config.style_masks = Some(masks.collect::<Result<Vec<_>>>()?);
-    }
+    (s.config.mask, s.config.style_masks) = inputs::load_masks(&s, input.frame_size())?;
     // What decides the frames (not the device, the threads or the budgets: a clip stopped on one
     // machine continues on another).
     let key = format!(

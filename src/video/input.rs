@@ -17,11 +17,26 @@ const MAX_FPS: f64 = 1000.0;
 
 /// Where the frames come from.
 pub(super) enum Input {
-    Video { ffmpeg: PathBuf, info: VideoInfo },
-    Folder { frames: usize },
+    Video {
+        ffmpeg: PathBuf,
+        info: VideoInfo,
+    },
+    /// A folder of `frames` frames, the first readable one of `size` pixels.
+    Folder {
+        frames: usize,
+        size: Option<(u32, u32)>,
+    },
 }
 
 impl Input {
+    /// The frames' size, where it is known before the first frame is read.
+    pub(super) fn frame_size(&self) -> Option<(u32, u32)> {
+        match self {
+            Input::Video { info, .. } => Some((info.width, info.height)),
+            Input::Folder { size, .. } => *size,
+        }
+    }
+
     /// The frame rate of the output: the video's own, or a folder's `--fps` (default 25).
     pub(super) fn frame_rate(&self, fps: Option<&str>) -> String {
         match self {
@@ -76,11 +91,11 @@ pub(super) fn open_input(path: &Path, ffmpeg: Option<&Path>, fps: Option<&str>) 
         if files.is_empty() {
             bail!("{}: no image files in this folder", path.display());
         }
-        check_frame_sizes(&files)?;
+        let size = check_frame_sizes(&files)?;
         if let Some(fps) = fps {
             check_fps(fps)?;
         }
-        return Ok(Input::Folder { frames: files.len() });
+        return Ok(Input::Folder { frames: files.len(), size });
     }
     if !path.exists() {
         bail!("input video {}: no such file", path.display());
@@ -95,8 +110,8 @@ pub(super) fn open_input(path: &Path, ffmpeg: Option<&Path>, fps: Option<&str>) 
 
 /// Every frame of a folder must have the first one's size (the optical flow compares frames pixel by
 /// pixel). Only the files' headers are read; a frame that cannot be read is left to the reader, which
-/// names it when it comes to it.
-fn check_frame_sizes(files: &[PathBuf]) -> Result<()> {
+/// names it when it comes to it. Returns the frames' size (`None`: no frame could be read).
+fn check_frame_sizes(files: &[PathBuf]) -> Result<Option<(u32, u32)>> {
     let mut first: Option<(&Path, (u32, u32))> = None;
     for file in files {
         let Ok(size) = impasto::image::image_dimensions(file) else { continue };
@@ -114,7 +129,7 @@ fn check_frame_sizes(files: &[PathBuf]) -> Result<()> {
             Some(_) => {}
         }
     }
-    Ok(())
+    Ok(first.map(|f| f.1))
 }
 
 /// `--fps`: a number or a fraction as ffmpeg takes them (`25`, `29.97`, `30000/1001`), above 0 and at

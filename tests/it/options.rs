@@ -123,6 +123,21 @@ fn black_mask_keeps_the_content() {
     );
 }
 
+/// A mask of another shape than the content's is stretched to it, and a note says so (not with -q).
+#[test]
+fn a_mask_of_another_shape_is_stretched_with_a_note() {
+    let sb = tiny();
+    grey_png(&sb, "square.png", 8, 8, 255);
+    let args = ["-n", "1", "--print-every", "0", "--mask", "square.png", "-o", "o.png"];
+    let out = run_tiny(&sb, &args);
+    out.assert_ok();
+    let note = out.stderr.lines().find(|l| l.contains("stretched")).unwrap_or_default().to_string();
+    insta::assert_snapshot!(note, @"impasto: the --mask image square.png is 8x8 and the content 40x20: it is stretched to the content's shape");
+    let quiet = run_tiny(&sb, &[&args[..], &["-q"]].concat());
+    quiet.assert_ok();
+    assert!(!quiet.stderr.contains("stretched"), "{}", quiet.stderr);
+}
+
 #[test]
 fn style_masks_one_per_style() {
     let sb = tiny();
