@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use impasto::{OutputReservation, SaveOptions, StopReason, Stylized, Vgg};
+use impasto::image::Rgb32FImage;
+use impasto::{OutputReservation, SaveOptions, Saved, StopReason, Stylized, Vgg};
 
 use crate::args::RunArgs;
 use crate::inputs::Inputs;
@@ -98,7 +99,7 @@ pub fn run_settings(mut s: Settings) -> Result<Ran> {
     };
     // A run stopped early at a coarse scale is written at the size asked for.
     out.image = impasto::at_output_size(out.image, size);
-    reserved.save(&out.image, &save)?;
+    save_result(&mut reserved, &out.image, &save)?;
     if let Some(e) = progress.take_save_error() {
         return Err(anyhow!(
             "{e}; stopped at iteration {} and wrote the current image to {}",
@@ -247,10 +248,29 @@ fn write_last_good(
     and: &str,
 ) -> anyhow::Error {
     let Some(img) = e.last_good_image() else { return e.into() };
-    match output.save(img, save) {
-        Ok(()) => anyhow!("{e}; wrote the last good image to {}{and}", output.path().display()),
+    match output.save_or_rescue(img, save, &rescue_folders()) {
+        Ok(Saved::Output) => anyhow!("{e}; wrote the last good image to {}{and}", output.path().display()),
+        Ok(Saved::Rescued { path, error }) => {
+            anyhow!("{e}; {error}; wrote the last good image to {} instead{and}", path.display())
+        }
         Err(save) => anyhow!("{e}; could not write the last good image either: {save}"),
     }
+}
+
+/// Writes the run's image to its output or, where the output cannot take it (its folder was removed
+/// or made read-only during the run), into [`rescue_folders`]: then an error that says where.
+fn save_result(output: &mut OutputReservation, img: &Rgb32FImage, save: &SaveOptions) -> Result<()> {
+    match output.save_or_rescue(img, save, &rescue_folders())? {
+        Saved::Output => Ok(()),
+        Saved::Rescued { path, error } => {
+            Err(anyhow!("{error}; wrote the image to {} instead", path.display()))
+        }
+    }
+}
+
+/// Where an image goes that its output cannot take: the current folder, else the temporary folder.
+fn rescue_folders() -> Vec<PathBuf> {
+    std::env::current_dir().ok().into_iter().chain([std::env::temp_dir()]).collect()
 }
 
 /// `wrote out.png (512x384, 500 iterations, content 1.234e4, style 5.678e3, tv 1.200e1, 12.3 s)`.

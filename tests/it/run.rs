@@ -160,13 +160,17 @@ fn weights_from_the_environment_and_the_cache() {
     flag_run.assert_ok();
 }
 
-/// Starts a long Adam run and waits for its first log line; returns the child and its stderr reader.
+/// Starts a long Adam run (to `out.png` unless `extra` has `-o`) and waits for its first log line;
+/// returns the child and its stderr reader.
 #[cfg(unix)]
 fn start_long_run(
     sb: &Sandbox,
     extra: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<String>, std::sync::mpsc::Receiver<()>) {
-    let mut args = vec!["c.png", "s.png", "-o", "out.png", "--weights", "w.safetensors", "--size", "32"];
+    let mut args = vec!["c.png", "s.png", "--weights", "w.safetensors", "--size", "32"];
+    if !extra.contains(&"-o") {
+        args.extend(["-o", "out.png"]);
+    }
     args.extend(TINY_LAYERS);
     args.extend(["-n", "100000000", "--optimizer", "adam", "--print-every", "1"]);
     args.extend(extra);
@@ -231,6 +235,25 @@ fn ctrl_c_with_a_checkpoint_writes_both() {
         "{stderr}"
     );
     assert!(sb.path("run.ckpt").is_file() && sb.path("out.png").is_file());
+}
+
+/// An output folder removed during the run (or unmounted, or made read-only) does not lose the image:
+/// it is written into the current folder under a name that says so, and the run fails saying where.
+#[cfg(unix)]
+#[test]
+fn an_output_folder_removed_during_the_run_sends_the_image_to_the_current_folder() {
+    let sb = tiny();
+    std::fs::create_dir_all(sb.path("od")).unwrap();
+    let (mut child, reader, started) = start_long_run(&sb, &["-o", "od/out.png"]);
+    started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+    std::fs::remove_dir_all(sb.path("od")).unwrap();
+    sigint(&child);
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap().replace(&*sb.root().to_string_lossy(), "[SANDBOX]");
+    insta::assert_snapshot!(last, @"impasto: error: cannot write image od/out.png: No such file or directory (os error 2); wrote the image to [SANDBOX]/out.rescued.png instead");
+    assert_eq!(dims(&sb.path("out.rescued.png")), (32, 16));
 }
 
 /// SIGTERM (Slurm's time limit, `kill`, Kubernetes) and SIGHUP (a closed terminal) take the Ctrl-C

@@ -7,11 +7,13 @@
 //! * [`save_image`] / [`save_image_with`] write PNG, JPEG, WebP, TIFF or BMP, chosen by extension,
 //!   8- or 16-bit, with the alpha plane re-applied and the run's parameters embedded as metadata,
 //!   atomically (temporary file in the same folder, then rename); [`reserve_output`] sets the disk
-//!   space for a run's output aside before the run, so that a full disk cannot lose the result.
+//!   space for a run's output aside before the run, so that a full disk cannot lose the result, and
+//!   [`OutputReservation::save_or_rescue`] writes it into another folder when the output's is gone.
 
 mod icc;
 mod load;
 mod metadata;
+mod rescue;
 mod reserve;
 mod save;
 
@@ -20,6 +22,7 @@ use std::path::Path;
 use crate::error::Error;
 
 pub use load::{decode_image, load_image, load_image_with_alpha};
+pub use rescue::Saved;
 pub use reserve::{OutputReservation, reserve_output};
 pub use save::{SaveOptions, check_writable, save_image, save_image_with};
 
