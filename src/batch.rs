@@ -2,8 +2,8 @@
 //! that is this shard's, each through the same run path as `impasto CONTENT STYLE -o OUT`. Everything
 //! is checked before the first job starts; a job already done is skipped, a failed one is logged and
 //! the others go on; the exit status says whether every job of the shard is done. The policy (plan,
-//! names, shards, claims, log, index) is `impasto-batch`'s; this file reads the environment (the shard
-//! from Slurm or Kubernetes, the host name) and runs the jobs.
+//! names, shards, claims, log, index) is `impasto-batch`'s; `crate::shard` reads which shard this
+//! process takes (Slurm, Kubernetes) and the host name; this file runs the jobs.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,18 +19,8 @@ use crate::args::RunArgs;
 use crate::progress::note;
 use crate::run::{self, Outcome};
 use crate::settings::{self, Env, Settings};
+use crate::shard::{ShardEnv, shard_from};
 use crate::{interrupt, settings::parse_duration};
-
-/// Slurm job arrays: this task's index, the array's lowest index and its task count.
-pub const SLURM_ID_ENV: &str = "SLURM_ARRAY_TASK_ID";
-/// See [`SLURM_ID_ENV`].
-pub const SLURM_MIN_ENV: &str = "SLURM_ARRAY_TASK_MIN";
-/// See [`SLURM_ID_ENV`].
-pub const SLURM_COUNT_ENV: &str = "SLURM_ARRAY_TASK_COUNT";
-/// Kubernetes Indexed Jobs: the pod's completion index (Kubernetes sets no count).
-pub const K8S_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
-/// The shard count that goes with `JOB_COMPLETION_INDEX` (or `--shard-count`).
-pub const SHARD_COUNT_ENV: &str = "IMPASTO_SHARD_COUNT";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -107,82 +97,9 @@ pub struct BatchArgs {
     pub quiet: bool,
 }
 
-/// What `impasto batch` reads from its environment and system.
-#[derive(Debug, Clone, Default)]
-pub struct ShardEnv {
-    /// `SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`.
-    pub slurm: (Option<String>, Option<String>, Option<String>),
-    /// `JOB_COMPLETION_INDEX`.
-    pub k8s_index: Option<String>,
-    /// `IMPASTO_SHARD_COUNT`.
-    pub count: Option<String>,
-    /// This host's name.
-    pub host: String,
-}
-
-impl ShardEnv {
-    /// Reads the real environment and host name.
-    pub fn from_process() -> ShardEnv {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-            .iter()
-            .find_map(|p| {
-                std::fs::read_to_string(p).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
-            })
-            .or_else(|| var("HOSTNAME"))
-            .unwrap_or_else(|| "localhost".into());
-        ShardEnv {
-            slurm: (var(SLURM_ID_ENV), var(SLURM_MIN_ENV), var(SLURM_COUNT_ENV)),
-            k8s_index: var(K8S_INDEX_ENV),
-            count: var(SHARD_COUNT_ENV),
-            host,
-        }
-    }
-}
-
 /// The shard: the flag, else Slurm's array, else Kubernetes' index with a count, else everything.
 pub fn resolve_shard(args: &BatchArgs, env: &ShardEnv) -> Result<Shard> {
     shard_from(args.shard.as_deref(), args.shard_count, env)
-}
-
-/// The shard of `--shard` and `--shard-count` (`impasto batch`, `impasto tiles run`): the flag, else
-/// Slurm's array, else Kubernetes' index with a count, else everything.
-pub fn shard_from(shard: Option<&str>, shard_count: Option<usize>, env: &ShardEnv) -> Result<Shard> {
-    let num = |name: &str, v: &str| -> Result<usize> {
-        v.trim().parse().map_err(|_| anyhow!("invalid ${name} `{v}`: expected a whole number"))
-    };
-    if shard_count == Some(0) {
-        bail!("invalid --shard-count 0: the shard count must be at least 1");
-    }
-    if let Some(text) = shard {
-        return Ok(text.parse()?);
-    }
-    if let (Some(id), min, Some(count)) = &env.slurm {
-        let (id, count) = (num(SLURM_ID_ENV, id)?, num(SLURM_COUNT_ENV, count)?);
-        let min = min.as_deref().map(|m| num(SLURM_MIN_ENV, m)).transpose()?.unwrap_or(0);
-        let index = id
-            .checked_sub(min)
-            .ok_or_else(|| anyhow!("${SLURM_ID_ENV} {id} is below ${SLURM_MIN_ENV} {min}"))?;
-        return Ok(Shard::new(
-            index,
-            count,
-            &format!(
-                "{index}/{count} (from ${SLURM_ID_ENV} - ${SLURM_MIN_ENV} of ${SLURM_COUNT_ENV}; use a contiguous array such as --array=0-3)"
-            ),
-        )?);
-    }
-    if let Some(i) = &env.k8s_index {
-        let count = match (shard_count, &env.count) {
-            (Some(n), _) => n,
-            (None, Some(n)) => num(SHARD_COUNT_ENV, n)?,
-            (None, None) => bail!(
-                "${K8S_INDEX_ENV} is set but not the shard count: pass --shard-count N or set ${SHARD_COUNT_ENV} (the Job's completions)"
-            ),
-        };
-        let index = num(K8S_INDEX_ENV, i)?;
-        return Ok(Shard::new(index, count, &format!("{index}/{count}"))?);
-    }
-    Ok(Shard::ALL)
 }
 
 /// A parser of one job's run arguments (the plain run's flags, nothing else).
@@ -513,68 +430,6 @@ fn write_index(list: &JobList, out: &Path, shard_env: &ShardEnv, quiet: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(extra: &[&str]) -> BatchArgs {
-        #[derive(Debug, Parser)]
-        struct T {
-            #[command(flatten)]
-            b: BatchArgs,
-        }
-        let mut argv = vec!["impasto", "plan.toml"];
-        argv.extend(extra);
-        T::try_parse_from(argv).unwrap().b
-    }
-
-    fn env(
-        slurm: (Option<&str>, Option<&str>, Option<&str>),
-        k8s: Option<&str>,
-        count: Option<&str>,
-    ) -> ShardEnv {
-        let s = |v: Option<&str>| v.map(str::to_string);
-        ShardEnv {
-            slurm: (s(slurm.0), s(slurm.1), s(slurm.2)),
-            k8s_index: s(k8s),
-            count: s(count),
-            host: "h".into(),
-        }
-    }
-
-    #[test]
-    fn the_shard_comes_from_the_flag_slurm_or_kubernetes() {
-        let none = (None, None, None);
-        let shard = |a: &[&str], e: ShardEnv| {
-            resolve_shard(&args(a), &e).map(|s| s.to_string()).map_err(|e| e.to_string())
-        };
-        assert_eq!(shard(&[], env(none, None, None)), Ok("0/1".into()));
-        assert_eq!(
-            shard(&["--shard", "1/3"], env((Some("0"), None, Some("4")), None, None)),
-            Ok("1/3".into())
-        );
-        assert_eq!(shard(&[], env((Some("2"), Some("0"), Some("4")), None, None)), Ok("2/4".into()));
-        assert_eq!(shard(&[], env((Some("5"), Some("4"), Some("4")), None, None)), Ok("1/4".into()));
-        assert_eq!(shard(&[], env(none, Some("3"), Some("5"))), Ok("3/5".into()));
-        assert_eq!(shard(&["--shard-count", "6"], env(none, Some("3"), Some("5"))), Ok("3/6".into()));
-        assert!(
-            shard(&[], env(none, Some("3"), None))
-                .unwrap_err()
-                .contains("pass --shard-count N or set $IMPASTO_SHARD_COUNT")
-        );
-        assert_eq!(
-            shard(&["--shard", "3/2"], env(none, None, None)).unwrap_err(),
-            "invalid shard `3/2`: index 3 is not below the count 2 (shards are numbered 0 to 1)"
-        );
-        assert!(shard(&[], env(none, Some("7"), Some("4"))).unwrap_err().starts_with("invalid shard `7/4`"));
-        // A zero count is refused wherever it is given, also where nothing reads it.
-        let zero = "invalid --shard-count 0: the shard count must be at least 1";
-        assert_eq!(shard(&["--shard-count", "0"], env(none, None, None)).unwrap_err(), zero);
-        assert_eq!(shard(&["--shard-count", "0"], env(none, Some("0"), Some("2"))).unwrap_err(), zero);
-        assert!(shard(&[], env(none, Some("0"), Some("0"))).unwrap_err().ends_with("must be at least 1"));
-        // A huge count is a shard like any other (most of them empty).
-        assert_eq!(
-            shard(&[], env((Some("3"), None, Some("99999999999")), None, None)),
-            Ok("3/99999999999".into())
-        );
-    }
 
     #[test]
     fn run_flags_know_switches_files_and_refuse_the_batch_s_own() {

@@ -17,6 +17,7 @@ mod progress;
 mod run;
 mod serve;
 mod settings;
+mod shard;
 mod tiles;
 mod video;
 mod weights;
@@ -54,11 +55,11 @@ fn main() -> ExitCode {
             serve::run(args, &settings::Env::from_process()).map(|()| Outcome::Done)
         }
         Some(Command::Batch(args)) => {
-            batch::run(args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
+            batch::run(args, &settings::Env::from_process(), &shard::ShardEnv::from_process())
         }
         Some(Command::Video(args)) => video::run(*args, &settings::Env::from_process()),
         Some(Command::Tiles(args)) => {
-            tiles::run(*args, &settings::Env::from_process(), &batch::ShardEnv::from_process())
+            tiles::run(*args, &settings::Env::from_process(), &shard::ShardEnv::from_process())
         }
         None => run::run(cli.run, &settings::Env::from_process()),
     };

@@ -13,12 +13,12 @@ use impasto::tiles::{JobProgress, TileJob, TilePlan};
 use impasto::{SaveOptions, StopReason, Vgg};
 
 use crate::args::RunArgs;
-use crate::batch::{ShardEnv, shard_from};
 use crate::inputs::{self, Inputs};
 use crate::interrupt;
 use crate::progress::{Display, Progress, note};
 use crate::run::Outcome;
 use crate::settings::{self, Env, Settings};
+use crate::shard::{ShardEnv, shard_from};
 use crate::weights::{Got, Located};
 
 const AFTER_HELP: &str = "\
