@@ -237,8 +237,9 @@ fn ctrl_c_with_a_checkpoint_writes_both() {
     assert!(sb.path("run.ckpt").is_file() && sb.path("out.png").is_file());
 }
 
-/// An output folder removed during the run (or unmounted, or made read-only) does not lose the image:
-/// it is written into the current folder under a name that says so, and the run fails saying where.
+/// An output folder removed during the run (or unmounted, or made read-only) does not lose the image,
+/// on Ctrl-C or at a checkpoint that cannot be written: it is written into the current folder under
+/// a name that says so, and the run fails saying where.
 #[cfg(unix)]
 #[test]
 fn an_output_folder_removed_during_the_run_sends_the_image_to_the_current_folder() {
@@ -254,6 +255,30 @@ fn an_output_folder_removed_during_the_run_sends_the_image_to_the_current_folder
     let last = stderr.lines().last().unwrap().replace(&*sb.root().to_string_lossy(), "[SANDBOX]");
     insta::assert_snapshot!(last, @"impasto: error: cannot write image od/out.png: No such file or directory (os error 2); wrote the image to [SANDBOX]/out.rescued.png instead");
     assert_eq!(dims(&sb.path("out.rescued.png")), (32, 16));
+
+    // With a checkpoint in that folder, the first checkpoint that cannot be written stops the run,
+    // and its image goes the same way (next to the first rescue, which it does not overwrite).
+    std::fs::create_dir_all(sb.path("od")).unwrap();
+    let extra = ["-o", "od/out.png", "--checkpoint", "od/run.ckpt", "--checkpoint-every", "1"];
+    let (mut child, reader, started) = start_long_run(&sb, &extra);
+    started.recv_timeout(Duration::from_secs(60)).expect("the run started");
+    // The run writes a checkpoint there at every iteration: a removal can race with one.
+    while sb.path("od").exists() {
+        let _ = std::fs::remove_dir_all(sb.path("od"));
+    }
+    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap().replace(&*sb.root().to_string_lossy(), "[SANDBOX]");
+    // The checkpoint's own reason depends on which step of its write met the removal.
+    assert!(last.starts_with("impasto: error: checkpoint od/run.ckpt: cannot write: "), "{stderr}");
+    assert!(
+        last.ends_with(
+            "; cannot write image od/out.png: No such file or directory (os error 2); wrote the last good image to [SANDBOX]/out.rescued-2.png instead"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(dims(&sb.path("out.rescued-2.png")), (32, 16));
 }
 
 /// SIGTERM (Slurm's time limit, `kill`, Kubernetes) and SIGHUP (a closed terminal) take the Ctrl-C

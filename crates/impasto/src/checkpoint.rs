@@ -108,6 +108,17 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
 }
 
+/// `e`, a failure of [`write`] during a run, as the run's stop: [`Error::CheckpointWrite`] carrying
+/// `image` (the run's image then) as its last good one.
+pub(crate) fn unwritten(e: Error, image: impl FnOnce() -> image::Rgb32FImage) -> Error {
+    match e {
+        Error::Checkpoint { path, reason } => {
+            Error::CheckpointWrite { path, reason, last_good: Box::new(image()) }
+        }
+        e => e,
+    }
+}
+
 /// Writes `state` to `path` atomically (a temporary file in the same folder, then a rename).
 pub(crate) fn write(path: &Path, state: &State) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = Vec::new();

@@ -138,6 +138,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint could not be written during a run (a full disk, its folder removed), which stopped
+    /// there. `last_good` holds the image the run had, for the caller to write as for Ctrl-C.
+    #[error("checkpoint {path}: {reason}")]
+    CheckpointWrite {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+        /// The run's image when it stopped (RGB, 0..1).
+        last_good: Box<image::Rgb32FImage>,
+    },
     /// A tile job's file (`job.json`, its base image, a round's style shift) or a finished tile's
     /// file could not be written or read, or belongs to another job or run. The path names which.
     #[error("{path}: {reason}")]
@@ -264,20 +275,24 @@ impl Error {
     /// The last good image carried by a [`Error::NonFinite`] or [`Error::Gpu`] error, if any.
     pub fn last_good_image(&self) -> Option<&image::Rgb32FImage> {
         match self {
-            Error::NonFinite { last_good, .. } => Some(last_good),
+            Error::NonFinite { last_good, .. } | Error::CheckpointWrite { last_good, .. } => Some(last_good),
             Error::Gpu { last_good: Some(last_good), .. } => Some(last_good),
             _ => None,
         }
     }
 
-    /// `self` reporting `image` as the run's last good image: a non-finite loss or a GPU failure
-    /// carries it (in place of its own); other errors are unchanged.
+    /// `self` reporting `image` as the run's last good image: a non-finite loss, a GPU failure or a
+    /// checkpoint that could not be written carries it (in place of its own); other errors are
+    /// unchanged.
     pub(crate) fn with_last_good(self, image: image::Rgb32FImage) -> Error {
         match self {
             Error::NonFinite { iteration, what, .. } => {
                 Error::NonFinite { iteration, what, last_good: Box::new(image) }
             }
             Error::Gpu { kind, reason, .. } => Error::Gpu { kind, reason, last_good: Some(Box::new(image)) },
+            Error::CheckpointWrite { path, reason, .. } => {
+                Error::CheckpointWrite { path, reason, last_good: Box::new(image) }
+            }
             e => e,
         }
     }

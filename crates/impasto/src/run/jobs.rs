@@ -388,7 +388,7 @@ pub fn run_tiles(
         // line, with the last good image, the round's start with every finished tile blended in.
         let keep = |e: Error, r: usize| {
             let e = plan.explain(e);
-            if !matches!(e, Error::Gpu { .. } | Error::NonFinite { .. }) {
+            if !matches!(e, Error::Gpu { .. } | Error::NonFinite { .. } | Error::CheckpointWrite { .. }) {
                 return e;
             }
             match finished_so_far(job, base, &store, r) {

@@ -268,9 +268,12 @@ impl ScaleRun<'_> {
         Ok(())
     }
 
+    /// Writes the checkpoint, if the run has one; one that cannot be written stops the run with the
+    /// image it has ([`Error::CheckpointWrite`]).
     fn save_checkpoint(&self, state: &State, observer: &mut dyn Observer) -> Result<()> {
         if let Some(path) = &self.config.checkpoint {
-            checkpoint::write(path, state)?;
+            checkpoint::write(path, state)
+                .map_err(|e| checkpoint::unwritten(e, || to_image(&state.x, state.width, state.height)))?;
             observer.on_checkpoint(state.done, path);
         }
         Ok(())

@@ -311,9 +311,10 @@ impl Plan<'_> {
                 self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), warm, carry, observer);
             let (r, opt) = match tile {
                 Ok(r) => r,
-                // The tiles blended so far are the last good image (before the first tile, a GPU
-                // failure building its objective keeps the previous scale's result: `run_scales`).
-                Err(e) if g > 0 || matches!(e, Error::NonFinite { .. }) => {
+                // The tiles blended so far are the last good image, not the tile's own pixels that
+                // a non-finite loss or an unwritable checkpoint carries (before the first tile, a
+                // GPU failure building its objective keeps the previous scale's result: `run_scales`).
+                Err(e) if g > 0 || matches!(e, Error::NonFinite { .. } | Error::CheckpointWrite { .. }) => {
                     tiles::finish(&mut out);
                     return Err(e.with_last_good(out));
                 }
@@ -384,7 +385,8 @@ impl Plan<'_> {
             x,
             tile: Some(TileState { index: count, count, base: base.clone() }),
         };
-        crate::checkpoint::write(path, &state)?;
+        crate::checkpoint::write(path, &state)
+            .map_err(|e| crate::checkpoint::unwritten(e, || last.image.clone()))?;
         observer.on_checkpoint(carry.done, path);
         Ok(())
     }

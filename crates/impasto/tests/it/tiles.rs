@@ -2,8 +2,8 @@
 //! tiled run's whole-image losses are close to the untiled run's (closer with L-BFGS pairs carried
 //! across the rounds), a resumed tiled run skips its finished tiles and ends with the same bits (the
 //! carried pairs kept beside the checkpoint), masks and two styles work in tiles, tile jobs run in
-//! parts and rounds and stitched give the in-process pixels, and a failed final write keeps the
-//! checkpoint.
+//! parts and rounds and stitched give the in-process pixels, a failed final write keeps the
+//! checkpoint, and a checkpoint that cannot be written stops the run with the whole image.
 
 use std::ops::ControlFlow;
 
@@ -262,6 +262,23 @@ fn a_resumed_tiled_run_skips_finished_tiles_and_ends_with_the_same_bits() {
     let out2 = impasto::stylize(&net, &resumed, &content, style, &mut again).unwrap();
     assert_eq!((again.skipped, again.optimised), (count, 0));
     assert_eq!(bits(&out2.image), bits(&whole.image));
+}
+
+/// A checkpoint that cannot be written (its folder is gone) stops a tiled run with the whole image
+/// as its last good one, not the tile it was optimising.
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_a_tiled_run_with_the_whole_image() {
+    let (net, layers) = run_net(Pooling::Max, "relu5_1");
+    let (content, styles) = inputs();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gone").join("run.ckpt");
+    let config =
+        StyleConfig { min_size: 96, checkpoint: Some(ckpt.clone()), checkpoint_every: 1, ..tiled(&layers) };
+    let err = impasto::stylize(&net, &config, &content, &styles[..1], &mut NoObserver).unwrap_err();
+    let impasto::Error::CheckpointWrite { path, last_good, .. } = &err else { panic!("{err}") };
+    assert_eq!(path, &ckpt);
+    assert_eq!(last_good.dimensions(), (96, 96));
+    assert!(err.to_string().starts_with(&format!("checkpoint {}: cannot write", ckpt.display())), "{err}");
 }
 
 fn half(left: bool) -> AlphaPlane {
