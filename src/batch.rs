@@ -184,11 +184,11 @@ fn output_folder(args: &BatchArgs, plan: &Plan) -> Result<PathBuf> {
     }
 }
 
-/// Makes the results folder if missing and checks that it is writable.
-fn make_writable(out: &Path) -> Result<()> {
+/// Makes the results folder if missing and checks that it is writable (`batch`, `serve --output`).
+pub(crate) fn make_writable(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("results folder {} cannot be made", out.display()))?;
-    let probe = out.join(format!(".impasto-batch-probe-{}", std::process::id()));
+    let probe = out.join(format!(".impasto-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .with_context(|| format!("results folder {} is not writable", out.display()))?;
     let _ = std::fs::remove_file(&probe);

@@ -57,6 +57,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub token: bool,
 
+    /// Write each run's image into this folder (made if missing) as ID.png when the run ends, and
+    /// those of the runs under way when the server stops
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
     /// Largest upload, all images of a run together, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Limits")]
     pub max_upload_mb: u32,
@@ -154,6 +159,9 @@ pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
 /// Runs `impasto serve`.
 pub fn run(args: ServeArgs, env: &Env) -> Result<()> {
     let limits = limits(&args)?;
+    if let Some(dir) = &args.output {
+        crate::batch::make_writable(dir)?;
+    }
     let arch: Arch = args.model.into();
     let builtin = args.weights.as_deref() == Some(std::path::Path::new(crate::weights::BUILTIN));
     if builtin && arch != Arch::Vgg16 {
@@ -209,10 +217,15 @@ pub fn run(args: ServeArgs, env: &Env) -> Result<()> {
         threads: args.threads,
         require_token: args.token,
         device,
+        output: args.output,
     };
     let open = args.open;
+    let output = config.output.clone();
     impasto_serve::serve(config, |server| ready(server, open)).context("impasto serve")?;
-    note("impasto serve: stopped");
+    match output {
+        Some(dir) => note(&format!("impasto serve: stopped (the runs' images are in {})", dir.display())),
+        None => note("impasto serve: stopped"),
+    }
     Ok(())
 }
 

@@ -176,7 +176,7 @@ fn serve_requires_the_token_of_its_url_with_token_or_beyond_loopback() {
 }
 
 #[test]
-fn serve_reports_bad_flags_missing_weights_and_a_taken_port_in_one_line() {
+fn serve_reports_bad_flags_missing_weights_an_unusable_output_and_a_taken_port_in_one_line() {
     let sb = Sandbox::new();
     let e = sb.run(&["serve", "--max-size", "99999"]).error_line(1).to_owned();
     assert_eq!(e, "impasto: error: invalid --max-size 99999: it must be between 16 and 16384 pixels");
@@ -189,6 +189,9 @@ fn serve_reports_bad_flags_missing_weights_and_a_taken_port_in_one_line() {
     assert!(e.starts_with("impasto: error: no vgg19 weights found") && e.contains("offline"), "{e}");
     let e = sb.run(&["serve", "--model", "vgg19", "--weights", "builtin"]).error_line(1).to_owned();
     assert_eq!(e, "impasto: error: --weights builtin is a VGG-16; it cannot serve --model vgg19");
+    std::fs::write(sb.path("afile"), b"").unwrap();
+    let e = sb.run(&["serve", "--port", "0", "-o", "afile/results"]).error_line(1).to_owned();
+    assert!(e.starts_with("impasto: error: results folder afile/results cannot be made: "), "{e}");
     let out = sb.run(&["serve", "--host", "not-an-address"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("invalid value 'not-an-address' for '--host <ADDR>'"), "{}", out.stderr);

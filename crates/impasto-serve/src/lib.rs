@@ -53,6 +53,7 @@ mod upload;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,12 @@ pub struct ServeConfig {
     pub require_token: bool,
     /// Where every run's network and losses run (resolved: `Cpu` or `Gpu(Some(n))`).
     pub device: impasto::Device,
+    /// A folder (that exists) where each run's image is written as `ID.png` (the job id's first 8
+    /// characters) when the run ends: finished, stopped, or failed with a last good image. When the
+    /// server stops, it waits (up to a minute) for the runs under way to stop after their iteration,
+    /// so their images are written too. `None`: images are kept in memory only, for the page to
+    /// download.
+    pub output: Option<PathBuf>,
 }
 
 /// A bound server, ready to run.
@@ -89,6 +96,7 @@ pub struct Server {
     app: Arc<queue::App>,
     access: Arc<guard::Access>,
     token: Option<String>,
+    output: Option<PathBuf>,
 }
 
 impl Server {
@@ -103,8 +111,10 @@ impl Server {
             .map_err(|error| ServeError::Io { what: "reading the bound address", error })?;
         let token = (config.require_token || !bound.ip().is_loopback()).then(guard::new_token);
         let access = Arc::new(guard::Access::new(bound, token.clone()));
-        let app = queue::App::new(config.limits, runner::launcher(config.net, config.threads, config.device));
-        Ok(Server { listener, app, access, token })
+        let output = config.output.clone();
+        let launch = runner::launcher(config.net, config.threads, config.device, config.output);
+        let app = queue::App::new(config.limits, launch);
+        Ok(Server { listener, app, access, token, output })
     }
 
     /// The access token every request must carry, if one is required.
@@ -132,18 +142,29 @@ impl Server {
             .map_err(|error| ServeError::Io { what: "reading the bound address", error })
     }
 
-    /// Serves until `shutdown` completes; then cancels every run, ends the event streams and returns.
+    /// Serves until `shutdown` completes; then cancels every run, ends the event streams and returns
+    /// (with an output folder, once the runs under way have stopped and written their images).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let app = self.app.clone();
         let router = api::router(self.app, self.access);
-        let stop = async move {
-            shutdown.await;
-            app.shut_down();
+        let stop = {
+            let app = app.clone();
+            async move {
+                shutdown.await;
+                app.shut_down();
+            }
         };
-        axum::serve(self.listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(stop)
             .await
-            .map_err(|error| ServeError::Io { what: "serving", error })
+            .map_err(|error| ServeError::Io { what: "serving", error });
+        // Cancelled runs stop after their iteration; a minute covers the slowest (a large image on
+        // a small CPU) without hanging on a device that never answers.
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while self.output.is_some() && app.running() > 0 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        served
     }
 }
 

@@ -151,6 +151,11 @@ impl App {
     }
 
     /// A run is done: its slot goes to the next job.
+    /// The runs under way (their threads have not ended).
+    pub(crate) fn running(&self) -> usize {
+        lock(&self.queue).running
+    }
+
     fn finished(self: &Arc<Self>) {
         {
             let mut q = lock(&self.queue);

@@ -1,10 +1,11 @@
 //! One run, on its own thread: calls [`impasto::stylize`] with an observer that publishes each
 //! iteration (losses, scale, ETA), keeps a throttled PNG preview, pauses, cancels and passes the page's
-//! new weights to the library; then keeps the final image and frees the run slot. [`launcher`] is how
-//! the queue starts runs.
+//! new weights to the library; then keeps the final image (and writes it into the output folder, if
+//! there is one) and frees the run slot. [`launcher`] is how the queue starts runs.
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,13 +18,21 @@ use crate::job::{Inputs, Job, JobState, ScaleInfo, Started, StepInfo};
 use crate::queue::Launch;
 
 /// The queue's launch function: each job runs on a thread of its own with `net` and `threads` worker
-/// threads, and frees its slot when it ends (also after a panic).
-pub(crate) fn launcher(net: Arc<Vgg>, threads: usize, device: impasto::Device) -> Launch {
+/// threads, writes its image into `output` (if given) and frees its slot when it ends (also after a
+/// panic).
+pub(crate) fn launcher(
+    net: Arc<Vgg>,
+    threads: usize,
+    device: impasto::Device,
+    output: Option<PathBuf>,
+) -> Launch {
+    let output = output.map(Arc::<Path>::from);
     Box::new(move |job, slot| {
         let net = Arc::clone(&net);
+        let output = output.clone();
         let name = format!("impasto-run-{}", &job.id[..8.min(job.id.len())]);
         std::thread::Builder::new().name(name).spawn(move || {
-            run(&net, threads, device, &job);
+            run(&net, threads, device, &job, output.as_deref());
             drop(slot);
         })?;
         Ok(())
@@ -31,16 +40,50 @@ pub(crate) fn launcher(net: Arc<Vgg>, threads: usize, device: impasto::Device) -
 }
 
 /// Runs `job` to its end.
-fn run(net: &Vgg, threads: usize, device: impasto::Device, job: &Job) {
+fn run(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, output: Option<&Path>) {
     if let Some(inputs) = job.take_inputs() {
-        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(net, threads, device, job, inputs)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| stylize(net, threads, device, job, inputs, output)));
         if outcome.is_err() {
             job.set_state(JobState::Failed, Some("internal error: the run panicked".into()), None);
         }
     }
 }
 
-fn stylize(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, inputs: Inputs) {
+/// Keeps the run's image `png` in the job and, with an output folder, writes it there as `ID.png`
+/// (a temporary file, then a rename); returns what to tell the page: where it was written, or why
+/// it could not be.
+fn keep(job: &Job, png: Bytes, output: Option<&Path>) -> Option<String> {
+    let written = output.map(|folder| {
+        let path = folder.join(format!("{}.png", &job.id[..8.min(job.id.len())]));
+        let tmp = folder.join(format!(".{}.png.tmp", job.id));
+        match std::fs::write(&tmp, &png).and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => format!("written to {}", path.display()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                format!("could not write {}: {e}", path.display())
+            }
+        }
+    });
+    job.set_result(png);
+    written
+}
+
+/// `a` and `b` joined by `; ` where both are there.
+fn and(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+fn stylize(
+    net: &Vgg,
+    threads: usize,
+    device: impasto::Device,
+    job: &Job,
+    inputs: Inputs,
+    output: Option<&Path>,
+) {
     let mut config = impasto::StyleConfig { threads, device, ..inputs.config };
     // The page never chooses style layers: a run takes the default ones the network has (relu1_1 …
     // relu4_1 on the built-in compact VGG-16, which stops at relu4_2), by the CLI's rule.
@@ -56,10 +99,10 @@ fn stylize(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, inputs
         Ok(mut out) => {
             // A run stopped at a coarse scale is kept at the size asked for, as the CLI writes it.
             out.image = impasto::at_output_size(out.image, size);
-            match encode_png(&out.image) {
-                Ok(png) => job.set_result(png),
+            let written = match encode_png(&out.image) {
+                Ok(png) => keep(job, png, output),
                 Err(e) => return job.set_state(JobState::Failed, Some(e), None),
-            }
+            };
             let (state, note) = match out.stop {
                 StopReason::Finished => (JobState::Finished, None),
                 StopReason::Converged => {
@@ -69,13 +112,12 @@ fn stylize(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, inputs
                     (JobState::Cancelled, Some(format!("stopped after {} iterations", out.iterations)))
                 }
             };
-            job.set_state(state, None, note);
+            job.set_state(state, None, and(note, written));
         }
         Err(e) => {
-            if let Some(png) = e.last_good_image().and_then(|img| encode_png(img).ok()) {
-                job.set_result(png);
-            }
-            job.set_state(JobState::Failed, Some(e.to_string()), None);
+            let png = e.last_good_image().and_then(|img| encode_png(img).ok());
+            let written = png.and_then(|png| keep(job, png, output));
+            job.set_state(JobState::Failed, Some(e.to_string()), written);
         }
     }
 }

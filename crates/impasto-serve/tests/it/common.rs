@@ -101,6 +101,22 @@ impl TestServer {
         Self::start_config(net, limits, require_token, impasto::Device::Cpu)
     }
 
+    /// A server that writes each run's image into `output`.
+    pub fn start_writing(net: Arc<Vgg>, limits: Limits, output: &Path) -> TestServer {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let device = impasto::Device::Cpu;
+        let output = Some(output.to_path_buf());
+        Self::start_server(ServeConfig {
+            addr,
+            net,
+            limits,
+            threads: 2,
+            require_token: false,
+            device,
+            output,
+        })
+    }
+
     fn start_config(
         net: Arc<Vgg>,
         limits: Limits,
@@ -108,7 +124,10 @@ impl TestServer {
         device: impasto::Device,
     ) -> TestServer {
         let addr = "127.0.0.1:0".parse().unwrap();
-        let config = ServeConfig { addr, net, limits, threads: 2, require_token, device };
+        Self::start_server(ServeConfig { addr, net, limits, threads: 2, require_token, device, output: None })
+    }
+
+    fn start_server(config: ServeConfig) -> TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

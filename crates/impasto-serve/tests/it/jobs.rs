@@ -161,6 +161,31 @@ fn queue_pause_steer_resume_cancel_and_download() {
     wait_for(&server, &c, 30, "C to end", |s| s["state"] == "cancelled");
 }
 
+/// With an output folder, a finished run's image is written there as ID.png, and so is the image of
+/// a run still under way when the server stops (it stops after its iteration, and the server waits).
+#[test]
+fn with_an_output_folder_every_run_s_image_is_written_there_also_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_writing(random_net(), Limits::default(), dir.path());
+    let (content, style) = (png(32, 24, 1), png(32, 32, 2));
+    let short = id_of(&json(&submit(&server, &content, &[&style], &json!({"size": 32, "iterations": 2}))));
+    let done = wait_for(&server, &short, 60, "the short run to end", |s| s["state"] == "finished");
+    let file = dir.path().join(format!("{}.png", &short[..8]));
+    assert_eq!(done["note"].as_str(), Some(format!("written to {}", file.display()).as_str()), "{done}");
+    assert_eq!(decode_png(&std::fs::read(&file).unwrap()), (32, 24));
+
+    let long = json!({"size": 32, "iterations": 2000});
+    let running = id_of(&json(&submit(&server, &content, &[&style], &long)));
+    wait_for(&server, &running, 60, "the long run to iterate", |s| {
+        s["history"].as_array().unwrap().len() >= 2
+    });
+    drop(server);
+    let file = dir.path().join(format!("{}.png", &running[..8]));
+    assert_eq!(decode_png(&std::fs::read(&file).unwrap()), (32, 24));
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+}
+
 #[test]
 fn a_network_cut_at_relu4_2_runs_the_default_style_layers_it_has() {
     // The built-in compact VGG-16 stops at relu4_2: runs drop relu5_1 from the default style layers.
