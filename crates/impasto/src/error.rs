@@ -272,7 +272,8 @@ impl From<impasto_weights::Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The last good image carried by a [`Error::NonFinite`] or [`Error::Gpu`] error, if any.
+    /// The last good image carried by a [`Error::NonFinite`], [`Error::Gpu`] or
+    /// [`Error::CheckpointWrite`] error, if any.
     pub fn last_good_image(&self) -> Option<&image::Rgb32FImage> {
         match self {
             Error::NonFinite { last_good, .. } | Error::CheckpointWrite { last_good, .. } => Some(last_good),
