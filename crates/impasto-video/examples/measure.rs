@@ -5,9 +5,10 @@
 //! initialisation + temporal loss), with the style loss and the seconds per frame.
 //!
 //! `cargo run --release -p impasto-video --example measure -- IMAGES_DIR OUT_DIR [size] [frames]
-//! [first_iters] [frame_iters,...] [temporal weights,...] [long-term offsets/...]` (uses
-//! IMPASTO_WEIGHTS, else the built-in model; offsets such as `1/1,2,4`): every combination is measured;
-//! the strip shows the last. Also reported: the warping error between outputs four frames apart (what
+//! [first_iters] [frame_iters,...] [temporal weights,...] [long-term offsets/...] [passes]
+//! [pass_iters]` (uses IMPASTO_WEIGHTS, else the built-in model; offsets such as `1/1,2,4`): every
+//! combination is measured; with passes above 1, each later pass of the multi-pass algorithm is
+//! reported too; the strip shows the last. Also reported: the warping error between outputs four frames apart (what
 //! long-term consistency is for) and the share of the pixels visible in consecutive frames that the
 //! temporal mask keeps.
 
@@ -18,7 +19,9 @@ use std::time::Instant;
 
 use impasto::image::{Rgb, Rgb32FImage};
 use impasto::{AlphaPlane, Arch, Init, NoObserver, Pooling, StyleConfig, Temporal, Vgg};
-use impasto_video::{Earlier, Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, warp};
+use impasto_video::{
+    Earlier, Flow, FlowParams, Plane, blend, carry_over, masked_mean_abs, pass_frames, revisit, warp,
+};
 
 /// The frames apart over which the long-range warping error is measured.
 const LONG_RANGE: usize = 4;
@@ -123,9 +126,13 @@ struct Result {
     coverage: Option<f64>,
     style: f64,
     later_style: f64,
+    /// The mean content loss per frame.
+    content: f64,
     first_seconds: f64,
     later_seconds: f64,
     outputs: Vec<Rgb32FImage>,
+    raw_style: Vec<f64>,
+    raw_content: Vec<f64>,
 }
 
 /// The mean warping error between outputs `k` frames apart.
@@ -139,8 +146,16 @@ fn warp_error(clip: &Clip, outputs: &[Rgb32FImage], k: usize) -> Option<f64> {
     (!pairs.is_empty()).then(|| pairs.iter().sum::<f64>() / pairs.len() as f64)
 }
 
-/// `style`: each frame's style loss; `secs`: each frame's seconds; `masks`: the temporal masks.
-fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: &[f64], secs: &[f64], masks: &[Plane]) -> Result {
+/// `losses`: each frame's style and content loss; `secs`: each frame's seconds; `masks`: the temporal
+/// masks.
+fn evaluate(
+    clip: &Clip,
+    outputs: Vec<Rgb32FImage>,
+    losses: (&[f64], &[f64]),
+    secs: &[f64],
+    masks: &[Plane],
+) -> Result {
+    let (style, content) = losses;
     let coverage = (!masks.is_empty()).then(|| {
         let (mut kept, mut visible) = (0.0, 0.0);
         for (t, m) in masks.iter().enumerate() {
@@ -156,22 +171,26 @@ fn evaluate(clip: &Clip, outputs: Vec<Rgb32FImage>, style: &[f64], secs: &[f64],
         coverage,
         style: style.iter().sum::<f64>() / style.len() as f64,
         later_style: style[1..].iter().sum::<f64>() / (style.len() - 1) as f64,
+        content: content.iter().sum::<f64>() / content.len() as f64,
         first_seconds: secs[0],
         later_seconds: secs[1..].iter().sum::<f64>() / (secs.len() - 1) as f64,
         outputs,
+        raw_style: style.to_vec(),
+        raw_content: content.to_vec(),
     }
 }
 
 fn independent(net: &Vgg, config: &StyleConfig, clip: &Clip, styles: &[Rgb32FImage]) -> Result {
-    let (mut outs, mut style, mut secs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut outs, mut style, mut content, mut secs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for f in &clip.frames {
         let t = Instant::now();
         let out = impasto::stylize(net, config, f, styles, &mut NoObserver).unwrap();
         secs.push(t.elapsed().as_secs_f64());
         style.push(out.losses.style);
+        content.push(out.losses.content);
         outs.push(out.image);
     }
-    evaluate(clip, outs, &style, &secs, &[])
+    evaluate(clip, outs, (&style, &content), &secs, &[])
 }
 
 fn video(
@@ -184,6 +203,7 @@ fn video(
     offsets: &[usize],
 ) -> Result {
     let (mut outs, mut style, mut secs) = (Vec::<Rgb32FImage>::new(), Vec::new(), Vec::new());
+    let mut content = Vec::new();
     let mut masks = Vec::new();
     for (t, f) in clip.frames.iter().enumerate() {
         let start = Instant::now();
@@ -209,9 +229,53 @@ fn video(
         };
         secs.push(start.elapsed().as_secs_f64());
         style.push(out.losses.style);
+        content.push(out.losses.content);
         outs.push(out.image);
     }
-    evaluate(clip, outs, &style, &secs, &masks)
+    evaluate(clip, outs, (&style, &content), &secs, &masks)
+}
+
+/// Pass `pass` (2, 3, …) of the multi-pass algorithm over a clip whose last pass gave `last`.
+fn later_pass(
+    net: &Vgg,
+    config: &StyleConfig,
+    clip: &Clip,
+    styles: &[Rgb32FImage],
+    last: Result,
+    pass: usize,
+    iters: usize,
+    weight: f32,
+) -> Result {
+    let mut outs = last.outputs.clone();
+    let mut style = last.raw_style.clone();
+    let mut content = last.raw_content.clone();
+    let mut secs = vec![0.0; outs.len()];
+    for (t, neighbour) in pass_frames(pass, outs.len()) {
+        let start = Instant::now();
+        let f = &clip.frames[t];
+        let mut cfg = StyleConfig { iterations: iters, min_size: config.size, ..config.clone() };
+        let out = match neighbour {
+            Some(j) => {
+                let near = Earlier { content: &clip.frames[j], result: &outs[j] };
+                let r = revisit(&outs[t], f, near, &FlowParams::default());
+                cfg.init = Init::Image(r.init);
+                let reliability = AlphaPlane::from_raw(f.width(), f.height(), r.mask.data).unwrap();
+                let temporal = Temporal { target: r.target, reliability, weight };
+                impasto::stylize_frame(net, &cfg, f, styles, &temporal, &mut NoObserver).unwrap()
+            }
+            None => {
+                cfg.init = Init::Image(outs[t].clone());
+                impasto::stylize(net, &cfg, f, styles, &mut NoObserver).unwrap()
+            }
+        };
+        secs[t] = start.elapsed().as_secs_f64();
+        style[t] = out.losses.style;
+        content[t] = out.losses.content;
+        outs[t] = out.image;
+    }
+    let mut r = evaluate(clip, outs, (&style, &content), &secs, &[]);
+    r.coverage = last.coverage;
+    r
 }
 
 fn strip(rows: &[&[Rgb32FImage]], path: &Path) {
@@ -240,6 +304,8 @@ fn main() {
         .split('/')
         .map(|o| impasto_video::parse_offsets(o).unwrap())
         .collect();
+    let passes = arg(9, 1);
+    let pass_iters = arg(10, 50);
     let load = |n: &str| impasto::load_image(&images.join(n)).unwrap();
     let (net, layers) = match std::env::var_os("IMPASTO_WEIGHTS") {
         Some(p) => (Vgg::load(Path::new(&p), Arch::Vgg16, Pooling::Max, None, "relu5_1").unwrap(), None),
@@ -276,19 +342,28 @@ fn main() {
         let mut last = None;
         let settings = laters.iter().flat_map(|l| weights.iter().map(move |w| (l, w)));
         for ((&later, &w), offsets) in settings.flat_map(|s| offset_sets.iter().map(move |o| (s, o))) {
-            let vid = video(&net, &config, clip, &styles, later, w, offsets);
+            let ratio = |v: &Result| {
+                let long = match (ind.long_error, v.long_error) {
+                    (Some(i), Some(v)) => format!("{:.2}× lower", i / v),
+                    _ => "–".to_string(),
+                };
+                println!(
+                    "|  | ratio | {:.2}× lower | {long} |  | {:+.1} % (later frames {:+.1} %; content {:+.1} %) |  |  |",
+                    ind.warp_error / v.warp_error,
+                    100.0 * (v.style / ind.style - 1.0),
+                    100.0 * (v.later_style / ind.later_style - 1.0),
+                    100.0 * (v.content / ind.content - 1.0)
+                )
+            };
+            let mut vid = video(&net, &config, clip, &styles, later, w, offsets);
             let o = offsets.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
             row(&format!("impasto video, {first} + {later}/frame, temporal weight {w:e}, offsets {o}"), &vid);
-            let long = match (ind.long_error, vid.long_error) {
-                (Some(i), Some(v)) => format!("{:.2}× lower", i / v),
-                _ => "–".to_string(),
-            };
-            println!(
-                "|  | ratio | {:.2}× lower | {long} |  | {:+.1} % (later frames {:+.1} %) |  |  |",
-                ind.warp_error / vid.warp_error,
-                100.0 * (vid.style / ind.style - 1.0),
-                100.0 * (vid.later_style / ind.later_style - 1.0)
-            );
+            ratio(&vid);
+            for p in 2..=passes {
+                vid = later_pass(&net, &config, clip, &styles, vid, p, pass_iters, w);
+                row(&format!("after pass {p} ({pass_iters} iterations a frame)"), &vid);
+                ratio(&vid);
+            }
             last = Some(vid);
         }
         let vid = last.unwrap();

@@ -1,9 +1,10 @@
 //! The temporal targets: long-term consistency holds a pixel to the nearest earlier frame that
 //! reliably covers it and to no other, reaches background that the previous frame hid, and its frame
-//! offsets are checked with one clear error.
+//! offsets are checked with one clear error; a frame revisited in a later pass starts halfway to its
+//! neighbour where the flow is reliable and from its own result where it is not.
 
 use image::Rgb32FImage;
-use impasto_video::{Earlier, FlowParams, Plane, carry_over, long_term_masks, parse_offsets};
+use impasto_video::{Earlier, FlowParams, Plane, carry_over, long_term_masks, parse_offsets, revisit};
 
 use crate::synth::{Object, SIDE, SIZE};
 
@@ -73,6 +74,40 @@ fn long_term_reaches_background_the_previous_frame_hid() {
         }
     }
     assert_eq!(from_near, far_bg, "pixels the previous frame covers are held to it alone");
+}
+
+#[test]
+fn a_revisited_frame_starts_halfway_to_its_neighbour_where_the_flow_is_reliable() {
+    // The neighbour (processed just before, flat 0.8) shows the object at p, this frame at q: the
+    // strip the object uncovers has no match there and keeps the frame's own last result (0.2).
+    let (p, q) = ((30, 34), (36, 34));
+    let o = Object { from: p, to: q };
+    let (near, this) = (rgb(&o.frame(p)), rgb(&o.frame(q)));
+    let (own, theirs) = (grey(0.2), grey(0.8));
+    let r = revisit(&own, &this, Earlier { content: &near, result: &theirs }, &FlowParams::default());
+    let at = |img: &Rgb32FImage, x: usize, y: usize| img.get_pixel(x as u32, y as u32).0[0];
+    let (mut strip, mut own_kept) = (0, 0);
+    for y in q.1 + 1..q.1 + SIDE - 1 {
+        for x in p.0 + 1..q.0 - 1 {
+            strip += 1;
+            own_kept += usize::from(r.mask.at(x, y) == 0.0 && (at(&r.init, x, y) - 0.2).abs() < 1e-6);
+        }
+    }
+    assert!(
+        own_kept * 10 >= strip * 8,
+        "only {own_kept} of {strip} uncovered pixels start from their own result"
+    );
+    let (mut far, mut halfway) = (0, 0);
+    for y in 4..SIZE - 4 {
+        for x in 4..SIZE - 4 {
+            if x + 12 < p.0 || y + 12 < p.1 {
+                far += 1;
+                let held = r.mask.at(x, y) == 1.0 && (at(&r.target, x, y) - 0.8).abs() < 1e-4;
+                halfway += usize::from(held && (at(&r.init, x, y) - 0.5).abs() < 1e-4);
+            }
+        }
+    }
+    assert_eq!(halfway, far, "the static background starts halfway and is held to the neighbour");
 }
 
 #[test]
