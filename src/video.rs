@@ -1,33 +1,34 @@
 //! `impasto video IN STYLE... -o OUT`: stylises every frame of a video (anything ffmpeg reads, or a
 //! folder of frames) with the run flags of the main command, kept consistent from frame to frame as in
 //! Ruder et al. (2016): each frame after the first starts from the previous stylised frame carried along
-//! the optical flow (the content where that flow is unreliable) and is held to it by the temporal loss.
+//! the optical flow (the content where that flow is unreliable) and is held to it by the temporal loss;
+//! later passes (`--passes`, [`passes`]) go back over the clip in alternating directions.
 //! Finished frames are written one by one (to OUT if it is a folder, else to `OUT.frames/`, encoded to
 //! H.264 with the input's audio at the end), so a stopped clip continues with `--resume`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use impasto::image::Rgb32FImage;
-use impasto::{
-    AlphaPlane, ColorMode, Init, Losses, Observer, SaveOptions, StopReason, StyleConfig, Temporal, Vgg,
-};
+use impasto::{AlphaPlane, ColorMode, Init, SaveOptions, StopReason, StyleConfig, Temporal, Vgg};
 use impasto_video::{Earlier, FlowParams, FrameReader, frame_path};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
-use crate::progress::{Display, fmt_duration, fmt_loss, note};
+use crate::progress::{Display, note};
 use crate::run::Outcome;
 use crate::settings::{self, Env, Settings};
 use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
 mod input;
+mod passes;
+mod progress;
 
 use input::Input;
+use passes::{PassState, PassStore};
+use progress::ClipProgress;
 
 /// The temporal weight when `--temporal-weight` is not given (measured: see the README's video section).
 pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 1.5e8;
@@ -43,16 +44,19 @@ pub const AFTER_HELP: &str = "\
 Every frame is stylised with the run flags of `impasto` (size, weights, layers, colour options,
 model); frames after the first start from the previous stylised frame carried along the optical
 flow and are held to it where the flow is reliable (--temporal-weight), with --frame-iterations
-iterations each (default: three quarters of the first's). Finished frames are kept (OUT itself
-when it is a folder, else OUT's name with .frames): after Ctrl-C or a crash, the same command with
---resume continues the clip.
+iterations each (default: three quarters of the first's). A second pass (--passes, default 2)
+goes back over the clip from its end, each frame held to the one after it, with --pass-iterations
+each (default: a third of --frame-iterations), so the style does not drift along the clip.
+Finished frames are kept (OUT itself when it is a folder, else OUT's name with .frames): after
+Ctrl-C or a crash, the same command with --resume continues the clip where it stopped.
 
 ffmpeg reads the input and writes .mp4 output; it is looked for on PATH unless --ffmpeg says where.
 
 Examples:
   impasto video clip.mp4 starry_night.jpg --size 384 -o clip_starry.mp4
   impasto video clip.mp4 style.jpg --size 384 -o clip_starry.mp4 --resume
-  impasto video frames/ style.jpg --fps 24 -o out_frames/";
+  impasto video frames/ style.jpg --fps 24 -o out_frames/
+  impasto video clip.mp4 style.jpg --passes 1 -o quick.mp4     # a single pass, a quarter faster";
 
 /// Arguments of `impasto video`: the run's flags plus the video ones.
 #[derive(Debug, Args)]
@@ -85,6 +89,22 @@ pub struct VideoArgs {
     #[arg(long, value_name = "N", help_heading = "Video")]
     pub frame_iterations: Option<usize>,
 
+    /// Passes over the clip: each after the first goes over it again in the other direction, every
+    /// frame starting from its last result blended with the neighbour just redone and held to it
+    /// (Ruder et al.'s multi-pass: the style does not drift along the clip); 1 = a single pass
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_PASSES,
+        value_parser = parse_passes,
+        help_heading = "Video"
+    )]
+    pub passes: usize,
+
+    /// Iterations of each frame in each pass after the first [default: 1/3 of --frame-iterations]
+    #[arg(long, value_name = "N", help_heading = "Video")]
+    pub pass_iterations: Option<usize>,
+
     /// Frame rate of the output when IN is a folder of frames
     #[arg(long, value_name = "FPS", help_heading = "Video")]
     pub fps: Option<String>,
@@ -103,6 +123,28 @@ impl std::fmt::Display for LongTerm {
 
 fn parse_long_term(text: &str) -> Result<LongTerm, String> {
     impasto_video::parse_offsets(text).map(LongTerm).map_err(|e| e.to_string())
+}
+
+/// The passes over a clip when `--passes` is not given (measured: see the README's video section).
+pub const DEFAULT_PASSES: usize = 2;
+
+/// The most `--passes` a clip may have.
+const MAX_PASSES: usize = 100;
+
+fn parse_passes(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_PASSES).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {MAX_PASSES}")),
+    }
+}
+
+/// Iterations of each frame in a pass after the first when `--pass-iterations` is not given: a third
+/// of `--frame-iterations` (at least 1), so that a frame after the first gets as many iterations in
+/// all as the first. Measured on the README's 10-frame clips: a second pass of 25 iterations after 75
+/// takes the pan + zoom clip's style loss from +14.7 % to −2.2 % of independent runs, with the
+/// warping error 3.75× lower instead of 3.52×.
+fn default_pass_iterations(frame_iterations: usize) -> usize {
+    (frame_iterations / 3).max(1)
 }
 
 /// Iterations of each frame after the first when `--frame-iterations` is not given: three quarters of
@@ -137,6 +179,13 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     let first_iterations = args.run.iterations;
     let frame_iterations =
         args.frame_iterations.unwrap_or_else(|| default_frame_iterations(first_iterations));
+    let passes = args.passes;
+    let pass_iterations = match args.pass_iterations {
+        Some(_) if passes == 1 => bail!("--pass-iterations needs --passes 2 or more"),
+        Some(0) => bail!("invalid --pass-iterations 0: a pass needs at least 1 iteration a frame"),
+        Some(n) => n,
+        None => default_pass_iterations(frame_iterations),
+    };
     input::refuse_input_as_output(args.run.content.as_deref(), args.run.output.as_deref())?;
     let mut s = settings::resolve(args.run, env)?;
     s.settle_device()?;
@@ -156,7 +205,7 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
     (s.config.mask, s.config.style_masks) = inputs::load_masks(&s, input.frame_size())?;
     // What decides the frames (not the device, the threads or the budgets: a clip stopped on one
     // machine continues on another).
-    let key = format!(
+    let mut key = format!(
         "{}\niterations {first_iterations}\ninput {}\nstyles {:?}\ntemporal weight {}\nframe iterations {frame_iterations}\nlong term {}\n",
         s.config.result_key(),
         s.content.display(),
@@ -164,6 +213,9 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         args.temporal_weight,
         args.long_term
     );
+    if passes > 1 {
+        key.push_str(&format!("passes {passes}\npass iterations {pass_iterations}\n"));
+    }
     let done = prepare_frames_folder(&output.frames, &key, resume)?;
     interrupt::install(s.display);
     let mut reader = match &input {
@@ -178,25 +230,71 @@ pub fn run(mut args: VideoArgs, env: &Env) -> Result<Outcome> {
         offsets: &args.long_term.0,
         first_iterations,
         frame_iterations,
-        total,
+        passes,
+        pass_iterations,
         frames_dir: &output.frames,
         save: if output.mp4.is_some() { SaveOptions::default() } else { s.save.clone() },
+        store: (passes > 1).then(|| PassStore::new(&output.frames)),
     };
-    let (written, interrupted) = job.run(&mut reader, done)?;
+    let share = pass_iterations as f64 / frame_iterations as f64;
+    let mut progress = ClipProgress::new(s.display, total, passes, share);
+    let later = match &job.store {
+        Some(store) => store.state()?,
+        None => None,
+    };
+    let (written, interrupted) = match later {
+        Some(state) => {
+            let found = impasto_video::finished_frames(&output.frames);
+            if found < state.frames {
+                bail!(
+                    "cannot --resume: {} holds {found} of the clip's {} frames; delete the folder to start again",
+                    output.frames.display(),
+                    state.frames
+                );
+            }
+            (state.frames, false)
+        }
+        None => job.run(&mut reader, done, &mut progress)?,
+    };
     drop(reader);
     let quiet = s.display == Display::Quiet;
-    if interrupted {
+    let stopped = |what: String, progress: &ClipProgress| {
+        progress.finish();
         if !quiet {
             note(&format!(
-                "interrupted: {written} finished frames kept in {} (continue with the same command and --resume)",
+                "interrupted: {what} kept in {} (continue with the same command and --resume)",
                 output.frames.display()
             ));
         }
-        return Ok(Outcome::Interrupted);
+        Ok(Outcome::Interrupted)
+    };
+    if interrupted {
+        return stopped(
+            match passes {
+                1 => format!("{written} finished frames"),
+                _ => format!("{written} frames of pass 1"),
+            },
+            &progress,
+        );
     }
     if written == 0 {
         bail!("{}: no frames to stylise", s.content.display());
     }
+    if let Some(store) = &job.store {
+        let from = later.unwrap_or(PassState { pass: 2, done: 0, frames: written });
+        if let Some(at) = job.later_passes(store, from, &mut progress)? {
+            return stopped(
+                format!(
+                    "the clip's {written} frames, {} of them from pass {} and the rest from pass {},",
+                    at.done,
+                    at.pass,
+                    at.pass - 1
+                ),
+                &progress,
+            );
+        }
+    }
+    progress.finish();
     if let Some((mp4, ffmpeg)) = &output.mp4 {
         let audio = match &input {
             Input::Video { info, .. } => info.has_audio.then_some(s.content.as_path()),
@@ -272,9 +370,13 @@ struct Job<'a> {
     offsets: &'a [usize],
     first_iterations: usize,
     frame_iterations: usize,
-    total: Option<usize>,
+    /// `--passes` and `--pass-iterations`.
+    passes: usize,
+    pass_iterations: usize,
     frames_dir: &'a Path,
     save: SaveOptions,
+    /// What later passes read (only with `--passes` above 1).
+    store: Option<PassStore>,
 }
 
 /// An earlier frame: its content and its optimised (pre-colour) result, at the output size.
@@ -283,23 +385,39 @@ struct Previous {
     result: Rgb32FImage,
 }
 
+/// Where a frame after the clip's first starts, and what the temporal term holds it to (none for the
+/// first frame of a later pass).
+struct Start {
+    init: Rgb32FImage,
+    temporal: Option<(Rgb32FImage, impasto_video::Plane)>,
+}
+
 impl Job<'_> {
-    /// Stylises the frames after the `done` finished ones; returns (frames finished, interrupted).
-    fn run(&self, reader: &mut FrameReader, done: usize) -> Result<(usize, bool)> {
+    /// The first pass: stylises the frames after the `done` finished ones; returns (frames
+    /// finished, interrupted).
+    fn run(
+        &self,
+        reader: &mut FrameReader,
+        done: usize,
+        progress: &mut ClipProgress,
+    ) -> Result<(usize, bool)> {
         let config = &self.s.config;
-        let mut progress = ClipProgress::new(self.s.display, self.total, done);
         // The frames the offsets reach back to, newest first: memory does not grow with the clip.
         let keep = self.offsets.last().copied().unwrap_or(1);
         let mut earlier: VecDeque<Previous> = VecDeque::with_capacity(keep + 1);
-        let mut styles_opt: Option<Vec<Rgb32FImage>> = None;
+        let mut styles: Option<Vec<Rgb32FImage>> = None;
         let mut index = 0;
         while let Some(frame) = reader.next_frame()? {
             let (w, h) = impasto::fit_longest_side(frame.width(), frame.height(), config.size);
             let content = impasto::resize(&frame, w, h);
+            let styles = styles.get_or_insert_with(|| self.optimised_styles(&content));
             if index < done {
                 if index + keep >= done {
-                    let path = frame_path(self.frames_dir, index);
-                    let result = impasto::load_image(&path).context("finished frame")?;
+                    let result = match &self.store {
+                        Some(store) => store.load(passes::RESULT, index)?,
+                        None => impasto::load_image(&frame_path(self.frames_dir, index))
+                            .context("finished frame")?,
+                    };
                     earlier.push_front(Previous { result: impasto::resize(&result, w, h), content });
                     earlier.truncate(keep);
                 }
@@ -309,60 +427,95 @@ impl Job<'_> {
             if interrupt::requested() {
                 return Ok((index, true));
             }
-            // The optimisation runs without the colour post-processing, so that consecutive results
-            // are comparable; the colours are put back on each written frame.
-            let luminance = config.color == ColorMode::Luminance;
-            let styles = styles_opt.get_or_insert_with(|| match luminance {
-                true => self.styles.iter().map(|s| impasto::match_luminance(s, &content)).collect(),
-                false => self.styles.to_vec(),
-            });
-            let content_opt = if luminance { impasto::luminance(&content) } else { content.clone() };
-            let mut cfg = StyleConfig { color: ColorMode::Style, ..config.clone() };
-            if luminance {
-                cfg.color_match = None;
-            }
-            progress.start_frame(index);
+            progress.start_frame(index, index);
             let out = match earlier.is_empty() {
-                true => {
-                    cfg.iterations = self.first_iterations;
-                    impasto::stylize(self.net, &cfg, &content_opt, styles, &mut progress)?
-                }
+                true => self.optimise(&content, styles, self.first_iterations, None, progress)?,
                 false => {
                     let (target, mask) = self.carry_over(&earlier, &content);
-                    let init = impasto_video::blend(&target, &content_opt, &mask);
-                    cfg.iterations = self.frame_iterations;
-                    cfg.min_size = cfg.size;
-                    cfg.init = Init::Image(init);
-                    let reliability = AlphaPlane::from_raw(w, h, mask.data).context("mask size")?;
-                    let temporal = Temporal { target, reliability, weight: self.temporal_weight };
-                    impasto::stylize_frame(self.net, &cfg, &content_opt, styles, &temporal, &mut progress)?
+                    let init = impasto_video::blend(&target, &self.optimised_content(&content), &mask);
+                    let start = Start { init, temporal: Some((target, mask)) };
+                    self.optimise(&content, styles, self.frame_iterations, Some(start), progress)?
                 }
             };
             if out.stop == StopReason::Cancelled {
-                progress.finish();
                 return Ok((index, true));
             }
-            let result = out.image;
-            let written = match config.color {
-                ColorMode::Style => result.clone(),
-                _ => impasto::preserve_colors(&result, &content),
-            };
-            let path = frame_path(self.frames_dir, index);
-            let tmp = path.with_file_name(format!("tmp_{}", index + 1));
-            let tmp = tmp.with_extension("png");
-            impasto::save_image_with(&written, &tmp, &self.save)?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-            progress.end_frame(index, &out.losses);
-            earlier.push_front(Previous { content, result });
+            if let Some(store) = &self.store {
+                store.save(passes::CONTENT, index, &content)?;
+                store.save(passes::RESULT, index, &out.image)?;
+            }
+            self.write_frame(index, &out.image, &content)?;
+            progress.end_frame(&out.losses);
+            earlier.push_front(Previous { content, result: out.image });
             earlier.truncate(keep);
             index += 1;
         }
-        progress.finish();
         Ok((index, false))
     }
-}
 
-impl Job<'_> {
+    /// The styles the frames are optimised towards: with `--color luminance`, matched to the
+    /// luminance of the clip's first frame.
+    fn optimised_styles(&self, first: &Rgb32FImage) -> Vec<Rgb32FImage> {
+        match self.s.config.color {
+            ColorMode::Luminance => self.styles.iter().map(|s| impasto::match_luminance(s, first)).collect(),
+            _ => self.styles.to_vec(),
+        }
+    }
+
+    /// What a frame's optimisation sees of its content: its luminance with `--color luminance`.
+    fn optimised_content(&self, content: &Rgb32FImage) -> Rgb32FImage {
+        match self.s.config.color {
+            ColorMode::Luminance => impasto::luminance(content),
+            _ => content.clone(),
+        }
+    }
+
+    /// Optimises one frame: the clip's first from the run's own start and schedule (`start` None),
+    /// any other at the output size from `start`. The optimisation runs without the colour
+    /// post-processing, so that neighbouring results are comparable; [`Job::write_frame`] puts the
+    /// colours back.
+    fn optimise(
+        &self,
+        content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
+        iterations: usize,
+        start: Option<Start>,
+        progress: &mut ClipProgress,
+    ) -> Result<impasto::Stylized> {
+        let config = &self.s.config;
+        let content_opt = self.optimised_content(content);
+        let mut cfg = StyleConfig { color: ColorMode::Style, iterations, ..config.clone() };
+        if config.color == ColorMode::Luminance {
+            cfg.color_match = None;
+        }
+        let Some(start) = start else {
+            return Ok(impasto::stylize(self.net, &cfg, &content_opt, styles, progress)?);
+        };
+        cfg.min_size = cfg.size;
+        cfg.init = Init::Image(start.init);
+        Ok(match start.temporal {
+            None => impasto::stylize(self.net, &cfg, &content_opt, styles, progress)?,
+            Some((target, mask)) => {
+                let (w, h) = (content.width(), content.height());
+                let reliability = AlphaPlane::from_raw(w, h, mask.data).context("mask size")?;
+                let temporal = Temporal { target, reliability, weight: self.temporal_weight };
+                impasto::stylize_frame(self.net, &cfg, &content_opt, styles, &temporal, progress)?
+            }
+        })
+    }
+
+    /// Writes frame `index` (its colours put back), replacing the file at once.
+    fn write_frame(&self, index: usize, result: &Rgb32FImage, content: &Rgb32FImage) -> Result<()> {
+        let written = match self.s.config.color {
+            ColorMode::Style => result.clone(),
+            _ => impasto::preserve_colors(result, content),
+        };
+        let path = frame_path(self.frames_dir, index);
+        let tmp = path.with_file_name(format!("tmp_{}.png", index + 1));
+        impasto::save_image_with(&written, &tmp, &self.save)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// The earlier results the offsets reach (newest first in `earlier`) carried onto `content`, as one
     /// temporal target and its mask.
     fn carry_over(
@@ -377,131 +530,5 @@ impl Job<'_> {
             .map(|p| Earlier { content: &p.content, result: &p.result })
             .collect();
         impasto_video::carry_over(&frames, content, &FlowParams::default())
-    }
-}
-
-/// The observer of a clip: a bar (or log lines) with the frame, its iteration, and the ETA of the
-/// frame and of the whole clip; Ctrl-C stops the current frame.
-struct ClipProgress {
-    display: Display,
-    bar: Option<ProgressBar>,
-    total: Option<usize>,
-    start: Instant,
-    frame: usize,
-    frame_start: Instant,
-    /// Seconds of the frames after the first, done in this run.
-    later: Vec<f64>,
-    first_seconds: Option<f64>,
-    done_before: usize,
-}
-
-impl ClipProgress {
-    fn new(display: Display, total: Option<usize>, done_before: usize) -> ClipProgress {
-        let bar = (display == Display::Bar).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        let now = Instant::now();
-        ClipProgress {
-            display,
-            bar,
-            total,
-            start: now,
-            frame: 0,
-            frame_start: now,
-            later: Vec::new(),
-            first_seconds: None,
-            done_before,
-        }
-    }
-
-    fn start_frame(&mut self, index: usize) {
-        self.frame = index;
-        self.frame_start = Instant::now();
-    }
-
-    fn frame_label(&self) -> String {
-        match self.total {
-            Some(t) => format!("frame {}/{}", self.frame + 1, t.max(self.frame + 1)),
-            None => format!("frame {}", self.frame + 1),
-        }
-    }
-
-    /// Seconds a frame after the first is expected to take.
-    fn per_frame(&self) -> Option<f64> {
-        match self.later.len() {
-            0 => self.first_seconds,
-            n => Some(self.later.iter().sum::<f64>() / n as f64),
-        }
-    }
-
-    fn end_frame(&mut self, index: usize, losses: &Losses) {
-        let secs = self.frame_start.elapsed().as_secs_f64();
-        if index == 0 {
-            self.first_seconds = Some(secs);
-        } else {
-            self.later.push(secs);
-        }
-        if let Display::Plain { .. } = self.display {
-            note(&format!(
-                "{}: {secs:.1} s, content {}, style {}, temporal {}",
-                self.frame_label(),
-                fmt_loss(losses.content),
-                fmt_loss(losses.style),
-                fmt_loss(losses.temporal)
-            ));
-        }
-        let _ = self.done_before;
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Observer for ClipProgress {
-    fn on_replan(&mut self, replan: &impasto::Replan) {
-        let line = format!("impasto: {}: {replan}", self.frame_label());
-        match (&self.bar, self.display) {
-            (_, Display::Quiet) => {}
-            (Some(bar), _) => bar.println(line),
-            (None, _) => crate::progress::note(&line),
-        }
-    }
-
-    fn on_step(&mut self, step: &impasto::Step<'_>) -> std::ops::ControlFlow<()> {
-        if let Some(bar) = &self.bar {
-            let done = step.iteration as f64;
-            let elapsed = self.frame_start.elapsed().as_secs_f64();
-            let frame_left = elapsed / done * (step.iterations as f64 - done);
-            let clip = match (self.total, self.per_frame()) {
-                (Some(t), Some(per)) => {
-                    let left = t.saturating_sub(self.frame + 1) as f64 * per + frame_left;
-                    format!(", clip ETA {}", fmt_duration(Duration::from_secs_f64(left.max(0.0))))
-                }
-                _ => String::new(),
-            };
-            bar.set_message(format!(
-                "{} · iteration {}/{} · frame ETA {}{clip} · loss {} · {} elapsed",
-                self.frame_label(),
-                step.iteration,
-                step.iterations,
-                fmt_duration(Duration::from_secs_f64(frame_left.max(0.0))),
-                fmt_loss(step.losses.total()),
-                fmt_duration(self.start.elapsed())
-            ));
-        }
-        if interrupt::requested() {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! `impasto video` end to end with Debian's ffmpeg: an 8-frame 64 px clip with audio keeps its frame
 //! count, frame rate and audio; a folder of frames in and out; an interrupted clip continues with
-//! `--resume` without redoing finished frames; corrupt, truncated and unreadable inputs and a missing
+//! `--resume` without redoing finished frames; later passes (`--passes`) revisit every frame and a
+//! stopped pass continues where it stopped; corrupt, truncated and unreadable inputs and a missing
 //! ffmpeg are refused on one line.
 
 use std::process::Command;
@@ -123,7 +124,7 @@ fn an_interrupted_clip_continues_with_resume() {
     let style = sb.png("style.png", 48, 48);
     let args = ["video", &input, &style, "-o", "out", "--weights", "builtin", "--size", "64", "-n", "40"];
     let mut args = args.to_vec();
-    args.extend(["--frame-iterations", "40"]);
+    args.extend(["--frame-iterations", "40", "--passes", "1"]);
     let mut child = sb.cmd().args(&args).spawn().unwrap();
     let start = Instant::now();
     while !sb.path("out/000002.png").exists() {
@@ -304,7 +305,7 @@ fn long_term_offsets_resume_and_bad_ones_are_refused() {
     let sb = Sandbox::new();
     let input = clip(&sb, "in.mp4", false);
     let style = sb.png("style.png", 48, 48);
-    let mut args = vec!["video", &input, &style, "-o", "out", "--long-term", "1,2,4"];
+    let mut args = vec!["video", &input, &style, "-o", "out", "--long-term", "1,2,4", "--passes", "1"];
     args.extend(FAST);
     sb.run(&args).assert_ok();
     let settings = std::fs::read_to_string(sb.path("out/impasto-video.txt")).unwrap();
@@ -335,4 +336,86 @@ fn long_term_offsets_resume_and_bad_ones_are_refused() {
     let out = sb.run(&["video", &input, &style, "-o", "bad", "--long-term", "1,4,2"]);
     assert_eq!(out.code, Some(2));
     insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '1,4,2' for '--long-term <OFFSETS>': invalid frame offsets `1,4,2`: the offsets must increase (try --help)");
+}
+
+/// The bytes of the numbered frames in `dir`.
+fn frame_bytes(sb: &Sandbox, dir: &str) -> Vec<Vec<u8>> {
+    impasto_video_files(sb, dir)
+        .iter()
+        .map(|n| std::fs::read(sb.path(&format!("{dir}/{n}"))).unwrap())
+        .collect()
+}
+
+#[test]
+fn later_passes_revisit_every_frame_and_a_stopped_pass_continues_with_resume() {
+    let sb = Sandbox::new();
+    let input = clip(&sb, "in.mp4", false);
+    let style = sb.png("style.png", 48, 48);
+    let one = ["video", &input, &style, "-o", "one", "--passes", "1"];
+    let mut one = one.to_vec();
+    one.extend(FAST);
+    sb.run(&one).assert_ok();
+    let mut args = vec!["video", &input, &style, "-o", "whole", "--passes", "3", "--pass-iterations", "6"];
+    args.extend(FAST);
+    let run = sb.run(&args);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("pass 2/3 · frame 8/8:") && run.stderr.contains("pass 3/3 · frame 8/8:"),
+        "{}",
+        run.stderr
+    );
+    let whole = frame_bytes(&sb, "whole");
+    assert_eq!(whole.len(), 8);
+    let single = frame_bytes(&sb, "one");
+    assert!(whole.iter().zip(&single).all(|(a, b)| a != b), "later passes changed every frame");
+    let settings = std::fs::read_to_string(sb.path("whole/impasto-video.txt")).unwrap();
+    assert!(settings.ends_with("\npasses 3\npass iterations 6\n"), "{settings}");
+    // Once every pass is done, only the state is left of what the passes read.
+    let left: Vec<_> = std::fs::read_dir(sb.path("whole/.impasto-passes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["state.txt"]);
+
+    // Stopped in the middle of the second pass, the clip continues there and ends as if never stopped.
+    args[4] = "out";
+    let child = sb.cmd().args(&args).spawn().unwrap();
+    let start = Instant::now();
+    let state = sb.path("out/.impasto-passes/state.txt");
+    while !std::fs::read_to_string(&state)
+        .is_ok_and(|s| s.starts_with("pass 2\ndone ") && !s.starts_with("pass 2\ndone 0"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "the second pass did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "interrupted status");
+    let stopped = std::fs::read_to_string(&state).unwrap();
+    assert!(stopped.starts_with("pass 2\n"), "stopped in the second pass: {stopped}");
+    let mut resumed = args.clone();
+    resumed.push("--resume");
+    let run = sb.run(&resumed);
+    run.assert_ok();
+    assert!(!run.stderr.contains("pass 1/3"), "the first pass is not redone: {}", run.stderr);
+    assert!(frame_bytes(&sb, "out") == whole, "the resumed clip differs from the uninterrupted one");
+    // A finished clip resumed again is left as it is.
+    sb.run(&resumed).assert_ok();
+    assert!(frame_bytes(&sb, "out") == whole);
+    // Its frames cannot be made again once the passes' files are gone: a missing one is refused.
+    std::fs::remove_file(sb.path("out/000008.png")).unwrap();
+    let line = sb.run(&resumed).error_line(1).to_string();
+    assert_eq!(
+        line,
+        "impasto: error: cannot --resume: out holds 7 of the clip's 8 frames; delete the folder to start again"
+    );
+
+    let line = sb
+        .run(&["video", &input, &style, "-o", "bad", "--passes", "1", "--pass-iterations", "3"])
+        .error_line(1)
+        .to_string();
+    assert_eq!(line, "impasto: error: --pass-iterations needs --passes 2 or more");
+    let out = sb.run(&["video", &input, &style, "-o", "bad", "--passes", "0"]);
+    assert_eq!(out.code, Some(2));
+    insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '0' for '--passes <N>': must be a whole number from 1 to 100 (try --help)");
 }
