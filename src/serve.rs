@@ -57,7 +57,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub token: bool,
 
-    /// Write each run's image into this folder (made if missing) as ID.png when the run ends, and
+    /// Write each run's image into this folder (made if missing) as NAME-ID.png (the content's name, the job's id) when the run ends, and
     /// those of the runs under way when the server stops
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,

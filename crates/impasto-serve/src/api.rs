@@ -130,7 +130,7 @@ async fn result(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<R
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the PNG encoder failed"))?
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?,
     };
-    Ok(png(bytes, Some(format!("impasto-{}.png", job.id.get(..8).unwrap_or(&job.id)))))
+    Ok(png(bytes, Some(job.file_name.clone())))
 }
 
 async fn weights(

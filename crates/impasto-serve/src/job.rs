@@ -134,6 +134,8 @@ pub(crate) enum Event {
 /// The images and configuration of a job that has not started.
 #[derive(Debug)]
 pub(crate) struct Inputs {
+    /// The content's file name as uploaded, if the form gave one.
+    pub(crate) content_name: Option<String>,
     pub(crate) content: Rgb32FImage,
     pub(crate) styles: Vec<Rgb32FImage>,
     pub(crate) config: StyleConfig,
@@ -167,11 +169,36 @@ struct Control {
     steer: Option<Weights>,
 }
 
+/// The most characters of the content's name kept in a job's [`file_name`].
+const NAME_CHARS: usize = 40;
+
+/// The file name of a job's image: the content's uploaded name without its folders and extension
+/// (characters other than ASCII letters, digits, `-`, `_` and `.` made `_`, at most [`NAME_CHARS`]),
+/// then the job id's first 8 characters so that two runs of one photo do not collide:
+/// `harbour-1a2b3c4d.png`; `impasto-1a2b3c4d.png` without a usable name.
+pub(crate) fn file_name(upload: Option<&str>, id: &str) -> String {
+    let base = upload.map_or("", |n| n.rsplit(['/', '\\']).next().unwrap_or(n));
+    let stem = match base.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => base,
+    };
+    let safe: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .take(NAME_CHARS)
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    let safe = if safe.chars().all(|c| c == '_' || c == '.') { "impasto" } else { safe };
+    format!("{safe}-{}.png", id.get(..8).unwrap_or(id))
+}
+
 /// One style-transfer job.
 #[derive(Debug)]
 pub(crate) struct Job {
     /// Random and unguessable (128 bits, in hex): knowing one job's id tells nothing of another's.
     pub(crate) id: String,
+    /// The file name of its image, for downloads and the output folder ([`file_name`]).
+    pub(crate) file_name: String,
     pub(crate) settings: Settings,
     pub(crate) events: broadcast::Sender<Event>,
     inner: Mutex<Inner>,
@@ -181,6 +208,7 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn new(id: String, settings: Settings, inputs: Inputs) -> Job {
+        let file_name = file_name(inputs.content_name.as_deref(), &id);
         let weights = settings.weights().into();
         let state = StateInfo { state: JobState::Queued, queue_position: None, error: None, note: None };
         let inner = Inner {
@@ -195,6 +223,7 @@ impl Job {
         };
         Job {
             id,
+            file_name,
             settings,
             events: broadcast::channel(EVENT_BUFFER).0,
             inner: Mutex::new(inner),
@@ -405,13 +434,38 @@ impl Job {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn a_job_s_file_is_named_after_its_content_without_folders_or_odd_characters() {
+        let id = "1a2b3c4d5e6f";
+        for (upload, name) in [
+            (Some("harbour.jpg"), "harbour-1a2b3c4d.png"),
+            (Some("C:\\Users\\me\\Photo 1.JPG"), "Photo_1-1a2b3c4d.png"),
+            (Some("../../etc/passwd"), "passwd-1a2b3c4d.png"),
+            (Some("café.tar.png"), "caf_.tar-1a2b3c4d.png"),
+            (Some(".hidden.png"), "hidden-1a2b3c4d.png"),
+            (Some("..png"), "impasto-1a2b3c4d.png"),
+            (Some("日本.png"), "impasto-1a2b3c4d.png"),
+            (Some(""), "impasto-1a2b3c4d.png"),
+            (None, "impasto-1a2b3c4d.png"),
+        ] {
+            assert_eq!(file_name(upload, id), name, "{upload:?}");
+        }
+        let long = format!("{}.png", "a".repeat(100));
+        assert_eq!(file_name(Some(&long), id), format!("{}-1a2b3c4d.png", "a".repeat(NAME_CHARS)));
+    }
+
     use super::*;
     use crate::settings::Limits;
 
     /// A job with a 16×16 content image and one style, as the queue would hold it.
     pub(crate) fn job(id: &str) -> Job {
         let img = Rgb32FImage::from_pixel(16, 16, impasto::image::Rgb([0.5, 0.5, 0.5]));
-        let inputs = Inputs { content: img.clone(), styles: vec![img], config: StyleConfig::default() };
+        let inputs = Inputs {
+            content_name: None,
+            content: img.clone(),
+            styles: vec![img],
+            config: StyleConfig::default(),
+        };
         Job::new(id.into(), Settings::defaults_for(&Limits::default()), inputs)
     }
 

@@ -81,8 +81,8 @@ pub struct ServeConfig {
     pub require_token: bool,
     /// Where every run's network and losses run (resolved: `Cpu` or `Gpu(Some(n))`).
     pub device: impasto::Device,
-    /// A folder (that exists) where each run's image is written as `ID.png` (the job id's first 8
-    /// characters) when the run ends: finished, stopped, or failed with a last good image. When the
+    /// A folder (that exists) where each run's image is written as `NAME-ID.png` (the content's
+    /// uploaded name, the job id's first 8 characters) when the run ends: finished, stopped, or failed with a last good image. When the
     /// server stops, it waits (up to a minute) for the runs under way to stop after their iteration,
     /// so their images are written too. `None`: images are kept in memory only, for the page to
     /// download.

@@ -49,12 +49,12 @@ fn run(net: &Vgg, threads: usize, device: impasto::Device, job: &Job, output: Op
     }
 }
 
-/// Keeps the run's image `png` in the job and, with an output folder, writes it there as `ID.png`
-/// (a temporary file, then a rename); returns what to tell the page: where it was written, or why
-/// it could not be.
+/// Keeps the run's image `png` in the job and, with an output folder, writes it there under the job's
+/// file name, `NAME-ID.png` (a temporary file, then a rename); returns what to tell the page: where it
+/// was written, or why it could not be.
 fn keep(job: &Job, png: Bytes, output: Option<&Path>) -> Option<String> {
     let written = output.map(|folder| {
-        let path = folder.join(format!("{}.png", &job.id[..8.min(job.id.len())]));
+        let path = folder.join(&job.file_name);
         let tmp = folder.join(format!(".{}.png.tmp", job.id));
         match std::fs::write(&tmp, &png).and_then(|()| std::fs::rename(&tmp, &path)) {
             Ok(()) => format!("written to {}", path.display()),

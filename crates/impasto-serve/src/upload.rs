@@ -15,7 +15,10 @@ use crate::settings::{Limits, Settings};
 /// An image file as uploaded.
 #[derive(Debug)]
 struct File {
+    /// What error messages call it: its file name, else the field's role.
     name: String,
+    /// The file name the form gave, if any.
+    uploaded: Option<String>,
     bytes: Bytes,
 }
 
@@ -30,12 +33,13 @@ pub(crate) async fn read(mut form: Multipart, limits: Limits) -> Result<(Setting
         let file_name = field.file_name().map(|n| clip(n, 80));
         match field_name.as_str() {
             "content" | "style" => {
+                let uploaded = field.file_name().map(str::to_owned);
                 let name = file_name.unwrap_or_else(|| format!("the {field_name} image"));
                 let bytes = field.bytes().await.map_err(broken)?;
                 if bytes.is_empty() {
                     return Err(ApiError::bad_request(format!("{name} is empty")));
                 }
-                let file = File { name, bytes };
+                let file = File { name, uploaded, bytes };
                 if field_name == "content" {
                     if content.is_some() {
                         return Err(ApiError::bad_request("give one content image, not several"));
@@ -55,6 +59,7 @@ pub(crate) async fn read(mut form: Multipart, limits: Limits) -> Result<(Setting
         }
     }
     let content = content.ok_or_else(|| ApiError::bad_request("no content image: add one"))?;
+    let content_name = content.uploaded.clone();
     if styles.is_empty() {
         return Err(ApiError::bad_request("no style image: add at least one"));
     }
@@ -72,7 +77,7 @@ pub(crate) async fn read(mut form: Multipart, limits: Limits) -> Result<(Setting
     .await
     .map_err(|_| ApiError::bad_request("an image could not be decoded (the decoder failed)"))??;
     let (content, styles) = decoded;
-    Ok((settings, Inputs { content, styles, config }))
+    Ok((settings, Inputs { content_name, content, styles, config }))
 }
 
 /// Refuses a file that is not an image of a known format, or whose header says it has too many pixels.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use impasto_serve::Limits;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, error_of, get, json, png, post, post_json, random_net, submit, wait_for};
+use crate::common::{
+    TestServer, agent, error_of, get, json, png, post, post_json, random_net, submit, wait_for,
+};
 
 fn id_of(snapshot: &Value) -> String {
     snapshot["id"].as_str().expect("a job id").to_owned()
@@ -161,8 +163,9 @@ fn queue_pause_steer_resume_cancel_and_download() {
     wait_for(&server, &c, 30, "C to end", |s| s["state"] == "cancelled");
 }
 
-/// With an output folder, a finished run's image is written there as ID.png, and so is the image of
-/// a run still under way when the server stops (it stops after its iteration, and the server waits).
+/// With an output folder, a finished run's image is written there as NAME-ID.png (the content's name,
+/// the job id's first 8 characters; the name a download gets too), and so is the image of a run still
+/// under way when the server stops (it stops after its iteration, and the server waits).
 #[test]
 fn with_an_output_folder_every_run_s_image_is_written_there_also_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +173,10 @@ fn with_an_output_folder_every_run_s_image_is_written_there_also_at_shutdown() {
     let (content, style) = (png(32, 24, 1), png(32, 32, 2));
     let short = id_of(&json(&submit(&server, &content, &[&style], &json!({"size": 32, "iterations": 2}))));
     let done = wait_for(&server, &short, 60, "the short run to end", |s| s["state"] == "finished");
-    let file = dir.path().join(format!("{}.png", &short[..8]));
+    let file = dir.path().join(format!("content-{}.png", &short[..8]));
+    let download = agent().get(&server.url(&format!("/api/jobs/{short}/result.png"))).call().unwrap();
+    let disposition = download.headers().get("content-disposition").unwrap().to_str().unwrap();
+    assert_eq!(disposition, format!("attachment; filename=\"content-{}.png\"", &short[..8]));
     assert_eq!(done["note"].as_str(), Some(format!("written to {}", file.display()).as_str()), "{done}");
     assert_eq!(decode_png(&std::fs::read(&file).unwrap()), (32, 24));
 
@@ -180,7 +186,7 @@ fn with_an_output_folder_every_run_s_image_is_written_there_also_at_shutdown() {
         s["history"].as_array().unwrap().len() >= 2
     });
     drop(server);
-    let file = dir.path().join(format!("{}.png", &running[..8]));
+    let file = dir.path().join(format!("content-{}.png", &running[..8]));
     assert_eq!(decode_png(&std::fs::read(&file).unwrap()), (32, 24));
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
