@@ -379,7 +379,7 @@ fn later_passes_revisit_every_frame_and_a_stopped_pass_continues_with_resume() {
 
     // Stopped in the middle of the second pass, the clip continues there and ends as if never stopped.
     args[4] = "out";
-    let child = sb.cmd().args(&args).spawn().unwrap();
+    let child = sb.cmd().args(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     let state = sb.path("out/.impasto-passes/state.txt");
     while !std::fs::read_to_string(&state)
@@ -393,6 +393,13 @@ fn later_passes_revisit_every_frame_and_a_stopped_pass_continues_with_resume() {
     assert_eq!(out.status.code(), Some(130), "interrupted status");
     let stopped = std::fs::read_to_string(&state).unwrap();
     assert!(stopped.starts_with("pass 2\n"), "stopped in the second pass: {stopped}");
+    let done = stopped.lines().nth(1).unwrap().trim_start_matches("done ");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = format!(
+        "interrupted: the clip's 8 frames, {done} of them from pass 2 and the rest from pass 1, kept in out \
+         (continue with the same command and --resume)"
+    );
+    assert_eq!(stderr.lines().last(), Some(said.as_str()), "{stderr}");
     let mut resumed = args.clone();
     resumed.push("--resume");
     let run = sb.run(&resumed);
