@@ -57,13 +57,18 @@ impl PassStore {
         self.dir.join(format!("{what}_{:06}.png", index + 1))
     }
 
-    /// Writes `what` (content or result) of frame `index`, replacing the file at once.
-    pub(super) fn save(&self, what: &str, index: usize, img: &Rgb32FImage) -> Result<()> {
+    /// Writes `what` (content or result) of frame `index`, replacing the file at once, and returns
+    /// the image as [`PassStore::load`] will read it back (rounded to 16 bits), so that a caller
+    /// keeping it in memory holds the same bits as one that reads it after a `--resume`.
+    pub(super) fn save(&self, what: &str, index: usize, img: &Rgb32FImage) -> Result<Rgb32FImage> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        let path = self.path(what, index);
-        let tmp = self.dir.join(format!("tmp_{what}.png"));
-        impasto::save_image_with(img, &tmp, &SaveOptions { depth: 16, ..SaveOptions::default() })?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        let depth = 16;
+        impasto::save_image_with(
+            img,
+            &self.path(what, index),
+            &SaveOptions { depth, ..SaveOptions::default() },
+        )?;
+        Ok(impasto::as_saved(img, depth))
     }
 
     pub(super) fn load(&self, what: &str, index: usize) -> Result<Rgb32FImage> {
@@ -123,6 +128,9 @@ impl Job<'_> {
         store.set_state(state)?;
         let styles = self.optimised_styles(&store.load(CONTENT, 0)?);
         let params = FlowParams::default();
+        // The frame just optimised (index, content, result as stored): the next frame's neighbour,
+        // so that only the first frame after a start or `--resume` reads its neighbour's files.
+        let mut last: Option<(usize, Rgb32FImage, Rgb32FImage)> = None;
         while state.pass <= self.passes {
             progress.start_pass(state.pass, n);
             for (position, (t, neighbour)) in
@@ -134,7 +142,10 @@ impl Job<'_> {
                 let (content, own) = (store.load(CONTENT, t)?, store.load(RESULT, t)?);
                 let start = match neighbour {
                     Some(j) => {
-                        let (near, near_result) = (store.load(CONTENT, j)?, store.load(RESULT, j)?);
+                        let (near, near_result) = match last.take() {
+                            Some((i, near, near_result)) if i == j => (near, near_result),
+                            _ => (store.load(CONTENT, j)?, store.load(RESULT, j)?),
+                        };
                         let r = revisit(
                             &own,
                             &content,
@@ -152,8 +163,9 @@ impl Job<'_> {
                 }
                 // The result first, the state last: a stop in between redoes this frame from its new
                 // result, which is as good a start as the old one.
-                store.save(RESULT, t, &out.image)?;
+                let result = store.save(RESULT, t, &out.image)?;
                 self.write_frame(t, &out.image, &content)?;
+                last = Some((t, content, result));
                 progress.end_frame(&out.losses);
                 state.done = position + 1;
                 store.set_state(state)?;

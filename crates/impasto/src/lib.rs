@@ -63,8 +63,8 @@ pub use eta::Eta;
 pub use image;
 pub use io::{
     AlphaPlane, MAX_INPUT_ALLOC, MAX_INPUT_SIDE, OUTPUT_EXTENSIONS, OutputReservation, SOFTWARE, SaveOptions,
-    Saved, check_writable, decode_image, load_image, load_image_with_alpha, reserve_output, save_image,
-    save_image_with,
+    Saved, as_saved, check_writable, decode_image, load_image, load_image_with_alpha, reserve_output,
+    save_image, save_image_with,
 };
 pub use layers::{deepest_layer, default_style_layers};
 pub use loss::{

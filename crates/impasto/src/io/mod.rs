@@ -24,7 +24,7 @@ use crate::error::Error;
 pub use load::{decode_image, load_image, load_image_with_alpha};
 pub use rescue::Saved;
 pub use reserve::{OutputReservation, reserve_output};
-pub use save::{SaveOptions, check_writable, save_image, save_image_with};
+pub use save::{SaveOptions, as_saved, check_writable, save_image, save_image_with};
 
 /// Largest width or height accepted from an image file (a decompression-bomb guard).
 pub const MAX_INPUT_SIDE: u32 = 32_768;

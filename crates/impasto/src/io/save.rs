@@ -154,6 +154,14 @@ pub fn save_image_with(img: &Rgb32FImage, path: &Path, options: &SaveOptions) ->
     save_through(img, path, options, None)
 }
 
+/// The image that a lossless file (PNG, TIFF) of `img` at `depth` bits (8 or 16) reads back as
+/// with [`crate::load_image`]: values clipped to 0..1 and rounded to the depth's steps, bit for bit.
+/// A caller that keeps an image it has just saved in memory uses this to hold what a later read of
+/// the file would give.
+pub fn as_saved(img: &Rgb32FImage, depth: u8) -> Rgb32FImage {
+    to_pixels(img, None, depth == 16).into_rgb32f()
+}
+
 /// [`save_image_with`], writing into `reserved` (a temporary file beside `path` whose disk space was
 /// set aside before the run, see [`super::reserve_output`]) when there is one.
 pub(super) fn save_through(

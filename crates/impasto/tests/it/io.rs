@@ -7,7 +7,8 @@ use impasto::image::codecs::jpeg::JpegEncoder;
 use impasto::image::codecs::png::PngEncoder;
 use impasto::image::{self, ExtendedColorType, ImageEncoder, Rgb, Rgb32FImage};
 use impasto::{
-    AlphaPlane, Error, SOFTWARE, SaveOptions, load_image, load_image_with_alpha, save_image, save_image_with,
+    AlphaPlane, Error, SOFTWARE, SaveOptions, as_saved, load_image, load_image_with_alpha, save_image,
+    save_image_with,
 };
 
 fn dir() -> tempfile::TempDir {
@@ -220,6 +221,24 @@ fn sixteen_bit_png_and_tiff_keep_full_precision() {
         for (got, want) in img.as_raw().iter().zip(&samples) {
             assert!((got - *want as f32 / 65_535.0).abs() < 1e-6, "{name}: {got} vs {want}");
         }
+    }
+}
+
+#[test]
+fn as_saved_is_what_a_saved_file_reads_back_as() {
+    let d = dir();
+    // Values between steps, on a step's half, and outside 0..1.
+    let img = Rgb32FImage::from_fn(7, 5, |x, y| {
+        let v = (x * 5 + y) as f32 / 33.0 + 1.0 / 131_071.0;
+        Rgb([v, 1.0 - v * 1.3, if x == 0 { -0.2 } else { 1.0 / 510.0 + y as f32 * 0.3 }])
+    });
+    for (depth, ext) in [(16, "png"), (16, "tif"), (8, "png"), (8, "tif")] {
+        let p = d.path().join(format!("q{depth}.{ext}"));
+        save_image_with(&img, &p, &SaveOptions { depth, ..SaveOptions::default() }).unwrap();
+        let back = load_image(&p).unwrap();
+        let kept = as_saved(&img, depth);
+        let bits = |i: &Rgb32FImage| i.as_raw().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&kept), bits(&back), "{depth}-bit {ext}");
     }
 }
 
