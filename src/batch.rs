@@ -32,7 +32,9 @@ Examples:
 
 Each result is OUT/NAME.png, NAME from the inputs and settings (with a hash of the inputs' bytes
 and the settings); a result that exists with the same fingerprint is skipped, so a rerun does only
-what is missing. Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done,
+what is missing. A job stopped early (SIGTERM, Ctrl-C) leaves its checkpoint in
+OUT/batch-checkpoints/NAME.ckpt, from which the next run continues it (`checkpoint-every = N` also
+writes one every N iterations). Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done,
 OUT/index.png (contact sheet) and OUT/index.html are written.
 
 The shard is --shard I/N, else $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of
@@ -110,16 +112,15 @@ struct JobCli {
     run: RunArgs,
 }
 
-/// Why a batch does not take a checkpoint flag.
-const NO_CHECKPOINTS: &str =
-    "jobs keep no checkpoints (a job stopped early is run again whole by the next `impasto batch`)";
+/// Why a batch does not take a checkpoint file.
+const OWN_CHECKPOINTS: &str = "the batch keeps each job's checkpoint itself, in OUT/batch-checkpoints, and the \
+     next run continues a job stopped early from it (set how often with `checkpoint-every`)";
 
 /// Run flags a batch job may not set (each job's own, or the batch's), with why.
-const NOT_IN_A_BATCH: [(&str, &str); 6] = [
+const NOT_IN_A_BATCH: [(&str, &str); 5] = [
     ("output", "the batch names each output itself (set the folder with `output`)"),
-    ("checkpoint", NO_CHECKPOINTS),
-    ("checkpoint-every", NO_CHECKPOINTS),
-    ("resume", NO_CHECKPOINTS),
+    ("checkpoint", OWN_CHECKPOINTS),
+    ("resume", OWN_CHECKPOINTS),
     ("help", "it is not a setting (see `impasto --help` for the run flags)"),
     ("quiet", "every job runs quietly; `impasto batch --quiet` quiets the batch itself"),
 ];
@@ -136,6 +137,7 @@ fn run_flags() -> Flags {
             _ if !a.get_action().takes_values() => FlagKind::Switch,
             "mask" | "style-mask" | "init" => FlagKind::File,
             "weights" => FlagKind::Path,
+            "checkpoint-every" => FlagKind::Runtime,
             _ => FlagKind::Value,
         };
         Some((long.to_string(), kind))
@@ -156,11 +158,16 @@ fn prepare<'a>(job: &'a Job, flags: &Flags, out: &Path, env: &Env) -> Result<Rea
     let mut argv: Vec<String> = vec!["impasto".into(), job.content.to_string_lossy().into_owned()];
     argv.extend(job.styles.iter().map(|s| s.to_string_lossy().into_owned()));
     argv.extend(["-o".into(), output.to_string_lossy().into_owned(), "--quiet".into()]);
+    // Every job has a checkpoint (which `checkpoint-every` requires); its folder is made and the
+    // path set when the job runs (`run_shard`).
+    let ckpt = claim::checkpoint_path(out, &job.name);
+    argv.extend(["--checkpoint".into(), ckpt.to_string_lossy().into_owned()]);
     argv.extend(job.args(flags));
-    let parsed = JobCli::try_parse_from(&argv).map_err(|e| {
+    let mut parsed = JobCli::try_parse_from(&argv).map_err(|e| {
         let text = e.to_string();
         anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: "))
     })?;
+    parsed.run.checkpoint = None;
     let mut s = settings::resolve(parsed.run, env)?;
     s.save.metadata.push((claim::FINGERPRINT_KEY.into(), job.fingerprint.clone()));
     let (w, h) = impasto::image::image_dimensions(&job.content)
@@ -251,6 +258,30 @@ pub fn run(args: BatchArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> 
     run_shard(&args, &list, mine, &out, shard, shard_env, stale_after)
 }
 
+/// Runs one job's settings, its checkpoint's folder made first.
+fn run_job(settings: Settings, ckpt: &Path) -> Result<run::Ran> {
+    if let Some(dir) = ckpt.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("checkpoint folder {}", dir.display()))?;
+    }
+    run::run_settings(settings)
+}
+
+/// Removes a job's checkpoint and the folder of finished tiles beside it (a tiled job's).
+fn remove_checkpoint(ckpt: &Path) {
+    let _ = std::fs::remove_file(ckpt);
+    let _ = std::fs::remove_dir_all(impasto::tiles::TileStore::beside(ckpt));
+    // The folder stays, even empty: another shard's job may be about to write its checkpoint there.
+}
+
+/// Whether a run failed because it could not continue from checkpoint `ckpt` (damaged, or written
+/// by another version of impasto): kept, it would fail every later run of the job too. (A checkpoint
+/// that cannot be written is another error, [`impasto::Error::CheckpointWrite`], and keeps the file.)
+fn refuses_checkpoint(e: &anyhow::Error, ckpt: &Path) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<impasto::Error>(), Some(impasto::Error::Checkpoint { path, .. }) if path == ckpt)
+    })
+}
+
 /// Counts of a shard's run.
 #[derive(Debug, Default)]
 struct Tally {
@@ -288,7 +319,8 @@ fn run_shard(
                   status: &str,
                   reason: Option<String>,
                   seconds: f64,
-                  result: Option<(usize, impasto::Losses, f64)>| {
+                  result: Option<(usize, impasto::Losses, f64)>,
+                  resumed: bool| {
         let losses =
             result.map(|(_, l, _)| Losses { content: l.content, style: l.style, tv: l.tv, total: l.total() });
         let rec = Record {
@@ -299,6 +331,7 @@ fn run_shard(
             seconds,
             iterations: result.map(|(n, _, _)| n),
             losses,
+            resumed,
             shard: shard.to_string(),
             host: shard_env.host.clone(),
             pid,
@@ -317,8 +350,11 @@ fn run_shard(
             break;
         }
         let output = claim::output_path(out, &r.job.name);
+        let ckpt = claim::checkpoint_path(out, &r.job.name);
         if claim::is_done(&output, &r.job.fingerprint) {
-            record(r.job, "skipped", None, 0.0, None)?;
+            // A job finished by a process stopped before it removed its checkpoint.
+            remove_checkpoint(&ckpt);
+            record(r.job, "skipped", None, 0.0, None, false)?;
             tally.skipped += 1;
             say(format!("{tag}: already done"));
             continue;
@@ -329,7 +365,7 @@ fn run_shard(
                 let who = owner.map_or("another process".into(), |o| {
                     format!("{} pid {} (shard {})", o.host, o.pid, o.shard)
                 });
-                record(r.job, "busy", Some(format!("claimed by {who}")), 0.0, None)?;
+                record(r.job, "busy", Some(format!("claimed by {who}")), 0.0, None, false)?;
                 tally.busy += 1;
                 say(format!("{tag}: claimed by {who}; left to it"));
                 continue;
@@ -341,6 +377,10 @@ fn run_shard(
             tally.skipped += 1;
             continue;
         }
+        let resumed = ckpt.is_file();
+        let mut settings = r.settings;
+        settings.config.checkpoint = Some(ckpt.clone());
+        settings.config.resume = resumed.then(|| ckpt.clone());
         let start = Instant::now();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let ran = std::thread::scope(|scope| {
@@ -351,8 +391,7 @@ fn run_shard(
                     held.refresh();
                 }
             });
-            let ran =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run_settings(r.settings)));
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(settings, &ckpt)));
             let _ = stop_tx.send(());
             ran
         });
@@ -360,30 +399,42 @@ fn run_shard(
         let ran = ran.unwrap_or_else(|_| Err(anyhow!("the run panicked")));
         match ran {
             Ok(run::Ran { outcome: Outcome::Done, result }) => {
-                record(r.job, "done", None, seconds, result)?;
+                remove_checkpoint(&ckpt);
+                record(r.job, "done", None, seconds, result, resumed)?;
                 tally.done += 1;
                 let losses = result.map_or(String::new(), |(n, l, _)| {
                     format!(", {n} iterations, total loss {:.3e}", l.total())
                 });
-                say(format!("{tag}: done ({seconds:.1} s{losses})"));
+                let from = if resumed { ", continued from its checkpoint" } else { "" };
+                say(format!("{tag}: done ({seconds:.1} s{losses}{from})"));
             }
             Ok(run::Ran { outcome: Outcome::Interrupted, result }) => {
                 // An interrupted run writes its current image; it is not a result.
                 let _ = std::fs::remove_file(&output);
+                let kept = if ckpt.is_file() {
+                    format!("; the next run continues it from {}", ckpt.display())
+                } else {
+                    String::new()
+                };
                 record(
                     r.job,
                     "interrupted",
-                    Some("interrupted (Ctrl-C or SIGTERM)".into()),
+                    Some(format!("interrupted (Ctrl-C or SIGTERM){kept}")),
                     seconds,
                     result,
+                    resumed,
                 )?;
                 interrupted = true;
             }
             Err(e) => {
                 // A failed run may have written its last good image; it is not a result either.
                 let _ = std::fs::remove_file(&output);
-                let reason = format!("{e:#}").lines().map(str::trim).collect::<Vec<_>>().join(" ");
-                record(r.job, "failed", Some(reason.clone()), seconds, None)?;
+                let mut reason = format!("{e:#}").lines().map(str::trim).collect::<Vec<_>>().join(" ");
+                if resumed && refuses_checkpoint(&e, &ckpt) {
+                    remove_checkpoint(&ckpt);
+                    reason.push_str("; the checkpoint was removed, so the next run starts the job over");
+                }
+                record(r.job, "failed", Some(reason.clone()), seconds, None, resumed)?;
                 tally.failed += 1;
                 say(format!("{tag}: failed: {reason}"));
             }
@@ -453,8 +504,19 @@ mod tests {
         let e = impasto_batch::expand(&e, &run_flags()).unwrap_err().to_string();
         assert_eq!(
             e,
-            "[settings] checkpoint: `checkpoint` does not apply in a batch: jobs keep no checkpoints (a job \
-             stopped early is run again whole by the next `impasto batch`)"
+            "[settings] checkpoint: `checkpoint` does not apply in a batch: the batch keeps each job's \
+             checkpoint itself, in OUT/batch-checkpoints, and the next run continues a job stopped early \
+             from it (set how often with `checkpoint-every`)"
         );
+        let list = Plan::empty(".".into())
+            .with_command_line(
+                &["Cargo.toml".into()],
+                &["Cargo.lock".into()],
+                &[],
+                &["checkpoint-every=5".into()],
+            )
+            .unwrap();
+        let list = impasto_batch::expand(&list, &run_flags()).unwrap();
+        assert_eq!(list.jobs[0].args(&run_flags()), ["--checkpoint-every", "5"]);
     }
 }

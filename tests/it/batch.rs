@@ -81,6 +81,17 @@ fn statuses(dir: &Path) -> Vec<String> {
     out
 }
 
+/// How many log records continue from a checkpoint.
+fn continued(dir: &Path) -> usize {
+    let logs = std::fs::read_dir(dir.join("batch-log")).unwrap();
+    let lines: Vec<String> = logs
+        .flat_map(|f| {
+            std::fs::read_to_string(f.unwrap().path()).unwrap().lines().map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    lines.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["resumed"] == true).count()
+}
+
 #[test]
 fn a_grid_runs_once_and_a_rerun_does_only_what_is_missing() {
     let sb = setup();
@@ -234,7 +245,7 @@ fn bad_input_is_one_line_before_any_job_starts() {
         ),
         (
             grid(&["--set", "checkpoint=c.ckpt"]),
-            "impasto: error: [settings] checkpoint: `checkpoint` does not apply in a batch: jobs keep no checkpoints (a job stopped early is run again whole by the next `impasto batch`)",
+            "impasto: error: [settings] checkpoint: `checkpoint` does not apply in a batch: the batch keeps each job's checkpoint itself, in OUT/batch-checkpoints, and the next run continues a job stopped early from it (set how often with `checkpoint-every`)",
         ),
         (
             grid(&["--set", "quiet=true"]),
@@ -405,7 +416,95 @@ fn sigterm_logs_the_running_job_interrupted_and_releases_its_claim() {
     assert!(results(&sb.path("out")).is_empty());
     assert_eq!(statuses(&sb.path("out")), ["interrupted"]);
     let log = std::fs::read_to_string(sb.path("out/batch-log/shard-0-of-1.jsonl")).unwrap();
-    assert!(log.contains(r#""reason":"interrupted (Ctrl-C or SIGTERM)""#), "{log}");
+    assert!(log.contains(r#""reason":"interrupted (Ctrl-C or SIGTERM)"#), "{log}");
+}
+
+/// A job stopped by SIGTERM (Slurm's preemption or time limit) leaves its checkpoint in
+/// `OUT/batch-checkpoints`; the next run of the batch continues the job from it, logs it `resumed`,
+/// removes the checkpoint, and writes exactly the pixels of a job that was never stopped.
+#[cfg(unix)]
+#[test]
+fn a_job_stopped_by_sigterm_continues_from_its_checkpoint_on_the_next_run() {
+    let sb = setup();
+    let args = |out: &'static str| {
+        [
+            "--content",
+            "photos/a.png",
+            "--style",
+            "s.png",
+            "--set",
+            "size=64",
+            "--set",
+            "iterations=40",
+            "--set",
+            "depth=16",
+            "--set",
+            "checkpoint-every=1",
+            "--set",
+            "weights=builtin",
+            "-o",
+            out,
+        ]
+    };
+    let checkpoints = || -> Vec<String> {
+        std::fs::read_dir(sb.path("out/batch-checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut cmd = sb.cmd();
+    for v in SHARD_VARS {
+        cmd.env_remove(v);
+    }
+    let child = cmd
+        .arg("batch")
+        .args(args("out"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("impasto batch starts");
+    let started = std::time::Instant::now();
+    while checkpoints().is_empty() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    signal(&child, "TERM");
+    let stopped: Run = child.wait_with_output().expect("impasto batch ends").into();
+    assert_eq!(stopped.code, Some(130), "{}", stopped.stderr);
+    assert!(results(&sb.path("out")).is_empty(), "a stopped job leaves no result");
+    let kept = checkpoints();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = kept[0].strip_suffix(".ckpt").expect("NAME.ckpt").to_string();
+    let log = std::fs::read_to_string(sb.path("out/batch-log/shard-0-of-1.jsonl")).unwrap();
+    let continues = format!("; the next run continues it from out/batch-checkpoints/{name}.ckpt");
+    assert!(log.contains(&continues), "{log}");
+
+    let again = batch(&sb, &args("out"), &[]);
+    again.assert_ok();
+    assert!(again.stderr.contains(", continued from its checkpoint)"), "{}", again.stderr);
+    assert_eq!(statuses(&sb.path("out")), ["interrupted", "done"]);
+    let log = std::fs::read_to_string(sb.path("out/batch-log/shard-0-of-1.jsonl")).unwrap();
+    let done: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(done["resumed"], true, "{log}");
+    assert_eq!(done["iterations"], 40, "{log}");
+    assert!(checkpoints().is_empty(), "the finished job's checkpoint is removed: {:?}", checkpoints());
+
+    batch(&sb, &args("whole"), &[]).assert_ok();
+    let pixels = |dir: &str| image::open(sb.path(&format!("{dir}/{name}.png"))).unwrap().to_rgb16();
+    assert!(pixels("out") == pixels("whole"), "the continued job differs from an uninterrupted one");
+
+    // A checkpoint that cannot be used fails the job once and is removed; the next run starts over.
+    std::fs::create_dir_all(sb.path("broken/batch-checkpoints")).unwrap();
+    sb.file(&format!("broken/batch-checkpoints/{name}.ckpt"), b"not a checkpoint");
+    let failed = batch(&sb, &args("broken"), &[]);
+    assert_eq!(failed.code, Some(1), "{}", failed.stderr);
+    let line = failed.stderr.lines().find(|l| l.contains(": failed: ")).unwrap_or_default();
+    assert!(line.ends_with("; the checkpoint was removed, so the next run starts the job over"), "{line}");
+    assert!(!sb.path(&format!("broken/batch-checkpoints/{name}.ckpt")).exists());
+    batch(&sb, &args("broken"), &[]).assert_ok();
+    assert!(pixels("broken") == pixels("whole"), "the job started over gives the same image");
 }
 
 /// Runs a shell command, panicking with its output when it fails.
@@ -451,13 +550,14 @@ fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_cancelled_ta
         "every job ran exactly once"
     );
 
-    // Kill one array task mid-run: longer runs into a second folder; cancel task 1 once it holds a claim.
+    // Kill one array task mid-run: longer runs into a second folder, with a checkpoint every iteration;
+    // cancel task 1 once its claimed job has written one (so it has run an iteration).
     std::fs::write(
         sb.path("plan.toml"),
         std::fs::read_to_string(sb.path("plan.toml"))
             .unwrap()
             .replace("'out'", "'out2'")
-            .replace("iterations = 20", "iterations = 150"),
+            .replace("iterations = 20", "iterations = 150\ncheckpoint-every = 1"),
     )
     .unwrap();
     let job = sh(&format!(
@@ -468,9 +568,10 @@ fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_cancelled_ta
     ));
     let job = job.trim().to_string();
     sh(&format!(
-        "for i in $(seq 1 600); do ls {}/out2/.*.lock >/dev/null 2>&1 && grep -qs 'shard=1/4' {}/out2/.*.lock && break; sleep 0.2; done; scancel {job}_1",
+        "cd {} && for i in $(seq 1 600); do for l in out2/.*.lock; do grep -qs 'shard=1/4' \"$l\" || continue; \
+         n=$(basename \"$l\" .png.lock); [ -f \"out2/batch-checkpoints/${{n#.}}.ckpt\" ] && break 2; done; \
+         sleep 0.2; done; scancel {job}_1",
         sb.root().display(),
-        sb.root().display()
     ));
     sh(&format!(
         "for i in $(seq 1 1200); do squeue -h -j {job} | grep -q . || exit 0; sleep 0.5; done; exit 1"
@@ -485,8 +586,14 @@ fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_cancelled_ta
         .filter(|n| n.ends_with(".lock"))
         .collect();
     assert!(held.is_empty(), "the cancelled task released its claim: {held:?}");
+    // The cancelled job left its checkpoint, which the rerun continues from.
+    let kept = std::fs::read_dir(sb.path("out2/batch-checkpoints")).map_or(0, |d| d.count());
+    assert_eq!(kept, 1, "the cancelled job's checkpoint is kept");
     let done_before = statuses(&sb.path("out2")).iter().filter(|s| *s == "done").count();
     submit("");
+    assert_eq!(continued(&sb.path("out2")), kept, "every kept checkpoint is continued from");
+    let left = std::fs::read_dir(sb.path("out2/batch-checkpoints")).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the finished jobs' checkpoints are removed");
     let statuses = statuses(&sb.path("out2"));
     let done_after = statuses.iter().filter(|s| *s == "done").count();
     assert_eq!(results(&sb.path("out2")).len(), 8);

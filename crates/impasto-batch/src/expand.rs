@@ -31,6 +31,9 @@ pub enum FlagKind {
     /// A path whose bytes are not read (`--weights`): resolved like [`FlagKind::File`], fingerprinted by
     /// its text only.
     Path,
+    /// A value that changes how a job runs but not its image (`--checkpoint-every`): left out of the
+    /// fingerprint, so that adding or changing it keeps the finished results.
+    Runtime,
 }
 
 /// The run flags a job may set (long names without dashes), from the caller that runs the jobs.
@@ -232,6 +235,7 @@ fn fingerprint(
     }
     for (k, v) in settings {
         let text = match (flags.kinds.get(k), v) {
+            (Some(FlagKind::Runtime), _) => continue,
             (Some(FlagKind::File), Value::Text(t)) if Path::new(t).is_file() => {
                 format!("file {}", file_hash(place, Path::new(t))?)
             }
@@ -406,6 +410,7 @@ mod tests {
             ("preserve-colors", FlagKind::Switch),
             ("mask", FlagKind::File),
             ("weights", FlagKind::Path),
+            ("checkpoint-every", FlagKind::Runtime),
         ])
         .excluding([("resume", "each job starts from the start")])
     }
@@ -462,6 +467,16 @@ mod tests {
         );
         std::fs::write(dir.path().join("m.png"), "M").unwrap();
         assert_ne!(plan(dir.path(), text).unwrap().jobs[0].fingerprint, a.fingerprint);
+    }
+
+    #[test]
+    fn runtime_settings_are_passed_on_but_left_out_of_the_fingerprint() {
+        let dir = setup();
+        let text = "[[job]]\ncontent = 's.png'\nstyle = 't.png'\n";
+        let plain = plan(dir.path(), text).unwrap().jobs.remove(0);
+        let every = plan(dir.path(), &format!("{text}checkpoint-every = 5\n")).unwrap().jobs.remove(0);
+        assert_eq!((&every.fingerprint, &every.name), (&plain.fingerprint, &plain.name));
+        assert_eq!(every.args(&flags()), ["--checkpoint-every", "5"]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Record {
     /// The final losses, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub losses: Option<Losses>,
+    /// Whether the attempt continued from the checkpoint of an earlier one stopped early.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
     /// The shard, `I/N`.
     pub shard: String,
     /// The host that ran it.
@@ -145,6 +148,7 @@ mod tests {
             seconds: 1.5,
             iterations: Some(3),
             losses: Some(Losses { content: 1.0, style: 2.0, tv: 3.0, total: 6.0 }),
+            resumed: status == "done",
             shard: "0/2".into(),
             host: "h".into(),
             pid: 1,
