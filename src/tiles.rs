@@ -209,8 +209,8 @@ fn load_net(s: &mut Settings, inputs: &mut Inputs) -> Result<Vgg> {
 fn plan(a: PlanArgs, env: &Env) -> Result<Outcome> {
     if a.run.checkpoint.is_some() || a.run.checkpoint_every > 0 {
         bail!(
-            "--checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile, \
-             and `tiles run` skips them)"
+            "--checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile \
+             and the state of a tile stopped early: `tiles run` skips the first and continues the second)"
         );
     }
     let recorded = recorded_args();

@@ -153,7 +153,7 @@ fn tiles_and_budgets_too_small_are_refused_up_front() {
     let plan = sb.run(
         &[&["tiles", "plan", "--job", "j"][..], &args(&["-o", "o.png", "--checkpoint", "c.ckpt"])].concat(),
     );
-    insta::assert_snapshot!(plan.error_line(1), @"impasto: error: --checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile, and `tiles run` skips them)");
+    insta::assert_snapshot!(plan.error_line(1), @"impasto: error: --checkpoint does not apply to `impasto tiles plan` (the job folder keeps every finished tile and the state of a tile stopped early: `tiles run` skips the first and continues the second)");
     assert!(!sb.path("j").exists());
 }
 
@@ -221,4 +221,71 @@ fn sigterm_stops_a_tile_job_cleanly() {
     assert!(rest.contains("tiles: 0 optimised here, 0 of 4 finished"), "{rest}");
     let stitch = sb.run(&["tiles", "stitch", "--job", "job"]);
     assert!(stitch.error_line(1).contains("4 of 4 tiles"), "{}", stitch.stderr);
+}
+
+/// A tile that SIGTERM stops keeps its state in the job folder (`tiles/tile-NNNNN.partial.ckpt`); the
+/// next `tiles run` continues the tile from it instead of starting it over, and the stitched image is
+/// the in-process run's, pixel for pixel. A partial state that cannot be read starts the tile over.
+#[cfg(unix)]
+#[test]
+fn a_tile_stopped_early_continues_where_it_stopped() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let sb = sandbox();
+    // The built-in model (slower than the tiny one, so that a tile is still running when signalled).
+    let run_args = |out: &'static str| {
+        let mut v = args(&["-o", out, "--scale-iterations", "30", "--print-every", "1"]);
+        let w = v.iter().position(|a| *a == "w.safetensors").expect("the weights flag");
+        v[w] = "builtin";
+        v.retain(|a| !TINY_LAYERS.contains(a));
+        v
+    };
+    ok(sb.run(&run_args("inproc.png")));
+    ok(sb.run(&[&["tiles", "plan", "--job", "job"][..], &run_args("tiled.png")].concat()));
+    let mut child = sb
+        .cmd()
+        .args(["tiles", "run", "--job", "job"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("impasto tiles run starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let (mut seen, mut line) = (String::new(), String::new());
+    while !line.starts_with("iter ") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no iteration logged: {seen}");
+        seen.push_str(&line);
+    }
+    signal(&child, "TERM");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert_eq!(wait_with_timeout(&mut child, Duration::from_secs(60)), Some(130), "{rest}");
+    let partial = sb.path("job/tiles/tile-00000.partial.ckpt");
+    assert!(partial.is_file(), "the stopped tile's state is kept: {rest}");
+    let at = |text: &str, after: &str| -> Option<usize> {
+        let tail = &text[text.find(after)? + after.len()..];
+        tail.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let stopped_at = at(&rest, "/job/tiles/tile-00000.partial.ckpt (iteration ").expect(&rest);
+    // The first iteration logged by a run.
+    let first = |run: &Run| at(&run.stderr, "\niter ").or_else(|| at(&run.stderr, "iter "));
+
+    let resumed = ok(sb.run(&["tiles", "run", "--job", "job"]));
+    assert_eq!(first(&resumed), Some(stopped_at + 1), "the tile goes on: {}", resumed.stderr);
+    assert!(resumed.stderr.contains("tiles: 8 optimised here, all 2 rounds"), "{}", resumed.stderr);
+    assert!(!partial.exists(), "the finished tile's state is removed");
+    ok(sb.run(&["tiles", "stitch", "--job", "job"]));
+    assert!(pixels(&sb, "tiled.png") == pixels(&sb, "inproc.png"), "the continued tile differs");
+
+    // A damaged state: the tile starts over (same pixels: nothing of the stopped run is used).
+    ok(sb.run(&[&["tiles", "plan", "--job", "job2"][..], &run_args("t2.png")].concat()));
+    std::fs::create_dir_all(sb.path("job2/tiles")).unwrap();
+    sb.file("job2/tiles/tile-00000.partial.ckpt", b"not a checkpoint");
+    let over = ok(sb.run(&["tiles", "run", "--job", "job2"]));
+    assert_eq!(first(&over), Some(1), "the tile starts over: {}", over.stderr);
+    assert!(!sb.path("job2/tiles/tile-00000.partial.ckpt").exists());
+    ok(sb.run(&["tiles", "stitch", "--job", "job2"]));
+    assert!(pixels(&sb, "t2.png") == pixels(&sb, "inproc.png"));
 }

@@ -343,10 +343,10 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Reads the checkpoint at `path` and checks that it belongs to this run: its plan is re-made as
-    /// the run that wrote it re-made it after running out of GPU memory, before the fingerprints
-    /// (settings, images, tiles) are compared.
-    fn read_resume(&mut self, path: &Path, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> Result<State> {
+    /// Reads the optimisation state at `path` (a checkpoint, or a tile job's partial tile) for this
+    /// run's optimiser, its L-BFGS history capped as a fresh one's would be. What it belongs to is
+    /// for the caller to check.
+    pub(super) fn read_state(&self, path: &Path) -> Result<State> {
         let (history, lr) = match self.config.optimizer {
             Optimizer::Lbfgs { history } => (history, 0.0),
             Optimizer::Adam { learning_rate } => (1, learning_rate),
@@ -355,6 +355,14 @@ impl<'a> Plan<'a> {
         if let OptState::Lbfgs(l) = &mut state.opt {
             l.set_history(lbfgs_history_for(history, state.x.len()));
         }
+        Ok(state)
+    }
+
+    /// Reads the checkpoint at `path` and checks that it belongs to this run: its plan is re-made as
+    /// the run that wrote it re-made it after running out of GPU memory, before the fingerprints
+    /// (settings, images, tiles) are compared.
+    fn read_resume(&mut self, path: &Path, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> Result<State> {
+        let state = self.read_state(path)?;
         let err = |reason: &str| Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() };
         if !state.gpu.refits.is_empty() && self.gpu.is_none() {
             return Err(err(
@@ -432,6 +440,7 @@ impl<'a> Plan<'a> {
             last,
             tiles: &self.tiles,
             tile: None,
+            checkpoint: self.config.checkpoint.as_deref(),
         };
         let (out, _) = scale.optimise(&mut objective, state, iterations, observer, &mut carry.announce)?;
         carry.weights = objective.weights;

@@ -1,7 +1,8 @@
 //! Tiles as independent jobs: the last scale of a run cut into tiles that separate processes (or
 //! machines) optimise, each writing its finished tiles into a shared folder, and a stitch of them into
 //! the image. `prepare_tiles` runs the scales before the last and writes what the tiles start from;
-//! `run_tiles` optimises any tiles (skipping stored ones, so reruns are idempotent), round after
+//! `run_tiles` optimises any tiles (skipping stored ones, so reruns are idempotent, and continuing
+//! one that a process stopped from its partial state), round after
 //! round where the tiles are coupled (a round starts once every tile of the one before is stored);
 //! `stitch_tiles` blends them. The in-process tiled run uses the same setup, tile optimisation,
 //! carried L-BFGS pairs and blend, so the result is the same, bit for bit.
@@ -456,9 +457,32 @@ pub fn run_tiles(
                 carry.total = carry.done + todo.len() * ts.round_iterations(r);
                 for i in todo {
                     let (g, rect) = (r * n + i, job.plan.rect(i));
-                    let warm = carried.starting(g, rect, false)?;
+                    // A tile another process stopped goes on from its state (which holds its L-BFGS
+                    // pairs, so the round's carried ones are not needed).
+                    let partial = store.partial(g);
+                    if let Some(folder) = partial.parent() {
+                        std::fs::create_dir_all(folder).map_err(|e| Error::TileFile {
+                            path: folder.to_path_buf(),
+                            reason: format!("cannot make the folder: {e}"),
+                        })?;
+                    }
+                    let resumed = plan.partial_tile(&partial, fingerprint, k, rect, carry.done);
+                    let warm = match resumed {
+                        Some(_) => None,
+                        None => carried.starting(g, rect, false)?,
+                    };
                     let (res, opt) = plan
-                        .optimise_tile(ts, r, i, shift.as_deref(), None, warm, &mut carry, observer)
+                        .optimise_tile(
+                            ts,
+                            r,
+                            i,
+                            shift.as_deref(),
+                            resumed,
+                            warm,
+                            &mut carry,
+                            observer,
+                            Some(&partial),
+                        )
                         .map_err(|e| keep(e, r))?;
                     stop = res.stop;
                     if matches!(stop, StopReason::Cancelled | StopReason::TimeLimit) {
@@ -467,6 +491,7 @@ pub fn run_tiles(
                     let x = to_planar(&res.image);
                     carried.finished(g, rect, opt, x.clone())?;
                     store.write(g, rect, &x)?;
+                    let _ = std::fs::remove_file(&partial);
                     carried.stored(g);
                     observer.on_tile(g, count, false);
                 }

@@ -2,6 +2,7 @@
 //! checkpoints, steering of the loss weights, and Adam's averaged finish.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::checkpoint::{self, OptState, State};
@@ -106,6 +107,10 @@ pub(super) struct ScaleRun<'o> {
     pub(super) tiles: &'o [Option<crate::tiles::TilePlan>],
     /// On a tiled scale: (0-based tile, tiles) of the tile being optimised.
     pub(super) tile: Option<(usize, usize)>,
+    /// Where the optimisation state is written (when it stops early, every `checkpoint_every`
+    /// iterations and, on the last scale, at its end): the run's checkpoint, or a tile job's partial
+    /// tile (`TileStore::partial`).
+    pub(super) checkpoint: Option<&'o Path>,
 }
 
 impl ScaleRun<'_> {
@@ -271,7 +276,7 @@ impl ScaleRun<'_> {
     /// Writes the checkpoint, if the run has one; one that cannot be written stops the run with the
     /// image it has ([`Error::CheckpointWrite`]).
     fn save_checkpoint(&self, state: &State, observer: &mut dyn Observer) -> Result<()> {
-        if let Some(path) = &self.config.checkpoint {
+        if let Some(path) = self.checkpoint {
             checkpoint::write(path, state)
                 .map_err(|e| checkpoint::unwritten(e, || to_image(&state.x, state.width, state.height)))?;
             observer.on_checkpoint(state.done, path);

@@ -4,6 +4,7 @@
 //! the output when finished. Checkpoints record the tile being optimised; finished tiles are stored
 //! beside them, so a resumed run skips them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use image::Rgb32FImage;
@@ -173,12 +174,45 @@ impl Plan<'_> {
         }
     }
 
+    /// The state of a tile that a tile job stopped before finishing it, from its partial checkpoint
+    /// `path` ([`TileStore::partial`]), if there is one of this job's scale `k` and of the tile's
+    /// `rect`; its iterations are counted on from `done`. One that cannot be read (damaged, or of
+    /// another version of impasto) is removed, and the tile starts over.
+    pub(super) fn partial_tile(
+        &self,
+        path: &Path,
+        fingerprint: u64,
+        k: usize,
+        rect: tiles::Rect,
+        done: usize,
+    ) -> Option<State> {
+        if !path.is_file() {
+            return None;
+        }
+        match self.read_state(path) {
+            Ok(mut s)
+                if s.fingerprint == fingerprint
+                    && s.scale == k
+                    && s.tile.is_none()
+                    && (s.width, s.height) == (rect.width, rect.height) =>
+            {
+                s.done = done + s.scale_done;
+                Some(s)
+            }
+            _ => {
+                let _ = std::fs::remove_file(path);
+                None
+            }
+        }
+    }
+
     /// Optimises tile `i` of `ts` in round `round` (continuing `resumed` when given), starting from
     /// its crop of `ts.base` (the image the round starts from) and held to the scale's style targets,
     /// or in a coupled round (`shift`: the round's [`Plan::style_shift`]) to the tile's own
     /// ([`Plan::tile_targets`]). A fresh tile starts with `warm` (its optimiser from the round
-    /// before, see `curvature`), else a new one. Returns its result (planar RGB 0..1 of the tile's
-    /// rectangle), losses and how it stopped, and the optimiser's final state.
+    /// before, see `curvature`), else a new one. Its state is written to `checkpoint` (the run's, or
+    /// a tile job's partial tile) as [`ScaleRun::checkpoint`] says. Returns its result (planar RGB
+    /// 0..1 of the tile's rectangle), losses and how it stopped, and the optimiser's final state.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn optimise_tile(
         &self,
@@ -190,6 +224,7 @@ impl Plan<'_> {
         warm: Option<OptState>,
         carry: &mut Carry,
         observer: &mut dyn Observer,
+        checkpoint: Option<&Path>,
     ) -> Result<(Stylized, OptState)> {
         let n = ts.plan.len();
         let (g, count) = (round * n + i, ts.rounds * n);
@@ -227,6 +262,7 @@ impl Plan<'_> {
             last: false,
             tiles: &self.tiles,
             tile: Some((g, count)),
+            checkpoint,
         };
         let iterations = ts.round_iterations(round);
         let (r, opt) = run.optimise(&mut objective, state, iterations, observer, &mut carry.announce)?;
@@ -307,8 +343,17 @@ impl Plan<'_> {
             }
             let rect = plan.rect(i);
             let warm = carried.starting(g, rect, resumed.is_some())?;
-            let tile =
-                self.optimise_tile(&ts, round, i, shift.as_deref(), resumed.take(), warm, carry, observer);
+            let tile = self.optimise_tile(
+                &ts,
+                round,
+                i,
+                shift.as_deref(),
+                resumed.take(),
+                warm,
+                carry,
+                observer,
+                self.config.checkpoint.as_deref(),
+            );
             let (r, opt) = match tile {
                 Ok(r) => r,
                 // The tiles blended so far are the last good image, not the tile's own pixels that

@@ -110,6 +110,12 @@ impl TileStore {
         self.dir.join(format!("tile-{index:05}.safetensors"))
     }
 
+    /// The state of tile `index` as a tile job stopped it before it was finished (a checkpoint of
+    /// that tile alone), from which the next process that takes the tile continues.
+    pub fn partial(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("tile-{index:05}.partial.ckpt"))
+    }
+
     /// Whether tile `index` is stored (for this run and scale), from the file's header and length,
     /// without reading its pixels: a file is whole or absent (it is written atomically), and a
     /// file that is not this tile's counts as not stored.
