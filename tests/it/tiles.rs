@@ -180,73 +180,16 @@ fn shards_beyond_the_tiles_are_empty_and_a_zero_count_is_refused() {
     insta::assert_snapshot!(hide(run(&[])), @"impasto: error: [SANDBOX]/job/job.json: not a tile job: EOF while parsing an object at line 1 column 1");
 }
 
-/// SIGTERM (a Slurm time limit or `scancel` on a tile job) stops `tiles run` as Ctrl-C does: after the
-/// current iteration, with status 130 and its count of finished tiles, the job left as it was.
+/// Starts `impasto tiles run --job JOB`, sends SIGTERM once it has logged its first iteration, and
+/// returns its exit code and what it printed after that line.
 #[cfg(unix)]
-#[test]
-fn sigterm_stops_a_tile_job_cleanly() {
+fn term_after_first_iteration(sb: &Sandbox, job: &str) -> (Option<i32>, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::time::Duration;
 
-    let sb = sandbox();
-    // 4 iterations at 48 px, then tiles that would take 10^8 each.
-    let long =
-        ["-o", "t.png", "--scale-iterations", "100000000", "--optimizer", "adam", "--print-every", "1"];
-    let mut plan_args = args(&[&long[..], &["--tile-rounds", "1"]].concat());
-    // `args` sets --print-every 0 before `long` sets 1: the later value wins, in `tiles plan` and in
-    // the recorded command line `tiles run` reads (it used to refuse the job for the repeated flag).
-    plan_args.splice(0..0, ["tiles", "plan", "--job", "job"]);
-    ok(sb.run(&plan_args));
     let mut child = sb
         .cmd()
-        .args(["tiles", "run", "--job", "job"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("impasto tiles run starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-    let mut seen = String::new();
-    let mut line = String::new();
-    while !line.starts_with("iter ") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no iteration logged: {seen}");
-        seen.push_str(&line);
-    }
-    signal(&child, "TERM");
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    let code = wait_with_timeout(&mut child, Duration::from_secs(30));
-    assert_eq!(code, Some(130), "{rest}");
-    assert!(rest.contains("tiles: 0 optimised here, 0 of 4 finished"), "{rest}");
-    let stitch = sb.run(&["tiles", "stitch", "--job", "job"]);
-    assert!(stitch.error_line(1).contains("4 of 4 tiles"), "{}", stitch.stderr);
-}
-
-/// A tile that SIGTERM stops keeps its state in the job folder (`tiles/tile-NNNNN.partial.ckpt`); the
-/// next `tiles run` continues the tile from it instead of starting it over, and the stitched image is
-/// the in-process run's, pixel for pixel. A partial state that cannot be read starts the tile over.
-#[cfg(unix)]
-#[test]
-fn a_tile_stopped_early_continues_where_it_stopped() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    use std::time::Duration;
-
-    let sb = sandbox();
-    // The built-in model (slower than the tiny one, so that a tile is still running when signalled).
-    let run_args = |out: &'static str| {
-        let mut v = args(&["-o", out, "--scale-iterations", "30", "--print-every", "1"]);
-        let w = v.iter().position(|a| *a == "w.safetensors").expect("the weights flag");
-        v[w] = "builtin";
-        v.retain(|a| !TINY_LAYERS.contains(a));
-        v
-    };
-    ok(sb.run(&run_args("inproc.png")));
-    ok(sb.run(&[&["tiles", "plan", "--job", "job"][..], &run_args("tiled.png")].concat()));
-    let mut child = sb
-        .cmd()
-        .args(["tiles", "run", "--job", "job"])
+        .args(["tiles", "run", "--job", job])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -261,7 +204,49 @@ fn a_tile_stopped_early_continues_where_it_stopped() {
     signal(&child, "TERM");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    assert_eq!(wait_with_timeout(&mut child, Duration::from_secs(60)), Some(130), "{rest}");
+    (wait_with_timeout(&mut child, std::time::Duration::from_secs(60)), rest)
+}
+
+/// SIGTERM (a Slurm time limit or `scancel` on a tile job) stops `tiles run` as Ctrl-C does: after the
+/// current iteration, with status 130 and its count of finished tiles, and no tile finished.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_tile_job_cleanly() {
+    let sb = sandbox();
+    // 4 iterations at 48 px, then tiles that would take 10^8 each.
+    let long =
+        ["-o", "t.png", "--scale-iterations", "100000000", "--optimizer", "adam", "--print-every", "1"];
+    let mut plan_args = args(&[&long[..], &["--tile-rounds", "1"]].concat());
+    // `args` sets --print-every 0 before `long` sets 1: the later value wins, in `tiles plan` and in
+    // the recorded command line `tiles run` reads (it used to refuse the job for the repeated flag).
+    plan_args.splice(0..0, ["tiles", "plan", "--job", "job"]);
+    ok(sb.run(&plan_args));
+    let (code, rest) = term_after_first_iteration(&sb, "job");
+    assert_eq!(code, Some(130), "{rest}");
+    assert!(rest.contains("tiles: 0 optimised here, 0 of 4 finished"), "{rest}");
+    let stitch = sb.run(&["tiles", "stitch", "--job", "job"]);
+    assert!(stitch.error_line(1).contains("4 of 4 tiles"), "{}", stitch.stderr);
+}
+
+/// A tile that SIGTERM stops keeps its state in the job folder (`tiles/tile-NNNNN.partial.ckpt`); the
+/// next `tiles run` continues the tile from it instead of starting it over, and the stitched image is
+/// the in-process run's, pixel for pixel. A partial state that cannot be read starts the tile over.
+#[cfg(unix)]
+#[test]
+fn a_tile_stopped_early_continues_where_it_stopped() {
+    let sb = sandbox();
+    // The built-in model (slower than the tiny one, so that a tile is still running when signalled).
+    let run_args = |out: &'static str| {
+        let mut v = args(&["-o", out, "--scale-iterations", "30", "--print-every", "1"]);
+        let w = v.iter().position(|a| *a == "w.safetensors").expect("the weights flag");
+        v[w] = "builtin";
+        v.retain(|a| !TINY_LAYERS.contains(a));
+        v
+    };
+    ok(sb.run(&run_args("inproc.png")));
+    ok(sb.run(&[&["tiles", "plan", "--job", "job"][..], &run_args("tiled.png")].concat()));
+    let (code, rest) = term_after_first_iteration(&sb, "job");
+    assert_eq!(code, Some(130), "{rest}");
     let partial = sb.path("job/tiles/tile-00000.partial.ckpt");
     assert!(partial.is_file(), "the stopped tile's state is kept: {rest}");
     let at = |text: &str, after: &str| -> Option<usize> {
