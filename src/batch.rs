@@ -90,7 +90,8 @@ pub struct BatchArgs {
     #[arg(long)]
     pub index: bool,
 
-    /// Only list this shard's jobs on stdout (name, cost, status); run nothing
+    /// Only list this shard's jobs on stdout (name, cost, status: done, started (it has a
+    /// checkpoint) or todo); run nothing
     #[arg(long, conflicts_with = "index")]
     pub list: bool,
 
@@ -250,8 +251,14 @@ pub fn run(args: BatchArgs, env: &Env, shard_env: &ShardEnv) -> Result<Outcome> 
     if args.list {
         let mut stdout = std::io::stdout().lock();
         for r in &mine {
-            let done = claim::is_done(&claim::output_path(&out, &r.job.name), &r.job.fingerprint);
-            let _ = writeln!(stdout, "{}\t{}\t{}", r.job.name, r.cost, if done { "done" } else { "todo" });
+            let status = if claim::is_done(&claim::output_path(&out, &r.job.name), &r.job.fingerprint) {
+                "done"
+            } else if claim::checkpoint_path(&out, &r.job.name).is_file() {
+                "started"
+            } else {
+                "todo"
+            };
+            let _ = writeln!(stdout, "{}\t{}\t{status}", r.job.name, r.cost);
         }
         return Ok(Outcome::Done);
     }

@@ -481,6 +481,8 @@ fn a_job_stopped_by_sigterm_continues_from_its_checkpoint_on_the_next_run() {
     let continues = format!("; the next run continues it from out/batch-checkpoints/{name}.ckpt");
     assert!(log.contains(&continues), "{log}");
 
+    let listed = batch(&sb, &[&args("out")[..], &["--list"]].concat(), &[]);
+    assert!(listed.stdout.ends_with("\tstarted\n"), "{}", listed.stdout);
     let again = batch(&sb, &args("out"), &[]);
     again.assert_ok();
     assert!(again.stderr.contains(", continued from its checkpoint)"), "{}", again.stderr);
