@@ -34,8 +34,8 @@ Each result is OUT/NAME.png, NAME from the inputs and settings (with a hash of t
 and the settings); a result that exists with the same fingerprint is skipped, so a rerun does only
 what is missing. A job stopped early (SIGTERM, Ctrl-C) leaves its checkpoint in
 OUT/batch-checkpoints/NAME.ckpt, from which the next run continues it (`checkpoint-every = N` also
-writes one every N iterations). Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every job is done,
-OUT/index.png (contact sheet) and OUT/index.html are written.
+writes one every N iterations). Attempts are logged in OUT/batch-log/shard-I-of-N.jsonl. When every
+job is done, OUT/index.png (contact sheet) and OUT/index.html are written.
 
 The shard is --shard I/N, else $SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of
 $SLURM_ARRAY_TASK_COUNT (a Slurm job array), else $JOB_COMPLETION_INDEX (Kubernetes Indexed Job) of
@@ -388,6 +388,7 @@ fn run_shard(
         let mut settings = r.settings;
         settings.config.checkpoint = Some(ckpt.clone());
         settings.config.resume = resumed.then(|| ckpt.clone());
+        settings.own_checkpoint = true;
         let start = Instant::now();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let ran = std::thread::scope(|scope| {

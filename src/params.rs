@@ -131,11 +131,11 @@ pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
     if let Some(limit) = &s.time_limit_text {
         arg("--time-limit", quote(limit));
     }
-    if let Some(p) = &c.checkpoint {
+    if let Some(p) = c.checkpoint.as_ref().filter(|_| !s.own_checkpoint) {
         arg("--checkpoint", path(p));
         arg("--checkpoint-every", c.checkpoint_every.to_string());
     }
-    if let Some(p) = &c.resume {
+    if let Some(p) = c.resume.as_ref().filter(|_| !s.own_checkpoint) {
         arg("--resume", path(p));
     }
     arg("--threads", c.threads.to_string());

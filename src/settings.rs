@@ -146,6 +146,9 @@ pub struct Settings {
     pub time_limit_text: Option<String>,
     /// How progress is shown.
     pub display: Display,
+    /// Whether `config.checkpoint` (and `resume`) is the caller's own bookkeeping, as a batch job's
+    /// is, rather than the user's: then it is not part of the image's parameters.
+    pub own_checkpoint: bool,
 }
 
 impl From<ModelArg> for Arch {
@@ -398,6 +401,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         mask: args.mask,
         style_masks: args.style_mask,
         time_limit_text: args.time_limit,
+        own_checkpoint: false,
         display,
     };
     settings.check_nothing_written_is_read()?;

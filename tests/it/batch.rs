@@ -496,6 +496,14 @@ fn a_job_stopped_by_sigterm_continues_from_its_checkpoint_on_the_next_run() {
     batch(&sb, &args("whole"), &[]).assert_ok();
     let pixels = |dir: &str| image::open(sb.path(&format!("{dir}/{name}.png"))).unwrap().to_rgb16();
     assert!(pixels("out") == pixels("whole"), "the continued job differs from an uninterrupted one");
+    // The checkpoint is the batch's bookkeeping, not part of the job's parameters.
+    let params = |dir: &str| png_text_value(&sb.path(&format!("{dir}/{name}.png")), "parameters").unwrap();
+    assert_eq!(params("out").replace("out/", "whole/"), params("whole"));
+    assert!(
+        !params("out").contains("--checkpoint") && !params("out").contains("--resume"),
+        "{}",
+        params("out")
+    );
 
     // A checkpoint that cannot be used fails the job once and is removed; the next run starts over.
     std::fs::create_dir_all(sb.path("broken/batch-checkpoints")).unwrap();
