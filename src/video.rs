@@ -504,16 +504,14 @@ impl Job<'_> {
         })
     }
 
-    /// Writes frame `index` (its colours put back), replacing the file at once.
+    /// Writes frame `index` (its colours put back), replacing the file at once (`save_image_with`
+    /// writes a temporary file and renames it).
     fn write_frame(&self, index: usize, result: &Rgb32FImage, content: &Rgb32FImage) -> Result<()> {
         let written = match self.s.config.color {
             ColorMode::Style => result.clone(),
             _ => impasto::preserve_colors(result, content),
         };
-        let path = frame_path(self.frames_dir, index);
-        let tmp = path.with_file_name(format!("tmp_{}.png", index + 1));
-        impasto::save_image_with(&written, &tmp, &self.save)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        Ok(impasto::save_image_with(&written, &frame_path(self.frames_dir, index), &self.save)?)
     }
 
     /// The earlier results the offsets reach (newest first in `earlier`) carried onto `content`, as one
