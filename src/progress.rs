@@ -99,6 +99,9 @@ pub struct Progress {
     checkpoint: Option<(usize, PathBuf)>,
     /// The time-left estimate (the library's rule, which the web UI shows too), from the run's start.
     eta: Option<Eta>,
+    /// Whether a finished run writes its checkpoint (not when the caller removes it once the image
+    /// is written: a batch job's).
+    checkpoint_at_end: bool,
 }
 
 impl Progress {
@@ -125,7 +128,15 @@ impl Progress {
             save_error: None,
             checkpoint: None,
             eta: None,
+            checkpoint_at_end: true,
         }
+    }
+
+    /// A finished run writes no checkpoint (only one stopped early does): for a caller that removes
+    /// the checkpoint once the image is written.
+    pub fn without_final_checkpoint(mut self) -> Progress {
+        self.checkpoint_at_end = false;
+        self
     }
 
     /// Shows what is being prepared ("loading weights", ...) before the first iteration (bar only).
@@ -219,6 +230,10 @@ fn schedule_text(info: &RunInfo) -> String {
 }
 
 impl Observer for Progress {
+    fn checkpoint_at_end(&self) -> bool {
+        self.checkpoint_at_end
+    }
+
     fn on_start(&mut self, info: &RunInfo) {
         self.eta = Some(Eta::new(info));
         match self.display {

@@ -75,6 +75,9 @@ pub fn run_settings(mut s: Settings) -> Result<Ran> {
     interrupt::install(s.display);
 
     let mut progress = Progress::new(s.display, s.save_every, &s.output, &interrupt::STOP_REQUESTED);
+    if s.own_checkpoint {
+        progress = progress.without_final_checkpoint();
+    }
     let result = load_and_stylize(&s, &weights, inputs, &mut progress);
     progress.finish();
     let Some(Finished { result, save, seconds, size, mut reserved }) = result? else {

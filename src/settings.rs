@@ -147,7 +147,8 @@ pub struct Settings {
     /// How progress is shown.
     pub display: Display,
     /// Whether `config.checkpoint` (and `resume`) is the caller's own bookkeeping, as a batch job's
-    /// is, rather than the user's: then it is not part of the image's parameters.
+    /// is, rather than the user's: then it is not part of the image's parameters, and a finished run
+    /// does not write it (the caller removes it once the image is written).
     pub own_checkpoint: bool,
 }
 

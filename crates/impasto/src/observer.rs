@@ -149,6 +149,15 @@ pub trait Observer: Send {
     }
     /// Called after a checkpoint was written (after `iteration` iterations).
     fn on_checkpoint(&mut self, _iteration: usize, _path: &std::path::Path) {}
+    /// Whether a run with a [`StyleConfig::checkpoint`](crate::StyleConfig::checkpoint) writes it
+    /// when it finishes, so that the finished run can be resumed for more iterations (the default).
+    /// A caller that removes the checkpoint once the image is written (`impasto batch` does)
+    /// answers no, and the checkpoint is then written only every `checkpoint_every` iterations and
+    /// when the run stops early: a finished 512² L-BFGS run does not write its 630 MB of pairs for
+    /// nothing.
+    fn checkpoint_at_end(&self) -> bool {
+        true
+    }
     /// Called when tile `index` (0-based) of `count` of a tiled scale is finished and blended into the
     /// image (`skipped`: it was finished by an earlier run and read back); counted over the rounds,
     /// as [`Step::tile`].

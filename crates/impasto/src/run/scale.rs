@@ -173,6 +173,7 @@ impl ScaleRun<'_> {
         if self.last
             && matches!(stop, StopReason::Finished | StopReason::Converged)
             && saved_at != Some(state.done)
+            && observer.checkpoint_at_end()
         {
             self.save_checkpoint(&state, observer)?;
         }

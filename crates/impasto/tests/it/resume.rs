@@ -1,6 +1,6 @@
 //! Checkpoints: a run interrupted and resumed from its checkpoint ends with exactly the bits of an
 //! uninterrupted run (L-BFGS and Adam, across a multi-scale schedule); a checkpoint from other settings
-//! is refused.
+//! is refused; an observer may ask a finished run not to write its checkpoint.
 
 use std::ops::ControlFlow;
 
@@ -141,4 +141,46 @@ fn a_stopped_multi_scale_run_resumes_for_more_iterations() {
     let short = StyleConfig { scale_iterations: Some(4), ..config };
     let longer = StyleConfig { scale_iterations: Some(7), ..short.clone() };
     resumed_for_longer_equals_a_longer_run(&net, short, longer, Some(10));
+}
+
+/// Stops at an iteration, and answers that a finished run writes no checkpoint.
+struct NoFinalCheckpoint(Option<usize>);
+
+impl Observer for NoFinalCheckpoint {
+    fn on_step(&mut self, s: &Step<'_>) -> ControlFlow<()> {
+        if Some(s.iteration) == self.0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+
+    fn checkpoint_at_end(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that answers no to `checkpoint_at_end`: a finished run leaves no checkpoint, one
+/// stopped early still writes it (and it resumes as any other).
+#[test]
+fn a_finished_run_writes_no_checkpoint_when_the_observer_says_so() {
+    let net = random_vgg(Arch::Vgg16, Pooling::Max, 4, 11);
+    let img = |n: &str| impasto::load_image(&shared_dir().join("images").join(n)).unwrap();
+    let (content, style) = (img("chelsea.png"), img("the_scream.jpg"));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+    let config = StyleConfig {
+        min_size: 48,
+        checkpoint: Some(ckpt.clone()),
+        ..small(Optimizer::Lbfgs { history: 5 })
+    };
+    let styles = std::slice::from_ref(&style);
+    let done = impasto::stylize(&net, &config, &content, styles, &mut NoFinalCheckpoint(None)).unwrap();
+    assert_eq!(done.stop, StopReason::Finished);
+    assert!(!ckpt.exists(), "a finished run wrote its checkpoint");
+    impasto::stylize(&net, &config, &content, styles, &mut NoObserver).unwrap();
+    assert!(ckpt.is_file(), "by default a finished run writes its checkpoint");
+    std::fs::remove_file(&ckpt).unwrap();
+    let part = impasto::stylize(&net, &config, &content, styles, &mut NoFinalCheckpoint(Some(3))).unwrap();
+    assert_eq!(part.stop, StopReason::Cancelled);
+    assert!(ckpt.is_file(), "a stopped run writes its checkpoint");
+    let resumed = StyleConfig { resume: Some(ckpt.clone()), ..config.clone() };
+    let rest = impasto::stylize(&net, &resumed, &content, styles, &mut NoFinalCheckpoint(None)).unwrap();
+    assert!(bits(&rest.image) == bits(&done.image), "the resumed run differs from the uninterrupted one");
 }
