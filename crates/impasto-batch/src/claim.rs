@@ -24,8 +24,9 @@ pub fn output_path(dir: &Path, name: &str) -> PathBuf {
 /// The folder inside the results folder that holds the checkpoints of jobs stopped early.
 pub const CHECKPOINT_DIR: &str = "batch-checkpoints";
 
-/// The checkpoint of job `name` in results folder `dir`: written when the job stops early (and at
-/// its end), continued from by the next run of the batch, removed once the job's image is written.
+/// The checkpoint of job `name` in results folder `dir`: written when the job stops early (and every
+/// `checkpoint-every` iterations), continued from by the next run of the batch, removed once the
+/// job's image is written.
 pub fn checkpoint_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(CHECKPOINT_DIR).join(format!("{name}.ckpt"))
 }

@@ -455,22 +455,20 @@ pub fn run_tiles(
                 }
                 let shift = shift_of(ts, r).map_err(|e| keep(e, r))?;
                 carry.total = carry.done + todo.len() * ts.round_iterations(r);
+                // The folder a stopped tile's state goes to (the tiles go there too).
+                if let Some(folder) = store.partial(0).parent() {
+                    std::fs::create_dir_all(folder).map_err(|e| Error::TileFile {
+                        path: folder.to_path_buf(),
+                        reason: format!("cannot make the folder: {e}"),
+                    })?;
+                }
                 for i in todo {
                     let (g, rect) = (r * n + i, job.plan.rect(i));
                     // A tile another process stopped goes on from its state (which holds its L-BFGS
-                    // pairs, so the round's carried ones are not needed).
+                    // pairs, so the round's carried ones are not needed), as a resumed run's does.
                     let partial = store.partial(g);
-                    if let Some(folder) = partial.parent() {
-                        std::fs::create_dir_all(folder).map_err(|e| Error::TileFile {
-                            path: folder.to_path_buf(),
-                            reason: format!("cannot make the folder: {e}"),
-                        })?;
-                    }
                     let resumed = plan.partial_tile(&partial, fingerprint, k, rect, carry.done);
-                    let warm = match resumed {
-                        Some(_) => None,
-                        None => carried.starting(g, rect, false)?,
-                    };
+                    let warm = carried.starting(g, rect, resumed.is_some())?;
                     let (res, opt) = plan
                         .optimise_tile(
                             ts,
