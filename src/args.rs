@@ -241,12 +241,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = default_lbfgs_history(), help_heading = "Optimisation")]
     pub lbfgs_history: usize,
 
-    /// Start from the content image, seeded noise, or an image file (neural-style's `image` and
+    /// Where to start: content, noise, gray (mid-grey), style-stats (noise with the style images'
+    /// colour statistics), style (the first style image) or an image file (neural-style's `image` and
     /// `random` are taken as content and noise)
-    #[arg(long, value_name = "content|noise|FILE", default_value = "content", help_heading = "Optimisation")]
+    #[arg(long, value_name = "START", default_value = "content", help_heading = "Optimisation")]
     pub init: String,
 
-    /// Seed for --init noise
+    /// Seed for the random starts (--init noise, gray and style-stats)
     #[arg(long, value_name = "N", default_value_t = defaults().seed, help_heading = "Optimisation")]
     pub seed: u64,
 

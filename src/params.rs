@@ -76,9 +76,12 @@ pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
     match &s.init {
         InitSource::Content => arg("--init", "content".into()),
         InitSource::Noise => arg("--init", "noise".into()),
+        InitSource::Gray => arg("--init", "gray".into()),
+        InitSource::StyleStats => arg("--init", "style-stats".into()),
+        InitSource::Style => arg("--init", "style".into()),
         InitSource::File(p) => arg("--init", path(p)),
     }
-    if c.init == Init::Noise {
+    if matches!(c.init, Init::Noise | Init::Gray | Init::StyleStats) {
         arg("--seed", c.seed.to_string());
     }
     if c.min_size >= c.size {
@@ -205,6 +208,18 @@ mod tests {
             " --time-limit 1h30m --checkpoint 'run'\\''s.ckpt' --checkpoint-every 10 ",
         ] {
             assert!(t.contains(part), "{part:?} not in {t}");
+        }
+    }
+
+    #[test]
+    fn the_starts_are_spelled_out_with_their_seed_where_they_draw_one() {
+        for (flag, text) in [
+            ("--init=grey", " --init gray --seed 4 "),
+            ("--init=style-stats", " --init style-stats --seed 4 "),
+            ("--init=style", " --init style --no-multiscale "),
+        ] {
+            let t = params(&[flag, "--seed=4"]);
+            assert!(t.contains(text), "{text:?} not in {t}");
         }
     }
 }

@@ -106,6 +106,12 @@ pub enum InitSource {
     Content,
     /// `--init noise`.
     Noise,
+    /// `--init gray` (or `grey`).
+    Gray,
+    /// `--init style-stats`.
+    StyleStats,
+    /// `--init style`.
+    Style,
     /// `--init FILE`.
     File(PathBuf),
 }
@@ -113,7 +119,7 @@ pub enum InitSource {
 /// Everything a run needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The library configuration. `init` is `Content` or `Noise` here; an init file is loaded later.
+    /// The library configuration. `init` is `Content` here for an init file, which is loaded later.
     pub config: StyleConfig,
     /// The content image file.
     pub content: PathBuf,
@@ -201,15 +207,17 @@ fn resolve_init(value: &str) -> Result<InitSource> {
     match value {
         "content" | "image" => Ok(InitSource::Content),
         "noise" | "random" => Ok(InitSource::Noise),
+        "gray" | "grey" => Ok(InitSource::Gray),
+        "style-stats" => Ok(InitSource::StyleStats),
+        "style" => Ok(InitSource::Style),
         path => {
             let p = Path::new(path);
+            let expected = "expected content, noise, gray, style-stats, style or an image file";
             if !p.exists() {
-                bail!("invalid --init `{path}`: expected `content`, `noise` or an image file (no such file)");
+                bail!("invalid --init `{path}`: {expected} (no such file)");
             }
             if p.is_dir() {
-                bail!(
-                    "invalid --init `{path}`: expected `content`, `noise` or an image file (it is a folder)"
-                );
+                bail!("invalid --init `{path}`: {expected} (it is a folder)");
             }
             Ok(InitSource::File(p.to_path_buf()))
         }
@@ -333,6 +341,9 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         optimizer,
         init: match init {
             InitSource::Noise => Init::Noise,
+            InitSource::Gray => Init::Gray,
+            InitSource::StyleStats => Init::StyleStats,
+            InitSource::Style => Init::Style,
             InitSource::Content | InitSource::File(_) => Init::Content,
         },
         seed: args.seed,

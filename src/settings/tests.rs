@@ -165,8 +165,17 @@ fn init_keywords_and_files() {
     assert_eq!(resolve_ok(&["--init", "random"]).config.init, Init::Noise);
     assert_eq!(resolve_ok(&["--init", "image"]).init, InitSource::Content);
     assert_eq!(resolve_ok(&["--init", "image"]).config.init, Init::Content);
+    for (word, source, init) in [
+        ("gray", InitSource::Gray, Init::Gray),
+        ("grey", InitSource::Gray, Init::Gray),
+        ("style-stats", InitSource::StyleStats, Init::StyleStats),
+        ("style", InitSource::Style, Init::Style),
+    ] {
+        let s = resolve_ok(&["--init", word]);
+        assert_eq!((s.init, s.config.init), (source, init), "{word}");
+    }
     let e = resolve_err(&["--init", "nosie"]);
-    assert_eq!(e, "invalid --init `nosie`: expected `content`, `noise` or an image file (no such file)");
+    assert_eq!(e, "invalid --init `nosie`: expected content, noise, gray, style-stats, style or an image file (no such file)");
     let e = resolve_err(&["--init", dir.path().to_str().unwrap()]);
     assert!(e.ends_with("(it is a folder)"), "{e}");
 }

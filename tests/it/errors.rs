@@ -111,7 +111,7 @@ fn init_file_corrupt() {
 fn init_value_unknown() {
     let sb = setup();
     let out = run(&sb, &["c.png", "s.png"], &["--init", "nosie"]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --init `nosie`: expected `content`, `noise` or an image file (no such file)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --init `nosie`: expected content, noise, gray, style-stats, style or an image file (no such file)");
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn init_value_is_a_folder() {
     let sb = setup();
     std::fs::create_dir(sb.path("start")).unwrap();
     let out = run(&sb, &["c.png", "s.png"], &["--init", "start"]);
-    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --init `start`: expected `content`, `noise` or an image file (it is a folder)");
+    insta::assert_snapshot!(out.error_line(1), @"impasto: error: invalid --init `start`: expected content, noise, gray, style-stats, style or an image file (it is a folder)");
 }
 
 // ---- weights ------------------------------------------------------------------------------------

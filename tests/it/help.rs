@@ -55,19 +55,20 @@ fn help() {
           --style-scale <X>              Style image size relative to the output size [default: 1]
 
     Optimisation:
-      -n, --iterations <N>             Optimiser iterations [default: 500]
-          --optimizer <lbfgs|adam>     L-BFGS (best per iteration) or Adam (cheaper iterations, needs
-                                       more) [default: lbfgs]
-          --learning-rate <LR>         Adam step size on the 0..1 pixel scale (Adam only) [default:
-                                       0.02]
-          --lbfgs-history <N>          L-BFGS history length (L-BFGS only; capped so the pairs fit in
-                                       768 MiB: 32 at 1024 px) [default: 100]
-          --init <content|noise|FILE>  Start from the content image, seeded noise, or an image file
-                                       (neural-style's `image` and `random` are taken as content and
-                                       noise) [default: content]
-          --seed <N>                   Seed for --init noise [default: 0]
-          --ema-decay <X>              Return a moving average of the Adam iterates with this decay
-                                       (Adam only; 0 = off) [default: 0.99]
+      -n, --iterations <N>          Optimiser iterations [default: 500]
+          --optimizer <lbfgs|adam>  L-BFGS (best per iteration) or Adam (cheaper iterations, needs more)
+                                    [default: lbfgs]
+          --learning-rate <LR>      Adam step size on the 0..1 pixel scale (Adam only) [default: 0.02]
+          --lbfgs-history <N>       L-BFGS history length (L-BFGS only; capped so the pairs fit in 768
+                                    MiB: 32 at 1024 px) [default: 100]
+          --init <START>            Where to start: content, noise, gray (mid-grey), style-stats (noise
+                                    with the style images' colour statistics), style (the first style
+                                    image) or an image file (neural-style's `image` and `random` are
+                                    taken as content and noise) [default: content]
+          --seed <N>                Seed for the random starts (--init noise, gray and style-stats)
+                                    [default: 0]
+          --ema-decay <X>           Return a moving average of the Adam iterates with this decay (Adam
+                                    only; 0 = off) [default: 0.99]
 
     Multi-scale:
           --min-size <PX>         Optimise coarse-to-fine from this longest side up (when --size is at

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{
-    Run, Sandbox, TINY_LAYERS, Tmpfs, run_tiny, run_weights, shared_image_or_png, signal, tiny,
-    wait_with_timeout,
+    Run, Sandbox, TINY_LAYERS, Tmpfs, png_text_value, run_tiny, run_weights, shared_image_or_png, signal,
+    tiny, wait_with_timeout,
 };
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
@@ -119,12 +119,19 @@ fn quiet_prints_nothing() {
 }
 
 #[test]
-fn init_noise_and_init_file() {
+fn every_init_keyword_and_an_init_file() {
     let sb = tiny();
     run_tiny(&sb, &["--init", "noise", "--seed", "7", "-q"]).assert_ok();
     sb.png("start.png", 10, 10); // any size: it is resized to the output
     run_tiny(&sb, &["--init", "start.png", "-o", "b.png", "-q"]).assert_ok();
     assert_eq!(dims(&sb.path("b.png")), (32, 16));
+    for (i, start) in ["gray", "style-stats", "style"].into_iter().enumerate() {
+        let out = format!("s{i}.png");
+        run_tiny(&sb, &["--init", start, "--seed", "5", "-o", &out, "-q"]).assert_ok();
+        let params = png_text_value(&sb.path(&out), "parameters").unwrap();
+        let seed = if start == "style" { "" } else { "--seed 5 " };
+        assert!(params.contains(&format!(" --init {start} {seed}")), "{params}");
+    }
 }
 
 #[test]

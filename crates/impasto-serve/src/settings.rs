@@ -59,6 +59,13 @@ pub enum InitChoice {
     Content,
     /// Seeded noise.
     Noise,
+    /// Mid-grey with faint seeded noise.
+    Gray,
+    /// Seeded noise with the style images' colour statistics.
+    #[serde(rename = "style-stats")]
+    StyleStats,
+    /// The first style image, cropped to the content's shape.
+    Style,
 }
 
 /// Adam's step size (the CLI's default).
@@ -163,6 +170,9 @@ impl Settings {
             init: match self.init {
                 InitChoice::Content => Init::Content,
                 InitChoice::Noise => Init::Noise,
+                InitChoice::Gray => Init::Gray,
+                InitChoice::StyleStats => Init::StyleStats,
+                InitChoice::Style => Init::Style,
             },
             threads,
             ..d
@@ -238,6 +248,16 @@ mod tests {
             Settings::parse("[1]", &limits).unwrap_err().message,
             "invalid settings: expected a JSON object"
         );
+        for (word, init) in [
+            ("content", Init::Content),
+            ("noise", Init::Noise),
+            ("gray", Init::Gray),
+            ("style-stats", Init::StyleStats),
+            ("style", Init::Style),
+        ] {
+            let s = Settings::parse(&format!(r#"{{"init": "{word}"}}"#), &limits).unwrap();
+            assert_eq!(s.config(1).init, init, "{word}");
+        }
     }
 
     #[test]

@@ -45,8 +45,18 @@ pub enum Optimizer {
 pub enum Init {
     /// The (resized) content image. Best quality, the default.
     Content,
-    /// Uniform noise around mid-grey, from [`StyleConfig::seed`].
+    /// Uniform noise around mid-grey (0.375..0.625), from [`StyleConfig::seed`].
     Noise,
+    /// Mid-grey with faint noise (0.5 + up to 1/255), from [`StyleConfig::seed`]: the style is
+    /// painted from nothing (crowsonkb/style-transfer-pytorch's `gray`).
+    Gray,
+    /// Normal noise with each colour channel's mean and standard deviation in the style images
+    /// (blended by [`StyleConfig::style_blend`]), clipped to 0..1, from [`StyleConfig::seed`]
+    /// (crowsonkb/style-transfer-pytorch's `style_stats`).
+    StyleStats,
+    /// The first style image, scaled to cover the output and cropped to its centre
+    /// (neural-style-tf's `style`).
+    Style,
     /// A given image (resized to the output size), RGB 0..1.
     Image(image::Rgb32FImage),
 }
@@ -256,6 +266,9 @@ impl StyleConfig {
         if n_styles == 0 && self.style_weight > 0.0 && !self.style_layers.is_empty() {
             return Err(bad("style images", "at least one style image is needed"));
         }
+        if n_styles == 0 && matches!(self.init, Init::StyleStats | Init::Style) {
+            return Err(bad("init", "it starts from the style images, and there are none"));
+        }
         if let Some(b) = &self.style_blend {
             if b.len() != n_styles {
                 return Err(bad(
@@ -397,7 +410,7 @@ impl StyleConfig {
         c.mask = None;
         c.style_masks = None;
         if let Init::Image(img) = &c.init {
-            key = format!(" init image {}x{}", img.width(), img.height());
+            key.push_str(&format!(" init image {}x{}", img.width(), img.height()));
             c.init = Init::Content;
         }
         format!("{c:?}{key}")

@@ -8,13 +8,13 @@ mod inputs;
 mod jobs;
 mod refit;
 mod scale;
+mod start;
 mod tiled;
 
 use std::path::Path;
 use std::time::Instant;
 
 use image::Rgb32FImage;
-use rand::{RngExt, SeedableRng};
 
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
@@ -295,15 +295,11 @@ impl<'a> Plan<'a> {
             && (self.style_layers.is_empty() || styles.iter().all(|s| big_enough(s, self.style_long(long))))
     }
 
-    fn initial_pixels(&self, content: &Rgb32FImage, width: u32, height: u32) -> Vec<f32> {
-        match &self.config.init {
-            Init::Content => to_planar(&resize(content, width, height)),
-            Init::Noise => {
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.config.seed);
-                (0..3 * (width * height) as usize).map(|_| 0.5 + 0.25 * (rng.random::<f32>() - 0.5)).collect()
-            }
-            Init::Image(img) => to_planar(&resize(img, width, height)),
-        }
+    /// The pixels scale `k` starts from when it continues no earlier scale.
+    fn initial_pixels(&self, k: usize, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> Vec<f32> {
+        let Scale { width, height, .. } = self.scales[k];
+        let blend = self.config.normalised_blend(styles.len());
+        start::initial_pixels(&self.config.init, self.config.seed, content, styles, &blend, width, height)
     }
 
     fn fingerprint(&self, content: &Rgb32FImage, styles: &[Rgb32FImage]) -> u64 {
@@ -421,7 +417,7 @@ impl<'a> Plan<'a> {
             Some(state) => state,
             None => {
                 let mut x = match prev {
-                    None => self.initial_pixels(content, width, height),
+                    None => self.initial_pixels(k, content, styles),
                     Some(p) => to_planar(&resize(&p.image, width, height)),
                 };
                 let content_px = to_planar(&resize(content, width, height));

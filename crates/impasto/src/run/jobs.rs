@@ -292,7 +292,7 @@ pub fn prepare_tiles(
         if prev.as_ref().is_some_and(|p| p.stop != StopReason::Finished && p.stop != StopReason::Converged) {
             return Err(Error::Config { what: "tile job", reason: "stopped before the tiled scale".into() });
         }
-        let base = plan.base_of(k, content_in, prev.as_ref());
+        let base = plan.base_of(k, content_in, styles_in, prev.as_ref());
         let tiles = plan.tiles[k].clone().expect("the last scale is tiled");
         let image = to_image(&base.2, base.0, base.1);
         // The first round's shift, once here rather than in every process taking tiles (the base is

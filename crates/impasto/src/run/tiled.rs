@@ -163,13 +163,14 @@ impl Plan<'_> {
         &self,
         k: usize,
         content: &Rgb32FImage,
+        styles: &[Rgb32FImage],
         prev: Option<&Stylized>,
     ) -> Arc<(u32, u32, Vec<f32>)> {
         match prev {
             Some(p) => Arc::new((p.image.width(), p.image.height(), to_planar(&p.image))),
             None => {
                 let Scale { width, height, .. } = self.scales[k];
-                Arc::new((width, height, self.initial_pixels(content, width, height)))
+                Arc::new((width, height, self.initial_pixels(k, content, styles)))
             }
         }
     }
@@ -290,7 +291,7 @@ impl Plan<'_> {
     ) -> Result<Stylized> {
         let base_small = match &resumed {
             Some(State { tile: Some(t), .. }) => t.base.clone(),
-            _ => self.base_of(k, content, prev),
+            _ => self.base_of(k, content, styles, prev),
         };
         let mut ts = self.tiled_setup(k, plan, content, styles, base_small)?;
         let n = plan.len();

@@ -97,3 +97,49 @@ fn non_finite_loss_returns_the_last_good_image() {
     let img = err.last_good_image().unwrap();
     assert_eq!((img.width(), img.height()), (32, 32));
 }
+
+#[test]
+fn every_start_begins_where_it_says() {
+    let net = crate::common::random_vgg(impasto::Arch::Vgg16, Pooling::Max, 4, 5);
+    let content = impasto::image::Rgb32FImage::from_pixel(48, 32, impasto::image::Rgb([0.9, 0.1, 0.1]));
+    let mut style = impasto::image::Rgb32FImage::from_pixel(48, 48, impasto::image::Rgb([0.2, 0.6, 0.3]));
+    for (x, y, p) in style.enumerate_pixels_mut() {
+        if (x + y) % 2 == 0 {
+            *p = impasto::image::Rgb([0.4, 0.6, 0.1]);
+        }
+    }
+    let config = StyleConfig {
+        size: 48,
+        iterations: 0,
+        min_size: 48,
+        content_layers: vec!["relu2_1".into()],
+        style_layers: vec!["relu1_1".into(), "relu2_1".into()],
+        threads: 1,
+        ..StyleConfig::default()
+    };
+    let start = |init: Init| {
+        let c = StyleConfig { init, ..config.clone() };
+        let out = impasto::stylize(&net, &c, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
+        assert_eq!((out.image.width(), out.image.height()), (48, 32));
+        let n = (48 * 32) as f32;
+        let mean: [f32; 3] = std::array::from_fn(|c| out.image.pixels().map(|p| p[c]).sum::<f32>() / n);
+        let spread: [f32; 3] = std::array::from_fn(|c| {
+            (out.image.pixels().map(|p| (p[c] - mean[c]).powi(2)).sum::<f32>() / n).sqrt()
+        });
+        (mean, spread)
+    };
+    let near = |a: [f32; 3], b: [f32; 3], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol);
+    let (m, s) = start(Init::Gray);
+    assert!(near(m, [0.502; 3], 0.002) && s.iter().all(|&v| v < 0.002), "gray: {m:?} {s:?}");
+    // The style's channels: red 0.3 ± 0.1, green 0.6 ± 0, blue 0.2 ± 0.1.
+    let (m, s) = start(Init::StyleStats);
+    assert!(near(m, [0.3, 0.6, 0.2], 0.01) && near(s, [0.1, 0.0, 0.1], 0.01), "style-stats: {m:?} {s:?}");
+    let (m, s) = start(Init::Style);
+    assert!(near(m, [0.3, 0.6, 0.2], 0.01) && near(s, [0.1, 0.0, 0.1], 1e-5), "style (its centre, not resized): {m:?} {s:?}");
+    let (m, _) = start(Init::Content);
+    assert!(near(m, [0.9, 0.1, 0.1], 1e-4), "content: {m:?}");
+    // Without a style image the style starts have nothing to start from: one clear error.
+    let c = StyleConfig { init: Init::Style, style_weight: 0.0, ..config.clone() };
+    let e = impasto::stylize(&net, &c, &content, &[], &mut NoObserver).unwrap_err();
+    assert_eq!(e.to_string(), "invalid init: it starts from the style images, and there are none");
+}
