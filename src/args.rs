@@ -325,11 +325,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "caffe|torch", hide_possible_values = true, help_heading = "Model")]
     pub preprocess: Option<PreprocessArg>,
 
-    /// Pooling: max (as trained) or avg (smoother)
+    /// Pooling: max (as trained), avg (smoother) or l2 (the root mean square, between the two)
     #[arg(
         long,
         value_enum,
-        value_name = "max|avg",
+        value_name = "max|avg|l2",
         hide_possible_values = true,
         default_value = "max",
         help_heading = "Model"
@@ -465,6 +465,7 @@ pub enum ColorTransferArg {
 pub enum PoolingArg {
     Max,
     Avg,
+    L2,
 }
 
 fn parse_gpu_fault(s: &str) -> Result<impasto::GpuFaults, String> {

@@ -128,6 +128,7 @@ pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
         match c.pooling {
             Pooling::Max => "max",
             Pooling::Avg => "avg",
+            Pooling::L2 => "l2",
         }
         .into(),
     );

@@ -172,6 +172,7 @@ impl From<PoolingArg> for Pooling {
         match p {
             PoolingArg::Max => Pooling::Max,
             PoolingArg::Avg => Pooling::Avg,
+            PoolingArg::L2 => Pooling::L2,
         }
     }
 }

@@ -175,7 +175,10 @@ fn init_keywords_and_files() {
         assert_eq!((s.init, s.config.init), (source, init), "{word}");
     }
     let e = resolve_err(&["--init", "nosie"]);
-    assert_eq!(e, "invalid --init `nosie`: expected content, noise, gray, style-stats, style or an image file (no such file)");
+    assert_eq!(
+        e,
+        "invalid --init `nosie`: expected content, noise, gray, style-stats, style or an image file (no such file)"
+    );
     let e = resolve_err(&["--init", dir.path().to_str().unwrap()]);
     assert!(e.ends_with("(it is a folder)"), "{e}");
 }

@@ -101,7 +101,8 @@ fn help() {
           --preprocess <caffe|torch>  Input convention of the weights: caffe (BGR 0..255 minus the mean)
                                       or torch (RGB 0..1, mean/std) [default: what the weights file
                                       declares, else caffe]
-          --pooling <max|avg>         Pooling: max (as trained) or avg (smoother) [default: max]
+          --pooling <max|avg|l2>      Pooling: max (as trained), avg (smoother) or l2 (the root mean
+                                      square, between the two) [default: max]
 
     Print sizes (tiling):
           --max-memory <SIZE>      Memory the run may take: 3G, 1.5GiB, 800M or bytes; a scale that

@@ -141,6 +141,9 @@ fn other_model_options_run() {
         .assert_ok();
     run_tiny(&sb, &["--style-layer-weights", "2", "--style-scale", "0.75", "--tv-weight", "0", "-q"])
         .assert_ok();
+    run_tiny(&sb, &["--pooling", "l2", "-o", "l2.png", "-q"]).assert_ok();
+    let params = png_text_value(&sb.path("l2.png"), "parameters").unwrap();
+    assert!(params.contains(" --pooling l2 "), "{params}");
     sb.png("s2.png", 30, 18);
     let mut args =
         vec!["c.png", "s.png", "s2.png", "-o", "blend.png", "--weights", "w.safetensors", "--size", "32"];

@@ -359,17 +359,32 @@ pub(crate) fn record_each<'b>(
     Ok(out)
 }
 
-/// Records 2×2 pooling (`max` or average) forward from `x` (`c × h·w`) to `y` (`c × (h/2)·(w/2)`),
-/// one dispatch per block of `x`.
+/// The reduction of a 2×2 pooling layer, and its kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolKind {
+    /// The first maximum of each window.
+    Max,
+    /// The mean of each window.
+    Avg,
+    /// The root mean square of each window.
+    L2,
+}
+
+/// Records 2×2 pooling forward from `x` (`c × h·w`) to `y` (`c × (h/2)·(w/2)`), one dispatch per
+/// block of `x`.
 pub(crate) fn record_pool_forward(
     gpu: &Gpu,
     prog: &mut Program,
-    max: bool,
+    kind: PoolKind,
     x: &Blocks,
     y: &Blocks,
     (h, w): (usize, usize),
 ) -> Result<()> {
-    let entry = if max { "max_pool_forward" } else { "avg_pool_forward" };
+    let entry = match kind {
+        PoolKind::Max => "max_pool_forward",
+        PoolKind::Avg => "avg_pool_forward",
+        PoolKind::L2 => "l2_pool_forward",
+    };
     for (x0, xn, xb) in x.iter() {
         let (yb, yrow) = y.locate(x0);
         let n = xn * (h / 2) * (w / 2);
@@ -379,12 +394,12 @@ pub(crate) fn record_pool_forward(
     Ok(())
 }
 
-/// Records the pooling backward: `dy` (`c × (h/2)·(w/2)`) to `dx` (`c × h·w`), `x` the pooling's input
-/// (max pooling only).
+/// Records the pooling backward: `dy` (`c × (h/2)·(w/2)`) to `dx` (`c × h·w`); `x` is the pooling's
+/// input, which the max and L2 backward read and the average's does not.
 pub(crate) fn record_pool_backward(
     gpu: &Gpu,
     prog: &mut Program,
-    x: Option<&Blocks>,
+    (kind, x): (PoolKind, Option<&Blocks>),
     dy: &Blocks,
     dx: &Blocks,
     (h, w): (usize, usize),
@@ -393,11 +408,20 @@ pub(crate) fn record_pool_backward(
         let (dyb, row) = dy.locate(x0);
         let n = xn * h * w;
         let p = OpParams { n, c: xn, h, w, u: [row as u32, 0, 0, 0], ..Default::default() };
-        match x {
-            Some(x) => {
+        match (kind, x) {
+            (PoolKind::Max, Some(x)) => {
                 prog.op(gpu, "max_pool_backward", p, &[(1, &x.bufs[g]), (2, dxb), (3, dyb)], grid(n))?
             }
-            None => prog.op(gpu, "avg_pool_backward", p, &[(1, dyb), (2, dxb)], grid(n))?,
+            (PoolKind::L2, Some(x)) => {
+                prog.op(gpu, "l2_pool_backward", p, &[(1, &x.bufs[g]), (2, dxb), (3, dyb)], grid(n))?
+            }
+            (PoolKind::Avg, _) => prog.op(gpu, "avg_pool_backward", p, &[(1, dyb), (2, dxb)], grid(n))?,
+            (_, None) => {
+                return Err(GpuError::Shape {
+                    op: "pool backward",
+                    reason: format!("{kind:?} pooling needs its input"),
+                });
+            }
         };
     }
     Ok(())

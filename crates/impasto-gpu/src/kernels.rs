@@ -89,13 +89,15 @@ fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
 fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[col * p.lda + crop_pixel(k)]; }";
 
 /// The entry points of `ops.wgsl`.
-const OP_ENTRIES: [&str; 14] = [
+const OP_ENTRIES: [&str; 16] = [
     "relu_forward",
     "relu_backward",
     "max_pool_forward",
     "max_pool_backward",
     "avg_pool_forward",
     "avg_pool_backward",
+    "l2_pool_forward",
+    "l2_pool_backward",
     "affine_plane",
     "add",
     "mul_planes",

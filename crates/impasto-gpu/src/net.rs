@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::blocks::{
-    Blocks, Pool, gram_slices, record_conv, record_crop_gram, record_each, record_gram, record_planes,
-    record_pool_backward, record_pool_forward,
+    Blocks, Pool, PoolKind, gram_slices, record_conv, record_crop_gram, record_each, record_gram,
+    record_planes, record_pool_backward, record_pool_forward,
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
@@ -34,6 +34,8 @@ pub enum LayerSpec {
     MaxPool,
     /// 2×2 stride-2 average pooling.
     AvgPool,
+    /// 2×2 stride-2 L2 pooling (the root mean square of each window).
+    L2Pool,
 }
 
 /// The network input from planar RGB 0..1: input channel `c` is `rgb[planes[c]]·scale[c] + offset[c]`.
@@ -59,8 +61,7 @@ enum Layer {
         wino: Option<Box<WinoWeights>>,
     },
     Relu,
-    MaxPool,
-    AvgPool,
+    Pool(PoolKind),
 }
 
 /// A network resident on one device.
@@ -152,8 +153,9 @@ impl GpuNet {
                     }
                 }
                 LayerSpec::Relu => Layer::Relu,
-                LayerSpec::MaxPool => Layer::MaxPool,
-                LayerSpec::AvgPool => Layer::AvgPool,
+                LayerSpec::MaxPool => Layer::Pool(PoolKind::Max),
+                LayerSpec::AvgPool => Layer::Pool(PoolKind::Avg),
+                LayerSpec::L2Pool => Layer::Pool(PoolKind::L2),
             });
         }
         Ok(GpuNet { gpu, layers: out, preprocess })
@@ -256,10 +258,9 @@ impl GpuNet {
                     fwd.shape.push((c, h, w));
                     fwd.out.push(Some(y));
                 }
-                Layer::MaxPool | Layer::AvgPool => {
-                    let max = matches!(self.layers[i], Layer::MaxPool);
+                Layer::Pool(kind) => {
                     let y = alloc("pooling", c, h / 2, w / 2)?;
-                    record_pool_forward(gpu, prog, max, fwd.input(i), &y, (h, w))?;
+                    record_pool_forward(gpu, prog, *kind, fwd.input(i), &y, (h, w))?;
                     (h, w) = (h / 2, w / 2);
                     fwd.shape.push((c, h, w));
                     fwd.out.push(Some(y));
@@ -286,7 +287,7 @@ impl GpuNet {
                         most = most.max(Some(floats));
                     }
                 }
-                Layer::MaxPool | Layer::AvgPool => (h, w) = (h / 2, w / 2),
+                Layer::Pool(_) => (h, w) = (h / 2, w / 2),
                 _ => {}
             }
         }
@@ -357,8 +358,9 @@ impl GpuNet {
                     conv(gpu, prog, (flipped, u), None, (g, dx), (c, in_c), (h, w), false)?;
                     prog.tag(None);
                 }
-                Layer::MaxPool => record_pool_backward(gpu, prog, Some(fwd.input(i)), g, dx, (in_h, in_w))?,
-                Layer::AvgPool => record_pool_backward(gpu, prog, None, g, dx, (in_h, in_w))?,
+                Layer::Pool(kind) => {
+                    record_pool_backward(gpu, prog, (*kind, Some(fwd.input(i))), g, dx, (in_h, in_w))?
+                }
             }
         }
         let rgb = view(rgb_at, (3, fwd.hw.0 * fwd.hw.1))?;
@@ -389,7 +391,7 @@ impl GpuNet {
                         _ => other(g),
                     }
                 }
-                Layer::MaxPool | Layer::AvgPool => other(g),
+                Layer::Pool(_) => other(g),
             };
         }
         let rgb = other(at[0]);

@@ -2,7 +2,7 @@
 //! network and the objective record, exposed for tests against the CPU twins and for benchmarks.
 
 use crate::blocks::{
-    Blocks, record_crop_gram, record_each, record_gram, record_gram_backward, record_pool_backward,
+    Blocks, PoolKind, record_crop_gram, record_each, record_gram, record_gram_backward, record_pool_backward,
     record_pool_forward,
 };
 use crate::device::Gpu;
@@ -127,7 +127,7 @@ impl Gpu {
 
     /// 2×2 stride-2 max pooling (floor size; first maximum of a window).
     pub fn max_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
-        self.pool_forward(true, x, c, h, w)
+        self.pool_forward(PoolKind::Max, x, c, h, w)
     }
 
     /// Max-pool backward: the gradient `dy` goes to the first maximum of each window of `x`.
@@ -140,35 +140,60 @@ impl Gpu {
         dy: &[f32],
     ) -> Result<Vec<f32>> {
         check("max_pool2x2_backward", "x", x.len(), c * h * w)?;
-        self.pool_backward(Some(x), c, h, w, dy)
+        self.pool_backward((PoolKind::Max, Some(x)), c, h, w, dy)
     }
 
     /// 2×2 stride-2 average pooling.
     pub fn avg_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
-        self.pool_forward(false, x, c, h, w)
+        self.pool_forward(PoolKind::Avg, x, c, h, w)
     }
 
     /// Average-pool backward.
     pub fn avg_pool2x2_backward(&self, c: usize, h: usize, w: usize, dy: &[f32]) -> Result<Vec<f32>> {
-        self.pool_backward(None, c, h, w, dy)
+        self.pool_backward((PoolKind::Avg, None), c, h, w, dy)
     }
 
-    fn pool_forward(&self, max: bool, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
+    /// 2×2 stride-2 L2 pooling: the root mean square of each window.
+    pub fn l2_pool2x2_forward(&self, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
+        self.pool_forward(PoolKind::L2, x, c, h, w)
+    }
+
+    /// L2-pool backward; `x` is the forward's input.
+    pub fn l2_pool2x2_backward(
+        &self,
+        x: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &[f32],
+    ) -> Result<Vec<f32>> {
+        check("l2_pool2x2_backward", "x", x.len(), c * h * w)?;
+        self.pool_backward((PoolKind::L2, Some(x)), c, h, w, dy)
+    }
+
+    fn pool_forward(&self, kind: PoolKind, x: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
         check("pool2x2_forward", "x", x.len(), c * h * w)?;
         let xb = self.upload_blocks("x", x, c, h * w)?;
         let y = self.blocks("y", c, (h / 2) * (w / 2))?;
         let mut prog = Program::default();
-        record_pool_forward(self, &mut prog, max, &xb, &y, (h, w))?;
+        record_pool_forward(self, &mut prog, kind, &xb, &y, (h, w))?;
         run(self, &prog, &y)
     }
 
-    fn pool_backward(&self, x: Option<&[f32]>, c: usize, h: usize, w: usize, dy: &[f32]) -> Result<Vec<f32>> {
+    fn pool_backward(
+        &self,
+        (kind, x): (PoolKind, Option<&[f32]>),
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &[f32],
+    ) -> Result<Vec<f32>> {
         check("pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
         let xb = x.map(|x| self.upload_blocks("x", x, c, h * w)).transpose()?;
         let dyb = self.upload_blocks("dy", dy, c, (h / 2) * (w / 2))?;
         let dx = self.blocks("dx", c, h * w)?;
         let mut prog = Program::default();
-        record_pool_backward(self, &mut prog, xb.as_ref(), &dyb, &dx, (h, w))?;
+        record_pool_backward(self, &mut prog, (kind, xb.as_ref()), &dyb, &dx, (h, w))?;
         run(self, &prog, &dx)
     }
 

@@ -77,7 +77,10 @@ mod winograd;
 
 pub use conv::{Conv3x3, ConvAlgo, winograd_applies};
 pub use gram::{gram, gram_backward};
-pub use pool::{avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward};
+pub use pool::{
+    avg_pool2x2_backward, avg_pool2x2_forward, l2_pool2x2_backward, l2_pool2x2_forward, max_pool2x2_backward,
+    max_pool2x2_forward,
+};
 pub use pool_argmax::{NO_GRADIENT, max_pool2x2_backward_argmax, max_pool2x2_forward_argmax};
 pub use relu::{relu_backward_inplace, relu_inplace};
 pub use sgemm::sgemm;

@@ -256,6 +256,51 @@ pub fn avg_pool2x2_backward<T: Real>(c: usize, h: usize, w: usize, dy: &[T], dx:
     }
 }
 
+/// Naive [`crate::l2_pool2x2_forward`].
+pub fn l2_pool2x2_forward<T: Real>(x: &[T], c: usize, h: usize, w: usize, y: &mut [T]) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert_eq!(x.len(), c * h * w, "naive l2 pool: x length");
+    assert_eq!(y.len(), c * oh * ow, "naive l2 pool: y length");
+    for ch in 0..c {
+        for oi in 0..oh {
+            for oj in 0..ow {
+                let s = l2_window(x, (ch, oi, oj), (h, w)).iter().map(|v| v * v).sum::<f64>();
+                y[(ch * oh + oi) * ow + oj] = T::from_f64((s / 4.0).sqrt());
+            }
+        }
+    }
+}
+
+/// Naive [`crate::l2_pool2x2_backward`]: `dx = dy · x / (4·y)`, 0 where `y` is 0.
+pub fn l2_pool2x2_backward<T: Real>(x: &[T], c: usize, h: usize, w: usize, dy: &[T], dx: &mut [T]) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert_eq!(x.len(), c * h * w, "naive l2 pool backward: x length");
+    assert_eq!(dy.len(), c * oh * ow, "naive l2 pool backward: dy length");
+    assert_eq!(dx.len(), c * h * w, "naive l2 pool backward: dx length");
+    for ch in 0..c {
+        for i in 0..h {
+            for j in 0..w {
+                let (oi, oj) = (i / 2, j / 2);
+                let mut v = 0.0;
+                if oi < oh && oj < ow {
+                    let y =
+                        (l2_window(x, (ch, oi, oj), (h, w)).iter().map(|v| v * v).sum::<f64>() / 4.0).sqrt();
+                    if y > 0.0 {
+                        v = dy[(ch * oh + oi) * ow + oj].to_f64() * x[(ch * h + i) * w + j].to_f64()
+                            / (4.0 * y);
+                    }
+                }
+                dx[(ch * h + i) * w + j] = T::from_f64(v);
+            }
+        }
+    }
+}
+
+/// The four values of window (`oi`, `oj`) of channel `ch`, in f64.
+fn l2_window<T: Real>(x: &[T], (ch, oi, oj): (usize, usize, usize), (h, w): (usize, usize)) -> [f64; 4] {
+    [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(di, dj)| x[(ch * h + 2 * oi + di) * w + 2 * oj + dj].to_f64())
+}
+
 /// Naive [`crate::gram`]: `g = scale·F·Fᵀ`, `F` is `c×n`.
 pub fn gram<T: Real>(f: &[T], c: usize, n: usize, scale: T, g: &mut [T]) {
     assert_eq!(f.len(), c * n, "naive gram: f length");

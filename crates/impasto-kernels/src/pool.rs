@@ -1,4 +1,5 @@
-//! 2×2 stride-2 max and average pooling (no padding, floor) and their backward passes.
+//! 2×2 stride-2 max, average and L2 (root mean square) pooling (no padding, floor) and their
+//! backward passes.
 //!
 //! Output planes are `(h/2) × (w/2)`; an odd last row / column of the input is
 //! dropped (PyTorch's default `floor` mode) and gets zero gradient. Inner
@@ -94,6 +95,83 @@ fn max_backward_row_pair(r0: &[f32], r1: &[f32], g: &[f32], d0: &mut [f32], d1: 
             db[0] = f32::from_bits(out[2][t]);
             db[1] = f32::from_bits(out[3][t]);
         }
+    }
+}
+
+/// 2×2 stride-2 L2 pooling of `x` (`c×h×w`) into `y` (`c×(h/2)×(w/2)`): the root mean square of each
+/// window, `sqrt((a² + b² + c² + d²) / 4)`, so a window of equal values keeps its value, as with
+/// average pooling.
+///
+/// # Panics
+/// If a slice length differs from the stated size.
+pub fn l2_pool2x2_forward(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    check("l2_pool2x2_forward", "x", x.len(), c * h * w);
+    check("l2_pool2x2_forward", "y", y.len(), c * oh * ow);
+    per_channel(x, h * w, y, oh * ow, x.len(), |xp, yp| {
+        for (oi, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let (r0, r1) = row_pair(xp, w, ow, oi);
+            for ((y, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                *y = l2_window(a, b).sqrt();
+            }
+        }
+    });
+}
+
+/// The mean square of a window's two row halves, in the one order the GPU kernel uses too.
+#[inline(always)]
+fn l2_window(a: &[f32], b: &[f32]) -> f32 {
+    ((a[0] * a[0] + a[1] * a[1]) + (b[0] * b[0] + b[1] * b[1])) * 0.25
+}
+
+/// Backward of [`l2_pool2x2_forward`], `x` its input: `dx` (`c×h×w`, overwritten) gets
+/// `dy · x / (4·y)` on each window's four pixels (`y` the window's output), 0 where `y` is 0 (a
+/// window of zeros, common after a ReLU) and on a dropped odd row / column.
+///
+/// # Panics
+/// If a slice length differs from the stated size.
+pub fn l2_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    check("l2_pool2x2_backward", "x", x.len(), c * h * w);
+    check("l2_pool2x2_backward", "dy", dy.len(), c * oh * ow);
+    check("l2_pool2x2_backward", "dx", dx.len(), c * h * w);
+    let hw = h * w;
+    if hw == 0 {
+        return;
+    }
+    let run = |((xp, dyp), dxp): ((&[f32], &[f32]), &mut [f32])| {
+        let (pairs, tail) = dxp.split_at_mut(2 * oh * w);
+        tail.fill(0.0);
+        for (oi, (rows, gr)) in pairs.chunks_exact_mut(2 * w).zip(dyp.chunks_exact(ow)).enumerate() {
+            let (d0, d1) = rows.split_at_mut(w);
+            let (r0, r1) = row_pair(xp, w, ow, oi);
+            for ((((a, b), &g), da), db) in r0
+                .chunks_exact(2)
+                .zip(r1.chunks_exact(2))
+                .zip(gr)
+                .zip(d0.chunks_exact_mut(2))
+                .zip(d1.chunks_exact_mut(2))
+            {
+                let y = l2_window(a, b).sqrt();
+                let k = if y > 0.0 { g * 0.25 / y } else { 0.0 };
+                da[0] = a[0] * k;
+                da[1] = a[1] * k;
+                db[0] = b[0] * k;
+                db[1] = b[1] * k;
+            }
+            d0[2 * ow..].fill(0.0);
+            d1[2 * ow..].fill(0.0);
+        }
+    };
+    if oh * ow == 0 {
+        dx.fill(0.0);
+    } else if worth_parallel(dx.len()) {
+        x.par_chunks_exact(hw)
+            .zip(dy.par_chunks_exact(oh * ow))
+            .zip(dx.par_chunks_exact_mut(hw))
+            .for_each(run);
+    } else {
+        x.chunks_exact(hw).zip(dy.chunks_exact(oh * ow)).zip(dx.chunks_exact_mut(hw)).for_each(run);
     }
 }
 

@@ -368,8 +368,11 @@ impl GpuContext {
                 (LayerKind::Conv { c_in, c_out, .. }, Some((weight, bias))) => {
                     LayerSpec::Conv { c_in, c_out, weight, bias }
                 }
-                (LayerKind::Pool, _) if net.pooling() == Pooling::Avg => LayerSpec::AvgPool,
-                (LayerKind::Pool, _) => LayerSpec::MaxPool,
+                (LayerKind::Pool, _) => match net.pooling() {
+                    Pooling::Max => LayerSpec::MaxPool,
+                    Pooling::Avg => LayerSpec::AvgPool,
+                    Pooling::L2 => LayerSpec::L2Pool,
+                },
                 _ => LayerSpec::Relu,
             })
             .collect();

@@ -152,6 +152,58 @@ fn avg_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     dst[i] = g;
 }
 
+// The mean square of window (oi, oj) of channel ch of src (c×h×w), summed in the CPU kernel's order.
+fn l2_window(ch: u32, oi: u32, oj: u32) -> f32 {
+    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
+    let a = src[base];
+    let b = src[base + 1u];
+    let c = src[base + p.w];
+    let d = src[base + p.w + 1u];
+    return ((a * a + b * b) + (c * c + d * d)) * 0.25;
+}
+
+// 2×2 stride-2 L2 pool: the root mean square of each window. p.n = outputs.
+@compute @workgroup_size(256)
+fn l2_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (oh * ow);
+    let r = i - ch * oh * ow;
+    let oi = r / ow;
+    let oj = r - oi * ow;
+    dst[p.u0 * oh * ow + i] = sqrt(l2_window(ch, oi, oj));
+}
+
+// L2 pool backward: src is the pool's input, aux the output gradient; dst (c×h×w) gets
+// dy · x / (4·y), 0 where the window's y is 0 and on a dropped odd row or column. p.n = inputs.
+@compute @workgroup_size(256)
+fn l2_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n {
+        return;
+    }
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (p.h * p.w);
+    let r = i - ch * p.h * p.w;
+    let oi = (r / p.w) / 2u;
+    let oj = (r % p.w) / 2u;
+    var g = 0.0;
+    if oi < oh && oj < ow {
+        let y = sqrt(l2_window(ch, oi, oj));
+        if y > 0.0 {
+            g = src[i] * (aux[((p.u0 + ch) * oh + oi) * ow + oj] * 0.25 / y);
+        }
+    }
+    dst[i] = g;
+}
+
 // One plane of the network input or of its gradient: dst plane u1 = src plane u0 · f0 + f1 (the
 // preprocessing's scale and offset per channel, its backward with offset 0). p.n = pixels per plane.
 @compute @workgroup_size(256)

@@ -55,6 +55,7 @@ pub enum Layer {
     Conv(usize, usize),
     MaxPool,
     AvgPool,
+    L2Pool,
 }
 
 /// A small VGG-like network on `gpu`: weights from `seed` (He's scale ×1.5, biases ±0.1), a ReLU
@@ -71,6 +72,7 @@ pub fn small_net(gpu: Arc<Gpu>, seed: u64, layers: &[Layer]) -> GpuNet {
             }
             Layer::MaxPool => specs.push(LayerSpec::MaxPool),
             Layer::AvgPool => specs.push(LayerSpec::AvgPool),
+            Layer::L2Pool => specs.push(LayerSpec::L2Pool),
         }
     }
     let pre = PreprocessSpec { planes: [2, 1, 0], scale: [2.0, 1.5, 1.0], offset: [-0.5, -0.4, -0.3] };

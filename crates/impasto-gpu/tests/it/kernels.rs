@@ -105,6 +105,25 @@ fn max_pool_matches_naive_with_ties() {
 }
 
 #[test]
+fn l2_pool_matches_naive() {
+    let gpu = gpu();
+    let mut rng = Lcg(5);
+    for (c, h, w) in POOL_SHAPES {
+        // ReLU outputs on a coarse grid: windows of zeros (no gradient) occur.
+        let x: Vec<f32> = coarse(&mut rng, c * h * w).into_iter().map(|v| v.max(0.0) * 0.37).collect();
+        let got = gpu.l2_pool2x2_forward(&x, c, h, w).unwrap();
+        let mut want = vec![0.0; c * (h / 2) * (w / 2)];
+        naive::l2_pool2x2_forward(&x, c, h, w, &mut want);
+        assert!(rel_err(&got, &want) < 1e-6, "l2 pool forward {c}×{h}×{w}");
+        let dy = rng.vec(want.len(), 1.0);
+        let got = gpu.l2_pool2x2_backward(&x, c, h, w, &dy).unwrap();
+        let mut want = vec![0.0; c * h * w];
+        naive::l2_pool2x2_backward(&x, c, h, w, &dy, &mut want);
+        assert!(rel_err(&got, &want) < 1e-6, "l2 pool backward {c}×{h}×{w}");
+    }
+}
+
+#[test]
 fn avg_pool_matches_naive() {
     let gpu = gpu();
     let mut rng = Lcg(4);

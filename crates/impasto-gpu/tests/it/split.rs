@@ -87,6 +87,12 @@ fn split_pooling_matches_naive() {
         let mut want = vec![0.0; c * h * w];
         naive::avg_pool2x2_backward(c, h, w, &dy, &mut want);
         assert!(rel_err(&split.avg_pool2x2_backward(c, h, w, &dy).unwrap(), &want) < 1e-6);
+        let mut want = vec![0.0; n];
+        naive::l2_pool2x2_forward(&x, c, h, w, &mut want);
+        assert!(rel_err(&split.l2_pool2x2_forward(&x, c, h, w).unwrap(), &want) < 1e-6);
+        let mut want = vec![0.0; c * h * w];
+        naive::l2_pool2x2_backward(&x, c, h, w, &dy, &mut want);
+        assert!(rel_err(&split.l2_pool2x2_backward(&x, c, h, w, &dy).unwrap(), &want) < 1e-6);
     }
 }
 
@@ -153,10 +159,14 @@ fn a_channel_larger_than_a_binding_is_one_line_naming_the_limit() {
     assert!(line.contains("6400"), "{line}");
 }
 
-/// A small VGG-like network: both poolings, channel counts that split unevenly.
+/// A small VGG-like network: every pooling, channel counts that split unevenly.
 fn net(gpu: Arc<Gpu>) -> GpuNet {
-    use crate::common::Layer::{AvgPool, Conv, MaxPool};
-    small_net(gpu, 24, &[Conv(3, 6), Conv(6, 9), MaxPool, Conv(9, 20), AvgPool, Conv(20, 12)])
+    use crate::common::Layer::{AvgPool, Conv, L2Pool, MaxPool};
+    small_net(
+        gpu,
+        24,
+        &[Conv(3, 6), Conv(6, 9), MaxPool, Conv(9, 20), AvgPool, Conv(20, 12), L2Pool, Conv(12, 5)],
+    )
 }
 
 #[test]
@@ -170,7 +180,7 @@ fn a_split_network_and_objective_match_the_unsplit_device() {
     let mut rng = Lcg(25);
     let px: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.4 * rng.next()).collect();
     let other: Vec<f32> = (0..3 * w * h).map(|_| 0.5 + 0.1 * rng.next()).collect();
-    let layers = [1, 3, 6, 9];
+    let layers = [1, 3, 6, 9, 12];
     let a = split.outputs_at(&px, h, w, &layers).unwrap();
     let b = whole.outputs_at(&px, h, w, &layers).unwrap();
     assert_eq!(a, b, "layer outputs: split differs from unsplit");
@@ -189,7 +199,8 @@ fn a_split_network_and_objective_match_the_unsplit_device() {
             StyleTerm { layer: 3, gram: grams[1].clone(), weight: 20.0, mask: None },
             StyleTerm { layer: 6, gram: grams[2].clone(), weight: 20.0, mask: Some(mask.clone()) },
         ];
-        let content = vec![(3, targets[1].0.clone(), 3.0), (9, targets[3].0.clone(), 1.0)];
+        // Layer 12 is after the L2 pooling: its gradient passes back through every pooling.
+        let content = vec![(3, targets[1].0.clone(), 3.0), (12, targets[4].0.clone(), 1.0)];
         GpuObjective::new(net.clone(), w, h, content, style, 10.0, Some(pixel.clone())).unwrap()
     };
     let (mut oa, mut ob) = (objective(&split), objective(&whole));

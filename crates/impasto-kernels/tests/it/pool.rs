@@ -1,8 +1,9 @@
-//! 2×2 max / average pooling against the naive twins, the max tie rule,
+//! 2×2 max / average / L2 pooling against the naive twins, the max tie rule,
 //! finite differences and proptest shapes.
 
 use impasto_kernels::{
-    avg_pool2x2_backward, avg_pool2x2_forward, max_pool2x2_backward, max_pool2x2_forward, naive,
+    avg_pool2x2_backward, avg_pool2x2_forward, l2_pool2x2_backward, l2_pool2x2_forward, max_pool2x2_backward,
+    max_pool2x2_forward, naive,
 };
 use proptest::prelude::*;
 
@@ -35,6 +36,19 @@ fn check_all(c: usize, h: usize, w: usize, seed: u64) {
     avg_pool2x2_backward(c, h, w, &dy, &mut dx);
     naive::avg_pool2x2_backward(c, h, w, &dy, &mut dxw);
     assert_eq!(dx, dxw, "avg backward {ctx}");
+
+    // L2 on ReLU-like input (about half zeros, so windows of zeros occur) and on signed input.
+    let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+    for (input, kind) in [(&relu, "relu"), (&x, "signed")] {
+        y.fill(f32::NAN);
+        l2_pool2x2_forward(input, c, h, w, &mut y);
+        naive::l2_pool2x2_forward(input, c, h, w, &mut yw);
+        assert_close(&y, &yw, 1e-6, &format!("l2 forward {kind} {ctx}"));
+        dx.fill(f32::NAN);
+        l2_pool2x2_backward(input, c, h, w, &dy, &mut dx);
+        naive::l2_pool2x2_backward(input, c, h, w, &dy, &mut dxw);
+        assert_close(&dx, &dxw, 1e-5, &format!("l2 backward {kind} {ctx}"));
+    }
 }
 
 #[test]
@@ -161,6 +175,34 @@ fn avg_backward_matches_finite_differences() {
     let mut dx = vec![0.0f32; c * h * w];
     avg_pool2x2_backward(c, h, w, &r, &mut dx);
     assert_close_f64(&to_f64(&dx), &fd, 1e-8, "avg pool backward vs FD");
+}
+
+#[test]
+fn l2_backward_matches_finite_differences() {
+    let (c, h, w) = (3, 5, 4);
+    let mut rng = Rng::new(11);
+    let x = rng.vec_f64(c * h * w);
+    let r = rng.vec(c * (h / 2) * (w / 2));
+    let r64 = to_f64(&r);
+    let fd = fd_grad(&x, 1e-4, |xp| {
+        let mut y = vec![0.0f64; r64.len()];
+        naive::l2_pool2x2_forward(xp, c, h, w, &mut y);
+        dot_f64(&r64, &y)
+    });
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let mut dx = vec![0.0f32; c * h * w];
+    l2_pool2x2_backward(&x32, c, h, w, &r, &mut dx);
+    assert_close_f64(&to_f64(&dx), &fd, 1e-5, "l2 pool backward vs FD");
+}
+
+#[test]
+fn l2_of_equal_values_keeps_them_and_zeros_have_zero_gradient() {
+    let mut y = [0.0f32; 2];
+    l2_pool2x2_forward(&[3.0, 3.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0], 1, 2, 4, &mut y);
+    assert_eq!(y, [3.0, 0.0]);
+    let mut dx = [f32::NAN; 8];
+    l2_pool2x2_backward(&[3.0, 3.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0], 1, 2, 4, &[4.0, 5.0], &mut dx);
+    assert_eq!(dx, [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
 }
 
 #[test]

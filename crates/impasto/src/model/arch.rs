@@ -11,4 +11,7 @@ pub enum Pooling {
     Max,
     /// Average pooling (Gatys et al. report smoother results).
     Avg,
+    /// L2 pooling: the root mean square of each window (crowsonkb/style-transfer-pytorch's `l2`,
+    /// between max and average).
+    L2,
 }

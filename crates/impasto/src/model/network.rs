@@ -366,6 +366,7 @@ impl Vgg {
                         }
                         Pooling::Max => k::max_pool2x2_forward(x, c, h, w, &mut y),
                         Pooling::Avg => k::avg_pool2x2_forward(x, c, h, w, &mut y),
+                        Pooling::L2 => k::l2_pool2x2_forward(x, c, h, w, &mut y),
                     }
                     (h, w) = (ho, wo);
                     acts.shape[i] = (c, h, w);
@@ -489,6 +490,9 @@ impl Vgg {
                             k::max_pool2x2_backward(acts.get(iu - 1), in_c, in_h, in_w, &grad, &mut spare)
                         }
                         (Pooling::Avg, _) => k::avg_pool2x2_backward(in_c, in_h, in_w, &grad, &mut spare),
+                        (Pooling::L2, _) => {
+                            k::l2_pool2x2_backward(acts.get(iu - 1), in_c, in_h, in_w, &grad, &mut spare)
+                        }
                     }
                     pool.give_scratch(std::mem::replace(&mut grad, spare));
                 }

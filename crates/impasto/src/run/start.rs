@@ -116,7 +116,8 @@ mod tests {
         let mut style = flat(3, 3, [0.7; 3]);
         style.put_pixel(1, 1, image::Rgb([0.1, 0.9, 0.4]));
         for init in [Init::Noise, Init::Gray, Init::StyleStats] {
-            let run = |seed| initial_pixels(&init, seed, &content, std::slice::from_ref(&style), &[1.0], 5, 3);
+            let run =
+                |seed| initial_pixels(&init, seed, &content, std::slice::from_ref(&style), &[1.0], 5, 3);
             assert_eq!(run(1), run(1), "{init:?}");
             assert_ne!(run(1), run(2), "{init:?}");
             assert!(run(3).iter().all(|v| (0.0..=1.0).contains(v)), "{init:?}");
@@ -137,7 +138,8 @@ mod tests {
         let x = initial_pixels(&Init::Style, 0, &flat(2, 2, [0.0; 3]), &[style], &[1.0], 2, 2);
         assert_eq!(x, vec![1.0; 12]);
         // A tall output from a wide style is filled, not stretched.
-        let y = initial_pixels(&Init::Style, 0, &flat(3, 9, [0.0; 3]), &[flat(8, 2, [0.25; 3])], &[1.0], 3, 9);
+        let y =
+            initial_pixels(&Init::Style, 0, &flat(3, 9, [0.0; 3]), &[flat(8, 2, [0.25; 3])], &[1.0], 3, 9);
         assert_eq!(y.len(), 3 * 27);
         assert!(y.iter().all(|v| (v - 0.25).abs() < 1e-5));
     }

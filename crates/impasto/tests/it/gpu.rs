@@ -65,7 +65,7 @@ pub(crate) fn small_config(device: Device) -> StyleConfig {
 #[test]
 fn score_on_the_gpu_matches_the_cpu_with_masks() {
     let gpu = device();
-    for pooling in [Pooling::Max, Pooling::Avg] {
+    for pooling in [Pooling::Max, Pooling::Avg, Pooling::L2] {
         let net = random_vgg(Arch::Vgg16, pooling, 3, 11);
         let (content, a, b) = (img("coffee.png"), img("starry_night.jpg"), img("the_scream.jpg"));
         let image = impasto::resize(&a, 37, 29);
@@ -100,6 +100,7 @@ fn gpu_gradient_matches_the_cpu() {
 fn gpu_gradient_matches_the_cpu_with_terms_on_convolutions_and_poolings() {
     gradient_matches_the_cpu(Pooling::Avg, "pool1", &[("conv1_2", 50.0), ("relu1_1", 20.0)]);
     gradient_matches_the_cpu(Pooling::Max, "conv2_1", &[("pool1", 50.0), ("conv1_1", 20.0)]);
+    gradient_matches_the_cpu(Pooling::L2, "conv2_1", &[("pool1", 50.0), ("relu1_2", 20.0)]);
 }
 
 fn gradient_matches_the_cpu(pooling: Pooling, content_layer: &str, style: &[(&str, f32)]) {

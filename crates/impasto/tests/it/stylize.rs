@@ -119,7 +119,8 @@ fn every_start_begins_where_it_says() {
     };
     let start = |init: Init| {
         let c = StyleConfig { init, ..config.clone() };
-        let out = impasto::stylize(&net, &c, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
+        let out =
+            impasto::stylize(&net, &c, &content, std::slice::from_ref(&style), &mut NoObserver).unwrap();
         assert_eq!((out.image.width(), out.image.height()), (48, 32));
         let n = (48 * 32) as f32;
         let mean: [f32; 3] = std::array::from_fn(|c| out.image.pixels().map(|p| p[c]).sum::<f32>() / n);
@@ -135,7 +136,10 @@ fn every_start_begins_where_it_says() {
     let (m, s) = start(Init::StyleStats);
     assert!(near(m, [0.3, 0.6, 0.2], 0.01) && near(s, [0.1, 0.0, 0.1], 0.01), "style-stats: {m:?} {s:?}");
     let (m, s) = start(Init::Style);
-    assert!(near(m, [0.3, 0.6, 0.2], 0.01) && near(s, [0.1, 0.0, 0.1], 1e-5), "style (its centre, not resized): {m:?} {s:?}");
+    assert!(
+        near(m, [0.3, 0.6, 0.2], 0.01) && near(s, [0.1, 0.0, 0.1], 1e-5),
+        "style (its centre, not resized): {m:?} {s:?}"
+    );
     let (m, _) = start(Init::Content);
     assert!(near(m, [0.9, 0.1, 0.1], 1e-4), "content: {m:?}");
     // Without a style image the style starts have nothing to start from: one clear error.
