@@ -427,3 +427,26 @@ impl StyleConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_key_keeps_the_masks_beside_an_init_image() {
+        let grey = |v| image::Rgb32FImage::from_pixel(4, 4, image::Rgb([v; 3]));
+        let mask = |v| image::ImageBuffer::from_pixel(4, 4, image::Luma([v]));
+        let with = |m: f32, init: f32| StyleConfig {
+            mask: Some(mask(m)),
+            init: Init::Image(grey(init)),
+            ..StyleConfig::default()
+        };
+        assert_ne!(with(1.0, 0.5).result_key(), with(0.0, 0.5).result_key(), "the mask is lost");
+        assert!(with(1.0, 0.5).result_key().ends_with(" init image 4x4"));
+        assert_eq!(
+            with(1.0, 0.5).result_key(),
+            with(1.0, 0.25).result_key(),
+            "the init's pixels are hashed apart"
+        );
+    }
+}
