@@ -139,7 +139,6 @@ impl Gpu {
         w: usize,
         dy: &[f32],
     ) -> Result<Vec<f32>> {
-        check("max_pool2x2_backward", "x", x.len(), c * h * w)?;
         self.pool_backward((PoolKind::Max, Some(x)), c, h, w, dy)
     }
 
@@ -167,7 +166,6 @@ impl Gpu {
         w: usize,
         dy: &[f32],
     ) -> Result<Vec<f32>> {
-        check("l2_pool2x2_backward", "x", x.len(), c * h * w)?;
         self.pool_backward((PoolKind::L2, Some(x)), c, h, w, dy)
     }
 
@@ -189,6 +187,9 @@ impl Gpu {
         dy: &[f32],
     ) -> Result<Vec<f32>> {
         check("pool2x2_backward", "dy", dy.len(), c * (h / 2) * (w / 2))?;
+        if let Some(x) = x {
+            check("pool2x2_backward", "x", x.len(), c * h * w)?;
+        }
         let xb = x.map(|x| self.upload_blocks("x", x, c, h * w)).transpose()?;
         let dyb = self.upload_blocks("dy", dy, c, (h / 2) * (w / 2))?;
         let dx = self.blocks("dx", c, h * w)?;

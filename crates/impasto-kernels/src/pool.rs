@@ -105,17 +105,7 @@ fn max_backward_row_pair(r0: &[f32], r1: &[f32], g: &[f32], d0: &mut [f32], d1: 
 /// # Panics
 /// If a slice length differs from the stated size.
 pub fn l2_pool2x2_forward(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
-    let (oh, ow) = (h / 2, w / 2);
-    check("l2_pool2x2_forward", "x", x.len(), c * h * w);
-    check("l2_pool2x2_forward", "y", y.len(), c * oh * ow);
-    per_channel(x, h * w, y, oh * ow, x.len(), |xp, yp| {
-        for (oi, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let (r0, r1) = row_pair(xp, w, ow, oi);
-            for ((y, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                *y = l2_window(a, b).sqrt();
-            }
-        }
-    });
+    forward_windows("l2_pool2x2_forward", x, c, h, w, y, |a, b| l2_window(a, b).sqrt());
 }
 
 /// The mean square of a window's two row halves, in the one order the GPU kernel uses too.
@@ -175,6 +165,31 @@ pub fn l2_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32], 
     }
 }
 
+/// `y` (`c×(h/2)×(w/2)`) = `window(top, bottom)` of each 2×2 window of `x` (`c×h×w`), given as its
+/// two row halves: the one loop of every pooling forward, `name` naming it in a length panic.
+#[inline(always)]
+fn forward_windows(
+    name: &str,
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    y: &mut [f32],
+    window: impl Fn(&[f32], &[f32]) -> f32 + Sync,
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    check(name, "x", x.len(), c * h * w);
+    check(name, "y", y.len(), c * oh * ow);
+    per_channel(x, h * w, y, oh * ow, x.len(), |xp, yp| {
+        for (oi, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let (r0, r1) = row_pair(xp, w, ow, oi);
+            for ((y, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                *y = window(a, b);
+            }
+        }
+    });
+}
+
 /// Rows `2·oi` and `2·oi + 1` of a `w`-wide plane, cut to `2·ow` columns.
 #[inline(always)]
 fn row_pair(plane: &[f32], w: usize, ow: usize, oi: usize) -> (&[f32], &[f32]) {
@@ -192,17 +207,7 @@ fn check(name: &str, what: &str, got: usize, want: usize) {
 /// # Panics
 /// If a slice length differs from the stated size.
 pub fn max_pool2x2_forward(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
-    let (oh, ow) = (h / 2, w / 2);
-    check("max_pool2x2_forward", "x", x.len(), c * h * w);
-    check("max_pool2x2_forward", "y", y.len(), c * oh * ow);
-    per_channel(x, h * w, y, oh * ow, x.len(), |xp, yp| {
-        for (oi, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let (r0, r1) = row_pair(xp, w, ow, oi);
-            for ((y, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                *y = max4([a[0], a[1], b[0], b[1]]).0;
-            }
-        }
-    });
+    forward_windows("max_pool2x2_forward", x, c, h, w, y, |a, b| max4([a[0], a[1], b[0], b[1]]).0);
 }
 
 /// Backward of [`max_pool2x2_forward`]: `dx` (`c×h×w`) is overwritten with
@@ -248,17 +253,7 @@ pub fn max_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32],
 /// # Panics
 /// If a slice length differs from the stated size.
 pub fn avg_pool2x2_forward(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
-    let (oh, ow) = (h / 2, w / 2);
-    check("avg_pool2x2_forward", "x", x.len(), c * h * w);
-    check("avg_pool2x2_forward", "y", y.len(), c * oh * ow);
-    per_channel(x, h * w, y, oh * ow, x.len(), |xp, yp| {
-        for (oi, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let (r0, r1) = row_pair(xp, w, ow, oi);
-            for ((y, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                *y = (a[0] + a[1] + b[0] + b[1]) * 0.25;
-            }
-        }
-    });
+    forward_windows("avg_pool2x2_forward", x, c, h, w, y, |a, b| (a[0] + a[1] + b[0] + b[1]) * 0.25);
 }
 
 /// Backward of [`avg_pool2x2_forward`]: `dx` (`c×h×w`, overwritten) gets

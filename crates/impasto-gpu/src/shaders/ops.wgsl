@@ -55,9 +55,44 @@ fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
+// The window (ch, oi, oj) of pooling output i (of c×(h/2)×(w/2)).
+fn output_window(i: u32) -> vec3<u32> {
+    let oh = p.h / 2u;
+    let ow = p.w / 2u;
+    let ch = i / (oh * ow);
+    let r = i - ch * oh * ow;
+    let oi = r / ow;
+    return vec3<u32>(ch, oi, r - oi * ow);
+}
+
+// The window (ch, oi, oj) that pooling input i (of c×h×w) falls in, and (w) its place in it
+// (row-major 0..4); oi ≥ h/2 or oj ≥ w/2 on a dropped odd row or column.
+fn input_window(i: u32) -> vec4<u32> {
+    let ch = i / (p.h * p.w);
+    let r = i - ch * p.h * p.w;
+    let y = r / p.w;
+    let x = r - y * p.w;
+    return vec4<u32>(ch, y / 2u, x / 2u, (y & 1u) * 2u + (x & 1u));
+}
+
+// Whether input window v (from input_window) is one of the pooling's, not a dropped edge.
+fn pooled(v: vec4<u32>) -> bool {
+    return v.y < p.h / 2u && v.z < p.w / 2u;
+}
+
+// The index in aux (the output gradient, channels from p.u0) of window v.
+fn output_index(v: vec4<u32>) -> u32 {
+    return ((p.u0 + v.x) * (p.h / 2u) + v.y) * (p.w / 2u) + v.z;
+}
+
+// The first input index of window (ch, oi, oj).
+fn window_base(ch: u32, oi: u32, oj: u32) -> u32 {
+    return (ch * p.h + 2u * oi) * p.w + 2u * oj;
+}
+
 // Window (row-major 0..4) of the first maximum of output (ch, oi, oj), strict `>`.
 fn window_argmax(ch: u32, oi: u32, oj: u32) -> u32 {
-    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
+    let base = window_base(ch, oi, oj);
     var best = 0u;
     var bv = src[base];
     let offs = array<u32, 4>(0u, 1u, p.w, p.w + 1u);
@@ -71,6 +106,16 @@ fn window_argmax(ch: u32, oi: u32, oj: u32) -> u32 {
     return best;
 }
 
+// The mean square of window (ch, oi, oj) of src, summed in the CPU kernel's order.
+fn l2_window(ch: u32, oi: u32, oj: u32) -> f32 {
+    let base = window_base(ch, oi, oj);
+    let a = src[base];
+    let b = src[base + 1u];
+    let c = src[base + p.w];
+    let d = src[base + p.w + 1u];
+    return ((a * a + b * b) + (c * c + d * d)) * 0.25;
+}
+
 // 2×2 stride-2 max pool (floor size): src c×h×w → dst c×(h/2)×(w/2). p.n = outputs.
 @compute @workgroup_size(256)
 fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -79,14 +124,9 @@ fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (oh * ow);
-    let r = i - ch * oh * ow;
-    let oi = r / ow;
-    let oj = r - oi * ow;
-    let t = window_argmax(ch, oi, oj);
-    dst[p.u0 * oh * ow + i] = src[(ch * p.h + 2u * oi + t / 2u) * p.w + 2u * oj + (t & 1u)];
+    let o = output_window(i);
+    let t = window_argmax(o.x, o.y, o.z);
+    dst[p.u0 * (p.h / 2u) * (p.w / 2u) + i] = src[window_base(o.x, o.y, o.z) + (t / 2u) * p.w + (t & 1u)];
 }
 
 // Max pool backward: src is the pool's input, aux the output gradient; dst (c×h×w) gets it at the
@@ -98,17 +138,10 @@ fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (p.h * p.w);
-    let r = i - ch * p.h * p.w;
-    let y = r / p.w;
-    let x = r - y * p.w;
-    let oi = y / 2u;
-    let oj = x / 2u;
+    let v = input_window(i);
     var g = 0.0;
-    if oi < oh && oj < ow && window_argmax(ch, oi, oj) == (y & 1u) * 2u + (x & 1u) {
-        g = aux[((p.u0 + ch) * oh + oi) * ow + oj];
+    if pooled(v) && window_argmax(v.x, v.y, v.z) == v.w {
+        g = aux[output_index(v)];
     }
     dst[i] = g;
 }
@@ -121,14 +154,10 @@ fn avg_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (oh * ow);
-    let r = i - ch * oh * ow;
-    let oi = r / ow;
-    let oj = r - oi * ow;
-    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
-    dst[p.u0 * oh * ow + i] = ((src[base] + src[base + 1u]) + (src[base + p.w] + src[base + p.w + 1u])) * 0.25;
+    let o = output_window(i);
+    let base = window_base(o.x, o.y, o.z);
+    dst[p.u0 * (p.h / 2u) * (p.w / 2u) + i] =
+        ((src[base] + src[base + 1u]) + (src[base + p.w] + src[base + p.w + 1u])) * 0.25;
 }
 
 // Average pool backward: src the output gradient, dst (c×h×w). p.n = inputs.
@@ -139,27 +168,12 @@ fn avg_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (p.h * p.w);
-    let r = i - ch * p.h * p.w;
-    let oi = (r / p.w) / 2u;
-    let oj = (r % p.w) / 2u;
+    let v = input_window(i);
     var g = 0.0;
-    if oi < oh && oj < ow {
-        g = src[((p.u0 + ch) * oh + oi) * ow + oj] * 0.25;
+    if pooled(v) {
+        g = src[output_index(v)] * 0.25;
     }
     dst[i] = g;
-}
-
-// The mean square of window (oi, oj) of channel ch of src (c×h×w), summed in the CPU kernel's order.
-fn l2_window(ch: u32, oi: u32, oj: u32) -> f32 {
-    let base = (ch * p.h + 2u * oi) * p.w + 2u * oj;
-    let a = src[base];
-    let b = src[base + 1u];
-    let c = src[base + p.w];
-    let d = src[base + p.w + 1u];
-    return ((a * a + b * b) + (c * c + d * d)) * 0.25;
 }
 
 // 2×2 stride-2 L2 pool: the root mean square of each window. p.n = outputs.
@@ -170,13 +184,8 @@ fn l2_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (oh * ow);
-    let r = i - ch * oh * ow;
-    let oi = r / ow;
-    let oj = r - oi * ow;
-    dst[p.u0 * oh * ow + i] = sqrt(l2_window(ch, oi, oj));
+    let o = output_window(i);
+    dst[p.u0 * (p.h / 2u) * (p.w / 2u) + i] = sqrt(l2_window(o.x, o.y, o.z));
 }
 
 // L2 pool backward: src is the pool's input, aux the output gradient; dst (c×h×w) gets
@@ -188,17 +197,12 @@ fn l2_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if i >= p.n {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ch = i / (p.h * p.w);
-    let r = i - ch * p.h * p.w;
-    let oi = (r / p.w) / 2u;
-    let oj = (r % p.w) / 2u;
+    let v = input_window(i);
     var g = 0.0;
-    if oi < oh && oj < ow {
-        let y = sqrt(l2_window(ch, oi, oj));
+    if pooled(v) {
+        let y = sqrt(l2_window(v.x, v.y, v.z));
         if y > 0.0 {
-            g = src[i] * (aux[((p.u0 + ch) * oh + oi) * ow + oj] * 0.25 / y);
+            g = src[i] * (aux[output_index(v)] * 0.25 / y);
         }
     }
     dst[i] = g;
