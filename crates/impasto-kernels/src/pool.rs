@@ -121,48 +121,22 @@ fn l2_window(a: &[f32], b: &[f32]) -> f32 {
 /// # Panics
 /// If a slice length differs from the stated size.
 pub fn l2_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32], dx: &mut [f32]) {
-    let (oh, ow) = (h / 2, w / 2);
-    check("l2_pool2x2_backward", "x", x.len(), c * h * w);
-    check("l2_pool2x2_backward", "dy", dy.len(), c * oh * ow);
-    check("l2_pool2x2_backward", "dx", dx.len(), c * h * w);
-    let hw = h * w;
-    if hw == 0 {
-        return;
-    }
-    let run = |((xp, dyp), dxp): ((&[f32], &[f32]), &mut [f32])| {
-        let (pairs, tail) = dxp.split_at_mut(2 * oh * w);
-        tail.fill(0.0);
-        for (oi, (rows, gr)) in pairs.chunks_exact_mut(2 * w).zip(dyp.chunks_exact(ow)).enumerate() {
-            let (d0, d1) = rows.split_at_mut(w);
-            let (r0, r1) = row_pair(xp, w, ow, oi);
-            for ((((a, b), &g), da), db) in r0
-                .chunks_exact(2)
-                .zip(r1.chunks_exact(2))
-                .zip(gr)
-                .zip(d0.chunks_exact_mut(2))
-                .zip(d1.chunks_exact_mut(2))
-            {
-                let y = l2_window(a, b).sqrt();
-                let k = if y > 0.0 { g * 0.25 / y } else { 0.0 };
-                da[0] = a[0] * k;
-                da[1] = a[1] * k;
-                db[0] = b[0] * k;
-                db[1] = b[1] * k;
-            }
-            d0[2 * ow..].fill(0.0);
-            d1[2 * ow..].fill(0.0);
+    backward_row_pairs("l2_pool2x2_backward", x, c, (h, w), dy, dx, |r0, r1, g, d0, d1| {
+        for ((((a, b), &g), da), db) in r0
+            .chunks_exact(2)
+            .zip(r1.chunks_exact(2))
+            .zip(g)
+            .zip(d0.chunks_exact_mut(2))
+            .zip(d1.chunks_exact_mut(2))
+        {
+            let y = l2_window(a, b).sqrt();
+            let k = if y > 0.0 { g * 0.25 / y } else { 0.0 };
+            da[0] = a[0] * k;
+            da[1] = a[1] * k;
+            db[0] = b[0] * k;
+            db[1] = b[1] * k;
         }
-    };
-    if oh * ow == 0 {
-        dx.fill(0.0);
-    } else if worth_parallel(dx.len()) {
-        x.par_chunks_exact(hw)
-            .zip(dy.par_chunks_exact(oh * ow))
-            .zip(dx.par_chunks_exact_mut(hw))
-            .for_each(run);
-    } else {
-        x.chunks_exact(hw).zip(dy.chunks_exact(oh * ow)).zip(dx.chunks_exact_mut(hw)).for_each(run);
-    }
+    });
 }
 
 /// `y` (`c×(h/2)×(w/2)`) = `window(top, bottom)` of each 2×2 window of `x` (`c×h×w`), given as its
@@ -218,10 +192,26 @@ pub fn max_pool2x2_forward(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32
 /// # Panics
 /// If a slice length differs from the stated size.
 pub fn max_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32], dx: &mut [f32]) {
+    backward_row_pairs("max_pool2x2_backward", x, c, (h, w), dy, dx, max_backward_row_pair);
+}
+
+/// The one loop of the pooling backward passes that read the pooling's input: `pair(r0, r1, g, d0,
+/// d1)` writes the gradient of each pair of input rows `r0`, `r1` (cut to `2·ow` columns) with
+/// their windows' output gradients `g` into `d0`, `d1`; a dropped odd row or column gets 0. `name`
+/// names the kernel in a length panic.
+fn backward_row_pairs(
+    name: &str,
+    x: &[f32],
+    c: usize,
+    (h, w): (usize, usize),
+    dy: &[f32],
+    dx: &mut [f32],
+    pair: impl Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+) {
     let (oh, ow) = (h / 2, w / 2);
-    check("max_pool2x2_backward", "x", x.len(), c * h * w);
-    check("max_pool2x2_backward", "dy", dy.len(), c * oh * ow);
-    check("max_pool2x2_backward", "dx", dx.len(), c * h * w);
+    check(name, "x", x.len(), c * h * w);
+    check(name, "dy", dy.len(), c * oh * ow);
+    check(name, "dx", dx.len(), c * h * w);
     if oh * ow == 0 {
         dx.fill(0.0);
         return;
@@ -235,7 +225,7 @@ pub fn max_pool2x2_backward(x: &[f32], c: usize, h: usize, w: usize, dy: &[f32],
             let (d0, d1) = dpair.split_at_mut(w);
             d0[2 * ow..].fill(0.0);
             d1[2 * ow..].fill(0.0);
-            max_backward_row_pair(r0, r1, gr, &mut d0[..2 * ow], &mut d1[..2 * ow]);
+            pair(r0, r1, gr, &mut d0[..2 * ow], &mut d1[..2 * ow]);
         }
     };
     if worth_parallel(dx.len()) {
