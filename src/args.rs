@@ -113,9 +113,17 @@ pub enum Command {
         mut_arg("content", |a| a.index(1).value_name("IN").help("Video file (anything ffmpeg reads) or folder of frames")),
         mut_arg("styles", |a| a.index(2)),
         mut_arg("output", |a| a.value_name("OUT").help("Output: .mp4 (H.264, the input's frame rate and audio) or a folder of numbered PNG frames")),
-        mut_arg("resume", |a| a.num_args(0).default_missing_value("-").help("Continue a stopped clip: keep its finished frames and stylise the rest")),
+        mut_arg("resume", |a| a.num_args(0).default_missing_value("-").help("Continue a stopped clip: keep its finished frames, go on with the frame in progress from its checkpoint, and stylise the rest")),
         mut_arg("checkpoint", |a| a.hide(true)),
-        mut_arg("checkpoint_every", |a| a.hide(true)),
+        // The frame's own checkpoint: no --checkpoint FILE (a new arg of the same id, without its
+        // `requires`).
+        mut_arg("checkpoint_every", |a| clap::Arg::new(a.get_id().clone())
+            .long("checkpoint-every")
+            .value_name("N")
+            .value_parser(clap::value_parser!(usize))
+            .default_value("0")
+            .help_heading("Time and checkpoints")
+            .help("Also write the checkpoint of the frame in progress every N iterations, for a clip killed outright (0 = only when it is stopped)")),
         mut_arg("save_every", |a| a.hide(true)),
         mut_arg("time_limit", |a| a.hide(true)),
         mut_arg("init", |a| a.hide(true)),

@@ -4,7 +4,8 @@
 //! the optical flow (the content where that flow is unreliable) and is held to it by the temporal loss;
 //! later passes (`--passes`, [`passes`]) go back over the clip in alternating directions.
 //! Finished frames are written one by one (to OUT if it is a folder, else to `OUT.frames/`, encoded to
-//! H.264 with the input's audio at the end), so a stopped clip continues with `--resume`.
+//! H.264 with the input's audio at the end), and a stopped frame's checkpoint beside them
+//! ([`partial`]), so a stopped clip continues with `--resume` where it stopped.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::weights::{Got, Located};
 use crate::{inputs, interrupt};
 
 mod input;
+mod partial;
 mod passes;
 mod progress;
 
@@ -47,8 +49,9 @@ flow and are held to it where the flow is reliable (--temporal-weight), with --f
 iterations each (default: three quarters of the first's). A second pass (--passes, default 2)
 goes back over the clip from its end, each frame held to the one after it, with --pass-iterations
 each (default: a third of --frame-iterations), so the style does not drift along the clip.
-Finished frames are kept (OUT itself when it is a folder, else OUT's name with .frames): after
-Ctrl-C or a crash, the same command with --resume continues the clip where it stopped.
+Finished frames are kept (OUT itself when it is a folder, else OUT's name with .frames), and a
+stopped frame's checkpoint beside them: after Ctrl-C, SIGTERM or a crash, the same command with
+--resume continues the clip where it stopped.
 
 ffmpeg reads the input and writes .mp4 output; it is looked for on PATH unless --ffmpeg says where.
 
@@ -428,25 +431,32 @@ impl Job<'_> {
                 return Ok((index, true));
             }
             progress.start_frame(index, index);
+            let at = (1, index);
             let out = match earlier.is_empty() {
-                true => self.optimise(&content, styles, self.first_iterations, None, progress)?,
+                true => self.optimise(at, &content, styles, self.first_iterations, None, progress)?,
                 false => {
                     let (target, mask) = self.carry_over(&earlier, &content);
                     let init = impasto_video::blend(&target, &self.optimised_content(&content), &mask);
                     let start = Start { init, temporal: Some((target, mask)) };
-                    self.optimise(&content, styles, self.frame_iterations, Some(start), progress)?
+                    self.optimise(at, &content, styles, self.frame_iterations, Some(start), progress)?
                 }
             };
             if out.stop == StopReason::Cancelled {
                 return Ok((index, true));
             }
-            if let Some(store) = &self.store {
-                store.save(passes::CONTENT, index, &content)?;
-                store.save(passes::RESULT, index, &out.image)?;
-            }
+            // The result as a `--resume` reads it back, so that the next frame starts the same way
+            // (and its checkpoint fits) whether or not the clip was stopped in between.
+            let result = match &self.store {
+                Some(store) => {
+                    store.save(passes::CONTENT, index, &content)?;
+                    store.save(passes::RESULT, index, &out.image)?
+                }
+                None => impasto::as_saved(&out.image, self.save.depth),
+            };
             self.write_frame(index, &out.image, &content)?;
+            self.drop_partial(at)?;
             progress.end_frame(&out.losses);
-            earlier.push_front(Previous { content, result: out.image });
+            earlier.push_front(Previous { content, result });
             earlier.truncate(keep);
             index += 1;
         }
@@ -474,8 +484,12 @@ impl Job<'_> {
     /// any other at the output size from `start`. The optimisation runs without the colour
     /// post-processing, so that neighbouring results are comparable; [`Job::write_frame`] puts the
     /// colours back.
+    /// The frame (`at`) continues its checkpoint when a stopped run left one
+    /// ([`Job::with_partial`]).
+    #[allow(clippy::too_many_arguments)]
     fn optimise(
         &self,
+        at: partial::At,
         content: &Rgb32FImage,
         styles: &[Rgb32FImage],
         iterations: usize,
@@ -489,18 +503,23 @@ impl Job<'_> {
             cfg.color_match = None;
         }
         let Some(start) = start else {
-            return Ok(impasto::stylize(self.net, &cfg, &content_opt, styles, progress)?);
+            return self.with_partial(cfg, at, progress, |cfg, progress| {
+                impasto::stylize(self.net, cfg, &content_opt, styles, progress)
+            });
         };
         cfg.min_size = cfg.size;
         cfg.init = Init::Image(start.init);
-        Ok(match start.temporal {
-            None => impasto::stylize(self.net, &cfg, &content_opt, styles, progress)?,
+        let temporal = match start.temporal {
+            None => None,
             Some((target, mask)) => {
                 let (w, h) = (content.width(), content.height());
                 let reliability = AlphaPlane::from_raw(w, h, mask.data).context("mask size")?;
-                let temporal = Temporal { target, reliability, weight: self.temporal_weight };
-                impasto::stylize_frame(self.net, &cfg, &content_opt, styles, &temporal, progress)?
+                Some(Temporal { target, reliability, weight: self.temporal_weight })
             }
+        };
+        self.with_partial(cfg, at, progress, |cfg, progress| match &temporal {
+            None => impasto::stylize(self.net, cfg, &content_opt, styles, progress),
+            Some(t) => impasto::stylize_frame(self.net, cfg, &content_opt, styles, t, progress),
         })
     }
 

@@ -157,14 +157,18 @@ impl Job<'_> {
                     None => Start { init: own, temporal: None },
                 };
                 progress.start_frame(t, position);
-                let out = self.optimise(&content, &styles, self.pass_iterations, Some(start), progress)?;
+                let at = (state.pass, t);
+                let out =
+                    self.optimise(at, &content, &styles, self.pass_iterations, Some(start), progress)?;
                 if out.stop == StopReason::Cancelled {
                     return Ok(Some(state));
                 }
                 // The result first, the state last: a stop in between redoes this frame from its new
-                // result, which is as good a start as the old one.
+                // result, which is as good a start as the old one (its checkpoint, if a stop came
+                // before it was removed, no longer fits that start and is replaced).
                 let result = store.save(RESULT, t, &out.image)?;
                 self.write_frame(t, &out.image, &content)?;
+                self.drop_partial(at)?;
                 last = Some((t, content, result));
                 progress.end_frame(&out.losses);
                 state.done = position + 1;

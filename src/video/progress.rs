@@ -84,7 +84,18 @@ impl ClipProgress {
         self.frame_start = Instant::now();
     }
 
-    fn frame_label(&self) -> String {
+    /// Prints `line` above the bar (or as a log line), unless quiet.
+    pub(super) fn say(&self, line: &str) {
+        let line = format!("impasto: {line}");
+        match (&self.bar, self.display) {
+            (_, Display::Quiet) => {}
+            (Some(bar), _) => bar.println(line),
+            (None, _) => note(&line),
+        }
+    }
+
+    /// The frame under way, as the bar names it: `frame 3/8`, or `pass 2/3 · frame 3/8`.
+    pub(super) fn frame_label(&self) -> String {
         let frame = match self.total {
             Some(t) => format!("frame {}/{}", self.frame + 1, t.max(self.frame + 1)),
             None => format!("frame {}", self.frame + 1),
@@ -138,11 +149,21 @@ impl ClipProgress {
 
 impl Observer for ClipProgress {
     fn on_replan(&mut self, replan: &impasto::Replan) {
-        let line = format!("impasto: {}: {replan}", self.frame_label());
-        match (&self.bar, self.display) {
-            (_, Display::Quiet) => {}
-            (Some(bar), _) => bar.println(line),
-            (None, _) => note(&line),
+        self.say(&format!("{}: {replan}", self.frame_label()));
+    }
+
+    /// A finished frame writes no checkpoint: the clip would only remove it (a stopped one does).
+    fn checkpoint_at_end(&self) -> bool {
+        false
+    }
+
+    fn on_checkpoint(&mut self, iteration: usize, path: &std::path::Path) {
+        if interrupt::requested() {
+            let frame = self.frame_label();
+            self.say(&format!(
+                "{frame}: stopped at iteration {iteration}; its progress is kept in {}",
+                path.display()
+            ));
         }
     }
 

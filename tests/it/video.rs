@@ -338,6 +338,74 @@ fn long_term_offsets_resume_and_bad_ones_are_refused() {
     insta::assert_snapshot!(out.stderr, @"impasto: error: invalid value '1,4,2' for '--long-term <OFFSETS>': invalid frame offsets `1,4,2`: the offsets must increase (try --help)");
 }
 
+#[test]
+fn a_frame_stopped_midway_continues_from_its_checkpoint() {
+    let sb = Sandbox::new();
+    let input = clip(&sb, "in.mp4", false);
+    let style = sb.png("style.png", 48, 48);
+    let run = |out: &'static str| {
+        let mut args = vec!["video", input.as_str(), style.as_str(), "-o", out, "--weights", "builtin"];
+        args.extend(["--size", "64", "-n", "30", "--frame-iterations", "30", "--passes", "1"]);
+        args.extend(["--checkpoint-every", "1"]);
+        args
+    };
+    sb.run(&run("whole")).assert_ok();
+    let whole = frame_bytes(&sb, "whole");
+    assert_eq!(whole.len(), 8);
+    let left: Vec<_> = std::fs::read_dir(sb.path("whole")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        !left.iter().any(|n| n.to_string_lossy().ends_with(".ckpt")),
+        "finished frames keep no checkpoint"
+    );
+
+    // Stopped in the third frame once it has a checkpoint: the finished frames and that frame's
+    // progress are kept.
+    let child = sb.cmd().args(run("out")).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let partial = sb.path("out/.impasto-frame-p1-000003.ckpt");
+    let start = Instant::now();
+    while !partial.exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "the third frame wrote no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "interrupted status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("impasto: frame 3/8: stopped at iteration ")
+            && stderr.contains("its progress is kept in out/.impasto-frame-p1-000003.ckpt"),
+        "{stderr}"
+    );
+    assert_eq!(impasto_video_files(&sb, "out").len(), 2);
+    assert!(partial.is_file());
+
+    // --resume continues that frame from its checkpoint, and the clip ends as if never stopped.
+    let mut resumed = run("out");
+    resumed.push("--resume");
+    let again = sb.run(&resumed);
+    again.assert_ok();
+    assert!(again.stderr.contains("impasto: frame 3/8: continued from its checkpoint"), "{}", again.stderr);
+    assert!(frame_bytes(&sb, "out") == whole, "the resumed clip differs from the uninterrupted one");
+    assert!(!partial.exists(), "the finished frame's checkpoint is removed");
+
+    // A checkpoint that no longer fits its frame (here: junk) is replaced, and the frame starts over.
+    std::fs::remove_file(sb.path("out/000003.png")).unwrap();
+    for later in 4..=8 {
+        std::fs::remove_file(sb.path(&format!("out/{later:06}.png"))).unwrap();
+    }
+    std::fs::write(&partial, b"not a checkpoint").unwrap();
+    let again = sb.run(&resumed);
+    again.assert_ok();
+    assert!(
+        again
+            .stderr
+            .contains("frame 3/8: starting it again: out/.impasto-frame-p1-000003.ckpt cannot be continued"),
+        "{}",
+        again.stderr
+    );
+    assert!(frame_bytes(&sb, "out") == whole, "the frame started over gives the same clip");
+}
+
 /// The bytes of the numbered frames in `dir`.
 fn frame_bytes(sb: &Sandbox, dir: &str) -> Vec<Vec<u8>> {
     impasto_video_files(sb, dir)
