@@ -484,6 +484,7 @@ impl Job<'_> {
     /// any other at the output size from `start`. The optimisation runs without the colour
     /// post-processing, so that neighbouring results are comparable; [`Job::write_frame`] puts the
     /// colours back.
+    ///
     /// The frame (`at`) continues its checkpoint when a stopped run left one
     /// ([`Job::with_partial`]).
     #[allow(clippy::too_many_arguments)]

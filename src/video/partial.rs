@@ -35,11 +35,11 @@ impl Job<'_> {
             return Ok(optimise(&cfg, progress)?);
         }
         cfg.resume = Some(path.clone());
-        progress.say(&format!("{}: continued from its checkpoint", progress.frame_label()));
+        progress.say(&format!("{}: continuing from its checkpoint", progress.frame_label()));
         match optimise(&cfg, progress) {
             Err(impasto::Error::Checkpoint { path: p, reason }) if p == path => {
                 progress.say(&format!(
-                    "{}: starting it again: {} cannot be continued: {reason}",
+                    "{}: its checkpoint {} cannot be continued ({reason}); starting the frame again",
                     progress.frame_label(),
                     path.display()
                 ));

@@ -384,7 +384,7 @@ fn a_frame_stopped_midway_continues_from_its_checkpoint() {
     resumed.push("--resume");
     let again = sb.run(&resumed);
     again.assert_ok();
-    assert!(again.stderr.contains("impasto: frame 3/8: continued from its checkpoint"), "{}", again.stderr);
+    assert!(again.stderr.contains("impasto: frame 3/8: continuing from its checkpoint"), "{}", again.stderr);
     assert!(frame_bytes(&sb, "out") == whole, "the resumed clip differs from the uninterrupted one");
     assert!(!partial.exists(), "the finished frame's checkpoint is removed");
 
@@ -399,10 +399,11 @@ fn a_frame_stopped_midway_continues_from_its_checkpoint() {
     assert!(
         again
             .stderr
-            .contains("frame 3/8: starting it again: out/.impasto-frame-p1-000003.ckpt cannot be continued"),
+            .contains("frame 3/8: its checkpoint out/.impasto-frame-p1-000003.ckpt cannot be continued ("),
         "{}",
         again.stderr
     );
+    assert!(again.stderr.contains("); starting the frame again"), "{}", again.stderr);
     assert!(frame_bytes(&sb, "out") == whole, "the frame started over gives the same clip");
 }
 
