@@ -280,13 +280,11 @@ fn remove_checkpoint(ckpt: &Path) {
     // The folder stays, even empty: another shard's job may be about to write its checkpoint there.
 }
 
-/// Whether a run failed because it could not continue from checkpoint `ckpt` (damaged, or written
-/// by another version of impasto): kept, it would fail every later run of the job too. (A checkpoint
-/// that cannot be written is another error, [`impasto::Error::CheckpointWrite`], and keeps the file.)
+/// Whether a run failed because it could not continue from checkpoint `ckpt`
+/// ([`impasto::Error::checkpoint_refusal`]): kept, it would fail every later run of the job too.
 fn refuses_checkpoint(e: &anyhow::Error, ckpt: &Path) -> bool {
-    e.chain().any(|c| {
-        matches!(c.downcast_ref::<impasto::Error>(), Some(impasto::Error::Checkpoint { path, .. }) if path == ckpt)
-    })
+    e.chain()
+        .any(|c| c.downcast_ref::<impasto::Error>().is_some_and(|e| e.checkpoint_refusal(ckpt).is_some()))
 }
 
 /// Counts of a shard's run.

@@ -37,7 +37,7 @@ impl Job<'_> {
         cfg.resume = Some(path.clone());
         progress.say(&format!("{}: continuing from its checkpoint", progress.frame_label()));
         match optimise(&cfg, progress) {
-            Err(impasto::Error::Checkpoint { path: p, reason }) if p == path => {
+            Err(ref e) if let Some(reason) = e.checkpoint_refusal(&path) => {
                 progress.say(&format!(
                     "{}: its checkpoint {} cannot be continued ({reason}); starting the frame again",
                     progress.frame_label(),

@@ -272,6 +272,17 @@ impl From<impasto_weights::Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Why the run could not continue from the checkpoint at `path` (damaged, written by another
+    /// version of impasto, or for other settings or images), if that is what this error says: a
+    /// caller that keeps its own checkpoints removes it and starts over. (One that cannot be
+    /// written is another error, [`Error::CheckpointWrite`], and keeps the file.)
+    pub fn checkpoint_refusal(&self, path: &std::path::Path) -> Option<&str> {
+        match self {
+            Error::Checkpoint { path: p, reason } if p == path => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The last good image carried by a [`Error::NonFinite`], [`Error::Gpu`] or
     /// [`Error::CheckpointWrite`] error, if any.
     pub fn last_good_image(&self) -> Option<&image::Rgb32FImage> {

@@ -456,12 +456,7 @@ pub fn run_tiles(
                 let shift = shift_of(ts, r).map_err(|e| keep(e, r))?;
                 carry.total = carry.done + todo.len() * ts.round_iterations(r);
                 // The folder a stopped tile's state goes to (the tiles go there too).
-                if let Some(folder) = store.partial(0).parent() {
-                    std::fs::create_dir_all(folder).map_err(|e| Error::TileFile {
-                        path: folder.to_path_buf(),
-                        reason: format!("cannot make the folder: {e}"),
-                    })?;
-                }
+                store.create_dir()?;
                 for i in todo {
                     let (g, rect) = (r * n + i, job.plan.rect(i));
                     // A tile another process stopped goes on from its state (which holds its L-BFGS

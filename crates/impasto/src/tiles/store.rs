@@ -144,9 +144,14 @@ impl TileStore {
         Ok(())
     }
 
+    /// Makes the store's folder (where tiles and stopped tiles' states go), if it is not there.
+    pub fn create_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| err(&self.dir, format!("cannot create: {e}")))
+    }
+
     /// Stores tile `index` (planar RGB of `rect`), atomically.
     pub fn write(&self, index: usize, rect: Rect, pixels: &[f32]) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| err(&self.dir, format!("cannot create: {e}")))?;
+        self.create_dir()?;
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("fingerprint".to_string(), format!("{:016x}", self.fingerprint)),
