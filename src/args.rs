@@ -202,6 +202,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "LAYERS", value_delimiter = ',', help_heading = "Loss")]
     pub style_layers: Option<Vec<String>>,
 
+    /// How a style layer is compared with the style's: gram (Gram matrices, as neural-style) or w2
+    /// (the Wasserstein-2 distance between the features' Gaussians, as crowsonkb's; CPU only)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "gram|w2",
+        hide_possible_values = true,
+        default_value = "gram",
+        help_heading = "Loss"
+    )]
+    pub style_loss: StyleLossArg,
+
     /// One weight per style layer, comma separated [default: all 1]
     #[arg(
         long,
@@ -466,6 +478,13 @@ pub enum PreprocessArg {
 pub enum ColorTransferArg {
     Cholesky,
     Pca,
+}
+
+/// `--style-loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StyleLossArg {
+    Gram,
+    W2,
 }
 
 /// `--pooling`.

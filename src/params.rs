@@ -54,6 +54,7 @@ pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
     arg("--tv-weight", c.tv_weight.to_string());
     arg("--content-layers", quote(&c.content_layers.join(",")));
     arg("--style-layers", quote(&c.style_layers.join(",")));
+    arg("--style-loss", c.style_loss.name().into());
     if let Some(w) = &c.style_layer_weights {
         arg("--style-layer-weights", list(w));
     }
@@ -174,7 +175,7 @@ mod tests {
             format!(
                 "impasto c.png 'my style.png' -o o.png --size 512 --save-every 0 --quality 95 --depth 8 \
                  --content-weight 5 --style-weight 100 --tv-weight 1000000 --content-layers relu4_2 \
-                 --style-layers relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 --style-scale 1 --iterations 500 \
+                 --style-layers relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 --style-loss gram --style-scale 1 --iterations 500 \
                  --optimizer lbfgs --lbfgs-history 100 --init content --no-multiscale --scale-ratio 2 \
                  --model vgg16 --preprocess caffe --pooling max --threads 0 # {}, weights \
                  vgg16-conv-imagenet.safetensors",

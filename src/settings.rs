@@ -10,9 +10,12 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use impasto::{
     Arch, ColorMatch, ColorMode, Init, MAX_SIZE, Optimizer, Pooling, Preprocess, SaveOptions, StyleConfig,
+    StyleLoss,
 };
 
-use crate::args::{ColorTransferArg, ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs};
+use crate::args::{
+    ColorTransferArg, ModelArg, OptimizerArg, PoolingArg, PreprocessArg, RunArgs, StyleLossArg,
+};
 use crate::progress::Display;
 use crate::weights::{self, BUILTIN, WEIGHTS_ENV, WeightsSearch};
 
@@ -336,6 +339,10 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         tv_weight: args.tv_weight,
         content_layers: args.content_layers,
         style_layers: args.style_layers.clone().unwrap_or_else(|| StyleConfig::default().style_layers),
+        style_loss: match args.style_loss {
+            StyleLossArg::Gram => StyleLoss::Gram,
+            StyleLossArg::W2 => StyleLoss::Wasserstein,
+        },
         style_layer_weights: args.style_layer_weights,
         style_blend: args.style_blend,
         style_scale: args.style_scale,
@@ -501,6 +508,15 @@ impl Settings {
     /// ([`crate::devices::settle`]).
     pub fn settle_device(&mut self) -> Result<()> {
         let announce = self.device_given && self.display != Display::Quiet;
+        if self.config.style_loss == StyleLoss::Wasserstein && self.config.device == impasto::Device::Auto {
+            if announce {
+                crate::progress::note(
+                    "impasto: --style-loss w2 runs on the CPU only for now: --device auto uses the CPU",
+                );
+            }
+            self.config.device = impasto::Device::Cpu;
+            return Ok(());
+        }
         self.config.device = crate::devices::settle(self.config.device, announce)?;
         Ok(())
     }

@@ -196,7 +196,7 @@ fn parameters_are_embedded_in_every_image() {
     let snapshot_text = png_text_value(&sb.path("out_0002.png"), "parameters").expect("in the snapshot");
     assert_eq!(final_text, snapshot_text);
     insta::with_settings!({ filters => vec![(env!("CARGO_PKG_VERSION"), "[VERSION]")] }, {
-        insta::assert_snapshot!(final_text, @"impasto c.png s.png -o out.png --size 32 --save-every 2 --quality 95 --depth 8 --content-weight 5 --style-weight 50 --tv-weight 1000000 --content-layers relu1_1 --style-layers relu1_1 --style-scale 1 --iterations 3 --optimizer lbfgs --lbfgs-history 100 --init content --no-multiscale --scale-ratio 2 --model vgg16 --weights w.safetensors --preprocess caffe --pooling max --time-limit 1h --threads 0 # impasto [VERSION], weights w.safetensors")
+        insta::assert_snapshot!(final_text, @"impasto c.png s.png -o out.png --size 32 --save-every 2 --quality 95 --depth 8 --content-weight 5 --style-weight 50 --tv-weight 1000000 --content-layers relu1_1 --style-layers relu1_1 --style-loss gram --style-scale 1 --iterations 3 --optimizer lbfgs --lbfgs-history 100 --init content --no-multiscale --scale-ratio 2 --model vgg16 --weights w.safetensors --preprocess caffe --pooling max --time-limit 1h --threads 0 # impasto [VERSION], weights w.safetensors")
     });
     assert_eq!(
         png_text_value(&sb.path("out.png"), "Software"),

@@ -61,7 +61,7 @@ use impasto::Vgg;
 
 pub use error::ServeError;
 pub use job::JobState;
-pub use settings::{InitChoice, Limits, OptimizerChoice, Settings};
+pub use settings::{InitChoice, Limits, OptimizerChoice, Settings, StyleLossChoice};
 
 /// The shortest time between two preview images of a run (each costs a PNG encoding).
 pub const PREVIEW_INTERVAL: Duration = Duration::from_millis(250);

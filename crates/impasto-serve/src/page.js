@@ -98,7 +98,7 @@ $("#start").onclick = async () => {
   const settings = {
     size, iterations: parseInt($("#iterations").value, 10),
     content_weight: weights.content, style_weight: weights.style, tv_weight: weights.tv,
-    optimizer: $("#optimizer").value,
+    optimizer: $("#optimizer").value, style_loss: $("#style-loss").value,
   };
   if ($("#multiscale").checked) settings.min_size = Math.max(32, Math.round(size / 2));
   const form = new FormData();

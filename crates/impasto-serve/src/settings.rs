@@ -1,7 +1,7 @@
 //! What a page may ask for: the server's [`Limits`], a run's [`Settings`] (checked against them and
 //! turned into an [`impasto::StyleConfig`]), and new weights sent during a run.
 
-use impasto::{Init, Optimizer, StyleConfig, Weights};
+use impasto::{Init, Optimizer, StyleConfig, StyleLoss, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, mib};
@@ -68,6 +68,18 @@ pub enum InitChoice {
     Style,
 }
 
+/// How the style layers are compared with the style's (the CLI's `--style-loss`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleLossChoice {
+    /// Gram matrices (the default).
+    #[default]
+    Gram,
+    /// The Wasserstein-2 distance between the features' Gaussians (on the CPU only: a server on a
+    /// GPU reports such a run's error).
+    W2,
+}
+
 /// Adam's step size (the CLI's default).
 const ADAM_LEARNING_RATE: f32 = 0.02;
 
@@ -92,6 +104,8 @@ pub struct Settings {
     pub optimizer: OptimizerChoice,
     /// The starting image.
     pub init: InitChoice,
+    /// How the style layers are compared with the style's.
+    pub style_loss: StyleLossChoice,
 }
 
 impl Settings {
@@ -108,6 +122,7 @@ impl Settings {
             min_size: None,
             optimizer: OptimizerChoice::Lbfgs,
             init: InitChoice::Content,
+            style_loss: StyleLossChoice::Gram,
         }
     }
 
@@ -173,6 +188,10 @@ impl Settings {
                 InitChoice::Gray => Init::Gray,
                 InitChoice::StyleStats => Init::StyleStats,
                 InitChoice::Style => Init::Style,
+            },
+            style_loss: match self.style_loss {
+                StyleLossChoice::Gram => StyleLoss::Gram,
+                StyleLossChoice::W2 => StyleLoss::Wasserstein,
             },
             threads,
             ..d
@@ -258,6 +277,12 @@ mod tests {
             let s = Settings::parse(&format!(r#"{{"init": "{word}"}}"#), &limits).unwrap();
             assert_eq!(s.config(1).init, init, "{word}");
         }
+        for (word, loss) in [("gram", StyleLoss::Gram), ("w2", StyleLoss::Wasserstein)] {
+            let s = Settings::parse(&format!(r#"{{"style_loss": "{word}"}}"#), &limits).unwrap();
+            assert_eq!(s.config(1).style_loss, loss, "{word}");
+        }
+        let e = Settings::parse(r#"{"style_loss": "w1"}"#, &limits).unwrap_err();
+        assert!(e.message.contains("unknown variant `w1`"), "{}", e.message);
     }
 
     #[test]

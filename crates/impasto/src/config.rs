@@ -40,6 +40,27 @@ pub enum Optimizer {
     },
 }
 
+/// How the style terms compare the output's features with the style's at each style layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StyleLoss {
+    /// Gram matrices compared entry by entry (Gatys et al.; jcjohnson/neural-style).
+    #[default]
+    Gram,
+    /// The squared 2-Wasserstein distance between Gaussians fitted to the features (their means
+    /// and covariances), as crowsonkb/style-transfer-pytorch does. On the CPU only for now.
+    Wasserstein,
+}
+
+impl StyleLoss {
+    /// The word the CLI and the web API use: `gram` or `w2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StyleLoss::Gram => "gram",
+            StyleLoss::Wasserstein => "w2",
+        }
+    }
+}
+
 /// Where the optimisation starts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Init {
@@ -78,6 +99,8 @@ pub struct StyleConfig {
     pub content_layers: Vec<String>,
     /// Layers whose Gram matrices make the style loss.
     pub style_layers: Vec<String>,
+    /// How each style layer's features are compared with the style's.
+    pub style_loss: StyleLoss,
     /// One weight per style layer; `None` means all 1.
     pub style_layer_weights: Option<Vec<f32>>,
     /// One blend weight per style image (normalised to sum 1); `None` means equal.
@@ -171,6 +194,7 @@ impl Default for StyleConfig {
             tv_weight: 1e6,
             content_layers: vec!["relu4_2".into()],
             style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
+            style_loss: StyleLoss::Gram,
             style_layer_weights: None,
             style_blend: None,
             style_scale: 1.0,
@@ -268,6 +292,12 @@ impl StyleConfig {
         }
         if n_styles == 0 && matches!(self.init, Init::StyleStats | Init::Style) {
             return Err(bad("init", "it starts from the style images, and there are none"));
+        }
+        if self.style_loss == StyleLoss::Wasserstein && matches!(self.device, crate::Device::Gpu(_)) {
+            return Err(bad(
+                "style loss",
+                "the Wasserstein style loss (w2) runs on the CPU only for now: use the CPU, or the Gram loss on a GPU",
+            ));
         }
         if let Some(b) = &self.style_blend {
             if b.len() != n_styles {

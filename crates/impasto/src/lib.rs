@@ -54,7 +54,9 @@ pub mod tiles;
 mod visible;
 
 pub use color::{ColorMatch, ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-pub use config::{Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, lbfgs_history_for};
+pub use config::{
+    Init, LBFGS_MEMORY, MAX_SIZE, MAX_THREADS, Optimizer, StyleConfig, StyleLoss, lbfgs_history_for,
+};
 pub use device::{
     Device, GpuAdapter, GpuFaults, ResolvedDevice, gpu_adapters, resolve_device, resolve_device_among,
 };

@@ -22,6 +22,12 @@ pub(crate) struct Backend {
 impl Backend {
     /// `scratch`: the most bytes each Winograd scratch buffer takes (`None`: impasto-gpu's default).
     pub(crate) fn new(ctx: &GpuContext, o: &Objective<'_>, scratch: Option<u64>) -> Result<Backend> {
+        if o.style.iter().any(|t| t.w2.is_some()) {
+            return Err(Error::Config {
+                what: "style loss",
+                reason: "the Wasserstein style loss (w2) runs on the CPU only for now".into(),
+            });
+        }
         let content = o.content.iter().map(|t| (t.layer, t.features.clone(), t.weight)).collect();
         let style = o
             .style

@@ -8,6 +8,7 @@ mod style;
 mod targets;
 mod temporal;
 mod tv;
+mod wasserstein;
 
 pub use style::gram_matrix;
 pub(crate) use style::{layer_mask, masked_gram_norm};
@@ -16,8 +17,11 @@ pub use targets::{features_on, grams_on, masked_grams_on};
 pub use temporal::Temporal;
 pub(crate) use temporal::TemporalTarget;
 
+use std::sync::Arc;
+
 use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
+pub(crate) use wasserstein::W2Target;
 
 /// One GPU evaluation timed step by step ([`Objective::gpu_profile`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +70,9 @@ pub(crate) struct StyleTarget {
     pub(crate) weight: f32,
     /// Region of the output this target applies to, at the layer's resolution (None = everywhere).
     pub(crate) mask: Option<Vec<f32>>,
+    /// With the Wasserstein style loss, the styles' Gaussian at this layer (from `gram` and the
+    /// blended channel means), which the term then compares with in place of `gram`.
+    pub(crate) w2: Option<Arc<W2Target>>,
 }
 
 /// The loss of one image size: content, style and TV terms against fixed targets, with its gradient.
@@ -199,7 +206,24 @@ impl<'a> Objective<'a> {
     /// Adds `weight · mean((G_layer(x) − target)²)` with `G = F·Fᵀ/(C·H·W)`; `target` is C×C.
     pub fn add_style(&mut self, layer: &str, target: Vec<f32>, weight: f32) -> crate::Result<()> {
         let layer = self.net.layer_index(layer)?;
-        self.style.push(StyleTarget { layer, gram: target, weight, mask: None });
+        self.style.push(StyleTarget { layer, gram: target, weight, mask: None, w2: None });
+        Ok(())
+    }
+
+    /// Adds the Wasserstein style term `weight/10 · (mean((μ − mean)²) + tr(Σ + Σ_s − 2(Σ_s^½ Σ Σ_s^½)^½)/C)`
+    /// ([`StyleLoss::Wasserstein`](crate::StyleLoss)): `μ`, `Σ` the channels' mean and covariance
+    /// at the layer, the style's `Σ_s` from its normalised Gram `gram` (C×C, as
+    /// [`gram_matrix`] computes it) and its channel means `mean` (C). Evaluated on the CPU only.
+    pub fn add_style_wasserstein(
+        &mut self,
+        layer: &str,
+        gram: Vec<f32>,
+        mean: &[f32],
+        weight: f32,
+    ) -> crate::Result<()> {
+        let layer = self.net.layer_index(layer)?;
+        let w2 = Some(Arc::new(W2Target::new(&gram, mean)?));
+        self.style.push(StyleTarget { layer, gram, weight, mask: None, w2 });
         Ok(())
     }
 
@@ -252,8 +276,11 @@ impl<'a> Objective<'a> {
                     for t in self.style.iter().filter(|t| t.layer == i) {
                         let (c, lh, lw) = acts.shape[i];
                         let mask = t.mask.as_deref();
-                        losses.style +=
-                            style::style_loss(acts.get(i), c, lh * lw, &t.gram, t.weight, mask, g);
+                        let f = acts.get(i);
+                        losses.style += match &t.w2 {
+                            Some(w2) => wasserstein::w2_loss(f, c, lh * lw, w2, t.weight, mask, g),
+                            None => style::style_loss(f, c, lh * lw, &t.gram, t.weight, mask, g),
+                        };
                     }
                 });
                 acts.recycle(&self.buffers);

@@ -5,7 +5,10 @@ use image::Rgb32FImage;
 
 use super::{Plan, check_min_side};
 use crate::error::Result;
-use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget, layer_mask};
+use std::sync::Arc;
+
+use crate::config::StyleLoss;
+use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget, W2Target, gram_matrix, layer_mask};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -64,9 +67,10 @@ impl<'a> Plan<'a> {
         for &region_w in region_weights.iter().take(regions) {
             for (&layer, &lw) in self.style_layers.iter().zip(&layer_w) {
                 let weight = config.style_weight * lw * region_w;
-                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask: None });
+                style_targets.push(StyleTarget { layer, gram: Vec::new(), weight, mask: None, w2: None });
             }
         }
+        let mut style_means: Vec<Vec<f32>> = vec![Vec::new(); style_targets.len()];
         let style_long = self.style_long(long);
         let nl = self.style_layers.len();
         for (k, (img, b)) in styles.iter().zip(&blend).enumerate() {
@@ -76,25 +80,27 @@ impl<'a> Plan<'a> {
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
             check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
             let tile = self.gram_tile((sw, sh), tile)?;
-            let grams = match tile {
-                Some(t) => tiles::tiled_grams(
-                    self.targets(),
-                    &resize(img, sw, sh),
-                    &self.style_layers,
-                    t,
-                    GRAM_HALO,
-                )?,
-                None => {
-                    let px = to_planar(&resize(img, sw, sh));
-                    self.targets().grams_at(&px, sh as usize, sw as usize, &self.style_layers)?
+            let wasserstein = config.style_loss == StyleLoss::Wasserstein;
+            let (grams, means) = if wasserstein {
+                if tile.is_some() {
+                    return Err(wasserstein_tiled());
                 }
+                let px = to_planar(&resize(img, sw, sh));
+                let outputs = self.targets().outputs_at(&px, sh as usize, sw as usize, &self.style_layers)?;
+                outputs
+                    .iter()
+                    .map(|(f, (c, lh, lw))| (gram_matrix(f, *c, lh * lw), channel_means(f, lh * lw)))
+                    .unzip()
+            } else {
+                (self.style_grams(img, (sw, sh), tile)?, Vec::new())
             };
             // Style k feeds region k when masked, else the blend of the single region.
-            let (targets, factor) = match &config.style_masks {
-                Some(_) => (&mut style_targets[k * nl..(k + 1) * nl], 1.0),
-                None => (&mut style_targets[..nl], *b),
+            let (range, factor) = match &config.style_masks {
+                Some(_) => (k * nl..(k + 1) * nl, 1.0),
+                None => (0..nl, *b),
             };
-            for (t, g) in targets.iter_mut().zip(grams) {
+            for (i, g) in range.clone().zip(grams) {
+                let t = &mut style_targets[i];
                 if t.gram.is_empty() {
                     t.gram = vec![0.0; g.len()];
                 }
@@ -102,8 +108,41 @@ impl<'a> Plan<'a> {
                     *a += factor * v;
                 }
             }
+            for (i, m) in range.zip(means) {
+                let sum = &mut style_means[i];
+                if sum.is_empty() {
+                    *sum = vec![0.0; m.len()];
+                }
+                sum.iter_mut().zip(&m).for_each(|(a, v)| *a += factor * v);
+            }
+        }
+        if config.style_loss == StyleLoss::Wasserstein {
+            for (t, mean) in style_targets.iter_mut().zip(&style_means) {
+                if !mean.is_empty() {
+                    t.w2 = Some(Arc::new(W2Target::new(&t.gram, mean)?));
+                }
+            }
         }
         Ok(style_targets)
+    }
+
+    /// The Gram matrices of style image `img` resized to `(sw, sh)`, in tiles of side `tile` if
+    /// given.
+    fn style_grams(
+        &self,
+        img: &Rgb32FImage,
+        (sw, sh): (u32, u32),
+        tile: Option<u32>,
+    ) -> Result<Vec<Vec<f32>>> {
+        Ok(match tile {
+            Some(t) => {
+                tiles::tiled_grams(self.targets(), &resize(img, sw, sh), &self.style_layers, t, GRAM_HALO)?
+            }
+            None => {
+                let px = to_planar(&resize(img, sw, sh));
+                self.targets().grams_at(&px, sh as usize, sw as usize, &self.style_layers)?
+            }
+        })
     }
 
     /// On a GPU, that every scale's style targets fit it (see [`Plan::gram_tile`]): checked before the
@@ -236,4 +275,19 @@ fn mask_at(mask: &crate::AlphaPlane, width: u32, height: u32) -> Vec<f32> {
         image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
     };
     m.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
+}
+
+/// The mean of each channel of the C×`n` features `f`.
+fn channel_means(f: &[f32], n: usize) -> Vec<f32> {
+    f.chunks_exact(n.max(1))
+        .map(|row| (row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32)
+        .collect()
+}
+
+/// The refusal of a tiled scale (or style image) with the Wasserstein style loss.
+pub(super) fn wasserstein_tiled() -> crate::Error {
+    crate::Error::Config {
+        what: "style loss",
+        reason: "the Wasserstein style loss (w2) does not run on tiled scales yet: raise --max-memory, or use the Gram loss".into(),
+    }
 }

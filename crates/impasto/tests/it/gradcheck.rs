@@ -1,11 +1,12 @@
-//! The whole objective's gradient (preprocessing, convolutions, ReLU, pooling, Gram, content, TV) against
-//! central finite differences on single pixels, on small random networks (VGG-16 and VGG-19 layouts).
+//! The whole objective's gradient (preprocessing, convolutions, ReLU, pooling, Gram or Wasserstein style
+//! terms, content, TV) against central finite differences on single pixels, on small random networks
+//! (VGG-16 and VGG-19 layouts).
 
-use impasto::{Arch, Objective, Pooling, Vgg, gram_matrix};
+use impasto::{Arch, Objective, Pooling, StyleLoss, Vgg, gram_matrix};
 
 use crate::common::{Lcg, random_vgg};
 
-fn objective<'a>(net: &'a Vgg, w: usize, h: usize, rng: &mut Lcg) -> Objective<'a> {
+fn objective<'a>(net: &'a Vgg, w: usize, h: usize, rng: &mut Lcg, loss: StyleLoss) -> Objective<'a> {
     let mut obj = Objective::new(net, w, h);
     let px = rng.vec(3 * w * h, 0.5).into_iter().map(|v| v + 0.5).collect::<Vec<_>>();
     let feats = net.features(&px, w, h, &["relu1_1", "relu2_1", "relu2_2", "pool2"]).unwrap();
@@ -15,7 +16,15 @@ fn objective<'a>(net: &'a Vgg, w: usize, h: usize, rng: &mut Lcg) -> Objective<'
     for (name, (f, [c, fh, fw])) in
         ["relu1_1", "relu2_1", "pool2"].iter().zip([&feats[0], &feats[1], &feats[3]])
     {
-        obj.add_style(name, gram_matrix(f, *c, fh * fw), 50.0).unwrap();
+        let gram = gram_matrix(f, *c, fh * fw);
+        match loss {
+            StyleLoss::Gram => obj.add_style(name, gram, 50.0).unwrap(),
+            StyleLoss::Wasserstein => {
+                let n = fh * fw;
+                let mean: Vec<f32> = f.chunks_exact(n).map(|r| r.iter().sum::<f32>() / n as f32).collect();
+                obj.add_style_wasserstein(name, gram, &mean, 5.0).unwrap();
+            }
+        }
     }
     obj.set_tv_weight(0.5);
     obj
@@ -23,10 +32,14 @@ fn objective<'a>(net: &'a Vgg, w: usize, h: usize, rng: &mut Lcg) -> Objective<'
 
 /// Central differences with step `eps`, at every 7th input value.
 fn check(arch: Arch, pooling: Pooling, seed: u64, eps: f32) {
+    check_with(arch, pooling, seed, eps, StyleLoss::Gram);
+}
+
+fn check_with(arch: Arch, pooling: Pooling, seed: u64, eps: f32, loss: StyleLoss) {
     let (w, h) = (9, 8);
     let net = random_vgg(arch, pooling, 4, seed);
     let mut rng = Lcg(seed ^ 0x9e37_79b9);
-    let obj = objective(&net, w, h, &mut rng);
+    let obj = objective(&net, w, h, &mut rng, loss);
     let x: Vec<f32> = rng.vec(3 * w * h, 0.4).into_iter().map(|v| v + 0.5).collect();
     let (_, grad) = obj.evaluate(&x);
     let gmax = grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -40,7 +53,7 @@ fn check(arch: Arch, pooling: Pooling, seed: u64, eps: f32) {
         let err = (fd - grad[i]).abs() / gmax;
         worst = worst.max(err);
     }
-    eprintln!("{arch} {pooling:?}: worst |fd − grad| / max|grad| = {worst:.2e}");
+    eprintln!("{arch} {pooling:?} {loss:?}: worst |fd − grad| / max|grad| = {worst:.2e}");
     assert!(worst < 2e-2, "{arch} {pooling:?}: finite differences disagree ({worst:e})");
 }
 
@@ -59,4 +72,10 @@ fn objective_gradient_matches_finite_differences_vgg16_l2() {
     // The root mean square curves more than max or average: the differences' own error is larger at
     // the same step (2.6e-2 at 3e-3, 2.2e-2 at 1e-3, 9.6e-3 at 3e-4 of max|grad|), shrinking with it.
     check(Arch::Vgg16, Pooling::L2, 3, 3e-4);
+}
+
+#[test]
+fn objective_gradient_matches_finite_differences_wasserstein() {
+    check_with(Arch::Vgg16, Pooling::Max, 4, 1e-3, StyleLoss::Wasserstein);
+    check_with(Arch::Vgg19, Pooling::Avg, 5, 1e-3, StyleLoss::Wasserstein);
 }

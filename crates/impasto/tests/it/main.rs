@@ -21,3 +21,4 @@ mod stylize;
 mod temporal;
 mod tile_masks;
 mod tiles;
+mod wasserstein;
