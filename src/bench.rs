@@ -7,10 +7,10 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use clap::Args;
 use impasto::bench::{BenchResult, BenchSpec, LayerTiming};
-use impasto::{Arch, MAX_SIZE, StyleConfig};
+use impasto::{Arch, MAX_SIZE, StyleConfig, StyleLoss};
 use serde_json::json;
 
-use crate::args::ModelArg;
+use crate::args::{ModelArg, StyleLossArg};
 
 const AFTER_HELP: &str = "\
 Prints the machine's sgemm rate once, then for each model and size: the median seconds of one
@@ -67,6 +67,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub layers: bool,
 
+    /// The style terms' loss: gram, or w2 (the Wasserstein distance; CPU only)
+    #[arg(long, value_enum, value_name = "gram|w2", hide_possible_values = true, default_value = "gram")]
+    pub style_loss: StyleLossArg,
+
     /// Where the network and losses run: cpu, gpu (the first hardware GPU), gpu:N (see `impasto
     /// devices`) or auto (a hardware GPU if there is one, else the CPU)
     #[arg(long, value_name = "auto|cpu|gpu|gpu:N", default_value = "cpu", value_parser = crate::devices::parse_device)]
@@ -98,7 +102,11 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
     for &model in &args.model {
         for &size in &args.sizes {
             let arch = Arch::from(model);
-            specs.push(BenchSpec { arch, size, threads, warmup: args.warmup, reps: args.reps });
+            let style_loss = match args.style_loss {
+                StyleLossArg::Gram => StyleLoss::Gram,
+                StyleLossArg::W2 => StyleLoss::Wasserstein,
+            };
+            specs.push(BenchSpec { arch, size, threads, warmup: args.warmup, reps: args.reps, style_loss });
         }
     }
     Ok(specs)
@@ -121,6 +129,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         out(&ceilings_line(&c, args.json));
     }
     if !args.json {
+        if args.style_loss == StyleLossArg::W2 {
+            out("style terms: the Wasserstein distance (--style-loss w2)");
+        }
         let gpu = if device == impasto::Device::Cpu { "" } else { "  GPU memory" };
         out(&format!(
             "{:<6} {:>5}  {:<26} {:>8}  {:>9}{gpu}",
@@ -293,6 +304,7 @@ fn json_line(r: &BenchResult, peak: Option<u64>) -> String {
         "threads": r.spec.threads,
         "warmup": r.spec.warmup,
         "reps": r.spec.reps,
+        "style_loss": r.spec.style_loss.name(),
         "median_s": r.median_s,
         "min_s": r.min_s,
         "max_s": r.max_s,
@@ -405,7 +417,14 @@ mod tests {
     #[test]
     fn rows_line_up_with_the_header() {
         let r = BenchResult {
-            spec: BenchSpec { arch: Arch::Vgg19, size: 512, threads: 2, warmup: 1, reps: 3 },
+            spec: BenchSpec {
+                arch: Arch::Vgg19,
+                size: 512,
+                threads: 2,
+                warmup: 1,
+                reps: 3,
+                ..BenchSpec::default()
+            },
             median_s: 0.5,
             min_s: 0.45,
             max_s: 0.61,
@@ -438,7 +457,14 @@ mod tests {
 
     #[test]
     fn tuned_products_list_their_forms_fastest_first() {
-        let spec = BenchSpec { arch: Arch::Vgg16, size: 512, threads: 1, warmup: 1, reps: 1 };
+        let spec = BenchSpec {
+            arch: Arch::Vgg16,
+            size: 512,
+            threads: 1,
+            warmup: 1,
+            reps: 1,
+            ..BenchSpec::default()
+        };
         let tuned = impasto::GpuTuned {
             label: "conv fwd 64->64 512x512 (layer 2)".into(),
             m: 64,

@@ -27,6 +27,8 @@ fn bench_help() {
                                          after the GPU's ceilings: fma, the GEMM's inner step, a copy)
                                          and one L-BFGS step, its history on the host and, with a GPU,
                                          on it
+          --style-loss <gram|w2>         The style terms' loss: gram, or w2 (the Wasserstein distance;
+                                         CPU only) [default: gram]
           --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu, gpu (the first hardware
                                          GPU), gpu:N (see `impasto devices`) or auto (a hardware GPU if
                                          there is one, else the CPU) [default: cpu]
@@ -67,6 +69,7 @@ fn bench_json_lines() {
         (Some(32), Some(1), Some(0))
     );
     assert_eq!(row["threads"], sgemm["threads"]);
+    assert_eq!(row["style_loss"], "gram");
     let f = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {row}"));
     assert!(f("min_s") > 0.0 && f("min_s") <= f("median_s") && f("median_s") <= f("max_s"), "{row}");
     assert!(f("gflops") > 0.0 && row["flops"].as_u64().is_some_and(|n| n > 0), "{row}");
@@ -77,6 +80,23 @@ fn bench_json_lines() {
     } else {
         assert!(row["peak_rss_bytes"].is_null());
     }
+}
+
+#[test]
+fn bench_with_the_wasserstein_style_loss() {
+    let args = ["bench", "--sizes", "32", "--model", "vgg16", "--reps", "1", "--warmup", "0"];
+    let out = Sandbox::new().run(&[&args[..], &["--style-loss", "w2", "--json"]].concat());
+    out.assert_ok();
+    let row: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!((row["kind"].as_str(), row["style_loss"].as_str()), (Some("iteration"), Some("w2")), "{row}");
+    assert!(row["median_s"].as_f64().is_some_and(|s| s > 0.0), "{row}");
+    let table = Sandbox::new().run(&[&args[..], &["--style-loss", "w2"]].concat());
+    table.assert_ok();
+    assert!(
+        table.stdout.contains("style terms: the Wasserstein distance (--style-loss w2)"),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]

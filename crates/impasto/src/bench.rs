@@ -8,7 +8,7 @@
 //! ```no_run
 //! use impasto::{Arch, bench};
 //! # fn main() -> impasto::Result<()> {
-//! let r = bench::run(&bench::BenchSpec { arch: Arch::Vgg16, size: 256, threads: 2, warmup: 1, reps: 5 })?;
+//! let r = bench::run(&bench::BenchSpec { arch: Arch::Vgg16, size: 256, ..Default::default() })?;
 //! let _ = (r.median_s, r.gflops, bench::sgemm_gflops(2));
 //! # Ok(()) }
 //! ```
@@ -19,6 +19,7 @@ use impasto_kernels as k;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::StyleLoss;
 use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::loss::Objective;
 use crate::model::{Arch, LayerKind, Pooling, Preprocess, Vgg};
@@ -43,11 +44,20 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// Timed iterations (at least 1; the brief's protocol uses ≥ 5).
     pub reps: usize,
+    /// The style terms' loss ([`StyleLoss::Wasserstein`]: on the CPU only).
+    pub style_loss: StyleLoss,
 }
 
 impl Default for BenchSpec {
     fn default() -> Self {
-        BenchSpec { arch: Arch::Vgg16, size: 256, threads: 2, warmup: 1, reps: 5 }
+        BenchSpec {
+            arch: Arch::Vgg16,
+            size: 256,
+            threads: 2,
+            warmup: 1,
+            reps: 5,
+            style_loss: StyleLoss::Gram,
+        }
     }
 }
 
@@ -128,7 +138,7 @@ pub fn run_on(spec: &BenchSpec, device: crate::Device) -> Result<BenchResult> {
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
     let pool = thread_pool(spec.threads)?;
     let (samples_s, ((tuning_rounds, tuned), gpu_bytes)) = pool.install(|| -> Result<_> {
-        let mut obj = objective(&net, h, w)?;
+        let mut obj = objective(&net, h, w, spec.style_loss)?;
         obj.use_device(device)?;
         // A fresh network opens its own device: what it allocated so far is the weights and the
         // objective; an evaluation adds its read-back, freed when it returns.
@@ -217,7 +227,7 @@ pub fn lbfgs_step_on(
     let (mut x, mut g) = (random_vec(n, 0.05, 0.95, 3), random_vec(n, -1.0, 1.0, 4));
     let mut f = 1e6;
     let stored = g.clone();
-    let spec = BenchSpec { arch: Arch::Vgg16, size, threads: 1, warmup, reps };
+    let spec = BenchSpec { arch: Arch::Vgg16, size, threads: 1, warmup, reps, ..BenchSpec::default() };
     // An evaluation that always lowers the loss and returns the same gradient: the step is accepted
     // at once and, with y = 0, the history stays as it is.
     let mut failed = false;
@@ -317,9 +327,9 @@ pub struct ActivationMemory {
 
 /// Runs one forward pass and reports what it keeps (see [`ActivationMemory`]).
 pub fn activation_memory(arch: Arch, size: usize) -> Result<ActivationMemory> {
-    check(&BenchSpec { arch, size, threads: 1, warmup: 0, reps: 1 })?;
+    check(&BenchSpec { arch, size, threads: 1, warmup: 0, reps: 1, ..BenchSpec::default() })?;
     let net = random_vgg(arch)?;
-    let obj = objective(&net, size, size)?;
+    let obj = objective(&net, size, size, StyleLoss::Gram)?;
     let last = net.layer_index(DEEPEST)?;
     let mut wanted = vec![false; last + 1];
     for name in STYLE.iter().chain([&CONTENT]) {
@@ -409,7 +419,7 @@ pub fn gpu_kernels(spec: &BenchSpec, device: crate::Device) -> Result<GpuKernelT
     let net = random_vgg(spec.arch)?;
     let (h, w) = (spec.size, spec.size);
     let pixels = random_vec(3 * h * w, 0.0, 1.0, 7);
-    let mut obj = objective(&net, h, w)?;
+    let mut obj = objective(&net, h, w, spec.style_loss)?;
     obj.use_device(device)?;
     obj.gpu_tune(&pixels)?;
     let mut families: Vec<(String, Vec<f64>, usize)> = Vec::new();
@@ -527,8 +537,9 @@ fn random_vgg(arch: Arch) -> Result<Vgg> {
     Vgg::from_tensors(arch, Pooling::Max, Preprocess::Torch, weights)
 }
 
-/// Content at `relu4_2` and style at `relu1_1` … `relu5_1`, against zero targets.
-fn objective(net: &Vgg, h: usize, w: usize) -> Result<Objective<'_>> {
+/// Content at `relu4_2` and style at `relu1_1` … `relu5_1`, against zero targets (with the
+/// Wasserstein loss, a style of zero mean and unit covariance).
+fn objective(net: &Vgg, h: usize, w: usize, loss: StyleLoss) -> Result<Objective<'_>> {
     let mut obj = Objective::new(net, w, h);
     let shape = |name: &str| -> Result<(usize, usize)> {
         let i = net.layer_index(name)?;
@@ -547,7 +558,14 @@ fn objective(net: &Vgg, h: usize, w: usize) -> Result<Objective<'_>> {
     obj.add_content(CONTENT, vec![0.0; c * n], 1.0)?;
     for name in STYLE {
         let (c, _) = shape(name)?;
-        obj.add_style(name, vec![0.0; c * c], 1.0)?;
+        match loss {
+            StyleLoss::Gram => obj.add_style(name, vec![0.0; c * c], 1.0)?,
+            StyleLoss::Wasserstein => {
+                let unit: Vec<f32> =
+                    (0..c * c).map(|ij| if ij % (c + 1) == 0 { 1.0 / c as f32 } else { 0.0 }).collect();
+                obj.add_style_wasserstein(name, unit, &vec![0.0; c], 1.0)?;
+            }
+        }
     }
     Ok(obj)
 }
@@ -575,7 +593,8 @@ mod tests {
 
     #[test]
     fn run_small_and_reject_bad_specs() {
-        let spec = BenchSpec { arch: Arch::Vgg19, size: 32, threads: 1, warmup: 0, reps: 2 };
+        let spec =
+            BenchSpec { arch: Arch::Vgg19, size: 32, threads: 1, warmup: 0, reps: 2, ..BenchSpec::default() };
         let r = run(&spec).unwrap();
         assert_eq!(r.samples_s.len(), 2);
         assert!(r.min_s <= r.median_s && r.median_s <= r.max_s && r.gflops > 0.0);

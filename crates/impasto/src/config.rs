@@ -479,4 +479,11 @@ mod tests {
             "the init's pixels are hashed apart"
         );
     }
+
+    #[test]
+    fn the_style_loss_is_part_of_the_result_key() {
+        let gram = StyleConfig::default();
+        let w2 = StyleConfig { style_loss: StyleLoss::Wasserstein, ..gram.clone() };
+        assert_ne!(gram.result_key(), w2.result_key(), "a checkpoint would resume under the other loss");
+    }
 }

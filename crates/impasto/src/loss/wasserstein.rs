@@ -99,9 +99,10 @@ fn symmetric(a: &Mat<f64>) -> Mat<f64> {
 /// `grad`; NaN when an eigendecomposition does not converge (the run loop then stops, as on any
 /// non-finite loss).
 ///
-/// With a `mask` (one value ≥ 0 per position) the features' mean and covariance are those of the
-/// region, each position weighted by its mask value, so a region is compared with the style as if
-/// it were a whole image; an empty region (`Σm` at most 1e-6) has no term.
+/// With a `mask` (one value per position) the features' mean and covariance are those of the
+/// region, each position weighted by its mask value squared, as the masked Gram loss weighs it
+/// (`(F∘m)(F∘m)ᵀ`), so a region is compared with the style as if it were a whole image; an empty
+/// region (`Σm²` at most 1e-6) has no term.
 pub(crate) fn w2_loss(
     f: &[f32],
     c: usize,
@@ -112,7 +113,7 @@ pub(crate) fn w2_loss(
     grad: &mut [f32],
 ) -> f64 {
     let total = match mask {
-        Some(m) => m.iter().map(|&v| f64::from(v)).sum(),
+        Some(m) => m.iter().map(|&v| f64::from(v) * f64::from(v)).sum(),
         None => n as f64,
     };
     if total <= 1e-6 {
@@ -122,21 +123,19 @@ pub(crate) fn w2_loss(
         .chunks_exact(n)
         .map(|row| {
             let sum: f64 = match mask {
-                Some(m) => row.iter().zip(m).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum(),
+                Some(m) => row.iter().zip(m).map(|(&a, &b)| f64::from(a) * f64::from(b) * f64::from(b)).sum(),
                 None => row.iter().map(|&a| f64::from(a)).sum(),
             };
             sum / total
         })
         .collect();
-    // The second moment Σ m·F·Fᵀ / Σm on the engine's Gram kernel.
+    // The second moment (F∘m)(F∘m)ᵀ / Σm² on the engine's Gram kernel.
     let mut moment = vec![0.0f32; c * c];
     match mask {
         None => k::gram(f, c, n, (1.0 / total) as f32, &mut moment),
         Some(m) => {
-            let fm: Vec<f32> = f
-                .chunks_exact(n)
-                .flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b.max(0.0).sqrt()))
-                .collect();
+            let fm: Vec<f32> =
+                f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b)).collect();
             k::gram(&fm, c, n, (1.0 / total) as f32, &mut moment);
         }
     }
@@ -156,8 +155,8 @@ pub(crate) fn w2_loss(
     let cov_trace: f64 = (0..c).map(|i| cov[(i, i)]).sum();
     let loss = mean_term + (cov_trace + target.trace - 2.0 * root_trace) / cf;
 
-    // dL/dΣ = w·(I − T)/C with T = S·M^-½·S; through Σ = Σ m·F·Fᵀ/Σm − μμᵀ and μ = Σ m·F/Σm:
-    // dL/dF_p = m_p/Σm · (2·dΣ·F_p + dμ), dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
+    // dL/dΣ = w·(I − T)/C with T = S·M^-½·S; through Σ = Σ m²·F·Fᵀ/Σm² − μμᵀ and μ = Σ m²·F/Σm²:
+    // dL/dF_p = m_p²/Σm² · (2·dΣ·F_p + dμ), dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
     let w = SCALE * f64::from(weight);
     let inv_roots: Vec<f64> = values.iter().map(|l| 1.0 / l.sqrt()).collect();
     let transport = symmetric(&(s * with_spectrum(&vectors, &inv_roots) * s));
@@ -173,14 +172,22 @@ pub(crate) fn w2_loss(
             w * 2.0 * (mean[i] - target.mean[i]) / cf - 2.0 * pulled
         })
         .collect();
-    // (dΣ + dΣᵀ)·F / Σm = 2·dΣ·F / Σm.
-    let mut df = vec![0.0f32; c * n];
-    k::gram_backward(f, c, n, &d_cov, (1.0 / total) as f32, false, &mut df);
-    for ((g_row, df_row), dm) in grad.chunks_exact_mut(n).zip(df.chunks_exact(n)).zip(&d_mean) {
+    // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the mean's
+    // part, the same for every position of a channel (times m_p²).
+    let scale = (1.0 / total) as f32;
+    match mask {
+        None => k::gram_backward(f, c, n, &d_cov, scale, true, grad),
+        Some(m) => {
+            let fm2: Vec<f32> =
+                f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b * b)).collect();
+            k::gram_backward(&fm2, c, n, &d_cov, scale, true, grad);
+        }
+    }
+    for (g_row, dm) in grad.chunks_exact_mut(n).zip(&d_mean) {
         let shift = (dm / total) as f32;
         match mask {
-            None => g_row.iter_mut().zip(df_row).for_each(|(g, d)| *g += d + shift),
-            Some(m) => g_row.iter_mut().zip(df_row).zip(m).for_each(|((g, d), mv)| *g += mv * (d + shift)),
+            None => g_row.iter_mut().for_each(|g| *g += shift),
+            Some(m) => g_row.iter_mut().zip(m).for_each(|(g, mv)| *g += mv * mv * shift),
         }
     }
     w * loss

@@ -223,7 +223,14 @@ fn device_choice_parses_and_resolves() {
 
 #[test]
 fn gpu_kernel_profile_covers_every_step_of_an_iteration() {
-    let spec = impasto::bench::BenchSpec { arch: Arch::Vgg16, size: 32, threads: 1, warmup: 0, reps: 1 };
+    let spec = impasto::bench::BenchSpec {
+        arch: Arch::Vgg16,
+        size: 32,
+        threads: 1,
+        warmup: 0,
+        reps: 1,
+        ..Default::default()
+    };
     let times = impasto::bench::gpu_kernels(&spec, device()).unwrap();
     // lavapipe has Vulkan timestamp queries: the kernels are timed on the device's clock.
     assert!(times.gpu_clock);
@@ -425,7 +432,14 @@ fn targets_on_the_gpu_match_the_cpu() {
 /// read-back, as the tiler's GPU estimate predicts them for the same objective.
 #[test]
 fn bench_reports_the_gpu_memory_the_tiler_estimates() {
-    let spec = impasto::bench::BenchSpec { arch: Arch::Vgg16, size: 40, threads: 1, warmup: 0, reps: 1 };
+    let spec = impasto::bench::BenchSpec {
+        arch: Arch::Vgg16,
+        size: 40,
+        threads: 1,
+        warmup: 0,
+        reps: 1,
+        ..Default::default()
+    };
     let r = impasto::bench::run_on(&spec, device()).unwrap();
     let got = r.gpu_bytes.expect("GPU memory of a GPU bench");
     // The bench's network to relu5_1 (the estimate reads only its shapes).
