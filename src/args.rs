@@ -238,6 +238,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "X", default_value_t = defaults().style_scale, allow_negative_numbers = true, help_heading = "Loss")]
     pub style_scale: f32,
 
+    /// The style images' longest side at every scale, in pixels, in place of --style-scale (the
+    /// strokes keep their size in pixels as the output grows)
+    #[arg(long, value_name = "PX", conflicts_with = "style_scale", help_heading = "Loss")]
+    pub style_size: Option<u32>,
+
     /// Optimiser iterations
     #[arg(short = 'n', long, value_name = "N", default_value_t = defaults().iterations, help_heading = "Optimisation")]
     pub iterations: usize,
@@ -491,6 +496,8 @@ pub enum StyleLossArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PoolingArg {
     Max,
+    /// Also `average` (crowsonkb/style-transfer-pytorch's word).
+    #[value(alias = "average")]
     Avg,
     L2,
 }

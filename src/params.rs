@@ -61,7 +61,10 @@ pub fn text(s: &Settings, weights: &Source, preprocess: Preprocess) -> String {
     if let Some(b) = &c.style_blend {
         arg("--style-blend", list(b));
     }
-    arg("--style-scale", c.style_scale.to_string());
+    match c.style_size {
+        Some(px) => arg("--style-size", px.to_string()),
+        None => arg("--style-scale", c.style_scale.to_string()),
+    }
     arg("--iterations", c.iterations.to_string());
     match c.optimizer {
         Optimizer::Lbfgs { history } => {

@@ -346,6 +346,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         style_layer_weights: args.style_layer_weights,
         style_blend: args.style_blend,
         style_scale: args.style_scale,
+        style_size: args.style_size,
         optimizer,
         init: match init {
             InitSource::Noise => Init::Noise,

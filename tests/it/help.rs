@@ -57,6 +57,9 @@ fn help() {
           --style-blend <W,...>          One weight per style image, comma separated, normalised
                                          [default: equal]
           --style-scale <X>              Style image size relative to the output size [default: 1]
+          --style-size <PX>              The style images' longest side at every scale, in pixels, in
+                                         place of --style-scale (the strokes keep their size in pixels
+                                         as the output grows)
 
     Optimisation:
       -n, --iterations <N>          Optimiser iterations [default: 500]

@@ -144,6 +144,17 @@ fn other_model_options_run() {
     run_tiny(&sb, &["--pooling", "l2", "-o", "l2.png", "-q"]).assert_ok();
     let params = png_text_value(&sb.path("l2.png"), "parameters").unwrap();
     assert!(params.contains(" --pooling l2 "), "{params}");
+    run_tiny(&sb, &["--pooling", "average", "--style-size", "24", "-o", "avg.png", "-q"]).assert_ok();
+    let params = png_text_value(&sb.path("avg.png"), "parameters").unwrap();
+    assert!(params.contains(" --style-size 24 ") && params.contains(" --pooling avg "), "{params}");
+    assert!(!params.contains("--style-scale"), "{params}");
+    let both = run_tiny(&sb, &["--style-size", "24", "--style-scale", "2", "-o", "both.png"]);
+    assert_eq!(both.code, Some(2), "{}", both.stderr);
+    assert!(
+        both.stderr.contains("'--style-size <PX>' cannot be used with '--style-scale <X>'"),
+        "{}",
+        both.stderr
+    );
     run_tiny(&sb, &["--style-loss", "w2", "-o", "w2.png", "-q"]).assert_ok();
     let params = png_text_value(&sb.path("w2.png"), "parameters").unwrap();
     assert!(params.contains(" --style-loss w2 "), "{params}");

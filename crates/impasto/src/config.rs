@@ -107,6 +107,10 @@ pub struct StyleConfig {
     pub style_blend: Option<Vec<f32>>,
     /// Style image size relative to the output size (1.0 = same longest side).
     pub style_scale: f32,
+    /// The style images' longest side at every scale, in pixels, in place of `style_scale`
+    /// (crowsonkb/style-transfer-pytorch's `--style-size`): the style's brush strokes keep one size
+    /// in pixels while the output grows. `None`: `style_scale` times each scale's size.
+    pub style_size: Option<u32>,
     /// The optimiser.
     pub optimizer: Optimizer,
     /// The starting image.
@@ -198,6 +202,7 @@ impl Default for StyleConfig {
             style_layer_weights: None,
             style_blend: None,
             style_scale: 1.0,
+            style_size: None,
             optimizer: Optimizer::Lbfgs { history: 100 },
             init: Init::Content,
             seed: 0,
@@ -320,6 +325,11 @@ impl StyleConfig {
         }
         if !self.style_scale.is_finite() || self.style_scale <= 0.0 || self.style_scale > 8.0 {
             return Err(bad("style scale", format!("{} (must be in (0, 8])", self.style_scale)));
+        }
+        if let Some(px) = self.style_size
+            && !(16..=MAX_SIZE).contains(&px)
+        {
+            return Err(bad("style size", format!("{px} (must be between 16 and {MAX_SIZE} pixels)")));
         }
         if self.min_size == 0 {
             return Err(bad("min size", "0 (must be ≥ 1)"));

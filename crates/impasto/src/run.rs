@@ -290,7 +290,10 @@ impl<'a> Plan<'a> {
 
     /// The longest side of the style images at the scale whose longest side is `long`.
     fn style_long(&self, long: u32) -> u32 {
-        ((long as f32 * self.config.style_scale).round() as u32).max(1)
+        match self.config.style_size {
+            Some(px) => px,
+            None => ((long as f32 * self.config.style_scale).round() as u32).max(1),
+        }
     }
 
     /// Whether the content and every style image are large enough for the network at scale `long`.

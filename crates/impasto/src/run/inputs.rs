@@ -78,7 +78,7 @@ impl<'a> Plan<'a> {
                 break;
             }
             let (sw, sh) = fit_longest_side(img.width(), img.height(), style_long);
-            check_min_side("style image size (after --style-scale)", sw, sh, self.pools)?;
+            check_min_side("style image size (after --style-scale or --style-size)", sw, sh, self.pools)?;
             let tile = self.gram_tile((sw, sh), tile)?;
             let wasserstein = config.style_loss == StyleLoss::Wasserstein;
             let (grams, means) = if wasserstein {

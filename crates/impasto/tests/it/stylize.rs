@@ -147,3 +147,27 @@ fn every_start_begins_where_it_says() {
     let e = impasto::stylize(&net, &c, &content, &[], &mut NoObserver).unwrap_err();
     assert_eq!(e.to_string(), "invalid init: it starts from the style images, and there are none");
 }
+
+#[test]
+fn a_fixed_style_size_is_that_of_the_style_scale_it_equals() {
+    let (net, style_layers) = run_net(Pooling::Max, "relu4_2");
+    let (content, style) = inputs();
+    let layers = style_layers.into_iter().take(3).collect();
+    let scaled = StyleConfig {
+        size: 64,
+        iterations: 5,
+        threads: 2,
+        style_layers: layers,
+        style_scale: 0.5,
+        ..StyleConfig::default()
+    };
+    let sized = StyleConfig { style_scale: 1.0, style_size: Some(32), ..scaled.clone() };
+    let run =
+        |c: &StyleConfig| impasto::stylize(&net, c, &content, std::slice::from_ref(&style), &mut NoObserver);
+    let (a, b) = (run(&scaled).unwrap(), run(&sized).unwrap());
+    assert!(a.image == b.image, "--style-size 32 at 64 px differs from --style-scale 0.5");
+    let other = run(&StyleConfig { style_size: Some(48), ..sized.clone() }).unwrap();
+    assert!(other.image != b.image);
+    let e = run(&StyleConfig { style_size: Some(8), ..sized }).unwrap_err();
+    assert_eq!(e.to_string(), "invalid style size: 8 (must be between 16 and 16384 pixels)");
+}
