@@ -95,6 +95,24 @@ fn symmetric(a: &Mat<f64>) -> Mat<f64> {
     Mat::from_fn(a.nrows(), a.ncols(), |i, j| 0.5 * (a[(i, j)] + a[(j, i)]))
 }
 
+/// The mean of each channel of the C×`n` features `f` (summed in f64).
+pub(crate) fn channel_means(f: &[f32], n: usize) -> Vec<f32> {
+    weighted_means(f, n, None, n as f64).into_iter().map(|m| m as f32).collect()
+}
+
+/// `Σ_p w_p·F[c,p] / total` for each channel c, with `w = m²` for a `mask`, else 1.
+fn weighted_means(f: &[f32], n: usize, mask: Option<&[f32]>, total: f64) -> Vec<f64> {
+    f.chunks_exact(n.max(1))
+        .map(|row| {
+            let sum: f64 = match mask {
+                Some(m) => row.iter().zip(m).map(|(&a, &b)| f64::from(a) * f64::from(b) * f64::from(b)).sum(),
+                None => row.iter().map(|&a| f64::from(a)).sum(),
+            };
+            sum / total
+        })
+        .collect()
+}
+
 /// Returns `SCALE · weight · W2²(features, target)` and adds its gradient with respect to `f` (C×N) into
 /// `grad`; NaN when an eigendecomposition does not converge (the run loop then stops, as on any
 /// non-finite loss).
@@ -119,16 +137,7 @@ pub(crate) fn w2_loss(
     if total <= 1e-6 {
         return 0.0;
     }
-    let mean: Vec<f64> = f
-        .chunks_exact(n)
-        .map(|row| {
-            let sum: f64 = match mask {
-                Some(m) => row.iter().zip(m).map(|(&a, &b)| f64::from(a) * f64::from(b) * f64::from(b)).sum(),
-                None => row.iter().map(|&a| f64::from(a)).sum(),
-            };
-            sum / total
-        })
-        .collect();
+    let mean = weighted_means(f, n, mask, total);
     // The second moment (F∘m)(F∘m)ᵀ / Σm² on the engine's Gram kernel.
     let mut moment = vec![0.0f32; c * c];
     match mask {

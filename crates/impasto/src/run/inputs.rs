@@ -1,14 +1,16 @@
 //! A scale's inputs and objective: the content, masks and style targets resized to one scale, and
 //! the objective on a rectangle of it (the whole image, or a tile).
 
+use std::sync::Arc;
+
 use image::Rgb32FImage;
 
 use super::{Plan, check_min_side};
-use crate::error::Result;
-use std::sync::Arc;
-
 use crate::config::StyleLoss;
-use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget, W2Target, gram_matrix, layer_mask};
+use crate::error::Result;
+use crate::loss::{
+    ContentTarget, Objective, StyleTarget, TemporalTarget, W2Target, channel_means, gram_matrix, layer_mask,
+};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -275,13 +277,6 @@ fn mask_at(mask: &crate::AlphaPlane, width: u32, height: u32) -> Vec<f32> {
         image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
     };
     m.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
-}
-
-/// The mean of each channel of the C×`n` features `f`.
-fn channel_means(f: &[f32], n: usize) -> Vec<f32> {
-    f.chunks_exact(n.max(1))
-        .map(|row| (row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32)
-        .collect()
 }
 
 /// The refusal of a tiled scale (or style image) with the Wasserstein style loss.
