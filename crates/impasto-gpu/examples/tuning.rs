@@ -16,7 +16,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use impasto_gpu::{Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm, Tune};
+use impasto_gpu::{
+    Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTarget, StyleTerm, Tune,
+};
 
 /// VGG-16's convolutions up to conv5_1 as (c_in, c_out), `None` for a pooling.
 const VGG16: [Option<(usize, usize)>; 15] = [
@@ -112,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into_iter()
             .map(|i| {
                 let (layer, c, _) = at(i);
-                StyleTerm { layer, gram: rng.vec(c * c, 1.0), weight: 1e3, mask: None }
+                StyleTerm { layer, target: StyleTarget::Gram(rng.vec(c * c, 1.0)), weight: 1e3, mask: None }
             })
             .collect();
         let (layer, c, down) = at(8);

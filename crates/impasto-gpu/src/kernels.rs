@@ -89,7 +89,7 @@ fn b_column(col: u32) -> vec4<u32> { return vec4<u32>(0u); }
 fn load_b(k: u32, col: u32, ij: vec4<u32>) -> f32 { return b[col * p.lda + crop_pixel(k)]; }";
 
 /// The entry points of `ops.wgsl`.
-const OP_ENTRIES: [&str; 16] = [
+const OP_ENTRIES: [&str; 18] = [
     "relu_forward",
     "relu_backward",
     "max_pool_forward",
@@ -106,6 +106,8 @@ const OP_ENTRIES: [&str; 16] = [
     "tv",
     "reduce_sum",
     "sum_slices",
+    "row_sums",
+    "shift_rows",
 ];
 
 /// The entry points of `winograd.wgsl`.

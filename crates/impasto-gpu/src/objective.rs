@@ -1,26 +1,49 @@
-//! The style-transfer objective on the device for one image size: content, Gram-matrix style (with
-//! optional region masks) and total-variation terms against resident targets, with the gradient to
-//! the pixels. One evaluation = pixels up, one submit, one read-back of the term sums and the gradient.
+//! The style-transfer objective on the device for one image size: content, style (Gram matrices on
+//! the device, or terms of the layers' statistics on the host) and total-variation terms against
+//! resident targets, with the gradient to the pixels. One evaluation = pixels up, one submit (two
+//! around the host step where there are host terms), one read-back of the term sums and the gradient.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::blocks::{Blocks, gram_slices, record_each, record_gram, record_gram_backward};
 use crate::error::{GpuError, Result};
+use crate::moments::{self, MomentLoss, MomentTerm};
 use crate::net::GpuNet;
 use crate::program::{OpParams, Program, grid, partial_count};
 
-/// A style term: `weight · mean((G_layer − gram)²)` with `G = F·Fᵀ/(C·H·W)`, or with a `mask` (one
-/// value per pixel at the layer's resolution) `G = (F∘m)(F∘m)ᵀ/(C·Σm)`.
+/// A style term at one layer, with an optional region `mask` (one value per pixel at the layer's
+/// resolution).
 #[derive(Debug, Clone)]
 pub struct StyleTerm {
     /// Layer index.
     pub layer: usize,
-    /// The C×C target.
-    pub gram: Vec<f32>,
+    /// What the layer's features are compared with.
+    pub target: StyleTarget,
     /// Weight.
     pub weight: f32,
     /// Region mask at the layer's resolution.
     pub mask: Option<Vec<f32>>,
+}
+
+/// How a [`StyleTerm`] compares a layer's features with the style.
+#[derive(Clone)]
+pub enum StyleTarget {
+    /// The Gram loss, on the device: `weight · mean((G − gram)²)` against this C×C target, with
+    /// `G = F·Fᵀ/(C·H·W)`, or under a mask `G = (F∘m)(F∘m)ᵀ/(C·Σm)`.
+    Gram(Vec<f32>),
+    /// A term of the layer's [`Moments`](crate::Moments) computed on the host between the forward
+    /// and the backward pass (the Wasserstein style loss), its weight included.
+    Moments(MomentLoss),
+}
+
+impl fmt::Debug for StyleTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StyleTarget::Gram(g) => write!(f, "Gram({} values)", g.len()),
+            StyleTarget::Moments(_) => write!(f, "Moments(host)"),
+        }
+    }
 }
 
 /// The three loss terms of one evaluation (each already weighted).
@@ -74,6 +97,9 @@ pub struct GpuObjective {
     grad: Blocks,
     sums: wgpu::Buffer,
     terms: Vec<Term>,
+    /// The host terms, and the steps before their host step (`None`: one submission).
+    moments: Vec<MomentTerm>,
+    split: Option<usize>,
     /// Kept alive: every buffer the recorded program binds.
     _resident: Vec<wgpu::Buffer>,
 }
@@ -114,6 +140,8 @@ impl GpuObjective {
         let mut terms: Vec<Term> = Vec::new();
         let last = content.iter().map(|t| t.0).chain(style.iter().map(|t| t.layer)).max();
         let mut reductions: Vec<(wgpu::Buffer, usize)> = Vec::new();
+        let mut moments: Vec<MomentTerm> = Vec::new();
+        let mut split = None;
         let (rgb, grad_pre) = match last {
             Some(last) => {
                 let mut wanted = vec![false; last + 1];
@@ -123,9 +151,34 @@ impl GpuObjective {
                     .chain(style.iter().map(|t| t.layer))
                     .for_each(|l| wanted[l] = true);
                 let fwd = net.record_forward(&mut prog, h, w, last, &wanted)?;
+                // The host terms' statistics, all taken before the backward pass starts.
+                for (index, t) in style.iter().enumerate() {
+                    if let StyleTarget::Moments(loss) = &t.target {
+                        let f = fwd.out(t.layer);
+                        let at = (index, t.layer, t.weight);
+                        moments.extend(MomentTerm::record(
+                            &gpu,
+                            &mut prog,
+                            at,
+                            f,
+                            t.mask.as_deref(),
+                            loss.clone(),
+                        )?);
+                    }
+                }
+                if !moments.is_empty() {
+                    split = Some(prog.steps.len());
+                }
                 // Where a split Gram backward sums one channel group before adding it.
                 let mut scratch: Option<wgpu::Buffer> = None;
+                let longest = moments.iter().map(MomentTerm::scratch_len).max().unwrap_or(0);
+                if longest > 0 {
+                    scratch = Some(gpu.storage("Gram gradient scratch", longest)?);
+                }
                 let grad = net.record_backward(&mut prog, &fwd, last, |prog, i, g| {
+                    for m in moments.iter().filter(|m| m.layer == i) {
+                        m.record_backward(&gpu, prog, g, scratch.as_ref())?;
+                    }
                     for (index, (layer, target, weight)) in
                         content.iter().enumerate().filter(|(_, t)| t.0 == i)
                     {
@@ -161,15 +214,16 @@ impl GpuObjective {
                         terms.push(term);
                     }
                     for (index, t) in style.iter().enumerate().filter(|(_, t)| t.layer == i) {
+                        let StyleTarget::Gram(target) = &t.target else { continue };
                         let (c, lh, lw) = fwd.shape[t.layer];
                         let n = lh * lw;
-                        if t.gram.len() != c * c {
+                        if target.len() != c * c {
                             return Err(GpuError::Shape {
                                 op: "style target",
                                 reason: format!(
                                     "layer {}: {} values, expected {c}×{c}",
                                     t.layer,
-                                    t.gram.len()
+                                    target.len()
                                 ),
                             });
                         }
@@ -213,7 +267,7 @@ impl GpuObjective {
                         let gram = gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
                         let (parts, sp) =
                             record_gram(&gpu, prog, &source, 1.0 / norm, gram_slices(c, n), &gram)?;
-                        let tb = gpu.upload("style target", &t.gram)?;
+                        let tb = gpu.upload("style target", target)?;
                         let d = gpu.storage("Gram gradient", c * c)?;
                         let partials = gpu.storage("loss partials", partial_count(c * c))?;
                         let p = OpParams {
@@ -314,7 +368,7 @@ impl GpuObjective {
             prog.op(&gpu, "reduce_sum", p, &[(1, partials), (2, &sums)], [1, 1, 1])?;
         }
         gpu.check("building the objective")?;
-        Ok(GpuObjective { net, h, w, prog, rgb, grad, sums, terms, _resident: keep })
+        Ok(GpuObjective { net, h, w, prog, rgb, grad, sums, terms, moments, split, _resident: keep })
     }
 
     /// The image size (width, height).
@@ -342,6 +396,9 @@ impl GpuObjective {
                 gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&p.words()));
             }
         }
+        for m in &mut self.moments {
+            m.weight = *style.get(m.index).ok_or_else(|| too_few("style"))?;
+        }
         Ok(())
     }
 
@@ -356,18 +413,23 @@ impl GpuObjective {
         }
         let gpu = self.net.gpu.clone();
         self.rgb.write(&gpu, pixels);
-        let mut enc = gpu.encoder();
         // While products are being tuned, each runs this round's form between two timestamps.
         let timed = self.prog.round(&gpu);
-        let round = if timed.is_empty() {
-            self.prog.record(&mut enc);
-            None
-        } else {
-            let stamps = crate::profile::Stamps::new(&gpu, timed.len())?;
-            let steps: Vec<usize> = timed.iter().map(|t| t.0).collect();
-            self.prog.record_timing(&mut enc, &steps, Some(&stamps.set));
-            Some(stamps)
-        };
+        let round =
+            if timed.is_empty() { None } else { Some(crate::profile::Stamps::new(&gpu, timed.len())?) };
+        let steps: Vec<usize> = timed.iter().map(|t| t.0).collect();
+        let set = round.as_ref().map(|s| &s.set);
+        let mut host = 0.0;
+        let mut start = 0;
+        if let Some(split) = self.split {
+            let mut enc = gpu.encoder();
+            self.prog.record_span(&mut enc, 0..split, &steps, set);
+            let read = gpu.finish_and_read(enc, &moments::reads(&self.moments))?;
+            host = moments::host_step(&gpu, &self.moments, &read);
+            start = split;
+        }
+        let mut enc = gpu.encoder();
+        self.prog.record_span(&mut enc, start..self.prog.steps.len(), &steps, set);
         let live = self.terms.iter().filter(|t| t.live).count();
         let mut reads = vec![(&self.sums, live)];
         reads.extend(self.grad.reads());
@@ -378,7 +440,7 @@ impl GpuObjective {
             let seconds = stamps.seconds(&gpu, gpu.encoder())?;
             self.prog.record_round(&gpu, &timed, &seconds);
         }
-        let mut losses = GpuLosses::default();
+        let mut losses = GpuLosses { style: host, ..GpuLosses::default() };
         let mut s = sums.iter();
         for t in self.terms.iter().filter(|t| t.live) {
             let v = f64::from(t.weight) * f64::from(*s.next().unwrap_or(&0.0)) / t.mean_of;
@@ -422,7 +484,9 @@ impl GpuObjective {
     }
 
     /// One evaluation at `pixels` with every step timed on its own: (what, seconds) per step in order,
-    /// `upload` first and `readback` last (those two on the host's clock), for finding slow kernels.
+    /// `upload` first and `readback` last (those two on the host's clock), for finding slow kernels;
+    /// with host terms, `host terms` (their statistics' read-back, the host's computation and their
+    /// gradient's upload, on the host's clock) between the forward and the backward pass.
     /// The kernels are timed with [`Gpu::kernel_clock`](crate::Gpu::kernel_clock): the GPU's
     /// timestamps where it has them, else the host's clock around one submit and wait per step.
     pub fn profile(&mut self, pixels: &[f32]) -> Result<Vec<(String, f64)>> {
@@ -440,7 +504,17 @@ impl GpuObjective {
         let mut out = vec![("upload".to_string(), t.elapsed().as_secs_f64())];
         // Each product in the form in force (while tuning, the one its trials run next).
         self.prog.round(gpu);
-        out.extend(crate::profile::profile(gpu, &self.prog)?);
+        let end = self.prog.steps.len();
+        let split = self.split.unwrap_or(end);
+        out.extend(crate::profile::profile_span(gpu, &self.prog, 0..split)?);
+        if split < end {
+            // The host terms: their statistics read back, computed, their gradient sent up.
+            let t = std::time::Instant::now();
+            let read = gpu.finish_and_read(gpu.encoder(), &moments::reads(&self.moments))?;
+            moments::host_step(gpu, &self.moments, &read);
+            out.push(("host terms".to_string(), t.elapsed().as_secs_f64()));
+        }
+        out.extend(crate::profile::profile_span(gpu, &self.prog, split..end)?);
         let live = self.terms.iter().filter(|t| t.live).count();
         let t = std::time::Instant::now();
         let mut reads = vec![(&self.sums, live)];

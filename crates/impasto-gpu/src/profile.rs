@@ -10,9 +10,19 @@ pub(crate) const STEPS_PER_SET: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usi
 
 /// (label, seconds) of every step of `prog`, in order, measured with [`Gpu::kernel_clock`].
 pub(crate) fn profile(gpu: &Gpu, prog: &Program) -> Result<Vec<(String, f64)>> {
+    profile_span(gpu, prog, 0..prog.steps().len())
+}
+
+/// [`profile`] of the steps in `span` only.
+pub(crate) fn profile_span(
+    gpu: &Gpu,
+    prog: &Program,
+    span: std::ops::Range<usize>,
+) -> Result<Vec<(String, f64)>> {
+    let steps = &prog.steps()[span];
     match gpu.kernel_clock() {
-        KernelClock::Device => on_device(gpu, prog.steps()),
-        KernelClock::Host => on_host(gpu, prog.steps()),
+        KernelClock::Device => on_device(gpu, steps),
+        KernelClock::Host => on_host(gpu, steps),
     }
 }
 

@@ -117,9 +117,22 @@ impl Program {
         timed: &[usize],
         set: Option<&wgpu::QuerySet>,
     ) {
-        let mut next = timed.iter().copied().enumerate().peekable();
-        let mut i = 0;
-        while i < self.steps.len() {
+        self.record_span(encoder, 0..self.steps.len(), timed, set);
+    }
+
+    /// [`Program::record_timing`] of the steps in `span` only (an evaluation in two submissions
+    /// around a host step); `timed` and the query indices are those of the whole program.
+    pub(crate) fn record_span(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        span: std::ops::Range<usize>,
+        timed: &[usize],
+        set: Option<&wgpu::QuerySet>,
+    ) {
+        let mut next = timed.iter().copied().enumerate().skip_while(|&(_, at)| at < span.start).peekable();
+        let end = span.end.min(self.steps.len());
+        let mut i = span.start;
+        while i < end {
             if let (Some(&(j, at)), Some(set)) = (next.peek(), set)
                 && at == i
             {
@@ -138,7 +151,9 @@ impl Program {
                         label: None,
                         timestamp_writes: None,
                     });
-                    while let Some(Step::Dispatch { pipeline, bind, groups, .. }) = self.steps.get(i) {
+                    while let Some(Step::Dispatch { pipeline, bind, groups, .. }) =
+                        self.steps.get(i).filter(|_| i < end)
+                    {
                         if set.is_some() && next.peek().is_some_and(|&(_, at)| at == i) {
                             break;
                         }

@@ -44,7 +44,7 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// Timed iterations (at least 1; the brief's protocol uses ≥ 5).
     pub reps: usize,
-    /// The style terms' loss ([`StyleLoss::Wasserstein`]: on the CPU only).
+    /// The style terms' loss.
     pub style_loss: StyleLoss,
 }
 

@@ -251,12 +251,7 @@ impl<'a> Plan<'a> {
             })
             .collect();
         // The GPU first: its limits decide the tiles as the memory budget does.
-        // The Wasserstein style loss runs on the CPU only (`validate` refuses it on a named GPU).
-        let device = match config.style_loss {
-            StyleLoss::Wasserstein => crate::Device::Cpu,
-            StyleLoss::Gram => config.device,
-        };
-        plan.gpu = GpuContext::open(device, &config.gpu_faults, net)?;
+        plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         plan.limits = plan.gpu.as_ref().map(GpuContext::limits);
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
         if config.style_loss == StyleLoss::Wasserstein && plan.tiles.iter().any(Option::is_some) {

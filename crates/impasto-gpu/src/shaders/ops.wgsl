@@ -339,3 +339,48 @@ fn sum_slices(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     dst[i] = p.f0 * s;
 }
+
+// dst[u0 + r] = Σ_j src[r·w + j] (times aux[j] where u1 = 1) for each of the p.c rows of p.w values,
+// one workgroup per row, in a fixed order: each channel's sum (with aux a region mask and src the
+// masked features, the sum of F·m²). Dispatched over (p.c, 1, 1) workgroups.
+@compute @workgroup_size(256)
+fn row_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = wid.x;
+    let base = r * p.w;
+    var s = 0.0;
+    for (var j = li; j < p.w; j += 256u) {
+        if p.u1 == 1u {
+            s += src[base + j] * aux[j];
+        } else {
+            s += src[base + j];
+        }
+    }
+    red[li] = s;
+    workgroupBarrier();
+    for (var st = 128u; st > 0u; st >>= 1u) {
+        if li < st {
+            red[li] += red[li + st];
+        }
+        workgroupBarrier();
+    }
+    if li == 0u && r < p.c {
+        dst[p.u0 + r] = red[0];
+    }
+}
+
+// dst (rows of p.w values, a gradient) += src[u0 + row] (times aux[j]² where u1 = 1, aux a region
+// mask): a channel mean's gradient spread over the channel's positions. p.n = all values.
+@compute @workgroup_size(256)
+fn shift_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i < p.n {
+        let r = i / p.w;
+        var s = src[p.u0 + r];
+        if p.u1 == 1u {
+            let m = aux[i - r * p.w];
+            s *= m * m;
+        }
+        dst[i] += s;
+    }
+}

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTerm};
+use impasto_gpu::{
+    Choice, Gpu, GpuNet, GpuObjective, GpuOptions, LayerSpec, PreprocessSpec, StyleTarget, StyleTerm,
+};
 use safetensors::SafeTensors;
 
 use crate::common::{gpu, rel_err, test_adapter};
@@ -99,7 +101,7 @@ fn vgg16_on_the_gpu_matches_pytorch_reference() {
     let objective = |net: &Arc<GpuNet>| {
         let style = STYLE.iter().map(|&(layer, _, c)| StyleTerm {
             layer,
-            gram: vec![0.0; c * c],
+            target: StyleTarget::Gram(vec![0.0; c * c]),
             weight: 1.0,
             mask: None,
         });

@@ -12,6 +12,7 @@ mod faults;
 mod fixtures;
 mod history;
 mod kernels;
+mod moments;
 mod split;
 mod tune;
 mod validation;

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use impasto_gpu::{Choice, Gpu, GpuError, GpuNet, GpuObjective, GpuOptions, StyleTerm};
+use impasto_gpu::{Choice, Gpu, GpuError, GpuNet, GpuObjective, GpuOptions, StyleTarget, StyleTerm};
 use impasto_kernels::naive;
 
 use crate::common::{Lcg, gpu, rel_err, small_net, test_adapter};
@@ -16,7 +16,7 @@ use crate::common::{Lcg, gpu, rel_err, small_net, test_adapter};
 /// Binding cap of the split device: 4 KiB = 1024 floats.
 const CAP: u64 = 4096;
 
-fn capped(cap: u64) -> Arc<Gpu> {
+pub(crate) fn capped(cap: u64) -> Arc<Gpu> {
     let options = GpuOptions { max_storage_binding: Some(cap), ..GpuOptions::default() };
     Gpu::with_options(Choice::Index(test_adapter()), &options).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -160,7 +160,7 @@ fn a_channel_larger_than_a_binding_is_one_line_naming_the_limit() {
 }
 
 /// A small VGG-like network: every pooling, channel counts that split unevenly.
-fn net(gpu: Arc<Gpu>) -> GpuNet {
+pub(crate) fn net(gpu: Arc<Gpu>) -> GpuNet {
     use crate::common::Layer::{AvgPool, Conv, L2Pool, MaxPool};
     small_net(
         gpu,
@@ -195,9 +195,14 @@ fn a_split_network_and_objective_match_the_unsplit_device() {
     let pixel: Vec<f32> = (0..h * w).map(|i| if i % w < 20 { 1.0 } else { 0.5 }).collect();
     let objective = |net: &Arc<GpuNet>| {
         let style = vec![
-            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 50.0, mask: None },
-            StyleTerm { layer: 3, gram: grams[1].clone(), weight: 20.0, mask: None },
-            StyleTerm { layer: 6, gram: grams[2].clone(), weight: 20.0, mask: Some(mask.clone()) },
+            StyleTerm { layer: 1, target: StyleTarget::Gram(grams[0].clone()), weight: 50.0, mask: None },
+            StyleTerm { layer: 3, target: StyleTarget::Gram(grams[1].clone()), weight: 20.0, mask: None },
+            StyleTerm {
+                layer: 6,
+                target: StyleTarget::Gram(grams[2].clone()),
+                weight: 20.0,
+                mask: Some(mask.clone()),
+            },
         ];
         // Layer 12 is after the L2 pooling: its gradient passes back through every pooling.
         let content = vec![(3, targets[1].0.clone(), 3.0), (12, targets[4].0.clone(), 1.0)];

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, SmallTiles, StyleTerm, Tune};
+use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, SmallTiles, StyleTarget, StyleTerm, Tune};
 
 use crate::common::{Lcg, small_net, test_adapter};
 
@@ -33,9 +33,9 @@ fn tuning_times_every_form_keeps_the_fastest_and_changes_no_bit() {
     let grams = b.grams_at(&other, h, w, &layers).unwrap();
     let objective = |net: &Arc<GpuNet>| {
         let style = vec![
-            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 50.0, mask: None },
-            StyleTerm { layer: 3, gram: grams[1].clone(), weight: 20.0, mask: None },
-            StyleTerm { layer: 6, gram: grams[2].clone(), weight: 20.0, mask: None },
+            StyleTerm { layer: 1, target: StyleTarget::Gram(grams[0].clone()), weight: 50.0, mask: None },
+            StyleTerm { layer: 3, target: StyleTarget::Gram(grams[1].clone()), weight: 20.0, mask: None },
+            StyleTerm { layer: 6, target: StyleTarget::Gram(grams[2].clone()), weight: 20.0, mask: None },
         ];
         let content = vec![(6, targets[2].0.clone(), 3.0)];
         GpuObjective::new(net.clone(), w, h, content, style, 10.0, None).unwrap()

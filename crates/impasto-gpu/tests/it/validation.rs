@@ -12,7 +12,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use impasto_gpu::{Choice, Gpu, GpuHistory, GpuObjective, GpuOptions, SmallTiles, StyleTerm, Tune};
+use impasto_gpu::{
+    Choice, Gpu, GpuHistory, GpuObjective, GpuOptions, SmallTiles, StyleTarget, StyleTerm, Tune,
+};
 
 use crate::common::{Lcg, small_net, test_adapter};
 
@@ -43,7 +45,7 @@ fn every_pipeline_and_a_tuned_objective() {
     let style = [1, 3, 6]
         .iter()
         .zip(grams)
-        .map(|(&layer, gram)| StyleTerm { layer, gram, weight: 10.0, mask: None })
+        .map(|(&layer, gram)| StyleTerm { layer, target: StyleTarget::Gram(gram), weight: 10.0, mask: None })
         .collect();
     let content = vec![(6, targets[0].0.clone(), 2.0)];
     let mut objective = GpuObjective::new(net, w, h, content, style, 5.0, None).unwrap();
@@ -70,7 +72,7 @@ fn every_pipeline_and_a_tuned_objective() {
 }
 
 /// The channel-group paths (split products continuing each sum, per-group element-wise kernels),
-/// the style and pixel masks and the masked cropped Gram, on a device with 8 KiB bindings.
+/// the style and pixel masks, a host term and the masked cropped Gram, on a device with 8 KiB bindings.
 fn split_and_masked(px: &[f32], other: &[f32], (w, h): (usize, usize)) {
     use crate::common::Layer::{Conv, MaxPool};
     let layers = [Conv(3, 16), Conv(16, 24), MaxPool, Conv(24, 8)];
@@ -85,10 +87,31 @@ fn split_and_masked(px: &[f32], other: &[f32], (w, h): (usize, usize)) {
     let (mh, mw) = (h / 2, w / 2);
     let mask: Vec<f32> = (0..mh * mw).map(|i| if i % mw < mw / 2 { 1.0 } else { 0.25 }).collect();
     let pixel: Vec<f32> = (0..h * w).map(|i| if i % w < w / 2 { 1.0 } else { 0.5 }).collect();
+    let host: impasto_gpu::MomentLoss = std::sync::Arc::new(|m: impasto_gpu::Moments<'_>, weight: f32| {
+        let loss = f64::from(weight) * m.mean.iter().map(|v| v * v).sum::<f64>();
+        let d_mean = m.mean.iter().map(|v| 2.0 * f64::from(weight) * v).collect();
+        Some(impasto_gpu::MomentGradient {
+            loss,
+            d_second: m.second.iter().map(|v| 1e-3 * v).collect(),
+            d_mean,
+        })
+    });
     let objective = |net: &std::sync::Arc<impasto_gpu::GpuNet>| {
         let style = vec![
-            StyleTerm { layer: 1, gram: grams[0].clone(), weight: 10.0, mask: None },
-            StyleTerm { layer: 6, gram: grams[1].clone(), weight: 10.0, mask: Some(mask.clone()) },
+            StyleTerm { layer: 1, target: StyleTarget::Gram(grams[0].clone()), weight: 10.0, mask: None },
+            StyleTerm {
+                layer: 6,
+                target: StyleTarget::Gram(grams[1].clone()),
+                weight: 10.0,
+                mask: Some(mask.clone()),
+            },
+            // A host term (the Wasserstein loss's path): its statistics and gradient kernels.
+            StyleTerm {
+                layer: 6,
+                target: StyleTarget::Moments(host.clone()),
+                weight: 1.0,
+                mask: Some(mask.clone()),
+            },
         ];
         GpuObjective::new(net.clone(), w, h, Vec::new(), style, 5.0, Some(pixel.clone())).unwrap()
     };

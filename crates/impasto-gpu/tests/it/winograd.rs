@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use impasto_gpu::{Choice, Gpu, GpuObjective, GpuOptions, StyleTerm};
+use impasto_gpu::{Choice, Gpu, GpuObjective, GpuOptions, StyleTarget, StyleTerm};
 use impasto_kernels::naive;
 
 use crate::common::{Layer, Lcg, gpu, rel_err, small_net, test_adapter};
@@ -88,8 +88,8 @@ fn a_capped_winograd_scratch_gives_the_same_bits_in_less_memory() {
     let build = |scratch: Option<u64>| {
         let before = gpu.allocated_bytes();
         let style = vec![
-            StyleTerm { layer: 3, gram: rng_gram(32, 35), weight: 10.0, mask: None },
-            StyleTerm { layer: 6, gram: rng_gram(32, 36), weight: 10.0, mask: None },
+            StyleTerm { layer: 3, target: StyleTarget::Gram(rng_gram(32, 35)), weight: 10.0, mask: None },
+            StyleTerm { layer: 6, target: StyleTarget::Gram(rng_gram(32, 36)), weight: 10.0, mask: None },
         ];
         let content = vec![(6, vec![0.25; 32 * (h / 2) * (w / 2)], 2.0)];
         let o = GpuObjective::with_winograd_scratch(net.clone(), w, h, content, style, 5.0, None, scratch)

@@ -1,11 +1,12 @@
 //! The objective's GPU backend: the same terms uploaded to a [`GpuObjective`]; every evaluation sends
 //! the pixels and the weights in force, and takes back the three losses and the gradient. A GPU error
 //! is kept in the run's [`GpuContext`] and reported as non-finite losses, so the run loop stops as it
-//! does on a NaN and the run reports the GPU's reason with the last good image.
+//! does on a NaN and the run reports the GPU's reason with the last good image. Wasserstein style
+//! terms become host terms: the GPU takes their statistics, `wasserstein::w2_of_moments` the rest.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use impasto_gpu::{GpuObjective, StyleTerm};
+use impasto_gpu::{GpuObjective, MomentGradient, Moments, StyleTarget, StyleTerm};
 
 use super::Objective;
 use crate::device::GpuContext;
@@ -22,19 +23,22 @@ pub(crate) struct Backend {
 impl Backend {
     /// `scratch`: the most bytes each Winograd scratch buffer takes (`None`: impasto-gpu's default).
     pub(crate) fn new(ctx: &GpuContext, o: &Objective<'_>, scratch: Option<u64>) -> Result<Backend> {
-        if o.style.iter().any(|t| t.w2.is_some()) {
-            return Err(Error::Config {
-                what: "style loss",
-                reason: "the Wasserstein style loss (w2) runs on the CPU only for now".into(),
-            });
-        }
         let content = o.content.iter().map(|t| (t.layer, t.features.clone(), t.weight)).collect();
         let style = o
             .style
             .iter()
             .map(|t| StyleTerm {
                 layer: t.layer,
-                gram: t.gram.clone(),
+                target: match &t.w2 {
+                    None => StyleTarget::Gram(t.gram.clone()),
+                    Some(w2) => {
+                        let w2 = w2.clone();
+                        StyleTarget::Moments(Arc::new(move |m: Moments<'_>, weight: f32| {
+                            super::wasserstein::w2_of_moments(&w2, weight, m.second, m.mean)
+                                .map(|(loss, d_second, d_mean)| MomentGradient { loss, d_second, d_mean })
+                        }))
+                    }
+                },
                 weight: t.weight,
                 mask: t.mask.clone(),
             })

@@ -213,7 +213,8 @@ impl<'a> Objective<'a> {
     /// Adds the Wasserstein style term `weight/10 · (mean((μ − mean)²) + tr(Σ + Σ_s − 2(Σ_s^½ Σ Σ_s^½)^½)/C)`
     /// ([`StyleLoss::Wasserstein`](crate::StyleLoss)): `μ`, `Σ` the channels' mean and covariance
     /// at the layer, the style's `Σ_s` from its normalised Gram `gram` (C×C, as
-    /// [`gram_matrix`] computes it) and its channel means `mean` (C). Evaluated on the CPU only.
+    /// [`gram_matrix`] computes it) and its channel means `mean` (C). On a GPU the device takes the
+    /// layer's statistics and the host the eigendecompositions, between the forward and backward pass.
     pub fn add_style_wasserstein(
         &mut self,
         layer: &str,

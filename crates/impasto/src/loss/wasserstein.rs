@@ -148,39 +148,7 @@ pub(crate) fn w2_loss(
             k::gram(&fm, c, n, (1.0 / total) as f32, &mut moment);
         }
     }
-    let eps = target.eps;
-    let cov = Mat::from_fn(c, c, |i, j| {
-        0.5 * (f64::from(moment[i * c + j]) + f64::from(moment[j * c + i])) - mean[i] * mean[j]
-            + if i == j { eps } else { 0.0 }
-    });
-    let s = &target.sqrt_cov;
-    let m = symmetric(&(s * &cov * s));
-    let Some((values, vectors)) = eigen(&m) else { return f64::NAN };
-    // M ≥ ε²·I in exact arithmetic (Σ and Σ_s are both ≥ ε·I); rounding may take a value below.
-    let values: Vec<f64> = values.iter().map(|&l| l.max(eps * eps)).collect();
-    let root_trace: f64 = values.iter().map(|l| l.sqrt()).sum();
-    let cf = c as f64;
-    let mean_term: f64 = mean.iter().zip(&target.mean).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / cf;
-    let cov_trace: f64 = (0..c).map(|i| cov[(i, i)]).sum();
-    let loss = mean_term + (cov_trace + target.trace - 2.0 * root_trace) / cf;
-
-    // dL/dΣ = w·(I − T)/C with T = S·M^-½·S; through Σ = Σ m²·F·Fᵀ/Σm² − μμᵀ and μ = Σ m²·F/Σm²:
-    // dL/dF_p = m_p²/Σm² · (2·dΣ·F_p + dμ), dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
-    let w = SCALE * f64::from(weight);
-    let inv_roots: Vec<f64> = values.iter().map(|l| 1.0 / l.sqrt()).collect();
-    let transport = symmetric(&(s * with_spectrum(&vectors, &inv_roots) * s));
-    let d_cov: Vec<f32> = (0..c * c)
-        .map(|ij| {
-            let (i, j) = (ij / c, ij % c);
-            (w * (if i == j { 1.0 } else { 0.0 } - transport[(i, j)]) / cf) as f32
-        })
-        .collect();
-    let d_mean: Vec<f64> = (0..c)
-        .map(|i| {
-            let pulled: f64 = (0..c).map(|j| f64::from(d_cov[i * c + j]) * mean[j]).sum();
-            w * 2.0 * (mean[i] - target.mean[i]) / cf - 2.0 * pulled
-        })
-        .collect();
+    let Some((loss, d_cov, d_mean)) = w2_of_moments(target, weight, &moment, &mean) else { return f64::NAN };
     // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the mean's
     // part, the same for every position of a channel (times m_p²).
     let scale = (1.0 / total) as f32;
@@ -199,7 +167,54 @@ pub(crate) fn w2_loss(
             Some(m) => g_row.iter_mut().zip(m).for_each(|(g, mv)| *g += mv * mv * shift),
         }
     }
-    w * loss
+    loss
+}
+
+/// The term `SCALE · weight · W2²` from a layer's statistics (the second moment `S`, C×C, and the
+/// means `μ`, each position weighted by its mask value squared) and its gradient with respect to
+/// both taken as independent: `(loss, ∂/∂S, ∂/∂μ)`. `None` when an eigendecomposition does not
+/// converge. The CPU loss and the GPU's host step both go through here.
+pub(crate) fn w2_of_moments(
+    target: &W2Target,
+    weight: f32,
+    moment: &[f32],
+    mean: &[f64],
+) -> Option<(f64, Vec<f32>, Vec<f64>)> {
+    let c = mean.len();
+    let eps = target.eps;
+    let cov = Mat::from_fn(c, c, |i, j| {
+        0.5 * (f64::from(moment[i * c + j]) + f64::from(moment[j * c + i])) - mean[i] * mean[j]
+            + if i == j { eps } else { 0.0 }
+    });
+    let s = &target.sqrt_cov;
+    let m = symmetric(&(s * &cov * s));
+    let (values, vectors) = eigen(&m)?;
+    // M ≥ ε²·I in exact arithmetic (Σ and Σ_s are both ≥ ε·I); rounding may take a value below.
+    let values: Vec<f64> = values.iter().map(|&l| l.max(eps * eps)).collect();
+    let root_trace: f64 = values.iter().map(|l| l.sqrt()).sum();
+    let cf = c as f64;
+    let mean_term: f64 = mean.iter().zip(&target.mean).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / cf;
+    let cov_trace: f64 = (0..c).map(|i| cov[(i, i)]).sum();
+    let loss = mean_term + (cov_trace + target.trace - 2.0 * root_trace) / cf;
+
+    // dL/dΣ = w·(I − T)/C with T = S·M^-½·S; through Σ = S − μμᵀ the mean's gradient gains
+    // −2·dΣ·μ: dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
+    let w = SCALE * f64::from(weight);
+    let inv_roots: Vec<f64> = values.iter().map(|l| 1.0 / l.sqrt()).collect();
+    let transport = symmetric(&(s * with_spectrum(&vectors, &inv_roots) * s));
+    let d_cov: Vec<f32> = (0..c * c)
+        .map(|ij| {
+            let (i, j) = (ij / c, ij % c);
+            (w * (if i == j { 1.0 } else { 0.0 } - transport[(i, j)]) / cf) as f32
+        })
+        .collect();
+    let d_mean: Vec<f64> = (0..c)
+        .map(|i| {
+            let pulled: f64 = (0..c).map(|j| f64::from(d_cov[i * c + j]) * mean[j]).sum();
+            w * 2.0 * (mean[i] - target.mean[i]) / cf - 2.0 * pulled
+        })
+        .collect();
+    Some((w * loss, d_cov, d_mean))
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub(crate) fn img(name: &str) -> impasto::image::Rgb32FImage {
     impasto::load_image(&shared_dir().join("images").join(name)).unwrap()
 }
 
-fn half_mask(w: u32, h: u32, left: bool) -> AlphaPlane {
+pub(crate) fn half_mask(w: u32, h: u32, left: bool) -> AlphaPlane {
     AlphaPlane::from_fn(w, h, |x, _| impasto::image::Luma([if (x < w / 2) == left { 1.0 } else { 0.3 }]))
 }
 

@@ -11,6 +11,7 @@ mod gpu;
 mod gpu_lbfgs;
 mod gpu_refit;
 mod gpu_tiles;
+mod gpu_wasserstein;
 mod gradcheck;
 mod io;
 mod masks;
