@@ -203,7 +203,7 @@ pub struct RunArgs {
     pub style_layers: Option<Vec<String>>,
 
     /// How a style layer is compared with the style's: gram (Gram matrices, as neural-style) or w2
-    /// (the Wasserstein-2 distance between the features' Gaussians, as crowsonkb's; CPU only)
+    /// (the Wasserstein-2 distance between the features' Gaussians, as crowsonkb's)
     #[arg(
         long,
         value_enum,

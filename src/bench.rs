@@ -67,7 +67,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub layers: bool,
 
-    /// The style terms' loss: gram, or w2 (the Wasserstein distance; CPU only)
+    /// The style terms' loss: gram, or w2 (the Wasserstein distance)
     #[arg(long, value_enum, value_name = "gram|w2", hide_possible_values = true, default_value = "gram")]
     pub style_loss: StyleLossArg,
 
@@ -102,10 +102,7 @@ fn specs(args: &BenchArgs) -> Result<Vec<BenchSpec>> {
     for &model in &args.model {
         for &size in &args.sizes {
             let arch = Arch::from(model);
-            let style_loss = match args.style_loss {
-                StyleLossArg::Gram => StyleLoss::Gram,
-                StyleLossArg::W2 => StyleLoss::Wasserstein,
-            };
+            let style_loss = StyleLoss::from(args.style_loss);
             specs.push(BenchSpec { arch, size, threads, warmup: args.warmup, reps: args.reps, style_loss });
         }
     }

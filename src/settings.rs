@@ -180,6 +180,15 @@ impl From<PoolingArg> for Pooling {
     }
 }
 
+impl From<StyleLossArg> for StyleLoss {
+    fn from(l: StyleLossArg) -> StyleLoss {
+        match l {
+            StyleLossArg::Gram => StyleLoss::Gram,
+            StyleLossArg::W2 => StyleLoss::Wasserstein,
+        }
+    }
+}
+
 impl From<ColorTransferArg> for ColorMatch {
     fn from(c: ColorTransferArg) -> ColorMatch {
         match c {
@@ -339,10 +348,7 @@ pub fn resolve(args: RunArgs, env: &Env) -> Result<Settings> {
         tv_weight: args.tv_weight,
         content_layers: args.content_layers,
         style_layers: args.style_layers.clone().unwrap_or_else(|| StyleConfig::default().style_layers),
-        style_loss: match args.style_loss {
-            StyleLossArg::Gram => StyleLoss::Gram,
-            StyleLossArg::W2 => StyleLoss::Wasserstein,
-        },
+        style_loss: args.style_loss.into(),
         style_layer_weights: args.style_layer_weights,
         style_blend: args.style_blend,
         style_scale: args.style_scale,
@@ -509,15 +515,6 @@ impl Settings {
     /// ([`crate::devices::settle`]).
     pub fn settle_device(&mut self) -> Result<()> {
         let announce = self.device_given && self.display != Display::Quiet;
-        if self.config.style_loss == StyleLoss::Wasserstein && self.config.device == impasto::Device::Auto {
-            if announce {
-                crate::progress::note(
-                    "impasto: --style-loss w2 runs on the CPU only for now: --device auto uses the CPU",
-                );
-            }
-            self.config.device = impasto::Device::Cpu;
-            return Ok(());
-        }
         self.config.device = crate::devices::settle(self.config.device, announce)?;
         Ok(())
     }

@@ -27,8 +27,8 @@ fn bench_help() {
                                          after the GPU's ceilings: fma, the GEMM's inner step, a copy)
                                          and one L-BFGS step, its history on the host and, with a GPU,
                                          on it
-          --style-loss <gram|w2>         The style terms' loss: gram, or w2 (the Wasserstein distance;
-                                         CPU only) [default: gram]
+          --style-loss <gram|w2>         The style terms' loss: gram, or w2 (the Wasserstein distance)
+                                         [default: gram]
           --device <auto|cpu|gpu|gpu:N>  Where the network and losses run: cpu, gpu (the first hardware
                                          GPU), gpu:N (see `impasto devices`) or auto (a hardware GPU if
                                          there is one, else the CPU) [default: cpu]

@@ -51,8 +51,8 @@ fn help() {
                                          relu1_1,relu2_1,relu3_1,relu4_1 with the built-in model]
           --style-loss <gram|w2>         How a style layer is compared with the style's: gram (Gram
                                          matrices, as neural-style) or w2 (the Wasserstein-2 distance
-                                         between the features' Gaussians, as crowsonkb's; CPU only)
-                                         [default: gram]
+                                         between the features' Gaussians, as crowsonkb's) [default:
+                                         gram]
           --style-layer-weights <W,...>  One weight per style layer, comma separated [default: all 1]
           --style-blend <W,...>          One weight per style image, comma separated, normalised
                                          [default: equal]

@@ -75,8 +75,7 @@ pub enum StyleLossChoice {
     /// Gram matrices (the default).
     #[default]
     Gram,
-    /// The Wasserstein-2 distance between the features' Gaussians (on the CPU only: a server on a
-    /// GPU reports such a run's error).
+    /// The Wasserstein-2 distance between the features' Gaussians.
     W2,
 }
 
