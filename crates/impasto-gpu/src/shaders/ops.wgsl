@@ -20,8 +20,8 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + li;
 }
 
-// Sums `v` over the workgroup into partials[u3 + workgroup], in a fixed tree.
-fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
+// The sum of `v` over the workgroup's 256 invocations, in a fixed tree; every invocation gets it.
+fn workgroup_sum(v: f32, li: u32) -> f32 {
     red[li] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
@@ -30,8 +30,14 @@ fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
         }
         workgroupBarrier();
     }
+    return red[0];
+}
+
+// Sums `v` over the workgroup into partials[u3 + workgroup], in a fixed tree.
+fn partial_sum(v: f32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
+    let s = workgroup_sum(v, li);
     if li == 0u {
-        partials[p.u3 + wid.y * nwg.x + wid.x] = red[0];
+        partials[p.u3 + wid.y * nwg.x + wid.x] = s;
     }
 }
 
@@ -312,16 +318,9 @@ fn reduce_sum(@builtin(local_invocation_index) li: u32) {
     for (var i = li; i < p.n; i += 256u) {
         s += src[i];
     }
-    red[li] = s;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if li < st {
-            red[li] += red[li + st];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(s, li);
     if li == 0u {
-        dst[p.u0] = red[0];
+        dst[p.u0] = total;
     }
 }
 
@@ -355,16 +354,9 @@ fn row_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             s += src[base + j];
         }
     }
-    red[li] = s;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if li < st {
-            red[li] += red[li + st];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(s, li);
     if li == 0u && r < p.c {
-        dst[p.u0 + r] = red[0];
+        dst[p.u0 + r] = total;
     }
 }
 

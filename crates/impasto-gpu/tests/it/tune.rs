@@ -1,9 +1,13 @@
 //! Tuning: an objective on a device that tunes times every GEMM form in its first evaluations and
-//! keeps the fastest for each product, and no result changes by a bit on the way.
+//! keeps the fastest for each product, and no result changes by a bit on the way (a host term's
+//! two submissions included).
 
 use std::sync::Arc;
 
-use impasto_gpu::{Choice, Gpu, GpuNet, GpuObjective, GpuOptions, SmallTiles, StyleTarget, StyleTerm, Tune};
+use impasto_gpu::{
+    Choice, Gpu, GpuNet, GpuObjective, GpuOptions, MomentGradient, MomentLoss, Moments, SmallTiles,
+    StyleTarget, StyleTerm, Tune,
+};
 
 use crate::common::{Lcg, small_net, test_adapter};
 
@@ -31,11 +35,20 @@ fn tuning_times_every_form_keeps_the_fastest_and_changes_no_bit() {
     let layers = [1, 3, 6];
     let targets = b.outputs_at(&other, h, w, &layers).unwrap();
     let grams = b.grams_at(&other, h, w, &layers).unwrap();
+    let host: MomentLoss = Arc::new(|m: Moments<'_>, weight: f32| {
+        let w = f64::from(weight);
+        let loss = w * m.second.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+        let d_second = m.second.iter().map(|&v| (2.0 * w) as f32 * v).collect();
+        let d_mean = m.mean.iter().map(|v| w * v).collect();
+        Some(MomentGradient { loss, d_second, d_mean })
+    });
     let objective = |net: &Arc<GpuNet>| {
         let style = vec![
             StyleTerm { layer: 1, target: StyleTarget::Gram(grams[0].clone()), weight: 50.0, mask: None },
             StyleTerm { layer: 3, target: StyleTarget::Gram(grams[1].clone()), weight: 20.0, mask: None },
             StyleTerm { layer: 6, target: StyleTarget::Gram(grams[2].clone()), weight: 20.0, mask: None },
+            // A host term: its evaluations are two submissions, with timed products in both.
+            StyleTerm { layer: 3, target: StyleTarget::Moments(host.clone()), weight: 5.0, mask: None },
         ];
         let content = vec![(6, targets[2].0.clone(), 3.0)];
         GpuObjective::new(net.clone(), w, h, content, style, 10.0, None).unwrap()

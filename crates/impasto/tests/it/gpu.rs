@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use impasto::{AlphaPlane, Arch, Device, GpuFailure, NoObserver, Objective, Pooling, StyleConfig, Vgg};
+use impasto::{
+    AlphaPlane, Arch, Device, GpuFailure, Losses, NoObserver, Objective, Pooling, StyleConfig, Vgg,
+};
 
 use crate::common::{Lcg, random_vgg, real_weights, shared_dir};
 use crate::fixtures::{load_fixture, rel_err};
@@ -48,6 +50,37 @@ pub(crate) fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-30)
 }
 
+/// Each of the GPU's three losses within `tol` (relative) of the CPU's.
+pub(crate) fn assert_losses_close(g: &Losses, cpu: &Losses, tol: f64, what: &str) {
+    for (term, x, y) in
+        [("content", g.content, cpu.content), ("style", g.style, cpu.style), ("tv", g.tv, cpu.tv)]
+    {
+        assert!(rel(x, y) < tol, "{what} {term}: gpu {x} vs cpu {y}");
+    }
+}
+
+/// The GPU's gradient within `tol` of the CPU's, relative to the CPU's largest value.
+pub(crate) fn assert_gradient_close(g: &[f32], cpu: &[f32], tol: f32) {
+    let max_ref = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max_err = g.iter().zip(cpu).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("gradient max rel err {:.2e}", max_err / max_ref);
+    assert!(max_err / max_ref < tol, "gradient rel err {}", max_err / max_ref);
+}
+
+/// A GPU run `a` against the CPU's: as many iterations, final losses within 1 %; and `b`, the same
+/// GPU run again, bit for bit.
+pub(crate) fn assert_run_matches(a: &impasto::Stylized, cpu: &impasto::Stylized, b: &impasto::Stylized) {
+    eprintln!("cpu {:?}\ngpu {:?} ({} iterations)", cpu.losses, a.losses, a.iterations);
+    assert_eq!(a.iterations, cpu.iterations);
+    assert!(
+        rel(a.losses.total(), cpu.losses.total()) < 0.01,
+        "final loss {} vs {}",
+        a.losses.total(),
+        cpu.losses.total()
+    );
+    assert_eq!(a.image.as_raw(), b.image.as_raw(), "two GPU runs differ");
+}
+
 /// A small network and settings that reach relu2_1: fast on a software GPU.
 pub(crate) fn small_config(device: Device) -> StyleConfig {
     StyleConfig {
@@ -80,11 +113,7 @@ fn score_on_the_gpu_matches_the_cpu_with_masks() {
         let on_gpu = StyleConfig { device: gpu, ..config };
         let g = impasto::score(&net, &on_gpu, &content, &styles, &image).unwrap();
         eprintln!("{pooling:?}: cpu {cpu:?}\n      gpu {g:?}");
-        for (what, x, y) in
-            [("content", g.content, cpu.content), ("style", g.style, cpu.style), ("tv", g.tv, cpu.tv)]
-        {
-            assert!(rel(x, y) < 1e-4, "{pooling:?} {what}: gpu {x} vs cpu {y}");
-        }
+        assert_losses_close(&g, &cpu, 1e-4, &format!("{pooling:?}"));
     }
 }
 
@@ -132,10 +161,7 @@ fn gradient_matches_the_cpu(pooling: Pooling, content_layer: &str, style: &[(&st
     let (lg, gg) = objective(Some(gpu)).evaluate(&px);
     eprintln!("{content_layer} {style:?}\ncpu {lc:?}\ngpu {lg:?}");
     assert!(rel(lg.total(), lc.total()) < 1e-4, "loss {} vs {}", lg.total(), lc.total());
-    let max_ref = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let max_err = gg.iter().zip(&gc).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("gradient max rel err {:.2e}", max_err / max_ref);
-    assert!(max_err / max_ref < 1e-4, "gradient rel err {}", max_err / max_ref);
+    assert_gradient_close(&gg, &gc, 1e-4);
 }
 
 #[test]
@@ -150,19 +176,9 @@ fn a_64px_run_on_the_gpu_ends_within_one_percent_of_the_cpu_and_repeats() {
     let t = Instant::now();
     let a = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
     let t_gpu = t.elapsed();
-    eprintln!(
-        "cpu {:?} in {t_cpu:?}\ngpu {:?} in {t_gpu:?} ({} iterations)",
-        cpu.losses, a.losses, a.iterations
-    );
-    assert_eq!(a.iterations, cpu.iterations);
-    assert!(
-        rel(a.losses.total(), cpu.losses.total()) < 0.01,
-        "final loss {} vs {}",
-        a.losses.total(),
-        cpu.losses.total()
-    );
+    eprintln!("cpu in {t_cpu:?}, gpu in {t_gpu:?}");
     let b = impasto::stylize(&net, &small_config(gpu), &content, styles, &mut NoObserver).unwrap();
-    assert_eq!(a.image.as_raw(), b.image.as_raw(), "two GPU runs differ");
+    assert_run_matches(&a, &cpu, &b);
 }
 
 /// A video frame: the temporal term (on the host, beside the GPU's network terms) with a pixel mask

@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use impasto::tiles::{TilePlan, estimate_gpu_peak};
-use impasto::{Device, GpuFaults, Observer, Replan, RunInfo, Step, StyleConfig};
+use impasto::{Device, GpuFaults, Observer, Replan, RunInfo, Step, StyleConfig, StyleLoss};
 
 use crate::common::random_vgg;
 use crate::gpu::{adapter_limits, device, img, small_config};
@@ -85,6 +85,11 @@ fn a_scale_out_of_gpu_memory_starts_again_in_tiles_as_a_budget_would_plan_it() {
     assert_eq!(watch_planned.plans[0].as_ref(), Some(&plan));
     assert!(watch_planned.replans.is_empty());
     assert_eq!(out.image.as_raw(), reference.image.as_raw());
+    // The Wasserstein loss does not run on tiles yet: the same failure stops the run with the
+    // allocation's one line (not the tiled scale's refusal).
+    let w2 = StyleConfig { style_loss: StyleLoss::Wasserstein, ..config.clone() };
+    let err = impasto::stylize(&net, &w2, &content, styles, &mut Watch::default()).unwrap_err();
+    assert!(err.to_string().starts_with("out of GPU memory"), "{err}");
     // What cannot fit even in the smallest tiles still stops with the allocation's one line.
     let tiny =
         StyleConfig { gpu_faults: GpuFaults { capacity: Some(1 << 20), ..GpuFaults::default() }, ..config };
