@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use impasto_gpu::{GpuObjective, MomentGradient, Moments, StyleTarget, StyleTerm};
 
 use super::Objective;
-use super::wasserstein::MomentShift;
 use crate::device::GpuContext;
 use crate::error::{Error, GpuFailure, GpuFault, Result};
 use crate::observer::Losses;
@@ -33,9 +32,9 @@ impl Backend {
                 target: match &t.w2 {
                     None => StyleTarget::Gram(t.gram.clone()),
                     Some(w2) => {
-                        let (w2, shift) = (w2.clone(), t.moment_shift.clone());
+                        let w2 = w2.clone();
                         StyleTarget::Moments(Arc::new(move |m: Moments<'_>, weight: f32| {
-                            MomentShift::apply(shift.as_deref(), &w2, weight, m.second, m.mean)
+                            super::wasserstein::w2_of_moments(&w2, weight, m.second, m.mean)
                                 .map(|(loss, d_second, d_mean)| MomentGradient { loss, d_second, d_mean })
                         }))
                     }

@@ -13,7 +13,7 @@ mod wasserstein;
 pub use style::gram_matrix;
 pub(crate) use style::{layer_mask, masked_gram_norm};
 pub(crate) use targets::TargetNet;
-pub use targets::{features_on, grams_on, masked_grams_on, moments_on};
+pub use targets::{features_on, grams_on, masked_grams_on};
 pub use temporal::Temporal;
 pub(crate) use temporal::TemporalTarget;
 
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
-pub(crate) use wasserstein::{MomentShift, W2Target, channel_means};
+pub(crate) use wasserstein::{W2Target, channel_means};
 
 /// One GPU evaluation timed step by step ([`Objective::gpu_profile`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,9 +73,6 @@ pub(crate) struct StyleTarget {
     /// With the Wasserstein style loss, the styles' Gaussian at this layer (from `gram` and the
     /// blended channel means), which the term then compares with in place of `gram`.
     pub(crate) w2: Option<Arc<W2Target>>,
-    /// With `w2`, in a coupled tiled round: what moves the tile's statistics to stand for the whole
-    /// image's (see [`MomentShift`]).
-    pub(crate) moment_shift: Option<Arc<MomentShift>>,
 }
 
 /// The loss of one image size: content, style and TV terms against fixed targets, with its gradient.
@@ -209,14 +206,7 @@ impl<'a> Objective<'a> {
     /// Adds `weight · mean((G_layer(x) − target)²)` with `G = F·Fᵀ/(C·H·W)`; `target` is C×C.
     pub fn add_style(&mut self, layer: &str, target: Vec<f32>, weight: f32) -> crate::Result<()> {
         let layer = self.net.layer_index(layer)?;
-        self.style.push(StyleTarget {
-            layer,
-            gram: target,
-            weight,
-            mask: None,
-            w2: None,
-            moment_shift: None,
-        });
+        self.style.push(StyleTarget { layer, gram: target, weight, mask: None, w2: None });
         Ok(())
     }
 
@@ -234,7 +224,7 @@ impl<'a> Objective<'a> {
     ) -> crate::Result<()> {
         let layer = self.net.layer_index(layer)?;
         let w2 = Some(Arc::new(W2Target::new(&gram, mean)?));
-        self.style.push(StyleTarget { layer, gram, weight, mask: None, w2, moment_shift: None });
+        self.style.push(StyleTarget { layer, gram, weight, mask: None, w2 });
         Ok(())
     }
 
@@ -289,10 +279,7 @@ impl<'a> Objective<'a> {
                         let mask = t.mask.as_deref();
                         let f = acts.get(i);
                         losses.style += match &t.w2 {
-                            Some(w2) => {
-                                let shift = t.moment_shift.as_deref();
-                                wasserstein::w2_loss(f, c, lh * lw, w2, t.weight, mask, shift, g)
-                            }
+                            Some(w2) => wasserstein::w2_loss(f, c, lh * lw, w2, t.weight, mask, g),
                             None => style::style_loss(f, c, lh * lw, &t.gram, t.weight, mask, g),
                         };
                     }

@@ -77,39 +77,6 @@ impl W2Target {
     }
 }
 
-/// What a tile of a coupled round adds to its own statistics to stand for the whole image's
-/// (`run::coupling`): the whole image's second moment and means at the round's start less the
-/// tile's own, so that the term compares `S_tile + ΔS`, `μ_tile + Δμ` with the style. The gradient
-/// with respect to the tile's statistics is the term's at the shifted ones.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MomentShift {
-    /// `ΔS`, C×C.
-    pub(crate) second: Vec<f32>,
-    /// `Δμ`, C.
-    pub(crate) mean: Vec<f64>,
-}
-
-impl MomentShift {
-    /// `w2_of_moments` at the statistics `moment`, `mean` moved by the shift (`None`: unmoved).
-    pub(crate) fn apply(
-        shift: Option<&MomentShift>,
-        target: &W2Target,
-        weight: f32,
-        moment: &[f32],
-        mean: &[f64],
-    ) -> Option<(f64, Vec<f32>, Vec<f64>)> {
-        match shift {
-            None => w2_of_moments(target, weight, moment, mean),
-            Some(s) if s.second.len() == moment.len() && s.mean.len() == mean.len() => {
-                let moment: Vec<f32> = moment.iter().zip(&s.second).map(|(a, b)| a + b).collect();
-                let mean: Vec<f64> = mean.iter().zip(&s.mean).map(|(a, b)| a + b).collect();
-                w2_of_moments(target, weight, &moment, &mean)
-            }
-            Some(_) => None,
-        }
-    }
-}
-
 /// The eigenvalues (ascending) and eigenvectors (columns) of the symmetric matrix `m`.
 fn eigen(m: &Mat<f64>) -> Option<(Vec<f64>, Mat<f64>)> {
     let e = m.self_adjoint_eigen(Side::Lower).ok()?;
@@ -153,9 +120,7 @@ fn weighted_means(f: &[f32], n: usize, mask: Option<&[f32]>, total: f64) -> Vec<
 /// With a `mask` (one value per position) the features' mean and covariance are those of the
 /// region, each position weighted by its mask value squared, as the masked Gram loss weighs it
 /// (`(F∘m)(F∘m)ᵀ`), so a region is compared with the style as if it were a whole image; an empty
-/// region (`Σm²` at most 1e-6) has no term. With a `shift` (a coupled tile's) the statistics are
-/// moved by it first ([`MomentShift`]).
-#[allow(clippy::too_many_arguments)]
+/// region (`Σm²` at most 1e-6) has no term.
 pub(crate) fn w2_loss(
     f: &[f32],
     c: usize,
@@ -163,7 +128,6 @@ pub(crate) fn w2_loss(
     target: &W2Target,
     weight: f32,
     mask: Option<&[f32]>,
-    shift: Option<&MomentShift>,
     grad: &mut [f32],
 ) -> f64 {
     let total = match mask {
@@ -184,9 +148,7 @@ pub(crate) fn w2_loss(
             k::gram(&fm, c, n, (1.0 / total) as f32, &mut moment);
         }
     }
-    let Some((loss, d_cov, d_mean)) = MomentShift::apply(shift, target, weight, &moment, &mean) else {
-        return f64::NAN;
-    };
+    let Some((loss, d_cov, d_mean)) = w2_of_moments(target, weight, &moment, &mean) else { return f64::NAN };
     // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the mean's
     // part, the same for every position of a channel (times m_p²).
     let scale = (1.0 / total) as f32;

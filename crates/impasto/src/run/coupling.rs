@@ -9,22 +9,14 @@
 //! (tiled with the halo, over the whole image's `Σm`) and the tile's own over its part of the region.
 //! A region empty in the whole image has no shift; a tile in which it is empty keeps the style's
 //! target (its term is zero there anyway).
-//!
-//! The Wasserstein style loss is not a distance between second moments, so its targets cannot be
-//! shifted: its terms are instead given the whole image's statistics at the round's start less the
-//! tile's own (`MomentShift`), `S_tile + (S_whole(start) − S_tile(start))` and likewise for the
-//! means, which is the same Jacobi step: at the start each term is the whole image's, and so is its
-//! gradient. A round's shift then holds the whole image's statistics, each term's second moment
-//! (C×C) then means (C), the region's (`(F∘m)(F∘m)ᵀ/Σm²`, `Σ F·m²/Σm²`) with masks.
 
 use image::Rgb32FImage;
 
 use super::Plan;
 use super::inputs::ScaleInputs;
 use super::tiled::TiledScale;
-use crate::config::StyleLoss;
 use crate::error::Result;
-use crate::loss::{MomentShift, StyleTarget};
+use crate::loss::StyleTarget;
 use crate::pixels::to_image;
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -45,32 +37,11 @@ impl Plan<'_> {
     /// A coupled round's shift of every style target: `A − G_whole(start)`, the style's Grams less
     /// the whole image's at the round's start (computed in tiles with a halo, as exact as in one pass;
     /// with masks, each region's masked Grams, and no shift where the region is empty).
-    /// With the Wasserstein style loss, the whole image's statistics instead (see the module).
     pub(super) fn style_shift(&self, ts: &TiledScale, start: &Rgb32FImage) -> Result<Vec<Vec<f32>>> {
         // Passes no larger than the tiles (interior and halo), so that they fit where the tiles do.
         let side = ts.plan.rects().map(|r| r.width.max(r.height)).max().unwrap_or(0);
         let interior = side.saturating_sub(2 * GRAM_HALO).max(side / 2);
-        let masks = region_masks(&ts.inputs, Rect::whole(ts.inputs.width, ts.inputs.height));
-        if self.config.style_loss == StyleLoss::Wasserstein {
-            let whole = tiles::region_moments(
-                self.targets(),
-                start,
-                &self.style_layers,
-                masks.as_deref(),
-                interior,
-                GRAM_HALO,
-            )?;
-            return Ok(ts
-                .style
-                .iter()
-                .zip(whole)
-                .map(|(t, m)| match m {
-                    Some(m) => m.second.iter().copied().chain(m.mean.iter().map(|&v| v as f32)).collect(),
-                    None => vec![0.0; shift_len(t)],
-                })
-                .collect());
-        }
-        let whole = match masks {
+        let whole = match region_masks(&ts.inputs, Rect::whole(ts.inputs.width, ts.inputs.height)) {
             None => {
                 let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
                 tiles::tiled_grams(self.targets(), start, &layers, interior, GRAM_HALO)?
@@ -111,39 +82,6 @@ impl Plan<'_> {
         let rect = ts.plan.rect(i);
         let x = tiles::crop_planar(&ts.base, rect);
         let (h, w) = (rect.height as usize, rect.width as usize);
-        if self.config.style_loss == StyleLoss::Wasserstein {
-            let img = to_image(&x, rect.width, rect.height);
-            let masks = region_masks(&ts.inputs, rect);
-            let own = tiles::region_moments(
-                self.targets(),
-                &img,
-                &self.style_layers,
-                masks.as_deref(),
-                u32::MAX,
-                0,
-            )?;
-            return Ok(ts
-                .style
-                .iter()
-                .zip(own)
-                .zip(shift)
-                .map(|((t, own), whole)| {
-                    let c = own.as_ref().map_or(0, |o| o.mean.len());
-                    match own {
-                        // The whole image's statistics less the tile's own (an empty region has none).
-                        Some(o) if whole.len() == c * c + c && whole.iter().any(|&v| v != 0.0) => {
-                            let (second, mean) = whole.split_at(c * c);
-                            let moment_shift = MomentShift {
-                                second: second.iter().zip(&o.second).map(|(a, b)| a - b).collect(),
-                                mean: mean.iter().zip(&o.mean).map(|(&a, b)| f64::from(a) - b).collect(),
-                            };
-                            StyleTarget { moment_shift: Some(std::sync::Arc::new(moment_shift)), ..t.clone() }
-                        }
-                        _ => t.clone(),
-                    }
-                })
-                .collect());
-        }
         let own: Vec<Option<Vec<f32>>> = match region_masks(&ts.inputs, rect) {
             None => {
                 let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
@@ -164,15 +102,6 @@ impl Plan<'_> {
                 None => t.clone(),
             })
             .collect())
-    }
-}
-
-/// The values of a round's shift for style term `t`: its Gram's, and with the Wasserstein style
-/// loss its means' too (see the module).
-pub(super) fn shift_len(t: &StyleTarget) -> usize {
-    match t.w2 {
-        Some(_) => t.gram.len() + (t.gram.len() as f64).sqrt().round() as usize,
-        None => t.gram.len(),
     }
 }
 

@@ -508,14 +508,7 @@ mod tests {
             for l in style_layers(net, config) {
                 let (c, lh, lw) = shape[l];
                 let mask = masked.then(|| vec![0.5; lh * lw]);
-                o.style.push(StyleTarget {
-                    layer: l,
-                    gram: vec![0.0; c * c],
-                    weight: 1.0,
-                    mask,
-                    w2: None,
-                    moment_shift: None,
-                });
+                o.style.push(StyleTarget { layer: l, gram: vec![0.0; c * c], weight: 1.0, mask, w2: None });
             }
         }
         o.pixel_mask = config.mask.as_ref().map(|_| vec![1.0; hw]);

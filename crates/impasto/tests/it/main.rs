@@ -21,6 +21,5 @@ mod steer;
 mod stylize;
 mod temporal;
 mod tile_masks;
-mod tile_wasserstein;
 mod tiles;
 mod wasserstein;

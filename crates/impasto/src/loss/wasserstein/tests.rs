@@ -25,7 +25,7 @@ fn stats(f: &[f32], c: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
 
 fn loss_of(f: &[f32], c: usize, n: usize, t: &W2Target, mask: Option<&[f32]>) -> (f64, Vec<f32>) {
     let mut g = vec![0.0; f.len()];
-    let l = w2_loss(f, c, n, t, 3.0, mask, None, &mut g);
+    let l = w2_loss(f, c, n, t, 3.0, mask, &mut g);
     (l, g)
 }
 
