@@ -1,6 +1,6 @@
 //! Print sizes with tiny weights: `--tile` runs end to end, `impasto tiles plan|run|stitch` in
 //! separate processes gives the pixels of the in-process tiled run, in two coupled rounds or one
-//! (reruns skip finished tiles; a round waits for the one before), and
+//! (reruns skip finished tiles; a round waits for the one before), with `--style-loss w2` too, and
 //! tiles or memory budgets too small are refused on one line before any work, shard counts beyond
 //! the tiles give empty shards, and a job's tiles run on the device of the process that takes them.
 
@@ -109,6 +109,27 @@ fn tiled_runs_and_tile_jobs_in_separate_processes_give_the_same_pixels() {
     assert!(all.stderr.contains("tiles: 4 optimised here, 4 of 4 finished; stitch with"), "{}", all.stderr);
     ok(sb.run(&["tiles", "stitch", "--job", "job1"]));
     assert_eq!(pixels(&sb, "t1.png"), pixels(&sb, "one.png"));
+}
+
+/// `--style-loss w2` runs on tiles too, in process and as a job in two processes (its rounds'
+/// shift files carry the whole picture's means and second moments): the same pixels.
+#[test]
+fn w2_tiles_in_process_and_as_jobs_give_the_same_pixels() {
+    let sb = sandbox();
+    let run = ok(sb.run(&args(&["-o", "inproc.png", "--style-loss", "w2"])));
+    assert!(run.stderr.contains("wrote inproc.png (96x96"), "{}", run.stderr);
+    ok(sb.run(
+        &[&["tiles", "plan", "--job", "job"][..], &args(&["-o", "tiled.png", "--style-loss", "w2"])].concat(),
+    ));
+    ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2"]));
+    ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "1/2"]));
+    let last = ok(sb.run(&["tiles", "run", "--job", "job", "--shard", "0/2"]));
+    assert!(last.stderr.contains("all 2 rounds of 4 of 4 finished"), "{}", last.stderr);
+    ok(sb.run(&["tiles", "stitch", "--job", "job"]));
+    assert_eq!(pixels(&sb, "tiled.png"), pixels(&sb, "inproc.png"));
+    // The Gram loss's pixels are others.
+    ok(sb.run(&args(&["-o", "gram.png"])));
+    assert_ne!(pixels(&sb, "gram.png"), pixels(&sb, "inproc.png"));
 }
 
 /// A job planned on the CPU takes its tiles on a GPU where `tiles run --device` says so (the device

@@ -5,14 +5,16 @@
 use std::sync::Arc;
 
 use crate::blocks::{
-    Blocks, Pool, PoolKind, gram_slices, record_conv, record_crop_gram, record_each, record_gram,
-    record_planes, record_pool_backward, record_pool_forward,
+    Blocks, Pool, PoolKind, record_conv, record_each, record_planes, record_pool_backward,
+    record_pool_forward,
 };
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
 use crate::ops::flip_weights;
 use crate::program::{OpParams, Program};
 use crate::winograd::{self, WinoWeights};
+
+mod grams;
 
 /// One layer, as the CPU network has it (same indices).
 #[derive(Debug, Clone)]
@@ -421,113 +423,6 @@ impl GpuNet {
             .iter()
             .map(|&l| (data.by_ref().take(fwd.out(l).bufs.len()).collect::<Vec<_>>().concat(), fwd.shape[l]))
             .collect())
-    }
-
-    /// Gram matrices `F_r·F_rᵀ` (not normalised) of `rgb` at `layers`, `F_r` each layer's features
-    /// inside its rectangle `crops[i]` = (x, y, width, height) on that layer's grid: the interior Grams
-    /// of a style image computed in tiles with a halo, on the device (only the Grams are read back).
-    /// With a `masks[i]` (one value per position of the layer's grid) each feature is multiplied by
-    /// its position's value first, `(F∘m)_r·(F∘m)_rᵀ`: a region's masked Gram (a layer may then come
-    /// more than once, one rectangle and mask per region).
-    pub fn cropped_grams_at(
-        &self,
-        rgb: &[f32],
-        h: usize,
-        w: usize,
-        layers: &[usize],
-        crops: &[(usize, usize, usize, usize)],
-        masks: &[Option<&[f32]>],
-    ) -> Result<Vec<Vec<f32>>> {
-        let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
-        self.check_layer(last)?;
-        if rgb.len() != 3 * h * w || crops.len() != layers.len() || masks.len() != layers.len() {
-            return Err(GpuError::Shape {
-                op: "cropped_grams_at",
-                reason: format!(
-                    "{} values for 3×{h}×{w}, {} rectangles and {} masks for {} layers",
-                    rgb.len(),
-                    crops.len(),
-                    masks.len(),
-                    layers.len()
-                ),
-            });
-        }
-        // One buffer of masked features per layer, reused by its regions (they run in order).
-        let mut masked: Vec<(usize, Blocks)> = Vec::new();
-        self.grams_with(rgb, h, w, layers, |prog, fwd, i, l, g| {
-            let ((c, lh, lw), (x, y, cw, ch)) = (fwd.shape[l], crops[i]);
-            let n = lh * lw;
-            let f = fwd.out(l);
-            let source = match masks[i] {
-                None => f,
-                Some(m) => {
-                    if m.len() != n {
-                        return Err(GpuError::Shape {
-                            op: "cropped_grams_at",
-                            reason: format!("layer {l}: a mask of {} values, expected {lh}×{lw}", m.len()),
-                        });
-                    }
-                    if !masked.iter().any(|(k, _)| *k == l) {
-                        masked.push((l, self.gpu.blocks("masked features", c, n)?));
-                    }
-                    let fm = &masked.iter().find(|(k, _)| *k == l).expect("pushed above").1;
-                    let mb = self.gpu.upload("region mask", m)?;
-                    let p = OpParams { w: n, ..Default::default() };
-                    record_each(&self.gpu, prog, "mul_planes", f, p, |b| {
-                        vec![(1, &f.bufs[b]), (2, &fm.bufs[b]), (3, &mb)]
-                    })?;
-                    fm
-                }
-            };
-            record_crop_gram(&self.gpu, prog, source, (lw, x, y, cw, ch), 1.0, gram_slices(c, cw * ch), g)
-                .map(drop)
-        })
-    }
-
-    /// Normalised Gram matrices `F·Fᵀ/(C·H·W)` of `rgb` at `layers`, computed on the device.
-    pub fn grams_at(&self, rgb: &[f32], h: usize, w: usize, layers: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
-        self.check_layer(last)?;
-        if rgb.len() != 3 * h * w {
-            return Err(GpuError::Shape {
-                op: "grams_at",
-                reason: format!("{} values for 3×{h}×{w}", rgb.len()),
-            });
-        }
-        self.grams_with(rgb, h, w, layers, |prog, fwd, _, l, g| {
-            let (c, lh, lw) = fwd.shape[l];
-            let n = lh * lw;
-            record_gram(&self.gpu, prog, fwd.out(l), 1.0 / (c * n) as f32, gram_slices(c, n), g).map(drop)
-        })
-    }
-
-    /// One forward pass of `rgb` to the deepest of `layers`, then a C×C Gram per layer recorded by
-    /// `gram(program, forward, i, layers[i], output)`, all in one submission; only the Grams are read.
-    fn grams_with(
-        &self,
-        rgb: &[f32],
-        h: usize,
-        w: usize,
-        layers: &[usize],
-        mut gram: impl FnMut(&mut Program, &Forward, usize, usize, &wgpu::Buffer) -> Result<()>,
-    ) -> Result<Vec<Vec<f32>>> {
-        let Some(&last) = layers.iter().max() else { return Ok(Vec::new()) };
-        let mut wanted = vec![false; last + 1];
-        layers.iter().for_each(|&l| wanted[l] = true);
-        let mut prog = Program::default();
-        let fwd = self.record_forward(&mut prog, h, w, last, &wanted)?;
-        let mut grams = Vec::new();
-        for (i, &l) in layers.iter().enumerate() {
-            let c = fwd.shape[l].0;
-            let g = self.gpu.storage(&format!("Gram matrix ({c}×{c})"), c * c)?;
-            gram(&mut prog, &fwd, i, l, &g)?;
-            grams.push((g, c * c));
-        }
-        fwd.rgb.write(&self.gpu, rgb);
-        let mut enc = self.gpu.encoder();
-        prog.record(&mut enc);
-        let reads: Vec<(&wgpu::Buffer, usize)> = grams.iter().map(|(b, n)| (b, *n)).collect();
-        self.gpu.finish_and_read(enc, &reads)
     }
 }
 

@@ -48,7 +48,9 @@ pub enum StyleLoss {
     Gram,
     /// The squared 2-Wasserstein distance between Gaussians fitted to the features (their means
     /// and covariances), as crowsonkb/style-transfer-pytorch does. On a GPU the statistics are taken
-    /// on the device and the eigendecompositions run on the host; not on tiled scales yet.
+    /// on the device and the eigendecompositions run on the host. On tiled scales each tile is held
+    /// to the style's Gaussian moved by the whole image's transport map at the round's start (see
+    /// [`StyleConfig::tile_rounds`]).
     Wasserstein,
 }
 
@@ -185,7 +187,8 @@ pub struct StyleConfig {
     /// iterations are spread over the rounds (no more rounds than a tile has iterations), and in each
     /// round the tiles are held to the style together (see the `coupling` module). 0: each tile is
     /// held to the style's Grams on its own, in one round. With masks, each region's masked Grams
-    /// are coupled the same way. Tile jobs take the same rounds, one after the other.
+    /// are coupled the same way; with [`StyleLoss::Wasserstein`], each region's means and second
+    /// moments. Tile jobs take the same rounds, one after the other.
     pub tile_rounds: usize,
 }
 

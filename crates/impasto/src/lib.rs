@@ -71,6 +71,7 @@ pub use io::{
 pub use layers::{deepest_layer, default_style_layers};
 pub use loss::{
     GpuProfile, GpuTuned, Objective, Temporal, features_on, gram_matrix, grams_on, masked_grams_on,
+    moments_on,
 };
 pub use model::{
     Arch, COMPACT_FILE_NAME, COMPACT_FORMAT, COMPACT_FORMAT_VERSION, COMPACT_LAST_LAYER,

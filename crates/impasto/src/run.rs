@@ -18,7 +18,7 @@ use image::Rgb32FImage;
 
 use crate::checkpoint::{self, Fingerprint, OptState, State};
 use crate::color::{ColorMode, luminance, match_colors, match_luminance, preserve_colors};
-use crate::config::{Init, Optimizer, StyleConfig, StyleLoss, lbfgs_history_for};
+use crate::config::{Init, Optimizer, StyleConfig, lbfgs_history_for};
 use crate::device::GpuContext;
 use crate::error::{Error, Result};
 use crate::loss::{TargetNet, Temporal};
@@ -254,9 +254,6 @@ impl<'a> Plan<'a> {
         plan.gpu = GpuContext::open(config.device, &config.gpu_faults, net)?;
         plan.limits = plan.gpu.as_ref().map(GpuContext::limits);
         plan.tiles = plan.scales.iter().map(|s| plan.tiling(s)).collect::<Result<_>>()?;
-        if config.style_loss == StyleLoss::Wasserstein && plan.tiles.iter().any(Option::is_some) {
-            return Err(inputs::wasserstein_tiled());
-        }
         // A tiled scale's iterations are those of each tile, all tiles together.
         for (s, t) in plan.scales.iter_mut().zip(&plan.tiles) {
             s.iterations *= t.as_ref().map_or(1, tiles::TilePlan::len);

@@ -234,7 +234,8 @@ fn a_split_network_and_objective_match_the_unsplit_device() {
 
 /// The masked cropped Grams of the network's layers (a layer twice, with two region masks; one
 /// without a mask) at odd rectangles, split into channel groups and not: the naive Gram of the
-/// masked features' crop, and one line for a mask of the wrong size.
+/// masked features' crop, with the channels' sums the naive ones, and one line for a mask of the
+/// wrong size.
 #[test]
 fn masked_cropped_grams_match_naive_split_and_unsplit() {
     let (w, h) = (37, 29);
@@ -273,6 +274,25 @@ fn masked_cropped_grams_match_naive_split_and_unsplit() {
         for (what, got) in [("split", &a[i]), ("unsplit", &b[i])] {
             let e = rel_err(got, &want);
             assert!(e < 2e-5, "{what} masked cropped Gram {i} (layer {}): {e:e}", layers[i]);
+        }
+        // With the channels' sums over the crop, Σ F·m² (Σ F without a mask): the same Grams.
+        let sums: Vec<f32> = f
+            .chunks_exact(lh * lw)
+            .map(|p| {
+                let m = &masks[i];
+                let at = |row: usize, col: usize| m.as_ref().map_or(1.0, |m| f64::from(m[row * lw + col]));
+                (y..y + ch)
+                    .flat_map(|row| (x..x + cw).map(move |col| (row, col)))
+                    .map(|(row, col)| f64::from(p[row * lw + col]) * at(row, col) * at(row, col))
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        for (what, on) in [("split", &split), ("unsplit", &whole)] {
+            let got = on.cropped_moments_at(&px, h, w, &layers, &crops, &m).unwrap();
+            let grams = if what == "split" { &a[i] } else { &b[i] };
+            assert_eq!(&got[i].0, grams, "{what}: the moments' Gram is the cropped Gram");
+            let e = rel_err(&got[i].1, &sums);
+            assert!(e < 2e-5, "{what} cropped sums {i} (layer {}): {e:e}", layers[i]);
         }
     }
     let short = [Some(&[1.0f32; 5][..])];

@@ -13,7 +13,7 @@ mod wasserstein;
 pub use style::gram_matrix;
 pub(crate) use style::{layer_mask, masked_gram_norm};
 pub(crate) use targets::TargetNet;
-pub use targets::{features_on, grams_on, masked_grams_on};
+pub use targets::{features_on, grams_on, masked_grams_on, moments_on};
 pub use temporal::Temporal;
 pub(crate) use temporal::TemporalTarget;
 

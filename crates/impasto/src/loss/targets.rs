@@ -9,6 +9,9 @@ use crate::device::{Device, GpuContext, GpuFaults};
 use crate::error::{Error, Result};
 use crate::model::{BufferPool, Vgg};
 
+/// A (cropped) Gram matrix with, where asked for, its channels' sums.
+type GramAndSums = (Vec<f32>, Option<Vec<f32>>);
+
 /// A layer output: the values and (channels, height, width).
 type LayerOutput = (Vec<f32>, (usize, usize, usize));
 
@@ -83,6 +86,39 @@ impl<'a> TargetNet<'a> {
         if let Some(g) = self.gpu {
             return Ok(g.net.cropped_grams_at(pixels, h, w, layers, crops, masks)?);
         }
+        Ok(self.cropped(pixels, (h, w), layers, crops, masks, false)?.into_iter().map(|(g, _)| g).collect())
+    }
+
+    /// As [`cropped_grams_at`](Self::cropped_grams_at), each Gram with its channels' sums over the
+    /// rectangle, `Σ_r F·m²` with a mask (`Σ_r F` without): a region's mean and second moment (the
+    /// Wasserstein style loss's statistics) summed over a tile's interior.
+    pub(crate) fn cropped_moments_at(
+        &self,
+        pixels: &[f32],
+        h: usize,
+        w: usize,
+        layers: &[usize],
+        crops: &[(usize, usize, usize, usize)],
+        masks: &[Option<&[f32]>],
+    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = self.gpu {
+            return Ok(g.net.cropped_moments_at(pixels, h, w, layers, crops, masks)?);
+        }
+        let out = self.cropped(pixels, (h, w), layers, crops, masks, true)?;
+        Ok(out.into_iter().map(|(g, s)| (g, s.unwrap_or_default())).collect())
+    }
+
+    /// The cropped Grams on the CPU, from the layer outputs, with the channels' sums where `sums`.
+    fn cropped(
+        &self,
+        pixels: &[f32],
+        (h, w): (usize, usize),
+        layers: &[usize],
+        crops: &[(usize, usize, usize, usize)],
+        masks: &[Option<&[f32]>],
+        sums: bool,
+    ) -> Result<Vec<GramAndSums>> {
         let mut unique = layers.to_vec();
         unique.sort_unstable();
         unique.dedup();
@@ -110,22 +146,32 @@ impl<'a> TargetNet<'a> {
                         let (f, (c, lh, lw)) = at(l);
                         let mut inner = pool.scratch(c * cw * ch);
                         let mut rows = inner.chunks_exact_mut(cw.max(1));
-                        for plane in f.chunks_exact(lh * lw) {
+                        // Each channel's Σ F·m² (or Σ F) over the rectangle, in f64.
+                        let mut sum = vec![0.0f64; if sums { c } else { 0 }];
+                        for (k, plane) in f.chunks_exact(lh * lw).enumerate() {
                             for (row, out) in (y..y + ch).zip(&mut rows) {
                                 let span = row * lw + x..row * lw + x + cw;
                                 match mask {
-                                    None => out.copy_from_slice(&plane[span]),
+                                    None => out.copy_from_slice(&plane[span.clone()]),
                                     Some(m) => out
                                         .iter_mut()
-                                        .zip(plane[span.clone()].iter().zip(&m[span]))
+                                        .zip(plane[span.clone()].iter().zip(&m[span.clone()]))
                                         .for_each(|(o, (a, b))| *o = a * b),
+                                }
+                                if sums {
+                                    sum[k] += match mask {
+                                        None => out.iter().map(|&v| f64::from(v)).sum::<f64>(),
+                                        Some(m) => {
+                                            out.iter().zip(&m[span]).map(|(&v, &b)| f64::from(v) * f64::from(b)).sum()
+                                        }
+                                    };
                                 }
                             }
                         }
                         let mut g = vec![0.0f32; c * c];
                         impasto_kernels::gram(&inner, c, cw * ch, 1.0, &mut g);
                         pool.give_scratch(inner);
-                        g
+                        (g, sums.then(|| sum.into_iter().map(|v| v as f32).collect()))
                     })
                     .collect())
             })
@@ -203,16 +249,7 @@ pub fn masked_grams_on(
     tile: Option<u32>,
 ) -> Result<Vec<Option<Vec<f32>>>> {
     if let Some(m) = masks.iter().find(|m| m.dimensions() != img.dimensions()) {
-        return Err(Error::Config {
-            what: "region mask",
-            reason: format!(
-                "a {}x{} mask for a {}x{} image",
-                m.width(),
-                m.height(),
-                img.width(),
-                img.height()
-            ),
-        });
+        return Err(mask_size(m, img));
     }
     let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
     let planes: Vec<Vec<f32>> = masks.iter().map(|m| m.as_raw().clone()).collect();
@@ -220,6 +257,42 @@ pub fn masked_grams_on(
     on_device(net, device, |t| {
         crate::tiles::region_grams(t, img, &idx, Some(&planes), tile, crate::tiles::GRAM_HALO)
     })
+}
+
+/// Each region's statistics as the Wasserstein style loss has them at each named layer
+/// (region-major, as [`masked_grams_on`]): the second moment `(F∘m)(F∘m)ᵀ/Σm²` (C×C) and the
+/// channels' means `Σ F·m²/Σm²`, with `masks` (one value per pixel of `img`), else of the whole
+/// image (`F·Fᵀ/N`, `Σ F/N`), computed on `device` as a coupled tiled run computes the whole
+/// image's: in one pass, or with `tile` in interior tiles of that side with
+/// [`GRAM_HALO`](crate::tiles::GRAM_HALO) pixels of context. `None` for a region empty at a layer.
+#[allow(clippy::type_complexity)]
+pub fn moments_on(
+    net: &Vgg,
+    device: Device,
+    img: &Rgb32FImage,
+    layers: &[&str],
+    masks: Option<&[crate::AlphaPlane]>,
+    tile: Option<u32>,
+) -> Result<Vec<Option<(Vec<f32>, Vec<f64>)>>> {
+    if let Some(m) = masks.into_iter().flatten().find(|m| m.dimensions() != img.dimensions()) {
+        return Err(mask_size(m, img));
+    }
+    let idx: Vec<usize> = layers.iter().map(|n| net.layer_index(n)).collect::<Result<_>>()?;
+    let planes: Option<Vec<Vec<f32>>> = masks.map(|ms| ms.iter().map(|m| m.as_raw().clone()).collect());
+    let tile = tile.unwrap_or(u32::MAX);
+    on_device(net, device, |t| {
+        let moments =
+            crate::tiles::region_moments(t, img, &idx, planes.as_deref(), tile, crate::tiles::GRAM_HALO)?;
+        Ok(moments.into_iter().map(|m| m.map(|m| (m.second, m.mean))).collect())
+    })
+}
+
+/// A region mask whose size is not its image's.
+fn mask_size(m: &crate::AlphaPlane, img: &Rgb32FImage) -> Error {
+    Error::Config {
+        what: "region mask",
+        reason: format!("a {}x{} mask for a {}x{} image", m.width(), m.height(), img.width(), img.height()),
+    }
 }
 
 fn check_len(rgb: &[f32], width: usize, height: usize) -> Result<()> {

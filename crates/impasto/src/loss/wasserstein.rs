@@ -75,6 +75,61 @@ impl W2Target {
         let sqrt_cov = with_spectrum(&vectors, &roots);
         Ok(W2Target { mean, trace: trace + eps * cf, sqrt_cov, eps })
     }
+
+    /// A coupled tile's target (`run::coupling`): with `T` the optimal transport map from the whole
+    /// image's Gaussian at the round's start (its second moment and means, `whole`) to this
+    /// target's, the Gaussian `N(μ_s + T(μ_t − μ_w), T Σ_t T)` of the tile's own statistics `own`
+    /// moved by `T`. Its own best map to it is `T` again, so at the start the tile's gradient per
+    /// position is the whole image's (times `N/N_t`), and the target is always a covariance: a
+    /// Jacobi step on the whole-image objective that stays a Wasserstein distance.
+    pub(crate) fn transported(&self, whole: (&[f32], &[f64]), own: (&[f32], &[f64])) -> Result<W2Target> {
+        let c = self.mean.len();
+        let failed = |why: &str| Error::Config {
+            what: "coupled Wasserstein tile target",
+            reason: format!("{why} ({c} channels)"),
+        };
+        for (second, mean) in [whole, own] {
+            if mean.len() != c || second.len() != c * c {
+                return Err(failed(&format!("statistics of {} and {} values", second.len(), mean.len())));
+            }
+        }
+        let (map, _) = transport(self, &covariance(whole.0, whole.1, self.eps))
+            .ok_or_else(|| failed("the whole image's transport map did not converge"))?;
+        let cov = symmetric(&(&map * covariance(own.0, own.1, self.eps) * &map));
+        let (values, vectors) =
+            eigen(&cov).ok_or_else(|| failed("the eigendecomposition did not converge"))?;
+        let roots: Vec<f64> = values.iter().map(|&l| l.max(0.0).sqrt()).collect();
+        let moved: Vec<f64> = (0..c).map(|j| own.1[j] - whole.1[j]).collect();
+        let mean =
+            (0..c).map(|i| self.mean[i] + (0..c).map(|j| map[(i, j)] * moved[j]).sum::<f64>()).collect();
+        Ok(W2Target {
+            mean,
+            trace: (0..c).map(|i| cov[(i, i)]).sum(),
+            sqrt_cov: with_spectrum(&vectors, &roots),
+            eps: self.eps,
+        })
+    }
+}
+
+/// The covariance `S − μμᵀ + ε·I` of the statistics `S` (second moment, C×C) and `μ`, symmetrised.
+fn covariance(moment: &[f32], mean: &[f64], eps: f64) -> Mat<f64> {
+    let c = mean.len();
+    Mat::from_fn(c, c, |i, j| {
+        0.5 * (f64::from(moment[i * c + j]) + f64::from(moment[j * c + i])) - mean[i] * mean[j]
+            + if i == j { eps } else { 0.0 }
+    })
+}
+
+/// The optimal transport map from `N(·, cov)` to `target`'s Gaussian, `T = Σ_s^½ M^-½ Σ_s^½` with
+/// `M = Σ_s^½ Σ Σ_s^½`, and `tr M^½`. `None` when the eigendecomposition does not converge.
+fn transport(target: &W2Target, cov: &Mat<f64>) -> Option<(Mat<f64>, f64)> {
+    let s = &target.sqrt_cov;
+    let (values, vectors) = eigen(&symmetric(&(s * cov * s)))?;
+    // M ≥ ε²·I in exact arithmetic (Σ and Σ_s are both ≥ ε·I); rounding may take a value below.
+    let eps = target.eps;
+    let roots: Vec<f64> = values.iter().map(|&l| l.max(eps * eps).sqrt()).collect();
+    let inv_roots: Vec<f64> = roots.iter().map(|r| 1.0 / r).collect();
+    Some((symmetric(&(s * with_spectrum(&vectors, &inv_roots) * s)), roots.iter().sum()))
 }
 
 /// The eigenvalues (ascending) and eigenvectors (columns) of the symmetric matrix `m`.
@@ -148,7 +203,9 @@ pub(crate) fn w2_loss(
             k::gram(&fm, c, n, (1.0 / total) as f32, &mut moment);
         }
     }
-    let Some((loss, d_cov, d_mean)) = w2_of_moments(target, weight, &moment, &mean) else { return f64::NAN };
+    let Some((loss, d_cov, d_mean)) = w2_of_moments(target, weight, &moment, &mean) else {
+        return f64::NAN;
+    };
     // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the mean's
     // part, the same for every position of a channel (times m_p²).
     let scale = (1.0 / total) as f32;
@@ -181,31 +238,20 @@ pub(crate) fn w2_of_moments(
     mean: &[f64],
 ) -> Option<(f64, Vec<f32>, Vec<f64>)> {
     let c = mean.len();
-    let eps = target.eps;
-    let cov = Mat::from_fn(c, c, |i, j| {
-        0.5 * (f64::from(moment[i * c + j]) + f64::from(moment[j * c + i])) - mean[i] * mean[j]
-            + if i == j { eps } else { 0.0 }
-    });
-    let s = &target.sqrt_cov;
-    let m = symmetric(&(s * &cov * s));
-    let (values, vectors) = eigen(&m)?;
-    // M ≥ ε²·I in exact arithmetic (Σ and Σ_s are both ≥ ε·I); rounding may take a value below.
-    let values: Vec<f64> = values.iter().map(|&l| l.max(eps * eps)).collect();
-    let root_trace: f64 = values.iter().map(|l| l.sqrt()).sum();
+    let cov = covariance(moment, mean, target.eps);
+    let (map, root_trace) = transport(target, &cov)?;
     let cf = c as f64;
     let mean_term: f64 = mean.iter().zip(&target.mean).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / cf;
     let cov_trace: f64 = (0..c).map(|i| cov[(i, i)]).sum();
     let loss = mean_term + (cov_trace + target.trace - 2.0 * root_trace) / cf;
 
-    // dL/dΣ = w·(I − T)/C with T = S·M^-½·S; through Σ = S − μμᵀ the mean's gradient gains
-    // −2·dΣ·μ: dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
+    // dL/dΣ = w·(I − T)/C; through Σ = S − μμᵀ the mean's gradient gains −2·dΣ·μ:
+    // dμ = w·2(μ − μ_s)/C − 2·dΣ·μ.
     let w = SCALE * f64::from(weight);
-    let inv_roots: Vec<f64> = values.iter().map(|l| 1.0 / l.sqrt()).collect();
-    let transport = symmetric(&(s * with_spectrum(&vectors, &inv_roots) * s));
     let d_cov: Vec<f32> = (0..c * c)
         .map(|ij| {
             let (i, j) = (ij / c, ij % c);
-            (w * (if i == j { 1.0 } else { 0.0 } - transport[(i, j)]) / cf) as f32
+            (w * (if i == j { 1.0 } else { 0.0 } - map[(i, j)]) / cf) as f32
         })
         .collect();
     let d_mean: Vec<f64> = (0..c)

@@ -9,12 +9,22 @@
 //! (tiled with the halo, over the whole image's `Σm`) and the tile's own over its part of the region.
 //! A region empty in the whole image has no shift; a tile in which it is empty keeps the style's
 //! target (its term is zero there anyway).
+//!
+//! The Wasserstein style loss is not a distance between second moments, so its targets cannot be
+//! shifted by a difference (moved statistics can leave the covariances, and its square roots fail).
+//! Each tile instead compares its statistics with the style moved by the whole image's optimal
+//! transport map `T` at the round's start (to the style's Gaussian): `N(μ_s + T(μ_t − μ_w), T Σ_t T)`,
+//! whose best map from the tile's own Gaussian is `T` again, so the same Jacobi step: at the start
+//! each tile's style gradient per position is the whole image's. A round's shift then holds the whole
+//! image's statistics, each term's second moment (C×C) then means (C), the region's
+//! (`(F∘m)(F∘m)ᵀ/Σm²`, `Σ F·m²/Σm²`) with masks.
 
 use image::Rgb32FImage;
 
 use super::Plan;
 use super::inputs::ScaleInputs;
 use super::tiled::TiledScale;
+use crate::config::StyleLoss;
 use crate::error::Result;
 use crate::loss::StyleTarget;
 use crate::pixels::to_image;
@@ -37,11 +47,32 @@ impl Plan<'_> {
     /// A coupled round's shift of every style target: `A − G_whole(start)`, the style's Grams less
     /// the whole image's at the round's start (computed in tiles with a halo, as exact as in one pass;
     /// with masks, each region's masked Grams, and no shift where the region is empty).
+    /// With the Wasserstein style loss, the whole image's statistics instead (see the module).
     pub(super) fn style_shift(&self, ts: &TiledScale, start: &Rgb32FImage) -> Result<Vec<Vec<f32>>> {
         // Passes no larger than the tiles (interior and halo), so that they fit where the tiles do.
         let side = ts.plan.rects().map(|r| r.width.max(r.height)).max().unwrap_or(0);
         let interior = side.saturating_sub(2 * GRAM_HALO).max(side / 2);
-        let whole = match region_masks(&ts.inputs, Rect::whole(ts.inputs.width, ts.inputs.height)) {
+        let masks = region_masks(&ts.inputs, Rect::whole(ts.inputs.width, ts.inputs.height));
+        if self.config.style_loss == StyleLoss::Wasserstein {
+            let whole = tiles::region_moments(
+                self.targets(),
+                start,
+                &self.style_layers,
+                masks.as_deref(),
+                interior,
+                GRAM_HALO,
+            )?;
+            return Ok(ts
+                .style
+                .iter()
+                .zip(whole)
+                .map(|(t, m)| match m {
+                    Some(m) => m.second.iter().copied().chain(m.mean.iter().map(|&v| v as f32)).collect(),
+                    None => vec![0.0; shift_len(t)],
+                })
+                .collect());
+        }
+        let whole = match masks {
             None => {
                 let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
                 tiles::tiled_grams(self.targets(), start, &layers, interior, GRAM_HALO)?
@@ -82,6 +113,33 @@ impl Plan<'_> {
         let rect = ts.plan.rect(i);
         let x = tiles::crop_planar(&ts.base, rect);
         let (h, w) = (rect.height as usize, rect.width as usize);
+        if self.config.style_loss == StyleLoss::Wasserstein {
+            let img = to_image(&x, rect.width, rect.height);
+            let masks = region_masks(&ts.inputs, rect);
+            let own = tiles::region_moments(
+                self.targets(),
+                &img,
+                &self.style_layers,
+                masks.as_deref(),
+                u32::MAX,
+                0,
+            )?;
+            let mut out = Vec::with_capacity(ts.style.len());
+            for ((t, own), whole) in ts.style.iter().zip(own).zip(shift) {
+                let c = own.as_ref().map_or(0, |o| o.mean.len());
+                out.push(match (own, &t.w2) {
+                    // The style moved by the whole image's transport map (an empty region has none).
+                    (Some(o), Some(w2)) if whole.len() == c * c + c && whole.iter().any(|&v| v != 0.0) => {
+                        let (second, mean) = whole.split_at(c * c);
+                        let mean: Vec<f64> = mean.iter().map(|&v| f64::from(v)).collect();
+                        let moved = w2.transported((second, &mean), (&o.second, &o.mean))?;
+                        StyleTarget { w2: Some(std::sync::Arc::new(moved)), ..t.clone() }
+                    }
+                    _ => t.clone(),
+                });
+            }
+            return Ok(out);
+        }
         let own: Vec<Option<Vec<f32>>> = match region_masks(&ts.inputs, rect) {
             None => {
                 let layers: Vec<usize> = ts.style.iter().map(|t| t.layer).collect();
@@ -102,6 +160,15 @@ impl Plan<'_> {
                 None => t.clone(),
             })
             .collect())
+    }
+}
+
+/// The values of a round's shift for style term `t`: its Gram's, and with the Wasserstein style
+/// loss its means' too (see the module).
+pub(super) fn shift_len(t: &StyleTarget) -> usize {
+    match t.w2 {
+        Some(_) => t.gram.len() + (t.gram.len() as f64).sqrt().round() as usize,
+        None => t.gram.len(),
     }
 }
 

@@ -84,15 +84,29 @@ impl<'a> Plan<'a> {
             let tile = self.gram_tile((sw, sh), tile)?;
             let wasserstein = config.style_loss == StyleLoss::Wasserstein;
             let (grams, means) = if wasserstein {
-                if tile.is_some() {
-                    return Err(wasserstein_tiled());
+                if let Some(t) = tile {
+                    // The second moments F·Fᵀ/N in tiles, as Grams F·Fᵀ/(C·N), and the means.
+                    let img = resize(img, sw, sh);
+                    let moments =
+                        tiles::region_moments(self.targets(), &img, &self.style_layers, None, t, GRAM_HALO)?;
+                    moments
+                        .into_iter()
+                        .flatten()
+                        .map(|m| {
+                            let c = m.mean.len() as f32;
+                            let gram = m.second.iter().map(|v| v / c).collect();
+                            (gram, m.mean.iter().map(|&v| v as f32).collect())
+                        })
+                        .unzip()
+                } else {
+                    let px = to_planar(&resize(img, sw, sh));
+                    let outputs =
+                        self.targets().outputs_at(&px, sh as usize, sw as usize, &self.style_layers)?;
+                    outputs
+                        .iter()
+                        .map(|(f, (c, lh, lw))| (gram_matrix(f, *c, lh * lw), channel_means(f, lh * lw)))
+                        .unzip()
                 }
-                let px = to_planar(&resize(img, sw, sh));
-                let outputs = self.targets().outputs_at(&px, sh as usize, sw as usize, &self.style_layers)?;
-                outputs
-                    .iter()
-                    .map(|(f, (c, lh, lw))| (gram_matrix(f, *c, lh * lw), channel_means(f, lh * lw)))
-                    .unzip()
             } else {
                 (self.style_grams(img, (sw, sh), tile)?, Vec::new())
             };
@@ -277,12 +291,4 @@ fn mask_at(mask: &crate::AlphaPlane, width: u32, height: u32) -> Vec<f32> {
         image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
     };
     m.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
-}
-
-/// The refusal of a tiled scale (or style image) with the Wasserstein style loss.
-pub(super) fn wasserstein_tiled() -> crate::Error {
-    crate::Error::Config {
-        what: "style loss",
-        reason: "the Wasserstein style loss (w2) does not run on tiled scales yet: raise --max-memory, or use the Gram loss".into(),
-    }
 }

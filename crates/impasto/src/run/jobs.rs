@@ -150,7 +150,8 @@ impl TileJob {
         Ok(JobProgress { round: self.rounds, missing: Vec::new() })
     }
 
-    /// Writes round `round`'s style shift (see `coupling`: one Gram difference per style layer).
+    /// Writes round `round`'s style shift (see `coupling`: one Gram difference per style term, or
+    /// with the Wasserstein style loss the whole image's statistics).
     fn write_shift(&self, dir: &Path, round: usize, shift: &[Vec<f32>]) -> Result<()> {
         let meta = HashMap::from([
             ("fingerprint".to_string(), self.fingerprint.clone()),
@@ -160,8 +161,8 @@ impl TileJob {
         write_tensor(&shift_path(dir, round), meta, &shift.concat())
     }
 
-    /// Round `round`'s style shift if a process wrote it (`None`: not yet), of Gram matrices of
-    /// `lens` values each.
+    /// Round `round`'s style shift if a process wrote it (`None`: not yet), of `lens` values a term
+    /// (`coupling::shift_len`).
     fn read_shift(&self, dir: &Path, round: usize, lens: &[usize]) -> Result<Option<Vec<Vec<f32>>>> {
         let path = shift_path(dir, round);
         if !path.exists() {
@@ -416,7 +417,7 @@ pub fn run_tiles(
             if !ts.coupled {
                 return Ok(None);
             }
-            let lens: Vec<usize> = ts.style.iter().map(|t| t.gram.len()).collect();
+            let lens: Vec<usize> = ts.style.iter().map(super::coupling::shift_len).collect();
             if let Some(shift) = job.read_shift(dir, r, &lens)? {
                 return Ok(Some(shift));
             }

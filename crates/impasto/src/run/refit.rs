@@ -11,7 +11,6 @@ use image::Rgb32FImage;
 
 use super::{Plan, Stylized};
 use crate::checkpoint::GpuPlan;
-use crate::config::StyleLoss;
 use crate::error::{Error, Result};
 use crate::observer::{Losses, Observer, Replan, StopReason};
 use crate::tiles::{self, GpuLimits, TilePlan};
@@ -25,11 +24,10 @@ impl Plan<'_> {
     /// The budgets to start scale `k` again under after `e` stopped it, the first that gives a plan
     /// first: where `e` is a GPU allocation that did not fit, the network's weights and half of the
     /// rest of what scale `k` (whole, or one of its tiles) was estimated to hold, then what its
-    /// smallest tiles hold, where that is less than what was tried. None for any other error, with
-    /// `--tile` (the user's tile size stands), or with the Wasserstein style loss (which does not run
-    /// on tiles yet: the error stops the run, with its last good image).
+    /// smallest tiles hold, where that is less than what was tried. None for any other error, or
+    /// with `--tile` (the user's tile size stands).
     fn refit_budgets(&self, k: usize, e: &Error) -> Vec<u64> {
-        let retiles = self.config.tile.is_none() && self.config.style_loss == StyleLoss::Gram;
+        let retiles = self.config.tile.is_none();
         let Some(limits) = self.gpu_limits().filter(|_| e.is_gpu_out_of_memory() && retiles) else {
             return Vec::new();
         };

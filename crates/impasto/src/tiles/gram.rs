@@ -51,6 +51,84 @@ pub(crate) fn region_grams(
     tile: u32,
     halo: u32,
 ) -> Result<Vec<Option<Vec<f32>>>> {
+    let sums = region_sums(net, img, layers, masks, tile, halo, false)?;
+    Ok(sums
+        .terms
+        .into_iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let norm = match &sums.masks {
+                None => Some(t.channels as f64 * sums.positions[k % layers.len()]),
+                Some(ms) => masked_gram_norm(t.channels, &ms[k]),
+            };
+            norm.map(|norm| t.gram.into_iter().map(|v| (v / norm) as f32).collect())
+        })
+        .collect())
+}
+
+/// A region's statistics at a layer as the Wasserstein style loss has them (`loss::wasserstein`):
+/// the second moment `S = (F∘m)(F∘m)ᵀ/Σm²` (C×C) and the channels' means `μ = Σ F·m²/Σm²`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RegionMoments {
+    pub(crate) second: Vec<f32>,
+    pub(crate) mean: Vec<f64>,
+}
+
+/// [`region_grams`]' companion for the Wasserstein style loss: each region's [`RegionMoments`] at
+/// each layer (region-major), summed over interior tiles as the Grams are, divided by the whole
+/// image's `Σm²` (`H·W` without masks). `None` for a region empty at a layer (`Σm²` at most 1e-6, as
+/// the loss has it).
+pub(crate) fn region_moments(
+    net: TargetNet<'_>,
+    img: &Rgb32FImage,
+    layers: &[usize],
+    masks: Option<&[Vec<f32>]>,
+    tile: u32,
+    halo: u32,
+) -> Result<Vec<Option<RegionMoments>>> {
+    let sums = region_sums(net, img, layers, masks, tile, halo, true)?;
+    Ok(sums
+        .terms
+        .into_iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let total = match &sums.masks {
+                None => sums.positions[k % layers.len()],
+                Some(ms) => ms[k].iter().map(|&v| f64::from(v) * f64::from(v)).sum(),
+            };
+            (total > 1e-6 && !t.gram.is_empty()).then(|| RegionMoments {
+                second: t.gram.iter().map(|v| (v / total) as f32).collect(),
+                mean: t.sums.iter().map(|v| v / total).collect(),
+            })
+        })
+        .collect())
+}
+
+/// One term's sums over the interiors: `(F∘m)(F∘m)ᵀ` and (when asked) `Σ F·m²`.
+struct TermSums {
+    gram: Vec<f64>,
+    sums: Vec<f64>,
+    channels: usize,
+}
+
+/// What [`region_sums`] gives: each term's sums, each region's mask on each layer's whole grid
+/// (region-major; `None` without masks), and each layer's positions.
+struct RegionSums {
+    terms: Vec<TermSums>,
+    masks: Option<Vec<Vec<f32>>>,
+    positions: Vec<f64>,
+}
+
+/// The sums behind [`region_grams`] and [`region_moments`], over interior tiles with a halo.
+fn region_sums(
+    net: TargetNet<'_>,
+    img: &Rgb32FImage,
+    layers: &[usize],
+    masks: Option<&[Vec<f32>]>,
+    tile: u32,
+    halo: u32,
+    with_sums: bool,
+) -> Result<RegionSums> {
     let (w, h) = img.dimensions();
     let tile = (tile.min(w.max(h).next_multiple_of(TILE_ALIGN)) / TILE_ALIGN * TILE_ALIGN).max(TILE_ALIGN);
     let halo = halo.div_ceil(TILE_ALIGN) * TILE_ALIGN;
@@ -62,8 +140,8 @@ pub(crate) fn region_grams(
     });
     let regions = masks.map_or(1, <[_]>::len);
     let terms = regions * layers.len();
-    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); terms];
-    let mut channels = vec![0usize; terms];
+    let mut out: Vec<TermSums> =
+        (0..terms).map(|_| TermSums { gram: Vec::new(), sums: Vec::new(), channels: 0 }).collect();
     for y0 in (0..h).step_by(tile as usize) {
         for x0 in (0..w).step_by(tile as usize) {
             let (x1, y1) = ((x0 + tile).min(w), (y0 + tile).min(h));
@@ -103,36 +181,27 @@ pub(crate) fn region_grams(
             }
             let px = crop_planar(img, crop);
             let masks: Vec<Option<&[f32]>> = crop_masks.iter().map(Option::as_deref).collect();
-            let grams = net.cropped_grams_at(
-                &px,
-                crop.height as usize,
-                crop.width as usize,
-                &wanted,
-                &rects,
-                &masks,
-            )?;
-            for (k, g) in slots.into_iter().zip(grams) {
-                if sums[k].is_empty() {
-                    sums[k] = vec![0.0; g.len()];
-                    channels[k] = (g.len() as f64).sqrt().round() as usize;
+            let (ch, cw) = (crop.height as usize, crop.width as usize);
+            let parts: Vec<(Vec<f32>, Vec<f32>)> = if with_sums {
+                net.cropped_moments_at(&px, ch, cw, &wanted, &rects, &masks)?
+            } else {
+                let grams = net.cropped_grams_at(&px, ch, cw, &wanted, &rects, &masks)?;
+                grams.into_iter().map(|g| (g, Vec::new())).collect()
+            };
+            for (k, (g, s)) in slots.into_iter().zip(parts) {
+                let t = &mut out[k];
+                if t.gram.is_empty() {
+                    t.gram = vec![0.0; g.len()];
+                    t.sums = vec![0.0; s.len()];
+                    t.channels = (g.len() as f64).sqrt().round() as usize;
                 }
-                sums[k].iter_mut().zip(&g).for_each(|(a, &b)| *a += f64::from(b));
+                t.gram.iter_mut().zip(&g).for_each(|(a, &b)| *a += f64::from(b));
+                t.sums.iter_mut().zip(&s).for_each(|(a, &b)| *a += f64::from(b));
             }
         }
     }
-    Ok(sums
-        .into_iter()
-        .zip(channels)
-        .enumerate()
-        .map(|(k, (s, c))| {
-            let p = pools[k % layers.len()];
-            let norm = match &layer_masks {
-                None => Some(c as f64 * (grid(w, p) as f64 * grid(h, p) as f64)),
-                Some(ms) => masked_gram_norm(c, &ms[k]),
-            };
-            norm.map(|norm| s.into_iter().map(|v| (v / norm) as f32).collect())
-        })
-        .collect())
+    let positions = pools.iter().map(|&p| grid(w, p) as f64 * grid(h, p) as f64).collect();
+    Ok(RegionSums { terms: out, masks: layer_masks, positions })
 }
 
 /// The normalised Gram matrices of `img` (RGB 0..1) at the named layers, computed in interior tiles

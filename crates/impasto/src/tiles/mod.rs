@@ -19,7 +19,7 @@ pub use gpu::{DEFAULT_GPU_MEMORY_SHARE, GpuLimits, gpu_budget};
 pub(crate) use gpu::{Misfit, gram_tile, objective_misfit, objective_scratch};
 pub use gpu_estimate::{estimate_gpu_peak, gpu_weight_bytes};
 pub use gram::{GRAM_HALO, style_grams};
-pub(crate) use gram::{region_grams, tiled_grams};
+pub(crate) use gram::{region_grams, region_moments, tiled_grams};
 pub use memory::{BASELINE_BYTES, estimate_peak, estimate_tiled_peak, fmt_bytes};
 pub use plan::{Axis, Rect, TILE_ALIGN, TilePlan};
 pub use seam::{NEARBY, Seams, seams};

@@ -21,5 +21,6 @@ mod steer;
 mod stylize;
 mod temporal;
 mod tile_masks;
+mod tile_wasserstein;
 mod tiles;
 mod wasserstein;

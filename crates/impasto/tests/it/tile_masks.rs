@@ -16,7 +16,7 @@ fn plane(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> AlphaPlane {
 }
 
 /// A plane averaged over 2×2 windows until it is `lw`×`lh` (a layer's grid).
-fn pooled(m: &AlphaPlane, lw: usize, lh: usize) -> Vec<f32> {
+pub(crate) fn pooled(m: &AlphaPlane, lw: usize, lh: usize) -> Vec<f32> {
     let (mut w, mut h, mut v) = (m.width() as usize, m.height() as usize, m.as_raw().clone());
     while (w, h) != (lw, lh) {
         let (w2, h2) = (w / 2, h / 2);
@@ -78,7 +78,7 @@ fn worst(a: &[Option<Vec<f32>>], b: &[Option<Vec<f32>>]) -> f64 {
 /// Mask sets on a `w`×`h` image: a soft content mask (one region); two style masks each times a
 /// content mask; a region only in the first 12 columns (empty in every tile interior to its right)
 /// and one empty everywhere.
-fn mask_sets(w: u32, h: u32) -> Vec<(&'static str, Vec<AlphaPlane>)> {
+pub(crate) fn mask_sets(w: u32, h: u32) -> Vec<(&'static str, Vec<AlphaPlane>)> {
     let content = plane(w, h, |x, y| if y < h / 2 { 1.0 } else { 0.25 + 0.5 * (x as f32 / w as f32) });
     let times = |f: &dyn Fn(u32, u32) -> f32| plane(w, h, |x, y| f(x, y) * content.get_pixel(x, y)[0]);
     vec![
@@ -146,7 +146,7 @@ fn masked_tiled_grams_on_the_gpu_match_the_cpu() {
 /// mask (the top half) and two style masks: the first only in the leftmost 1/8 (empty in the right
 /// tiles), the second only in the bottom 3/8 (empty everywhere the content mask leaves, once both
 /// are resized to the scale).
-fn masked(layers: &[String]) -> StyleConfig {
+pub(crate) fn masked(layers: &[String]) -> StyleConfig {
     StyleConfig {
         mask: Some(plane(8, 8, |_, y| if y < 4 { 1.0 } else { 0.0 })),
         style_masks: Some(vec![
@@ -158,7 +158,7 @@ fn masked(layers: &[String]) -> StyleConfig {
 }
 
 #[derive(Default)]
-struct Count(usize);
+pub(crate) struct Count(pub(crate) usize);
 
 impl impasto::Observer for Count {
     fn on_tile(&mut self, _index: usize, _count: usize, skipped: bool) {

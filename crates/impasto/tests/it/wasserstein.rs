@@ -1,6 +1,6 @@
 //! Runs with the Wasserstein style loss (`StyleLoss::Wasserstein`): the style distance falls, alone
-//! and with style masks, results are deterministic, and where it does not run (tiled scales) the
-//! run is refused before any work with one line. Its GPU path is tested in `gpu_wasserstein.rs`.
+//! and with style masks, and results are deterministic. Its GPU path is tested in
+//! `gpu_wasserstein.rs`, its tiled scales in `tile_wasserstein.rs`.
 
 use impasto::{NoObserver, Observer, Pooling, StyleConfig, StyleLoss};
 
@@ -70,29 +70,4 @@ fn wasserstein_style_loss_with_style_masks() {
         "{initial} -> {}",
         out.losses.style
     );
-}
-
-#[test]
-fn wasserstein_is_refused_where_it_does_not_run() {
-    let (net, style_layers) = run_net(Pooling::Max, "relu4_2");
-    let content = shared_image_or_pattern("chelsea.png", 64);
-    let style = shared_image_or_pattern("starry_night.jpg", 64);
-    let base = StyleConfig {
-        size: 64,
-        iterations: 1,
-        threads: 2,
-        style_layers: style_layers.into_iter().take(3).collect(),
-        style_loss: StyleLoss::Wasserstein,
-        ..StyleConfig::default()
-    };
-    let run =
-        |c: &StyleConfig| impasto::stylize(&net, c, &content, std::slice::from_ref(&style), &mut NoObserver);
-    // A tiled scale: refused before the first evaluation.
-    let tiled = StyleConfig { size: 256, min_size: 256, tile: Some(224), ..base.clone() };
-    assert_eq!(
-        run(&tiled).unwrap_err().to_string(),
-        "invalid style loss: the Wasserstein style loss (w2) does not run on tiled scales yet: raise --max-memory, or use the Gram loss"
-    );
-    // Untiled, the same settings run.
-    assert!(run(&base).unwrap().losses.style.is_finite());
 }

@@ -125,3 +125,42 @@ fn a_target_needs_a_gram_of_its_channels() {
     let err = W2Target::new(&[1.0; 5], &[0.0; 2]).unwrap_err().to_string();
     assert!(err.contains("5 values for 2 channel means"), "{err}");
 }
+
+/// A coupled tile's target (the style moved by the whole image's transport map): at the round's
+/// start the tile's gradient at each of its positions is the whole image's there times `N/N_t`,
+/// also where the tile's statistics are far from the whole image's (the shift of the statistics
+/// this replaced left the covariances there).
+#[test]
+fn a_transported_target_gives_a_tile_the_whole_images_gradient() {
+    let (c, n, nw) = (6, 31, 90);
+    let whole = features(c, nw, 41);
+    // The tile: the first `n` positions of the whole image, scaled to be unlike the rest.
+    let whole: Vec<f32> = whole
+        .chunks_exact(nw)
+        .flat_map(|r| r.iter().enumerate().map(|(p, &v)| if p < n { 3.0 * v } else { v }))
+        .collect();
+    let tile: Vec<f32> = whole.chunks_exact(nw).flat_map(|r| r[..n].to_vec()).collect();
+    let (gram, mean) = stats(&features(c, 29, 42), c, 29);
+    let t = W2Target::new(&gram, &mean).unwrap();
+    let moments = |f: &[f32], m: usize| {
+        let second: Vec<f32> = crate::loss::gram_matrix(f, c, m).iter().map(|v| v * c as f32).collect();
+        let means: Vec<f64> =
+            f.chunks_exact(m).map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64).collect();
+        (second, means)
+    };
+    let (sw, mw) = moments(&whole, nw);
+    let (st, mt) = moments(&tile, n);
+    let moved = t.transported((&sw, &mw), (&st, &mt)).unwrap();
+    let (lt, gt) = loss_of(&tile, c, n, &moved, None);
+    let (_, gw) = loss_of(&whole, c, nw, &t, None);
+    assert!(lt.is_finite() && lt >= 0.0, "{lt}");
+    let gmax = gw.iter().fold(0f32, |a, v| a.max(v.abs())) * nw as f32;
+    for ch in 0..c {
+        for p in 0..n {
+            let (a, b) = (gt[ch * n + p] * n as f32, gw[ch * nw + p] * nw as f32);
+            assert!((a - b).abs() <= 1e-4 * gmax, "[{ch}, {p}]: tile {a} vs whole {b} (max {gmax})");
+        }
+    }
+    let err = t.transported((&sw[1..], &mw), (&st, &mt)).unwrap_err().to_string();
+    assert!(err.contains("statistics of 35 and 6 values"), "{err}");
+}
