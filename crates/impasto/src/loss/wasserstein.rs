@@ -76,30 +76,34 @@ impl W2Target {
         Ok(W2Target { mean, trace: trace + eps * cf, sqrt_cov, eps })
     }
 
-    /// A coupled tile's target (`run::coupling`): with `T` the optimal transport map from the whole
-    /// image's Gaussian at the round's start (its second moment and means, `whole`) to this
-    /// target's, the Gaussian `N(μ_s + T(μ_t − μ_w), T Σ_t T)` of the tile's own statistics `own`
-    /// moved by `T`. Its own best map to it is `T` again, so at the start the tile's gradient per
-    /// position is the whole image's (times `N/N_t`), and the target is always a covariance: a
-    /// Jacobi step on the whole-image objective that stays a Wasserstein distance.
-    pub(crate) fn transported(&self, whole: (&[f32], &[f64]), own: (&[f32], &[f64])) -> Result<W2Target> {
+    /// The optimal transport map `T` from the whole image's Gaussian at a coupled round's start (its
+    /// second moment and means, `whole`) to this target's, with those means: computed once a round
+    /// and shared by every tile's [`W2Target::transported`].
+    pub(crate) fn whole_map(&self, whole: (&[f32], &[f64])) -> Result<WholeMap> {
         let c = self.mean.len();
-        let failed = |why: &str| Error::Config {
-            what: "coupled Wasserstein tile target",
-            reason: format!("{why} ({c} channels)"),
-        };
-        for (second, mean) in [whole, own] {
-            if mean.len() != c || second.len() != c * c {
-                return Err(failed(&format!("statistics of {} and {} values", second.len(), mean.len())));
-            }
-        }
+        check_statistics(c, whole)?;
         let (map, _) = transport(self, &covariance(whole.0, whole.1, self.eps))
-            .ok_or_else(|| failed("the whole image's transport map did not converge"))?;
-        let cov = symmetric(&(&map * covariance(own.0, own.1, self.eps) * &map));
+            .ok_or_else(|| tile_target_error(c, "the whole image's transport map did not converge"))?;
+        Ok(WholeMap { map, mean: whole.1.to_vec() })
+    }
+
+    /// A coupled tile's target (`run::coupling`): with `T` the [`WholeMap`] of the round, the
+    /// Gaussian `N(μ_s + T(μ_t − μ_w), T Σ_t T)` of the tile's own statistics `own` moved by `T`.
+    /// Its own best map to it is `T` again, so at the start the tile's gradient per position is the
+    /// whole image's (times `N/N_t`), and the target is always a covariance: a Jacobi step on the
+    /// whole-image objective that stays a Wasserstein distance.
+    pub(crate) fn transported(&self, whole: &WholeMap, own: (&[f32], &[f64])) -> Result<W2Target> {
+        let c = self.mean.len();
+        check_statistics(c, own)?;
+        if whole.mean.len() != c {
+            return Err(tile_target_error(c, &format!("a transport map for {} channels", whole.mean.len())));
+        }
+        let map = &whole.map;
+        let cov = symmetric(&(map * covariance(own.0, own.1, self.eps) * map));
         let (values, vectors) =
-            eigen(&cov).ok_or_else(|| failed("the eigendecomposition did not converge"))?;
+            eigen(&cov).ok_or_else(|| tile_target_error(c, "the eigendecomposition did not converge"))?;
         let roots: Vec<f64> = values.iter().map(|&l| l.max(0.0).sqrt()).collect();
-        let moved: Vec<f64> = (0..c).map(|j| own.1[j] - whole.1[j]).collect();
+        let moved: Vec<f64> = (0..c).map(|j| own.1[j] - whole.mean[j]).collect();
         let mean =
             (0..c).map(|i| self.mean[i] + (0..c).map(|j| map[(i, j)] * moved[j]).sum::<f64>()).collect();
         Ok(W2Target {
@@ -109,6 +113,35 @@ impl W2Target {
             eps: self.eps,
         })
     }
+}
+
+/// The whole image's optimal transport map to a style's Gaussian at a coupled round's start, and
+/// the whole image's means then ([`W2Target::whole_map`]).
+pub(crate) struct WholeMap {
+    map: Mat<f64>,
+    mean: Vec<f64>,
+}
+
+impl fmt::Debug for WholeMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WholeMap {{ channels: {} }}", self.mean.len())
+    }
+}
+
+/// A coupled tile target's error: `why`, for a term of `c` channels.
+fn tile_target_error(c: usize, why: &str) -> Error {
+    Error::Config { what: "coupled Wasserstein tile target", reason: format!("{why} ({c} channels)") }
+}
+
+/// Statistics (second moment, means) of `c` channels, or the error naming their sizes.
+fn check_statistics(c: usize, (second, mean): (&[f32], &[f64])) -> Result<()> {
+    if mean.len() != c || second.len() != c * c {
+        return Err(tile_target_error(
+            c,
+            &format!("statistics of {} and {} values", second.len(), mean.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// The covariance `S − μμᵀ + ε·I` of the statistics `S` (second moment, C×C) and `μ`, symmetrised.

@@ -26,7 +26,7 @@ use super::inputs::ScaleInputs;
 use super::tiled::TiledScale;
 use crate::config::StyleLoss;
 use crate::error::Result;
-use crate::loss::StyleTarget;
+use crate::loss::{StyleTarget, WholeMap};
 use crate::pixels::to_image;
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -102,14 +102,15 @@ impl Plan<'_> {
 
     /// The style targets of tile `i` in a round that starts from `ts.base`: the scale's, or with a
     /// `shift` (coupled) the tile's own Grams at the start plus the shift (the scale's where the
-    /// tile's part of a region is empty).
+    /// tile's part of a region is empty), or with the Wasserstein style loss the style moved by the
+    /// round's transport maps.
     pub(super) fn tile_targets(
         &self,
         ts: &TiledScale,
         i: usize,
-        shift: Option<&[Vec<f32>]>,
+        shift: Option<&RoundShift>,
     ) -> Result<Vec<StyleTarget>> {
-        let Some(shift) = shift else { return Ok(ts.style.clone()) };
+        let Some(RoundShift { values: shift, maps }) = shift else { return Ok(ts.style.clone()) };
         let rect = ts.plan.rect(i);
         let x = tiles::crop_planar(&ts.base, rect);
         let (h, w) = (rect.height as usize, rect.width as usize);
@@ -125,14 +126,11 @@ impl Plan<'_> {
                 0,
             )?;
             let mut out = Vec::with_capacity(ts.style.len());
-            for ((t, own), whole) in ts.style.iter().zip(own).zip(shift) {
-                let c = own.as_ref().map_or(0, |o| o.mean.len());
-                out.push(match (own, &t.w2) {
+            for ((t, own), map) in ts.style.iter().zip(own).zip(maps) {
+                out.push(match (own, &t.w2, map) {
                     // The style moved by the whole image's transport map (an empty region has none).
-                    (Some(o), Some(w2)) if whole.len() == c * c + c && whole.iter().any(|&v| v != 0.0) => {
-                        let (second, mean) = whole.split_at(c * c);
-                        let mean: Vec<f64> = mean.iter().map(|&v| f64::from(v)).collect();
-                        let moved = w2.transported((second, &mean), (&o.second, &o.mean))?;
+                    (Some(o), Some(w2), Some(map)) => {
+                        let moved = w2.transported(map, (&o.second, &o.mean))?;
                         StyleTarget { w2: Some(std::sync::Arc::new(moved)), ..t.clone() }
                     }
                     _ => t.clone(),
@@ -160,6 +158,36 @@ impl Plan<'_> {
                 None => t.clone(),
             })
             .collect())
+    }
+}
+
+/// A coupled round's shift ([`Plan::style_shift`]'s values) and, with the Wasserstein style loss,
+/// each term's transport map from the whole image at the round's start, computed once a round rather
+/// than once a tile (`None` for a Gram term and for a region empty in the whole image).
+pub(super) struct RoundShift {
+    values: Vec<Vec<f32>>,
+    maps: Vec<Option<WholeMap>>,
+}
+
+impl RoundShift {
+    /// The round with `values` (as [`Plan::style_shift`] gives them) for the style terms `style`.
+    pub(super) fn new(style: &[StyleTarget], values: Vec<Vec<f32>>) -> Result<RoundShift> {
+        let maps = style
+            .iter()
+            .zip(&values)
+            .map(|(t, whole)| {
+                let c = (t.gram.len() as f64).sqrt().round() as usize;
+                match &t.w2 {
+                    Some(w2) if whole.len() == c * c + c && whole.iter().any(|&v| v != 0.0) => {
+                        let (second, mean) = whole.split_at(c * c);
+                        let mean: Vec<f64> = mean.iter().map(|&v| f64::from(v)).collect();
+                        w2.whole_map((second, &mean)).map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(RoundShift { values, maps })
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 use image::Rgb32FImage;
 use serde::{Deserialize, Serialize};
 
+use super::coupling::RoundShift;
 use super::tiled::{Carry, TiledScale};
 use super::{Plan, with_run_inputs};
 use crate::color::{ColorMode, preserve_colors};
@@ -454,7 +455,9 @@ pub fn run_tiles(
                     ts.base = job.round_start(base, &store, r, Some(&todo))?;
                     base_round = r;
                 }
-                let shift = shift_of(ts, r).map_err(|e| keep(e, r))?;
+                let shift = shift_of(ts, r)
+                    .and_then(|v| v.map(|v| RoundShift::new(&ts.style, v)).transpose())
+                    .map_err(|e| keep(e, r))?;
                 carry.total = carry.done + todo.len() * ts.round_iterations(r);
                 // The folder a stopped tile's state goes to (the tiles go there too).
                 store.create_dir()?;
@@ -470,7 +473,7 @@ pub fn run_tiles(
                             ts,
                             r,
                             i,
-                            shift.as_deref(),
+                            shift.as_ref(),
                             resumed,
                             warm,
                             &mut carry,

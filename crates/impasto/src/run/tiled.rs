@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use image::Rgb32FImage;
 
+use super::coupling::RoundShift;
 use super::scale::{ScaleRun, Steerable};
 use super::{Plan, Stylized, keep_unmasked};
 use crate::checkpoint::{GpuPlan, OptState, State, TileState};
@@ -220,7 +221,7 @@ impl Plan<'_> {
         ts: &TiledScale,
         round: usize,
         i: usize,
-        shift: Option<&[Vec<f32>]>,
+        shift: Option<&RoundShift>,
         resumed: Option<State>,
         warm: Option<OptState>,
         carry: &mut Carry,
@@ -340,7 +341,10 @@ impl Plan<'_> {
                 (sum, pixels) = (Losses::default(), 0.0);
             }
             if shift.is_none() || i == 0 {
-                shift = ts.coupled.then(|| self.style_shift(&ts, &ts.base)).transpose()?;
+                shift = ts
+                    .coupled
+                    .then(|| RoundShift::new(&ts.style, self.style_shift(&ts, &ts.base)?))
+                    .transpose()?;
             }
             let rect = plan.rect(i);
             let warm = carried.starting(g, rect, resumed.is_some())?;
@@ -348,7 +352,7 @@ impl Plan<'_> {
                 &ts,
                 round,
                 i,
-                shift.as_deref(),
+                shift.as_ref(),
                 resumed.take(),
                 warm,
                 carry,

@@ -150,7 +150,8 @@ fn a_transported_target_gives_a_tile_the_whole_images_gradient() {
     };
     let (sw, mw) = moments(&whole, nw);
     let (st, mt) = moments(&tile, n);
-    let moved = t.transported((&sw, &mw), (&st, &mt)).unwrap();
+    let map = t.whole_map((&sw, &mw)).unwrap();
+    let moved = t.transported(&map, (&st, &mt)).unwrap();
     let (lt, gt) = loss_of(&tile, c, n, &moved, None);
     let (_, gw) = loss_of(&whole, c, nw, &t, None);
     assert!(lt.is_finite() && lt >= 0.0, "{lt}");
@@ -161,6 +162,8 @@ fn a_transported_target_gives_a_tile_the_whole_images_gradient() {
             assert!((a - b).abs() <= 1e-4 * gmax, "[{ch}, {p}]: tile {a} vs whole {b} (max {gmax})");
         }
     }
-    let err = t.transported((&sw[1..], &mw), (&st, &mt)).unwrap_err().to_string();
+    let err = t.whole_map((&sw[1..], &mw)).unwrap_err().to_string();
     assert!(err.contains("statistics of 35 and 6 values"), "{err}");
+    let err = t.transported(&map, (&st, &mt[1..])).unwrap_err().to_string();
+    assert!(err.contains("statistics of 36 and 5 values"), "{err}");
 }
