@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::model::{BufferPool, Vgg};
 use crate::observer::Losses;
-pub(crate) use wasserstein::{W2Target, WholeMap, channel_means};
+pub(crate) use wasserstein::{W2Target, WholeMap};
 
 /// One GPU evaluation timed step by step ([`Objective::gpu_profile`]).
 #[derive(Debug, Clone, PartialEq)]

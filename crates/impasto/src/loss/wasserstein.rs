@@ -183,11 +183,6 @@ fn symmetric(a: &Mat<f64>) -> Mat<f64> {
     Mat::from_fn(a.nrows(), a.ncols(), |i, j| 0.5 * (a[(i, j)] + a[(j, i)]))
 }
 
-/// The mean of each channel of the C×`n` features `f` (summed in f64).
-pub(crate) fn channel_means(f: &[f32], n: usize) -> Vec<f32> {
-    weighted_means(f, n, None, n as f64).into_iter().map(|m| m as f32).collect()
-}
-
 /// `Σ_p w_p·F[c,p] / total` for each channel c, with `w = m²` for a `mask`, else 1.
 fn weighted_means(f: &[f32], n: usize, mask: Option<&[f32]>, total: f64) -> Vec<f64> {
     f.chunks_exact(n.max(1))

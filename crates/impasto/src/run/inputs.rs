@@ -8,9 +8,7 @@ use image::Rgb32FImage;
 use super::{Plan, check_min_side};
 use crate::config::StyleLoss;
 use crate::error::Result;
-use crate::loss::{
-    ContentTarget, Objective, StyleTarget, TemporalTarget, W2Target, channel_means, gram_matrix, layer_mask,
-};
+use crate::loss::{ContentTarget, Objective, StyleTarget, TemporalTarget, W2Target, layer_mask};
 use crate::pixels::{fit_longest_side, resize, to_planar};
 use crate::tiles::{self, GRAM_HALO, Rect};
 
@@ -84,31 +82,24 @@ impl<'a> Plan<'a> {
             let tile = self.gram_tile((sw, sh), tile)?;
             let wasserstein = config.style_loss == StyleLoss::Wasserstein;
             let (grams, means) = if wasserstein {
-                if let Some(t) = tile {
-                    // The second moments F·Fᵀ/N in tiles, as Grams F·Fᵀ/(C·N), and the means.
-                    let img = resize(img, sw, sh);
-                    let moments =
-                        tiles::region_moments(self.targets(), &img, &self.style_layers, None, t, GRAM_HALO)?;
-                    moments
-                        .into_iter()
-                        .flatten()
-                        .map(|m| {
-                            let c = m.mean.len() as f32;
-                            let gram = m.second.iter().map(|v| v / c).collect();
-                            (gram, m.mean.iter().map(|&v| v as f32).collect())
-                        })
-                        .unzip()
-                } else {
-                    let px = to_planar(&resize(img, sw, sh));
-                    let outputs =
-                        self.targets().outputs_at(&px, sh as usize, sw as usize, &self.style_layers)?;
-                    outputs
-                        .iter()
-                        .map(|(f, (c, lh, lw))| (gram_matrix(f, *c, lh * lw), channel_means(f, lh * lw)))
-                        .unzip()
-                }
+                // The second moments F·Fᵀ/N as Grams F·Fᵀ/(C·N), and the means: summed where the
+                // features are made (on a GPU, only C×C + C values a layer come back), in tiles
+                // where the style image is large.
+                let img = resize(img, sw, sh);
+                let tile = tile.unwrap_or(u32::MAX);
+                let moments =
+                    tiles::region_moments(self.targets(), &img, &self.style_layers, None, tile, GRAM_HALO)?;
+                moments
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        let c = m.mean.len() as f32;
+                        let gram = m.second.iter().map(|v| v / c).collect();
+                        (gram, m.mean.iter().map(|&v| v as f32).collect())
+                    })
+                    .unzip()
             } else {
-                (self.style_grams(img, (sw, sh), tile)?, Vec::new())
+                (self.style_grams(img, (sw, sh), tile)?, Vec::<Vec<f32>>::new())
             };
             // Style k feeds region k when masked, else the blend of the single region.
             let (range, factor) = match &config.style_masks {
