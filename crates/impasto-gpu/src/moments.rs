@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::blocks::{Blocks, gram_slices, record_gram, record_gram_backward};
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
@@ -174,19 +176,29 @@ pub(crate) fn reads(terms: &[MomentTerm]) -> Vec<(&wgpu::Buffer, usize)> {
 
 /// The host step between the two submissions: each term from its statistics (`read`, as
 /// [`reads`] lists them), its gradient written for the backward. Returns the terms' sum (NaN
-/// when one cannot be computed; its gradient is then zero).
+/// when one cannot be computed; its gradient is then zero). The terms are computed side by side
+/// (their eigendecompositions keep a core each busier than one shared among them) and summed in
+/// their order, so the sum has the same bits as one after the other.
 pub(crate) fn host_step(gpu: &Gpu, terms: &[MomentTerm], read: &[Vec<f32>]) -> f64 {
+    let results: Vec<Option<MomentGradient>> = terms
+        .par_iter()
+        .zip(read.par_chunks_exact(2))
+        .map(|(t, pair)| {
+            let mean: Vec<f64> = pair[1].iter().map(|&s| f64::from(s) / t.total).collect();
+            (t.loss)(Moments { second: &pair[0], mean: &mean }, t.weight)
+                .filter(|g| g.d_second.len() == t.c * t.c && g.d_mean.len() == t.c)
+        })
+        .collect();
     let mut sum = 0.0;
-    for (t, pair) in terms.iter().zip(read.chunks_exact(2)) {
-        let mean: Vec<f64> = pair[1].iter().map(|&s| f64::from(s) / t.total).collect();
-        let (d, shift) = match (t.loss)(Moments { second: &pair[0], mean: &mean }, t.weight) {
-            Some(g) if g.d_second.len() == t.c * t.c && g.d_mean.len() == t.c => {
+    for (t, g) in terms.iter().zip(results) {
+        let (d, shift) = match g {
+            Some(g) => {
                 sum += g.loss;
                 let d: Vec<f32> = g.d_second.iter().map(|v| 2.0 * v).collect();
                 let shift: Vec<f32> = g.d_mean.iter().map(|v| (v / t.total) as f32).collect();
                 (d, shift)
             }
-            _ => {
+            None => {
                 sum = f64::NAN;
                 (vec![0.0; t.c * t.c], vec![0.0; t.c])
             }
