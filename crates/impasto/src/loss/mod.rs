@@ -19,7 +19,7 @@ pub(crate) use temporal::TemporalTarget;
 
 use std::sync::Arc;
 
-use crate::model::{BufferPool, Vgg};
+use crate::model::{Activations, BufferPool, Vgg};
 use crate::observer::Losses;
 pub(crate) use wasserstein::{W2Target, WholeMap};
 
@@ -270,16 +270,17 @@ impl<'a> Objective<'a> {
                     wanted[l] = true;
                 }
                 let acts = self.net.forward(pixels, h, w, last, &wanted, &self.buffers);
+                let w2 = self.w2_steps(&acts);
                 let grad = self.net.backward(&acts, last, &self.buffers, |i, g| {
                     for t in self.content.iter().filter(|t| t.layer == i) {
                         losses.content += content::content_loss(acts.get(i), &t.features, t.weight, g);
                     }
-                    for t in self.style.iter().filter(|t| t.layer == i) {
+                    for (t, step) in self.style.iter().zip(&w2).filter(|(t, _)| t.layer == i) {
                         let (c, lh, lw) = acts.shape[i];
                         let mask = t.mask.as_deref();
                         let f = acts.get(i);
-                        losses.style += match &t.w2 {
-                            Some(w2) => wasserstein::w2_loss(f, c, lh * lw, w2, t.weight, mask, g),
+                        losses.style += match step {
+                            Some(step) => step.apply(f, lh * lw, mask, g),
                             None => style::style_loss(f, c, lh * lw, &t.gram, t.weight, mask, g),
                         };
                     }
@@ -295,6 +296,29 @@ impl<'a> Objective<'a> {
         }
         self.mask_gradient(&mut grad);
         (losses, grad)
+    }
+
+    /// Each Wasserstein style term's step at the forward pass's outputs `acts` (`None` for a Gram
+    /// term): the statistics one layer after the other (each on every core), then the terms with
+    /// their eigendecompositions side by side (they are small and each keeps a core busier than
+    /// one shared among them; see `host_step` of the GPU's, which does the same).
+    fn w2_steps(&self, acts: &Activations) -> Vec<Option<wasserstein::W2Step>> {
+        use rayon::prelude::*;
+        let stats: Vec<_> = self
+            .style
+            .iter()
+            .map(|t| {
+                t.w2.as_ref().map(|_| {
+                    let (c, lh, lw) = acts.shape[t.layer];
+                    wasserstein::w2_statistics(acts.get(t.layer), c, lh * lw, t.mask.as_deref())
+                })
+            })
+            .collect();
+        self.style
+            .par_iter()
+            .zip(&stats)
+            .map(|(t, s)| Some(wasserstein::w2_step(s.as_ref()?.as_ref(), t.w2.as_deref()?, t.weight)))
+            .collect()
     }
 
     /// Multiplies a pixel gradient by the pixel mask (0 = the pixel never changes), if there is one.

@@ -198,12 +198,13 @@ fn weighted_means(f: &[f32], n: usize, mask: Option<&[f32]>, total: f64) -> Vec<
 
 /// Returns `SCALE · weight · W2²(features, target)` and adds its gradient with respect to `f` (C×N) into
 /// `grad`; NaN when an eigendecomposition does not converge (the run loop then stops, as on any
-/// non-finite loss).
+/// non-finite loss). [`w2_statistics`], [`w2_step`], then [`W2Step::apply`].
 ///
 /// With a `mask` (one value per position) the features' mean and covariance are those of the
 /// region, each position weighted by its mask value squared, as the masked Gram loss weighs it
 /// (`(F∘m)(F∘m)ᵀ`), so a region is compared with the style as if it were a whole image; an empty
 /// region (`Σm²` at most 1e-6) has no term.
+#[cfg(test)]
 pub(crate) fn w2_loss(
     f: &[f32],
     c: usize,
@@ -213,15 +214,41 @@ pub(crate) fn w2_loss(
     mask: Option<&[f32]>,
     grad: &mut [f32],
 ) -> f64 {
+    w2_step(w2_statistics(f, c, n, mask).as_ref(), target, weight).apply(f, n, mask, grad)
+}
+
+/// A Wasserstein term at a layer's features, before its gradient is added: the term and its
+/// gradient with respect to the statistics ([`w2_step`]).
+#[derive(Debug)]
+pub(crate) enum W2Step {
+    /// An empty region: no term.
+    Empty,
+    /// An eigendecomposition did not converge: the term is NaN, its gradient zero.
+    Failed,
+    /// The term, `Σm²` (or the positions), `∂/∂Σ` and `∂/∂μ`.
+    Term { loss: f64, total: f64, d_cov: Vec<f32>, d_mean: Vec<f64> },
+}
+
+/// A layer's statistics under a mask ([`w2_statistics`]): `Σm²` (or the positions), the second
+/// moment `(F∘m)(F∘m)ᵀ/Σm²` and the means `(F∘m²)·1/Σm²`.
+#[derive(Debug)]
+pub(crate) struct W2Statistics {
+    total: f64,
+    moment: Vec<f32>,
+    mean: Vec<f64>,
+}
+
+/// The statistics of the C×`n` features `f` under `mask` (see [`w2_loss`]); `None` for an empty
+/// region. The work that grows with the pixels, on the engine's Gram kernel.
+pub(crate) fn w2_statistics(f: &[f32], c: usize, n: usize, mask: Option<&[f32]>) -> Option<W2Statistics> {
     let total = match mask {
         Some(m) => m.iter().map(|&v| f64::from(v) * f64::from(v)).sum(),
         None => n as f64,
     };
     if total <= 1e-6 {
-        return 0.0;
+        return None;
     }
     let mean = weighted_means(f, n, mask, total);
-    // The second moment (F∘m)(F∘m)ᵀ / Σm² on the engine's Gram kernel.
     let mut moment = vec![0.0f32; c * c];
     match mask {
         None => k::gram(f, c, n, (1.0 / total) as f32, &mut moment),
@@ -231,28 +258,50 @@ pub(crate) fn w2_loss(
             k::gram(&fm, c, n, (1.0 / total) as f32, &mut moment);
         }
     }
-    let Some((loss, d_cov, d_mean)) = w2_of_moments(target, weight, &moment, &mean) else {
-        return f64::NAN;
-    };
-    // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the mean's
-    // part, the same for every position of a channel (times m_p²).
-    let scale = (1.0 / total) as f32;
-    match mask {
-        None => k::gram_backward(f, c, n, &d_cov, scale, true, grad),
-        Some(m) => {
-            let fm2: Vec<f32> =
-                f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b * b)).collect();
-            k::gram_backward(&fm2, c, n, &d_cov, scale, true, grad);
-        }
+    Some(W2Statistics { total, moment, mean })
+}
+
+/// The term `SCALE · weight · W2²` at a layer's statistics (`None`: an empty region) and its
+/// gradient with respect to them: the C×C work with the eigendecompositions, the same at any
+/// size, which the CPU loss runs for all its layers side by side.
+pub(crate) fn w2_step(stats: Option<&W2Statistics>, target: &W2Target, weight: f32) -> W2Step {
+    let Some(s) = stats else { return W2Step::Empty };
+    match w2_of_moments(target, weight, &s.moment, &s.mean) {
+        Some((loss, d_cov, d_mean)) => W2Step::Term { loss, total: s.total, d_cov, d_mean },
+        None => W2Step::Failed,
     }
-    for (g_row, dm) in grad.chunks_exact_mut(n).zip(&d_mean) {
-        let shift = (dm / total) as f32;
+}
+
+impl W2Step {
+    /// Adds the term's gradient with respect to the C×`n` features `f` (those it was computed from,
+    /// under the same `mask`) into `grad`; returns the term.
+    pub(crate) fn apply(&self, f: &[f32], n: usize, mask: Option<&[f32]>, grad: &mut [f32]) -> f64 {
+        let (loss, total, d_cov, d_mean) = match self {
+            W2Step::Empty => return 0.0,
+            W2Step::Failed => return f64::NAN,
+            W2Step::Term { loss, total, d_cov, d_mean } => (*loss, *total, d_cov, d_mean),
+        };
+        let c = d_mean.len();
+        // (dΣ + dΣᵀ)·(F∘m²) / Σm² = 2·dΣ·F_p·m_p² / Σm², added into `grad` in place; then the
+        // mean's part, the same for every position of a channel (times m_p²).
+        let scale = (1.0 / total) as f32;
         match mask {
-            None => g_row.iter_mut().for_each(|g| *g += shift),
-            Some(m) => g_row.iter_mut().zip(m).for_each(|(g, mv)| *g += mv * mv * shift),
+            None => k::gram_backward(f, c, n, d_cov, scale, true, grad),
+            Some(m) => {
+                let fm2: Vec<f32> =
+                    f.chunks_exact(n).flat_map(|row| row.iter().zip(m).map(|(a, b)| a * b * b)).collect();
+                k::gram_backward(&fm2, c, n, d_cov, scale, true, grad);
+            }
         }
+        for (g_row, dm) in grad.chunks_exact_mut(n).zip(d_mean) {
+            let shift = (dm / total) as f32;
+            match mask {
+                None => g_row.iter_mut().for_each(|g| *g += shift),
+                Some(m) => g_row.iter_mut().zip(m).for_each(|(g, mv)| *g += mv * mv * shift),
+            }
+        }
+        loss
     }
-    loss
 }
 
 /// The term `SCALE · weight · W2²` from a layer's statistics (the second moment `S`, C×C, and the

@@ -15,6 +15,7 @@ pub use compact::{
     EMBEDDED_LABEL, check_compact_depth, embedded_model, quantize_channel,
 };
 pub use impasto_weights::{Preprocess, cache_file_name};
+pub(crate) use network::Activations;
 pub use network::Vgg;
 pub use pack::pack_compact;
 pub use weights::locate_weights;
