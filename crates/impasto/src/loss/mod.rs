@@ -19,6 +19,8 @@ pub(crate) use temporal::TemporalTarget;
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::model::{Activations, BufferPool, Vgg};
 use crate::observer::Losses;
 pub(crate) use wasserstein::{W2Target, WholeMap};
@@ -303,7 +305,6 @@ impl<'a> Objective<'a> {
     /// their eigendecompositions side by side (they are small and each keeps a core busier than
     /// one shared among them; see `host_step` of the GPU's, which does the same).
     fn w2_steps(&self, acts: &Activations) -> Vec<Option<wasserstein::W2Step>> {
-        use rayon::prelude::*;
         let stats: Vec<_> = self
             .style
             .iter()
