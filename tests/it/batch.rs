@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Run, Sandbox, png_text_value, signal};
+#[cfg(unix)]
+use crate::common::signal;
+use crate::common::{Run, Sandbox, png_text_value};
 
 /// The shard and scheduler variables a test must not inherit (CI could itself run under Slurm).
 const SHARD_VARS: [&str; 5] = [

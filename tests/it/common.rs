@@ -326,6 +326,7 @@ pub fn signal(child: &std::process::Child, name: &str) {
 }
 
 /// The child's exit code once it ends; kills it and fails the test if that takes more than `limit`.
+#[cfg(unix)]
 pub fn wait_with_timeout(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
     let start = std::time::Instant::now();
     loop {

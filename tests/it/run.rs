@@ -2,14 +2,18 @@
 //! output size, `--save-every`, the plain log, `--quiet`, the weights search, and Ctrl-C (with and
 //! without `--checkpoint`), and a full disk (a small tmpfs).
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader};
+#[cfg(unix)]
 use std::process::Stdio;
+#[cfg(unix)]
 use std::time::Duration;
 
 use crate::common::{
-    Run, Sandbox, TINY_LAYERS, Tmpfs, png_text_value, run_tiny, run_weights, shared_image_or_png, signal,
-    tiny, wait_with_timeout,
+    Run, Sandbox, TINY_LAYERS, Tmpfs, png_text_value, run_tiny, run_weights, shared_image_or_png, tiny,
 };
+#[cfg(unix)]
+use crate::common::{signal, wait_with_timeout};
 
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));

@@ -4,7 +4,9 @@
 //! tiles or memory budgets too small are refused on one line before any work, shard counts beyond
 //! the tiles give empty shards, and a job's tiles run on the device of the process that takes them.
 
-use crate::common::{Run, Sandbox, TINY_LAYERS, signal, tiny, wait_with_timeout};
+use crate::common::{Run, Sandbox, TINY_LAYERS, tiny};
+#[cfg(unix)]
+use crate::common::{signal, wait_with_timeout};
 
 /// The run's arguments: a 96x96 output in tiles of at most 80 px overlapping by at least 8 (4 tiles of
 /// 64 px), 16-bit.
