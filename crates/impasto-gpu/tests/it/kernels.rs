@@ -334,13 +334,10 @@ fn every_gemm_tile_gives_the_same_bits() {
             let dy = rng.vec(c_out * h * w, 1.0);
             let fwd = |g: &Gpu| g.conv3x3_forward(&x, c_in, c_out, h, w, &wt, &b, true).unwrap();
             let bwd = |g: &Gpu| g.conv3x3_backward_input(&dy, c_in, c_out, h, w, &wt).unwrap();
+            let (want_fwd, want_bwd) = (fwd(&reference), bwd(&reference));
             for (tile, g) in &others {
-                assert_eq!(fwd(g), fwd(&reference), "{tile} conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}");
-                assert_eq!(
-                    bwd(g),
-                    bwd(&reference),
-                    "{tile} conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}"
-                );
+                assert_eq!(fwd(g), want_fwd, "{tile} conv forward {c_in}→{c_out} {h}×{w} cap {cap:?}");
+                assert_eq!(bwd(g), want_bwd, "{tile} conv backward {c_out}→{c_in} {h}×{w} cap {cap:?}");
             }
         }
         // A Gram must fit one binding: 65 channels (two row tiles) unsplit, 31 split.
@@ -354,10 +351,11 @@ fn every_gemm_tile_gives_the_same_bits() {
             let gram = |g: &Gpu| g.gram(&f, c, n, 0.5, 3).unwrap();
             let crop = |g: &Gpu| g.cropped_gram(&f, c, h, w, (1, 2, w - 3, h - 4), 1.0, 2).unwrap();
             let back = |g: &Gpu| g.gram_backward(&f, c, n, &dg, 0.25).unwrap();
+            let (want_gram, want_crop, want_back) = (gram(&reference), crop(&reference), back(&reference));
             for (tile, g) in &others {
-                assert_eq!(gram(g), gram(&reference), "{tile} gram {c}×{n} cap {cap:?}");
-                assert_eq!(crop(g), crop(&reference), "{tile} cropped gram {c} {h}×{w} cap {cap:?}");
-                assert_eq!(back(g), back(&reference), "{tile} gram backward {c}×{n} cap {cap:?}");
+                assert_eq!(gram(g), want_gram, "{tile} gram {c}×{n} cap {cap:?}");
+                assert_eq!(crop(g), want_crop, "{tile} cropped gram {c} {h}×{w} cap {cap:?}");
+                assert_eq!(back(g), want_back, "{tile} gram backward {c}×{n} cap {cap:?}");
             }
         }
     }
