@@ -569,7 +569,7 @@ fn batch_slurm_job_array_runs_every_job_once_and_a_rerun_finishes_a_cancelled_ta
         std::fs::read_to_string(sb.path("plan.toml"))
             .unwrap()
             .replace("'out'", "'out2'")
-            .replace("iterations = 20", "iterations = 150\ncheckpoint-every = 1"),
+            .replace("iterations = 20", "iterations = 50\ncheckpoint-every = 1"),
     )
     .unwrap();
     let job = sh(&format!(
