@@ -38,6 +38,7 @@ pub(crate) fn device_uuid(_adapter: &wgpu::Adapter) -> Option<String> {
 }
 
 /// `8-4-4-4-12` lowercase hex digits; `None` for all zeros (a driver that has no UUID).
+#[cfg(any(test, windows, target_os = "linux", target_os = "android", target_os = "freebsd"))]
 fn format_uuid(bytes: [u8; 16]) -> Option<String> {
     if bytes == [0; 16] {
         return None;

@@ -29,8 +29,10 @@ use crate::simd::{SimdLevel, simd_level};
 /// Rows of the micro-kernel (A panel height).
 pub(crate) const MR: usize = 14;
 /// Columns of the micro-kernel (two zmm vectors).
+#[cfg(target_arch = "x86_64")]
 const NR: usize = 32;
 /// Largest row block of a strided A (a multiple of `MR`; VGG's 512 channels fit in one).
+#[cfg(target_arch = "x86_64")]
 const MC_MAX: usize = 40 * MR;
 /// Largest depth block; `k` above it is split into equal blocks. 640 keeps `k = 577` (the im2col
 /// conv1_2 of VGG, feeding pool1) one sequential FMA chain per element, as the `gemm` crate does:
@@ -38,6 +40,7 @@ const MC_MAX: usize = 40 * MR;
 /// fixture gradient (`impasto` crate, `fixtures`) from 5.5e-7 to 2.2e-4 of its max.
 const KC_MAX: usize = 640;
 /// Budget (floats) of one packed B block `kc × nc` (512 KiB, half of L2).
+#[cfg(target_arch = "x86_64")]
 const B_BLOCK_FLOATS: usize = 128 * 1024;
 
 /// True if the AVX-512F path is usable now: the CPU has AVX-512F and [`simd_level`] (the

@@ -23,6 +23,7 @@ pub(crate) fn pack_a_panel(a: MatRef<'_>, i0: usize, mr: usize, p0: usize, kc: u
 
 /// Packs columns `j0 .. j0 + nv` (`nv ≤ width`) and depths `p0 .. p0 + kc` of B into `dst`
 /// (`kc × width`, p-major, columns `nv ..` zero).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn pack_b_panel(
     b: MatRef<'_>,
