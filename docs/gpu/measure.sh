@@ -3,7 +3,7 @@
 # (wgpu/Vulkan) on an NVIDIA H200"): impasto's iteration beside PyTorch CUDA's (TF32 off and on), a
 # per-kernel breakdown, VGG-19 at 2048² with peak GPU memory, and the default 512 px run end to end.
 #
-# Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE] [TUNING]
+# Usage: docs/gpu/measure.sh IMPASTO TORCH_BENCH_DIR OUT_DIR [CONV_RATE] [TUNING] [LBFGS_STEP]
 #   IMPASTO          a stripped release binary built on the developer machine
 #   CONV_RATE        optional: the stripped `conv_rate` example of impasto-gpu (cargo build --release
 #                    -p impasto-gpu --example conv_rate), each VGG-16 layer's convolution in the
@@ -14,6 +14,9 @@
 #   TUNING           optional: the stripped `tuning` example of impasto-gpu, a VGG-16 evaluation with
 #                    each product's GEMM form chosen by timing against the default forms (the
 #                    per-product table is also in the `--layers` bench's "gpu_tuned" lines)
+#   LBFGS_STEP       optional: the stripped `lbfgs_step` example of impasto (cargo build --release
+#                    -p impasto --example lbfgs_step), one L-BFGS step with the history on the GPU
+#                    (100 pairs and 1) and on the host (1 pair: the host's passes alone)
 #   TORCH_BENCH_DIR  a folder holding ../shared/bench/torch_vgg_iter.py (copied, not committed)
 #   OUT_DIR          where the logs go (the device tool's $OUT): one archive, measure.tgz, of the
 #                    folder logs/ (the device tool returns at most 8 files), and steps.txt beside it
@@ -27,7 +30,8 @@
 # machine needs a Vulkan loader (libvulkan1) and its driver's Vulkan ICD, PyTorch with CUDA and
 # safetensors.
 set -u
-bin=$1 bench=$2 top=$3 conv_rate=${4:-} tuning=${5:-}
+bin=$1 bench=$2 top=$3 conv_rate=${4:-} tuning=${5:-} lbfgs_step=${6:-}
+here=$(cd "$(dirname "$0")" && pwd)
 out=$top/logs
 # The adapter: the first hardware GPU (gpu:N picks another, or a software one to try the script).
 dev=${IMPASTO_MEASURE_DEVICE:-gpu}
@@ -48,7 +52,8 @@ step() { # name seconds command...
     /usr/bin/time -v -o "$out/$name.time" timeout "$limit" "$@" >"$out/$name.out" 2>"$out/$name.err"
     echo "rc=$?" | tee -a "$out/steps.txt"
 }
-# Samples the GPU's used memory every 50 ms while a command runs (context included).
+# Samples the GPU's used memory every 50 ms while a command runs (context included), for impasto and
+# PyTorch alike: cuDNN's autotuning makes PyTorch's own max_memory_allocated a measure of the card.
 sampled() { # name seconds command...
     local name=$1
     if ! command -v nvidia-smi >/dev/null; then
@@ -96,13 +101,24 @@ torch=(python3 "$work/bench/torch_vgg_iter.py" --device cuda)
 step impasto_vgg16_512 150 "$bin" bench --device "$dev" --sizes 512 --model vgg16 --reps 5 --warmup 2 --layers --json
 step torch_vgg16_tf32off 90 "${torch[@]}" --tf32 off --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
 step torch_vgg16_tf32on 90 "${torch[@]}" --tf32 on --model vgg16 --sizes 512x512 1024x1024 --reps 10 --warmup 3
-step torch_vgg19_2048_tf32off 60 "${torch[@]}" --tf32 off --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
-step torch_vgg19_2048_tf32on 60 "${torch[@]}" --tf32 on --model vgg19 --sizes 2048x2048 --reps 3 --warmup 2
+sampled torch_vgg19_2048_tf32off 100 "${torch[@]}" --tf32 off --model vgg19 --sizes 2048x2048 --reps 3 --warmup 1
+sampled torch_vgg19_2048_tf32on 60 "${torch[@]}" --tf32 on --model vgg19 --sizes 2048x2048 --reps 3 --warmup 1
+# The network's own memory in PyTorch: the same iteration with cuDNN's autotuning off.
+sampled torch_vgg19_2048_noautotune_off 60 python3 "$here/torch_memory.py" "$work/bench" vgg19 2048 off
+sampled torch_vgg19_2048_noautotune_on 60 python3 "$here/torch_memory.py" "$work/bench" vgg19 2048 on
 # The default run end to end (built-in model: the same network and kernels as the full weights).
 sampled e2e_512 120 "$bin" docs/astronaut_starry.png docs/chelsea_scream.png -o "$out/e2e.png" --device "$dev" --size 512 --weights builtin
 # VGG-19 at 2048²: its tuning alone is some 20-30 evaluations of this size, hence the longer limit.
-sampled impasto_vgg19_2048 240 "$bin" bench --device "$dev" --sizes 2048 --model vgg19 --reps 2 --warmup 1 --json
+sampled impasto_vgg19_2048 240 "$bin" bench --device "$dev" --sizes 2048 --model vgg19 --reps 3 --warmup 1 --json
 rm -rf "$work"
+# The default 1024 px run (two scales), the Wasserstein loss's iteration, the L-BFGS step.
+sampled e2e_1024 90 "$bin" docs/astronaut_starry.png docs/chelsea_scream.png -o "$out/e2e_1024.png" --device "$dev" --size 1024 --weights builtin
+step impasto_vgg16_512_w2 60 "$bin" bench --device "$dev" --sizes 512 --model vgg16 --reps 10 --warmup 2 --style-loss w2 --json
+if [ -n "$lbfgs_step" ]; then
+    step lbfgs_step_gpu 60 "$lbfgs_step" "$dev" 512,1024 100 9
+    step lbfgs_step_gpu_1 60 "$lbfgs_step" "$dev" 512,1024 1 9
+    step lbfgs_step_host_1 30 "$lbfgs_step" cpu 512 1 9
+fi
 # The diagnostics, in what time is left.
 if [ -n "$conv_rate" ]; then
     step conv_rate 90 "$conv_rate" "$dev" 512 5
