@@ -399,9 +399,44 @@ impl Gpu {
     /// [`Gpu::finish_and_read_as`] of `(buffer, first value, values)` ranges.
     pub(crate) fn finish_and_read_ranges<T: bytemuck::Pod>(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize, usize)],
     ) -> Result<Vec<Vec<T>>> {
+        self.finish_and_map(encoder, reads, |all: &[T]| {
+            let mut at = 0;
+            reads
+                .iter()
+                .map(|&(_, _, n)| {
+                    at += n;
+                    all[at - n..at].to_vec()
+                })
+                .collect()
+        })
+    }
+
+    /// [`Gpu::finish_and_read`] into `out`, the reads' floats one after the other: `out`'s memory
+    /// serves again (no image-sized allocation, whose pages the kernel would zero, per read).
+    pub(crate) fn finish_and_read_into(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let ranges: Vec<(&wgpu::Buffer, usize, usize)> = reads.iter().map(|&(b, n)| (b, 0, n)).collect();
+        self.finish_and_map(encoder, &ranges, |all: &[f32]| {
+            out.clear();
+            out.extend_from_slice(all);
+        })
+    }
+
+    /// Submits `encoder` after copying the `(buffer, first value, values)` ranges into one mappable
+    /// buffer, waits, and hands `read` the values of all of them, in order: one submit, one map.
+    fn finish_and_map<T: bytemuck::Pod, R>(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize, usize)],
+        read: impl FnOnce(&[T]) -> R,
+    ) -> Result<R> {
         let size = std::mem::size_of::<T>();
         let total: usize = reads.iter().map(|r| r.2).sum();
         let bytes = (total.max(1) * size) as u64;
@@ -444,16 +479,11 @@ impl Gpu {
             Ok(Err(e)) => return Err(self.classify("read-back", e.to_string())),
             Err(_) => return Err(self.classify("read-back", "the map callback never ran".into())),
         }
-        let mut out = Vec::with_capacity(reads.len());
-        {
+        let out = {
             let view = staging.get_mapped_range(..).map_err(|e| self.classify("read-back", e.to_string()))?;
             let all: &[T] = bytemuck::cast_slice(&view);
-            let mut at = 0;
-            for &(_, _, n) in reads {
-                out.push(all[at..at + n].to_vec());
-                at += n;
-            }
-        }
+            read(&all[..total])
+        };
         staging.unmap();
         Ok(out)
     }

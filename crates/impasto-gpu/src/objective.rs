@@ -434,7 +434,9 @@ impl GpuObjective {
         let mut reads = vec![(&self.sums, live)];
         reads.extend(self.grad.reads());
         let mut out = gpu.finish_and_read(enc, &reads)?;
-        let grad = out.split_off(1).concat();
+        let mut parts = out.split_off(1);
+        // One block (every image whose planes fit a binding) is the gradient as read: no copy.
+        let grad = if parts.len() == 1 { parts.pop().unwrap_or_default() } else { parts.concat() };
         let sums = out.pop().unwrap_or_default();
         if let Some(stamps) = round {
             let seconds = stamps.seconds(&gpu, gpu.encoder())?;

@@ -1,5 +1,6 @@
 //! CPU kernels of impasto: the `sgemm` entry point, 3×3 convolution (forward
-//! and gradient to the input), ReLU, 2×2 pooling and Gram matrices.
+//! and gradient to the input), ReLU, 2×2 pooling, Gram matrices, and the f64
+//! dot product that L-BFGS uses on the host and on a GPU history's host side.
 //!
 //! # Layout and conventions
 //!
@@ -62,6 +63,7 @@
 #![deny(missing_docs)]
 
 mod conv;
+pub mod dot;
 mod gram;
 mod im2col;
 mod microkernel;

@@ -265,7 +265,8 @@ impl Lbfgs {
             #[cfg(feature = "gpu")]
             Pairs::Gpu { ring, error } => {
                 free_gradient(x, g, lo, hi, false, &mut buffer);
-                ring.direction(&buffer).map_err(|e| keep(error, e))
+                ring.direction_in_place(&mut buffer).map_err(|e| keep(error, e))?;
+                Ok(buffer)
             }
         }
     }
